@@ -1,0 +1,63 @@
+"""The Backend contract: translate messages into a stream of text, nothing more.
+
+The engine owns guards, caching, retry, fallback and timing; a backend only talks to a model.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from chat.messages import GenerationParams, Message, Waiting
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The backend's last item: why generation ended and, when known, exact token counts."""
+
+    reason: str  # "stop", "length", "cancelled", ...
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+Chunk = str | Waiting | Finish
+
+
+class Backend(ABC):
+    """A model that streams replies. Subclasses set ``name`` ("local", "cloud") and ``model``."""
+
+    name: str = "backend"
+    model: str = ""
+
+    @abstractmethod
+    def stream(
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        cancel: threading.Event | None = None,
+        api_key: str | None = None,
+    ) -> Iterator[Chunk]:
+        """Yield text deltas (and ``Waiting`` while queued), then one ``Finish``.
+
+        Closing the iterator, or setting ``cancel``, must stop generation and free the model.
+        """
+
+    @abstractmethod
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens the prompt for ``messages`` takes (exact where a tokenizer is available)."""
+
+    def context_window(self) -> int | None:
+        """The hard context limit in tokens, when the backend knows it."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Release resources (model memory, HTTP connections)."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

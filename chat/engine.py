@@ -1,0 +1,326 @@
+"""The engine: every request, from every entry point, takes this one path.
+
+    input guard -> per backend: fit context -> cache -> stream (retry before the first token)
+    -> output guard -> cache store; on failure, the next backend in the fallback chain.
+
+It yields events (``chat.messages``), never bare strings, so a notice, a queue position, a
+cache hit or a fallback looks the same to the UI, the HTTP APIs and the tests.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+from chat.backends.base import Backend, Finish
+from chat.context import fit_messages
+from chat.counters import Counters
+from chat.errors import BackendError, ContextOverflow, InputBlocked, InvalidRequest, OutputBlocked
+from chat.i18n import Lang, detect_language, t
+from chat.messages import Done, Event, GenerationParams, Message, Notice, Stats, TextDelta, Waiting
+from chat.retry import RetryPolicy
+
+CACHE_REPLAY_CHUNK = 16  # characters per replayed delta: a cache hit still streams
+
+
+class InputGuard(Protocol):
+    def check(self, messages: Sequence[Message]) -> None:
+        """Raise ``InputBlocked`` (or ``InvalidRequest`` for limits) to refuse the request."""
+
+
+class OutputFilter(Protocol):
+    def feed(self, text: str) -> str:
+        """Take new text; return the part safe to release. Raise ``OutputBlocked`` on a hit."""
+
+    def flush(self) -> str:
+        """The end of the stream: return whatever is still held back."""
+
+
+class OutputGuard(Protocol):
+    def new_filter(self) -> OutputFilter: ...
+
+
+class ResponseCache(Protocol):
+    def key(
+        self, backend: Backend, messages: Sequence[Message], params: GenerationParams, *, salt: str = ""
+    ) -> str: ...
+    def get(self, key: str) -> str | None: ...
+    def put(self, key: str, text: str) -> None: ...
+
+
+class ChatEngine:
+    """Streams guarded replies from an ordered chain of backends.
+
+    >>> engine = ChatEngine({"local": backend})
+    >>> for event in engine.stream([Message("user", "Hi")], GenerationParams(temperature=0)):
+    ...     print(event)
+    """
+
+    def __init__(
+        self,
+        backends: Mapping[str, Backend],
+        *,
+        fallback: Sequence[str] = (),
+        retry: RetryPolicy | None = None,
+        input_guard: InputGuard | None = None,
+        output_guard: OutputGuard | None = None,
+        cache: ResponseCache | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if not backends:
+            raise ValueError("at least one backend is needed")
+        self.backends = dict(backends)
+        self.fallback = [name for name in fallback if name in self.backends]
+        self.retry = retry or RetryPolicy()
+        self.input_guard = input_guard
+        self.output_guard = output_guard
+        self.cache = cache
+        self.counters = Counters()
+        self._clock = clock
+
+    @property
+    def default_backend(self) -> str:
+        return next(iter(self.backends))
+
+    def chain(self, backend: str | None = None) -> list[Backend]:
+        """The backends to try, in order: the chosen one, then the configured fallbacks."""
+        first = backend or self.default_backend
+        if first not in self.backends:
+            raise InvalidRequest(f"unknown backend {first!r}; available: {', '.join(self.backends)}")
+        names = [first, *(n for n in self.fallback if n != first)]
+        return [self.backends[n] for n in names]
+
+    def stream(
+        self,
+        messages: Iterable[Message | Mapping[str, Any]],
+        params: GenerationParams | None = None,
+        *,
+        backend: str | None = None,
+        cancel: threading.Event | None = None,
+        use_cache: bool = True,
+        api_key: str | None = None,
+    ) -> Iterator[Event]:
+        """Yield events for one reply; the last one is ``Done``. Errors raise ``ChatError``.
+
+        Closing the iterator stops generation and frees the model.
+        """
+        params = params or GenerationParams()
+        msgs = _checked_messages(messages)
+        lang = detect_language(msgs[-1].content)
+        chain = self.chain(backend)
+        self.counters.add("requests")
+        if self.input_guard is not None:
+            try:
+                self.input_guard.check(msgs)
+            except InputBlocked:
+                self.counters.add("blocked_input")
+                raise
+        started = self._clock()
+        deadline = started + self.retry.total_timeout
+        last_error: BackendError | None = None
+        for index, candidate in enumerate(chain):
+            if index:
+                self.counters.add("fallbacks")
+                yield Notice(
+                    "fallback",
+                    f"{candidate.name} ({candidate.model}) is answering because "
+                    f"{chain[index - 1].name} failed: {last_error.user_message(lang)}",
+                )
+            try:
+                yield from self._stream_backend(
+                    candidate,
+                    msgs,
+                    params,
+                    lang=lang,
+                    cancel=cancel,
+                    use_cache=use_cache,
+                    api_key=api_key,
+                    started=started,
+                    deadline=deadline,
+                    fallback=index > 0,
+                )
+                return
+            except BackendError as exc:
+                self.counters.add("errors")
+                last_error = exc
+                if self._clock() >= deadline:
+                    break
+        assert last_error is not None
+        raise last_error
+
+    def reply(
+        self,
+        messages: Iterable[Message | Mapping[str, Any]],
+        params: GenerationParams | None = None,
+        **kwargs: Any,
+    ) -> Done:
+        """Run a reply to the end and return its ``Done`` event."""
+        for event in self.stream(messages, params, **kwargs):
+            if isinstance(event, Done):
+                return event
+        raise AssertionError("engine stream ended without Done")
+
+    # -- one backend ---------------------------------------------------------------------------
+
+    def _stream_backend(
+        self,
+        backend: Backend,
+        msgs: list[Message],
+        params: GenerationParams,
+        *,
+        lang: Lang,
+        cancel: threading.Event | None,
+        use_cache: bool,
+        api_key: str | None,
+        started: float,
+        deadline: float,
+        fallback: bool,
+    ) -> Iterator[Event]:
+        window = params.context_length
+        hard_limit = backend.context_window()
+        if hard_limit is not None and window > hard_limit:
+            yield Notice("context_capped", t("notice.ctx_capped", lang, requested=window, used=hard_limit))
+            window = hard_limit
+        fitted = fit_messages(msgs, window=window, reserve=params.max_new_tokens, count=backend.count_tokens)
+        if fitted.dropped:
+            yield Notice("trimmed", t("notice.trimmed", lang, count=fitted.dropped))
+        stats = Stats(
+            backend=backend.name,
+            model=backend.model,
+            prompt_tokens=fitted.prompt_tokens,
+            dropped_messages=fitted.dropped,
+            fallback=fallback,
+        )
+
+        key = None
+        if self.cache is not None and use_cache:
+            key = self.cache.key(backend, fitted.messages, params, salt=_salt(api_key))
+            cached = self.cache.get(key)
+            if cached is not None:
+                self.counters.add("cache_hits")
+                yield from self._replay(cached, stats, started)
+                return
+            self.counters.add("cache_misses")
+
+        attempt = 0
+        while True:
+            attempt += 1
+            received: list[str] = []
+            shown: list[str] = []
+            finish = Finish("stop")
+            first_token_at: float | None = None
+            out_filter = self.output_guard.new_filter() if self.output_guard is not None else None
+            chunks = backend.stream(fitted.messages, params, cancel=cancel, api_key=api_key)
+            try:
+                for chunk in chunks:
+                    if isinstance(chunk, Waiting):
+                        yield chunk
+                    elif isinstance(chunk, Finish):
+                        finish = chunk
+                    elif chunk:
+                        if first_token_at is None:
+                            first_token_at = self._clock()
+                        received.append(chunk)
+                        released = out_filter.feed(chunk) if out_filter else chunk
+                        if released:
+                            shown.append(released)
+                            yield TextDelta(released)
+                if out_filter is not None:
+                    tail = out_filter.flush()
+                    if tail:
+                        shown.append(tail)
+                        yield TextDelta(tail)
+            except OutputBlocked:
+                self.counters.add("blocked_output")
+                chunks.close()
+                notice = t("error.output_blocked", lang)
+                yield Notice("blocked", notice)
+                stats.finish_reason = "blocked"
+                yield Done(notice, self._finish_stats(stats, started, first_token_at, len(received)))
+                return
+            except ContextOverflow:
+                raise
+            except BackendError as exc:
+                if received:
+                    # Text already reached the user: keep it, say what happened, no retry.
+                    self.counters.add("errors")
+                    yield Notice("interrupted", exc.user_message(lang))
+                    stats.finish_reason = "error"
+                    stats.retries = attempt - 1
+                    yield Done(
+                        "".join(shown), self._finish_stats(stats, started, first_token_at, len(received))
+                    )
+                    return
+                delay = self.retry.delay(attempt, exc)
+                if delay is None or self._clock() + delay >= deadline:
+                    raise
+                self.counters.add("retries")
+                if _sleep(delay, cancel):
+                    raise
+                continue
+            finally:
+                chunks.close()
+            break
+
+        stats.retries = attempt - 1
+        stats.finish_reason = finish.reason
+        if finish.prompt_tokens is not None:
+            stats.prompt_tokens = finish.prompt_tokens
+        completion_tokens = (
+            finish.completion_tokens if finish.completion_tokens is not None else len(received)
+        )
+        if finish.reason == "length":
+            yield Notice("length", t("notice.length", lang))
+        text = "".join(shown)
+        if key is not None and finish.reason == "stop" and text:
+            self.cache.put(key, text)
+        yield Done(text, self._finish_stats(stats, started, first_token_at, completion_tokens))
+
+    def _replay(self, text: str, stats: Stats, started: float) -> Iterator[Event]:
+        first_token_at = self._clock()
+        for i in range(0, len(text), CACHE_REPLAY_CHUNK):
+            yield TextDelta(text[i : i + CACHE_REPLAY_CHUNK])
+        stats.from_cache = True
+        stats.finish_reason = "stop"
+        yield Done(text, self._finish_stats(stats, started, first_token_at, 0))
+
+    def _finish_stats(self, stats: Stats, started: float, first_token_at: float | None, tokens: int) -> Stats:
+        now = self._clock()
+        stats.completion_tokens = tokens
+        stats.total_time = now - started
+        if first_token_at is not None:
+            stats.time_to_first_token = first_token_at - started
+            decode_time = now - first_token_at
+            if tokens > 1 and decode_time > 0:
+                stats.tokens_per_second = (tokens - 1) / decode_time
+        return stats
+
+
+def _checked_messages(messages: Iterable[Message | Mapping[str, Any]]) -> list[Message]:
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
+        raise InvalidRequest("messages must be a list of {role, content} objects")
+    msgs = [m if isinstance(m, Message) else Message.from_dict(m) for m in messages]
+    if not msgs or msgs[-1].role != "user":
+        raise InvalidRequest("the last message must come from the user")
+    if not msgs[-1].content.strip():
+        raise InvalidRequest(t("error.empty", detect_language(msgs[-1].content)))
+    return msgs
+
+
+def _salt(api_key: str | None) -> str:
+    """Separate cache entries per session key without ever storing the key itself."""
+    if not api_key:
+        return ""
+    import hashlib
+
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+def _sleep(seconds: float, cancel: threading.Event | None) -> bool:
+    """Sleep, waking early on cancel; True when cancelled."""
+    if cancel is None:
+        time.sleep(seconds)
+        return False
+    return cancel.wait(seconds)

@@ -1,0 +1,92 @@
+"""One hierarchy for every failure the product can report.
+
+    ChatError
+    ├── ConfigError          bad settings, a missing or unreadable model file
+    ├── InvalidRequest       a parameter of the wrong type or out of range
+    ├── ContextOverflow      the newest message cannot fit the context window
+    ├── InputBlocked         the input guard refused the message
+    ├── OutputBlocked        the output guard stopped the reply
+    └── BackendError         a backend failed (``retryable`` says whether to try again)
+        ├── Unavailable      connection refused/reset, 5xx
+        ├── BackendTimeout   connect/read/total time exceeded
+        ├── RateLimited      429 (``retry_after`` seconds, when the server said)
+        ├── AuthFailed       401/403: check the API key
+        └── BadResponse      malformed stream, unexpected body, other 4xx
+
+Every error carries ``user_message(lang)``: a short sentence safe to show a user. It never
+contains secrets or raw provider bodies; ``str(error)`` is for logs and is equally clean.
+"""
+
+from __future__ import annotations
+
+from chat.i18n import Lang, t
+
+
+class ChatError(Exception):
+    """Base class. ``key`` names the bilingual message in ``chat.i18n``."""
+
+    key = "error.internal"
+    retryable = False
+
+    def __init__(self, detail: str = "", **fields: object) -> None:
+        super().__init__(detail or self.key)
+        self.detail = detail
+        self.fields = fields
+
+    def user_message(self, lang: Lang = "en") -> str:
+        return t(self.key, lang, detail=self.detail, **self.fields)
+
+
+class ConfigError(ChatError):
+    key = "error.config"
+
+
+class InvalidRequest(ChatError):
+    key = "error.invalid"
+
+
+class ContextOverflow(ChatError):
+    key = "error.context_overflow"
+
+
+class InputBlocked(ChatError):
+    key = "error.input_blocked"
+
+
+class OutputBlocked(ChatError):
+    key = "error.output_blocked"
+
+
+class BackendError(ChatError):
+    key = "error.backend"
+
+    def __init__(self, detail: str = "", *, backend: str = "", **fields: object) -> None:
+        super().__init__(detail, backend=backend, **fields)
+        self.backend = backend
+
+
+class Unavailable(BackendError):
+    key = "error.unavailable"
+    retryable = True
+
+
+class BackendTimeout(BackendError):
+    key = "error.timeout"
+    retryable = True
+
+
+class RateLimited(BackendError):
+    key = "error.rate_limited"
+    retryable = True
+
+    def __init__(self, detail: str = "", *, retry_after: float | None = None, **fields: object) -> None:
+        super().__init__(detail, **fields)
+        self.retry_after = retry_after
+
+
+class AuthFailed(BackendError):
+    key = "error.auth"
+
+
+class BadResponse(BackendError):
+    key = "error.bad_response"

@@ -1,0 +1,39 @@
+"""Build the engine a ``Settings`` describes: backends, fallback chain, guards, cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from chat.backends.base import Backend
+from chat.engine import ChatEngine
+from chat.retry import RetryPolicy
+from chat.settings import Settings
+
+
+def build_local_backend(settings: Settings, *, progress: Callable[[str], None] | None = None) -> Backend:
+    from chat.backends.llama_cpp import LlamaCppBackend
+    from chat.models import resolve_model
+
+    path = resolve_model(settings.model, progress=progress)
+    if progress:
+        progress(f"Loading {path.name}…")
+    return LlamaCppBackend(
+        path, n_ctx=settings.n_ctx, n_gpu_layers=settings.n_gpu_layers, n_threads=settings.threads
+    )
+
+
+def build_engine(
+    settings: Settings | None = None, *, progress: Callable[[str], None] | None = None
+) -> ChatEngine:
+    """The engine for ``settings``; loads the local model only when a chain needs it."""
+    settings = settings or Settings()
+    names = [settings.backend, *(n for n in settings.fallback if n != settings.backend)]
+    backends: dict[str, Backend] = {}
+    for name in names:
+        if name == "local":
+            backends[name] = build_local_backend(settings, progress=progress)
+    return ChatEngine(
+        backends,
+        fallback=names[1:],
+        retry=RetryPolicy(max_attempts=settings.max_attempts, total_timeout=settings.total_timeout),
+    )

@@ -1,0 +1,156 @@
+"""Plain values that travel through the engine: messages, generation parameters and events.
+
+The engine yields a closed set of event types, so the UI, the HTTP APIs and the tests all see a
+stop, an error, a notice or a cache hit the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from chat.errors import InvalidRequest
+
+Role = Literal["system", "user", "assistant"]
+ROLES: tuple[Role, ...] = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message. Equal content means equal objects, so messages work as cache keys."""
+
+    role: Role
+    content: str
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Message:
+        """Build from an OpenAI-style dict, or a Gradio one whose content is a list of parts."""
+        if not isinstance(data, dict):
+            raise InvalidRequest(f"each message must be an object, got {type(data).__name__}")
+        role = data.get("role")
+        if role not in ROLES:
+            raise InvalidRequest(f"message role must be one of {', '.join(ROLES)}, got {role!r}")
+        return cls(role=role, content=content_text(data.get("content")))
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+def content_text(content: Any) -> str:
+    """Flatten message content to text: a string, or a list of ``{"type": "text"}`` parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part.get("text", "") if isinstance(part, dict) else str(part)
+            for part in content
+            if not isinstance(part, dict) or part.get("type", "text") == "text"
+        )
+    if isinstance(content, dict) and "text" in content:
+        return str(content["text"])
+    raise InvalidRequest(f"message content must be text, got {type(content).__name__}")
+
+
+@dataclass(frozen=True)
+class Limit:
+    low: float
+    high: float
+    integer: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationParams:
+    """Sampling and context settings for one reply. Validated on construction."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 512
+    context_length: int = 4096
+    seed: int | None = None
+
+    LIMITS = {
+        "temperature": Limit(0.0, 2.0),
+        "top_p": Limit(0.0, 1.0),
+        "max_new_tokens": Limit(1, 8192, integer=True),
+        "context_length": Limit(64, 131072, integer=True),
+    }
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            limit = self.LIMITS.get(f.name)
+            if limit is None:
+                continue
+            value = getattr(self, f.name)
+            object.__setattr__(self, f.name, _checked(f.name, value, limit))
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise InvalidRequest(f"seed must be an integer, got {self.seed!r}")
+
+
+def _checked(name: str, value: Any, limit: Limit) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequest(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if math.isnan(value) or not limit.low <= value <= limit.high:
+        raise InvalidRequest(f"{name} must be between {limit.low:g} and {limit.high:g}, got {value!r}")
+    if limit.integer:
+        if value != int(value):
+            raise InvalidRequest(f"{name} must be a whole number, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New reply text, ready to show."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know about this reply (trimmed history, a fallback, a cut stream)."""
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The request is queued behind others for the model; ``position`` 1 means next."""
+
+    position: int
+
+
+@dataclass
+class Stats:
+    """Per-reply figures for the stats line."""
+
+    backend: str = ""
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    time_to_first_token: float | None = None
+    total_time: float = 0.0
+    tokens_per_second: float | None = None
+    finish_reason: str = ""
+    dropped_messages: int = 0
+    from_cache: bool = False
+    fallback: bool = False
+    retries: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Done:
+    """The reply ended. ``text`` is the full reply the user saw."""
+
+    text: str
+    stats: Stats
+
+
+Event = TextDelta | Notice | Waiting | Done

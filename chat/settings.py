@@ -1,0 +1,193 @@
+"""All settings in one frozen object, read once from command-line flags and environment variables.
+
+Each option has a flag and an environment variable (flags win), so a Hugging Face Space is
+configured without code. ``chat/`` never reads the environment itself: ``app.py`` builds a
+``Settings`` and passes it down. The API key is read from the environment only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from chat.errors import ConfigError
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _opt(env: str | tuple[str, ...], help: str, *, flag: bool = True, parse: Any = str, **kw: Any) -> Any:
+    envs = (env,) if isinstance(env, str) else env
+    return field(metadata={"env": envs, "help": help, "flag": flag, "parse": parse}, **kw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    # model (local backend)
+    model: str = _opt(
+        "CHAT_MODEL",
+        "GGUF path, or Hub reference org/repo:file-or-glob.gguf (default: embedded SmolLM2-135M)",
+        default="",
+    )
+    n_ctx: int = _opt(
+        "CHAT_N_CTX", "context window the model is loaded with, in tokens", parse=int, default=4096
+    )
+    n_gpu_layers: int | None = _opt(
+        "CHAT_N_GPU_LAYERS",
+        "layers to offload to the GPU (-1 all; default: all if llama.cpp has GPU support, else 0)",
+        parse=int,
+        default=None,
+    )
+    threads: int | None = _opt(
+        "CHAT_THREADS", "CPU threads for generation (default: llama.cpp's choice)", parse=int, default=None
+    )
+    # backends
+    backend: str = _opt("CHAT_BACKEND", "primary backend: local or cloud", default="local")
+    fallback: tuple[str, ...] = _opt(
+        "CHAT_FALLBACK", "backends to try next, in order, e.g. cloud,local", parse=_list, default=()
+    )
+    api_base_url: str = _opt(
+        "OPENAI_BASE_URL", "base URL of an OpenAI-compatible API, e.g. https://api.openai.com/v1", default=""
+    )
+    api_model: str = _opt("OPENAI_MODEL", "model name for the cloud backend", default="")
+    api_key: str = _opt(
+        "OPENAI_API_KEY",
+        "API key for the cloud backend (environment only, never a flag)",
+        flag=False,
+        default="",
+        repr=False,
+    )
+    connect_timeout: float = _opt(
+        "CHAT_CONNECT_TIMEOUT", "seconds to connect to the cloud API", parse=float, default=5.0
+    )
+    read_timeout: float = _opt(
+        "CHAT_READ_TIMEOUT",
+        "seconds to wait for the first byte and between chunks",
+        parse=float,
+        default=30.0,
+    )
+    total_timeout: float = _opt(
+        "CHAT_TOTAL_TIMEOUT",
+        "seconds a whole request may take, retries and fallbacks included",
+        parse=float,
+        default=120.0,
+    )
+    max_attempts: int = _opt(
+        "CHAT_MAX_ATTEMPTS", "attempts per backend before falling back", parse=int, default=3
+    )
+    # guards
+    cache: bool = _opt("CHAT_CACHE", "response cache on/off", parse=_bool, default=True)
+    # server
+    host: str = _opt(
+        ("CHAT_HOST", "GRADIO_SERVER_NAME"),
+        "interface to listen on (0.0.0.0 for LAN/Docker)",
+        default="127.0.0.1",
+    )
+    port: int = _opt(("CHAT_PORT", "GRADIO_SERVER_PORT"), "port to listen on", parse=int, default=7860)
+    share: bool = _opt("CHAT_SHARE", "create a public gradio.live link", parse=_bool, default=False)
+    auth: str = _opt("CHAT_AUTH", "require a login, user:pass", default="", repr=False)
+    max_queue: int = _opt(
+        "CHAT_MAX_QUEUE",
+        "requests that may wait in the queue before new ones are refused",
+        parse=int,
+        default=64,
+    )
+
+    def __post_init__(self) -> None:
+        if self.n_ctx < 64:
+            raise ConfigError(f"--n-ctx must be at least 64, got {self.n_ctx}")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"--port must be 1-65535, got {self.port}")
+        if self.auth and ":" not in self.auth:
+            raise ConfigError("--auth must look like user:password")
+        for name in (self.backend, *self.fallback):
+            if name not in ("local", "cloud"):
+                raise ConfigError(f"unknown backend {name!r}: use local or cloud")
+        if "cloud" in (self.backend, *self.fallback) and not (self.api_base_url and self.api_model):
+            raise ConfigError(
+                "the cloud backend needs --api-base-url (OPENAI_BASE_URL) and --api-model (OPENAI_MODEL)"
+            )
+
+    @property
+    def auth_pair(self) -> tuple[str, str] | None:
+        if not self.auth:
+            return None
+        user, _, password = self.auth.partition(":")
+        return user, password
+
+    @classmethod
+    def from_sources(
+        cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Flags first, then environment variables, then defaults. Bad values raise ConfigError."""
+        env = os.environ if env is None else env
+        args = vars(build_parser().parse_args(argv))
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            meta = f.metadata
+            raw = args.get(f.name) if meta["flag"] else None
+            source = f"--{f.name.replace('_', '-')}"
+            if raw is None:
+                for name in meta["env"]:
+                    if env.get(name, "") != "":
+                        raw, source = env[name], name
+                        break
+            if raw is None:
+                continue
+            try:
+                values[f.name] = meta["parse"](raw)
+            except ValueError:
+                raise ConfigError(
+                    f"{source}: cannot read {raw!r} as {meta['parse'].__name__.lstrip('_')}"
+                ) from None
+        return cls(**values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Self-hosted LLM chat (Gradio + llama.cpp / OpenAI-compatible APIs)"
+    )
+    for f in fields(Settings):
+        meta = f.metadata
+        if not meta["flag"]:
+            continue
+        env = " or ".join(meta["env"])
+        if meta["parse"] is _bool:
+            parser.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                dest=f.name,
+                nargs="?",
+                const="true",
+                default=None,
+                help=f"{meta['help']} [env {env}]",
+            )
+        else:
+            parser.add_argument(
+                f"--{f.name.replace('_', '-')}", dest=f.name, default=None, help=f"{meta['help']} [env {env}]"
+            )
+    return parser
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated so it cannot drift from the code."""
+    rows = ["| flag | environment variable | default | meaning |", "|---|---|---|---|"]
+    for f in fields(Settings):
+        meta = f.metadata
+        flag = f"`--{f.name.replace('_', '-')}`" if meta["flag"] else "(none)"
+        env = ", ".join(f"`{e}`" for e in meta["env"])
+        default = f.default if f.default not in ("", None, ()) else ""
+        rows.append(f"| {flag} | {env} | {default} | {meta['help']} |")
+    return "\n".join(rows)
