@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -13,14 +12,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from chat import ChatEngine, Settings  # noqa: E402
 from chat.backends.llama_cpp import LlamaCppBackend  # noqa: E402
 from chat.factory import build_local_backend  # noqa: E402
+from support import free_port  # noqa: E402
 
 TEST_N_CTX = 2048
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
