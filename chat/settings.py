@@ -191,3 +191,7 @@ def settings_table() -> str:
         default = f.default if f.default not in ("", None, ()) else ""
         rows.append(f"| {flag} | {env} | {default} | {meta['help']} |")
     return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m chat.settings > regenerates the README table
+    print(settings_table())
