@@ -9,10 +9,11 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from support import free_port  # noqa: E402
+
 from chat import ChatEngine, Settings  # noqa: E402
 from chat.backends.llama_cpp import LlamaCppBackend  # noqa: E402
 from chat.factory import build_local_backend  # noqa: E402
-from support import free_port  # noqa: E402
 
 TEST_N_CTX = 2048
 

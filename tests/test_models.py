@@ -28,7 +28,10 @@ def test_embedded_model_is_found_without_importing_its_package() -> None:
 @pytest.mark.parametrize(
     ("ref", "expected"),
     [
-        ("bartowski/Qwen2.5-0.5B-Instruct-GGUF:*Q4_K_M.gguf", ("bartowski/Qwen2.5-0.5B-Instruct-GGUF", "*Q4_K_M.gguf")),
+        (
+            "bartowski/Qwen2.5-0.5B-Instruct-GGUF:*Q4_K_M.gguf",
+            ("bartowski/Qwen2.5-0.5B-Instruct-GGUF", "*Q4_K_M.gguf"),
+        ),
         ("hf://org/repo/model.Q8_0.gguf", ("org/repo", "model.Q8_0.gguf")),
         ("./models/x.gguf", None),
         ("/abs/x.gguf", None),
@@ -86,7 +89,9 @@ def run_resolve(ref: str, cache: Path) -> subprocess.CompletedProcess[str]:
     """A fresh interpreter, because huggingface_hub reads HF_HUB_OFFLINE at import."""
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     code = "import sys\nfrom chat.models import resolve_model\nprint(resolve_model(sys.argv[1]))"
-    return subprocess.run([sys.executable, "-c", code, ref], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code, ref], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize("ref", ["testorg/tiny-GGUF:*Q4_1.gguf", "hf://testorg/tiny-GGUF/tiny.Q4_1.gguf"])
@@ -103,7 +108,9 @@ def test_offline_uncached_reference_says_what_to_do(tmp_path: Path) -> None:
     assert "hf download someorg/absent-GGUF" in done.stderr
 
 
-def run_app(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_app(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "app.py"), *args],
         env={**os.environ, **(env or {})},
@@ -122,7 +129,11 @@ def run_app(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
         (["--n-ctx", "lots"], {}, "--n-ctx: cannot read 'lots' as int"),
         ([], {"CHAT_N_CTX": "10"}, "--n-ctx must be at least 64"),
         (["--auth", "nopassword"], {}, "--auth must look like user:password"),
-        (["--model", "someorg/absent-GGUF:*.gguf"], {"HF_HUB_OFFLINE": "1"}, "not in the local Hugging Face cache"),
+        (
+            ["--model", "someorg/absent-GGUF:*.gguf"],
+            {"HF_HUB_OFFLINE": "1"},
+            "not in the local Hugging Face cache",
+        ),
     ],
 )
 def test_app_start_up_errors_are_one_line(args: list[str], env: dict[str, str], fragment: str) -> None:

@@ -1,0 +1,116 @@
+"""The UI's chat handler: Gradio shapes in, bubbles and stats out, errors as readable bubbles."""
+
+from __future__ import annotations
+
+import threading
+
+import gradio as gr
+import pytest
+
+from chat import ChatEngine, GenerationParams, InvalidRequest, Message, TextDelta
+from chat.ui import ChatHandlers, format_stats, history_to_messages
+
+DEFAULTS = ("", 0.7, 2048, 32, 0.95)  # system prompt, temperature, context, max new tokens, top-p
+
+
+def run_ui(engine: ChatEngine, message: str, history=None, *args):  # noqa: ANN001, ANN201
+    return list(ChatHandlers(engine).ui(message, history or [], *(args or DEFAULTS)))
+
+
+def test_ui_streams_bubbles_and_ends_with_stats(engine: ChatEngine) -> None:
+    outputs = run_ui(engine, "Tell me about tea.")
+    assert len(outputs) >= 3
+    bubbles, stats = outputs[-1]
+    assert bubbles[-1].content.strip()
+    assert "**local**" in stats and "tokens" in stats and "tok/s" in stats
+    assert all(o[1] == "" for o in outputs[:-1])  # stats appear when the reply is done
+
+
+def test_gradio_history_shapes_are_understood() -> None:
+    ui_history = [
+        {"role": "user", "metadata": None, "content": [{"type": "text", "text": "Hi"}], "options": None},
+        {"role": "assistant", "metadata": {"title": "2 earlier messages were left out"}, "content": ""},
+        {"role": "assistant", "content": [{"type": "text", "text": "Hello!"}]},
+    ]
+    api_history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+    expected = [Message("user", "Hi"), Message("assistant", "Hello!")]
+    assert history_to_messages(ui_history) == expected
+    assert history_to_messages(api_history) == expected
+
+
+def test_history_with_unknown_roles_is_rejected() -> None:
+    with pytest.raises(InvalidRequest):
+        history_to_messages([{"role": "system", "content": "sneaky"}])
+
+
+def test_trim_notice_is_a_titled_bubble_not_part_of_the_reply(engine: ChatEngine) -> None:
+    history = []
+    for i in range(30):
+        history += [
+            {"role": "user", "content": f"Question {i} about the history of tea."},
+            {"role": "assistant", "content": "Tea has a long and fascinating history. " * 4},
+        ]
+    bubbles, stats = run_ui(engine, "And coffee?", history, "", 0.7, 512, 32, 0.95)[-1]
+    notice = bubbles[0]
+    assert notice.metadata["title"].endswith("left out to fit the context length.")
+    assert bubbles[-1].content and bubbles[-1].metadata in (None, {})
+    assert "old messages left out" in stats
+
+
+def test_errors_become_a_bubble_in_the_users_language(engine: ChatEngine) -> None:
+    bubbles, stats = run_ui(engine, "很长的消息" * 800, [], "", 0.7, 512, 64, 0.95)[-1]
+    assert bubbles[-1].metadata["title"].startswith("⚠️ 消息太长")
+    assert stats == ""
+    bubbles, _ = run_ui(engine, "hello", [], "", 9.0, 512, 64, 0.95)[-1]
+    assert "temperature must be between 0 and 2" in bubbles[-1].metadata["title"]
+
+
+def test_waiting_users_see_their_queue_position(engine: ChatEngine, local_backend) -> None:
+    holder = engine.stream(
+        [{"role": "user", "content": "Count to 300."}], GenerationParams(max_new_tokens=400)
+    )
+    next(e for e in holder if isinstance(e, TextDelta))  # the model is now busy
+    seen: list[str] = []
+
+    def second() -> None:
+        for bubbles, _ in ChatHandlers(engine).ui("Hi", [], *DEFAULTS):
+            seen.append(bubbles[-1].content)
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    try:
+        for _ in range(3):  # let the waiting request poll a few times
+            worker.join(0.5)
+        assert any("position 1" in text for text in seen)
+    finally:
+        holder.close()
+        worker.join(60)
+    assert not worker.is_alive()
+    assert "position 1" not in seen[-1]  # the real reply replaced the waiting line
+
+
+def test_stats_line_mentions_cache_fallback_and_retries() -> None:
+    from chat import Stats
+
+    line = format_stats(Stats(backend="cloud", model="gpt", from_cache=True, fallback=True, retries=2))
+    assert "from cache" in line and "fallback" in line and "2 retries" in line
+
+
+def test_the_ui_renders(engine: ChatEngine) -> None:
+    from chat.personas import load_personas
+    from chat.ui import build_ui
+
+    personas = load_personas()
+    assert {
+        "General assistant (English)",
+        "通用助手（中文）",
+        "Shop customer service (English)",
+        "商店客服（中文）",
+        "Tutor (English)",
+        "学习辅导老师（中文）",
+    } <= set(personas)
+    demo = build_ui(engine, personas=personas, max_context=2048)
+    assert isinstance(demo, gr.Blocks)
+    config = demo.get_config_file()
+    apis = {d.get("api_name") for d in config["dependencies"]}
+    assert "chat" in apis
