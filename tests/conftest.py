@@ -33,15 +33,13 @@ def engine(local_backend: LlamaCppBackend) -> ChatEngine:
 
 @pytest.fixture(scope="session")
 def app_url(local_backend: LlamaCppBackend) -> Iterator[str]:
-    """The Gradio app, launched for real on a free loopback port."""
-    from chat.personas import load_personas
-    from chat.ui import I18N, build_ui
+    """The whole app (FastAPI + Gradio), served for real by uvicorn on a free loopback port."""
+    from chat.server import Server, build_app
 
-    engine = ChatEngine({"local": local_backend})
-    demo = build_ui(engine, personas=load_personas(), max_context=local_backend.context_window())
-    demo.queue(max_size=64)
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, i18n=I18N
+    settings = Settings(n_ctx=TEST_N_CTX, port=free_port())
+    server = Server(
+        build_app(ChatEngine({"local": local_backend}), settings), host="127.0.0.1", port=settings.port
     )
-    yield url
-    demo.close()
+    server.start()
+    yield server.local_url
+    server.stop()

@@ -1,0 +1,94 @@
+"""The HTTP server: one FastAPI app holding the Gradio UI and the service routes, run by uvicorn.
+
+``python app.py`` calls ``serve()``; tests call ``start()`` and ``stop()`` on a ``Server`` to get
+the exact same app on a free port.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+import gradio as gr
+import uvicorn
+from fastapi import FastAPI
+
+from chat.engine import ChatEngine
+from chat.personas import load_personas
+from chat.settings import Settings
+from chat.ui import I18N, build_ui
+
+
+def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
+    """FastAPI with the service routes first and the Gradio UI mounted at ``/``."""
+    app = FastAPI(title="Self-hosted Chat", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app.state.engine = engine
+    app.state.settings = settings
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """Alive: the process answers."""
+        return {"status": "ok"}
+
+    max_context = min(b.context_window() or settings.n_ctx for b in engine.backends.values())
+    demo = build_ui(engine, personas=load_personas(), max_context=max_context)
+    demo.queue(max_size=settings.max_queue)
+    return gr.mount_gradio_app(
+        app,
+        demo,
+        path="/",
+        auth=settings.auth_pair,
+        i18n=I18N,
+        server_name=settings.host,
+        server_port=settings.port,
+        footer_links=["api", "settings"],
+    )
+
+
+@dataclass
+class Server:
+    """A uvicorn server in a background thread, with an optional public share link."""
+
+    app: FastAPI
+    host: str
+    port: int
+    share_url: str | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", ws="auto")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise OSError(f"could not serve on {self.host}:{self.port} (is the port in use?)")
+            time.sleep(0.02)
+
+    @property
+    def local_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}/"
+
+    def open_share_link(self) -> str:
+        """Ask Gradio's share service for a public tunnel to this server (needs the internet)."""
+        from gradio import networking
+
+        self.share_url = networking.setup_tunnel(
+            local_host="127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host,
+            local_port=self.port,
+            share_token=secrets.token_urlsafe(32),
+            share_server_address=None,
+            share_server_tls_certificate=None,
+        )
+        return self.share_url
+
+    def wait(self) -> None:
+        while self._thread.is_alive():
+            self._thread.join(0.5)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
