@@ -61,6 +61,26 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "模型服务返回了无法识别的响应（{backend}）。",
     },
     "error.empty": {"en": "Please type a message.", "zh": "请输入消息。"},
+    "error.input_credentials": {
+        "en": "Your message seems to contain a password, verification code or other secret, so it "
+        "was not sent. Never share passwords or codes in a chat, not even with support.",
+        "zh": "您的消息似乎包含密码、验证码或其他密钥，为保护账户安全，消息未被发送。"
+        "请勿在聊天中透露密码或验证码，包括对客服。",
+    },
+    "error.moderation_unavailable": {
+        "en": "The content check is unavailable right now, so the message was not sent. "
+        "Please try again later.",
+        "zh": "内容审核服务暂时不可用，消息未被发送，请稍后再试。",
+    },
+    "error.message_too_long": {
+        "en": "Your message is too long ({length} characters; the limit is {limit}). "
+        "Please shorten it or send it in parts.",
+        "zh": "消息太长（{length} 个字符，上限为 {limit} 个）。请缩短后再发送，或分成几条发送。",
+    },
+    "error.too_many_turns": {
+        "en": "This conversation has reached its limit of {limit} messages. Please start a new chat.",
+        "zh": "本次对话已达到 {limit} 条消息的上限，请开始新的对话。",
+    },
     "notice.trimmed": {
         "en": "{count} earlier message(s) were left out to fit the context length.",
         "zh": "为适应上下文长度，省略了较早的 {count} 条消息。",
@@ -74,6 +94,13 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "The reply reached the max new tokens limit.",
         "zh": "回复已达到最大生成长度。",
     },
+    "stats.from_cache": {"en": "from cache", "zh": "来自缓存"},
+    "stats.tokens": {"en": "{n} tokens", "zh": "{n} 个 token"},
+    "stats.first_token": {"en": "first token {ms} ms", "zh": "首个 token {ms} 毫秒"},
+    "stats.fallback": {"en": "fallback", "zh": "备用后端"},
+    "stats.retries": {"en": "{n} retries", "zh": "重试 {n} 次"},
+    "stats.dropped": {"en": "{n} old messages left out", "zh": "省略了 {n} 条旧消息"},
+    "stats.finish": {"en": "finish: {reason}", "zh": "结束原因：{reason}"},
     "notice.waiting": {
         "en": "Waiting for the model… position {position} in the queue.",
         "zh": "正在排队等待模型……当前位置：第 {position} 位。",

@@ -6,16 +6,22 @@ the engine's messages and events, and turns errors into readable messages.
 
 from __future__ import annotations
 
+import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from cachetools import LRUCache
 
+from chat import transcript
 from chat.engine import ChatEngine
 from chat.errors import ChatError, InvalidRequest
 from chat.i18n import Lang, detect_language, t
 from chat.messages import Done, GenerationParams, Message, Notice, Stats, TextDelta, Waiting, content_text
+from chat.transcript import FeedbackLog
 
 I18N = gr.I18n(
     en={
@@ -29,6 +35,14 @@ I18N = gr.I18n(
         "top_p": "Top-p",
         "stats": "Stats",
         "placeholder": "Ask anything. 用中文或英文提问都可以。",
+        "backend": "Backend",
+        "api_key": "API key (this session only, never stored)",
+        "use_cache": "Use the response cache",
+        "export_md": "Export Markdown",
+        "export_json": "Export JSON",
+        "import_json": "Import JSON",
+        "download": "Download",
+        "conversation": "Conversation",
     },
     zh={
         "title": "聊天",
@@ -41,6 +55,14 @@ I18N = gr.I18n(
         "top_p": "Top-p",
         "stats": "统计",
         "placeholder": "请输入问题，中文或英文均可。",
+        "backend": "后端",
+        "api_key": "API 密钥（仅本次会话使用，不会保存）",
+        "use_cache": "使用回复缓存",
+        "export_md": "导出 Markdown",
+        "export_json": "导出 JSON",
+        "import_json": "导入 JSON",
+        "download": "下载",
+        "conversation": "对话",
     },
 )
 
@@ -88,38 +110,51 @@ def format_stats(stats: Stats, lang: Lang = "en") -> str:
     """One line under the chat: who answered, how fast, and anything unusual about it."""
     parts = [f"**{stats.backend}** · `{stats.model}`"]
     if stats.from_cache:
-        parts.append("from cache")
+        parts.append(t("stats.from_cache", lang))
     else:
-        parts.append(f"{stats.completion_tokens} tokens")
+        parts.append(t("stats.tokens", lang, n=stats.completion_tokens))
         if stats.time_to_first_token is not None:
-            parts.append(f"first token {stats.time_to_first_token * 1000:.0f} ms")
+            parts.append(t("stats.first_token", lang, ms=f"{stats.time_to_first_token * 1000:.0f}"))
         if stats.tokens_per_second:
             parts.append(f"{stats.tokens_per_second:.1f} tok/s")
     if stats.fallback:
-        parts.append("fallback")
+        parts.append(t("stats.fallback", lang))
     if stats.retries:
-        parts.append(f"{stats.retries} retr{'y' if stats.retries == 1 else 'ies'}")
+        parts.append(t("stats.retries", lang, n=stats.retries))
     if stats.dropped_messages:
-        parts.append(f"{stats.dropped_messages} old messages left out")
+        parts.append(t("stats.dropped", lang, n=stats.dropped_messages))
     if stats.finish_reason not in ("stop", ""):
-        parts.append(f"finish: {stats.finish_reason}")
+        parts.append(t("stats.finish", lang, reason=stats.finish_reason))
     return " · ".join(parts)
 
 
 class ChatHandlers:
-    """The two entry points into the engine: the UI's chat and the public ``/chat`` API."""
+    """The entry points into the engine from Gradio: the UI's chat and the public ``/chat`` API."""
 
-    def __init__(self, engine: ChatEngine) -> None:
+    def __init__(self, engine: ChatEngine, *, feedback: FeedbackLog | None = None) -> None:
         self.engine = engine
+        self.feedback = feedback
+        # session -> (history length, message) of its last request: the same pair again is a
+        # Retry/regenerate, which must not be answered from the cache.
+        self._last_request: LRUCache[str, tuple[int, str]] = LRUCache(maxsize=10_000)
 
-    def _events(self, messages: list[Message], params: GenerationParams):  # noqa: ANN202
+    def _events(self, messages: list[Message], params: GenerationParams, **options: Any):  # noqa: ANN202
         cancel = threading.Event()
-        events = self.engine.stream(messages, params, cancel=cancel)
+        events = self.engine.stream(messages, params, cancel=cancel, **options)
         try:
             yield from events
         finally:
             cancel.set()
             events.close()
+
+    def _is_regenerate(self, request: gr.Request | None, history: Any, message: str) -> bool:
+        session = getattr(request, "session_hash", None)
+        if not session:
+            return False
+        key = (len(history or []), message)
+        repeated = self._last_request.get(session) == key
+        self._last_request[session] = key
+        return repeated
 
     def ui(
         self,
@@ -130,6 +165,10 @@ class ChatHandlers:
         context_length: int,
         max_new_tokens: int,
         top_p: float,
+        backend: str | None = None,
+        api_key: str = "",
+        use_cache: bool = True,
+        request: gr.Request = None,
     ) -> Iterator[tuple[list[gr.ChatMessage], str]]:
         """Stream into the chatbot: notices as small titled bubbles, then the reply."""
         lang = detect_language(message if isinstance(message, str) else "")
@@ -138,7 +177,13 @@ class ChatHandlers:
         try:
             messages = build_request(message, history, system_prompt)
             params = build_params(temperature, context_length, max_new_tokens, top_p)
-            for event in self._events(messages, params):
+            use_cache = bool(use_cache) and not self._is_regenerate(request, history, message)
+            options = {
+                "backend": backend or None,
+                "api_key": (api_key or "").strip() or None,
+                "use_cache": use_cache,
+            }
+            for event in self._events(messages, params, **options):
                 match event:
                     case Waiting(position=position):
                         yield [*notices, gr.ChatMessage(t("notice.waiting", lang, position=position))], ""
@@ -182,6 +227,36 @@ class ChatHandlers:
         except ChatError as exc:
             raise gr.Error(exc.user_message(lang), print_exception=False) from None
 
+    # -- conversation files and feedback ------------------------------------------------------
+
+    def like(self, history: list[dict[str, Any]], data: gr.LikeData) -> None:
+        if self.feedback is None:
+            return
+        index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+        model = ", ".join(f"{n}:{b.model}" for n, b in self.engine.backends.items())
+        self.feedback.record(liked=data.liked, index=int(index), history=history, model=model)
+
+    @staticmethod
+    def export(history: list[dict[str, Any]], kind: str) -> str | None:
+        if not history:
+            return None
+        body = transcript.to_markdown(history) if kind == "md" else transcript.to_json(history)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = Path(tempfile.mkdtemp(prefix="chat-export-")) / f"conversation-{stamp}.{kind}"
+        path.write_text(body, encoding="utf-8")
+        return str(path)
+
+    @staticmethod
+    def import_conversation(path: str | None) -> list[dict[str, str]]:
+        if not path:
+            return []
+        try:
+            return transcript.from_json(Path(path).read_bytes())
+        except ChatError as exc:
+            raise gr.Error(
+                exc.user_message("en") + " / " + exc.user_message("zh"), print_exception=False
+            ) from None
+
 
 def _notice(text: str) -> gr.ChatMessage:
     return gr.ChatMessage(content="", metadata={"title": text, "status": "done"})
@@ -193,11 +268,14 @@ def build_ui(
     personas: dict[str, str],
     max_context: int,
     default_params: GenerationParams | None = None,
+    feedback_log: Path | None = None,
+    cache_default: bool = True,
 ) -> gr.Blocks:
     defaults = default_params or GenerationParams(context_length=min(2048, max_context))
-    handlers = ChatHandlers(engine)
+    handlers = ChatHandlers(engine, feedback=FeedbackLog(feedback_log) if feedback_log else None)
     persona_names = list(personas)
     first_prompt = personas[persona_names[0]] if persona_names else ""
+    backend_choices = [(f"{name} · {b.model}", name) for name, b in engine.backends.items()]
     with gr.Blocks(title="Chat", fill_height=True) as demo:
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=280):
@@ -215,6 +293,27 @@ def build_ui(
                     1, 2048, value=defaults.max_new_tokens, step=1, label=I18N("max_new_tokens")
                 )
                 top_p = gr.Slider(0, 1, value=defaults.top_p, step=0.01, label=I18N("top_p"))
+                backend = gr.Dropdown(
+                    backend_choices,
+                    value=engine.default_backend,
+                    label=I18N("backend"),
+                    visible=len(backend_choices) > 1,
+                )
+                api_key = gr.Textbox(
+                    "",
+                    type="password",
+                    label=I18N("api_key"),
+                    visible="cloud" in engine.backends,
+                    elem_id="api-key",
+                )
+                use_cache = gr.Checkbox(
+                    cache_default, label=I18N("use_cache"), visible=engine.cache is not None
+                )
+                with gr.Accordion(I18N("conversation"), open=False):
+                    export_md = gr.Button(I18N("export_md"), size="sm")
+                    export_json = gr.Button(I18N("export_json"), size="sm")
+                    download = gr.File(label=I18N("download"), interactive=False, elem_id="export-file")
+                    upload = gr.UploadButton(I18N("import_json"), file_types=[".json"], size="sm")
             with gr.Column(scale=3):
                 stats = gr.Markdown(render=False, elem_id="stats")
                 chatbot = gr.Chatbot(
@@ -222,11 +321,21 @@ def build_ui(
                     buttons=["copy", "copy_all"],
                     placeholder=I18N("placeholder"),
                     elem_id="chatbot",
+                    feedback_options=("Like", "Dislike"),
                 )
-                gr.ChatInterface(
+                chat = gr.ChatInterface(
                     handlers.ui,
                     chatbot=chatbot,
-                    additional_inputs=[system_prompt, temperature, context_length, max_new_tokens, top_p],
+                    additional_inputs=[
+                        system_prompt,
+                        temperature,
+                        context_length,
+                        max_new_tokens,
+                        top_p,
+                        backend,
+                        api_key,
+                        use_cache,
+                    ],
                     additional_outputs=[stats],
                     api_name="chat_ui",
                     api_visibility="undocumented",
@@ -239,5 +348,9 @@ def build_ui(
         persona.change(
             lambda name: personas.get(name, ""), persona, system_prompt, queue=False, api_visibility="private"
         )
+        chatbot.like(handlers.like, [chatbot], None, queue=False, api_visibility="private")
+        export_md.click(lambda h: handlers.export(h, "md"), chatbot, download, api_visibility="private")
+        export_json.click(lambda h: handlers.export(h, "json"), chatbot, download, api_visibility="private")
+        upload.upload(handlers.import_conversation, upload, chat.chatbot_value, api_visibility="private")
         gr.api(handlers.api, api_name="chat", concurrency_limit=16)
     return demo
