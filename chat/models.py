@@ -82,7 +82,13 @@ def download_from_hub(repo_id: str, pattern: str, *, progress: Callable[[str], N
     if progress:
         progress(f"Fetching {repo_id}:{pattern} from the Hugging Face Hub…")
     try:
-        folder = Path(snapshot_download(repo_id, allow_patterns=[pattern, pattern + "*"]))
+        folder = Path(
+            snapshot_download(
+                repo_id,
+                allow_patterns=[pattern, pattern + "*"],
+                tqdm_class=_reporting_tqdm(f"{repo_id}:{pattern}", progress) if progress else None,
+            )
+        )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
         raise _not_cached(repo_id, pattern, exc) from None
     except HfHubHTTPError as exc:
@@ -107,3 +113,24 @@ def _not_cached(repo_id: str, pattern: str, exc: BaseException) -> ConfigError:
         f"({type(exc).__name__}). Connect to the internet once, or run "
         f"`hf download {repo_id} --include '{pattern}'` where there is internet, or pass a local .gguf path."
     )
+
+
+def _reporting_tqdm(label: str, report: Callable[[str], None]):  # noqa: ANN202 - a tqdm subclass
+    """A tqdm that also reports byte progress (every 5%) to ``report``, for the UI and the log."""
+    from tqdm.auto import tqdm
+
+    reported = {"percent": -5}
+
+    class ReportingTqdm(tqdm):
+        def update(self, n: float | None = 1) -> bool | None:
+            result = super().update(n)
+            if getattr(self, "unit", "") == "B" and self.total:
+                percent = min(100, int(100 * self.n / self.total))
+                if percent >= reported["percent"] + 5:
+                    reported["percent"] = percent
+                    report(
+                        f"Downloading {label}: {percent}% ({self.n / 1e6:.0f} of {self.total / 1e6:.0f} MB)"
+                    )
+            return result
+
+    return ReportingTqdm

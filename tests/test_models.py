@@ -153,3 +153,47 @@ def test_copied_gguf_loads(tmp_path: Path) -> None:
         assert backend.context_window() == 256
     finally:
         backend.close()
+
+
+def test_hub_download_reports_progress_and_fills_the_cache(tmp_path: Path) -> None:
+    """A download from a Hub stand-in on loopback (the real Hub needs the internet)."""
+    from fake_hub import serve
+    from support import free_port
+
+    port = free_port()
+    hub = serve(port, embedded_model_path(), bytes_per_second=200e6)
+    try:
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": f"http://127.0.0.1:{port}",
+            "HF_HOME": str(tmp_path),
+            "PYTHONPATH": str(ROOT),
+        }
+        env.pop("HF_HUB_OFFLINE", None)
+        code = (
+            "import sys\nfrom chat.models import resolve_model\n"
+            "print(resolve_model(sys.argv[1], progress=lambda m: print('PROGRESS', m, flush=True)))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, "testorg/tiny-GGUF:*Q4_1.gguf"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        progress = [line for line in done.stdout.splitlines() if line.startswith("PROGRESS Downloading")]
+        assert len(progress) >= 3 and progress[-1].endswith("100% (98 of 98 MB)")
+        path = Path(done.stdout.splitlines()[-1])
+        assert (
+            path.read_bytes()[:4] == b"GGUF" and path.stat().st_size == embedded_model_path().stat().st_size
+        )
+        assert any(r.startswith("GET /testorg/tiny-GGUF/resolve/") for r in hub.requests)
+        # Offline afterwards: the same reference is answered from the cache without the network.
+        hub.requests.clear()
+        again = run_resolve("testorg/tiny-GGUF:*Q4_1.gguf", tmp_path / "hub")
+        assert again.returncode == 0, again.stderr
+        assert Path(again.stdout.strip()) == path
+        assert hub.requests == []
+    finally:
+        hub.shutdown()
