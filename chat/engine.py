@@ -23,6 +23,8 @@ from chat.messages import Done, Event, GenerationParams, Message, Notice, Stats,
 from chat.retry import RetryPolicy
 
 CACHE_REPLAY_CHUNK = 16  # characters per replayed delta: a cache hit still streams
+MAX_REFITS = 3  # re-fits after a context-length error from a backend that only estimates tokens
+REFIT_SHRINK = 0.75  # each re-fit without the provider's figures keeps this share of the prompt
 
 
 class InputGuard(Protocol):
@@ -205,6 +207,7 @@ class ChatEngine:
             self.counters.add("cache_misses")
 
         attempt = 0
+        refits = 0
         while True:
             attempt += 1
             received: list[str] = []
@@ -212,7 +215,12 @@ class ChatEngine:
             finish = Finish("stop")
             first_token_at: float | None = None
             out_filter = self.output_guard.new_filter() if self.output_guard is not None else None
-            chunks = backend.stream(fitted.messages, params, cancel=cancel, api_key=api_key)
+            budget = (
+                {"time_left": deadline - self._clock()}
+                if getattr(backend, "accepts_time_left", False)
+                else {}
+            )
+            chunks = backend.stream(fitted.messages, params, cancel=cancel, api_key=api_key, **budget)
             try:
                 for chunk in chunks:
                     if isinstance(chunk, Waiting):
@@ -240,8 +248,25 @@ class ChatEngine:
                 stats.finish_reason = "blocked"
                 yield Done(notice, self._finish_stats(stats, started, first_token_at, len(received)))
                 return
-            except ContextOverflow:
-                raise
+            except ContextOverflow as exc:
+                # An estimating backend (a cloud API) was wrong about the prompt's size: re-fit the
+                # history into a smaller window, with the same trimming and notice, a few times.
+                if received or getattr(backend, "exact_token_count", True):
+                    raise
+                window = _smaller_window(window, fitted.prompt_tokens, params.max_new_tokens, exc)
+                if refits >= MAX_REFITS:
+                    raise _overflow(exc, fitted.prompt_tokens, window, params.max_new_tokens) from None
+                refits += 1
+                attempt -= 1  # a re-fit is not a retry
+                fitted = fit_messages(
+                    msgs, window=window, reserve=params.max_new_tokens, count=backend.count_tokens
+                )
+                if fitted.dropped > stats.dropped_messages:
+                    yield Notice("trimmed", t("notice.trimmed", lang, count=fitted.dropped))
+                stats.prompt_tokens, stats.dropped_messages = fitted.prompt_tokens, fitted.dropped
+                if key is not None:
+                    key = self.cache.key(backend, fitted.messages, params, salt=_salt(api_key))
+                continue
             except BackendError as exc:
                 if received:
                     # Text already reached the user: keep it, say what happened, no retry.
@@ -307,6 +332,27 @@ def _checked_messages(messages: Iterable[Message | Mapping[str, Any]]) -> list[M
     if not msgs[-1].content.strip():
         raise InvalidRequest(t("error.empty", detect_language(msgs[-1].content)))
     return msgs
+
+
+def _smaller_window(window: int, prompt_tokens: int, reserve: int, exc: ContextOverflow) -> int:
+    """The window (in the backend's estimated tokens) to re-fit into after a provider overflow.
+
+    With the provider's limit and real prompt size, scale the estimate to fit (5% margin);
+    otherwise keep ``REFIT_SHRINK`` of the prompt. Always smaller than before.
+    """
+    prompt_budget = prompt_tokens * REFIT_SHRINK
+    limit, real = exc.fields.get("limit"), exc.fields.get("prompt_tokens")
+    if isinstance(limit, int) and isinstance(real, int) and real > 0 and prompt_tokens > 0:
+        scaled = (limit - reserve) * prompt_tokens / real * 0.95
+        prompt_budget = min(scaled, prompt_tokens * 0.95)
+    return min(window - 1, reserve + max(int(prompt_budget), 0))
+
+
+def _overflow(exc: ContextOverflow, needed: int, window: int, reserve: int) -> ContextOverflow:
+    """The user-facing overflow after the re-fits ran out, with figures the message can show."""
+    if "needed" in exc.fields:
+        return exc
+    return ContextOverflow(str(exc), needed=needed, available=max(window - reserve, 0), reserved=reserve)
 
 
 def _salt(api_key: str | None) -> str:

@@ -9,7 +9,7 @@
     └── BackendError         a backend failed (``retryable`` says whether to try again)
         ├── Unavailable      connection refused/reset, 5xx
         ├── BackendTimeout   connect/read/total time exceeded
-        ├── RateLimited      429 (``retry_after`` seconds, when the server said)
+        ├── RateLimited      429 (``retry_after`` seconds, when the server said; 503 too)
         ├── AuthFailed       401/403: check the API key
         └── BadResponse      malformed stream, unexpected body, other 4xx
 
@@ -58,11 +58,19 @@ class OutputBlocked(ChatError):
 
 
 class BackendError(ChatError):
+    """``retry_after``: seconds the server asked to wait (429/503), honoured by ``RetryPolicy``.
+
+    ``retryable`` may be overridden per instance (e.g. ``x-should-retry``, an exhausted quota).
+    """
+
     key = "error.backend"
 
-    def __init__(self, detail: str = "", *, backend: str = "", **fields: object) -> None:
+    def __init__(
+        self, detail: str = "", *, backend: str = "", retry_after: float | None = None, **fields: object
+    ) -> None:
         super().__init__(detail, backend=backend, **fields)
         self.backend = backend
+        self.retry_after = retry_after
 
 
 class Unavailable(BackendError):
@@ -78,10 +86,6 @@ class BackendTimeout(BackendError):
 class RateLimited(BackendError):
     key = "error.rate_limited"
     retryable = True
-
-    def __init__(self, detail: str = "", *, retry_after: float | None = None, **fields: object) -> None:
-        super().__init__(detail, **fields)
-        self.retry_after = retry_after
 
 
 class AuthFailed(BackendError):

@@ -22,6 +22,21 @@ def build_local_backend(settings: Settings, *, progress: Callable[[str], None] |
     )
 
 
+def build_cloud_backend(settings: Settings) -> Backend:
+    """The OpenAI-compatible backend on the process-wide pooled HTTP client."""
+    from chat.backends.openai_compat import OpenAICompatBackend, Timeouts, shared_http_client
+
+    return OpenAICompatBackend(
+        settings.api_base_url,
+        settings.api_model,
+        api_key=settings.api_key,
+        client=shared_http_client(),
+        timeouts=Timeouts(
+            connect=settings.connect_timeout, read=settings.read_timeout, total=settings.total_timeout
+        ),
+    )
+
+
 def build_engine(
     settings: Settings | None = None, *, progress: Callable[[str], None] | None = None
 ) -> ChatEngine:
@@ -32,6 +47,8 @@ def build_engine(
     for name in names:
         if name == "local":
             backends[name] = build_local_backend(settings, progress=progress)
+        elif name == "cloud":
+            backends[name] = build_cloud_backend(settings)
     return ChatEngine(
         backends,
         fallback=names[1:],
