@@ -180,6 +180,7 @@ class ChatEngine:
         deadline: float,
         fallback: bool,
     ) -> Iterator[Event]:
+        yield from backend.prepare(cancel)
         window = params.context_length
         hard_limit = backend.context_window()
         if hard_limit is not None and window > hard_limit:

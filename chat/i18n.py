@@ -101,6 +101,10 @@ MESSAGES: dict[str, dict[Lang, str]] = {
     "stats.retries": {"en": "{n} retries", "zh": "重试 {n} 次"},
     "stats.dropped": {"en": "{n} old messages left out", "zh": "省略了 {n} 条旧消息"},
     "stats.finish": {"en": "finish: {reason}", "zh": "结束原因：{reason}"},
+    "notice.loading": {
+        "en": "The model is loading, please wait… ({status})",
+        "zh": "模型加载中，请稍候……（{status}）",
+    },
     "notice.waiting": {
         "en": "Waiting for the model… position {position} in the queue.",
         "zh": "正在排队等待模型……当前位置：第 {position} 位。",

@@ -121,9 +121,11 @@ class Notice:
 
 @dataclass(frozen=True)
 class Waiting:
-    """The request is queued behind others for the model; ``position`` 1 means next."""
+    """The request waits: queued behind others (``position`` 1 means next), or for the model
+    to finish loading (``position`` 0, ``status`` says what is happening)."""
 
     position: int
+    status: str = ""
 
 
 @dataclass

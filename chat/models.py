@@ -70,6 +70,25 @@ def resolve_model(ref: str | None, *, progress: Callable[[str], None] | None = N
     return check_gguf(download_from_hub(*hub, progress=progress))
 
 
+def needs_download(ref: str | None) -> bool:
+    """True for a Hub reference that must be fetched from the network (online, not cached)."""
+    hub = parse_hub_reference(ref) if ref else None
+    if hub is None:
+        return False
+    from huggingface_hub import constants, snapshot_download
+
+    if constants.HF_HUB_OFFLINE:
+        return False  # resolve now: a cached file loads, a missing one is a start-up error
+    repo_id, pattern = hub
+    try:
+        folder = Path(
+            snapshot_download(repo_id, allow_patterns=[pattern, pattern + "*"], local_files_only=True)
+        )
+    except (OSError, ValueError):
+        return True
+    return not any(fnmatch.fnmatch(p.relative_to(folder).as_posix(), pattern) for p in folder.rglob("*.gguf"))
+
+
 def download_from_hub(repo_id: str, pattern: str, *, progress: Callable[[str], None] | None = None) -> Path:
     """Fetch the GGUF(s) matching ``pattern`` into the Hub cache (progress bars on the console).
 

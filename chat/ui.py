@@ -20,6 +20,7 @@ from chat import transcript
 from chat.engine import ChatEngine
 from chat.errors import ChatError, InvalidRequest
 from chat.i18n import Lang, detect_language, t
+from chat.loading import PendingBackend
 from chat.messages import Done, GenerationParams, Message, Notice, Stats, TextDelta, Waiting, content_text
 from chat.transcript import FeedbackLog
 
@@ -185,8 +186,13 @@ class ChatHandlers:
             }
             for event in self._events(messages, params, **options):
                 match event:
-                    case Waiting(position=position):
-                        yield [*notices, gr.ChatMessage(t("notice.waiting", lang, position=position))], ""
+                    case Waiting(position=position, status=status):
+                        waiting = (
+                            t("notice.loading", lang, status=status)
+                            if status
+                            else t("notice.waiting", lang, position=position)
+                        )
+                        yield [*notices, gr.ChatMessage(waiting)], ""
                     case Notice(text=notice):
                         notices.append(_notice(notice))
                     case TextDelta(text=delta):
@@ -258,6 +264,25 @@ class ChatHandlers:
             ) from None
 
 
+def _loading_banner(engine: ChatEngine) -> None:
+    """While a model downloads or loads in the background, show its progress above the page."""
+    pending = [b for b in engine.backends.values() if isinstance(b, PendingBackend)]
+    if not pending:
+        return
+    banner = gr.Markdown(elem_id="load-status")
+    timer = gr.Timer(1.0)
+
+    def tick() -> tuple[gr.Markdown, gr.Timer]:
+        busy = [b for b in pending if not b.ready and b.error is None]
+        failed = [b for b in pending if b.error is not None]
+        lines = [f"⏳ **{b.name}**: {b.status}" for b in busy] + [
+            f"⚠️ **{b.name}**: {b.error}" for b in failed
+        ]
+        return gr.Markdown("\n\n".join(lines), visible=bool(lines)), gr.Timer(active=bool(busy))
+
+    timer.tick(tick, None, [banner, timer], queue=False, api_visibility="private")
+
+
 def _notice(text: str) -> gr.ChatMessage:
     return gr.ChatMessage(content="", metadata={"title": text, "status": "done"})
 
@@ -277,6 +302,7 @@ def build_ui(
     first_prompt = personas[persona_names[0]] if persona_names else ""
     backend_choices = [(f"{name} · {b.model}", name) for name, b in engine.backends.items()]
     with gr.Blocks(title="Chat", fill_height=True) as demo:
+        _loading_banner(engine)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=280):
                 persona = gr.Dropdown(

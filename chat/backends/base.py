@@ -49,6 +49,10 @@ class Backend(ABC):
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """Tokens the prompt for ``messages`` takes (exact where a tokenizer is available)."""
 
+    def prepare(self, cancel: threading.Event | None = None) -> Iterator[Waiting]:
+        """Wait until the backend can serve (e.g. a model still loading), yielding progress."""
+        return iter(())
+
     def context_window(self) -> int | None:
         """The hard context limit in tokens, when the backend knows it."""
         return None
