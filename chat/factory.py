@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from chat.backends.base import Backend
+from chat.cache import build_cache
 from chat.engine import ChatEngine
+from chat.guards import build_guard
 from chat.retry import RetryPolicy
 from chat.settings import Settings
 
@@ -49,8 +51,12 @@ def build_engine(
             backends[name] = build_local_backend(settings, progress=progress)
         elif name == "cloud":
             backends[name] = build_cloud_backend(settings)
+    guard = build_guard(settings)
     return ChatEngine(
         backends,
         fallback=names[1:],
         retry=RetryPolicy(max_attempts=settings.max_attempts, total_timeout=settings.total_timeout),
+        input_guard=guard,
+        output_guard=guard,
+        cache=build_cache(settings),
     )

@@ -90,6 +90,39 @@ class Settings:
     )
     # guards
     cache: bool = _opt("CHAT_CACHE", "response cache on/off", parse=_bool, default=True)
+    cache_max_entries: int = _opt(
+        "CHAT_CACHE_MAX_ENTRIES", "replies the cache keeps at most", parse=int, default=1024
+    )
+    cache_max_bytes: int = _opt(
+        "CHAT_CACHE_MAX_BYTES", "total size of cached replies, in bytes", parse=int, default=16 * 1024 * 1024
+    )
+    cache_ttl: float = _opt(
+        "CHAT_CACHE_TTL", "seconds a cached reply may be served", parse=float, default=3600.0
+    )
+    filters_dir: str = _opt(
+        "CHAT_FILTERS_DIR",
+        "directory of content filter rules (default: the shipped prompts/filters)",
+        default="",
+    )
+    max_message_chars: int = _opt(
+        "CHAT_MAX_MESSAGE_CHARS", "longest message a user may send, in characters", parse=int, default=2000
+    )
+    max_turns: int = _opt("CHAT_MAX_TURNS", "user messages one conversation may have", parse=int, default=50)
+    moderation_url: str = _opt(
+        "CHAT_MODERATION_URL",
+        "OpenAI-compatible moderation API base URL; on when set, refuses when unreachable",
+        default="",
+    )
+    moderation_model: str = _opt(
+        "CHAT_MODERATION_MODEL", "model for the moderation API (default: the service's)", default=""
+    )
+    moderation_api_key: str = _opt(
+        "CHAT_MODERATION_API_KEY",
+        "API key for the moderation API (environment only; default: OPENAI_API_KEY)",
+        flag=False,
+        default="",
+        repr=False,
+    )
     # server
     host: str = _opt(
         ("CHAT_HOST", "GRADIO_SERVER_NAME"),
@@ -113,6 +146,9 @@ class Settings:
             raise ConfigError(f"--port must be 1-65535, got {self.port}")
         if self.auth and ":" not in self.auth:
             raise ConfigError("--auth must look like user:password")
+        for name in ("cache_max_entries", "cache_max_bytes", "cache_ttl", "max_message_chars", "max_turns"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         for name in (self.backend, *self.fallback):
             if name not in ("local", "cloud"):
                 raise ConfigError(f"unknown backend {name!r}: use local or cloud")

@@ -1,0 +1,135 @@
+"""Input and output guards the engine runs on every request, from every entry point.
+
+``ContentGuard`` is both the engine's ``InputGuard`` (limits, word lists, regular expressions,
+optional external moderation) and its ``OutputGuard`` (a fresh ``StreamFilter`` per reply).
+Rules live in plain files (``prompts/filters/``); see ``chat.guards.rules`` for matching and
+``chat.guards.normalise`` for what evasions are undone before it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from chat.engine import OutputFilter
+from chat.errors import InputBlocked, InvalidRequest
+from chat.guards.output import ModeratedFilter, StreamFilter
+from chat.guards.rules import DEFAULT_DIR, RuleSet
+from chat.messages import Message
+from chat.moderation import Moderation, ModerationClient, ModerationUnavailable
+from chat.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Defaults that fit the embedded model's 4096-token window with 512 reserved for the reply:
+# 2,000 Chinese characters are ~3,400 SmolLM2 tokens (English runs ~0.2 tokens a character).
+DEFAULT_MAX_MESSAGE_CHARS = 2000
+DEFAULT_MAX_TURNS = 50
+CHECKED_ROLES = ("system", "user")  # assistant turns were output-filtered when written
+
+
+class MessageTooLong(InvalidRequest):
+    key = "error.message_too_long"
+
+
+class TooManyTurns(InvalidRequest):
+    key = "error.too_many_turns"
+
+
+class ContentBlocked(InputBlocked):
+    """A rule refused the message; ``key`` is the rule file's refusal (see ``chat.i18n``)."""
+
+    def __init__(self, detail: str, *, key: str = InputBlocked.key) -> None:
+        super().__init__(detail)
+        self.key = key
+
+
+class ContentGuard:
+    """The engine's input and output guard. Immutable after construction: share it freely."""
+
+    def __init__(
+        self,
+        rules: RuleSet | None = None,
+        *,
+        max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
+        max_turns: int = DEFAULT_MAX_TURNS,
+        moderation: Moderation | None = None,
+    ) -> None:
+        self.rules = rules if rules is not None else RuleSet.load()
+        self.max_message_chars = max_message_chars
+        self.max_turns = max_turns
+        self.moderation = moderation
+
+    # -- InputGuard ---------------------------------------------------------------------------
+
+    def check(self, messages: Sequence[Message]) -> None:
+        """Raise ``InvalidRequest`` for a broken limit, ``InputBlocked`` for refused content.
+
+        Every user and system message is checked, not only the newest: a message refused once
+        must not reach the model later as history, nor through a system prompt.
+        """
+        newest = messages[-1].content if messages else ""
+        if len(newest) > self.max_message_chars:
+            raise MessageTooLong(
+                f"message has {len(newest)} characters", length=len(newest), limit=self.max_message_chars
+            )
+        turns = sum(1 for m in messages if m.role == "user")
+        if turns > self.max_turns:
+            raise TooManyTurns(f"conversation has {turns} turns", limit=self.max_turns)
+        for message in messages:
+            if message.role not in CHECKED_ROLES:
+                continue
+            rule = self.rules.check_input(message.content)
+            if rule is not None:
+                log.info("input blocked by %s (%s)", rule.where, rule.category)
+                raise ContentBlocked(f"input rule {rule.where} ({rule.category})", key=rule.refusal)
+        if self.moderation is not None:
+            try:
+                flagged = self.moderation.flagged(newest)
+            except ModerationUnavailable as exc:
+                log.warning("input refused: moderation unavailable (%s)", exc)
+                raise ContentBlocked(
+                    f"moderation unavailable: {exc}", key="error.moderation_unavailable"
+                ) from None
+            if flagged:
+                log.info("input blocked by external moderation")
+                raise ContentBlocked("flagged by external moderation")
+
+    # -- OutputGuard --------------------------------------------------------------------------
+
+    def new_filter(self) -> OutputFilter:
+        stream = StreamFilter(self.rules.output)
+        if self.moderation is not None:
+            return ModeratedFilter(stream, self.moderation)
+        return stream
+
+
+def build_guard(settings: Settings) -> ContentGuard:
+    """The guard ``settings`` describe (rules directory, limits, optional moderation)."""
+    directory = Path(settings.filters_dir) if settings.filters_dir else DEFAULT_DIR
+    moderation = None
+    if settings.moderation_url:
+        moderation = ModerationClient(
+            settings.moderation_url,
+            api_key=settings.moderation_api_key or settings.api_key,
+            model=settings.moderation_model,
+            timeout=settings.connect_timeout + settings.read_timeout,
+        )
+    return ContentGuard(
+        RuleSet.load(directory),
+        max_message_chars=settings.max_message_chars,
+        max_turns=settings.max_turns,
+        moderation=moderation,
+    )
+
+
+__all__ = [
+    "ContentBlocked",
+    "ContentGuard",
+    "MessageTooLong",
+    "RuleSet",
+    "StreamFilter",
+    "TooManyTurns",
+    "build_guard",
+]
