@@ -10,7 +10,7 @@ own base URL, and the server counts the attempts made on it:
 
 Steps (the last one repeats): ``ok[:tokens[:interval_ms]]``, ``status:CODE[:retry_after]``,
 ``status_ms:CODE:retry_after_ms``, ``ctx:LIMIT``, ``ctx_plain:LIMIT``, ``reset``, ``midreset``, ``malformed``,
-``malformed_late``, ``stall``, ``stall_head``, ``trickle``, ``jsonerr``, ``eof``, ``done_only``,
+``malformed_late``, ``stall``, ``stall_head``, ``trickle``, ``jsonerr``, ``eof``, ``eof_empty``, ``burst``, ``done_only``,
 ``error_event``. Error bodies echo the Authorization header, as careless providers do, so tests
 can check that the key never reaches the user.
 
@@ -238,6 +238,17 @@ class FaultServer:
         if name == "eof_empty":
             await _start_stream(writer)
             await _chunk(writer, b"")  # what llama_cpp.server does on a streamed overflow
+            return True
+        if name == "burst":  # a whole reply in one write, and no usage chunk
+            await _start_stream(writer)
+            events = [
+                _delta("", role=True),
+                *(_delta(w + " ") for w in REPLY.split()),
+                _delta("", finish="stop"),
+            ]
+            body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+            await _chunk(writer, body + b"data: [DONE]\n\n")
+            await _chunk(writer, b"")
             return True
         if name == "done_only":
             await _start_stream(writer)

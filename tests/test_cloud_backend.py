@@ -125,7 +125,7 @@ def test_reply_streams_with_usage_and_sends_the_key_only_to_the_server(fault, ca
     url = fault.url("ok")
     out = run(ChatEngine({"cloud": cloud(url)}, retry=FAST_RETRY))
     deltas = [e for e in out.events if isinstance(e, TextDelta)]
-    assert len(deltas) >= 5 and "".join(d.text for d in deltas) == out.done.text == REPLY + " "
+    assert deltas and "".join(d.text for d in deltas) == out.done.text == REPLY + " "
     stats = out.done.stats
     assert (stats.backend, stats.model, stats.finish_reason) == ("cloud", "fault-model", "stop")
     assert (stats.prompt_tokens, stats.completion_tokens, stats.retries, stats.fallback) == (11, 10, 0, False)
@@ -137,6 +137,20 @@ def test_reply_streams_with_usage_and_sends_the_key_only_to_the_server(fault, ca
     assert seen.body["messages"] == QUESTION
     assert out.elapsed < 5
     assert_clean(out, caplog)
+
+
+def test_tokens_stream_as_they_arrive(fault) -> None:
+    url = fault.url("ok:8:60")  # one token every 60 ms
+    events = list(ChatEngine({"cloud": cloud(url)}).stream(QUESTION, PARAMS))
+    deltas = [e.text for e in events if isinstance(e, TextDelta)]
+    assert len(deltas) >= 6 and "".join(deltas) == events[-1].text == "t0 t1 t2 t3 t4 t5 t6 t7 "
+
+
+def test_a_burst_read_at_once_is_one_delta_and_tokens_are_still_counted(fault) -> None:
+    out = run(ChatEngine({"cloud": cloud(fault.url("burst"))}))
+    deltas = [e.text for e in out.events if isinstance(e, TextDelta)]
+    assert deltas == [REPLY + " "]
+    assert out.done.stats.completion_tokens == len(REPLY.split())  # no usage chunk: events counted
 
 
 def test_429_with_retry_after_is_honoured_then_succeeds(fault, caplog) -> None:
@@ -468,6 +482,29 @@ def test_cancel_from_another_thread_cuts_a_stalled_stream(fault, caplog) -> None
     assert fault.attempts(url) == 1
 
 
+def test_a_finished_stream_is_disarmed_before_its_connection_can_be_reused() -> None:
+    """The watchdog must never cut a socket the pool has handed to another request."""
+    import httpx
+
+    from chat.backends.openai_compat import _WATCHDOG, _Watch
+
+    watch = _Watch(time.monotonic() + 60, None)
+    armed_at_close: list[bool] = []
+
+    class Body(httpx.SyncByteStream):
+        def __iter__(self):  # noqa: ANN204
+            yield b"data: [DONE]\n\n"
+
+        def close(self) -> None:  # where httpcore returns the connection to the pool
+            armed_at_close.append(watch in _WATCHDOG._watches)
+
+    response = httpx.Response(200, stream=Body(), request=httpx.Request("POST", "http://x"))
+    _WATCHDOG.add(watch, response)
+    assert watch in _WATCHDOG._watches
+    list(response.iter_raw())  # httpx closes the response itself when the body ends
+    assert armed_at_close == [False]
+
+
 def test_keep_alive_reuses_one_connection_for_sequential_replies(fault) -> None:
     backend = cloud(fault.url("ok"))
     engine = ChatEngine({"cloud": backend})
@@ -493,6 +530,9 @@ def test_concurrent_sessions_share_one_client(fault) -> None:
         t.join(timeout=30)
     assert len(results) == 20 and all(r.startswith("t0 t1") for r in results)
     assert fault.attempts(url) == 20
+    from chat.backends.openai_compat import _WATCHDOG
+
+    assert not _WATCHDOG._watches  # every stream unregistered itself
 
 
 # -- factory and helpers ------------------------------------------------------------------------------

@@ -21,12 +21,13 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource, SSEError, connect_sse
+from httpx_sse import ServerSentEvent, SSEError, connect_sse
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder  # pinned 0.4.3; see _sse_batches
 
 from chat.backends.base import Backend, Chunk, Finish
 from chat.errors import (
@@ -87,12 +88,17 @@ class Timeouts:
         return httpx.Timeout(connect=min(self.connect, budget), read=read, write=read, pool=read)
 
 
-def build_http_client(*, max_connections: int = 256, max_keepalive: int = 64) -> httpx.Client:
-    """A pooled client with keep-alive; timeouts are set per request from ``Timeouts``."""
+def build_http_client(*, max_connections: int = 256) -> httpx.Client:
+    """A pooled client with keep-alive; timeouts are set per request from ``Timeouts``.
+
+    Every connection may stay alive (keep-alive limit = connection limit): httpcore 1.0.9
+    closes "surplus" idle connections counting all of them, and can close one already handed
+    to a waiting request (encode/httpcore#1110), which under load shows as EBADF or a hang.
+    """
     return httpx.Client(
         limits=httpx.Limits(
             max_connections=max_connections,
-            max_keepalive_connections=max_keepalive,
+            max_keepalive_connections=max_connections,
             keepalive_expiry=30.0,
         ),
         timeout=httpx.Timeout(30.0, connect=5.0),
@@ -251,42 +257,58 @@ class OpenAICompatBackend(Backend):
                 yield from self._plain_json(_read_limited(response), response.status_code, key)
                 return
             _WATCHDOG.add(watch, response)
-            yield from self._events(source, watch, key)
+            try:
+                yield from self._events(response, watch, key)
+            finally:
+                _WATCHDOG.remove(watch)  # before the connection can go back to the pool
 
-    def _events(self, source: EventSource, watch: _Watch, key: str) -> Iterator[Chunk]:
+    def _events(self, response: httpx.Response, watch: _Watch, key: str) -> Iterator[Chunk]:
+        """Text deltas from the event stream, one per network read.
+
+        Deltas that arrived together are joined: under load a burst costs the engine and the UI
+        one update instead of one per token, and nothing waits for data not yet received.
+        """
         finish_reason: str | None = None
         usage: Mapping[str, Any] = {}
         done = False
+        events = 0  # content events: the completion's token count when the API sends no usage
+        cancel = watch.cancel
         try:
-            for sse in source.iter_sse():
-                watch.check(time.monotonic())
-                if watch.reason:
+            for batch in _sse_batches(response):
+                if watch.reason or (cancel is not None and cancel.is_set()):
+                    watch.check(time.monotonic())  # note why, and cut the socket
                     break
                 if done:
-                    continue  # drain to the end of the body so the connection goes back to the pool
-                data = sse.data.strip()
-                if data == "[DONE]":
-                    done = True
-                    watch.deadline = min(watch.deadline, time.monotonic() + DRAIN_GRACE)
-                    continue
-                if not data:
-                    continue
-                chunk = _json_object(data)
-                if chunk is None:
-                    raise BadResponse("malformed data line in the event stream", backend=self.name)
-                if sse.event == "error" or chunk.get("error"):
-                    raise self._body_error(chunk, status=200, key=key)
-                if isinstance(chunk.get("usage"), dict):
-                    usage = chunk["usage"]
-                for choice in chunk.get("choices") or ():
-                    if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                    continue  # after [DONE]: drain so the connection goes back to the pool
+                texts: list[str] = []
+                for sse in batch:
+                    data = sse.data
+                    if done or not data:
                         continue
-                    delta = choice.get("delta") or {}
-                    text = delta.get("content") if isinstance(delta, dict) else None
-                    if isinstance(text, str) and text:
-                        yield text
-                    if choice.get("finish_reason"):
-                        finish_reason = str(choice["finish_reason"])
+                    if data[0] != "{" and data.strip() == "[DONE]":
+                        done = True
+                        watch.deadline = min(watch.deadline, time.monotonic() + DRAIN_GRACE)
+                        continue
+                    chunk = _json_object(data)
+                    if chunk is None:
+                        yield from _joined(texts)
+                        raise BadResponse("malformed data line in the event stream", backend=self.name)
+                    if chunk.get("error") or sse.event == "error":
+                        yield from _joined(texts)
+                        raise self._body_error(chunk, status=200, key=key)
+                    if chunk.get("usage"):
+                        usage = chunk["usage"] if isinstance(chunk["usage"], dict) else usage
+                    for choice in chunk.get("choices") or ():
+                        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                            continue
+                        delta = choice.get("delta")
+                        text = delta.get("content") if isinstance(delta, dict) else None
+                        if text and isinstance(text, str):
+                            texts.append(text)
+                            events += 1
+                        if choice.get("finish_reason"):
+                            finish_reason = str(choice["finish_reason"])
+                yield from _joined(texts)
         except (httpx.HTTPError, httpx.StreamError):
             if not done:
                 raise  # mapped at the seam in ``stream``
@@ -303,7 +325,7 @@ class OpenAICompatBackend(Backend):
         yield Finish(
             finish_reason or "unknown",  # [DONE] without finish_reason: an interrupted reply
             prompt_tokens=_int(usage.get("prompt_tokens")),
-            completion_tokens=_int(usage.get("completion_tokens")),
+            completion_tokens=_int(usage.get("completion_tokens")) or events or None,
         )
 
     def _plain_json(self, body: bytes, status: int, key: str) -> Iterator[Chunk]:
@@ -413,6 +435,9 @@ class _Watch:
         if self.reason:
             self.cut()
 
+    def disarm(self) -> None:
+        self._sock = None
+
     def check(self, now: float) -> None:
         if self.reason is None:
             if now >= self.deadline:
@@ -442,6 +467,9 @@ class _Watchdog:
         self._thread: threading.Thread | None = None
 
     def add(self, watch: _Watch, response: httpx.Response) -> None:
+        # httpx closes a response, and the pool hands its connection to the next request, the
+        # moment the body ends: disarm first, so a late cut never hits a reused socket.
+        response.stream = _DisarmFirst(response.stream, lambda: self.remove(watch))
         watch.arm(response)
         with self._cond:
             self._watches.add(watch)
@@ -451,19 +479,36 @@ class _Watchdog:
             self._cond.notify()
 
     def remove(self, watch: _Watch) -> None:
+        """After this returns the watch can no longer cut its socket (which may be reused)."""
         with self._cond:
             self._watches.discard(watch)
+            watch.disarm()
 
     def _run(self) -> None:
         while True:
-            with self._cond:
+            with self._cond:  # checks run under the lock, so a removed watch is never cut
                 while not self._watches:
                     self._cond.wait()
                 self._cond.wait(self.INTERVAL)
-                watches = list(self._watches)
-            now = time.monotonic()
-            for watch in watches:
-                watch.check(now)
+                now = time.monotonic()
+                for watch in self._watches:
+                    watch.check(now)
+
+
+class _DisarmFirst(httpx.SyncByteStream):
+    """The response body, calling ``disarm`` when it ends or closes, before the pool sees it."""
+
+    def __init__(self, stream: httpx.SyncByteStream, disarm: Callable[[], None]) -> None:
+        self._stream = stream
+        self._disarm = disarm
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+        self._disarm()
+
+    def close(self) -> None:
+        self._disarm()
+        self._stream.close()
 
 
 _WATCHDOG = _Watchdog()
@@ -485,6 +530,24 @@ def _payload(model: str, messages: Sequence[Message], params: GenerationParams) 
     if params.seed is not None:
         payload["seed"] = params.seed
     return payload
+
+
+def _sse_batches(response: httpx.Response) -> Iterator[list[ServerSentEvent]]:
+    """httpx-sse's own decoders (as in ``EventSource.iter_sse``), grouped by network read."""
+    lines, decoder = SSELineDecoder(), SSEDecoder()
+    for text in response.iter_text():
+        batch = [sse for line in lines.decode(text) if (sse := decoder.decode(line)) is not None]
+        if batch:
+            yield batch
+    tail = [sse for line in lines.flush() if (sse := decoder.decode(line)) is not None]
+    if tail:  # as the SSE spec says, an event without its closing blank line is dropped
+        yield tail
+
+
+def _joined(texts: list[str]) -> Iterator[str]:
+    if texts:
+        yield "".join(texts)
+        texts.clear()
 
 
 def _is_event_stream(response: httpx.Response) -> bool:
