@@ -21,7 +21,7 @@ def log(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_sources(argv)
-        engine = build_engine(settings, progress=log)
+        engine = build_engine(settings, progress=log, background=True)
     except ChatError as exc:
         log(f"error: {exc}")
         return 2

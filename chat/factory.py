@@ -8,6 +8,8 @@ from chat.backends.base import Backend
 from chat.cache import build_cache
 from chat.engine import ChatEngine
 from chat.guards import build_guard
+from chat.loading import PendingBackend
+from chat.models import needs_download
 from chat.retry import RetryPolicy
 from chat.settings import Settings
 
@@ -40,14 +42,28 @@ def build_cloud_backend(settings: Settings) -> Backend:
 
 
 def build_engine(
-    settings: Settings | None = None, *, progress: Callable[[str], None] | None = None
+    settings: Settings | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+    background: bool = False,
 ) -> ChatEngine:
-    """The engine for ``settings``; loads the local model only when a chain needs it."""
+    """The engine for ``settings``; loads the local model only when a chain needs it.
+
+    ``background=True`` downloads a Hub model in a thread (the server can start at once and
+    show progress); a local or cached model always loads here, so bad files fail at start-up.
+    """
     settings = settings or Settings()
     names = [settings.backend, *(n for n in settings.fallback if n != settings.backend)]
     backends: dict[str, Backend] = {}
     for name in names:
-        if name == "local":
+        if name == "local" and background and needs_download(settings.model):
+            backends[name] = PendingBackend(
+                "local",
+                settings.model,
+                lambda report: build_local_backend(settings, progress=_both(report, progress)),
+                n_ctx=settings.n_ctx,
+            )
+        elif name == "local":
             backends[name] = build_local_backend(settings, progress=progress)
         elif name == "cloud":
             backends[name] = build_cloud_backend(settings)
@@ -60,3 +76,12 @@ def build_engine(
         output_guard=guard,
         cache=build_cache(settings),
     )
+
+
+def _both(first: Callable[[str], None], second: Callable[[str], None] | None) -> Callable[[str], None]:
+    def report(message: str) -> None:
+        first(message)
+        if second is not None:
+            second(message)
+
+    return report
