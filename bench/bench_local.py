@@ -72,7 +72,11 @@ def main() -> None:
             if isinstance(event, TextDelta):
                 yield event
 
-    results: dict[str, list[tuple[float, float, int]]] = {"llama-cpp-python": [], "engine": [], "app (HTTP)": []}
+    results: dict[str, list[tuple[float, float, int]]] = {
+        "llama-cpp-python": [],
+        "engine": [],
+        "app (HTTP)": [],
+    }
     for prompt in PROMPTS:  # warm-up
         measure(lambda p=prompt: raw(p))
     for _ in range(args.rounds):
@@ -92,8 +96,11 @@ def main() -> None:
     def over_http(prompt: str):  # noqa: ANN202
         llm.reset()
         job = client.submit(
-            message=prompt, temperature=params.temperature, top_p=params.top_p,
-            max_new_tokens=params.max_new_tokens, api_name="/chat",
+            message=prompt,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_new_tokens=params.max_new_tokens,
+            api_name="/chat",
         )
         yield from job
 
@@ -108,13 +115,19 @@ def main() -> None:
     med = statistics.median
     base_ttft = med(r[0] for r in results["llama-cpp-python"])
     base_tps = med(r[1] for r in results["llama-cpp-python"])
-    print(f"SmolLM2-135M Q4_1, {args.rounds} rounds x {len(PROMPTS)} prompts, max {args.max_tokens} tokens, 2048 ctx\n")
-    print("| path | median TTFT (ms) | median decode tok/s | tok/s ratio vs llama-cpp-python | TTFT diff (ms) |")
+    print(
+        f"SmolLM2-135M Q4_1, {args.rounds} rounds x {len(PROMPTS)} prompts, max {args.max_tokens} tokens, 2048 ctx\n"
+    )
+    print(
+        "| path | median TTFT (ms) | median decode tok/s | tok/s ratio vs llama-cpp-python | TTFT diff (ms) |"
+    )
     print("|---|---|---|---|---|")
     for name in ("llama-cpp-python", "engine"):
         ttft = med(r[0] for r in results[name])
         tps = med(r[1] for r in results[name])
-        print(f"| {name} | {ttft * 1000:.1f} | {tps:.1f} | {tps / base_tps:.3f} | {(ttft - base_ttft) * 1000:+.1f} |")
+        print(
+            f"| {name} | {ttft * 1000:.1f} | {tps:.1f} | {tps / base_tps:.3f} | {(ttft - base_ttft) * 1000:+.1f} |"
+        )
     http_ttft = med(r[0] for r in results["app (HTTP)"])
     engine_ttft = med(r[0] for r in app_engine)
     print(

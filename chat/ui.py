@@ -71,7 +71,9 @@ I18N = gr.I18n(
 def history_to_messages(history: Sequence[dict[str, Any]] | None) -> list[Message]:
     """Gradio history (UI dicts with part lists, or API dicts with strings) to engine messages.
 
-    Notice and error bubbles (messages with a metadata title) are display-only and left out.
+    Notice and error bubbles (messages with a metadata title) are display-only and left out,
+    and so is a user message that got no reply (refused, failed or stopped while waiting): it
+    stays on screen, but it is not context for the model, nor checked again by the guards.
     """
     messages: list[Message] = []
     for item in history or []:
@@ -83,10 +85,14 @@ def history_to_messages(history: Sequence[dict[str, Any]] | None) -> list[Messag
         if role not in ("user", "assistant"):
             raise InvalidRequest(f"history role must be user or assistant, got {role!r}")
         text = content_text(item.get("content"))
-        if messages and messages[-1].role == role:  # several bubbles of one turn
+        if messages and messages[-1].role == role == "assistant":  # several bubbles of one reply
             messages[-1] = Message(role, messages[-1].content + "\n\n" + text)
+        elif messages and messages[-1].role == role == "user":  # the earlier one went unanswered
+            messages[-1] = Message(role, text)
         else:
             messages.append(Message(role, text))
+    if messages and messages[-1].role == "user":
+        messages.pop()
     return messages
 
 
@@ -192,7 +198,9 @@ class ChatHandlers:
                             if status
                             else t("notice.waiting", lang, position=position)
                         )
-                        yield [*notices, gr.ChatMessage(waiting)], ""
+                        yield [*notices, _notice(waiting)], ""
+                    case Notice(kind="blocked"):
+                        pass  # Done carries the notice as the whole reply, replacing the text
                     case Notice(text=notice):
                         notices.append(_notice(notice))
                     case TextDelta(text=delta):

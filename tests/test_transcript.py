@@ -59,7 +59,10 @@ def test_feedback_log_appends_json_lines(tmp_path: Path) -> None:
     log = FeedbackLog(tmp_path / "logs" / "feedback.jsonl")
     log.record(liked=True, index=2, history=HISTORY, model="local:SmolLM2")
     log.record(liked=False, index=2, history=HISTORY, model="local:SmolLM2")
-    lines = [json.loads(line) for line in (tmp_path / "logs" / "feedback.jsonl").read_text(encoding="utf-8").splitlines()]
+    lines = [
+        json.loads(line)
+        for line in (tmp_path / "logs" / "feedback.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert [e["rating"] for e in lines] == ["like", "dislike"]
     assert lines[0]["conversation"][0]["content"] == "你好，介绍一下长城。"
     assert lines[0]["model"] == "local:SmolLM2" and lines[0]["message_index"] == 2

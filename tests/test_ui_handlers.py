@@ -38,6 +38,31 @@ def test_gradio_history_shapes_are_understood() -> None:
     assert history_to_messages(api_history) == expected
 
 
+def test_unanswered_user_messages_are_not_context() -> None:
+    history = [
+        {"role": "user", "content": "password: hunter2"},
+        {"role": "assistant", "metadata": {"title": "⚠️ refused"}, "content": ""},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "stopped while waiting"},
+    ]
+    assert history_to_messages(history) == [Message("user", "Hi"), Message("assistant", "Hello!")]
+
+
+def test_a_refused_message_does_not_block_the_rest_of_the_conversation(local_backend) -> None:
+    from chat import Settings
+    from chat.guards import build_guard
+
+    guard = build_guard(Settings())
+    handlers = ChatHandlers(ChatEngine({"local": local_backend}, input_guard=guard, output_guard=guard))
+    refused, _ = list(handlers.ui("password: hunter2", [], *DEFAULTS))[-1]
+    assert refused[-1].metadata["title"].startswith("⚠️")
+    history = [{"role": "user", "content": "password: hunter2"}, *[b.__dict__ for b in refused]]
+    bubbles, stats = list(handlers.ui("What is the capital of France?", history, *DEFAULTS))[-1]
+    assert not (bubbles[-1].metadata or {}).get("title")
+    assert bubbles[-1].content and "**local**" in stats
+
+
 def test_history_with_unknown_roles_is_rejected() -> None:
     with pytest.raises(InvalidRequest):
         history_to_messages([{"role": "system", "content": "sneaky"}])
@@ -74,7 +99,7 @@ def test_waiting_users_see_their_queue_position(engine: ChatEngine, local_backen
 
     def second() -> None:
         for bubbles, _ in ChatHandlers(engine).ui("Hi", [], *DEFAULTS):
-            seen.append(bubbles[-1].content)
+            seen.append((bubbles[-1].metadata or {}).get("title") or bubbles[-1].content)
 
     worker = threading.Thread(target=second)
     worker.start()
