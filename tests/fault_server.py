@@ -10,7 +10,7 @@ own base URL, and the server counts the attempts made on it:
 
 Steps (the last one repeats): ``ok[:tokens[:interval_ms]]``, ``status:CODE[:retry_after]``,
 ``status_ms:CODE:retry_after_ms``, ``ctx:LIMIT``, ``ctx_plain:LIMIT``, ``reset``, ``midreset``, ``malformed``,
-``malformed_late``, ``stall``, ``stall_head``, ``trickle``, ``jsonerr``, ``eof``, ``eof_empty``, ``burst``, ``done_only``,
+``malformed_late``, ``stall``, ``stall_head``, ``trickle``, ``jsonerr``, ``json_reply``, ``eof``, ``eof_empty``, ``burst``, ``done_only``,
 ``error_event``. Error bodies echo the Authorization header, as careless providers do, so tests
 can check that the key never reaches the user.
 
@@ -228,6 +228,12 @@ class FaultServer:
         if name == "jsonerr":
             error = {"message": f"upstream exploded, key was {echo}", "type": "server_error"}
             await _send_json(writer, 200, {"error": error})
+            return True
+        if name == "json_reply":  # a server that ignores "stream": true
+            message = {"role": "assistant", "content": REPLY}
+            usage = {"prompt_tokens": 11, "completion_tokens": 10, "total_tokens": 21}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            await _send_json(writer, 200, {"choices": [choice], "usage": usage})
             return True
         if name == "eof":
             await _start_stream(writer)

@@ -281,6 +281,13 @@ def test_json_error_body_where_sse_was_expected(fault, caplog) -> None:
     assert_clean(out, caplog)
 
 
+def test_a_server_that_ignores_stream_true_still_answers(fault, caplog) -> None:
+    url = fault.url("json_reply")
+    out = run(ChatEngine({"cloud": cloud(url)}, retry=FAST_RETRY))
+    assert out.done.text == REPLY and out.done.stats.completion_tokens == 10
+    assert fault.attempts(url) == 1
+
+
 def test_error_object_inside_the_stream_ends_the_reply_with_a_notice(fault, caplog) -> None:
     url = fault.url("error_event")
     out = run(ChatEngine({"cloud": cloud(url)}, retry=FAST_RETRY))
