@@ -176,7 +176,8 @@ def main() -> int:
 
     print(
         f"Fixed-rate loopback server: {args.tokens} tokens per reply, one every {args.interval_ms} ms; "
-        f"{args.rounds} chats per concurrent user, two trials per mode; {os.cpu_count()} CPUs.\n"
+        f"{args.rounds} chats per concurrent user, two trials per mode; {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f} at the end.\n"
     )
     print("| concurrent | chats | engine tok/s | raw httpx tok/s | ratio | TTFT p50 engine / raw (ms) "
           "| added p50 (ms) | TTFT p95 engine / raw (ms) |")  # fmt: skip

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from chat.engine import ChatEngine
 from chat.personas import load_personas
+from chat.service import register
 from chat.settings import Settings
 from chat.ui import I18N, build_ui
 
@@ -27,13 +28,14 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
     app.state.engine = engine
     app.state.settings = settings
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        """Alive: the process answers."""
-        return {"status": "ok"}
+    service = register(app, engine, settings)  # /api, /ws, /v1, /metrics, /healthz, /readyz
 
     max_context = min(b.context_window() or settings.n_ctx for b in engine.backends.values())
-    demo = build_ui(engine, personas=load_personas(), max_context=max_context)
+    demo = build_ui(
+        service.observed("gradio"),  # the same engine, counted in /metrics and the request log
+        personas=load_personas(),
+        max_context=max_context,
+    )
     demo.queue(max_size=settings.max_queue)
     return gr.mount_gradio_app(
         app,

@@ -138,6 +138,27 @@ class Settings:
         parse=int,
         default=64,
     )
+    # service routes (/api, /v1, /ws, /metrics)
+    api_token: str = _opt(
+        "CHAT_API_TOKEN",
+        "bearer token the API routes require (environment only; empty: open)",
+        flag=False,
+        default="",
+        repr=False,
+    )
+    rate_limit: int = _opt(
+        "CHAT_RATE_LIMIT",
+        "chat requests per minute per client, UI and APIs together (0: no limit); over it: 429",
+        parse=int,
+        default=0,
+    )
+    max_body_bytes: int = _opt(
+        "CHAT_MAX_BODY_BYTES", "largest API request body or /ws message, in bytes", parse=int, default=1048576
+    )
+    log_format: str = _opt("CHAT_LOG_FORMAT", "request log lines: text or json", default="text")
+    log_user_text: bool = _opt(
+        "CHAT_LOG_USER_TEXT", "include user messages and replies in request logs", parse=_bool, default=False
+    )
 
     def __post_init__(self) -> None:
         if self.n_ctx < 64:
@@ -149,6 +170,12 @@ class Settings:
         for name in ("cache_max_entries", "cache_max_bytes", "cache_ttl", "max_message_chars", "max_turns"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.rate_limit < 0:
+            raise ConfigError(f"--rate-limit must be 0 (off) or more, got {self.rate_limit}")
+        if self.max_body_bytes < 1024:
+            raise ConfigError(f"--max-body-bytes must be at least 1024, got {self.max_body_bytes}")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"--log-format must be text or json, got {self.log_format!r}")
         for name in (self.backend, *self.fallback):
             if name not in ("local", "cloud"):
                 raise ConfigError(f"unknown backend {name!r}: use local or cloud")

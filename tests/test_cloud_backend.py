@@ -471,12 +471,12 @@ def test_closing_the_engine_iterator_closes_the_http_stream_at_once(fault, caplo
             break
     closed = time.monotonic()
     events.close()
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 5
     [seen] = fault.seen(url)
     while seen.disconnected is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert seen.disconnected is not None and seen.disconnected - closed < 1.0
-    assert seen.chunks_sent < 100
+    assert seen.disconnected is not None and seen.disconnected - closed < 2.0
+    assert seen.chunks_sent < 200  # of 400: generation did not run on
 
 
 def test_cancel_from_another_thread_cuts_a_stalled_stream(fault, caplog) -> None:

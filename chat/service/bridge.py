@@ -1,0 +1,95 @@
+"""Driving the engine's blocking generators from async routes.
+
+Each ``next()`` runs on a worker thread, one event at a time, so a request waiting in the model's
+queue holds no thread between its ``Waiting`` polls. The service routes use their own thread
+limiter: a burst of API calls cannot take the threads Gradio's handlers need. ``aclose`` sets
+the cancel event and closes the engine generator, which stops generation and frees the model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import anyio.to_thread
+from starlette.requests import Request
+
+from chat.messages import Done, Event, Waiting
+
+SERVICE_THREADS = 32
+_END = object()
+
+
+class ThreadBudget:
+    """The worker threads one app's service routes may use at once.
+
+    The limiter is made on first use, inside the app's event loop, which it then belongs to.
+    """
+
+    def __init__(self, threads: int = SERVICE_THREADS) -> None:
+        self.threads = threads
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.threads)
+        return self._limiter
+
+
+class EventPump:
+    """``async for event in EventPump(events, cancel, budget)``; always ``await pump.aclose()``."""
+
+    def __init__(self, events: Iterator[Event], cancel: threading.Event, budget: ThreadBudget) -> None:
+        self._events = events
+        self.cancel = cancel
+        self._budget = budget
+        self._closed = False
+
+    def __aiter__(self) -> EventPump:
+        return self
+
+    async def __anext__(self) -> Event:
+        event = await anyio.to_thread.run_sync(next, self._events, _END, limiter=self._budget.limiter)
+        if event is _END:
+            raise StopAsyncIteration
+        return event
+
+    async def batches(self) -> AsyncIterator[list[Event]]:
+        """Events in runs, one thread hop per run, for callers that only need the end result.
+
+        A run stops after a ``Waiting`` (the request is queued: the thread is given back between
+        polls) or at ``Done``; a cache hit or a whole generation is then one hop, not one per token.
+        """
+        while True:
+            run = await anyio.to_thread.run_sync(_run, self._events, limiter=self._budget.limiter)
+            if not run:
+                return
+            yield run
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.cancel.set()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._events.close, limiter=self._budget.limiter)
+
+
+def _run(events: Iterator[Event]) -> list[Event]:
+    run: list[Event] = []
+    for event in events:  # breaking out leaves the generator open for the next run
+        run.append(event)
+        if isinstance(event, (Waiting, Done)):
+            break
+    return run
+
+
+async def cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
+    """Set ``cancel`` when the HTTP client goes away (run it beside a non-streaming reply)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            cancel.set()
+            return
