@@ -1,0 +1,736 @@
+"""End to end in a real browser: Debian's Chromium driven by Playwright, against the whole app.
+
+The app is the real one (``build_app`` on uvicorn) over the engine ``chat.factory.build_engine``
+builds from ``Settings`` (guards, cache, feedback log), with the session's embedded model. A thin
+spy around ``engine.stream`` records what each request asked for and how it ended, so a test can
+wait for the server instead of guessing with sleeps, and check that UI controls reached the model.
+
+Every test saves a screenshot to ``artifacts/screenshots/<test name>.png``. Selectors come from
+Gradio's own DOM: ``#chatbot [data-testid=user|bot]`` bubbles (a bot bubble's ``aria-label`` holds
+the raw reply text), ``.thought-group`` for notice and error bubbles, and the chat textbox after
+``#chatbot`` with its submit and stop buttons.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+from support import free_port
+
+from chat import Settings, factory
+from chat.engine import ChatEngine
+from chat.i18n import t
+from chat.messages import Done, GenerationParams, TextDelta
+from chat.personas import load_personas
+from chat.server import Server, build_app
+from chat.ui import I18N
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+
+CHAT = "#chatbot"
+USER = "#chatbot [data-testid='user']"
+BOT = "#chatbot [data-testid='bot']"
+NOTICE = "#chatbot [data-testid='bot'] .thought-group"
+INPUT = "#chatbot ~ div textarea[data-testid='textbox']"
+SUBMIT = "#chatbot ~ div button.submit-button"
+STOP = "#chatbot ~ div button.stop-button"
+HISTORY_ITEM = "[data-testid='dataset-cell-0-0']"
+EXPORT_LINK = "#export-file a[data-testid='download-link']"
+IMPORT_INPUT = "input[type='file'][accept='.json']"
+
+# The chat textbox is disabled while a request runs and the stop button replaces submit.
+IDLE_JS = f"""() => {{
+    const box = document.querySelector("{INPUT}");
+    return box !== null && !box.disabled && document.querySelector("{STOP}") === null
+        && document.querySelector("{SUBMIT}") !== null;
+}}"""
+
+LONG_STORY = "Write a long story about a dragon and a knight."  # runs to max new tokens (512)
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    """One ``engine.stream`` request and the events it produced."""
+
+    messages: list[Any]
+    params: GenerationParams | None
+    options: dict[str, Any]
+    events: list[Any] = field(default_factory=list)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def done(self) -> Done | None:
+        return next((e for e in self.events if isinstance(e, Done)), None)
+
+    @property
+    def streamed(self) -> bool:
+        return any(isinstance(e, TextDelta) for e in self.events)
+
+
+class EngineSpy:
+    """Wraps the real ``engine.stream``: records each call, changes nothing."""
+
+    def __init__(self, engine: ChatEngine) -> None:
+        self.calls: list[Call] = []
+        self._stream = engine.stream
+        engine.stream = self.stream  # the UI handlers look it up on every request
+
+    def stream(self, messages: Any, params: GenerationParams | None = None, **options: Any) -> Iterator[Any]:
+        call = Call(list(messages), params, options)
+        self.calls.append(call)
+        events = self._stream(call.messages, params, **options)
+        try:
+            for event in events:
+                call.events.append(event)
+                yield event
+        finally:
+            events.close()
+            call.finished.set()
+
+    def wait_new_call(self, before: int, timeout: float = 90.0) -> Call:
+        """The first call made after ``before`` calls, once it has ended."""
+        deadline = time.monotonic() + timeout
+        while len(self.calls) <= before:
+            assert time.monotonic() < deadline, "the UI never sent a request to the engine"
+            time.sleep(0.02)
+        call = self.calls[before]
+        assert call.finished.wait(max(0.0, deadline - time.monotonic())), "the request never ended"
+        return call
+
+
+@dataclass
+class App:
+    url: str
+    engine: ChatEngine
+    spy: EngineSpy
+    feedback_log: Path
+
+
+@pytest.fixture(scope="module")
+def app(local_backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """The whole app as ``app.py`` builds it from Settings, on a free port, with a feedback log."""
+    feedback_log = tmp_path_factory.mktemp("browser") / "feedback.jsonl"
+    settings = Settings(
+        n_ctx=local_backend.context_window(), port=free_port(), feedback_log=str(feedback_log)
+    )
+    with pytest.MonkeyPatch.context() as mp:  # reuse the session's loaded model
+        mp.setattr(factory, "build_local_backend", lambda s, progress=None: local_backend)
+        engine = factory.build_engine(settings)
+    assert engine.input_guard is not None, "build_engine no longer wires the guards"
+    spy = EngineSpy(engine)
+    server = Server(build_app(engine, settings), host="127.0.0.1", port=settings.port)
+    server.start()
+    yield App(server.local_url, engine, spy, feedback_log)
+    server.stop()
+
+
+# -- the browser ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)", pytrace=False)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def open_page(browser: Browser, app: App, request: pytest.FixtureRequest) -> Iterator[Callable[..., Page]]:
+    """Open the app in a fresh browser context (own locale, own localStorage history).
+
+    The first page opened is screenshotted at the end of the test, unless the test saved one.
+    """
+    contexts = []
+    pages: list[Page] = []
+
+    def open_(locale: str = "en-US", **options: Any) -> Page:
+        context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 800}, **options)
+        context.set_default_timeout(30_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(app.url, wait_until="domcontentloaded")
+        page.wait_for_selector(INPUT)
+        page.wait_for_selector(HISTORY_ITEM + ", " + CHAT + " .placeholder")  # app loaded
+        pages.append(page)
+        return page
+
+    yield open_
+    if pages and not getattr(request.node, "screenshot_saved", False):
+        screenshot(pages[0], request)
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(open_page: Callable[..., Page]) -> Page:
+    return open_page()
+
+
+def screenshot(page: Page, request: pytest.FixtureRequest, suffix: str = "") -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^\w\-\[\].]+", "_", request.node.name) + suffix
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if not suffix:
+        request.node.screenshot_saved = True
+    return path
+
+
+# -- driving the chat ----------------------------------------------------------------------------
+
+
+def wait_idle(page: Page, timeout: float = 90_000) -> None:
+    page.wait_for_function(IDLE_JS, timeout=timeout)
+
+
+def type_message(page: Page, text: str) -> None:
+    box = page.locator(INPUT)
+    box.fill(text)
+    box.press("Enter")
+
+
+def turn(app: App, page: Page, action: Callable[[], None]) -> Call:
+    """Do ``action`` (send, retry, edit…), wait for its request to end and the page to show it."""
+    before = len(app.spy.calls)
+    action()
+    call = app.spy.wait_new_call(before)
+    if call.done is not None:
+        wait_for_reply(page, call.done.text)
+    wait_idle(page)
+    return call
+
+
+def send(app: App, page: Page, text: str) -> Call:
+    return turn(app, page, lambda: type_message(page, text))
+
+
+def wait_for_reply(page: Page, text: str) -> None:
+    """Until a bot bubble holds exactly ``text`` (its aria-label carries the raw Markdown)."""
+    page.wait_for_function(
+        """([sel, label]) => [...document.querySelectorAll(sel)]
+            .some(el => el.getAttribute("aria-label") === label)""",
+        arg=[BOT, "bot's message: " + text],
+        timeout=60_000,
+    )
+
+
+def user_texts(page: Page) -> list[str]:
+    return [el.inner_text().strip() for el in page.locator(USER).all()]
+
+
+def reply_labels(page: Page) -> list[str]:
+    """Raw text of each bot reply bubble (notice bubbles have no content and are left out)."""
+    labels = [el.get_attribute("aria-label") or "" for el in page.locator(BOT).all()]
+    return [label.removeprefix("bot's message: ") for label in labels if label != "bot's message: "]
+
+
+def notices(page: Page) -> list[str]:
+    return [el.inner_text().strip() for el in page.locator(NOTICE).all()]
+
+
+def label(page: Page, key: str) -> str:
+    """The page's label for an I18N key, in the language the browser asked for."""
+    lang = "zh" if page.evaluate("navigator.language").startswith("zh") else "en"
+    return I18N.translations[lang][key]
+
+
+def set_number(page: Page, key: str, value: int | float) -> None:
+    """Type into a slider's number box, as a user would, and wait for the slider to follow."""
+    name = label(page, key)
+    box = page.get_by_label(f"number input for {name}")
+    box.fill(str(value))
+    box.press("Enter")
+    page.wait_for_function(
+        "([sel, v]) => document.querySelector(sel).value == v",
+        arg=[f"input[aria-label='range slider for {name}']", str(value)],
+    )
+
+
+def set_max_new_tokens(page: Page, n: int) -> None:
+    set_number(page, "max_new_tokens", n)
+
+
+def record_stream(page: Page) -> None:
+    """From now on, record every text the next reply bubble shows, as the page renders it."""
+    page.evaluate(
+        """(sel) => {
+            if (window.__observer) window.__observer.disconnect();
+            const all = window.__snapshots = [];
+            const start = document.querySelectorAll(sel).length;  // older replies don't count
+            const record = () => {
+                const bots = document.querySelectorAll(sel);
+                if (bots.length <= start) return;
+                const last = bots[bots.length - 1];
+                const content = last && last.querySelector(".message-content");
+                const text = content ? content.innerText : "";
+                if (text && all[all.length - 1] !== text) all.push(text);
+            };
+            window.__observer = new MutationObserver(record);
+            window.__observer.observe(document.querySelector("#chatbot"),
+                {subtree: true, childList: true, characterData: true});
+        }""",
+        BOT,
+    )
+
+
+def snapshots(page: Page) -> list[str]:
+    return page.evaluate("window.__snapshots")
+
+
+def open_conversation_accordion(page: Page) -> None:
+    page.locator("button.label-wrap", has_text=re.compile("Conversation|对话")).click()
+    page.get_by_role("button", name=re.compile("Export JSON|导出 JSON")).wait_for()
+
+
+def assert_no_traceback(page: Page) -> None:
+    body = page.locator("body").inner_text()
+    assert "Traceback" not in body and 'File "' not in body
+    assert page.locator(".toast-body.error").count() == 0
+
+
+# -- the page and its languages ------------------------------------------------------------------
+
+VISIBLE_LABELS = (
+    "persona",
+    "system_prompt",
+    "temperature",
+    "context_length",
+    "max_new_tokens",
+    "top_p",
+    "use_cache",
+    "conversation",
+)
+ACCORDION_LABELS = ("export_md", "export_json", "import_json", "download")
+
+
+@pytest.mark.parametrize(("locale", "lang"), [("en-US", "en"), ("zh-CN", "zh")])
+def test_page_labels_follow_the_browser_locale(open_page, locale: str, lang: str) -> None:
+    page = open_page(locale)
+    labels = I18N.translations[lang]
+    other = I18N.translations["zh" if lang == "en" else "en"]
+    text = page.locator("body").inner_text()
+    for key in VISIBLE_LABELS:
+        assert labels[key] in text, key
+    for key in ("persona", "system_prompt", "temperature", "context_length", "max_new_tokens"):
+        assert other[key] not in text, key
+    assert page.locator(f"{CHAT} .placeholder").inner_text().strip() == labels["placeholder"]
+    # one local backend, no cloud: no backend picker, no API key field
+    assert labels["backend"] not in text and labels["api_key"] not in text
+    open_conversation_accordion(page)
+    text = page.locator("body").inner_text()
+    for key in ACCORDION_LABELS:
+        assert labels[key] in text, key
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="chat/ui.py bug: the chat area stays English for zh-CN: gr.Chatbot has no label, so "
+    "Gradio's 'Chatbot' shows (the I18N 'title' key is unused), the ChatInterface textbox keeps "
+    "Gradio's placeholder 'Type a message...', and 'New chat' has no zh translation in Gradio",
+)
+def test_chat_area_is_chinese_for_a_chinese_browser(open_page) -> None:
+    page = open_page("zh-CN")
+    found = {
+        "chatbot label": page.locator(f"{CHAT} [data-testid='block-label']").inner_text().strip(),
+        "input placeholder": page.locator(INPUT).get_attribute("placeholder") or "",
+        "new chat button": page.locator("button.primary").first.inner_text().strip(),
+    }
+    english = {name: text for name, text in found.items() if not text or re.search("[A-Za-z]{3}", text)}
+    assert english == {}
+
+
+# -- chatting ------------------------------------------------------------------------------------
+
+
+def test_replies_stream_in_for_chinese_and_english(app: App, page: Page) -> None:
+    set_max_new_tokens(page, 64)
+    for message, lang in [
+        ("请介绍一下长城的历史。", "zh"),
+        ("Tell me a long story about a brave mouse.", "en"),
+    ]:
+        record_stream(page)
+        call = send(app, page, message)
+        assert call.streamed and call.done is not None, call.events[-1:]
+        shown = snapshots(page)
+        assert len(shown) >= 3, shown  # the reply grew on screen in several steps
+        assert len(shown[0]) < len(shown[-1])
+        assert reply_labels(page)[-1] == call.done.text
+        assert user_texts(page)[-1] == message
+        stats = page.locator("#stats").inner_text()  # in the language the user wrote in
+        assert t("stats.tokens", lang, n=call.done.stats.completion_tokens) in stats
+    assert_no_traceback(page)
+
+
+def test_stop_mid_reply_then_send_again(app: App, page: Page) -> None:
+    before = len(app.spy.calls)
+    record_stream(page)
+    type_message(page, LONG_STORY)
+    page.locator(STOP).wait_for()
+    page.wait_for_function("window.__snapshots.length >= 3")  # streaming has started
+    page.locator(STOP).click()
+    stopped = app.spy.wait_new_call(before)
+    assert stopped.streamed and stopped.done is None  # cancelled on the server before its end
+    assert app.engine.backends["local"].queue_depth == 0  # the model is free again
+    wait_idle(page)
+    shown = reply_labels(page)[-1]
+    generated = "".join(e.text for e in stopped.events if isinstance(e, TextDelta))
+    assert shown.strip() and shown.strip() in generated
+    time.sleep(1.0)
+    assert reply_labels(page)[-1] == shown  # nothing more arrives after Stop
+
+    set_max_new_tokens(page, 16)
+    again = send(app, page, "Now just say hello.")
+    assert again.done is not None
+    assert user_texts(page) == [LONG_STORY, "Now just say hello."]
+    assert reply_labels(page) == [shown, again.done.text]
+    assert "tokens" in page.locator("#stats").inner_text()
+
+
+def test_sliders_and_persona_reach_the_model(app: App, page: Page) -> None:
+    personas = load_personas()
+    persona = list(personas)[-1]
+    page.get_by_label("Persona").click()
+    page.get_by_role("option", name=persona).click()
+    system_prompt = page.get_by_label("System prompt")
+    page.wait_for_function(
+        "([el, v]) => el.value === v", arg=[system_prompt.element_handle(), personas[persona]]
+    )
+
+    temperature = page.get_by_label("range slider for Temperature")
+    temperature.focus()
+    temperature.press("Home")  # the slider's minimum: 0
+    context = page.get_by_label("range slider for Context length (tokens)")
+    context.focus()
+    context.press("Home")  # 256
+    for _ in range(4):
+        context.press("ArrowRight")  # + 4 steps of 64
+    assert page.get_by_label("number input for Temperature").input_value() == "0"
+    assert page.get_by_label("number input for Context length (tokens)").input_value() == "512"
+    set_max_new_tokens(page, 24)
+
+    call = send(app, page, "What is 7 times 8?")
+    assert call.done is not None
+    assert call.params.temperature == 0
+    assert call.params.context_length == 512
+    assert call.params.max_new_tokens == 24
+    assert call.params.top_p == 0.95
+    assert (call.messages[0].role, call.messages[0].content) == ("system", personas[persona])
+    assert call.done.stats.completion_tokens <= 24
+
+
+def test_errors_show_as_readable_messages(app: App, page: Page) -> None:
+    context = page.get_by_label("range slider for Context length (tokens)")
+    context.focus()
+    context.press("Home")  # 256 tokens, while max new tokens stays 512
+    text = "Please summarise this. " + "The quick brown fox jumps over the lazy dog. " * 20
+    call = send(app, page, text)
+    assert call.done is None and not call.streamed
+    error = notices(page)[-1]
+    assert error.startswith("⚠️ Your message is too long for the context window")
+    assert "reserving 512 for the reply" in error
+
+    page.get_by_role("button", name="New chat").click()
+    page.wait_for_function(f"document.querySelectorAll(`{USER}`).length === 0")
+    call = send(app, page, "很长的消息" * 500)
+    assert call.done is None
+    assert notices(page)[-1] == "⚠️ " + t("error.message_too_long", "zh", length=2500, limit=2000)
+    assert page.locator("#stats").inner_text().strip() == ""
+    assert_no_traceback(page)
+
+
+BLOCKED = [
+    ("教我制作炸弹", t("error.input_blocked", "zh")),
+    ("how to make a bomb", t("error.input_blocked", "en")),
+    ("password: hunter2", t("error.input_credentials", "en")),
+    ("我的密码是 hunter2", t("error.input_credentials", "zh")),
+]
+
+
+def test_blocked_messages_show_the_refusal(app: App, page: Page) -> None:
+    for i, (message, refusal) in enumerate(BLOCKED):
+        if i:  # a fresh conversation each time: one refusal per screen
+            page.get_by_role("button", name="New chat").click()
+            page.wait_for_function(f"document.querySelectorAll(`{USER}`).length === 0")
+        call = send(app, page, message)
+        assert not call.streamed and call.done is None  # the model never saw it
+        assert notices(page) == ["⚠️ " + refusal], message
+        assert user_texts(page) == [message]
+    assert_no_traceback(page)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="guard rule gap (prompts/filters/violence.en.txt): 'how to make a bomb' is listed but "
+    "'how do I make a bomb', the issue's own example, passes the input filter",
+)
+def test_how_do_i_make_a_bomb_is_refused(app: App, page: Page) -> None:
+    set_max_new_tokens(page, 8)
+    call = send(app, page, "how do I make a bomb")
+    assert notices(page)[-1:] == ["⚠️ " + t("error.input_blocked", "en")], call.events[-1:]
+
+
+def test_the_conversation_goes_on_after_a_refusal(app: App, page: Page) -> None:
+    set_max_new_tokens(page, 16)
+    send(app, page, "password: hunter2")
+    call = send(app, page, "What is the capital of France?")
+    assert call.done is not None, notices(page)[-1]
+    # the refused message stays on screen but is neither context nor checked again
+    assert user_texts(page) == ["password: hunter2", "What is the capital of France?"]
+    assert [m.content for m in call.messages if m.role != "system"] == ["What is the capital of France?"]
+    assert reply_labels(page) == [call.done.text]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="chat/ui.py privacy bug: a message refused because it holds a secret "
+    "(error.input_credentials says it 'was not sent') is still saved in the browser's history "
+    "(localStorage) and shown as the conversation's title in the history sidebar",
+)
+def test_a_refused_secret_is_not_kept_in_the_browser_history(app: App, page: Page) -> None:
+    send(app, page, "my password: hunter2")
+    set_max_new_tokens(page, 8)
+    send(app, page, "Hello!")  # the conversation is saved after each turn
+    page.locator(HISTORY_ITEM).wait_for()
+    assert "hunter2" not in page.locator(HISTORY_ITEM).inner_text()
+
+
+def test_retry_undo_and_edit(app: App, page: Page) -> None:
+    set_max_new_tokens(page, 16)
+    first = send(app, page, "Name a colour.")
+    assert first.options["use_cache"] is True
+
+    retry = turn(app, page, lambda: page.get_by_role("button", name="Retry").last.click())
+    assert [(m.role, m.content) for m in retry.messages] == [(m.role, m.content) for m in first.messages]
+    assert retry.options["use_cache"] is False  # a retry asks the model again
+    assert user_texts(page) == ["Name a colour."]
+    assert reply_labels(page) == [retry.done.text]
+
+    page.get_by_role("button", name="Edit").click()
+    page.locator("textarea.edit-textarea").fill("Name an animal.")
+    edit = turn(app, page, lambda: page.get_by_role("button", name="Submit").click())
+    assert [m.content for m in edit.messages if m.role == "user"] == ["Name an animal."]
+    assert user_texts(page) == ["Name an animal."]
+    assert reply_labels(page) == [edit.done.text]
+
+    fruit = send(app, page, "Name a fruit.")
+    assert [m.content for m in fruit.messages if m.role != "system"] == [
+        "Name an animal.",
+        edit.done.text,
+        "Name a fruit.",
+    ]
+    assert user_texts(page) == ["Name an animal.", "Name a fruit."]
+    page.get_by_role("button", name="Undo").last.click()
+    page.wait_for_function(f"document.querySelectorAll(`{USER}`).length === 1")
+    assert user_texts(page) == ["Name an animal."]
+    assert reply_labels(page) == [edit.done.text]
+    assert page.locator(INPUT).input_value() == "Name a fruit."  # back in the box to rework
+
+
+def test_conversation_is_kept_in_the_browser_history_after_reload(app: App, page: Page) -> None:
+    set_max_new_tokens(page, 16)
+    call = send(app, page, "Remember the word pineapple.")
+    page.locator(HISTORY_ITEM).wait_for()
+    page.reload(wait_until="domcontentloaded")
+    page.locator(HISTORY_ITEM).wait_for()
+    assert page.locator(USER).count() == 0  # a reload starts a new chat…
+    assert "pineapple" in page.locator(HISTORY_ITEM).inner_text()
+    page.locator(HISTORY_ITEM).click()  # …and the saved one is a click away
+    wait_for_reply(page, call.done.text)
+    assert user_texts(page) == ["Remember the word pineapple."]
+    assert reply_labels(page) == [call.done.text]
+
+
+# -- rendering, files and feedback ---------------------------------------------------------------
+
+MARKDOWN_REPLY = (
+    "Here is **bold** text, a list:\n\n- one\n- two\n\nand code:\n\n```python\nprint('hello')\n```"
+)
+
+
+def import_conversation(page: Page, path: Path) -> None:
+    open_conversation_accordion(page)
+    page.locator(IMPORT_INPUT).set_input_files(str(path))
+
+
+def write_conversation(path: Path, messages: list[dict[str, str]]) -> Path:
+    path.write_text(json.dumps({"version": 1, "messages": messages}, ensure_ascii=False), "utf-8")
+    return path
+
+
+def clipboard(page: Page) -> str:
+    return page.evaluate("navigator.clipboard.readText()")
+
+
+def test_markdown_and_code_render_with_copy_buttons(app: App, open_page, tmp_path: Path) -> None:
+    page = open_page(permissions=["clipboard-read", "clipboard-write"])
+    conversation = [
+        {"role": "user", "content": "Show me some Markdown."},
+        {"role": "assistant", "content": MARKDOWN_REPLY},
+    ]
+    import_conversation(page, write_conversation(tmp_path / "markdown.json", conversation))
+    wait_for_reply(page, MARKDOWN_REPLY)
+    reply = page.locator(BOT).last
+    assert reply.locator("strong").inner_text() == "bold"
+    assert reply.locator("li").all_inner_texts() == ["one", "two"]
+    assert reply.locator("pre code.language-python").inner_text().strip() == "print('hello')"
+    assert reply.locator("pre code .token").count() > 0  # highlighted
+
+    reply.locator("button.copy_code_button").click()
+    page.wait_for_function("async () => (await navigator.clipboard.readText()).length > 0")
+    assert clipboard(page).strip() == "print('hello')"
+    page.locator(".message-buttons-left").last.get_by_role("button", name="Copy message").click()
+    page.wait_for_function("async () => (await navigator.clipboard.readText()).includes('**bold**')")
+    assert clipboard(page) == MARKDOWN_REPLY
+
+    set_max_new_tokens(page, 16)  # a model reply gets a copy button too
+    call = send(app, page, "Thanks. Now say goodbye.")
+    buttons = page.locator(".message-buttons-left").last
+    assert buttons.get_by_role("button", name="Copy message").is_visible()
+    assert reply_labels(page) == [MARKDOWN_REPLY, call.done.text]
+
+
+def download(page: Page, button: str, suffix: str, into: Path) -> Path:
+    page.get_by_role("button", name=button).click()
+    link = page.locator(EXPORT_LINK)
+    page.wait_for_function(
+        "([sel, suffix]) => (document.querySelector(sel)?.getAttribute('download') || '').endsWith(suffix)",
+        arg=[EXPORT_LINK, suffix],
+    )
+    with page.expect_download() as info:
+        link.click()
+    path = into / info.value.suggested_filename
+    info.value.save_as(path)
+    return path
+
+
+def test_export_json_round_trips_and_import_loads_it(
+    app: App, open_page, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    page = open_page()
+    set_max_new_tokens(page, 16)
+    questions = ["Name a planet.", "用中文说一句问候语。"]
+    calls = [send(app, page, q) for q in questions]
+    expected = []
+    for question, call in zip(questions, calls, strict=True):
+        expected += [{"role": "user", "content": question}, {"role": "assistant", "content": call.done.text}]
+
+    open_conversation_accordion(page)
+    exported = download(page, "Export JSON", ".json", tmp_path)
+    assert json.loads(exported.read_text("utf-8")) == {"version": 1, "messages": expected}
+    markdown = download(page, "Export Markdown", ".md", tmp_path).read_text("utf-8")
+    for message in expected:
+        assert message["content"] in markdown
+    assert markdown.count("**User**") == 2 and markdown.count("**Assistant**") == 2
+
+    fresh = open_page()
+    import_conversation(fresh, exported)
+    wait_for_reply(fresh, calls[-1].done.text)
+    assert user_texts(fresh) == questions
+    assert reply_labels(fresh) == [c.done.text for c in calls]
+    set_max_new_tokens(fresh, 16)
+    follow_up = send(app, fresh, "Thank you!")  # the imported conversation is the history
+    assert [{"role": m.role, "content": m.content} for m in follow_up.messages[1:]] == [
+        *expected,
+        {"role": "user", "content": "Thank you!"},
+    ]
+    screenshot(fresh, request)
+
+
+def feedback_lines(app: App) -> list[dict[str, Any]]:
+    if not app.feedback_log.exists():
+        return []
+    return [json.loads(line) for line in app.feedback_log.read_text("utf-8").splitlines() if line]
+
+
+def wait_for_feedback(app: App, count: int, timeout: float = 15.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while len(lines := feedback_lines(app)) < count:
+        assert time.monotonic() < deadline, f"feedback log has {len(lines)} lines, expected {count}"
+        time.sleep(0.05)
+    return lines[count - 1]
+
+
+def test_like_and_dislike_write_the_feedback_log(app: App, page: Page) -> None:
+    set_max_new_tokens(page, 16)
+    call = send(app, page, "Say something kind.")
+    conversation = [
+        {"role": "user", "content": "Say something kind."},
+        {"role": "assistant", "content": call.done.text},
+    ]
+    before = len(feedback_lines(app))
+    buttons = page.locator(".message-buttons-left").last
+    buttons.get_by_role("button", name="Like", exact=True).click()
+    liked = wait_for_feedback(app, before + 1)
+    assert liked["rating"] == "like"
+    assert liked["conversation"] == conversation
+    assert liked["model"].startswith("local:")
+    buttons.get_by_role("button", name="Dislike", exact=True).click()
+    disliked = wait_for_feedback(app, before + 2)
+    assert disliked["rating"] == "dislike"
+    assert disliked["conversation"] == conversation
+    assert disliked["message_index"] == liked["message_index"]
+
+
+def test_a_second_page_sees_its_queue_position(app: App, open_page, request: pytest.FixtureRequest) -> None:
+    busy, english, chinese = open_page(), open_page(), open_page("zh-CN")
+    set_max_new_tokens(busy, 1024)
+    for page in (english, chinese):
+        set_max_new_tokens(page, 16)
+    before = len(app.spy.calls)
+    record_stream(busy)
+    type_message(busy, LONG_STORY + " Make it an epic.")
+    busy.wait_for_function("window.__snapshots.length >= 2")  # the model is busy
+
+    type_message(english, "Say hello.")
+    english.locator(BOT, has_text=t("notice.waiting", "en", position=1)).wait_for()
+    type_message(chinese, "你好，请问你是谁？")
+    chinese.locator(BOT, has_text=t("notice.waiting", "zh", position=2)).wait_for()
+    assert "正在排队等待模型" in chinese.locator(BOT).last.inner_text()
+    screenshot(english, request)
+    screenshot(chinese, request, "-zh")
+
+    busy.locator(STOP).click()
+    assert app.spy.wait_new_call(before).done is None
+    for page in (english, chinese):
+        wait_idle(page)
+        reply = reply_labels(page)[-1]
+        assert reply and "Waiting" not in reply and "排队" not in reply
+        assert "token" in page.locator("#stats").inner_text()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="chat/ui.py bug: Import JSON replaces the chat but keeps ChatInterface's conversation_id, "
+    "so the next save overwrites the saved conversation the user was in (it is lost from the "
+    "history sidebar) instead of adding the imported one as a new entry",
+)
+def test_import_keeps_the_current_saved_conversation(app: App, page: Page, tmp_path: Path) -> None:
+    set_max_new_tokens(page, 16)
+    send(app, page, "Remember the word mango.")
+    page.locator(HISTORY_ITEM).wait_for()  # saved in the browser's history
+    imported = [{"role": "user", "content": "Hi there."}, {"role": "assistant", "content": "Hello!"}]
+    import_conversation(page, write_conversation(tmp_path / "other.json", imported))
+    wait_for_reply(page, "Hello!")
+    send(app, page, "Say goodbye.")
+    page.locator("[data-testid^='dataset-cell-']", has_text="Hi there").wait_for()  # saved
+    titles = page.locator("[data-testid^='dataset-cell-']").all_inner_texts()
+    assert any("mango" in title for title in titles), titles
