@@ -10,6 +10,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 import uvicorn
@@ -35,6 +36,8 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
         service.observed("gradio"),  # the same engine, counted in /metrics and the request log
         personas=load_personas(),
         max_context=max_context,
+        feedback_log=Path(settings.feedback_log) if settings.feedback_log else None,
+        cache_default=settings.cache,
     )
     demo.queue(max_size=settings.max_queue)
     return gr.mount_gradio_app(

@@ -138,6 +138,9 @@ class Settings:
         parse=int,
         default=64,
     )
+    feedback_log: str = _opt(
+        "CHAT_FEEDBACK_LOG", "JSON-lines file where likes and dislikes are written", default="feedback.jsonl"
+    )
     # service routes (/api, /v1, /ws, /metrics)
     api_token: str = _opt(
         "CHAT_API_TOKEN",
