@@ -139,18 +139,20 @@ def test_reply_streams_with_usage_and_sends_the_key_only_to_the_server(fault, ca
     assert_clean(out, caplog)
 
 
-def test_tokens_stream_as_they_arrive(fault) -> None:
+def test_tokens_stream_as_they_arrive(fault, caplog) -> None:
     url = fault.url("ok:8:60")  # one token every 60 ms
-    events = list(ChatEngine({"cloud": cloud(url)}).stream(QUESTION, PARAMS))
-    deltas = [e.text for e in events if isinstance(e, TextDelta)]
-    assert len(deltas) >= 6 and "".join(deltas) == events[-1].text == "t0 t1 t2 t3 t4 t5 t6 t7 "
+    out = run(ChatEngine({"cloud": cloud(url)}))
+    deltas = [e.text for e in out.events if isinstance(e, TextDelta)]
+    assert len(deltas) >= 6 and "".join(deltas) == out.done.text == "t0 t1 t2 t3 t4 t5 t6 t7 "
+    assert_clean(out, caplog)
 
 
-def test_a_burst_read_at_once_is_one_delta_and_tokens_are_still_counted(fault) -> None:
+def test_a_burst_read_at_once_is_one_delta_and_tokens_are_still_counted(fault, caplog) -> None:
     out = run(ChatEngine({"cloud": cloud(fault.url("burst"))}))
     deltas = [e.text for e in out.events if isinstance(e, TextDelta)]
     assert deltas == [REPLY + " "]
     assert out.done.stats.completion_tokens == len(REPLY.split())  # no usage chunk: events counted
+    assert_clean(out, caplog)
 
 
 def test_429_with_retry_after_is_honoured_then_succeeds(fault, caplog) -> None:
@@ -286,6 +288,7 @@ def test_a_server_that_ignores_stream_true_still_answers(fault, caplog) -> None:
     out = run(ChatEngine({"cloud": cloud(url)}, retry=FAST_RETRY))
     assert out.done.text == REPLY and out.done.stats.completion_tokens == 10
     assert fault.attempts(url) == 1
+    assert_clean(out, caplog)
 
 
 def test_error_object_inside_the_stream_ends_the_reply_with_a_notice(fault, caplog) -> None:
@@ -487,6 +490,7 @@ def test_cancel_from_another_thread_cuts_a_stalled_stream(fault, caplog) -> None
     assert out.done.stats.finish_reason == "cancelled"
     assert out.elapsed < 3  # the 30 s read timeout did not have to run out
     assert fault.attempts(url) == 1
+    assert_clean(out, caplog)
 
 
 def test_a_finished_stream_is_disarmed_before_its_connection_can_be_reused() -> None:
