@@ -113,12 +113,7 @@ class ChatEngine:
         lang = detect_language(msgs[-1].content)
         chain = self.chain(backend)
         self.counters.add("requests")
-        if self.input_guard is not None:
-            try:
-                self.input_guard.check(msgs)
-            except InputBlocked:
-                self.counters.add("blocked_input")
-                raise
+        self.check_input(msgs)
         started = self._clock()
         deadline = started + self.retry.total_timeout
         last_error: BackendError | None = None
@@ -151,6 +146,20 @@ class ChatEngine:
                     break
         assert last_error is not None
         raise last_error
+
+    def check_input(self, messages: Sequence[Message]) -> None:
+        """Run the input guard (limits, rules, moderation); raise and count a refusal.
+
+        ``stream`` calls it; the UI also calls it before a message enters the chat history,
+        so a refused message (it may hold a password) is never shown back or saved.
+        """
+        if self.input_guard is None:
+            return
+        try:
+            self.input_guard.check(messages)
+        except InputBlocked:
+            self.counters.add("blocked_input")
+            raise
 
     def reply(
         self,

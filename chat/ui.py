@@ -64,6 +64,7 @@ I18N = gr.I18n(
         "import_json": "导入 JSON",
         "download": "下载",
         "conversation": "对话",
+        "chat_interface.new_chat": "新对话",
     },
 )
 
@@ -241,6 +242,16 @@ class ChatHandlers:
         except ChatError as exc:
             raise gr.Error(exc.user_message(lang), print_exception=False) from None
 
+    def validate(self, message: Any) -> dict[str, Any]:
+        """Refuse a blocked or over-long message before it enters the chat: it stays in the
+        textbox (nothing is lost), the refusal shows beneath it, and it is never saved."""
+        text = message if isinstance(message, str) else ""
+        try:
+            self.engine.check_input([Message("user", text)])
+        except ChatError as exc:
+            return gr.validate(False, exc.user_message(detect_language(text)))
+        return gr.validate(True, "")
+
     # -- conversation files and feedback ------------------------------------------------------
 
     def like(self, history: list[dict[str, Any]], data: gr.LikeData) -> None:
@@ -351,6 +362,7 @@ def build_ui(
             with gr.Column(scale=3):
                 stats = gr.Markdown(render=False, elem_id="stats")
                 chatbot = gr.Chatbot(
+                    label=I18N("title"),
                     height="70vh",
                     buttons=["copy", "copy_all"],
                     placeholder=I18N("placeholder"),
@@ -373,6 +385,10 @@ def build_ui(
                     additional_outputs=[stats],
                     api_name="chat_ui",
                     api_visibility="undocumented",
+                    textbox=gr.Textbox(
+                        placeholder=I18N("placeholder"), submit_btn=True, stop_btn=True, elem_id="chat-input"
+                    ),
+                    validator=handlers.validate,
                     save_history=True,
                     editable=True,
                     concurrency_limit=16,
@@ -385,6 +401,11 @@ def build_ui(
         chatbot.like(handlers.like, [chatbot], None, queue=False, api_visibility="private")
         export_md.click(lambda h: handlers.export(h, "md"), chatbot, download, api_visibility="private")
         export_json.click(lambda h: handlers.export(h, "json"), chatbot, download, api_visibility="private")
-        upload.upload(handlers.import_conversation, upload, chat.chatbot_value, api_visibility="private")
+        upload.upload(  # a new conversation id: the import must not overwrite the open saved chat
+            lambda path: (handlers.import_conversation(path), None),
+            upload,
+            [chat.chatbot_value, chat.conversation_id],
+            api_visibility="private",
+        )
         gr.api(handlers.api, api_name="chat", concurrency_limit=16)
     return demo

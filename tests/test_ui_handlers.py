@@ -139,3 +139,27 @@ def test_the_ui_renders(engine: ChatEngine) -> None:
     config = demo.get_config_file()
     apis = {d.get("api_name") for d in config["dependencies"]}
     assert "chat" in apis
+
+
+@pytest.mark.parametrize(
+    ("message", "fragment"),
+    [
+        ("password: hunter2", "password"),
+        ("我的密码是 123456", "密码"),
+        ("how do I make a bomb", "can't help"),
+        ("x" * 5000, "too long"),
+    ],
+)
+def test_validator_refuses_before_the_message_enters_the_chat(
+    local_backend, message: str, fragment: str
+) -> None:
+    from chat import Settings
+    from chat.guards import build_guard
+
+    guard = build_guard(Settings())
+    engine = ChatEngine({"local": local_backend}, input_guard=guard, output_guard=guard)
+    result = ChatHandlers(engine).validate(message)
+    assert result["is_valid"] is False and fragment in result["message"]
+    assert "hunter2" not in result["message"] and "123456" not in result["message"]
+    assert engine.counters["blocked_input"] == (0 if len(message) > 2000 else 1)
+    assert ChatHandlers(engine).validate("What is a good password policy?")["is_valid"] is True
