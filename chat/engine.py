@@ -225,11 +225,7 @@ class ChatEngine:
             finish = Finish("stop")
             first_token_at: float | None = None
             out_filter = self.output_guard.new_filter() if self.output_guard is not None else None
-            budget = (
-                {"time_left": deadline - self._clock()}
-                if getattr(backend, "accepts_time_left", False)
-                else {}
-            )
+            budget = {"time_left": deadline - self._clock()} if backend.accepts_time_left else {}
             chunks = backend.stream(fitted.messages, params, cancel=cancel, api_key=api_key, **budget)
             try:
                 for chunk in chunks:
@@ -261,7 +257,7 @@ class ChatEngine:
             except ContextOverflow as exc:
                 # An estimating backend (a cloud API) was wrong about the prompt's size: re-fit the
                 # history into a smaller window, with the same trimming and notice, a few times.
-                if received or getattr(backend, "exact_token_count", True):
+                if received or backend.exact_token_count:
                     raise
                 window = _smaller_window(window, fitted.prompt_tokens, params.max_new_tokens, exc)
                 if refits >= MAX_REFITS:

@@ -30,6 +30,8 @@ class Backend(ABC):
 
     name: str = "backend"
     model: str = ""
+    exact_token_count: bool = True  # False: counts are estimates, re-fit on a provider overflow
+    accepts_time_left: bool = False  # True: ``stream`` takes ``time_left=`` (seconds) as a deadline
 
     @abstractmethod
     def stream(

@@ -12,9 +12,6 @@ import json
 import math
 import time
 
-from limits import RateLimitItemPerMinute
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chat.service.errors import ApiError
@@ -37,6 +34,11 @@ class ClientLimiter:
     """
 
     def __init__(self, per_minute: int) -> None:
+        # Imported here: ``limits`` takes ~0.1 s to import, and most installs never turn it on.
+        from limits import RateLimitItemPerMinute
+        from limits.storage import MemoryStorage
+        from limits.strategies import MovingWindowRateLimiter
+
         self.per_minute = per_minute
         self._item = RateLimitItemPerMinute(per_minute)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
