@@ -32,6 +32,8 @@ class FakeHub(ThreadingHTTPServer):
         self.sha256 = hashlib.sha256(gguf.read_bytes()).hexdigest()
         self.bytes_per_second = bytes_per_second
         self.requests: list[str] = []
+        self.gate = threading.Event()  # file bodies wait for it: tests decide when a download ends
+        self.gate.set()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -94,6 +96,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._file_headers()
             with self.server.gguf.open("rb") as f:
                 while chunk := f.read(CHUNK):
+                    if f.tell() > self.server.size // 2:
+                        self.server.gate.wait(60)
                     self.wfile.write(chunk)
                     time.sleep(len(chunk) / self.server.bytes_per_second)
         else:

@@ -58,9 +58,11 @@ def test_a_failed_load_is_reported_to_every_request() -> None:
 
 
 def test_app_starts_before_a_hub_download_finishes(tmp_path: Path) -> None:
-    """The Hub is a loopback stand-in (the real one needs the internet), throttled to ~4 s."""
+    """The Hub is a loopback stand-in (the real one needs the internet); it holds the second
+    half of the file until the test has seen the app serving."""
     hub_port, app_port = free_port(), free_port()
-    hub = serve(hub_port, embedded_model_path(), bytes_per_second=25e6)
+    hub = serve(hub_port, embedded_model_path(), bytes_per_second=200e6)
+    hub.gate.clear()
     env = {
         **os.environ,
         "HF_ENDPOINT": f"http://127.0.0.1:{hub_port}",
@@ -92,6 +94,7 @@ def test_app_starts_before_a_hub_download_finishes(tmp_path: Path) -> None:
         assert not any("100%" in line for line in log)  # served before the download finished
         url = f"http://127.0.0.1:{app_port}/"
         assert httpx.get(url + "config", timeout=10).status_code == 200
+        hub.gate.set()
         client = Client(url, verbose=False)
         reply = client.predict(
             message="Say hello.", max_new_tokens=8, api_name="/chat"
@@ -101,5 +104,6 @@ def test_app_starts_before_a_hub_download_finishes(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         rest = proc.communicate(timeout=20)[1]
+        hub.gate.set()
         hub.shutdown()
     assert "Downloading testorg/tiny-GGUF:*Q4_1.gguf: 100%" in "".join(log) + rest
