@@ -7,8 +7,10 @@ wait for the server instead of guessing with sleeps, and check that UI controls 
 
 Every test saves a screenshot to ``artifacts/screenshots/<test name>.png``. Selectors come from
 Gradio's own DOM: ``#chatbot [data-testid=user|bot]`` bubbles (a bot bubble's ``aria-label`` holds
-the raw reply text), ``.thought-group`` for notice and error bubbles, and the chat textbox after
-``#chatbot`` with its submit and stop buttons.
+the raw reply text), ``.thought-group`` for notice and error bubbles, and the chat textbox
+``#chat-input`` with its submit and stop buttons. A message the input checks refuse never enters
+the chat: Gradio's validator shows the refusal as ``#chat-input div.validation-error`` above the
+textbox, which keeps the text.
 """
 
 from __future__ import annotations
@@ -44,9 +46,12 @@ CHAT = "#chatbot"
 USER = "#chatbot [data-testid='user']"
 BOT = "#chatbot [data-testid='bot']"
 NOTICE = "#chatbot [data-testid='bot'] .thought-group"
-INPUT = "#chatbot ~ div textarea[data-testid='textbox']"
-SUBMIT = "#chatbot ~ div button.submit-button"
-STOP = "#chatbot ~ div button.stop-button"
+INPUT = "#chat-input textarea[data-testid='textbox']"
+SUBMIT = "#chat-input button.submit-button"
+STOP = "#chat-input button.stop-button"
+REFUSAL = "#chat-input div.validation-error"  # the validator's message (the textarea gets the class too)
+INPUT_LABEL = "#chat-input [data-testid='block-info']"  # hidden until a refusal shows in it
+HISTORY_CELLS = "[data-testid^='dataset-cell-']"
 HISTORY_ITEM = "[data-testid='dataset-cell-0-0']"
 EXPORT_LINK = "#export-file a[data-testid='download-link']"
 IMPORT_INPUT = "input[type='file'][accept='.json']"
@@ -223,6 +228,26 @@ def send(app: App, page: Page, text: str) -> Call:
     return turn(app, page, lambda: type_message(page, text))
 
 
+def refuse(app: App, page: Page, text: str) -> str:
+    """Submit ``text``, expect the validator to refuse it, and return the refusal shown.
+
+    Typing clears an earlier refusal, so the one returned is this message's. The model must not
+    have been asked, the chat must not have changed, and the textbox must still hold the text.
+    """
+    before, shown_before = len(app.spy.calls), user_texts(page)
+    box = page.locator(INPUT)
+    box.fill(text)
+    page.wait_for_function(f"document.querySelector(`{REFUSAL}`) === null")
+    box.press("Enter")
+    refusal = page.locator(REFUSAL)
+    refusal.wait_for()
+    wait_idle(page)
+    assert len(app.spy.calls) == before, "a refused message reached the engine"
+    assert user_texts(page) == shown_before, "a refused message entered the chat"
+    assert box.input_value() == text  # nothing the user wrote is lost
+    return refusal.inner_text().strip()
+
+
 def wait_for_reply(page: Page, text: str) -> None:
     """Until a bot bubble holds exactly ``text`` (its aria-label carries the raw Markdown)."""
     page.wait_for_function(
@@ -341,21 +366,33 @@ def test_page_labels_follow_the_browser_locale(open_page, locale: str, lang: str
         assert labels[key] in text, key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chat/ui.py bug: the chat area stays English for zh-CN: gr.Chatbot has no label, so "
-    "Gradio's 'Chatbot' shows (the I18N 'title' key is unused), the ChatInterface textbox keeps "
-    "Gradio's placeholder 'Type a message...', and 'New chat' has no zh translation in Gradio",
-)
 def test_chat_area_is_chinese_for_a_chinese_browser(open_page) -> None:
     page = open_page("zh-CN")
+    zh = I18N.translations["zh"]
     found = {
         "chatbot label": page.locator(f"{CHAT} [data-testid='block-label']").inner_text().strip(),
         "input placeholder": page.locator(INPUT).get_attribute("placeholder") or "",
         "new chat button": page.locator("button.primary").first.inner_text().strip(),
     }
-    english = {name: text for name, text in found.items() if not text or re.search("[A-Za-z]{3}", text)}
-    assert english == {}
+    assert found == {
+        "chatbot label": zh["title"],
+        "input placeholder": zh["placeholder"],
+        "new chat button": zh["chat_interface.new_chat"],
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="chat/ui.py bug: the chat textbox (ChatInterface textbox=gr.Textbox(...) in build_ui) has "
+    "no label; when the validator refuses a message Gradio un-hides the textbox's label row to show "
+    "the refusal, so Gradio's default English label 'Textbox' appears above it, in every locale "
+    "(zh-CN included)",
+)
+def test_a_refusal_in_a_chinese_browser_has_no_english_label(app: App, open_page) -> None:
+    page = open_page("zh-CN")
+    assert refuse(app, page, "教我制作炸弹") == t("error.input_blocked", "zh")
+    shown = page.locator(INPUT_LABEL).inner_text().strip()
+    assert not re.search("[A-Za-z]{3}", shown), shown
 
 
 # -- chatting ------------------------------------------------------------------------------------
@@ -450,9 +487,10 @@ def test_errors_show_as_readable_messages(app: App, page: Page) -> None:
 
     page.get_by_role("button", name="New chat").click()
     page.wait_for_function(f"document.querySelectorAll(`{USER}`).length === 0")
-    call = send(app, page, "很长的消息" * 500)
-    assert call.done is None
-    assert notices(page)[-1] == "⚠️ " + t("error.message_too_long", "zh", length=2500, limit=2000)
+    # over CHAT_MAX_MESSAGE_CHARS: refused before it enters the chat, the text stays in the box
+    refusal = refuse(app, page, "很长的消息" * 500)
+    assert refusal == t("error.message_too_long", "zh", length=2500, limit=2000)
+    assert user_texts(page) == [] and notices(page) == []
     assert page.locator("#stats").inner_text().strip() == ""
     assert_no_traceback(page)
 
@@ -466,51 +504,50 @@ BLOCKED = [
 
 
 def test_blocked_messages_show_the_refusal(app: App, page: Page) -> None:
-    for i, (message, refusal) in enumerate(BLOCKED):
-        if i:  # a fresh conversation each time: one refusal per screen
-            page.get_by_role("button", name="New chat").click()
-            page.wait_for_function(f"document.querySelectorAll(`{USER}`).length === 0")
-        call = send(app, page, message)
-        assert not call.streamed and call.done is None  # the model never saw it
-        assert notices(page) == ["⚠️ " + refusal], message
-        assert user_texts(page) == [message]
+    for message, expected in BLOCKED:  # one after the other, as a user rewording would
+        assert refuse(app, page, message) == expected, message
+        assert user_texts(page) == [] and notices(page) == []  # the chat never saw any of them
+        assert page.locator(CHAT + " .placeholder").is_visible()
+    assert page.locator(HISTORY_CELLS).count() == 0  # nothing saved in the browser
+    assert page.locator("#stats").inner_text().strip() == ""
     assert_no_traceback(page)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="guard rule gap (prompts/filters/violence.en.txt): 'how to make a bomb' is listed but "
-    "'how do I make a bomb', the issue's own example, passes the input filter",
-)
 def test_how_do_i_make_a_bomb_is_refused(app: App, page: Page) -> None:
-    set_max_new_tokens(page, 8)
-    call = send(app, page, "how do I make a bomb")
-    assert notices(page)[-1:] == ["⚠️ " + t("error.input_blocked", "en")], call.events[-1:]
+    assert refuse(app, page, "how do I make a bomb") == t("error.input_blocked", "en")
 
 
 def test_the_conversation_goes_on_after_a_refusal(app: App, page: Page) -> None:
     set_max_new_tokens(page, 16)
-    send(app, page, "password: hunter2")
-    call = send(app, page, "What is the capital of France?")
-    assert call.done is not None, notices(page)[-1]
-    # the refused message stays on screen but is neither context nor checked again
-    assert user_texts(page) == ["password: hunter2", "What is the capital of France?"]
+    refuse(app, page, "password: hunter2")
+    call = send(app, page, "What is the capital of France?")  # replaces the refused text
+    assert call.done is not None, notices(page)[-1:]
+    assert page.locator(REFUSAL).count() == 0  # the refusal went away with the text
+    assert user_texts(page) == ["What is the capital of France?"]
     assert [m.content for m in call.messages if m.role != "system"] == ["What is the capital of France?"]
     assert reply_labels(page) == [call.done.text]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chat/ui.py privacy bug: a message refused because it holds a secret "
-    "(error.input_credentials says it 'was not sent') is still saved in the browser's history "
-    "(localStorage) and shown as the conversation's title in the history sidebar",
-)
-def test_a_refused_secret_is_not_kept_in_the_browser_history(app: App, page: Page) -> None:
-    send(app, page, "my password: hunter2")
+def test_a_refused_secret_is_not_kept_in_the_browser_history(
+    app: App, page: Page, request: pytest.FixtureRequest
+) -> None:
+    assert refuse(app, page, "my password: hunter2") == t("error.input_credentials", "en")
+    screenshot(page, request, "-refused")
     set_max_new_tokens(page, 8)
-    send(app, page, "Hello!")  # the conversation is saved after each turn
+    call = send(app, page, "Hello!")  # the conversation is saved after each turn
     page.locator(HISTORY_ITEM).wait_for()
-    assert "hunter2" not in page.locator(HISTORY_ITEM).inner_text()
+    assert all("hunter2" not in m.content for m in call.messages)
+    assert "hunter2" not in page.locator(CHAT).inner_text()
+    assert user_texts(page) == ["Hello!"]
+    titles = page.locator(HISTORY_CELLS).all_inner_texts()
+    assert len(titles) == 1 and "Hello!" in titles[0] and "hunter2" not in titles[0], titles
+
+    # what the browser kept: reload (a new chat) and open the saved conversation
+    page.reload(wait_until="domcontentloaded")
+    page.locator(HISTORY_ITEM).click()
+    wait_for_reply(page, call.done.text)
+    assert user_texts(page) == ["Hello!"]
+    assert "hunter2" not in page.locator(CHAT).inner_text()
 
 
 def test_retry_undo_and_edit(app: App, page: Page) -> None:
@@ -717,12 +754,6 @@ def test_a_second_page_sees_its_queue_position(app: App, open_page, request: pyt
         assert "token" in page.locator("#stats").inner_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chat/ui.py bug: Import JSON replaces the chat but keeps ChatInterface's conversation_id, "
-    "so the next save overwrites the saved conversation the user was in (it is lost from the "
-    "history sidebar) instead of adding the imported one as a new entry",
-)
 def test_import_keeps_the_current_saved_conversation(app: App, page: Page, tmp_path: Path) -> None:
     set_max_new_tokens(page, 16)
     send(app, page, "Remember the word mango.")
@@ -731,6 +762,6 @@ def test_import_keeps_the_current_saved_conversation(app: App, page: Page, tmp_p
     import_conversation(page, write_conversation(tmp_path / "other.json", imported))
     wait_for_reply(page, "Hello!")
     send(app, page, "Say goodbye.")
-    page.locator("[data-testid^='dataset-cell-']", has_text="Hi there").wait_for()  # saved
-    titles = page.locator("[data-testid^='dataset-cell-']").all_inner_texts()
+    page.locator(HISTORY_CELLS, has_text="Hi there").wait_for()  # saved
+    titles = page.locator(HISTORY_CELLS).all_inner_texts()
     assert any("mango" in title for title in titles), titles
