@@ -44,6 +44,7 @@ I18N = gr.I18n(
         "import_json": "Import JSON",
         "download": "Download",
         "conversation": "Conversation",
+        "message": "Message",
     },
     zh={
         "title": "聊天",
@@ -64,6 +65,7 @@ I18N = gr.I18n(
         "import_json": "导入 JSON",
         "download": "下载",
         "conversation": "对话",
+        "message": "消息",
         "chat_interface.new_chat": "新对话",
     },
 )
@@ -386,7 +388,11 @@ def build_ui(
                     api_name="chat_ui",
                     api_visibility="undocumented",
                     textbox=gr.Textbox(
-                        placeholder=I18N("placeholder"), submit_btn=True, stop_btn=True, elem_id="chat-input"
+                        label=I18N("message"),
+                        placeholder=I18N("placeholder"),
+                        submit_btn=True,
+                        stop_btn=True,
+                        elem_id="chat-input",
                     ),
                     validator=handlers.validate,
                     save_history=True,

@@ -381,13 +381,6 @@ def test_chat_area_is_chinese_for_a_chinese_browser(open_page) -> None:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chat/ui.py bug: the chat textbox (ChatInterface textbox=gr.Textbox(...) in build_ui) has "
-    "no label; when the validator refuses a message Gradio un-hides the textbox's label row to show "
-    "the refusal, so Gradio's default English label 'Textbox' appears above it, in every locale "
-    "(zh-CN included)",
-)
 def test_a_refusal_in_a_chinese_browser_has_no_english_label(app: App, open_page) -> None:
     page = open_page("zh-CN")
     assert refuse(app, page, "教我制作炸弹") == t("error.input_blocked", "zh")
