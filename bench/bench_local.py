@@ -1,8 +1,11 @@
 """Local backend overhead: the app's engine against llama-cpp-python's own streaming call.
 
-Same model object, prompts and settings in one run; each measurement starts from an empty KV
-cache (``reset()``), so prompt evaluation is equal work for both. Then the same through the
-launched app over HTTP with gradio_client. Prints a Markdown table.
+Same model object, prompts and settings in one run; every measurement starts from an empty KV
+cache (``reset()``), so prompt evaluation is equal work on both sides. The engine is the app's
+own (input and output guards on; the cache is bypassed so every reply is generated). Then
+``python app.py`` in its own process over HTTP: with gradio_client, and with Gradio's queue
+protocol spoken directly (join + SSE, what a browser does), each compared with the app engine's
+own time to first token for the same prompt. Prints a Markdown table.
 
     python bench/bench_local.py [--rounds 5] [--max-tokens 128]
 """
@@ -10,17 +13,26 @@ launched app over HTTP with gradio_client. Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import httpx  # noqa: E402
 
 from chat import ChatEngine, GenerationParams, Settings, TextDelta  # noqa: E402
 from chat.factory import build_local_backend  # noqa: E402
+from chat.guards import build_guard  # noqa: E402
 
 PROMPTS = [
     "Write a short story about a lighthouse keeper.",
@@ -28,18 +40,98 @@ PROMPTS = [
     "请用中文写一段关于春天的短文。",
 ]
 
+Sample = tuple[float, float | None]  # (time to first token, decode tokens/s)
 
-def measure(stream_fn) -> tuple[float, float, int]:  # noqa: ANN001
-    """(time to first token, decode tokens/s, tokens) for one streamed reply."""
+
+def measure(stream: Callable[[], Iterator[str]], tokenize: Callable[[str], list[int]]) -> Sample:
+    """Both sides' text is tokenized the same way afterwards: the count does not depend on how
+    the text was cut into chunks (the output guard may join a few tokens into one delta)."""
     start = time.perf_counter()
     first = None
-    tokens = 0
-    for _ in stream_fn():
-        tokens += 1
+    pieces = []
+    for piece in stream():
+        pieces.append(piece)
         if first is None:
             first = time.perf_counter()
     end = time.perf_counter()
-    return first - start, (tokens - 1) / (end - first), tokens
+    tokens = len(tokenize("".join(pieces)))
+    return first - start, (tokens - 1) / (end - first)
+
+
+def measure_http(rounds: int, params: GenerationParams) -> dict[str, list[float]]:
+    """Time to first token through ``python app.py`` in its own process, minus the app engine's
+    own figure for the same request (``/api/chat`` reports it), so model time cancels out.
+    Greedy decoding makes the engine evaluate every prompt from an empty cache: equal work."""
+    from gradio_client import Client
+    from support import free_port
+
+    port = free_port()
+    env = {**os.environ, "CHAT_CACHE": "false", "CHAT_N_CTX": "2048", "CHAT_FEEDBACK_LOG": ""}
+    app = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while "Chat running at" not in (line := app.stderr.readline()):
+            if not line:
+                raise SystemExit("the app did not start")
+        url = f"http://127.0.0.1:{port}/"
+        client = Client(url, verbose=False)
+        http = httpx.Client(base_url=url, timeout=120)
+        fn_index = next(
+            d["id"] for d in http.get("/config").json()["dependencies"] if d.get("api_name") == "chat"
+        )
+        greedy = {"temperature": 0.0, "top_p": params.top_p, "max_new_tokens": params.max_new_tokens}
+
+        def engine_ttft(prompt: str) -> float:
+            body = {"user_input": prompt, "context": greedy}
+            return http.post("/api/chat", json=body).json()["time_to_first_token"]
+
+        def gradio_client_ttft(prompt: str) -> float:
+            start = time.perf_counter()
+            job = client.submit(message=prompt, api_name="/chat", **greedy)
+            next(iter(job))
+            ttft = time.perf_counter() - start
+            job.result()
+            return ttft
+
+        def queue_protocol_ttft(prompt: str) -> float:
+            """Gradio's own wire protocol, as a browser speaks it: join the queue, read SSE."""
+            session = uuid.uuid4().hex
+            data = [prompt, None, "", 0.0, 2048, params.max_new_tokens, params.top_p]
+            start = time.perf_counter()
+            http.post(
+                "/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session}
+            )
+            ttft = None
+            with http.stream("GET", f"/gradio_api/queue/data?session_hash={session}") as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("data:"):
+                        msg = json.loads(line[5:]).get("msg")
+                        if msg == "process_generating" and ttft is None:
+                            ttft = time.perf_counter() - start
+                        if msg == "process_completed":
+                            break
+            return ttft
+
+        for prompt in PROMPTS:  # warm-up
+            engine_ttft(prompt), gradio_client_ttft(prompt), queue_protocol_ttft(prompt)
+        overheads: dict[str, list[float]] = {"gradio_client": [], "queue protocol (browser)": []}
+        for _ in range(rounds):
+            for prompt in PROMPTS:
+                base = engine_ttft(prompt)
+                overheads["gradio_client"].append(gradio_client_ttft(prompt) - base)
+                base = engine_ttft(prompt)
+                overheads["queue protocol (browser)"].append(queue_protocol_ttft(prompt) - base)
+        client.close()
+        http.close()
+        return overheads
+    finally:
+        app.terminate()
+        app.wait(30)
 
 
 def main() -> None:
@@ -48,12 +140,14 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     args = parser.parse_args()
 
-    backend = build_local_backend(Settings(n_ctx=2048))
+    settings = Settings(n_ctx=2048)
+    backend = build_local_backend(settings)
     llm = backend._llm  # the same Llama object for both sides
-    engine = ChatEngine({"local": backend})
+    guard = build_guard(settings)
+    engine = ChatEngine({"local": backend}, input_guard=guard, output_guard=guard)
     params = GenerationParams(temperature=0.7, top_p=0.95, max_new_tokens=args.max_tokens, seed=1234)
 
-    def raw(prompt: str):  # noqa: ANN202
+    def raw(prompt: str) -> Iterator[object]:
         llm.reset()
         for chunk in llm.create_chat_completion(
             [{"role": "user", "content": prompt}],
@@ -63,78 +157,44 @@ def main() -> None:
             seed=params.seed,
             stream=True,
         ):
-            if chunk["choices"][0]["delta"].get("content"):
-                yield chunk
+            if text := chunk["choices"][0]["delta"].get("content"):
+                yield text
 
-    def ours(prompt: str):  # noqa: ANN202
+    def ours(prompt: str) -> Iterator[object]:
         llm.reset()
         for event in engine.stream([{"role": "user", "content": prompt}], params, use_cache=False):
             if isinstance(event, TextDelta):
-                yield event
+                yield event.text
 
-    results: dict[str, list[tuple[float, float, int]]] = {
-        "llama-cpp-python": [],
-        "engine": [],
-        "app (HTTP)": [],
-    }
+    samples: dict[str, list[Sample]] = {"llama-cpp-python": [], "engine": []}
     for prompt in PROMPTS:  # warm-up
-        measure(lambda p=prompt: raw(p))
+        measure(lambda p=prompt: raw(p), backend.tokenize)
     for _ in range(args.rounds):
         for prompt in PROMPTS:
-            results["llama-cpp-python"].append(measure(lambda p=prompt: raw(p)))
-            results["engine"].append(measure(lambda p=prompt: ours(p)))
+            samples["llama-cpp-python"].append(measure(lambda p=prompt: raw(p), backend.tokenize))
+            samples["engine"].append(measure(lambda p=prompt: ours(p), backend.tokenize))
 
-    from gradio_client import Client
-
-    from chat.personas import load_personas
-    from chat.ui import build_ui
-
-    demo = build_ui(engine, personas=load_personas(), max_context=2048)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
-    client = Client(url, verbose=False)
-
-    def over_http(prompt: str):  # noqa: ANN202
-        llm.reset()
-        job = client.submit(
-            message=prompt,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            max_new_tokens=params.max_new_tokens,
-            api_name="/chat",
-        )
-        yield from job
-
-    app_engine: list[tuple[float, float, int]] = []
-    for _ in range(args.rounds):
-        for prompt in PROMPTS:
-            app_engine.append(measure(lambda p=prompt: ours(p)))
-            results["app (HTTP)"].append(measure(lambda p=prompt: over_http(p)))
-    client.close()
-    demo.close()
+    backend.close()
+    http_samples = measure_http(args.rounds, params)
 
     med = statistics.median
-    base_ttft = med(r[0] for r in results["llama-cpp-python"])
-    base_tps = med(r[1] for r in results["llama-cpp-python"])
+    base_ttft = med(s[0] for s in samples["llama-cpp-python"])
+    base_tps = med(s[1] for s in samples["llama-cpp-python"])
     print(
-        f"SmolLM2-135M Q4_1, {args.rounds} rounds x {len(PROMPTS)} prompts, max {args.max_tokens} tokens, 2048 ctx\n"
+        f"SmolLM2-135M Q4_1, {args.rounds} rounds x {len(PROMPTS)} prompts, max {args.max_tokens} new tokens, n_ctx 2048\n"
     )
-    print(
-        "| path | median TTFT (ms) | median decode tok/s | tok/s ratio vs llama-cpp-python | TTFT diff (ms) |"
-    )
+    print("| path | median TTFT (ms) | median decode tok/s | tok/s ratio | TTFT difference (ms) |")
     print("|---|---|---|---|---|")
     for name in ("llama-cpp-python", "engine"):
-        ttft = med(r[0] for r in results[name])
-        tps = med(r[1] for r in results[name])
+        ttft, tps = med(s[0] for s in samples[name]), med(s[1] for s in samples[name])
         print(
             f"| {name} | {ttft * 1000:.1f} | {tps:.1f} | {tps / base_tps:.3f} | {(ttft - base_ttft) * 1000:+.1f} |"
         )
-    http_ttft = med(r[0] for r in results["app (HTTP)"])
-    engine_ttft = med(r[0] for r in app_engine)
-    print(
-        f"| app over HTTP (gradio_client) | {http_ttft * 1000:.1f} | (chunks: n/a) | — |"
-        f" {(http_ttft - engine_ttft) * 1000:+.1f} vs engine in the same phase |"
-    )
-    print("\nTargets: tok/s ratio >= 0.97; engine TTFT diff <= 10 ms; HTTP TTFT overhead <= 60 ms.")
+    for name in ("gradio_client", "queue protocol (browser)"):
+        overhead = med(http_samples[name])
+        print(f"| app over HTTP: {name} | | | | {overhead * 1000:+.1f} vs the app's engine |")
+    print(f"\nload average: {os.getloadavg()[0]:.2f}")
+    print("Targets: tok/s ratio >= 0.97; engine TTFT difference <= 10 ms; over HTTP <= 60 ms.")
 
 
 if __name__ == "__main__":
