@@ -43,3 +43,14 @@ def app_url(local_backend: LlamaCppBackend) -> Iterator[str]:
     server.start()
     yield server.local_url
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def real_engine() -> Iterator[ChatEngine]:
+    """The engine exactly as the app builds it from default settings: guards, cache, model."""
+    from chat.factory import build_engine
+
+    engine = build_engine(Settings())
+    yield engine
+    for backend in engine.backends.values():
+        backend.close()

@@ -9,28 +9,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 
 import pytest
 from guard_fakes import ScriptedBackend, SpyBackend
 
-from chat import ChatEngine, Done, GenerationParams, Settings, TextDelta
+from chat import ChatEngine, Done, GenerationParams, TextDelta
 from chat.cache import ReplyCache
 from chat.engine import CACHE_REPLAY_CHUNK
-from chat.factory import build_engine
 from chat.guards import ContentGuard
 
 QUESTION = [{"role": "user", "content": "Say hello."}]
 PARAMS = GenerationParams(temperature=0, max_new_tokens=96)
 API_KEY = "sk-session-key-0123456789abcdefghij"
-
-
-@pytest.fixture(scope="module")
-def real_engine() -> Iterator[ChatEngine]:
-    engine = build_engine(Settings())
-    yield engine
-    for backend in engine.backends.values():
-        backend.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ with a call counter, to prove a refused message never reached it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import gradio as gr
 import httpx
@@ -27,20 +26,11 @@ from chat import (
     TextDelta,
 )
 from chat.counters import Counters
-from chat.factory import build_engine
 from chat.guards import ContentGuard, MessageTooLong, TooManyTurns, build_guard
 from chat.i18n import detect_language, t
 from chat.moderation import ModerationClient
 
 SHORT = GenerationParams(temperature=0, max_new_tokens=24)
-
-
-@pytest.fixture(scope="module")
-def real_engine() -> Iterator[ChatEngine]:
-    engine = build_engine(Settings())
-    yield engine
-    for backend in engine.backends.values():
-        backend.close()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -22,7 +21,7 @@ from chat.errors import ChatError, InputBlocked, OutputBlocked
 from chat.i18n import Lang, detect_language
 from chat.messages import Done, GenerationParams, Message, Stats, TextDelta, Waiting
 from chat.service.bodies import bool_field, invalid, messages_field, object_field, params_from, read_json
-from chat.service.bridge import EventPump, cancel_on_disconnect
+from chat.service.bridge import EventPump, collect_reply
 from chat.service.core import Service
 from chat.service.errors import ApiError, from_chat_error
 from chat.service.replies import SSE_HEADERS, sse
@@ -150,20 +149,7 @@ class Completion:
         }
 
     async def reply(self, pump: EventPump, request: Request) -> Response:
-        done: Done | None = None
-        failure: ChatError | None = None
-        try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(cancel_on_disconnect, request, pump.cancel)
-                try:
-                    async for run in pump.batches():
-                        done = next((e for e in run if isinstance(e, Done)), done)
-                except ChatError as exc:
-                    failure = exc
-                finally:
-                    tasks.cancel_scope.cancel()
-        finally:
-            await pump.aclose()
+        done, _, failure = await collect_reply(pump, request)
         tracker = self.service.tracker
         if isinstance(failure, (InputBlocked, OutputBlocked)):
             tracker.finish(self.record, 200)

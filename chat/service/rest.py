@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -32,7 +31,7 @@ from chat.service.bodies import (
     reject_unknown,
     text_field,
 )
-from chat.service.bridge import EventPump, cancel_on_disconnect
+from chat.service.bridge import EventPump, collect_reply
 from chat.service.core import Service
 from chat.service.errors import ApiError, from_chat_error
 from chat.service.replies import SSE_HEADERS, event_fields, refusal_body, reply_body, sse
@@ -115,22 +114,7 @@ def register(app: FastAPI, service: Service) -> None:
 async def _json_reply(
     service: Service, record: RequestRecord, chat: ChatRequest, pump: EventPump, request: Request
 ) -> Response:
-    done: Done | None = None
-    notices: list[Notice] = []
-    failure: ChatError | None = None
-    try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(cancel_on_disconnect, request, pump.cancel)
-            try:
-                async for run in pump.batches():
-                    notices += [e for e in run if isinstance(e, Notice)]
-                    done = next((e for e in run if isinstance(e, Done)), done)
-            except ChatError as exc:
-                failure = exc
-            finally:
-                tasks.cancel_scope.cancel()
-    finally:
-        await pump.aclose()
+    done, notices, failure = await collect_reply(pump, request)
     headers = {"X-Request-ID": record.id}
     if isinstance(failure, (InputBlocked, OutputBlocked)):
         service.tracker.finish(record, 200)
