@@ -49,6 +49,7 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
         server_name=settings.host,
         server_port=settings.port,
         footer_links=["api", "settings"],
+        run_history=False,  # it would keep every call, the session API key included, in the browser
     )
 
 
