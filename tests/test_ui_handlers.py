@@ -163,3 +163,24 @@ def test_validator_refuses_before_the_message_enters_the_chat(
     assert "hunter2" not in result["message"] and "123456" not in result["message"]
     assert engine.counters["blocked_input"] == (0 if len(message) > 2000 else 1)
     assert ChatHandlers(engine).validate("What is a good password policy?")["is_valid"] is True
+
+
+def test_ui_passes_backend_session_key_and_cache_choice_to_the_engine(engine: ChatEngine) -> None:
+    """The per-session API key goes to the engine for this request only, and is never shown."""
+    seen: list[dict] = []
+    real_stream = engine.stream
+
+    def spy(messages, params, **options):  # noqa: ANN001, ANN202
+        seen.append(options)
+        return real_stream(messages, params, **{k: v for k, v in options.items() if k != "api_key"})
+
+    engine.stream = spy
+    try:
+        outputs = list(
+            ChatHandlers(engine).ui("Hi", [], "", 0.7, 2048, 8, 0.95, "local", "  sk-session-canary  ", False)
+        )
+    finally:
+        del engine.stream
+    assert seen[0]["backend"] == "local" and seen[0]["api_key"] == "sk-session-canary"
+    assert seen[0]["use_cache"] is False
+    assert "sk-session-canary" not in repr(outputs)
