@@ -6,6 +6,7 @@ the engine's messages and events, and turns errors into readable messages.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 import time
@@ -23,6 +24,8 @@ from chat.i18n import Lang, detect_language, t
 from chat.loading import PendingBackend
 from chat.messages import Done, GenerationParams, Message, Notice, Stats, TextDelta, Waiting, content_text
 from chat.transcript import FeedbackLog
+
+log = logging.getLogger(__name__)
 
 I18N = gr.I18n(
     en={
@@ -211,8 +214,8 @@ class ChatHandlers:
                         yield [*notices, gr.ChatMessage(text)], ""
                     case Done(text=final, stats=stats):
                         yield [*notices, gr.ChatMessage(final)], format_stats(stats, lang)
-        except ChatError as exc:
-            error = _notice("⚠️ " + exc.user_message(lang))
+        except Exception as exc:  # noqa: BLE001 - the UI seam: every failure becomes a readable bubble
+            error = _notice("⚠️ " + _user_message(exc, lang))
             yield [*notices, *([gr.ChatMessage(text)] if text else []), error], ""
 
     def api(
@@ -241,8 +244,8 @@ class ChatHandlers:
                     yield text
                 elif isinstance(event, Done) and event.text != text:
                     yield event.text
-        except ChatError as exc:
-            raise gr.Error(exc.user_message(lang), print_exception=False) from None
+        except Exception as exc:  # noqa: BLE001 - the API seam: a readable message, never internals
+            raise gr.Error(_user_message(exc, lang), print_exception=False) from None
 
     def validate(self, message: Any) -> dict[str, Any]:
         """Refuse a blocked or over-long message before it enters the chat: it stays in the
@@ -302,6 +305,14 @@ def _loading_banner(engine: ChatEngine) -> None:
         return gr.Markdown("\n\n".join(lines), visible=bool(lines)), gr.Timer(active=bool(busy))
 
     timer.tick(tick, None, [banner, timer], queue=False, api_visibility="private")
+
+
+def _user_message(exc: Exception, lang: Lang) -> str:
+    """A ``ChatError``'s own sentence; anything else is a bug: logged in full, shown generically."""
+    if isinstance(exc, ChatError):
+        return exc.user_message(lang)
+    log.exception("unexpected error in a chat request")
+    return t("error.internal", lang)
 
 
 def _notice(text: str) -> gr.ChatMessage:

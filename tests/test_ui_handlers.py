@@ -184,3 +184,19 @@ def test_ui_passes_backend_session_key_and_cache_choice_to_the_engine(engine: Ch
     assert seen[0]["backend"] == "local" and seen[0]["api_key"] == "sk-session-canary"
     assert seen[0]["use_cache"] is False
     assert "sk-session-canary" not in repr(outputs)
+
+
+def test_an_unexpected_failure_is_a_generic_message_not_internals(engine: ChatEngine, caplog) -> None:  # noqa: ANN001
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("internal detail /srv/secret/path")
+
+    engine.stream = broken
+    try:
+        bubbles, _ = list(ChatHandlers(engine).ui("你好", [], *DEFAULTS))[-1]
+        with pytest.raises(gr.Error) as info:
+            list(ChatHandlers(engine).api("hello"))
+    finally:
+        del engine.stream
+    assert bubbles[-1].metadata["title"] == "⚠️ 服务器出现问题，请重试。"
+    assert "secret" not in str(info.value) and "Something went wrong" in str(info.value)
+    assert "internal detail" in caplog.text  # the operator still sees what happened
