@@ -79,7 +79,13 @@ def measure_http(rounds: int, params: GenerationParams) -> dict[str, list[float]
             if not line:
                 raise SystemExit("the app did not start")
         url = f"http://127.0.0.1:{port}/"
-        client = Client(url, verbose=False)
+        # Plain http:// on loopback: no certificates to verify. With the default ssl_verify=True,
+        # gradio_client builds a fresh httpx client for every call and loads the CA bundle
+        # each time (about 25 ms here), which is client overhead, not the app's.
+        clients = {
+            "gradio_client": Client(url, verbose=False, ssl_verify=False),
+            "gradio_client, default ssl_verify": Client(url, verbose=False),
+        }
         http = httpx.Client(base_url=url, timeout=120)
         fn_index = next(
             d["id"] for d in http.get("/config").json()["dependencies"] if d.get("api_name") == "chat"
@@ -90,7 +96,7 @@ def measure_http(rounds: int, params: GenerationParams) -> dict[str, list[float]
             body = {"user_input": prompt, "context": greedy}
             return http.post("/api/chat", json=body).json()["time_to_first_token"]
 
-        def gradio_client_ttft(prompt: str) -> float:
+        def gradio_client_ttft(prompt: str, client: Client) -> float:
             start = time.perf_counter()
             job = client.submit(message=prompt, api_name="/chat", **greedy)
             next(iter(job))
@@ -118,20 +124,73 @@ def measure_http(rounds: int, params: GenerationParams) -> dict[str, list[float]
             return ttft
 
         for prompt in PROMPTS:  # warm-up
-            engine_ttft(prompt), gradio_client_ttft(prompt), queue_protocol_ttft(prompt)
-        overheads: dict[str, list[float]] = {"gradio_client": [], "queue protocol (browser)": []}
+            engine_ttft(prompt), queue_protocol_ttft(prompt)
+            for client in clients.values():
+                gradio_client_ttft(prompt, client)
+        overheads: dict[str, list[float]] = {name: [] for name in [*clients, "queue protocol (browser)"]}
         for _ in range(rounds):
             for prompt in PROMPTS:
-                base = engine_ttft(prompt)
-                overheads["gradio_client"].append(gradio_client_ttft(prompt) - base)
+                for name, client in clients.items():
+                    base = engine_ttft(prompt)
+                    overheads[name].append(gradio_client_ttft(prompt, client) - base)
                 base = engine_ttft(prompt)
                 overheads["queue protocol (browser)"].append(queue_protocol_ttft(prompt) - base)
-        client.close()
+        for client in clients.values():
+            client.close()
         http.close()
         return overheads
     finally:
         app.terminate()
         app.wait(30)
+
+
+BARE_APP = """
+import os, sys, time
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+import gradio as gr
+
+def echo(message: str) -> str:
+    time.sleep(0.15)
+    yield message
+
+with gr.Blocks() as demo:
+    gr.api(echo, api_name="echo")
+demo.launch(server_port=int(sys.argv[1]), quiet=True)
+"""
+
+
+def measure_gradio_client_floor(rounds: int) -> list[float]:
+    """gradio_client's own overhead: a bare Gradio app whose generator sleeps 150 ms, then yields."""
+    from gradio_client import Client
+    from support import free_port
+
+    port = free_port()
+    bare = subprocess.Popen(
+        [sys.executable, "-c", BARE_APP, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/config", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the bare Gradio app did not start") from None
+                time.sleep(0.2)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, ssl_verify=False)
+        overheads = []
+        for _ in range(rounds * len(PROMPTS) + 3):
+            start = time.perf_counter()
+            job = client.submit(message="hi", api_name="/echo")
+            next(iter(job))
+            overheads.append(time.perf_counter() - start - 0.15)
+            job.result()
+        client.close()
+        return overheads[3:]
+    finally:
+        bare.terminate()
+        bare.wait(30)
 
 
 def main() -> None:
@@ -176,6 +235,7 @@ def main() -> None:
 
     backend.close()
     http_samples = measure_http(args.rounds, params)
+    floor = measure_gradio_client_floor(args.rounds)
 
     med = statistics.median
     base_ttft = med(s[0] for s in samples["llama-cpp-python"])
@@ -190,9 +250,12 @@ def main() -> None:
         print(
             f"| {name} | {ttft * 1000:.1f} | {tps:.1f} | {tps / base_tps:.3f} | {(ttft - base_ttft) * 1000:+.1f} |"
         )
-    for name in ("gradio_client", "queue protocol (browser)"):
+    for name in http_samples:
         overhead = med(http_samples[name])
         print(f"| app over HTTP: {name} | | | | {overhead * 1000:+.1f} vs the app's engine |")
+    print(
+        f"| bare Gradio app, trivial endpoint: gradio_client | | | | {med(floor) * 1000:+.1f} (the client's own floor) |"
+    )
     print(f"\nload average: {os.getloadavg()[0]:.2f}")
     print("Targets: tok/s ratio >= 0.97; engine TTFT difference <= 10 ms; over HTTP <= 60 ms.")
 
