@@ -28,8 +28,10 @@ REFIT_SHRINK = 0.75  # each re-fit without the provider's figures keeps this sha
 
 
 class InputGuard(Protocol):
-    def check(self, messages: Sequence[Message]) -> None:
-        """Raise ``InputBlocked`` (or ``InvalidRequest`` for limits) to refuse the request."""
+    def check(self, messages: Sequence[Message], *, moderate: bool = True) -> None:
+        """Raise ``InputBlocked`` (or ``InvalidRequest`` for limits) to refuse the request.
+
+        ``moderate=False`` skips any external moderation call (local rules and limits only)."""
 
 
 class OutputFilter(Protocol):
@@ -147,7 +149,7 @@ class ChatEngine:
         assert last_error is not None
         raise last_error
 
-    def check_input(self, messages: Sequence[Message]) -> None:
+    def check_input(self, messages: Sequence[Message], *, moderate: bool = True) -> None:
         """Run the input guard (limits, rules, moderation); raise and count a refusal.
 
         ``stream`` calls it; the UI also calls it before a message enters the chat history,
@@ -156,7 +158,7 @@ class ChatEngine:
         if self.input_guard is None:
             return
         try:
-            self.input_guard.check(messages)
+            self.input_guard.check(messages, moderate=moderate)
         except InputBlocked:
             self.counters.add("blocked_input")
             raise

@@ -252,7 +252,9 @@ class ChatHandlers:
         textbox (nothing is lost), the refusal shows beneath it, and it is never saved."""
         text = message if isinstance(message, str) else ""
         try:
-            self.engine.check_input([Message("user", text)])
+            # Local rules and limits only: the engine runs the full check, external moderation
+            # included, when the message is sent; doing that here too would call the service twice.
+            self.engine.check_input([Message("user", text)], moderate=False)
         except ChatError as exc:
             return gr.validate(False, exc.user_message(detect_language(text)))
         return gr.validate(True, "")

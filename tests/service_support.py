@@ -27,7 +27,7 @@ BLOCKED_WORD = "zebrafruit"  # a word the test guard refuses
 class WordGuard:
     """Refuses any user message that contains ``BLOCKED_WORD``."""
 
-    def check(self, messages: Sequence[Message]) -> None:
+    def check(self, messages: Sequence[Message], *, moderate: bool = True) -> None:
         if any(m.role == "user" and BLOCKED_WORD in m.content for m in messages):
             raise InputBlocked("word list")
 

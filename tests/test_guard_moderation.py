@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from chat import InputBlocked, Settings
+from chat import ChatEngine, GenerationParams, InputBlocked, Settings
 from chat.guards import ContentBlocked, ContentGuard, build_guard
 from chat.messages import Message
 from chat.moderation import ModerationClient, ModerationUnavailable
@@ -145,3 +145,24 @@ def test_settings_turn_moderation_on_over_real_http(moderation_server: tuple[str
         guard.check([Message("user", "Tell me about the dragon")])
     assert inputs == ["What time do you open?", "Tell me about the dragon"]
     assert build_guard(Settings()).moderation is None  # off by default
+
+
+def test_the_ui_validator_does_not_call_the_moderation_service_twice(local_backend) -> None:
+    """The validator checks local rules only; the engine moderates once when the message is sent."""
+    from chat.ui import ChatHandlers
+
+    calls: list[str] = []
+
+    class CountingModeration:
+        def flagged(self, text: str) -> bool:
+            calls.append(text)
+            return False
+
+    guard = build_guard(Settings())
+    guard.moderation = CountingModeration()
+    engine = ChatEngine({"local": local_backend}, input_guard=guard, output_guard=None)
+    handlers = ChatHandlers(engine)
+    assert handlers.validate("Hello there")["is_valid"] is True
+    assert calls == []
+    engine.reply([{"role": "user", "content": "Hello there"}], GenerationParams(max_new_tokens=4))
+    assert calls == ["Hello there"]

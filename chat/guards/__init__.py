@@ -63,7 +63,7 @@ class ContentGuard:
 
     # -- InputGuard ---------------------------------------------------------------------------
 
-    def check(self, messages: Sequence[Message]) -> None:
+    def check(self, messages: Sequence[Message], *, moderate: bool = True) -> None:
         """Raise ``InvalidRequest`` for a broken limit, ``InputBlocked`` for refused content.
 
         Every user and system message is checked, not only the newest: a message refused once
@@ -84,7 +84,7 @@ class ContentGuard:
             if rule is not None:
                 log.info("input blocked by %s (%s)", rule.where, rule.category)
                 raise ContentBlocked(f"input rule {rule.where} ({rule.category})", key=rule.refusal)
-        if self.moderation is not None:
+        if moderate and self.moderation is not None:
             try:
                 flagged = self.moderation.flagged(newest)
             except ModerationUnavailable as exc:
