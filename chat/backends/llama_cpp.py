@@ -130,11 +130,8 @@ class LlamaCppBackend(Backend):
                 if "context window" in str(exc):
                     raise ContextOverflow(str(exc)) from None
                 raise
-            yield Finish(
-                reason,
-                prompt_tokens=self.count_tokens(messages),
-                completion_tokens=len(self.tokenize("".join(pieces))),
-            )
+            # No prompt_tokens: the engine counted this exact prompt when it fitted the context.
+            yield Finish(reason, completion_tokens=len(self.tokenize("".join(pieces))))
         finally:
             if completion is not None:
                 completion.close()
