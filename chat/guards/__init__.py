@@ -8,9 +8,13 @@ Rules live in plain files (``prompts/filters/``); see ``chat.guards.rules`` for 
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+
+from cachetools import LRUCache
 
 from chat.engine import OutputFilter
 from chat.errors import InputBlocked, InvalidRequest
@@ -26,7 +30,8 @@ log = logging.getLogger(__name__)
 # 2,000 Chinese characters are ~3,400 SmolLM2 tokens (English runs ~0.2 tokens a character).
 DEFAULT_MAX_MESSAGE_CHARS = 2000
 DEFAULT_MAX_TURNS = 50
-CHECKED_ROLES = ("system", "user")  # assistant turns were output-filtered when written
+DEFAULT_MEMO_SIZE = 4096  # passed (role, content) verdicts kept: ~100 bytes each
+CHECKED_ROLES = ("system", "user", "assistant")  # a client can send any assistant text
 
 
 class MessageTooLong(InvalidRequest):
@@ -46,7 +51,11 @@ class ContentBlocked(InputBlocked):
 
 
 class ContentGuard:
-    """The engine's input and output guard. Immutable after construction: share it freely."""
+    """The engine's input and output guard. Thread-safe: share one per app.
+
+    Passed input verdicts are memoised by a hash of (role, content), so a long conversation's
+    unchanged history is not normalised again on every turn; refusals are never memoised.
+    """
 
     def __init__(
         self,
@@ -55,11 +64,14 @@ class ContentGuard:
         max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
         max_turns: int = DEFAULT_MAX_TURNS,
         moderation: Moderation | None = None,
+        memo_size: int = DEFAULT_MEMO_SIZE,
     ) -> None:
         self.rules = rules if rules is not None else RuleSet.load()
         self.max_message_chars = max_message_chars
         self.max_turns = max_turns
         self.moderation = moderation
+        self._passed: LRUCache[bytes, bool] = LRUCache(maxsize=max(1, memo_size))
+        self._memo_lock = threading.Lock()
 
     # -- InputGuard ---------------------------------------------------------------------------
 
@@ -80,10 +92,7 @@ class ContentGuard:
         for message in messages:
             if message.role not in CHECKED_ROLES:
                 continue
-            rule = self.rules.check_input(message.content)
-            if rule is not None:
-                log.info("input blocked by %s (%s)", rule.where, rule.category)
-                raise ContentBlocked(f"input rule {rule.where} ({rule.category})", key=rule.refusal)
+            self._check_rules(message)
         if moderate and self.moderation is not None:
             try:
                 flagged = self.moderation.flagged(newest)
@@ -95,6 +104,19 @@ class ContentGuard:
             if flagged:
                 log.info("input blocked by external moderation")
                 raise ContentBlocked("flagged by external moderation")
+
+    def _check_rules(self, message: Message) -> None:
+        """The rule check for one message, skipped when the same (role, content) passed before."""
+        digest = hashlib.blake2b(f"{message.role}\0{message.content}".encode(), digest_size=16).digest()
+        with self._memo_lock:
+            if self._passed.get(digest):
+                return
+        rule = self.rules.check_input(message.content)
+        if rule is not None:
+            log.info("input blocked by %s (%s)", rule.where, rule.category)
+            raise ContentBlocked(f"input rule {rule.where} ({rule.category})", key=rule.refusal)
+        with self._memo_lock:
+            self._passed[digest] = True
 
     # -- OutputGuard --------------------------------------------------------------------------
 
