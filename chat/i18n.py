@@ -77,6 +77,14 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "Please shorten it or send it in parts.",
         "zh": "消息太长（{length} 个字符，上限为 {limit} 个）。请缩短后再发送，或分成几条发送。",
     },
+    "error.store": {
+        "en": "The conversation could not be saved or loaded. Please try again.",
+        "zh": "对话无法保存或读取，请重试。",
+    },
+    "error.not_found": {
+        "en": "That conversation does not exist (or was deleted).",
+        "zh": "该对话不存在（或已被删除）。",
+    },
     "error.too_many_turns": {
         "en": "This conversation has reached its limit of {limit} messages. Please start a new chat.",
         "zh": "本次对话已达到 {limit} 条消息的上限，请开始新的对话。",

@@ -162,6 +162,25 @@ class Settings:
     log_user_text: bool = _opt(
         "CHAT_LOG_USER_TEXT", "include user messages and replies in request logs", parse=_bool, default=False
     )
+    # conversation store (chat/store)
+    store: bool = _opt(
+        "CHAT_STORE", "keep conversations on the server (off: nothing is kept)", parse=_bool, default=True
+    )
+    data_dir: str = _opt(
+        "CHAT_DATA_DIR",
+        "directory for the SQLite store (default: /data when writable, as on a Space, else ./data)",
+        default="",
+    )
+    database_url: str = _opt(
+        "CHAT_DATABASE_URL",
+        "postgresql://user:pass@host/db to keep conversations in PostgreSQL (environment only)",
+        flag=False,
+        default="",
+        repr=False,
+    )
+    retention_days: int = _opt(
+        "CHAT_RETENTION_DAYS", "delete conversations idle for this many days (0: keep)", parse=int, default=0
+    )
 
     def __post_init__(self) -> None:
         if self.n_ctx < 64:
@@ -179,6 +198,8 @@ class Settings:
             raise ConfigError(f"--max-body-bytes must be at least 1024, got {self.max_body_bytes}")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"--log-format must be text or json, got {self.log_format!r}")
+        if self.retention_days < 0:
+            raise ConfigError(f"--retention-days must be 0 (keep) or more, got {self.retention_days}")
         for name in (self.backend, *self.fallback):
             if name not in ("local", "cloud"):
                 raise ConfigError(f"unknown backend {name!r}: use local or cloud")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -14,6 +15,9 @@ from support import free_port  # noqa: E402
 from chat import ChatEngine, Settings  # noqa: E402
 from chat.backends.llama_cpp import LlamaCppBackend  # noqa: E402
 from chat.factory import build_local_backend  # noqa: E402
+
+if TYPE_CHECKING:
+    from pg import PostgresServer
 
 TEST_N_CTX = 2048
 
@@ -54,3 +58,14 @@ def real_engine() -> Iterator[ChatEngine]:
     yield engine
     for backend in engine.backends.values():
         backend.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server (Debian's binaries) on a free loopback port, for the session."""
+    import pg
+
+    if pg.binaries() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    with pg.postgres_server() as server:
+        yield server

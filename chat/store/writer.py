@@ -1,0 +1,132 @@
+"""Writing one assistant reply into the store while it streams.
+
+The reply row exists (``streaming``) before the first token. Text is written at most once per
+``interval`` (a second by default) as deltas arrive, and once more at the end with the final
+status, so a server killed mid-reply leaves everything but the last second's text, which the next
+start-up marks ``interrupted``. A failed intermediate write is logged and retried at the next one;
+it never breaks the reply the user is watching.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from types import TracebackType
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from chat.store.errors import StoreError
+from chat.store.models import ConversationRow, MessageRow, utcnow
+from chat.store.records import STATUSES, Status
+
+log = logging.getLogger(__name__)
+
+
+class ReplyWriter:
+    """Use as a context manager around the stream::
+
+        with store.reply_writer(owner, conversation_id) as writer:
+            for event in engine.stream(...):
+                if isinstance(event, TextDelta):
+                    writer.append(event.text)
+                elif isinstance(event, Done):
+                    writer.finish("complete", text=event.text)
+
+    Leaving the block without ``finish`` marks the reply complete; on ``GeneratorExit`` (Stop, a
+    closed tab) or ``KeyboardInterrupt`` stopped; on any other exception interrupted.
+    """
+
+    def __init__(
+        self,
+        transaction: Callable[[], AbstractContextManager[Session]],
+        message_id: int,
+        *,
+        interval: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.message_id = message_id
+        self.failed_writes = 0
+        self._transaction = transaction
+        self._interval = interval
+        self._clock = clock
+        self._parts: list[str] = []
+        self._written = clock()
+        self._status: Status = "streaming"
+        self._gone = False  # the conversation was deleted meanwhile: nothing left to write into
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    def append(self, delta: str) -> None:
+        if self._status != "streaming":
+            raise RuntimeError("the reply is finished")
+        if not delta:
+            return
+        self._parts.append(delta)
+        if self._clock() - self._written >= self._interval:
+            try:
+                self._write()
+            except StoreError:
+                self.failed_writes += 1
+                log.warning("reply %s: intermediate write failed; retrying at the next", self.message_id)
+
+    def finish(self, status: Status = "complete", *, text: str | None = None) -> None:
+        """Write the final text (``text`` replaces what was appended, e.g. the guarded reply) and
+        status. Raises ``StoreError`` when the database fails."""
+        if status not in STATUSES or status == "streaming":
+            raise ValueError(f"final status must be complete, stopped or interrupted, got {status!r}")
+        if self._status != "streaming":
+            return
+        if text is not None:
+            self._parts = [text]
+        self._status = status
+        self._write(final=True)
+
+    def _write(self, *, final: bool = False) -> None:
+        if self._gone:
+            return
+        now = utcnow()
+        with self._transaction() as s:
+            updated = s.execute(
+                sa.update(MessageRow)
+                .where(MessageRow.id == self.message_id)
+                .values(content=self.text, status=self._status, updated_at=now)
+            ).rowcount
+            if final and updated:
+                s.execute(
+                    sa.update(ConversationRow)
+                    .where(
+                        ConversationRow.id
+                        == sa.select(MessageRow.conversation_id)
+                        .where(MessageRow.id == self.message_id)
+                        .scalar_subquery()
+                    )
+                    .values(updated_at=now)
+                )
+        self._gone = not updated
+        self._written = self._clock()
+
+    def __enter__(self) -> ReplyWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._status != "streaming":
+            return
+        if kind is None:
+            self.finish("complete")
+        elif issubclass(kind, GeneratorExit | KeyboardInterrupt):
+            self.finish("stopped")
+        else:
+            try:
+                self.finish("interrupted")
+            except StoreError:
+                log.warning("reply %s: could not mark it interrupted", self.message_id)
