@@ -7,9 +7,6 @@ the engine's messages and events, and turns errors into readable messages.
 from __future__ import annotations
 
 import logging
-import tempfile
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,10 +19,15 @@ from chat.engine import ChatEngine
 from chat.errors import ChatError, InvalidRequest
 from chat.i18n import Lang, detect_language, t
 from chat.loading import PendingBackend
-from chat.messages import Done, GenerationParams, Message, Notice, Stats, TextDelta, Waiting, content_text
-from chat.transcript import FeedbackLog
+from chat.messages import GenerationParams, Message, Notice, Stats, TextDelta, Waiting, content_text
+from chat.pipeline import Cancelled, Failure, Pipeline, Refusal, Reply, ReplyRequest
+from chat.transcript import FEEDBACK_LOG_MAX_BYTES, ExportFolder, FeedbackLog
 
 log = logging.getLogger(__name__)
+
+# Gradio keeps its own copy of every file a handler returns (exports) or a user uploads (imports)
+# and never deletes it unless told: every 10 minutes, drop the copies older than an hour.
+GRADIO_CACHE_LIFETIME = (600, 3600)
 
 I18N = gr.I18n(
     en={
@@ -84,12 +86,12 @@ def history_to_messages(history: Sequence[dict[str, Any]] | None) -> list[Messag
     messages: list[Message] = []
     for item in history or []:
         if not isinstance(item, dict):
-            raise InvalidRequest("history must be a list of {role, content} objects")
+            raise InvalidRequest(reason="invalid.history")
         if (item.get("metadata") or {}).get("title"):
             continue
         role = item.get("role")
         if role not in ("user", "assistant"):
-            raise InvalidRequest(f"history role must be user or assistant, got {role!r}")
+            raise InvalidRequest(reason="invalid.history_role", role=repr(role))
         text = content_text(item.get("content"))
         if messages and messages[-1].role == role == "assistant":  # several bubbles of one reply
             messages[-1] = Message(role, messages[-1].content + "\n\n" + text)
@@ -110,11 +112,11 @@ def build_params(temperature: Any, context_length: Any, max_new_tokens: Any, top
 
 def build_request(message: Any, history: Any, system_prompt: Any) -> list[Message]:
     if not isinstance(message, str):
-        raise InvalidRequest(f"message must be text, got {type(message).__name__}")
+        raise InvalidRequest(reason="invalid.not_text", field="message", kind=type(message).__name__)
     if system_prompt is not None and not isinstance(system_prompt, str):
-        raise InvalidRequest(f"system_prompt must be text, got {type(system_prompt).__name__}")
+        raise InvalidRequest(reason="invalid.not_text", field="system_prompt", kind=type(system_prompt).__name__)
     if history is not None and not isinstance(history, list):
-        raise InvalidRequest("history must be a list of {role, content} objects")
+        raise InvalidRequest(reason="invalid.history")
     system = [Message("system", system_prompt)] if system_prompt and system_prompt.strip() else []
     return [*system, *history_to_messages(history), Message("user", message)]
 
@@ -144,21 +146,15 @@ def format_stats(stats: Stats, lang: Lang = "en") -> str:
 class ChatHandlers:
     """The entry points into the engine from Gradio: the UI's chat and the public ``/chat`` API."""
 
-    def __init__(self, engine: ChatEngine, *, feedback: FeedbackLog | None = None) -> None:
-        self.engine = engine
+    def __init__(self, engine: ChatEngine | Pipeline, *, feedback: FeedbackLog | None = None) -> None:
+        # The app hands in the service's tracked pipeline (metrics, request log); tests an engine.
+        self.pipeline = engine if isinstance(engine, Pipeline) else Pipeline(engine)
+        self.engine = self.pipeline.engine
         self.feedback = feedback
+        self.exports = ExportFolder()
         # session -> (history length, message) of its last request: the same pair again is a
         # Retry/regenerate, which must not be answered from the cache.
         self._last_request: LRUCache[str, tuple[int, str]] = LRUCache(maxsize=10_000)
-
-    def _events(self, messages: list[Message], params: GenerationParams, **options: Any):  # noqa: ANN202
-        cancel = threading.Event()
-        events = self.engine.stream(messages, params, cancel=cancel, **options)
-        try:
-            yield from events
-        finally:
-            cancel.set()
-            events.close()
 
     def _is_regenerate(self, request: gr.Request | None, history: Any, message: str) -> bool:
         session = getattr(request, "session_hash", None)
@@ -190,14 +186,15 @@ class ChatHandlers:
         try:
             messages = build_request(message, history, system_prompt)
             params = build_params(temperature, context_length, max_new_tokens, top_p)
-            use_cache = bool(use_cache) and not self._is_regenerate(request, history, message)
-            options = {
-                "backend": backend or None,
-                "api_key": (api_key or "").strip() or None,
-                "use_cache": use_cache,
-            }
-            for event in self._events(messages, params, **options):
-                match event:
+            reply = ReplyRequest(
+                messages=messages,
+                params=params,
+                backend=backend or None,
+                api_key=(api_key or "").strip() or None,
+                use_cache=bool(use_cache) and not self._is_regenerate(request, history, message),
+            )
+            for step in self.pipeline.run(reply):
+                match step:
                     case Waiting(position=position, status=status):
                         waiting = (
                             t("notice.loading", lang, status=status)
@@ -206,14 +203,19 @@ class ChatHandlers:
                         )
                         yield [*notices, _notice(waiting)], ""
                     case Notice(kind="blocked"):
-                        pass  # Done carries the notice as the whole reply, replacing the text
+                        pass  # the refusal replaces the whole reply
                     case Notice(text=notice):
                         notices.append(_notice(notice))
                     case TextDelta(text=delta):
                         text += delta
                         yield [*notices, gr.ChatMessage(text)], ""
-                    case Done(text=final, stats=stats):
-                        yield [*notices, gr.ChatMessage(final)], format_stats(stats, lang)
+                    case Refusal(stage="input", text=refusal):
+                        yield [*notices, _notice("⚠️ " + refusal)], ""
+                    case Failure(error=error):
+                        error_bubble = _notice("⚠️ " + _user_message(error, lang))
+                        yield [*notices, *([gr.ChatMessage(text)] if text else []), error_bubble], ""
+                    case Reply() | Refusal() | Cancelled():
+                        yield [*notices, gr.ChatMessage(step.text)], format_stats(step.stats, lang)
         except Exception as exc:  # noqa: BLE001 - the UI seam: every failure becomes a readable bubble
             error = _notice("⚠️ " + _user_message(exc, lang))
             yield [*notices, *([gr.ChatMessage(text)] if text else []), error], ""
@@ -238,12 +240,19 @@ class ChatHandlers:
         try:
             messages = build_request(message, history, system_prompt)
             params = build_params(temperature, context_length, max_new_tokens, top_p)
-            for event in self._events(messages, params):
-                if isinstance(event, TextDelta):
-                    text += event.text
-                    yield text
-                elif isinstance(event, Done) and event.text != text:
-                    yield event.text
+            for step in self.pipeline.run(ReplyRequest(messages=messages, params=params)):
+                match step:
+                    case TextDelta():
+                        text += step.text
+                        yield text
+                    case Refusal(stage="input"):
+                        raise gr.Error(step.text, print_exception=False)
+                    case Failure(error=error):
+                        raise gr.Error(_user_message(error, lang), print_exception=False)
+                    case Reply() | Refusal() | Cancelled() if step.text != text:
+                        yield step.text
+        except gr.Error:
+            raise
         except Exception as exc:  # noqa: BLE001 - the API seam: a readable message, never internals
             raise gr.Error(_user_message(exc, lang), print_exception=False) from None
 
@@ -268,15 +277,8 @@ class ChatHandlers:
         model = ", ".join(f"{n}:{b.model}" for n, b in self.engine.backends.items())
         self.feedback.record(liked=data.liked, index=int(index), history=history, model=model)
 
-    @staticmethod
-    def export(history: list[dict[str, Any]], kind: str) -> str | None:
-        if not history:
-            return None
-        body = transcript.to_markdown(history) if kind == "md" else transcript.to_json(history)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = Path(tempfile.mkdtemp(prefix="chat-export-")) / f"conversation-{stamp}.{kind}"
-        path.write_text(body, encoding="utf-8")
-        return str(path)
+    def export(self, history: list[dict[str, Any]], kind: str) -> str | None:
+        return str(self.exports.write(history, kind)) if history else None
 
     @staticmethod
     def import_conversation(path: str | None) -> list[dict[str, str]]:
@@ -322,20 +324,23 @@ def _notice(text: str) -> gr.ChatMessage:
 
 
 def build_ui(
-    engine: ChatEngine,
+    engine: ChatEngine | Pipeline,
     *,
     personas: dict[str, str],
     max_context: int,
     default_params: GenerationParams | None = None,
     feedback_log: Path | None = None,
+    feedback_log_max_bytes: int = FEEDBACK_LOG_MAX_BYTES,
     cache_default: bool = True,
 ) -> gr.Blocks:
     defaults = default_params or GenerationParams(context_length=min(2048, max_context))
-    handlers = ChatHandlers(engine, feedback=FeedbackLog(feedback_log) if feedback_log else None)
+    feedback = FeedbackLog(feedback_log, max_bytes=feedback_log_max_bytes) if feedback_log else None
+    handlers = ChatHandlers(engine, feedback=feedback)
+    engine = handlers.engine  # the engine under a tracked pipeline
     persona_names = list(personas)
     first_prompt = personas[persona_names[0]] if persona_names else ""
     backend_choices = [(f"{name} · {b.model}", name) for name, b in engine.backends.items()]
-    with gr.Blocks(title="Chat", fill_height=True) as demo:
+    with gr.Blocks(title="Chat", fill_height=True, delete_cache=GRADIO_CACHE_LIFETIME) as demo:
         _loading_banner(engine)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=280):
@@ -363,7 +368,7 @@ def build_ui(
                     "",
                     type="password",
                     label=I18N("api_key"),
-                    visible="cloud" in engine.backends,
+                    visible=any(b.accepts_api_key for b in engine.backends.values()),
                     elem_id="api-key",
                 )
                 use_cache = gr.Checkbox(

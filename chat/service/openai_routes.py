@@ -5,27 +5,35 @@ Any OpenAI client library works with ``base_url="http://host:7860/v1"`` and, whe
 as on every other entry point. ``model`` picks a backend by name ("local", "cloud") or by its
 model name; anything else means the default backend. A filtered request is answered with the
 refusal and ``finish_reason: "content_filter"``. Tools, ``n > 1`` and logprobs are refused.
+``response_format`` (JSON mode, JSON schema) is honoured by every backend that may answer, or
+refused with a 400 naming the one that cannot.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from chat.errors import ChatError, InputBlocked, OutputBlocked
-from chat.i18n import Lang, detect_language
-from chat.messages import Done, GenerationParams, Message, Stats, TextDelta, Waiting
-from chat.service.bodies import bool_field, invalid, messages_field, object_field, params_from, read_json
-from chat.service.bridge import EventPump, collect_reply
+from chat.messages import GenerationParams, Message, Stats, TextDelta, Waiting
+from chat.pipeline import Cancelled, Failure, Refusal, Reply, ReplyRequest, Step
+from chat.service.bodies import (
+    bool_field,
+    invalid,
+    messages_field,
+    object_field,
+    params_from,
+    read_json,
+    response_format_field,
+)
 from chat.service.core import Service
 from chat.service.errors import ApiError, from_chat_error
-from chat.service.replies import SSE_HEADERS, sse
-from chat.service.tracking import RequestRecord
+from chat.service.replies import SSE_HEADERS, ReplyRun, sse
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "blocked": "content_filter"}
 UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "audio", "prediction")
@@ -56,8 +64,10 @@ def parse_completion(body: dict[str, Any], service: Service) -> tuple[list[Messa
     if max_tokens is not None:
         values["max_new_tokens"] = max_tokens
     values.pop("context_length", None)
-    params = params_from(values, service.defaults)
-    return messages, params, _backend_for(body.get("model"), service)
+    backend = _backend_for(body.get("model"), service)
+    response_format = response_format_field(body.get("response_format"), service.engine.chain(backend))
+    params = replace(params_from(values, service.defaults), response_format=response_format)
+    return messages, params, backend
 
 
 def _backend_for(model: Any, service: Service) -> str:
@@ -75,11 +85,7 @@ def _backend_for(model: Any, service: Service) -> str:
 
 def register(app: FastAPI, service: Service) -> None:
     @app.get("/v1/models", tags=["openai"], summary="The backends, as OpenAI models")
-    async def models(request: Request) -> Response:
-        try:
-            service.check_token(request)
-        except ApiError as exc:
-            return exc.response()
+    async def models() -> Response:
         data = [
             {"id": name, "object": "model", "created": 0, "owned_by": "self-hosted", "root": backend.model}
             for name, backend in service.engine.backends.items()
@@ -90,7 +96,6 @@ def register(app: FastAPI, service: Service) -> None:
     async def completions(request: Request) -> Response:
         record = service.record("openai", request)
         try:
-            service.check_token(request)
             body = await read_json(request, service.max_body)
             messages, params, backend = parse_completion(body, service)
             stream = bool_field(body, "stream")
@@ -100,24 +105,23 @@ def register(app: FastAPI, service: Service) -> None:
         except ApiError as exc:
             service.tracker.reject(record, exc.kind, exc.status)
             return exc.response(record.id)
-        completion = Completion(service, record, backend, detect_language(messages[-1].content))
-        pump = service.pump(record, messages, params, backend=backend)
+        run = ReplyRun(service, record, ReplyRequest(messages=messages, params=params, backend=backend))
+        completion = Completion(service, run, backend)
         if stream:
-            return await completion.stream(pump, usage_wanted)
-        return await completion.reply(pump, request)
+            return await completion.stream(usage_wanted)
+        return await completion.reply(request)
 
 
 class Completion:
-    """One completion's id, model name and language, and how it is sent."""
+    """One completion's id and model name, and how its reply is sent: a body, or chunks."""
 
-    def __init__(self, service: Service, record: RequestRecord, backend: str, lang: Lang) -> None:
-        self.service = service
-        self.record = record
-        self.lang = lang
-        self.id = f"chatcmpl-{record.id}"
+    def __init__(self, service: Service, run: ReplyRun, backend: str) -> None:
+        self.run = run
+        self.lang = run.request.lang
+        self.id = f"chatcmpl-{run.record.id}"
         self.created = int(time.time())
         self.model = service.engine.backends[backend].model if backend in service.engine.backends else backend
-        self.headers = {"X-Request-ID": record.id}
+        self.headers = {"X-Request-ID": run.record.id}
 
     def body(self, text: str, stats: Stats) -> dict[str, Any]:
         return {
@@ -148,72 +152,57 @@ class Completion:
             "model": self.model,
         }
 
-    async def reply(self, pump: EventPump, request: Request) -> Response:
-        done, _, failure = await collect_reply(pump, request)
-        tracker = self.service.tracker
-        if isinstance(failure, (InputBlocked, OutputBlocked)):
-            tracker.finish(self.record, 200)
-            refusal = Stats(backend=self.record.backend, finish_reason="blocked")
-            return JSONResponse(self.body(failure.user_message(self.lang), refusal), headers=self.headers)
-        if failure is not None:
-            error = from_chat_error(failure, self.lang)
-            tracker.finish(self.record, error.status)
-            return error.response(self.record.id)
-        if done is None:
-            tracker.finish(self.record, 499)
-            return Response(status_code=499)
-        tracker.finish(self.record, 200)
-        return JSONResponse(self.body(done.text, done.stats), headers=self.headers)
-
-    async def stream(self, pump: EventPump, usage_wanted: bool) -> Response:
-        tracker = self.service.tracker
+    async def reply(self, request: Request) -> Response:
         try:
-            first = await pump.__anext__()
-        except (InputBlocked, OutputBlocked) as exc:
-            await pump.aclose()
-            tracker.finish(self.record, 200)
-            chunks = [
-                self.chunk({"role": "assistant", "content": exc.user_message(self.lang)}),
-                self.chunk({}, "content_filter"),
-                "data: [DONE]\n\n",
-            ]
-            return StreamingResponse(
-                iter(chunks), media_type="text/event-stream", headers=self._sse_headers()
-            )
-        except ChatError as exc:
-            await pump.aclose()
-            error = from_chat_error(exc, self.lang)
-            tracker.finish(self.record, error.status)
-            return error.response(self.record.id)
+            outcome = await self.run.outcome(request)
+        finally:
+            await self.run.aclose()
+        if outcome is None:  # the client left: nobody reads this
+            return Response(status_code=499)
+        if isinstance(outcome, Failure):
+            return from_chat_error(outcome.error, self.lang).response(self.run.record.id)
+        return JSONResponse(self.body(outcome.text, outcome.stats), headers=self.headers)
+
+    async def stream(self, usage_wanted: bool) -> Response:
+        first = await self.run.first()
+        if isinstance(first, Failure):  # nothing streamed yet: a plain JSON error with its status
+            await self.run.aclose()
+            return from_chat_error(first.error, self.lang).response(self.run.record.id)
 
         async def chunks() -> AsyncIterator[str]:
             try:
-                yield self.chunk({"role": "assistant", "content": ""})
-                event = first
-                while True:
-                    if isinstance(event, TextDelta):
-                        yield self.chunk({"content": event.text})
-                    elif isinstance(event, Waiting):
-                        status = " ".join(event.status.split())  # one line: an SSE comment
-                        yield f": waiting, position {event.position} {status}\n\n"  # keeps proxies open
-                    elif isinstance(event, Done):
-                        yield self.chunk({}, FINISH_REASONS.get(event.stats.finish_reason, "stop"))
-                        if usage_wanted:
-                            yield sse(
-                                None, {**self.chunk_head(), "choices": [], "usage": _usage(event.stats)}
-                            )
-                    try:
-                        event = await pump.__anext__()
-                    except StopAsyncIteration:
-                        break
-                yield "data: [DONE]\n\n"
-            except ChatError as exc:
-                yield sse(None, from_chat_error(exc, self.lang).body(self.record.id))
+                # A refusal before any text is the content (as in the JSON body).
+                opening = first.text if isinstance(first, Refusal) else ""
+                yield self.chunk({"role": "assistant", "content": opening})
+                texted = bool(opening)
+                async for step in self.run.resume(first):
+                    texted = texted or (isinstance(step, TextDelta) and bool(step.text))
+                    for text in self._encode(step, usage_wanted, texted):
+                        yield text
             finally:
-                await pump.aclose()
-                tracker.finish(self.record, 200)
+                await self.run.aclose()
 
         return StreamingResponse(chunks(), media_type="text/event-stream", headers=self._sse_headers())
+
+    def _encode(self, step: Step, usage_wanted: bool, texted: bool) -> list[str]:
+        """The SSE lines of one step; the outcome ends the stream with ``[DONE]`` (not an error)."""
+        match step:
+            case TextDelta(text=text):
+                return [self.chunk({"content": text})]
+            case Waiting(position=position, status=status):
+                status = " ".join(status.split())  # one line: an SSE comment
+                return [f": waiting, position {position} {status}\n\n"]  # keeps proxies open
+            case Failure(error=error):
+                return [sse(None, from_chat_error(error, self.lang).body(self.run.record.id))]
+            case Reply() | Refusal() | Cancelled():
+                lines = (
+                    [self.chunk({"content": step.text})] if isinstance(step, Refusal) and not texted else []
+                )
+                lines.append(self.chunk({}, FINISH_REASONS.get(step.stats.finish_reason, "stop")))
+                if usage_wanted:
+                    lines.append(sse(None, {**self.chunk_head(), "choices": [], "usage": _usage(step.stats)}))
+                return [*lines, "data: [DONE]\n\n"]
+        return []  # a notice: OpenAI chunks have no place for it
 
     def _sse_headers(self) -> dict[str, str]:
         return {**SSE_HEADERS, **self.headers}

@@ -1,20 +1,118 @@
-"""The JSON a reply and its events become, shared by ``/api/chat`` (JSON and SSE) and ``/ws``."""
+"""One reply through the service: the tracked pipeline driven from async routes, and the JSON
+its steps become on ``/api/chat`` (JSON and SSE) and ``/ws``.
+
+Every route runs a reply the same way (``ReplyRun``) and only chooses how to encode the steps:
+``frame(step)`` gives the ``(type, payload)`` pair that SSE sends as ``event: type`` and ``/ws``
+as ``{"type": ..., ...}``; ``/v1`` has its own OpenAI shapes (``chat.service.openai_routes``).
+"""
 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import AsyncIterator
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chat.errors import ChatError
+import anyio
+from starlette.requests import Request
+
 from chat.i18n import Lang
-from chat.messages import Done, Event, Notice, Stats, TextDelta, Waiting
-from chat.service.tracking import RequestRecord
+from chat.messages import Notice, Stats, TextDelta, Waiting
+from chat.pipeline import OUTCOMES, Cancelled, Failure, Outcome, Refusal, Reply, ReplyRequest, Step
+from chat.service.bridge import EventPump, cancel_on_disconnect
+from chat.service.errors import from_chat_error
+from chat.service.tracking import CLIENT_CLOSED, RequestRecord
+
+if TYPE_CHECKING:
+    from chat.service.core import Service
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",  # nginx: pass each event on at once
 }
+
+
+class ReplyRun:
+    """One tracked reply for an async route: ``async for step in run``, or ``await run.outcome()``.
+
+    Always ``await run.aclose()``: it stops generation if the reply is still running, frees the
+    model, and counts and logs the request once.
+    """
+
+    def __init__(self, service: Service, record: RequestRecord, request: ReplyRequest) -> None:
+        self.record = record
+        self.request = request
+        self.cancel = threading.Event()
+        self._tracker = service.tracker
+        steps = service.tracker.run(record, request, cancel=self.cancel)
+        self._pump = EventPump(steps, self.cancel, service.budget)  # type: ignore[arg-type]
+
+    def __aiter__(self) -> AsyncIterator[Step]:
+        return self._pump  # type: ignore[return-value]
+
+    async def first(self) -> Step:
+        """The first step: a route can still answer with a plain HTTP error when it is a failure."""
+        return await self._pump.__anext__()  # type: ignore[return-value]
+
+    async def resume(self, first: Step) -> AsyncIterator[Step]:
+        """``first`` (from ``first()``), then the rest of the steps."""
+        yield first
+        async for step in self._pump:
+            yield step  # type: ignore[misc]
+
+    async def outcome(self, http: Request) -> Outcome | None:
+        """Run to the end without streaming; ``None`` when the HTTP client went away first."""
+        outcome: Outcome | None = None
+        client_gone = False
+
+        async def watch() -> None:
+            nonlocal client_gone
+            await cancel_on_disconnect(http, self.cancel)
+            client_gone = True
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watch)
+            async for run in self._pump.batches():  # one thread hop per run of events
+                outcome = next((s for s in run if isinstance(s, OUTCOMES)), outcome)
+            tasks.cancel_scope.cancel()
+        if client_gone:
+            self.record.status = CLIENT_CLOSED
+            return None
+        return outcome
+
+    async def aclose(self) -> None:
+        await self._pump.aclose()
+        self._tracker.finish(self.record)
+
+
+def frame(step: Step, record: RequestRecord, lang: Lang) -> tuple[str, dict[str, Any]]:
+    """``(type, payload)`` of one step, as SSE events and ``/ws`` frames carry it."""
+    match step:
+        case TextDelta(text=text):
+            return "delta", {"text": text}
+        case Notice(kind=kind, text=text):
+            return "notice", {"kind": kind, "text": text}
+        case Waiting(position=position, status=status):
+            return "waiting", {"position": position, **({"status": status} if status else {})}
+        case Failure(error=error):
+            api_error = from_chat_error(error, lang)
+            return "error", {"id": record.id, "status": api_error.status, **api_error.body(record.id)}
+    return "done", reply_body(step, record)
+
+
+def reply_body(outcome: Reply | Refusal | Cancelled, record: RequestRecord) -> dict[str, Any]:
+    """``{"reply": ..., <stats>, "notices": [...]}``: the full reply the user saw, with its figures.
+
+    A refusal is answered, not failed: the refusal is the reply, with ``"blocked": true``.
+    """
+    return {
+        "id": record.id,
+        "reply": outcome.text,
+        "blocked": isinstance(outcome, Refusal),
+        **stats_fields(outcome.stats),
+        "notices": [{"kind": n.kind, "text": n.text} for n in outcome.notices],
+    }
 
 
 def stats_fields(stats: Stats) -> dict[str, Any]:
@@ -23,35 +121,6 @@ def stats_fields(stats: Stats) -> dict[str, Any]:
     if extra:
         fields["extra"] = extra
     return fields
-
-
-def reply_body(done: Done, notices: list[Notice], record: RequestRecord) -> dict[str, Any]:
-    """``{"reply": ..., <stats>, "notices": [...]}``: the full reply the user saw, with its figures."""
-    return {
-        "id": record.id,
-        "reply": done.text,
-        "blocked": done.stats.finish_reason == "blocked",
-        **stats_fields(done.stats),
-        "notices": [{"kind": n.kind, "text": n.text} for n in notices],
-    }
-
-
-def refusal_body(exc: ChatError, lang: Lang, record: RequestRecord) -> dict[str, Any]:
-    """A filtered request is answered, not failed: the refusal is the reply."""
-    stats = Stats(backend=record.backend, finish_reason="blocked")
-    return reply_body(Done(exc.user_message(lang), stats), [], record)
-
-
-def event_fields(event: Event) -> tuple[str, dict[str, Any]]:
-    """(type, payload) of a streamed event other than ``Done``."""
-    match event:
-        case TextDelta(text=text):
-            return "delta", {"text": text}
-        case Notice(kind=kind, text=text):
-            return "notice", {"kind": kind, "text": text}
-        case Waiting(position=position, status=status):
-            return "waiting", {"position": position, **({"status": status} if status else {})}
-    raise TypeError(f"not a streamed event: {event!r}")
 
 
 def dumps(data: Any) -> str:

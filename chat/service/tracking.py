@@ -1,7 +1,9 @@
-"""What happened to each request: the engine's events and errors become metrics and a log line.
+"""What happened to each request: its reply's steps and outcome become metrics and a log line.
 
-Every entry point (REST, SSE, WebSocket, OpenAI, the Gradio UI) runs the engine through
-``Tracker.events``; ``Tracker.finish`` then counts the request and writes its log line, once.
+Every entry point (REST, SSE, WebSocket, OpenAI, the Gradio UI) runs the reply pipeline through
+``Tracker.run``; ``Tracker.finish`` then counts the request and writes its log line, once.
+Label values come from closed sets only (entry points, configured backends, outcomes, error
+classes), so nothing a client sends can grow ``/metrics``.
 """
 
 from __future__ import annotations
@@ -10,18 +12,21 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from chat import pipeline
 from chat.engine import ChatEngine
-from chat.errors import ChatError, InputBlocked
-from chat.messages import Done, Event, GenerationParams, Message, Stats, TextDelta
+from chat.messages import Stats, TextDelta
+from chat.pipeline import Cancelled, Failure, Outcome, Pipeline, Refusal, ReplyRequest, Step
 from chat.service.access_log import AccessLog
-from chat.service.errors import error_kind
+from chat.service.errors import error_kind, from_chat_error
 from chat.service.metrics import Metrics
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+UNKNOWN = "unknown"  # the label of a backend name that is not configured
+CLIENT_CLOSED = 499  # nginx's status for a request whose client went away before the answer
 
 
 def request_id(given: str | None = None) -> str:
@@ -68,6 +73,7 @@ class RequestRecord:
             "ttft_ms": round(ttft * 1000, 1) if ttft is not None else None,
             "total_ms": round((time.perf_counter() - self.started) * 1000, 1),
             "prompt_tokens": stats.prompt_tokens if stats else None,
+            "cached_prompt_tokens": stats.cached_prompt_tokens if stats else None,
             "completion_tokens": stats.completion_tokens if stats else None,
             "finish_reason": stats.finish_reason if stats else None,
             "from_cache": stats.from_cache if stats else None,
@@ -84,57 +90,52 @@ class Tracker:
         self.metrics = metrics
         self.log = log
 
-    def events(
-        self,
-        record: RequestRecord,
-        messages: Iterable[Message | Mapping[str, Any]],
-        params: GenerationParams,
-        *,
-        backend: str | None = None,
-        cancel: threading.Event | None = None,
-        **kwargs: Any,
-    ) -> Iterator[Event]:
-        """``engine.stream``, noting first text, the ``Done`` stats and how it ended.
+    def backend_label(self, name: str | None) -> str:
+        """A configured backend's name; anything else (a client's typo or junk) is ``unknown``."""
+        name = name or self.engine.default_backend
+        return name if name in self.engine.backends else UNKNOWN
 
-        Closing this generator closes the engine's, which stops generation.
+    def run(
+        self, record: RequestRecord, request: ReplyRequest, *, cancel: threading.Event | None = None
+    ) -> Iterator[Step]:
+        """The pipeline's steps for one reply, noting first text and the outcome in ``record``.
+
+        Closing this generator closes the pipeline, which stops generation. The caller calls
+        ``finish`` once the answer is sent.
         """
-        record.backend = backend or self.engine.default_backend
-        messages = list(messages)
-        if messages:
-            last = messages[-1]
-            record.user_input = last.content if isinstance(last, Message) else str(last.get("content", ""))
+        record.backend = self.backend_label(request.backend)
+        record.user_input = request.user_input
         gauge = self.metrics.in_flight.labels(record.entry)
         gauge.inc()
-        events: Iterator[Event] | None = None
         try:
-            events = self.engine.stream(messages, params, backend=backend, cancel=cancel, **kwargs)
-            for event in events:
-                if isinstance(event, TextDelta) and record.first_text_at is None and event.text:
-                    record.first_text_at = time.perf_counter()
-                elif isinstance(event, Done):
-                    record.stats = event.stats
-                    record.backend = event.stats.backend or record.backend
-                    record.reply = event.text
-                    record.outcome = _outcome(event.stats)
-                yield event
-        except InputBlocked:
-            record.outcome = "blocked"
-            raise
-        except ChatError as exc:
-            record.outcome, record.error = "error", error_kind(exc)
-            raise
-        except GeneratorExit:
-            record.outcome = record.outcome or "cancelled"
-            raise
-        except Exception:
-            record.outcome, record.error = "error", "internal_error"
-            raise
+            for step in pipeline.run(self.engine, request, cancel=cancel):
+                if isinstance(step, TextDelta):
+                    if record.first_text_at is None and step.text:
+                        record.first_text_at = time.perf_counter()
+                elif isinstance(step, pipeline.OUTCOMES):
+                    self._note(record, step)
+                yield step
         finally:
-            if cancel is not None:
-                cancel.set()  # wakes a backend that is waiting or generating, then close() ends it
-            if events is not None:
-                events.close()
             gauge.dec()
+            if not record.outcome:  # closed before the end: the client went away
+                record.outcome, record.status = "cancelled", CLIENT_CLOSED
+
+    def _note(self, record: RequestRecord, outcome: Outcome) -> None:
+        record.reply = outcome.text
+        record.status = 200
+        match outcome:
+            case Failure(error=error):
+                record.outcome, record.error = "error", error_kind(error)
+                record.status = from_chat_error(error).status
+                return
+            case Refusal():
+                record.outcome = "blocked"
+            case Cancelled():
+                record.outcome = "cancelled"
+            case _:
+                record.outcome = "interrupted" if outcome.stats.finish_reason == "error" else "ok"
+        record.stats = outcome.stats
+        record.backend = self.backend_label(outcome.stats.backend or record.backend)
 
     def finish(self, record: RequestRecord, status: int | None = None) -> None:
         """Count the request and write its log line (only the first call does anything)."""
@@ -146,16 +147,21 @@ class Tracker:
         if not record.outcome:
             record.outcome = "cancelled" if record.status is None or record.status < 400 else "error"
         m = self.metrics
-        backend = record.backend or self.engine.default_backend
-        m.requests.labels(record.entry, backend, record.outcome).inc()
+        entry, backend = record.entry, self.backend_label(record.backend)
+        m.requests.labels(entry, backend, record.outcome).inc()
         if record.error:
-            m.errors.labels(record.entry, record.error).inc()
-        if record.stats is not None:
-            m.prompt_tokens.labels(record.entry, backend).inc(record.stats.prompt_tokens)
-            m.completion_tokens.labels(record.entry, backend).inc(record.stats.completion_tokens)
+            m.errors.labels(entry, record.error).inc()
+        stats = record.stats
+        if stats is not None:
+            m.prompt_tokens.labels(entry, backend).inc(stats.prompt_tokens)
+            m.completion_tokens.labels(entry, backend).inc(stats.completion_tokens)
+            if stats.cached_prompt_tokens is not None:
+                m.prompt_cached_tokens.labels(entry, backend).inc(stats.cached_prompt_tokens)
+            if stats.evaluated_prompt_tokens is not None:
+                m.prompt_evaluated_tokens.labels(entry, backend).inc(stats.evaluated_prompt_tokens)
         if record.time_to_first_token is not None:
-            m.ttft.labels(record.entry, backend).observe(record.time_to_first_token)
-        m.latency.labels(record.entry, backend).observe(time.perf_counter() - record.started)
+            m.ttft.labels(entry, backend).observe(record.time_to_first_token)
+        m.latency.labels(entry, backend).observe(time.perf_counter() - record.started)
         self.log.write(record.log_fields())
 
     def reject(self, record: RequestRecord, reason: str, status: int) -> None:
@@ -168,38 +174,19 @@ class Tracker:
         self.log.write(record.log_fields())
 
 
-def _outcome(stats: Stats) -> str:
-    if stats.finish_reason == "blocked":
-        return "blocked"
-    if stats.finish_reason == "error":
-        return "interrupted"
-    if stats.finish_reason == "cancelled":
-        return "cancelled"
-    return "ok"
-
-
-class MeteredEngine:
-    """The engine as one entry point sees it: ``stream`` is tracked under ``entry``.
-
-    Hand it to code that only calls ``engine.stream`` (the Gradio handlers), so those requests
-    count in the metrics and the log like the service's own.
-    """
+class MeteredEngine(Pipeline):
+    """The reply pipeline as one entry point sees it (the Gradio handlers): every reply is
+    tracked under ``entry``, so those requests count in the metrics and the log like the
+    service's own."""
 
     def __init__(self, tracker: Tracker, entry: str) -> None:
+        super().__init__(tracker.engine)
         self._tracker = tracker
         self._entry = entry
 
-    def stream(
-        self,
-        messages: Iterable[Message | Mapping[str, Any]],
-        params: GenerationParams | None = None,
-        **kwargs: Any,
-    ) -> Iterator[Event]:
+    def run(self, request: ReplyRequest, *, cancel: threading.Event | None = None) -> Iterator[Step]:
         record = RequestRecord(self._entry)
         try:
-            yield from self._tracker.events(record, messages, params or GenerationParams(), **kwargs)
+            yield from self._tracker.run(record, request, cancel=cancel)
         finally:
             self._tracker.finish(record)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._tracker.engine, name)

@@ -10,13 +10,18 @@ Server -> client: ``{"type": "waiting" | "notice" | "delta", ...}`` while a repl
 ``{"type": "done", "reply": ..., <stats>}``, or ``{"type": "error", "status": 4xx/5xx,
 "error": {...}}``. A filtered message gets ``done`` with the refusal (``"blocked": true``); bad
 JSON, wrong types and over-long frames get an ``error``: the connection stays open for the next.
-With ``CHAT_API_TOKEN`` set, send ``Authorization: Bearer <token>`` (or ``?token=`` where a
-client cannot set headers).
+
+The door checks access before the handshake; each message counts against the rate limit. One
+client may hold ``CHAT_MAX_WS_PER_CLIENT`` connections (more are closed with code 1013), and a
+connection silent for ``CHAT_WS_IDLE_TIMEOUT`` seconds is closed (code 1000); the close reason
+says which.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections import Counter
 from typing import Any
 
 import anyio
@@ -24,38 +29,61 @@ from anyio.streams.memory import MemoryObjectSendStream
 from fastapi import FastAPI
 from starlette.websockets import WebSocket, WebSocketState
 
-from chat.errors import ChatError, InputBlocked, OutputBlocked
-from chat.messages import Done, Message, Notice
+from chat.messages import Message
+from chat.pipeline import Reply
 from chat.service.bodies import PARAM_KEYS, object_field, parse_json, reject_unknown, text_field, too_large
 from chat.service.core import Service
-from chat.service.errors import ApiError, from_chat_error
-from chat.service.replies import dumps, event_fields, refusal_body, reply_body
+from chat.service.errors import ApiError
+from chat.service.replies import ReplyRun, dumps, frame
 from chat.service.rest import parse_context
 
 FRAME_KEYS = ("type", "user_input", "context")
 CONTEXT_KEYS = ("system_prompt", "backend", *PARAM_KEYS)
 KEPT_FINISHES = ("stop", "length")  # replies that join the history
-POLICY_VIOLATION = 1008
+IDLE_CLOSE = 1000  # normal closure: the client was idle, nothing went wrong
+TRY_AGAIN_LATER = 1013
 
 
 class _Gone(Exception):
     """The client closed the connection."""
 
 
+class ClientSlots:
+    """Open ``/ws`` connections per client, at most ``cap`` each (one event loop: no lock)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._open: Counter[str] = Counter()
+
+    def take(self, client: str) -> bool:
+        if self._open[client] >= self.cap:
+            return False
+        self._open[client] += 1
+        return True
+
+    def give_back(self, client: str) -> None:
+        self._open[client] -= 1
+        if self._open[client] <= 0:
+            del self._open[client]
+
+
 def register(app: FastAPI, service: Service) -> None:
+    slots = ClientSlots(service.settings.max_ws_per_client)
+
     @app.websocket("/ws")
     async def ws_chat(websocket: WebSocket) -> None:
-        try:
-            service.check_token(websocket, allow_query=True)
-        except ApiError as exc:
-            service.tracker.reject(service.record("ws", websocket), exc.kind, exc.status)
-            if "websocket.http.response" in websocket.scope.get("extensions", {}):
-                await websocket.send_denial_response(exc.response())
-            else:
-                await websocket.close(POLICY_VIOLATION, "a valid API token is required")
-            return
+        record = service.record("ws", websocket)
+        client = record.client
         await websocket.accept()
-        await Conversation(service, websocket).run()
+        if not slots.take(client):
+            service.tracker.reject(record, "too_many_connections", 429)
+            reason = f"too many connections: at most {slots.cap} per client"
+            await websocket.close(TRY_AGAIN_LATER, reason)
+            return
+        try:
+            await Conversation(service, websocket).run()
+        finally:
+            slots.give_back(client)
 
 
 class Conversation:
@@ -65,34 +93,62 @@ class Conversation:
         self.history: list[Message] = []
         self.context: dict[str, Any] = {}
         self.cancel: threading.Event | None = None  # the reply being streamed, if any
+        self.idle_timeout = service.settings.ws_idle_timeout
+        self._idle_deadline = anyio.current_time() + self.idle_timeout
+        self._busy = False
 
     async def run(self) -> None:
         inbox_in, inbox = anyio.create_memory_object_stream[dict[str, Any] | ApiError](16)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._read, inbox_in)
+            tasks.start_soon(self._close_when_idle, tasks.cancel_scope)
             async with inbox:
-                async for frame in inbox:
+                async for frame_ in inbox:
+                    self._busy = True
                     try:
-                        await self._turn(frame)
+                        await self._turn(frame_)
                     except _Gone:
                         break
+                    finally:
+                        self._busy = False
+                        self._touch()
             tasks.cancel_scope.cancel()
+
+    def _touch(self) -> None:
+        self._idle_deadline = anyio.current_time() + self.idle_timeout
+
+    async def _close_when_idle(self, scope: anyio.CancelScope) -> None:
+        """Close the connection once it has been silent (no message, no reply) for the timeout."""
+        while True:
+            wait = self._idle_deadline - anyio.current_time()
+            if wait > 0:
+                await anyio.sleep(wait)
+            elif self._busy:  # a reply is streaming: that is not idle
+                self._touch()
+            else:
+                break
+        reason = f"idle timeout: no message for {self.idle_timeout:g} s"
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):  # the client may go away at the same moment
+                await self.ws.close(IDLE_CLOSE, reason)
+        scope.cancel()
 
     async def _read(self, inbox: MemoryObjectSendStream[dict[str, Any] | ApiError]) -> None:
         """Receive frames; ``cancel`` acts at once, the rest wait their turn in ``inbox``."""
         async with inbox:
             while True:
                 message = await self.ws.receive()
+                self._touch()
                 if message["type"] == "websocket.disconnect":
                     if self.cancel is not None:
                         self.cancel.set()
                     return
-                frame = self._parse_frame(message)
-                if isinstance(frame, dict) and frame.get("type") == "cancel":
+                parsed = self._parse_frame(message)
+                if isinstance(parsed, dict) and parsed.get("type") == "cancel":
                     if self.cancel is not None:
                         self.cancel.set()
                     continue
-                await inbox.send(frame)
+                await inbox.send(parsed)
 
     def _parse_frame(self, message: dict[str, Any]) -> dict[str, Any] | ApiError:
         raw = message.get("text")
@@ -113,14 +169,14 @@ class Conversation:
         except Exception:  # noqa: BLE001 - every way a send fails means the client is gone
             raise _Gone from None
 
-    async def _turn(self, frame: dict[str, Any] | ApiError) -> None:
+    async def _turn(self, frame_: dict[str, Any] | ApiError) -> None:
         service = self.service
         record = service.record("ws", self.ws)
         try:
-            if isinstance(frame, ApiError):
-                raise frame
-            reject_unknown(frame, FRAME_KEYS, "the message")
-            kind = text_field(frame, "type", "") or "message"
+            if isinstance(frame_, ApiError):
+                raise frame_
+            reject_unknown(frame_, FRAME_KEYS, "the message")
+            kind = text_field(frame_, "type", "") or "message"
             if kind == "reset":
                 self.history.clear()
                 await self._send({"type": "reset"})
@@ -129,8 +185,8 @@ class Conversation:
                 raise ApiError(
                     400, "invalid_request", f"unknown message type {kind!r}: use message, cancel or reset"
                 )
-            user_input = text_field(frame, "user_input", "", required=True)
-            context = object_field(frame, "context")
+            user_input = text_field(frame_, "user_input", "", required=True)
+            context = object_field(frame_, "context")
             if "history" in context:
                 raise ApiError(
                     400,
@@ -141,35 +197,21 @@ class Conversation:
             chat = parse_context(
                 {**self.context, **context}, user_input, service.defaults, history=self.history
             )
-            service.check_rate(record.client)
+            service.check_rate(record.client)  # each message starts a reply: it counts
         except ApiError as exc:
             service.tracker.reject(record, exc.kind, exc.status)
             await self._send({"type": "error", "id": record.id, "status": exc.status, **exc.body(record.id)})
             return
         self.context.update(context)
 
-        pump = service.pump(record, chat.messages, chat.params, backend=chat.backend)
-        self.cancel = pump.cancel
-        status = 200
-        notices: list[Notice] = []
+        run = ReplyRun(service, record, chat)
+        self.cancel = run.cancel
         try:
-            async for event in pump:
-                if isinstance(event, Done):
-                    await self._send({"type": "done", **reply_body(event, notices, record)})
-                    if event.stats.finish_reason in KEPT_FINISHES:
-                        self.history += [chat.messages[-1], Message("assistant", event.text)]
-                    continue
-                if isinstance(event, Notice):
-                    notices.append(event)
-                name, data = event_fields(event)
+            async for step in run:
+                name, data = frame(step, record, chat.lang)
                 await self._send({"type": name, **data})
-        except (InputBlocked, OutputBlocked) as exc:
-            await self._send({"type": "done", **refusal_body(exc, chat.lang, record)})
-        except ChatError as exc:
-            error = from_chat_error(exc, chat.lang)
-            status = error.status
-            await self._send({"type": "error", "id": record.id, "status": status, **error.body(record.id)})
+                if isinstance(step, Reply) and step.stats.finish_reason in KEPT_FINISHES:
+                    self.history += [chat.messages[-1], Message("assistant", step.text)]
         finally:
             self.cancel = None
-            await pump.aclose()
-            service.tracker.finish(record, status)
+            await run.aclose()
