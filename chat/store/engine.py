@@ -120,9 +120,9 @@ def translate_errors(url: URL) -> Iterator[None]:
         yield
     except SQLAlchemyError as exc:
         failure = _describe(exc, url)
-    if failure is not None:  # raised outside ``except``: the original is not chained along
+    if failure is not None:  # ``from None``: a logged traceback never shows the original's SQL
         log.error("database error on %s: %s", safe_url(url), failure)
-        raise StoreError(failure)
+        raise StoreError(failure) from None
 
 
 def _describe(exc: SQLAlchemyError, url: URL) -> str:
