@@ -21,6 +21,7 @@ from chat.store import engine as store_engine
 from chat.store.engine import MIGRATIONS, data_dir, database_url, parse_url, translate_errors
 from chat.store.models import Base, MessageRow, utcnow
 
+
 def shown(error: BaseException) -> str:
     """Everything a logged traceback of ``error`` would print."""
     return "".join(traceback.format_exception(error))
