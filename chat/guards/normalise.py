@@ -140,3 +140,36 @@ def text_view(text: str) -> str:
     text = _SPACES.sub(" ", text.translate(TEXT_TABLE)).strip()
     text = _CJK_GAP.sub("", text)
     return _SPELLED_OUT.sub(lambda m: _JOINER.sub("", m.group()), text)
+
+
+# Punctuation inside a Latin word ("st.eal", "p-o-i-s-o-n", "someone's") is dropped, so a
+# word split to dodge a rule reads whole again; Chinese gaps are already closed.
+_INSIDE_WORD = re.compile(r"(?<=[a-z])[.\-_*·•|~+'’`^]+(?=[a-z])")
+# A word spelled out with one separator, the same each time ("s t e a l", "k.i.l.l").
+_SPELLED = re.compile(rf"(?<!\S)(?:[a-z0-9](?P<sep>{_JOINERS}))(?:[a-z0-9](?P=sep))+[a-z0-9](?![^\W_])")
+# "how can I s t e a l a car": the lone "i" after a modal and a trailing "a" are words of their own.
+_MODAL = re.compile(r"(?:^|\s)(?:do|can|could|would|should|will|did|shall|may|might|must|then|and)\s$")
+_BEFORE_A = re.compile(r"(?:^|\s)(?:write|make|build|get|buy|find|is|be|with|for|of|on|in|me)\s$")
+
+
+def _rejoin(match: re.Match[str]) -> str:
+    letters = match.group().replace(match["sep"], "")
+    before = match.string[max(0, match.start() - 12) : match.start()]
+    head = tail = ""
+    if len(letters) >= 5 and match["sep"] == " ":
+        if (letters[0] == "i" and _MODAL.search(before)) or (letters[0] == "a" and _BEFORE_A.search(before)):
+            head, letters = letters[0] + " ", letters[1:]
+        if letters[-1] in "ai" and len(letters) >= 5:
+            letters, tail = letters[:-1], " " + letters[-1]
+    return head + letters + tail
+
+
+def intent_view(text: str) -> str:
+    """The text intent rules match against (see ``chat.guards.intent``).
+
+    Like ``text_view``, but a spelled-out word is joined only when one separator repeats, so
+    "s t e a l my bike" reads "steal my bike", and punctuation inside words is dropped.
+    """
+    text = _SPACES.sub(" ", text.translate(TEXT_TABLE)).strip()
+    text = _CJK_GAP.sub("", text)
+    return _SPELLED.sub(_rejoin, _INSIDE_WORD.sub("", text))

@@ -13,9 +13,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chat.errors import ConfigError
-from chat.guards.normalise import compact, phrase_view, text_view
+from chat.guards.normalise import compact, intent_view, phrase_view, text_view
+
+if TYPE_CHECKING:
+    from chat.guards.intent import IntentRules
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "prompts" / "filters"
 DEFAULT_REFUSAL = "error.input_blocked"
@@ -194,16 +198,23 @@ class RuleSet:
     input: Matching
     output: Matching
     regexes: list[tuple[re.Pattern[str], Rule]]
+    intents: list[IntentRules] = field(default_factory=list)
 
     @classmethod
     def load(cls, directory: Path | None = None) -> RuleSet:
+        from chat.guards.intent import load_intent_file  # intent rules build on Rule, defined here
+
         directory = DEFAULT_DIR if directory is None else Path(directory)
         if not directory.is_dir():
             raise ConfigError(f"filter rules directory {directory} does not exist")
         block: dict[str, list[Rule]] = {s: [] for s in SCOPES}
         allow: dict[str, list[Rule]] = {s: [] for s in SCOPES}
         regexes: list[tuple[re.Pattern[str], Rule]] = []
+        intents: list[IntentRules] = []
         for path in sorted(directory.iterdir()):
+            if path.suffix == ".intent" and path.is_file():
+                intents.append(load_intent_file(path))
+                continue
             if path.suffix not in (".txt", ".regex") or not path.is_file():
                 continue
             parsed = parse_rule_file(path)
@@ -223,6 +234,7 @@ class RuleSet:
             input=Matching(PhraseMatcher(block["input"]), PhraseMatcher(allow["input"])),
             output=Matching(PhraseMatcher(block["output"]), PhraseMatcher(allow["output"])),
             regexes=regexes,
+            intents=intents,
         )
 
     @classmethod
@@ -239,5 +251,11 @@ class RuleSet:
             view = text_view(text)
             for pattern, rule in self.regexes:
                 if pattern.search(view):
+                    return rule
+        if self.intents:
+            view = intent_view(text)
+            for intent in self.intents:
+                rule = intent.check(view)
+                if rule is not None:
                     return rule
         return None
