@@ -158,6 +158,15 @@ class Settings:
     max_body_bytes: int = _opt(
         "CHAT_MAX_BODY_BYTES", "largest API request body or /ws message, in bytes", parse=int, default=1048576
     )
+    max_ws_per_client: int = _opt(
+        "CHAT_MAX_WS_PER_CLIENT", "open /ws connections one client may hold at once", parse=int, default=4
+    )
+    ws_idle_timeout: float = _opt(
+        "CHAT_WS_IDLE_TIMEOUT",
+        "seconds a /ws connection may stay silent (no message, no reply) before it is closed",
+        parse=float,
+        default=300.0,
+    )
     log_format: str = _opt("CHAT_LOG_FORMAT", "request log lines: text or json", default="text")
     log_user_text: bool = _opt(
         "CHAT_LOG_USER_TEXT", "include user messages and replies in request logs", parse=_bool, default=False
@@ -189,7 +198,8 @@ class Settings:
             raise ConfigError(f"--port must be 1-65535, got {self.port}")
         if self.auth and ":" not in self.auth:
             raise ConfigError("--auth must look like user:password")
-        for name in ("cache_max_entries", "cache_max_bytes", "cache_ttl", "max_message_chars", "max_turns"):
+        positive = ("cache_max_entries", "cache_max_bytes", "cache_ttl", "max_message_chars", "max_turns")
+        for name in (*positive, "max_ws_per_client", "ws_idle_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.rate_limit < 0:
