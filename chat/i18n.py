@@ -117,6 +117,28 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "Waiting for the model… position {position} in the queue.",
         "zh": "正在排队等待模型……当前位置：第 {position} 位。",
     },
+    # -- refusals of the door (``chat.service.access``) ----------------------------------------
+    "api.unauthorized_any": {
+        "en": "authentication required: log in, or send the login as HTTP Basic, or "
+        "'Authorization: Bearer <token>'",
+        "zh": "需要身份验证：请登录，或以 HTTP Basic 发送登录信息，或发送 'Authorization: Bearer <token>'",
+    },
+    "api.queue_full": {
+        "en": "the model's queue is full; try again in {seconds} s",
+        "zh": "模型的等待队列已满；请 {seconds} 秒后再试",
+    },
+    "api.json_only": {
+        "en": "send the request body as JSON with 'Content-Type: application/json'",
+        "zh": "请以 JSON 发送请求体，并设置 'Content-Type: application/json'",
+    },
+    "api.origin": {
+        "en": "this page's origin may not open /ws (see CHAT_ALLOWED_ORIGINS)",
+        "zh": "该页面的来源不允许打开 /ws（见 CHAT_ALLOWED_ORIGINS）",
+    },
+    "api.upload_too_large": {
+        "en": "the file is larger than the upload limit of {limit} bytes",
+        "zh": "文件超过了 {limit} 字节的上传上限",
+    },
 }
 
 

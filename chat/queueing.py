@@ -11,8 +11,13 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterator
+from contextvars import ContextVar
 
 from chat.messages import Waiting
+
+# Set by an async caller that waits between polls on its own event loop (chat.service.bridge):
+# then a poll returns at once, and a queued request holds no worker thread while it waits.
+POLL_OUTSIDE: ContextVar[bool] = ContextVar("poll_outside", default=False)
 
 
 class Cancelled(Exception):
@@ -44,7 +49,7 @@ class TurnQueue:
                         self._busy = acquired = True
                         return
                     position = self._waiting.index(ticket) + 1
-                    if cancel is None or not cancel.is_set():
+                    if (cancel is None or not cancel.is_set()) and not POLL_OUTSIDE.get():
                         self._cond.wait(self._poll)
                 if cancel is not None and cancel.is_set():
                     raise Cancelled

@@ -44,7 +44,10 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
         app,
         demo,
         path="/",
-        auth=settings.auth_pair,
+        # The page's login (the token as password when only a token is set); the door
+        # (chat.service.access) holds every API route, Gradio's own included, to the same policy.
+        auth=service.door.policy.page_login if service.door.policy.closed else None,
+        max_file_size=settings.max_upload_bytes,
         i18n=I18N,
         server_name=settings.host,
         server_port=settings.port,
@@ -63,7 +66,10 @@ class Server:
     share_url: str | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", ws="auto")
+        # proxy_headers off: the door decides whose X-Forwarded-For to believe (--trusted-proxies).
+        config = uvicorn.Config(
+            self.app, host=self.host, port=self.port, log_level="warning", ws="auto", proxy_headers=False
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
         self._thread.start()

@@ -8,6 +8,7 @@ configured without code. ``chat/`` never reads the environment itself: ``app.py`
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -158,6 +159,31 @@ class Settings:
     max_body_bytes: int = _opt(
         "CHAT_MAX_BODY_BYTES", "largest API request body or /ws message, in bytes", parse=int, default=1048576
     )
+    metrics_token: str = _opt(
+        "CHAT_METRICS_TOKEN",
+        "bearer token that opens /metrics only, for a scraper (environment only)",
+        flag=False,
+        default="",
+        repr=False,
+    )
+    trusted_proxies: tuple[str, ...] = _opt(
+        "CHAT_TRUSTED_PROXIES",
+        "proxy addresses/CIDRs whose X-Forwarded-For / X-Real-IP name the client (default: none)",
+        parse=_list,
+        default=(),
+    )
+    allowed_origins: tuple[str, ...] = _opt(
+        "CHAT_ALLOWED_ORIGINS",
+        "origins besides the app's own whose pages may open /ws, e.g. https://shop.example",
+        parse=_list,
+        default=(),
+    )
+    max_upload_bytes: int = _opt(
+        "CHAT_MAX_UPLOAD_BYTES",
+        "largest file the page may upload (an imported chat), in bytes",
+        parse=int,
+        default=10485760,
+    )
     max_ws_per_client: int = _opt(
         "CHAT_MAX_WS_PER_CLIENT", "open /ws connections one client may hold at once", parse=int, default=4
     )
@@ -206,6 +232,20 @@ class Settings:
             raise ConfigError(f"--rate-limit must be 0 (off) or more, got {self.rate_limit}")
         if self.max_body_bytes < 1024:
             raise ConfigError(f"--max-body-bytes must be at least 1024, got {self.max_body_bytes}")
+        if self.max_upload_bytes < 1024:
+            raise ConfigError(f"--max-upload-bytes must be at least 1024, got {self.max_upload_bytes}")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"--trusted-proxies: {proxy!r} is not an IP address or CIDR network"
+                ) from None
+        for origin in self.allowed_origins:
+            if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise ConfigError(
+                    f"--allowed-origins: {origin!r} must look like https://host[:port] (no path)"
+                )
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"--log-format must be text or json, got {self.log_format!r}")
         if self.retention_days < 0:

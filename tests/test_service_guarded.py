@@ -1,7 +1,7 @@
 """Bearer-token auth, per-client rate limiting, malformed and oversized bodies, readiness.
 
-Clients are told apart by address; uvicorn trusts ``X-Forwarded-For`` from loopback (as it would
-from nginx), so one test process can act as several visitors.
+Clients are told apart by address; the app trusts ``X-Forwarded-For`` from loopback only because
+``trusted_proxies`` says so (as it would for nginx), so one test process can act as several visitors.
 """
 
 from __future__ import annotations
@@ -31,7 +31,11 @@ MAX_BODY = 4096
 @pytest.fixture(scope="module")
 def guarded(local_backend) -> Iterator[str]:
     with serve(
-        service_engine(local_backend), api_token=TOKEN, rate_limit=RATE, max_body_bytes=MAX_BODY
+        service_engine(local_backend),
+        api_token=TOKEN,
+        rate_limit=RATE,
+        max_body_bytes=MAX_BODY,
+        trusted_proxies=("127.0.0.1",),
     ) as url:
         yield url
 
@@ -99,7 +103,7 @@ def test_websocket_without_the_token_is_refused(guarded: str) -> None:
 
 def test_health_needs_no_token(guarded: str) -> None:
     assert httpx.get(guarded + "healthz").status_code == 200
-    assert httpx.get(guarded + "readyz").status_code == 200
+    assert httpx.get(guarded + "readyz", headers=visitor(50)).status_code == 200  # follows the policy
 
 
 # --- rate limiting ---------------------------------------------------------------------------------
@@ -140,9 +144,9 @@ def test_rate_limit_covers_websocket_messages_without_closing(guarded: str) -> N
 
 
 def test_rate_limit_covers_the_gradio_queue(guarded: str) -> None:
-    config = httpx.get(guarded + "config").json()
+    config = httpx.get(guarded + "config", headers=AUTH).json()
     fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "chat")
-    headers = {"X-Forwarded-For": "10.0.0.40"}
+    headers = visitor(40)
     statuses = []
     for i in range(RATE + 1):
         joined = httpx.post(
@@ -240,7 +244,7 @@ def test_oversized_body_without_a_length_is_cut_off(open_app: str) -> None:
             yield b"x" * 1024
         yield b'"}'
 
-    response = httpx.post(open_app + "api/chat", content=chunks())
+    response = httpx.post(open_app + "api/chat", content=chunks(), headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert response.json()["error"]["type"] == "payload_too_large"
 

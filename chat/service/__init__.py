@@ -9,6 +9,9 @@ mounted at ``/``) and returns the ``Service`` they share: one engine, one model,
     GET  /v1/models
     GET  /metrics               Prometheus text format                     (chat.service.metrics)
     GET  /healthz, /readyz      alive; model loaded and cloud reachable    (chat.service.health)
+
+Access, limits and queue admission are not in any route: the door (``chat.service.access``)
+applies them to every request first, Gradio's own routes included.
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ from starlette.responses import Response
 
 from chat.engine import ChatEngine
 from chat.service import health, openai_routes, rest, ws
+from chat.service.access import DoorMiddleware
 from chat.service.core import Service
-from chat.service.errors import ApiError
-from chat.service.ratelimit import RateLimitMiddleware
 from chat.settings import Settings
 
 __all__ = ["Service", "register"]
@@ -37,13 +39,10 @@ def register(app: FastAPI, engine: ChatEngine, settings: Settings) -> Service:
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
     async def metrics(request: Request) -> Response:
-        try:
-            service.check_token(request)
-        except ApiError as exc:
-            return exc.response()
         body, content_type = service.metrics.exposition()
         return Response(body, media_type=content_type)
 
-    if service.limiter is not None:
-        app.add_middleware(RateLimitMiddleware, limiter=service.limiter, tracker=service.tracker)
+    # One door before every route, the Gradio app mounted later included (chat.service.access).
+    service.door.attach(app)
+    app.add_middleware(DoorMiddleware, door=service.door)
     return service

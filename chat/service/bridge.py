@@ -1,7 +1,8 @@
 """Driving the engine's blocking generators from async routes.
 
-Each ``next()`` runs on a worker thread, one event at a time, so a request waiting in the model's
-queue holds no thread between its ``Waiting`` polls. The service routes use their own thread
+Each ``next()`` runs on a worker thread, one event at a time. A request waiting in the model's
+queue holds no thread at all: its polls return at once (``chat.queueing.POLL_OUTSIDE``) and the
+pause between them is an ``anyio.sleep`` on the event loop. The service routes use their own thread
 limiter: a burst of API calls cannot take the threads Gradio's handlers need. ``aclose`` sets
 the cancel event and closes the engine generator, which stops generation and frees the model.
 """
@@ -17,8 +18,10 @@ from starlette.requests import Request
 
 from chat.errors import ChatError
 from chat.messages import Done, Event, Notice, Waiting
+from chat.queueing import POLL_OUTSIDE
 
 SERVICE_THREADS = 32
+WAIT_POLL = 0.1  # seconds between a queued request's looks at the queue
 _END = object()
 
 
@@ -47,14 +50,18 @@ class EventPump:
         self.cancel = cancel
         self._budget = budget
         self._closed = False
+        self._queued = False  # the last event was a queue position: wait before the next look
 
     def __aiter__(self) -> EventPump:
         return self
 
     async def __anext__(self) -> Event:
-        event = await anyio.to_thread.run_sync(next, self._events, _END, limiter=self._budget.limiter)
+        if self._queued:
+            await anyio.sleep(WAIT_POLL)
+        event = await anyio.to_thread.run_sync(_next, self._events, limiter=self._budget.limiter)
         if event is _END:
             raise StopAsyncIteration
+        self._queued = isinstance(event, Waiting)
         return event
 
     async def batches(self) -> AsyncIterator[list[Event]]:
@@ -64,9 +71,12 @@ class EventPump:
         polls) or at ``Done``; a cache hit or a whole generation is then one hop, not one per token.
         """
         while True:
+            if self._queued:
+                await anyio.sleep(WAIT_POLL)
             run = await anyio.to_thread.run_sync(_run, self._events, limiter=self._budget.limiter)
             if not run:
                 return
+            self._queued = isinstance(run[-1], Waiting)
             yield run
 
     async def aclose(self) -> None:
@@ -78,12 +88,24 @@ class EventPump:
             await anyio.to_thread.run_sync(self._events.close, limiter=self._budget.limiter)
 
 
+def _next(events: Iterator[Event]) -> object:
+    token = POLL_OUTSIDE.set(True)
+    try:
+        return next(events, _END)
+    finally:
+        POLL_OUTSIDE.reset(token)
+
+
 def _run(events: Iterator[Event]) -> list[Event]:
     run: list[Event] = []
-    for event in events:  # breaking out leaves the generator open for the next run
-        run.append(event)
-        if isinstance(event, (Waiting, Done)):
-            break
+    token = POLL_OUTSIDE.set(True)
+    try:
+        for event in events:  # breaking out leaves the generator open for the next run
+            run.append(event)
+            if isinstance(event, (Waiting, Done)):
+                break
+    finally:
+        POLL_OUTSIDE.reset(token)
     return run
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import threading
 from collections.abc import Mapping, Sequence
 
@@ -10,11 +9,10 @@ from starlette.requests import HTTPConnection
 
 from chat.engine import ChatEngine
 from chat.messages import GenerationParams, Message
+from chat.service.access import CLIENT_KEY, Door
 from chat.service.access_log import AccessLog
 from chat.service.bridge import EventPump, ThreadBudget
-from chat.service.errors import ApiError
 from chat.service.metrics import Metrics
-from chat.service.ratelimit import ClientLimiter, client_of
 from chat.service.tracking import MeteredEngine, RequestRecord, Tracker, request_id
 from chat.settings import Settings
 
@@ -28,7 +26,8 @@ class Service:
         self.metrics = Metrics(engine)
         self.log = AccessLog(fmt=settings.log_format, user_text=settings.log_user_text)
         self.tracker = Tracker(engine, self.metrics, self.log)
-        self.limiter = ClientLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
+        self.door = Door(settings, engine, self.tracker)
+        self.limiter = self.door.limiter
         self.budget = ThreadBudget()
         self.max_body = settings.max_body_bytes
         windows = [b.context_window() for b in engine.backends.values()]
@@ -40,31 +39,21 @@ class Service:
         return MeteredEngine(self.tracker, entry)
 
     def record(self, entry: str, conn: HTTPConnection) -> RequestRecord:
-        return RequestRecord(
-            entry, id=request_id(conn.headers.get("x-request-id")), client=client_of(conn.scope)
-        )
+        client = conn.scope.get("state", {}).get(CLIENT_KEY)
+        if client is None:  # not through the door (only in unit tests that build a bare scope)
+            client = conn.client.host if conn.client else "unknown"
+        return RequestRecord(entry, id=request_id(conn.headers.get("x-request-id")), client=client)
 
     def check_token(self, conn: HTTPConnection, *, allow_query: bool = False) -> None:
-        """401 unless ``Authorization: Bearer <CHAT_API_TOKEN>`` (or ``?token=`` on a WebSocket)."""
-        expected = self.settings.api_token
-        if not expected:
-            return
-        scheme, _, given = conn.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            given = conn.query_params.get("token", "") if allow_query else ""
-        if not secrets.compare_digest(given.strip().encode(), expected.encode()):
-            raise ApiError(
-                401,
-                "unauthorized",
-                "a valid API token is required: send 'Authorization: Bearer <token>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+        """Nothing to do: the door (``chat.service.access``) checked access before any route ran."""
 
     def check_rate(self, client: str) -> None:
-        if self.limiter is not None:
-            wait = self.limiter.hit(client)
-            if wait is not None:
-                raise self.limiter.error(wait)
+        """Nothing to do for HTTP routes: the door counted the request before it reached them.
+
+        A ``/ws`` message is the exception (one connection, many replies): until ``ws.py`` calls
+        ``service.door.admit_message`` itself, this forwards to it, so each message still counts.
+        """
+        self.door.admit_message(client)
 
     def pump(
         self,

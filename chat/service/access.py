@@ -1,0 +1,581 @@
+"""The door: who may come in, how often, and whether the model's queue has room, for every way in.
+
+One ASGI middleware in front of the whole app (the service routes and the mounted Gradio app with
+its own ``/gradio_api`` routes), so no route can forget a check:
+
+1. **Identity.** The client is the socket's address; only a request from a ``--trusted-proxies``
+   peer may name another one (the right-most untrusted ``X-Forwarded-For`` entry, else
+   ``X-Real-IP``). Behind ``--share`` every visitor arrives from loopback, so there a browser is
+   told apart by a random id in a signed, HttpOnly ``chat_visitor`` cookie the server issues;
+   a client without one (or with a forged one) is keyed on its address, which all of them share.
+2. **Access.** With a login (``--auth``) or a token (``CHAT_API_TOKEN``) configured, the page
+   asks for Gradio's own login (with only a token, the token is the password, any user name), and
+   every API route (``/api``, ``/v1``, ``/ws``, ``/readyz``, ``/metrics`` and Gradio's
+   ``/gradio_api`` routes) needs the login as HTTP Basic, the bearer token, or the session cookie
+   of a logged-in page. ``CHAT_METRICS_TOKEN`` opens ``/metrics`` alone. ``/healthz`` is always
+   open. A refusal is one 401 whatever part was wrong; secrets are compared in constant time.
+3. **Shape.** ``/api/chat`` and ``/v1/chat/completions`` take JSON only (415 otherwise); ``/ws``
+   takes same-origin pages and ``--allowed-origins`` only (403 otherwise); Gradio uploads over
+   ``--max-upload-bytes`` get 413.
+4. **Limits.** Each request that starts a reply (REST, OpenAI, Gradio's queue, ``/run`` and
+   ``/call``; a ``/ws`` message through ``admit_message``) is checked against the primary model's
+   queue (``--max-queue``) and counts once against ``CHAT_RATE_LIMIT``; a full queue or a spent
+   budget is 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import json
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chat.engine import ChatEngine
+from chat.i18n import Lang, request_language, t
+from chat.service.errors import ApiError
+from chat.service.ratelimit import ClientLimiter
+from chat.service.tracking import RequestRecord, Tracker, request_id
+from chat.settings import Settings
+
+CLIENT_KEY = "chat_client"  # scope["state"][CLIENT_KEY]: the client's identity for limits and logs
+VISITOR_COOKIE = "chat_visitor"
+VISITOR_MINTS_PER_MINUTE = 60  # new visitor ids one address may get (behind --share: everyone)
+QUEUE_RETRY_AFTER = 5  # seconds a client is told to wait when the model's queue is full
+UPLOAD_SLACK = 64 * 1024  # multipart framing around an uploaded file
+
+# POST routes that start a reply and take a JSON body -> their entry point
+JSON_CHAT_ROUTES = {"/api/chat": "rest", "/v1/chat/completions": "openai"}
+# Gradio routes that can run an event: a chat event among them counts as one message
+_GRADIO_RUN = re.compile(r"^/gradio_api/(?:queue/join|(?:run|api|call|call/v2)/(?P<name>[^/]+))/?$")
+# /gradio_api routes the login page itself needs before anyone is logged in
+_GRADIO_OPEN = re.compile(r"^/gradio_api/(?:login_check|user|token|app_id|theme\.css|startup-events)/?$")
+
+
+class Kind(Enum):
+    OPEN = "open"  # /healthz
+    PAGE = "page"  # the Gradio page and its assets: Gradio's own login decides
+    API = "api"  # everything that reaches the engine or its data
+    METRICS = "metrics"
+
+
+def classify(path: str) -> Kind:
+    if path in ("/healthz", "/healthz/"):
+        return Kind.OPEN
+    if path in ("/metrics", "/metrics/"):
+        return Kind.METRICS
+    if path.startswith("/gradio_api/"):
+        return Kind.PAGE if _GRADIO_OPEN.match(path) else Kind.API
+    if path in ("/ws", "/readyz", "/readyz/") or path.startswith(("/api/", "/v1/")) or path == "/api":
+        return Kind.API
+    return Kind.PAGE
+
+
+def entry_of(path: str) -> str | None:
+    """The metrics entry point a refused request belongs to (None: not a chat route)."""
+    if path.startswith("/api/"):
+        return "rest"
+    if path.startswith("/v1/"):
+        return "openai"
+    if path == "/ws":
+        return "ws"
+    if path.startswith("/gradio_api/"):
+        return "gradio"
+    return None
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality that does not leak the length either."""
+    return hmac.compare_digest(
+        hashlib.sha256(given.encode()).digest(), hashlib.sha256(expected.encode()).digest()
+    )
+
+
+class Verdict(Enum):
+    NONE = "none"  # no credentials sent
+    VALID = "valid"
+    INVALID = "invalid"
+
+
+class Policy:
+    """Who may come in: the login, the API token and the metrics token."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.login = settings.auth_pair
+        self.token = settings.api_token
+        self.metrics_token = settings.metrics_token
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.login or self.token)
+
+    def page_login(self, username: str, password: str) -> bool:
+        """Gradio's login form: the ``--auth`` login, or with only a token, that token as password."""
+        if self.login is not None:
+            user, expected = self.login
+            return _same(username, user) & _same(password, expected)
+        return bool(self.token) and _same(password, self.token)
+
+    def verdict(self, authorization: str, query_token: str = "", *, metrics: bool = False) -> Verdict:
+        """Judge the ``Authorization`` header (or a ``?token=`` where headers cannot be set)."""
+        scheme, _, value = authorization.strip().partition(" ")
+        value = value.strip()
+        if not scheme and query_token:
+            scheme, value = "bearer", query_token
+        if not scheme:
+            return Verdict.NONE
+        if scheme.lower() == "bearer":
+            ok = bool(self.token) and _same(value, self.token)
+            if metrics and self.metrics_token:
+                ok = _same(value, self.metrics_token) | ok
+            return Verdict.VALID if ok else Verdict.INVALID
+        if scheme.lower() == "basic" and self.login is not None:
+            try:
+                user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return Verdict.INVALID
+            ok = _same(user, self.login[0]) & _same(password, self.login[1]) & bool(sep)
+            return Verdict.VALID if ok else Verdict.INVALID
+        return Verdict.INVALID
+
+    @property
+    def challenge(self) -> str:
+        return 'Basic realm="chat", charset="UTF-8"' if self.login is not None else "Bearer"
+
+
+class Identity:
+    """The client behind a request: the socket's address, a trusted proxy's word, or a visitor id."""
+
+    def __init__(self, settings: Settings, secret: bytes) -> None:
+        self.trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
+        self.share = settings.share
+        self._secret = secret
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.trusted)
+
+    def address(self, scope: Scope, headers: dict[str, str]) -> str:
+        client = scope.get("client")
+        peer = client[0] if client else "unknown"
+        if not self._is_trusted(peer):
+            return peer
+        hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
+        for hop in reversed(hops):  # the right-most entry no trusted proxy added is the client
+            if not self._is_trusted(hop):
+                return _valid_ip(hop) or peer
+        real = _valid_ip(headers.get("x-real-ip", "").strip())
+        return real or (hops[0] if hops and _valid_ip(hops[0]) else peer)
+
+    def visitor(self, cookies: dict[str, str]) -> str | None:
+        """The id in a valid ``chat_visitor`` cookie (None when missing or forged)."""
+        value, _, mac = cookies.get(VISITOR_COOKIE, "").partition(".")
+        if value and mac and hmac.compare_digest(mac, self._sign(value)):
+            return value
+        return None
+
+    def new_visitor_cookie(self) -> str:
+        value = secrets.token_urlsafe(16)
+        return (
+            f"{VISITOR_COOKIE}={value}.{self._sign(value)}; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax"
+        )
+
+    def _sign(self, value: str) -> str:
+        return hmac.new(self._secret, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def keyed_on_visitor(self, address: str) -> bool:
+        """Behind ``--share`` the tunnel arrives from loopback: there the address tells no one apart."""
+        if not self.share:
+            return False
+        try:
+            return ipaddress.ip_address(address).is_loopback
+        except ValueError:
+            return False
+
+
+def _valid_ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+class GradioSessions:
+    """The page's Gradio login, read and (for Basic/bearer callers) granted.
+
+    Gradio keeps logged-in sessions in its ``App.tokens``, keyed by the ``access-token-<id>``
+    cookie. A caller the door let in by HTTP Basic or bearer token gets the door's own session
+    cookie added to the request, so Gradio's routes see a logged-in user too.
+    """
+
+    def __init__(self, host_app: Any, user: str) -> None:
+        self.host = host_app
+        self._user = user
+        self._app: Any = None
+        self._token = secrets.token_urlsafe(32)
+
+    def _gradio(self) -> Any:
+        if self._app is None:
+            from gradio.routes import App
+
+            for route in getattr(self.host, "routes", []):
+                if isinstance(getattr(route, "app", None), App):
+                    self._app = route.app
+                    self._app.tokens[self._token] = self._user
+                    break
+        return self._app
+
+    def logged_in(self, cookies: dict[str, str]) -> bool:
+        app = self._gradio()
+        if app is None:
+            return False
+        for name in (f"access-token-{app.cookie_id}", f"access-token-unsecure-{app.cookie_id}"):
+            token = cookies.get(name)
+            if token and token in app.tokens:
+                return True
+        return False
+
+    def grant(self, scope: Scope) -> None:
+        app = self._gradio()
+        if app is None:
+            return
+        cookie = f"access-token-{app.cookie_id}={self._token}".encode()
+        headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
+        old = [v for k, v in scope["headers"] if k == b"cookie"]
+        headers.append((b"cookie", b"; ".join([*old, cookie])))
+        scope["headers"] = headers
+
+    def chat_fn_ids(self) -> set[int]:
+        """The Gradio events that start a reply: the page's chat (send, retry, edit) and ``/chat``."""
+        app = self._gradio()
+        if app is None:
+            return set()
+        from chat.ui import ChatHandlers
+
+        replies = (ChatHandlers.ui, ChatHandlers.api)
+        fns = app.get_blocks().fns
+        return {i for i, fn in fns.items() if getattr(fn.fn, "__func__", None) in replies}
+
+    def fn_id(self, api_name: str | None, fn_index: Any) -> int | None:
+        app = self._gradio()
+        if app is None:
+            return None
+        fns = app.get_blocks().fns
+        if isinstance(fn_index, int) and not isinstance(fn_index, bool):
+            return fn_index if fn_index in fns else None
+        if api_name:
+            return next((i for i, fn in fns.items() if fn.api_name == api_name), None)
+        return None
+
+
+class Admission:
+    """Room in the primary model's queue: ``--max-queue`` requests may wait behind the running one."""
+
+    def __init__(self, engine: ChatEngine, max_queue: int) -> None:
+        self.engine = engine
+        self.max_queue = max_queue
+
+    def full(self) -> bool:
+        backend = self.engine.backends.get(self.engine.default_backend)
+        depth = getattr(backend, "queue_depth", None)
+        return isinstance(depth, int) and depth > self.max_queue
+
+
+@dataclass
+class Refusal:
+    status: int
+    kind: str
+    message: str
+    headers: dict[str, str]
+
+    def error(self) -> ApiError:
+        return ApiError(self.status, self.kind, self.message, headers=self.headers)
+
+
+class Door:
+    """The access policy, limiter and queue admission one app applies to every request."""
+
+    def __init__(
+        self, settings: Settings, engine: ChatEngine, tracker: Tracker, host_app: Any = None
+    ) -> None:
+        self.settings = settings
+        self.policy = Policy(settings)
+        self.identity = Identity(settings, secrets.token_bytes(32))
+        self.limiter = ClientLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
+        self._mints = ClientLimiter(VISITOR_MINTS_PER_MINUTE) if settings.share else None
+        self.admission = Admission(engine, settings.max_queue)
+        self.tracker = tracker
+        user = self.policy.login[0] if self.policy.login else "api"
+        self.sessions = GradioSessions(host_app, user)
+        self._chat_fns: set[int] | None = None
+
+    # -- what ws.py calls for each /ws message -------------------------------------------------
+
+    def admit_message(self, client: str, lang: Lang = "en") -> None:
+        """Room in the queue and one unit of the client's budget for one reply; else ``ApiError`` 429."""
+        refusal = self._admit(client, lang)
+        if refusal is not None:
+            raise refusal.error()
+
+    def _admit(self, client: str, lang: Lang) -> Refusal | None:
+        if self.admission.full():
+            return Refusal(
+                429,
+                "queue_full",
+                t("api.queue_full", lang, seconds=QUEUE_RETRY_AFTER),
+                {"Retry-After": str(QUEUE_RETRY_AFTER)},
+            )
+        if self.limiter is not None:
+            wait = self.limiter.hit(client)
+            if wait is not None:
+                return self._rate_refusal(wait, lang)
+        return None
+
+    def _rate_refusal(self, wait: int, lang: Lang) -> Refusal:
+        assert self.limiter is not None
+        message = t("api.rate_limited", lang, limit=self.limiter.per_minute, seconds=wait)
+        return Refusal(429, "rate_limited", message, {"Retry-After": str(wait)})
+
+    def attach(self, host_app: Any) -> None:
+        """The FastAPI app the door stands in front of (Gradio is found in it once mounted)."""
+        self.sessions.host = host_app
+
+    async def serve(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        cookies = _cookies(headers.get("cookie", ""))
+        path = scope["path"]
+        lang = request_language("", headers.get("accept-language", ""))
+        address = self.identity.address(scope, headers)
+        client, mint = address, False
+        if self.identity.keyed_on_visitor(address):
+            visitor = self.identity.visitor(cookies)
+            if visitor is not None:
+                client = f"visitor:{visitor}"
+            else:
+                mint = (
+                    scope["type"] == "http" and self._mints is not None and self._mints.hit(address) is None
+                )
+        scope.setdefault("state", {})[CLIENT_KEY] = client
+        refusal, body = await self._check(scope, headers, cookies, path, client, lang, receive)
+        if refusal is not None:
+            await self._refuse(scope, receive, send, refusal, headers, path, client)
+            return
+        if body is not None:
+            receive = _replay(body, receive)
+        if mint:
+            send = _with_cookie(send, self.identity.new_visitor_cookie())
+        await app(scope, receive, send)
+
+    async def _check(
+        self,
+        scope: Scope,
+        headers: dict[str, str],
+        cookies: dict[str, str],
+        path: str,
+        client: str,
+        lang: Lang,
+        receive: Receive,
+    ) -> tuple[Refusal | None, bytes | None]:
+        kind = classify(path)
+        if kind is Kind.OPEN:
+            return None, None
+        websocket = scope["type"] == "websocket"
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1")) if websocket else {}
+        verdict = self.policy.verdict(
+            headers.get("authorization", ""), (query.get("token") or [""])[0], metrics=kind is Kind.METRICS
+        )
+        if verdict is Verdict.VALID:
+            self.sessions.grant(scope)
+        needed = kind is Kind.API and self.policy.closed
+        needed |= kind is Kind.METRICS and (self.policy.closed or bool(self.policy.metrics_token))
+        if verdict is Verdict.INVALID and kind is not Kind.PAGE:
+            return self._unauthorized(client, lang), None
+        if needed and verdict is Verdict.NONE and not self.sessions.logged_in(cookies):
+            return self._unauthorized(client, lang), None
+        if websocket:
+            if not self._origin_allowed(headers, address_trusted=self.identity._is_trusted(_peer(scope))):
+                return Refusal(403, "forbidden_origin", t("api.origin", lang), {}), None
+            return None, None
+        method = scope.get("method", "")
+        if method != "POST":
+            return None, None
+        if path.rstrip("/") in JSON_CHAT_ROUTES:
+            if not _is_json(headers.get("content-type", "")):
+                return Refusal(415, "unsupported_media_type", t("api.json_only", lang), {}), None
+            return self._admit(client, lang), None
+        if path.rstrip("/") == "/gradio_api/upload":
+            return self._check_upload(headers, lang), None
+        match = _GRADIO_RUN.match(path)
+        if match is None:
+            return None, None
+        body = await _read_body(receive, self.settings.max_body_bytes)
+        if body is None:
+            limit = self.settings.max_body_bytes
+            return Refusal(413, "payload_too_large", t("api.too_large", lang, limit=limit), {}), None
+        if self._is_gradio_chat(match.group("name"), body):
+            return self._admit(client, lang), body
+        return None, body
+
+    def _unauthorized(self, client: str, lang: Lang) -> Refusal:
+        # Every failure counts against the client's budget: guessing the password is throttled.
+        if self.limiter is not None:
+            wait = self.limiter.hit(client)
+            if wait is not None:
+                return self._rate_refusal(wait, lang)
+        message = t("api.unauthorized_any", lang)
+        return Refusal(401, "unauthorized", message, {"WWW-Authenticate": self.policy.challenge})
+
+    def _check_upload(self, headers: dict[str, str], lang: Lang) -> Refusal | None:
+        limit = self.settings.max_upload_bytes
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            length = 0
+        if length > limit + UPLOAD_SLACK:
+            return Refusal(413, "payload_too_large", t("api.upload_too_large", lang, limit=limit), {})
+        return None  # without a length, Gradio's own max_file_size cuts the stream off
+
+    def _is_gradio_chat(self, name: str | None, body: bytes) -> bool:
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            data = {}
+        fn_index = data.get("fn_index") if isinstance(data, dict) else None
+        fn_id = self.sessions.fn_id(name, fn_index)
+        if fn_id is None:
+            return False  # Gradio answers an unknown event with an error; nothing runs
+        if self._chat_fns is None:
+            self._chat_fns = self.sessions.chat_fn_ids()
+        return fn_id in self._chat_fns
+
+    def _origin_allowed(self, headers: dict[str, str], *, address_trusted: bool) -> bool:
+        origin = headers.get("origin", "")
+        if not origin:
+            return True  # not a browser: browsers always send Origin on a WebSocket handshake
+        if origin.rstrip("/") in self.settings.allowed_origins:
+            return True
+        host = headers.get("host", "")
+        if address_trusted and headers.get("x-forwarded-host"):
+            host = headers["x-forwarded-host"].split(",")[0].strip()
+        return bool(host) and urlsplit(origin).netloc.lower() == host.lower()
+
+    async def _refuse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        refusal: Refusal,
+        headers: dict[str, str],
+        path: str,
+        client: str,
+    ) -> None:
+        entry = entry_of(path)
+        record = RequestRecord(entry or "rest", id=request_id(headers.get("x-request-id")), client=client)
+        if entry is not None:
+            self.tracker.reject(record, refusal.kind, refusal.status)
+        body = refusal.error().body(record.id)
+        if path.startswith("/gradio_api/"):
+            body["detail"] = refusal.message  # what Gradio's front end shows
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        raw += [(b"x-request-id", record.id.encode())]
+        raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in refusal.headers.items()]
+        if scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            if "websocket.http.response" in scope.get("extensions", {}):
+                await send(
+                    {"type": "websocket.http.response.start", "status": refusal.status, "headers": raw}
+                )
+                await send({"type": "websocket.http.response.body", "body": payload})
+            else:
+                await send({"type": "websocket.close", "code": 1008, "reason": refusal.kind})
+            return
+        await send({"type": "http.response.start", "status": refusal.status, "headers": raw})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+def _cookies(header: str) -> dict[str, str]:
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except Exception:  # noqa: BLE001 - a malformed cookie header is simply no cookies
+        return {}
+    return {k: m.value for k, m in jar.items()}
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None once it passes ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _with_cookie(send: Send, cookie: str) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode())]}
+        await send(message)
+
+    return sending
+
+
+class DoorMiddleware:
+    """``app.add_middleware(DoorMiddleware, door=door)``: the door before every route."""
+
+    def __init__(self, app: ASGIApp, door: Door) -> None:
+        self.app = app
+        self.door = door
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            await self.door.serve(self.app, scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
