@@ -21,10 +21,17 @@ class PendingBackend(Backend):
     """Stands in for a backend that is still being downloaded or loaded."""
 
     def __init__(
-        self, name: str, model: str, load: Callable[[Callable[[str], None]], Backend], *, n_ctx: int
+        self,
+        name: str,
+        model: str,
+        load: Callable[[Callable[[str], None]], Backend],
+        *,
+        n_ctx: int,
+        response_formats: frozenset[str] = Backend.response_formats,
     ) -> None:
         self.name = name
         self.model = model
+        self._formats = response_formats  # what the backend being loaded will honour
         self.status = "Starting…"
         self.error: ChatError | None = None
         self._n_ctx = n_ctx
@@ -88,11 +95,18 @@ class PendingBackend(Backend):
     ) -> Iterator[Chunk]:
         return self.wait().stream(messages, params, cancel=cancel, api_key=api_key)
 
-    def __getattr__(self, name: str):  # noqa: ANN204 - e.g. queue_depth, tokenize of the real backend
-        backend = self.__dict__.get("_backend")
-        if backend is None:
-            raise AttributeError(name)
-        return getattr(backend, name)
+    @property
+    def queue_depth(self) -> int | None:
+        return self._backend.queue_depth if self._backend is not None else None
+
+    @property
+    def response_formats(self) -> frozenset[str]:  # type: ignore[override] - the loaded backend's
+        return self._backend.response_formats if self._backend is not None else self._formats
+
+    def readiness(self) -> str | None:
+        if self._backend is not None:
+            return self._backend.readiness()
+        return self.status or "model loading"
 
     def close(self) -> None:
         if self._backend is not None:

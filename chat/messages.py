@@ -70,6 +70,9 @@ class GenerationParams:
     max_new_tokens: int = 512
     context_length: int = 4096
     seed: int | None = None
+    # OpenAI's ``response_format`` as canonical JSON text (None: free text), so params stay
+    # hashable and the response cache key covers it; built by ``chat.backends.structured``.
+    response_format: str | None = None
 
     LIMITS = {
         "temperature": Limit(0.0, 2.0),
@@ -87,6 +90,8 @@ class GenerationParams:
             object.__setattr__(self, f.name, _checked(f.name, value, limit))
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise InvalidRequest(f"seed must be an integer, got {self.seed!r}")
+        if self.response_format is not None and not isinstance(self.response_format, str):
+            raise InvalidRequest("response_format must be JSON text (see chat.backends.structured)")
 
 
 def _checked(name: str, value: Any, limit: Limit) -> float | int:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from chat.backends import registry
 from chat.errors import ConfigError
 
 
@@ -56,7 +57,9 @@ class Settings:
         "CHAT_THREADS", "CPU threads for generation (default: llama.cpp's choice)", parse=int, default=None
     )
     # backends
-    backend: str = _opt("CHAT_BACKEND", "primary backend: local or cloud", default="local")
+    backend: str = _opt(
+        "CHAT_BACKEND", f"primary backend: {' or '.join(registry.names())}", default="local"
+    )
     fallback: tuple[str, ...] = _opt(
         "CHAT_FALLBACK", "backends to try next, in order, e.g. cloud,local", parse=_list, default=()
     )
@@ -250,13 +253,7 @@ class Settings:
             raise ConfigError(f"--log-format must be text or json, got {self.log_format!r}")
         if self.retention_days < 0:
             raise ConfigError(f"--retention-days must be 0 (keep) or more, got {self.retention_days}")
-        for name in (self.backend, *self.fallback):
-            if name not in ("local", "cloud"):
-                raise ConfigError(f"unknown backend {name!r}: use local or cloud")
-        if "cloud" in (self.backend, *self.fallback) and not (self.api_base_url and self.api_model):
-            raise ConfigError(
-                "the cloud backend needs --api-base-url (OPENAI_BASE_URL) and --api-model (OPENAI_MODEL)"
-            )
+        registry.check((self.backend, *self.fallback), self)
 
     @property
     def auth_pair(self) -> tuple[str, str] | None:

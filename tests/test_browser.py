@@ -29,6 +29,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from support import free_port
 
 from chat import Settings, factory
+from chat.backends import registry
 from chat.engine import ChatEngine
 from chat.i18n import t
 from chat.messages import Done, GenerationParams, TextDelta
@@ -134,8 +135,7 @@ def app(local_backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App
     settings = Settings(
         n_ctx=local_backend.context_window(), port=free_port(), feedback_log=str(feedback_log)
     )
-    with pytest.MonkeyPatch.context() as mp:  # reuse the session's loaded model
-        mp.setattr(factory, "build_local_backend", lambda s, progress=None: local_backend)
+    with registry.override("local", lambda settings, **_: local_backend):  # the session's model
         engine = factory.build_engine(settings)
     assert engine.input_guard is not None, "build_engine no longer wires the guards"
     spy = EngineSpy(engine)

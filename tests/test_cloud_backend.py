@@ -38,10 +38,12 @@ from chat import (
 from chat.backends.openai_compat import (
     OpenAICompatBackend,
     Timeouts,
-    _retry_after,
     estimate_text_tokens,
+    retry_after,
     shared_http_client,
 )
+from chat.backends.openai_compat.errors import body_error, status_error
+from chat.backends.openai_compat.watchdog import WATCHDOG, Watch
 from chat.factory import build_engine
 
 CANARY = "sk-CANARY-0123456789abcdefXYZ"
@@ -201,16 +203,15 @@ def test_retry_after_beyond_the_limit_falls_back_at_once(fault, caplog) -> None:
     assert_clean(out, caplog)
 
 
-def test_insufficient_quota_and_x_should_retry_false_are_not_retried(fault, caplog) -> None:
-    backend = cloud(fault.url("status:500"))
+def test_insufficient_quota_and_x_should_retry_false_are_not_retried() -> None:
     # x-should-retry: false is honoured (the status step cannot send it, so check the mapping)
     import httpx
 
     response = httpx.Response(500, headers={"x-should-retry": "false"})
-    error = backend._status_error(response, b"{}", CANARY)
+    error = status_error(response, b"{}", backend="cloud", key=CANARY)
     assert isinstance(error, Unavailable) and not error.retryable
-    quota = backend._body_error(
-        {"error": {"code": "insufficient_quota", "message": CANARY}}, status=429, key=CANARY
+    quota = body_error(
+        {"error": {"code": "insufficient_quota", "message": CANARY}}, status=429, backend="cloud", key=CANARY
     )
     assert isinstance(quota, RateLimited) and not quota.retryable and CANARY not in str(quota)
 
@@ -497,9 +498,7 @@ def test_a_finished_stream_is_disarmed_before_its_connection_can_be_reused() -> 
     """The watchdog must never cut a socket the pool has handed to another request."""
     import httpx
 
-    from chat.backends.openai_compat import _WATCHDOG, _Watch
-
-    watch = _Watch(time.monotonic() + 60, None)
+    watch = Watch(time.monotonic() + 60, None)
     armed_at_close: list[bool] = []
 
     class Body(httpx.SyncByteStream):
@@ -507,11 +506,11 @@ def test_a_finished_stream_is_disarmed_before_its_connection_can_be_reused() -> 
             yield b"data: [DONE]\n\n"
 
         def close(self) -> None:  # where httpcore returns the connection to the pool
-            armed_at_close.append(watch in _WATCHDOG._watches)
+            armed_at_close.append(WATCHDOG.watching(watch))
 
     response = httpx.Response(200, stream=Body(), request=httpx.Request("POST", "http://x"))
-    _WATCHDOG.add(watch, response)
-    assert watch in _WATCHDOG._watches
+    WATCHDOG.add(watch, response)
+    assert WATCHDOG.watching(watch)
     list(response.iter_raw())  # httpx closes the response itself when the body ends
     assert armed_at_close == [False]
 
@@ -541,9 +540,7 @@ def test_concurrent_sessions_share_one_client(fault) -> None:
         t.join(timeout=30)
     assert len(results) == 20 and all(r.startswith("t0 t1") for r in results)
     assert fault.attempts(url) == 20
-    from chat.backends.openai_compat import _WATCHDOG
-
-    assert not _WATCHDOG._watches  # every stream unregistered itself
+    assert not len(WATCHDOG)  # every stream unregistered itself
 
 
 # -- factory and helpers ------------------------------------------------------------------------------
@@ -554,7 +551,7 @@ def test_factory_builds_cloud_on_the_shared_client_without_loading_the_local_mod
     engine = build_engine(settings)
     other = build_engine(settings)
     assert list(engine.backends) == ["cloud"]
-    assert engine.backends["cloud"]._client is other.backends["cloud"]._client is shared_http_client()
+    assert engine.backends["cloud"].http_client is other.backends["cloud"].http_client is shared_http_client()
     assert CANARY not in repr(settings) and CANARY not in repr(engine.backends["cloud"])
     assert engine.reply(QUESTION, PARAMS).text.startswith("Hello")
 
@@ -564,12 +561,12 @@ def test_retry_after_header_forms() -> None:
 
     import httpx
 
-    assert _retry_after(httpx.Headers({"retry-after-ms": "250", "retry-after": "9"})) == 0.25
-    assert _retry_after(httpx.Headers({"retry-after": "1.5"})) == 1.5
+    assert retry_after(httpx.Headers({"retry-after-ms": "250", "retry-after": "9"})) == 0.25
+    assert retry_after(httpx.Headers({"retry-after": "1.5"})) == 1.5
     date = email.utils.formatdate(time.time() + 30, usegmt=True)
-    assert 25 <= _retry_after(httpx.Headers({"retry-after": date})) <= 31
-    assert _retry_after(httpx.Headers({"retry-after": "soon"})) is None
-    assert _retry_after(httpx.Headers({})) is None
+    assert 25 <= retry_after(httpx.Headers({"retry-after": date})) <= 31
+    assert retry_after(httpx.Headers({"retry-after": "soon"})) is None
+    assert retry_after(httpx.Headers({})) is None
 
 
 def test_token_estimate_counts_cjk_per_character() -> None:

@@ -6,6 +6,7 @@ through the launched Gradio app, exactly as with a hosted API.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -118,6 +119,19 @@ def test_system_prompt_and_history_reach_the_server(cloud_engine: ChatEngine) ->
     done = cloud_engine.reply(messages, GenerationParams(max_new_tokens=24, temperature=0))
     assert done.text.strip()
     assert done.stats.prompt_tokens > 20  # the estimate covered all four messages
+
+
+def test_json_mode_passes_through_to_the_server_and_comes_back_as_json(cloud_engine: ChatEngine) -> None:
+    """llama_cpp.server constrains its sampling with a JSON grammar when asked (issue 9, point 5)."""
+    from chat.backends.structured import parse_response_format
+
+    ask = [{"role": "user", "content": 'Reply with a JSON object: {"answer": "yes"} if the sky is blue.'}]
+    params = GenerationParams(
+        max_new_tokens=160, temperature=0, response_format=parse_response_format({"type": "json_object"})
+    )
+    done = cloud_engine.reply(ask, params)
+    assert done.stats.finish_reason == "stop"  # the grammar closed the object before the limit
+    assert isinstance(json.loads(done.text), dict)
 
 
 def test_stop_frees_the_server_for_the_next_request(cloud_engine: ChatEngine) -> None:

@@ -32,6 +32,19 @@ class Backend(ABC):
     model: str = ""
     exact_token_count: bool = True  # False: counts are estimates, re-fit on a provider overflow
     accepts_time_left: bool = False  # True: ``stream`` takes ``time_left=`` (seconds) as a deadline
+    accepts_api_key: bool = False  # True: ``stream`` uses ``api_key=`` (the UI shows a key field)
+    # ``response_format`` types ``stream`` honours (``params.response_format``); others get a 400
+    response_formats: frozenset[str] = frozenset({"text"})
+    base_url: str | None = None  # a remote API's base URL, probed by /readyz; None: in-process
+
+    @property
+    def queue_depth(self) -> int | None:
+        """Requests waiting for or holding the model, for backends that queue (else None)."""
+        return None
+
+    def readiness(self) -> str | None:
+        """None when the backend can serve; else why not ("model loading", "model closed")."""
+        return None
 
     @abstractmethod
     def stream(

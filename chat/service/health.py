@@ -49,15 +49,9 @@ class CloudProbe:
 
 
 def local_ready(backend: Backend) -> dict[str, Any]:
-    """Loaded: a backend still downloading or loading its model (``PendingBackend``) says so."""
-    ready = getattr(backend, "ready", None)
-    if isinstance(ready, bool):
-        if ready:
-            return {"ready": True}
-        return {"ready": False, "reason": str(getattr(backend, "status", "") or "model loading")}
-    if backend.__dict__.get("_llm", True) is None:
-        return {"ready": False, "reason": "model closed"}
-    return {"ready": True}
+    """Loaded: a backend still downloading or loading its model, or closed, says why not."""
+    reason = backend.readiness()
+    return {"ready": True} if reason is None else {"ready": False, "reason": reason}
 
 
 def register(app: FastAPI, service: Service) -> None:
@@ -75,10 +69,9 @@ def register(app: FastAPI, service: Service) -> None:
         backends: dict[str, Any] = {}
         ready = True
         for name, backend in engine.backends.items():
-            base_url = getattr(backend, "base_url", None)
             primary = name == engine.default_backend
-            if isinstance(base_url, str):
-                state = await probe.check(base_url) if primary else {"ready": True, "checked": False}
+            if backend.base_url is not None:
+                state = await probe.check(backend.base_url) if primary else {"ready": True, "checked": False}
             else:
                 state = local_ready(backend)
             backends[name] = {"model": backend.model, "primary": primary, **state}

@@ -1,0 +1,101 @@
+"""Reading an OpenAI-style response: SSE events grouped by network read, chunks, JSON bodies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from httpx_sse import ServerSentEvent
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder  # pinned 0.4.3; see sse_batches
+
+MAX_ERROR_BODY = 64 * 1024  # an error body larger than this is not worth reading
+
+
+@dataclass(frozen=True)
+class StreamFailure:
+    """What ended a stream early: the provider's error object, or None for a malformed line."""
+
+    error: Mapping[str, Any] | None
+
+
+class ChunkReader:
+    """Collects ``chat.completion.chunk`` events: text, finish reason, usage and ``[DONE]``."""
+
+    def __init__(self) -> None:
+        self.finish_reason: str | None = None
+        self.usage: Mapping[str, Any] = {}
+        self.events = 0  # content events: the completion's token count when the API sends no usage
+        self.done = False
+
+    def read(self, batch: list[ServerSentEvent]) -> tuple[str, StreamFailure | None]:
+        """The batch's text joined (one update for a burst), and what ended the stream, if anything."""
+        texts: list[str] = []
+        for sse in batch:
+            data = sse.data
+            if self.done or not data:
+                continue
+            if data[0] != "{" and data.strip() == "[DONE]":
+                self.done = True
+                continue
+            chunk = json_object(data)
+            if chunk is None:
+                return "".join(texts), StreamFailure(None)
+            if chunk.get("error") or sse.event == "error":
+                return "".join(texts), StreamFailure(chunk)
+            self._read_chunk(chunk, texts)
+        return "".join(texts), None
+
+    def _read_chunk(self, chunk: Mapping[str, Any], texts: list[str]) -> None:
+        if chunk.get("usage"):
+            self.usage = chunk["usage"] if isinstance(chunk["usage"], dict) else self.usage
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else None
+            if text and isinstance(text, str):
+                texts.append(text)
+                self.events += 1
+            if choice.get("finish_reason"):
+                self.finish_reason = str(choice["finish_reason"])
+
+
+def sse_batches(response: httpx.Response) -> Iterator[list[ServerSentEvent]]:
+    """httpx-sse's own decoders (as in ``EventSource.iter_sse``), grouped by network read."""
+    lines, decoder = SSELineDecoder(), SSEDecoder()
+    for text in response.iter_text():
+        batch = [sse for line in lines.decode(text) if (sse := decoder.decode(line)) is not None]
+        if batch:
+            yield batch
+    tail = [sse for line in lines.flush() if (sse := decoder.decode(line)) is not None]
+    if tail:  # as the SSE spec says, an event without its closing blank line is dropped
+        yield tail
+
+
+def is_event_stream(response: httpx.Response) -> bool:
+    return "text/event-stream" in response.headers.get("content-type", "")
+
+
+def read_limited(response: httpx.Response, limit: int = MAX_ERROR_BODY) -> bytes:
+    body = bytearray()
+    for part in response.iter_bytes():
+        body += part
+        if len(body) >= limit:
+            break
+    return bytes(body[:limit])
+
+
+def json_object(text: str) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def count(value: Any) -> int | None:
+    """A token count from a provider's ``usage``: a non-negative integer, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
