@@ -8,6 +8,7 @@ app replicas on loopback ports.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ import httpx
 import pytest
 from service_support import serve, service_engine, sse_events
 from support import free_port
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +102,11 @@ def nginx_config(replicas: list[str], port: int, prefix: Path) -> str:
 def proxy(local_backend, tmp_path_factory) -> Iterator[str]:
     nginx = tool("nginx")
     prefix = tmp_path_factory.mktemp("nginx")
-    with serve(service_engine(local_backend)) as one, serve(service_engine(local_backend)) as two:
+    trusted = {"trusted_proxies": ("127.0.0.1",)}  # nginx, as CHAT_TRUSTED_PROXIES in the compose file
+    with (
+        serve(service_engine(local_backend), **trusted) as one,
+        serve(service_engine(local_backend), **trusted) as two,
+    ):
         replicas = [u.removeprefix("http://").rstrip("/") for u in (one, two)]
         port = free_port()
         conf = prefix / "nginx.conf"
@@ -182,3 +188,37 @@ def test_websocket_upgrades_through_the_proxy(proxy: str) -> None:
 
 def test_metrics_are_not_public_through_the_proxy(proxy: str) -> None:
     assert httpx.get(proxy + "metrics").status_code == 404
+
+
+def test_a_client_cannot_pick_its_address_through_the_proxy(proxy: str) -> None:
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Capture()
+    logging.getLogger("chat.access").addHandler(handler)
+    try:  # text/plain: the door refuses it at once (no model time) and logs who asked
+        refused = httpx.post(
+            proxy + "api/chat", content=b"hi", headers={"X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.7"}
+        )
+    finally:
+        logging.getLogger("chat.access").removeHandler(handler)
+    assert refused.status_code == 415
+    line = next(x for x in lines if refused.headers["x-request-id"] in x)
+    assert "client=127.0.0.1" in line and "6.6.6." not in line
+
+
+def test_websocket_origin_is_checked_through_the_proxy(proxy: str) -> None:
+    own = proxy.rstrip("/")
+    with connect(proxy.replace("http://", "ws://") + "ws", additional_headers={"Origin": own}):
+        pass  # nginx passes Host with its port, so the app's own page is same-origin
+    with (
+        pytest.raises(InvalidStatus) as info,
+        connect(
+            proxy.replace("http://", "ws://") + "ws", additional_headers={"Origin": "https://evil.example"}
+        ),
+    ):
+        pass
+    assert info.value.response.status_code == 403
