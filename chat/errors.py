@@ -13,8 +13,10 @@
         ├── AuthFailed       401/403: check the API key
         └── BadResponse      malformed stream, unexpected body, other 4xx
 
-Every error carries ``user_message(lang)``: a short sentence safe to show a user. It never
-contains secrets or raw provider bodies; ``str(error)`` is for logs and is equally clean.
+Every error carries ``user_message(lang)``: a short sentence safe to show a user, in the user's
+language. It never contains secrets or raw provider bodies; ``str(error)`` is for logs (English)
+and is equally clean. A detail the user reads is given as ``reason=`` (a key in ``chat.i18n``)
+with its fields, so it is translated too: ``InvalidRequest(reason="invalid.seed", value=1.5)``.
 """
 
 from __future__ import annotations
@@ -23,18 +25,22 @@ from chat.i18n import Lang, t
 
 
 class ChatError(Exception):
-    """Base class. ``key`` names the bilingual message in ``chat.i18n``."""
+    """Base class. ``key`` names the bilingual message in ``chat.i18n``; ``reason``, when given,
+    names the bilingual ``{detail}`` it shows (else ``detail`` is shown as written)."""
 
     key = "error.internal"
     retryable = False
 
-    def __init__(self, detail: str = "", **fields: object) -> None:
+    def __init__(self, detail: str = "", *, reason: str = "", **fields: object) -> None:
+        detail = detail or (t(reason, "en", **fields) if reason else "")
         super().__init__(detail or self.key)
         self.detail = detail
+        self.reason = reason
         self.fields = fields
 
     def user_message(self, lang: Lang = "en") -> str:
-        return t(self.key, lang, detail=self.detail, **self.fields)
+        detail = t(self.reason, lang, **self.fields) if self.reason else self.detail
+        return t(self.key, lang, **{**self.fields, "detail": detail})
 
 
 class ConfigError(ChatError):

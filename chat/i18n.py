@@ -117,6 +117,147 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "Waiting for the model… position {position} in the queue.",
         "zh": "正在排队等待模型……当前位置：第 {position} 位。",
     },
+    "notice.fallback": {
+        "en": "{backend} ({model}) is answering because {failed} failed: {reason}",
+        "zh": "{failed} 出错，改由 {backend}（{model}）回答：{reason}",
+    },
+    # -- details of InvalidRequest (``InvalidRequest(reason=key, **fields)``) ------------------
+    "invalid.history": {
+        "en": "history must be a list of {{role, content}} objects",
+        "zh": "history 必须是 {{role, content}} 对象的列表",
+    },
+    "invalid.history_role": {
+        "en": "history role must be user or assistant, got {role}",
+        "zh": "history 中的 role 只能是 user 或 assistant，收到的是 {role}",
+    },
+    "invalid.not_text": {
+        "en": "{field} must be text, got {kind}",
+        "zh": "{field} 必须是文本，收到的是 {kind}",
+    },
+    "invalid.messages": {
+        "en": "messages must be a list of {{role, content}} objects",
+        "zh": "messages 必须是 {{role, content}} 对象的列表",
+    },
+    "invalid.message_object": {
+        "en": "each message must be an object, got {kind}",
+        "zh": "每条消息都必须是对象，收到的是 {kind}",
+    },
+    "invalid.message_role": {
+        "en": "message role must be one of {roles}, got {role}",
+        "zh": "消息的 role 必须是 {roles} 之一，收到的是 {role}",
+    },
+    "invalid.last_user": {
+        "en": "the last message must come from the user",
+        "zh": "最后一条消息必须来自用户",
+    },
+    "invalid.unknown_backend": {
+        "en": "unknown backend {backend}; available: {available}",
+        "zh": "未知的后端 {backend}；可用的后端：{available}",
+    },
+    "invalid.number": {
+        "en": "{name} must be a number, got {kind} {value}",
+        "zh": "{name} 必须是数字，收到的是 {kind} {value}",
+    },
+    "invalid.range": {
+        "en": "{name} must be between {low} and {high}, got {value}",
+        "zh": "{name} 必须在 {low} 到 {high} 之间，收到的是 {value}",
+    },
+    "invalid.whole": {
+        "en": "{name} must be a whole number, got {value}",
+        "zh": "{name} 必须是整数，收到的是 {value}",
+    },
+    "invalid.seed": {"en": "seed must be an integer, got {value}", "zh": "seed 必须是整数，收到的是 {value}"},
+    "import.too_large": {
+        "en": "the file is larger than {limit} MB",
+        "zh": "文件超过了 {limit} MB",
+    },
+    "import.not_json": {
+        "en": "the file is not valid JSON ({error})",
+        "zh": "文件不是有效的 JSON（{error}）",
+    },
+    "import.not_list": {
+        "en": 'expected a list of messages, or {{"messages": [...]}}',
+        "zh": '应为消息列表，或 {{"messages": [...]}}',
+    },
+    "import.role": {
+        "en": "message {index} needs a role of user or assistant",
+        "zh": "第 {index} 条消息的 role 必须是 user 或 assistant",
+    },
+    "import.content": {
+        "en": "message {index} needs text content",
+        "zh": "第 {index} 条消息的内容必须是文本",
+    },
+    # -- refusals of the service routes (``chat.service.errors``), whole sentences ------------
+    "api.unauthorized": {
+        "en": "a valid API token is required: send 'Authorization: Bearer <token>'",
+        "zh": "需要有效的 API 令牌：请发送 'Authorization: Bearer <token>'",
+    },
+    "api.rate_limited": {
+        "en": "too many requests: the limit is {limit} per minute per client; try again in {seconds} s",
+        "zh": "请求过于频繁：每个客户端每分钟最多 {limit} 次；请 {seconds} 秒后再试",
+    },
+    "api.too_large": {
+        "en": "request body is larger than the limit of {limit} bytes",
+        "zh": "请求体超过了 {limit} 字节的上限",
+    },
+    "api.empty_body": {
+        "en": "the request body is empty: send a JSON object",
+        "zh": "请求体为空：请发送一个 JSON 对象",
+    },
+    "api.not_json": {"en": "the request body is not valid JSON", "zh": "请求体不是有效的 JSON"},
+    "api.not_json_at": {
+        "en": "the request body is not valid JSON (line {line}, column {column})",
+        "zh": "请求体不是有效的 JSON（第 {line} 行，第 {column} 列）",
+    },
+    "api.too_deep": {
+        "en": "the request body is nested too deeply: at most {limit} levels",
+        "zh": "请求体嵌套层数过多：最多 {limit} 层",
+    },
+    "api.not_utf8": {
+        "en": "the request body is not valid JSON (not UTF-8 text)",
+        "zh": "请求体不是有效的 JSON（不是 UTF-8 文本）",
+    },
+    "api.not_object": {
+        "en": "the request body must be a JSON object, got {kind}",
+        "zh": "请求体必须是 JSON 对象，收到的是 {kind}",
+    },
+    "api.unknown_fields": {
+        "en": "unknown field(s) in {where}: {unknown}; allowed: {allowed}",
+        "zh": "{where}中有未知字段：{unknown}；允许的字段：{allowed}",
+    },
+    "api.where_body": {"en": "the request body", "zh": "请求体"},
+    "api.where_message": {"en": "the message", "zh": "消息"},
+    "api.required": {"en": "{field} is required", "zh": "缺少必填字段 {field}"},
+    "api.not_string": {
+        "en": "{field} must be a string, got {kind}",
+        "zh": "{field} 必须是字符串，收到的是 {kind}",
+    },
+    "api.not_bool": {
+        "en": "{field} must be true or false, got {kind}",
+        "zh": "{field} 必须是 true 或 false，收到的是 {kind}",
+    },
+    "api.not_object_field": {
+        "en": "{field} must be an object, got {kind}",
+        "zh": "{field} 必须是对象，收到的是 {kind}",
+    },
+    "api.not_messages": {
+        "en": "{field} must be a list of {{role, content}} objects, got {kind}",
+        "zh": "{field} 必须是 {{role, content}} 对象的列表，收到的是 {kind}",
+    },
+    "api.ws_type": {
+        "en": "unknown message type {kind}: use message, cancel or reset",
+        "zh": "未知的消息类型 {kind}：请使用 message、cancel 或 reset",
+    },
+    "api.ws_history": {
+        "en": 'the server keeps the history of a /ws conversation; send {{"type": "reset"}} to clear it',
+        "zh": '/ws 对话的历史由服务器保存；要清空请发送 {{"type": "reset"}}',
+    },
+    "api.unsupported": {
+        "en": "{field} is not supported by this server",
+        "zh": "本服务器不支持 {field}",
+    },
+    "api.only_n1": {"en": "only n=1 is supported", "zh": "只支持 n=1"},
+    "api.messages_empty": {"en": "messages must not be empty", "zh": "messages 不能为空"},
     # -- refusals of the door (``chat.service.access``) ----------------------------------------
     "api.unauthorized_any": {
         "en": "authentication required: log in, or send the login as HTTP Basic, or "
@@ -145,6 +286,15 @@ MESSAGES: dict[str, dict[Lang, str]] = {
 def detect_language(text: str) -> Lang:
     """Chinese if the text contains any CJK ideograph, else English."""
     return "zh" if _CJK.search(text or "") else "en"
+
+
+def request_language(text: str = "", accept_language: str = "") -> Lang:
+    """The user's language: from what they wrote, else (nothing written yet, e.g. a malformed
+    body) from the ``Accept-Language`` header's first choice, else English."""
+    if text and text.strip():
+        return detect_language(text)
+    first = accept_language.split(",", 1)[0].strip().lower()
+    return "zh" if first.startswith("zh") else "en"
 
 
 def t(key: str, lang: Lang = "en", **fields: object) -> str:

@@ -27,10 +27,10 @@ class Message:
     def from_dict(cls, data: Any) -> Message:
         """Build from an OpenAI-style dict, or a Gradio one whose content is a list of parts."""
         if not isinstance(data, dict):
-            raise InvalidRequest(f"each message must be an object, got {type(data).__name__}")
+            raise InvalidRequest(reason="invalid.message_object", kind=type(data).__name__)
         role = data.get("role")
         if role not in ROLES:
-            raise InvalidRequest(f"message role must be one of {', '.join(ROLES)}, got {role!r}")
+            raise InvalidRequest(reason="invalid.message_role", roles=", ".join(ROLES), role=repr(role))
         return cls(role=role, content=content_text(data.get("content")))
 
     def to_dict(self) -> dict[str, str]:
@@ -51,7 +51,7 @@ def content_text(content: Any) -> str:
         )
     if isinstance(content, dict) and "text" in content:
         return str(content["text"])
-    raise InvalidRequest(f"message content must be text, got {type(content).__name__}")
+    raise InvalidRequest(reason="invalid.not_text", field="message content", kind=type(content).__name__)
 
 
 @dataclass(frozen=True)
@@ -89,19 +89,21 @@ class GenerationParams:
             value = getattr(self, f.name)
             object.__setattr__(self, f.name, _checked(f.name, value, limit))
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise InvalidRequest(f"seed must be an integer, got {self.seed!r}")
+            raise InvalidRequest(reason="invalid.seed", value=repr(self.seed))
         if self.response_format is not None and not isinstance(self.response_format, str):
             raise InvalidRequest("response_format must be JSON text (see chat.backends.structured)")
 
 
 def _checked(name: str, value: Any, limit: Limit) -> float | int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequest(f"{name} must be a number, got {type(value).__name__} {value!r}")
+        raise InvalidRequest(reason="invalid.number", name=name, kind=type(value).__name__, value=repr(value))
     if math.isnan(value) or not limit.low <= value <= limit.high:
-        raise InvalidRequest(f"{name} must be between {limit.low:g} and {limit.high:g}, got {value!r}")
+        raise InvalidRequest(
+            reason="invalid.range", name=name, low=f"{limit.low:g}", high=f"{limit.high:g}", value=repr(value)
+        )
     if limit.integer:
         if value != int(value):
-            raise InvalidRequest(f"{name} must be a whole number, got {value!r}")
+            raise InvalidRequest(reason="invalid.whole", name=name, value=repr(value))
         return int(value)
     return float(value)
 

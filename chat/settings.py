@@ -16,6 +16,7 @@ from typing import Any
 
 from chat.backends import registry
 from chat.errors import ConfigError
+from chat.transcript import FEEDBACK_LOG_BACKUPS, FEEDBACK_LOG_MAX_BYTES
 
 
 def _bool(text: str) -> bool:
@@ -145,6 +146,12 @@ class Settings:
     feedback_log: str = _opt(
         "CHAT_FEEDBACK_LOG", "JSON-lines file where likes and dislikes are written", default="feedback.jsonl"
     )
+    feedback_log_max_bytes: int = _opt(
+        "CHAT_FEEDBACK_LOG_MAX_BYTES",
+        f"size at which the feedback log rotates, in bytes ({FEEDBACK_LOG_BACKUPS} older files are kept)",
+        parse=int,
+        default=FEEDBACK_LOG_MAX_BYTES,
+    )
     # service routes (/api, /v1, /ws, /metrics)
     api_token: str = _opt(
         "CHAT_API_TOKEN",
@@ -228,7 +235,7 @@ class Settings:
         if self.auth and ":" not in self.auth:
             raise ConfigError("--auth must look like user:password")
         positive = ("cache_max_entries", "cache_max_bytes", "cache_ttl", "max_message_chars", "max_turns")
-        for name in (*positive, "max_ws_per_client", "ws_idle_timeout"):
+        for name in (*positive, "feedback_log_max_bytes", "max_ws_per_client", "ws_idle_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.rate_limit < 0:

@@ -1,5 +1,8 @@
 """Conversations as files: export to Markdown or JSON, import from JSON, and a feedback log.
 
+Both kinds of file are bounded: exports live in one folder that keeps only the newest few, and
+the feedback log rotates by size.
+
 The JSON format is the OpenAI message list (``[{"role": ..., "content": ...}]``), optionally
 wrapped as ``{"messages": [...]}``, so conversations move between this app and other tools.
 """
@@ -7,8 +10,11 @@ wrapped as ``{"messages": [...]}``, so conversations move between this app and o
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +24,9 @@ from chat.messages import ROLES, content_text
 
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 FORMAT_VERSION = 1
+FEEDBACK_LOG_MAX_BYTES = 10 * 1024 * 1024  # the default of --feedback-log-max-bytes
+FEEDBACK_LOG_BACKUPS = 3  # rotated files kept beside the feedback log
+EXPORTS_KEPT = 32  # export files kept on disk at once (Gradio copies each one when it is made)
 
 
 def plain_messages(history: Sequence[dict[str, Any]] | None) -> list[dict[str, str]]:
@@ -50,33 +59,81 @@ def to_markdown(history: Sequence[dict[str, Any]] | None) -> str:
     return "\n\n---\n\n".join(parts) + "\n"
 
 
+class ExportFolder:
+    """Where conversation downloads are written: one folder per app, with at most ``keep`` files.
+
+    Gradio copies a returned file into its own cache as soon as the handler returns, so a file
+    here is needed only for a moment. Each export gets a folder of its own (two exports in the
+    same second must not overwrite each other: they may be different users' conversations), and
+    each new one removes all but the newest ``keep``. The folder itself goes when the app exits.
+    """
+
+    def __init__(self, *, keep: int = EXPORTS_KEPT) -> None:
+        self.keep = keep
+        self._dir = tempfile.TemporaryDirectory(prefix="chat-export-")
+        self.root = Path(self._dir.name)
+        self._lock = threading.Lock()
+        self._made: deque[Path] = deque()
+
+    def write(self, history: Sequence[dict[str, Any]] | None, kind: str) -> Path:
+        """The conversation as ``conversation-<time>.md`` (or ``.json``), ready to download."""
+        body = to_markdown(history) if kind == "md" else to_json(history)
+        with self._lock:
+            name = f"conversation-{time.strftime('%Y%m%d-%H%M%S')}.{'md' if kind == 'md' else 'json'}"
+            path = Path(tempfile.mkdtemp(dir=self.root)) / name
+            path.write_text(body, encoding="utf-8")
+            self._made.append(path.parent)
+            while len(self._made) > self.keep:
+                shutil.rmtree(self._made.popleft(), ignore_errors=True)
+        return path
+
+    def files(self) -> list[Path]:
+        return [p for p in self.root.rglob("*") if p.is_file()]
+
+
 def from_json(data: bytes | str) -> list[dict[str, str]]:
     """Validate an imported conversation; raise ``InvalidRequest`` saying what is wrong."""
     if len(data) > MAX_IMPORT_BYTES:
-        raise InvalidRequest(f"the file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB")
+        raise InvalidRequest(reason="import.too_large", limit=MAX_IMPORT_BYTES // (1024 * 1024))
     try:
         parsed = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"the file is not valid JSON ({exc.__class__.__name__})") from None
+        raise InvalidRequest(reason="import.not_json", error=exc.__class__.__name__) from None
     messages = parsed.get("messages") if isinstance(parsed, dict) else parsed
     if not isinstance(messages, list):
-        raise InvalidRequest('expected a list of messages, or {"messages": [...]}')
+        raise InvalidRequest(reason="import.not_list")
     out = []
     for i, m in enumerate(messages, 1):
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
-            raise InvalidRequest(f"message {i} needs a role of user or assistant")
+            raise InvalidRequest(reason="import.role", index=i)
         if not isinstance(m.get("content"), str):
-            raise InvalidRequest(f"message {i} needs text content")
+            raise InvalidRequest(reason="import.content", index=i)
         out.append({"role": m["role"], "content": m["content"]})
     return out
 
 
 class FeedbackLog:
-    """Likes and dislikes, one JSON object per line, with the conversation they refer to."""
+    """Likes and dislikes, one JSON object per line, with the conversation they refer to.
 
-    def __init__(self, path: Path) -> None:
+    The file is bounded: a line that would take it past ``max_bytes`` first moves it to
+    ``<name>.1`` (``.1`` to ``.2``, and so on; the oldest of ``backups`` is dropped), so the log
+    keeps at most ``(backups + 1) * max_bytes`` bytes however long the app runs. Writers in one
+    process share one lock per file, so lines never interleave and no rotation is lost.
+    """
+
+    _locks: dict[Path, threading.Lock] = {}
+    _locks_lock = threading.Lock()
+
+    def __init__(
+        self, path: Path, *, max_bytes: int = FEEDBACK_LOG_MAX_BYTES, backups: int = FEEDBACK_LOG_BACKUPS
+    ) -> None:
+        if max_bytes < 1 or backups < 0:
+            raise ValueError("max_bytes must be positive and backups 0 or more")
         self.path = path
-        self._lock = threading.Lock()
+        self.max_bytes = max_bytes
+        self.backups = backups
+        with self._locks_lock:
+            self._lock = self._locks.setdefault(path.resolve(), threading.Lock())
 
     def record(
         self, *, liked: bool | None, index: int, history: Sequence[dict[str, Any]] | None, model: str = ""
@@ -88,9 +145,28 @@ class FeedbackLog:
             "model": model,
             "conversation": [m for m in plain_messages(history) if m["role"] != "notice"],
         }
-        line = json.dumps(entry, ensure_ascii=False)
+        line = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(line + "\n")
+            size = self.path.stat().st_size if self.path.exists() else 0
+            if size and size + len(line) > self.max_bytes:
+                self._rotate()
+            with self.path.open("ab") as f:
+                f.write(line)
         return entry
+
+    def files(self) -> list[Path]:
+        """The log and its backups that exist, newest first."""
+        return [p for p in (self.path, *map(self._backup, range(1, self.backups + 1))) if p.exists()]
+
+    def _backup(self, n: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{n}")
+
+    def _rotate(self) -> None:
+        if not self.backups:
+            self.path.unlink()
+            return
+        for n in range(self.backups - 1, 0, -1):
+            if self._backup(n).exists():
+                self._backup(n).replace(self._backup(n + 1))
+        self.path.replace(self._backup(1))

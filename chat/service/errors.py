@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 from starlette.responses import JSONResponse
 
@@ -23,7 +24,7 @@ from chat.errors import (
     RateLimited,
     Unavailable,
 )
-from chat.i18n import Lang
+from chat.i18n import Lang, t
 
 # (status, type) per engine error; the first matching class wins, so subclasses come first.
 _STATUS: list[tuple[type[ChatError], int, str]] = [
@@ -40,28 +41,50 @@ _STATUS: list[tuple[type[ChatError], int, str]] = [
 
 
 class ApiError(Exception):
-    """A request the service refuses, with the status and a message safe to show the client."""
+    """A request the service refuses, with the status and a message safe to show the client.
+
+    The message is in the user's language: give ``key`` (a sentence in ``chat.i18n``) and its
+    fields, or ``text`` (a function of the language), and ``lang`` here or later in ``body`` /
+    ``response``; a plain ``message`` is sent as written.
+    ``ApiError(413, "payload_too_large", key="api.too_large", limit=1024, lang="zh")``.
+    """
 
     def __init__(
-        self, status: int, kind: str, message: str, *, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        kind: str,
+        message: str = "",
+        *,
+        headers: dict[str, str] | None = None,
+        key: str = "",
+        lang: Lang = "en",
+        text: Callable[[Lang], str] | None = None,
+        **fields: object,
     ) -> None:
-        super().__init__(message)
+        if text is None:
+            text = (lambda lang: t(key, lang, **fields)) if key else (lambda lang: message)
+        self._render = text
         self.status = status
         self.kind = kind
-        self.message = message
+        self.lang = lang
         self.headers = headers or {}
+        super().__init__(self._render("en"))
 
-    def body(self, request_id: str = "") -> dict[str, object]:
-        error: dict[str, object] = {"type": self.kind, "message": self.message}
+    @property
+    def message(self) -> str:
+        return self._render(self.lang)
+
+    def body(self, request_id: str = "", lang: Lang | None = None) -> dict[str, object]:
+        error: dict[str, object] = {"type": self.kind, "message": self._render(lang or self.lang)}
         if request_id:
             error["request_id"] = request_id
         return {"error": error}
 
-    def response(self, request_id: str = "") -> JSONResponse:
+    def response(self, request_id: str = "", lang: Lang | None = None) -> JSONResponse:
         headers = dict(self.headers)
         if request_id:
             headers["X-Request-ID"] = request_id
-        return JSONResponse(self.body(request_id), status_code=self.status, headers=headers)
+        return JSONResponse(self.body(request_id, lang), status_code=self.status, headers=headers)
 
 
 def from_chat_error(exc: ChatError, lang: Lang = "en") -> ApiError:
@@ -75,7 +98,7 @@ def from_chat_error(exc: ChatError, lang: Lang = "en") -> ApiError:
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(retry_after, (int, float)) and retry_after > 0:
         headers["Retry-After"] = str(math.ceil(retry_after))
-    return ApiError(status, kind, exc.user_message(lang), headers=headers)
+    return ApiError(status, kind, headers=headers, lang=lang, text=exc.user_message)
 
 
 def error_kind(exc: BaseException) -> str:
