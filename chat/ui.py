@@ -114,7 +114,9 @@ def build_request(message: Any, history: Any, system_prompt: Any) -> list[Messag
     if not isinstance(message, str):
         raise InvalidRequest(reason="invalid.not_text", field="message", kind=type(message).__name__)
     if system_prompt is not None and not isinstance(system_prompt, str):
-        raise InvalidRequest(reason="invalid.not_text", field="system_prompt", kind=type(system_prompt).__name__)
+        raise InvalidRequest(
+            reason="invalid.not_text", field="system_prompt", kind=type(system_prompt).__name__
+        )
     if history is not None and not isinstance(history, list):
         raise InvalidRequest(reason="invalid.history")
     system = [Message("system", system_prompt)] if system_prompt and system_prompt.strip() else []
