@@ -72,6 +72,16 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "Please try again later.",
         "zh": "内容审核服务暂时不可用，消息未被发送，请稍后再试。",
     },
+    "error.refused_earlier": {
+        "en": "Message {n} of {total} in this conversation (not the newest) was refused. "
+        "Remove or edit that message, or start a new conversation, and send again.",
+        "zh": "本对话共 {total} 条消息，其中第 {n} 条（不是最新一条）未通过内容检查。"
+        "请删除或修改该消息，或开始新的对话，然后重新发送。",
+    },
+    "error.refused_system": {
+        "en": "The system prompt of this conversation was refused. Change it and send again.",
+        "zh": "本对话的系统提示词未通过内容检查，请修改后重新发送。",
+    },
     "error.message_too_long": {
         "en": "Your message is too long ({length} characters; the limit is {limit}). "
         "Please shorten it or send it in parts.",

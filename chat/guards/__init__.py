@@ -18,8 +18,10 @@ from cachetools import LRUCache
 
 from chat.engine import OutputFilter
 from chat.errors import InputBlocked, InvalidRequest
+from chat.guards.mask import Chain, SecretMask
 from chat.guards.output import ModeratedFilter, StreamFilter
 from chat.guards.rules import DEFAULT_DIR, RuleSet
+from chat.i18n import Lang, t
 from chat.messages import Message
 from chat.moderation import Moderation, ModerationClient, ModerationUnavailable
 from chat.settings import Settings
@@ -43,11 +45,28 @@ class TooManyTurns(InvalidRequest):
 
 
 class ContentBlocked(InputBlocked):
-    """A rule refused the message; ``key`` is the rule file's refusal (see ``chat.i18n``)."""
+    """A rule refused a message; ``key`` is the rule file's refusal (see ``chat.i18n``).
 
-    def __init__(self, detail: str, *, key: str = InputBlocked.key) -> None:
+    ``position`` counts the conversation's user and assistant messages from 1 (0: the system
+    prompt; None: the newest message). When it is not the newest, the user is told which one,
+    since an imported or client-built conversation can carry an old refused line.
+    """
+
+    def __init__(
+        self, detail: str, *, key: str = InputBlocked.key, position: int | None = None, total: int = 0
+    ) -> None:
         super().__init__(detail)
         self.key = key
+        self.position = position
+        self.total = total
+
+    def user_message(self, lang: Lang = "en") -> str:
+        reason = super().user_message(lang)
+        if self.position is None:
+            return reason
+        if self.position == 0:
+            return f"{t('error.refused_system', lang)} {reason}"
+        return f"{t('error.refused_earlier', lang, n=self.position, total=self.total)} {reason}"
 
 
 class ContentGuard:
@@ -89,10 +108,17 @@ class ContentGuard:
         turns = sum(1 for m in messages if m.role == "user")
         if turns > self.max_turns:
             raise TooManyTurns(f"conversation has {turns} turns", limit=self.max_turns)
+        shown = [m for m in messages if m.role != "system"]
         for message in messages:
             if message.role not in CHECKED_ROLES:
                 continue
-            self._check_rules(message)
+            try:
+                self._check_rules(message)
+            except ContentBlocked as exc:
+                if message is not messages[-1]:
+                    exc.position = shown.index(message) + 1 if message.role != "system" else 0
+                    exc.total = len(shown)
+                raise
         if moderate and self.moderation is not None:
             try:
                 flagged = self.moderation.flagged(newest)
@@ -121,7 +147,8 @@ class ContentGuard:
     # -- OutputGuard --------------------------------------------------------------------------
 
     def new_filter(self) -> OutputFilter:
-        stream = StreamFilter(self.rules.output)
+        """Output phrases block the reply, credentials in it are masked, moderation approves it."""
+        stream: OutputFilter = Chain(StreamFilter(self.rules.output), SecretMask())
         if self.moderation is not None:
             return ModeratedFilter(stream, self.moderation)
         return stream

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from chat.engine import OutputFilter
 from chat.errors import OutputBlocked
 from chat.guards.normalise import MULTI, PHRASE_TABLE
 from chat.guards.rules import Matching
@@ -98,7 +99,7 @@ class ModeratedFilter:
     each time with the approved reply before it for context. Any failure blocks: fail closed.
     """
 
-    def __init__(self, inner: StreamFilter, moderation: Moderation, *, min_segment: int = 200) -> None:
+    def __init__(self, inner: OutputFilter, moderation: Moderation, *, min_segment: int = 200) -> None:
         self._inner = inner
         self._moderation = moderation
         self._min_segment = min_segment

@@ -1,0 +1,126 @@
+"""Mask credentials in a streamed reply: a password, a verification code, an API key, a token.
+
+A model can repeat a secret from its context or make up a plausible one; either way it must not
+reach the screen, the cache or a log. The value after a credential's name ("password: hunter2",
+"验证码是 482913") and well-known key formats ("sk-...", "ghp_...") are replaced by ``MASK``.
+Text that may still turn into a credential (a name whose value has not arrived, the start of a
+key) is held back until it is decided, so a secret split across chunks is masked too.
+"""
+
+from __future__ import annotations
+
+import re
+
+from chat.engine import OutputFilter
+
+MASK = "••••••"
+
+
+_NAMES = (
+    r"password|passcode|passphrase|passwd|pin(?: code)?|otp|one[ -]?time (?:code|password)"
+    r"|verification code|security code|auth(?:entication)? code|2fa code|login code|sms code"
+    r"|api[ _-]?key|access[ _-]?key|secret(?: key)?|(?:access |auth |bearer |api )?token"
+    r"|密码|口令|验证码|校验码|动态码|短信码|安全码|确认码|密钥|秘钥|令牌"
+)
+_NAMED = re.compile(
+    rf"(?<![A-Za-z0-9])(?P<name>{_NAMES})(?![A-Za-z])[ \t]*(?:is|was|are|=|:|：|是|为|為)?[ \t]*[\"'“`]?"
+    r"(?P<value>[A-Za-z0-9!@#$%^&*._+\-/=]{3,}[A-Za-z0-9!@#$%^&*_+\-/=])",
+    re.IGNORECASE,
+)
+_KEYED_NAMES = re.compile(r"key|secret|token|密钥|秘钥|令牌", re.IGNORECASE)
+_FORMATS = re.compile(
+    r"(?<![A-Za-z0-9])(?:sk-(?:proj-)?[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{30,}|AKIA[0-9A-Z]{16}"
+    r"|xox[bpas]-[A-Za-z0-9-]{10,}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
+)
+_NAME_AT = re.compile(rf"(?<![A-Za-z0-9])(?:{_NAMES})(?![A-Za-z])", re.IGNORECASE)
+# A key format that has begun and may still be growing.
+_KEY_START = re.compile(
+    r"(?<![A-Za-z0-9])(?:sk-|gh[pousr]_|akia|xox[bpas]-|eyj)[A-Za-z0-9_.\-]*\Z", re.IGNORECASE
+)
+_WORDS = (  # credential names, multi-word ones whole: "api " may still become "api key"
+    *("password", "passcode", "passphrase", "verification code", "security code", "authentication code"),
+    *("api key", "api_key", "api-key", "apikey", "access key", "secret key", "pin code", "one-time code"),
+    *("one time code", "one-time password", "2fa code", "sms code", "login code", "auth code"),
+    *("access token", "auth token", "api token", "bearer token", "token"),
+)
+_STARTS = ("sk-", "ghp_", "akia", "xoxb-", "eyj", "pin", "otp", "api", "密码", "验证码", "密钥", "令牌")
+# Ends of the buffer that may be the start of a name or a key format: held until decided.
+_PREFIXES = frozenset(w[:k] for w in (*_WORDS, *_STARTS) for k in range(1, len(w)))
+_DECIDE_WITHIN = 32  # characters after a credential's name in which its value may still arrive
+
+
+def _is_secret(match: re.Match[str]) -> bool:
+    value = match["value"]
+    if any(c.isdigit() for c in value):
+        return True
+    return bool(_KEYED_NAMES.search(match["name"])) and len(value) >= 12
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every credential value replaced by ``MASK``."""
+    text = _FORMATS.sub(MASK, text)
+
+    def named(m: re.Match[str]) -> str:
+        if not _is_secret(m):
+            return m.group()
+        return m.group()[: m.start("value") - m.start()] + MASK
+
+    return _NAMED.sub(named, text)
+
+
+class Chain:
+    """Two output filters in a row: what the first releases, the second filters."""
+
+    def __init__(self, first: OutputFilter, second: OutputFilter) -> None:
+        self._first, self._second = first, second
+
+    def feed(self, text: str) -> str:
+        return self._second.feed(self._first.feed(text))
+
+    def flush(self) -> str:
+        return self._second.feed(self._first.flush()) + self._second.flush()
+
+
+class SecretMask:
+    """One reply's output filter that masks credentials (not thread-safe: one per reply)."""
+
+    def __init__(self) -> None:
+        self._pending = ""
+
+    def feed(self, text: str) -> str:
+        self._pending += text
+        cut = self._undecided_from(self._pending)
+        released, self._pending = self._pending[:cut], self._pending[cut:]
+        return mask_secrets(released)
+
+    def flush(self) -> str:
+        released, self._pending = self._pending, ""
+        return mask_secrets(released)
+
+    @staticmethod
+    def _undecided_from(text: str) -> int:
+        """Where the part of ``text`` that may still become (part of) a credential starts."""
+        cut = len(text)
+        # a name whose value may still be arriving
+        for m in _NAME_AT.finditer(text, max(0, len(text) - _DECIDE_WITHIN - 40)):
+            after = text[m.end() :]
+            value = re.match(
+                r"[ \t]*(?:is|was|are|=|:|：|是|为|為)?[ \t]*[\"'“`]?[A-Za-z0-9!@#$%^&*._+\-/=]*", after
+            )
+            if value and value.end() == len(after) and len(after) <= _DECIDE_WITHIN:
+                cut = min(cut, m.start())
+                break
+        # a key format that may still be growing
+        key = _KEY_START.search(text, max(0, len(text) - 400))
+        if key is not None:
+            cut = min(cut, key.start())
+        # a word or key start that has only begun
+        low = text[-24:].lower()
+        for k in range(len(low), 0, -1):
+            if low[-k:] in _PREFIXES:
+                cut = min(cut, len(text) - k)
+                break
+        return cut
+
+
+__all__ = ["MASK", "Chain", "SecretMask", "mask_secrets"]
