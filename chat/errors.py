@@ -39,8 +39,11 @@ class ChatError(Exception):
         self.fields = fields
 
     def user_message(self, lang: Lang = "en") -> str:
-        detail = t(self.reason, lang, **self.fields) if self.reason else self.detail
-        return t(self.key, lang, **{**self.fields, "detail": detail})
+        return t(self.key, lang, **{**self.fields, "detail": self.detail_in(lang)})
+
+    def detail_in(self, lang: Lang = "en") -> str:
+        """The detail alone (no "Invalid request:" in front), translated when it has a reason."""
+        return t(self.reason, lang, **self.fields) if self.reason else self.detail
 
 
 class ConfigError(ChatError):

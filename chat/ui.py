@@ -17,7 +17,7 @@ from cachetools import LRUCache
 from chat import transcript
 from chat.engine import ChatEngine
 from chat.errors import ChatError, InvalidRequest
-from chat.i18n import Lang, detect_language, t
+from chat.i18n import Lang, detect_language, request_language, t
 from chat.loading import PendingBackend
 from chat.messages import GenerationParams, Message, Notice, Stats, TextDelta, Waiting, content_text
 from chat.pipeline import Cancelled, Failure, Pipeline, Refusal, Reply, ReplyRequest
@@ -283,15 +283,19 @@ class ChatHandlers:
         return str(self.exports.write(history, kind)) if history else None
 
     @staticmethod
-    def import_conversation(path: str | None) -> list[dict[str, str]]:
+    def import_conversation(
+        path: str | None, request: gr.Request | None = None
+    ) -> tuple[list[dict[str, str]], None]:
+        """The imported chat, under a new conversation id (it must not overwrite the open saved
+        chat). A bad file is explained in the browser's language: no message tells it here."""
         if not path:
-            return []
+            return [], None
         try:
-            return transcript.from_json(Path(path).read_bytes())
+            return transcript.from_json(Path(path).read_bytes()), None
         except ChatError as exc:
-            raise gr.Error(
-                exc.user_message("en") + " / " + exc.user_message("zh"), print_exception=False
-            ) from None
+            headers = getattr(request, "headers", None) or {}
+            lang = request_language(accept_language=headers.get("accept-language", ""))
+            raise gr.Error(exc.user_message(lang), print_exception=False) from None
 
 
 def _loading_banner(engine: ChatEngine) -> None:
@@ -427,8 +431,8 @@ def build_ui(
         chatbot.like(handlers.like, [chatbot], None, queue=False, api_visibility="private")
         export_md.click(lambda h: handlers.export(h, "md"), chatbot, download, api_visibility="private")
         export_json.click(lambda h: handlers.export(h, "json"), chatbot, download, api_visibility="private")
-        upload.upload(  # a new conversation id: the import must not overwrite the open saved chat
-            lambda path: (handlers.import_conversation(path), None),
+        upload.upload(
+            handlers.import_conversation,
             upload,
             [chat.chatbot_value, chat.conversation_id],
             api_visibility="private",

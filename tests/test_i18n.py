@@ -10,17 +10,21 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import gradio as gr
 import httpx
 import pytest
+from gradio import utils
 from guard_fakes import ScriptedBackend
 from service_support import serve
 
 from chat import ChatEngine, GenerationParams, InvalidRequest, RetryPolicy, Unavailable
 from chat.guards import ContentGuard
 from chat.i18n import MESSAGES, Lang, request_language
-from chat.service.errors import ApiError, from_chat_error
+from chat.service.errors import ApiError, from_chat_error, from_invalid, invalid_request
 from chat.transcript import from_json
 from chat.ui import ChatHandlers, build_request
 
@@ -163,6 +167,30 @@ def test_api_errors_are_rendered_in_the_language_asked() -> None:
     backend = from_chat_error(Unavailable("connection reset", backend="cloud"), "zh")
     assert (backend.status, backend.message) == (503, "模型服务暂不可用（cloud），请稍后重试。")
     assert backend.body(lang="en")["error"]["message"].startswith("The model service is unavailable")
+
+
+def test_route_helpers_translate_when_the_route_renders() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        GenerationParams(top_p=3)
+    error = from_invalid(info.value, "context")
+    assert error.body(lang="zh")["error"]["message"] == "context: top_p 必须在 0 到 1 之间，收到的是 3"
+    assert error.body()["error"]["message"] == "context: top_p must be between 0 and 1, got 3"
+    required = invalid_request("api.required", field="user_input")
+    assert (required.status, required.kind) == (400, "invalid_request")
+    assert required.body(lang="zh")["error"]["message"] == "缺少必填字段 user_input"
+
+
+@pytest.mark.parametrize(
+    ("accept", "lang"), [("zh-CN,zh;q=0.9,en;q=0.8", "zh"), ("en-GB,en;q=0.9", "en"), ("", "en")]
+)
+def test_a_bad_import_is_explained_in_the_browsers_language(tmp_path: Path, accept: str, lang: Lang) -> None:
+    bad = tmp_path / "chat.json"
+    bad.write_text('{"messages": [{"role": "system", "content": "x"}]}', encoding="utf-8")
+    with pytest.raises(gr.Error) as info:
+        ChatHandlers.import_conversation(str(bad), SimpleNamespace(headers={"accept-language": accept}))
+    assert in_language(info.value.message, lang), info.value.message
+    # Gradio passes the request in: the parameter is typed so that it knows to
+    assert utils.is_special_typed_parameter("request", utils.get_type_hints(ChatHandlers.import_conversation))
 
 
 # -- the page: notice bubbles and errors ----------------------------------------------------------------

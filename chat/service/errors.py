@@ -101,6 +101,19 @@ def from_chat_error(exc: ChatError, lang: Lang = "en") -> ApiError:
     return ApiError(status, kind, headers=headers, lang=lang, text=exc.user_message)
 
 
+def invalid_request(key: str, **fields: object) -> ApiError:
+    """400 ``invalid_request`` saying ``key`` (a sentence in ``chat.i18n``) in the language the
+    route renders it in: ``raise invalid_request("api.required", field="user_input")``."""
+    return ApiError(400, "invalid_request", key=key, **fields)
+
+
+def from_invalid(exc: ChatError, where: str = "") -> ApiError:
+    """400 ``invalid_request`` with an ``InvalidRequest``'s detail alone (``where:`` in front, as
+    ``context.history: message role must be ...``), translated when it is rendered."""
+    prefix = f"{where}: " if where else ""
+    return ApiError(400, "invalid_request", text=lambda lang: prefix + exc.detail_in(lang))
+
+
 def error_kind(exc: BaseException) -> str:
     """A short label for metrics and logs: ``ContextOverflow`` -> ``context_overflow``."""
     if not isinstance(exc, ChatError):
