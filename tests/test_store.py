@@ -16,9 +16,14 @@ from pg import DATABASES, empty_database
 from chat.errors import InvalidRequest
 from chat.messages import Message
 from chat.store import ConversationNotFound, Profile, Store
-from chat.store.models import ConversationRow, MessageRow, OwnerRow, utcnow
+from chat.store.models import conversations, messages, owners, utcnow
 
 ALICE, BOB = "user:alice", "anon:bob-4f1c"
+
+
+def rows(store: Store, table: sa.Table) -> int:
+    with store._tx() as c:
+        return c.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
 
 
 @pytest.fixture(params=DATABASES)
@@ -91,8 +96,7 @@ def test_rename_and_delete(store: Store) -> None:
     assert store.get_conversation(ALICE, conv.id) is None
     assert store.delete(ALICE, conv.id) is False
     assert store.rename(ALICE, conv.id, "x") is False
-    with store._tx() as s:  # the messages went with it (ON DELETE CASCADE)
-        assert s.query(MessageRow).count() == 0
+    assert rows(store, messages) == 0  # the messages went with it (ON DELETE CASCADE)
 
 
 def test_owners_are_isolated(store: Store) -> None:
@@ -209,10 +213,10 @@ def test_retention_purges_idle_conversations(store: Store) -> None:
     store.add_message(ALICE, idle.id, "user", "old news")
     active = store.create_conversation(ALICE)
     bobs = store.create_conversation(BOB)
-    with store._tx() as s:  # Alice's first and Bob's conversation were last active 40 days ago
-        s.execute(
-            sa.update(ConversationRow)
-            .where(ConversationRow.id.in_([idle.id, bobs.id]))
+    with store._tx() as c:  # Alice's first and Bob's conversation were last active 40 days ago
+        c.execute(
+            sa.update(conversations)
+            .where(conversations.c.id.in_([idle.id, bobs.id]))
             .values(updated_at=utcnow() - timedelta(days=40))
         )
     assert store.purge_expired() == 2
@@ -220,8 +224,7 @@ def test_retention_purges_idle_conversations(store: Store) -> None:
     assert store.list_conversations(BOB) == [] and store.get_conversation(ALICE, idle.id) is None
     assert store.purge_expired(utcnow() + timedelta(days=29)) == 0  # idle 29 days: kept
     assert store.purge_expired(utcnow() + timedelta(days=31)) == 1
-    with store._tx() as s:  # owners left with nothing are gone too
-        assert s.query(OwnerRow).count() == 0 and s.query(MessageRow).count() == 0
+    assert rows(store, owners) == 0 and rows(store, messages) == 0  # owners left with nothing go too
     keep = Store(store.engine, retention_days=0)
     conv = keep.create_conversation(ALICE)
     assert keep.purge_expired(utcnow() + timedelta(days=10_000)) == 0
@@ -251,8 +254,8 @@ def test_export_all_then_delete_all(store: Store) -> None:
         "opt_in": True,
     }
     assert [c["id"] for c in exported["conversations"]] == [first.id, second.id]
-    messages = exported["conversations"][0]["messages"]
-    assert [(m["role"], m["content"], m["status"], m["rating"]) for m in messages] == [
+    first_messages = exported["conversations"][0]["messages"]
+    assert [(m["role"], m["content"], m["status"], m["rating"]) for m in first_messages] == [
         ("user", "Hi", "complete", None),
         ("assistant", "Hello!", "complete", 1),
     ]
@@ -263,8 +266,7 @@ def test_export_all_then_delete_all(store: Store) -> None:
     after = store.export_all(ALICE)
     assert (after["profile"], after["conversations"]) == (None, [])
     assert store.history(BOB, bob_conv.id) == [Message("user", "Bob's own")]
-    with store._tx() as s:
-        assert s.query(MessageRow).count() == 1  # only Bob's message is left anywhere
+    assert rows(store, messages) == 1  # only Bob's message is left anywhere
 
 
 def test_feedback_and_profile(store: Store) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, SmallInteger, String, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -109,3 +110,12 @@ class ProfileRow(Base):
     notes: Mapped[str] = mapped_column(Text, default="")
     opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# The tables, for Core statements: the store's hot paths skip the ORM's unit of work (a turn's
+# writes cost several times less), while the typed classes above stay the one schema definition.
+owners: sa.Table = OwnerRow.__table__  # type: ignore[assignment]
+conversations: sa.Table = ConversationRow.__table__  # type: ignore[assignment]
+messages: sa.Table = MessageRow.__table__  # type: ignore[assignment]
+feedback: sa.Table = FeedbackRow.__table__  # type: ignore[assignment]
+profiles: sa.Table = ProfileRow.__table__  # type: ignore[assignment]

@@ -1,7 +1,8 @@
 """The conversation store: every read and write of conversations, messages, ratings and profiles.
 
 Synchronous and thread-safe (the engine runs in worker threads): each call is one short
-transaction on a pooled connection. Every call takes the owner, and every query is filtered by
+transaction on a pooled connection, in SQLAlchemy Core (a turn costs a few Core statements; the
+ORM's unit of work cost several times more). Every call takes the owner, and every query is filtered by
 it, so one owner can never list, read, change or delete another's data; another owner's
 conversation id behaves exactly like an id that does not exist.
 """
@@ -18,7 +19,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
 from chat.errors import InvalidRequest
 from chat.messages import ROLES, Message
@@ -28,11 +28,11 @@ from chat.store.models import (
     ID_MAX,
     OWNER_MAX,
     TITLE_MAX,
-    ConversationRow,
-    FeedbackRow,
-    MessageRow,
-    OwnerRow,
-    ProfileRow,
+    conversations,
+    feedback,
+    messages,
+    owners,
+    profiles,
     utcnow,
 )
 from chat.store.records import STATUSES, Conversation, ConversationInfo, Profile, StoredMessage
@@ -57,7 +57,9 @@ class Store:
             raise InvalidRequest(f"retention_days must be 0 (keep) or more, got {retention_days}")
         self.engine = engine
         self.retention_days = retention_days
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # SQLite keeps its own transactions (BEGIN IMMEDIATE, see engine.py) for every statement.
+        postgres = engine.dialect.name == "postgresql"
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else engine
 
     @classmethod
     def open(cls, url: URL | str, *, retention_days: int = 0, recover: bool = True) -> Store:
@@ -77,9 +79,16 @@ class Store:
         return f"Store({safe_url(self.engine.url)!r}, retention_days={self.retention_days})"
 
     @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        with translate_errors(self.engine.url), self._sessions.begin() as session:
-            yield session
+    def _tx(self) -> Iterator[sa.Connection]:
+        with translate_errors(self.engine.url), self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _single(self) -> Iterator[sa.Connection]:
+        """For one statement, atomic by itself: on PostgreSQL without BEGIN and COMMIT round
+        trips (a streaming reply writes this way)."""
+        with translate_errors(self.engine.url), self._autocommit.begin() as connection:
+            yield connection
 
     # --- conversations ------------------------------------------------------------------------
 
@@ -87,18 +96,20 @@ class Store:
         """A new, empty conversation with an unguessable id (192 random bits)."""
         _check_owner(owner)
         now = utcnow()
-        row = ConversationRow(
-            id=secrets.token_urlsafe(24),
-            owner_id=owner,
-            title=_check_title(title),
-            summary="",
-            created_at=now,
-            updated_at=now,
-        )
-        with self._tx() as s:
-            _ensure_owner(s, owner)
-            s.add(row)
-        return _info(row)
+        info = ConversationInfo(secrets.token_urlsafe(24), _check_title(title), now, now)
+        with self._tx() as c:
+            _ensure_owner(c, owner)
+            c.execute(
+                sa.insert(conversations).values(
+                    id=info.id,
+                    owner_id=owner,
+                    title=info.title,
+                    summary="",
+                    created_at=info.created_at,
+                    updated_at=info.updated_at,
+                )
+            )
+        return info
 
     def list_conversations(
         self, owner: str, *, search: str | None = None, limit: int = 100
@@ -107,84 +118,84 @@ class Store:
         any message, ignoring case."""
         _check_owner(owner)
         limit = max(1, min(int(limit), MAX_LIST))
-        query = sa.select(ConversationRow).where(ConversationRow.owner_id == owner)
+        conv = conversations.c
+        query = sa.select(conv.id, conv.title, conv.created_at, conv.updated_at).where(conv.owner_id == owner)
         if search:
             in_messages = (
-                sa.select(MessageRow.id)
-                .where(MessageRow.conversation_id == ConversationRow.id)
-                .where(MessageRow.content.icontains(search, autoescape=True))
+                sa.select(messages.c.id)
+                .where(messages.c.conversation_id == conv.id)
+                .where(messages.c.content.icontains(search, autoescape=True))
                 .exists()
             )
-            query = query.where(sa.or_(ConversationRow.title.icontains(search, autoescape=True), in_messages))
-        query = query.order_by(ConversationRow.updated_at.desc(), ConversationRow.id).limit(limit)
-        with self._tx() as s:
-            return [_info(row) for row in s.scalars(query)]
+            query = query.where(sa.or_(conv.title.icontains(search, autoescape=True), in_messages))
+        query = query.order_by(conv.updated_at.desc(), conv.id).limit(limit)
+        with self._tx() as c:
+            return [ConversationInfo(*row) for row in c.execute(query)]
 
     def get_conversation(self, owner: str, conversation_id: str) -> Conversation | None:
         """The conversation with all its messages, or None (also for another owner's id)."""
         _check_owner(owner)
-        with self._tx() as s:
-            row = _owned(s, owner, conversation_id)
+        if not _valid_id(conversation_id):
+            return None
+        with self._tx() as c:
+            row = c.execute(_owned(owner, conversation_id)).first()
             if row is None:
                 return None
-            return _conversation(row, _messages(s, [row.id]).get(row.id, []))
+            return _conversation(row, _messages(c, [row.id]).get(row.id, []))
 
     def rename(self, owner: str, conversation_id: str, title: str) -> bool:
         _check_owner(owner)
-        title = _check_title(title)
-        with self._tx() as s:
-            row = _owned(s, owner, conversation_id)
-            if row is not None:
-                row.title = title
-            return row is not None
+        return self._update_conversation(owner, conversation_id, title=_check_title(title))
 
     def set_summary(self, owner: str, conversation_id: str, summary: str) -> bool:
         """Keep the summary of turns that no longer fit the context."""
         _check_owner(owner)
-        with self._tx() as s:
-            row = _owned(s, owner, conversation_id)
-            if row is not None:
-                row.summary = summary
-            return row is not None
+        return self._update_conversation(owner, conversation_id, summary=str(summary))
+
+    def _update_conversation(self, owner: str, conversation_id: str, **values: Any) -> bool:
+        if not _valid_id(conversation_id):
+            return False
+        with self._tx() as c:
+            return (
+                c.execute(
+                    _where_owned(sa.update(conversations), owner, conversation_id).values(**values)
+                ).rowcount
+                > 0
+            )
 
     def delete(self, owner: str, conversation_id: str) -> bool:
         """Delete one conversation with its messages and ratings. False when there was none."""
         _check_owner(owner)
-        with self._tx() as s:
-            result = s.execute(
-                sa.delete(ConversationRow).where(
-                    ConversationRow.id == conversation_id, ConversationRow.owner_id == owner
-                )
-            )
-            return result.rowcount > 0
+        if not _valid_id(conversation_id):
+            return False
+        with self._tx() as c:
+            return c.execute(_where_owned(sa.delete(conversations), owner, conversation_id)).rowcount > 0
 
     def delete_all(self, owner: str) -> int:
         """Delete everything kept about the owner (conversations, ratings, profile). Returns the
         number of conversations deleted."""
         _check_owner(owner)
-        with self._tx() as s:
-            count = s.execute(sa.delete(ConversationRow).where(ConversationRow.owner_id == owner)).rowcount
-            s.execute(sa.delete(OwnerRow).where(OwnerRow.id == owner))
+        with self._tx() as c:
+            count = c.execute(sa.delete(conversations).where(conversations.c.owner_id == owner)).rowcount
+            c.execute(sa.delete(owners).where(owners.c.id == owner))  # the profile goes with it
             return count
 
     def export_all(self, owner: str) -> dict[str, Any]:
         """Everything kept about the owner, as a JSON-able dict ("export all my data")."""
         _check_owner(owner)
-        with self._tx() as s:
-            rows = list(
-                s.scalars(
-                    sa.select(ConversationRow)
-                    .where(ConversationRow.owner_id == owner)
-                    .order_by(ConversationRow.created_at, ConversationRow.id)
-                )
-            )
-            messages = _messages(s, [row.id for row in rows])
-            profile = s.get(ProfileRow, owner)
+        with self._tx() as c:
+            rows = c.execute(
+                _conversation_columns()
+                .where(conversations.c.owner_id == owner)
+                .order_by(conversations.c.created_at, conversations.c.id)
+            ).all()
+            grouped = _messages(c, [row.id for row in rows])
+            profile = _profile(c, owner)
         return {
             "format": EXPORT_FORMAT,
             "exported_at": utcnow().isoformat(),
-            "profile": _profile(profile).to_dict() if profile else None,
-            "conversations": [_conversation(row, messages.get(row.id, [])).to_dict() for row in rows],
+            "profile": profile.to_dict() if profile else None,
+            "conversations": [_conversation(row, grouped.get(row.id, [])).to_dict() for row in rows],
         }
 
     # --- messages -----------------------------------------------------------------------------
@@ -201,25 +212,23 @@ class Store:
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         if not isinstance(content, str):
             raise InvalidRequest(f"message content must be text, got {type(content).__name__}")
-        with self._tx() as s:
-            conversation = _owned(s, owner, conversation_id)
-            if conversation is None:
+        if not _valid_id(conversation_id):
+            raise ConversationNotFound(conversation_id=conversation_id)
+        now = utcnow()
+        touch = {"owner": owner, "conversation_id": conversation_id, "now": now}
+        with self._tx() as c:
+            # One statement both checks ownership and marks the conversation active.
+            if role == "user":
+                found = c.execute(_TOUCH_TITLE, {**touch, "auto_title": _auto_title(content)}).rowcount
+            else:
+                found = c.execute(_TOUCH, touch).rowcount
+            if not found:
                 raise ConversationNotFound(conversation_id=conversation_id)
-            now = utcnow()
-            row = MessageRow(
-                conversation_id=conversation.id,
-                role=role,
-                content=content,
-                status=status,
-                created_at=now,
-                updated_at=now,
+            result = c.execute(
+                _INSERT_MESSAGE,
+                {"c": conversation_id, "role": role, "content": content, "status": status, "now": now},
             )
-            s.add(row)
-            conversation.updated_at = now
-            if role == "user" and not conversation.title:
-                conversation.title = _auto_title(content)
-            s.flush()
-            return row.id
+            return int(result.inserted_primary_key[0])
 
     def reply_writer(
         self,
@@ -232,7 +241,7 @@ class Store:
         """Start an assistant reply (stored at once as ``streaming``) and return the writer that
         keeps it up to date as it streams; see ``ReplyWriter``."""
         message_id = self.add_message(owner, conversation_id, "assistant", "", status="streaming")
-        return ReplyWriter(self._tx, message_id, interval=interval, clock=clock)
+        return ReplyWriter(self._single, message_id, interval=interval, clock=clock)
 
     def history(self, owner: str, conversation_id: str) -> list[Message]:
         """The conversation as engine input, oldest first. Replies that never produced text are
@@ -246,9 +255,9 @@ class Store:
         """Mark replies left ``streaming`` as interrupted (run at start-up). With several replicas
         a reply that is still alive elsewhere is set back to ``streaming`` by its writer's next
         write, within a second."""
-        with self._tx() as s:
-            return s.execute(
-                sa.update(MessageRow).where(MessageRow.status == "streaming").values(status="interrupted")
+        with self._tx() as c:
+            return c.execute(
+                sa.update(messages).where(messages.c.status == "streaming").values(status="interrupted")
             ).rowcount
 
     def set_feedback(self, owner: str, message_id: int, rating: int | None) -> bool:
@@ -256,40 +265,40 @@ class Store:
         _check_owner(owner)
         if rating not in (1, -1, None):
             raise InvalidRequest(f"rating must be 1, -1 or null, got {rating!r}")
-        with self._tx() as s:
-            found = s.scalar(
-                sa.select(MessageRow.id)
-                .join(ConversationRow, ConversationRow.id == MessageRow.conversation_id)
-                .where(MessageRow.id == message_id, ConversationRow.owner_id == owner)
-                .where(MessageRow.role == "assistant")
-            )
+        if isinstance(message_id, bool) or not isinstance(message_id, int):
+            return False
+        with self._tx() as c:
+            found = c.execute(
+                sa.select(messages.c.id)
+                .join(conversations, conversations.c.id == messages.c.conversation_id)
+                .where(messages.c.id == message_id, messages.c.role == "assistant")
+                .where(conversations.c.owner_id == owner)
+            ).first()
             if found is None:
                 return False
-            s.execute(sa.delete(FeedbackRow).where(FeedbackRow.message_id == message_id))
+            c.execute(sa.delete(feedback).where(feedback.c.message_id == message_id))
             if rating is not None:
-                s.add(FeedbackRow(message_id=message_id, rating=rating, created_at=utcnow()))
+                c.execute(
+                    sa.insert(feedback).values(message_id=message_id, rating=rating, created_at=utcnow())
+                )
             return True
 
     # --- profiles -----------------------------------------------------------------------------
 
     def get_profile(self, owner: str) -> Profile | None:
         _check_owner(owner)
-        with self._tx() as s:
-            row = s.get(ProfileRow, owner)
-            return _profile(row) if row else None
+        with self._tx() as c:
+            return _profile(c, owner)
 
     def save_profile(self, owner: str, profile: Profile) -> None:
         _check_owner(owner)
         for name, limit in PROFILE_LIMITS.items():
             if len(getattr(profile, name)) > limit:
                 raise InvalidRequest(f"{name} must be at most {limit} characters")
-        with self._tx() as s:
-            _ensure_owner(s, owner)
-            row = s.get(ProfileRow, owner) or ProfileRow(owner_id=owner)
-            for key, value in profile.to_dict().items():
-                setattr(row, key, value)
-            row.updated_at = utcnow()
-            s.add(row)
+        with self._tx() as c:
+            _ensure_owner(c, owner)
+            c.execute(sa.delete(profiles).where(profiles.c.owner_id == owner))
+            c.execute(sa.insert(profiles).values(owner_id=owner, updated_at=utcnow(), **profile.to_dict()))
 
     # --- retention ----------------------------------------------------------------------------
 
@@ -299,19 +308,38 @@ class Store:
         if not self.retention_days:
             return 0
         cutoff = (now or utcnow()) - timedelta(days=self.retention_days)
-        with self._tx() as s:
-            count = s.execute(sa.delete(ConversationRow).where(ConversationRow.updated_at < cutoff)).rowcount
-            s.execute(
-                sa.delete(OwnerRow).where(
-                    OwnerRow.created_at < cutoff,
-                    ~sa.select(ConversationRow.id).where(ConversationRow.owner_id == OwnerRow.id).exists(),
-                    ~sa.select(ProfileRow.owner_id).where(ProfileRow.owner_id == OwnerRow.id).exists(),
+        with self._tx() as c:
+            count = c.execute(sa.delete(conversations).where(conversations.c.updated_at < cutoff)).rowcount
+            c.execute(
+                sa.delete(owners).where(
+                    owners.c.created_at < cutoff,
+                    ~sa.select(conversations.c.id).where(conversations.c.owner_id == owners.c.id).exists(),
+                    ~sa.select(profiles.c.owner_id).where(profiles.c.owner_id == owners.c.id).exists(),
                 )
             )
             return count
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+# A turn's statements, built once: SQLAlchemy then skips rebuilding and re-keying them per call.
+_TOUCH = (
+    sa.update(conversations)
+    .where(conversations.c.id == sa.bindparam("conversation_id"))
+    .where(conversations.c.owner_id == sa.bindparam("owner"))
+    .values(updated_at=sa.bindparam("now"))
+)
+_TOUCH_TITLE = _TOUCH.values(
+    title=sa.case((conversations.c.title == "", sa.bindparam("auto_title")), else_=conversations.c.title)
+)
+_INSERT_MESSAGE = sa.insert(messages).values(
+    conversation_id=sa.bindparam("c"),
+    role=sa.bindparam("role"),
+    content=sa.bindparam("content"),
+    status=sa.bindparam("status"),
+    created_at=sa.bindparam("now"),
+    updated_at=sa.bindparam("now"),
+)
 
 
 def _check_owner(owner: str) -> None:
@@ -333,69 +361,73 @@ def _auto_title(content: str) -> str:
     return text if len(text) <= AUTO_TITLE_CHARS else text[: AUTO_TITLE_CHARS - 1] + "…"
 
 
-def _ensure_owner(s: Session, owner: str) -> None:
+def _valid_id(conversation_id: object) -> bool:
+    return isinstance(conversation_id, str) and 0 < len(conversation_id) <= ID_MAX
+
+
+def _ensure_owner(c: sa.Connection, owner: str) -> None:
     """Create the owner row once; a concurrent creator (another thread or replica) is fine."""
-    if s.get(OwnerRow, owner) is not None:
+    if c.execute(sa.select(owners.c.id).where(owners.c.id == owner)).first() is not None:
         return
     try:
-        with s.begin_nested():
-            s.add(OwnerRow(id=owner, created_at=utcnow()))
+        with c.begin_nested():
+            c.execute(sa.insert(owners).values(id=owner, created_at=utcnow()))
     except IntegrityError:
         pass  # created meanwhile by another writer: exactly what we wanted
 
 
-def _owned(s: Session, owner: str, conversation_id: str) -> ConversationRow | None:
-    if not isinstance(conversation_id, str) or not 0 < len(conversation_id) <= ID_MAX:
-        return None
-    row = s.get(ConversationRow, conversation_id)
-    return row if row is not None and row.owner_id == owner else None
+def _where_owned(statement: Any, owner: str, conversation_id: str) -> Any:
+    return statement.where(conversations.c.id == conversation_id, conversations.c.owner_id == owner)
 
 
-def _messages(s: Session, conversation_ids: list[str]) -> dict[str, list[StoredMessage]]:
+def _conversation_columns() -> sa.Select[Any]:
+    conv = conversations.c
+    return sa.select(conv.id, conv.title, conv.created_at, conv.updated_at, conv.summary)
+
+
+def _owned(owner: str, conversation_id: str) -> sa.Select[Any]:
+    return _where_owned(_conversation_columns(), owner, conversation_id)
+
+
+def _messages(c: sa.Connection, conversation_ids: list[str]) -> dict[str, list[StoredMessage]]:
     if not conversation_ids:
         return {}
+    m = messages.c
     query = (
-        sa.select(MessageRow, FeedbackRow.rating)
-        .outerjoin(FeedbackRow, FeedbackRow.message_id == MessageRow.id)
-        .where(MessageRow.conversation_id.in_(conversation_ids))
-        .order_by(MessageRow.conversation_id, MessageRow.id)
+        sa.select(
+            m.conversation_id,
+            m.id,
+            m.role,
+            m.content,
+            m.status,
+            m.created_at,
+            m.updated_at,
+            feedback.c.rating,
+        )
+        .select_from(messages.outerjoin(feedback, feedback.c.message_id == m.id))
+        .where(m.conversation_id.in_(conversation_ids))
+        .order_by(m.conversation_id, m.id)
     )
     grouped: dict[str, list[StoredMessage]] = {}
-    for row, rating in s.execute(query):
-        grouped.setdefault(row.conversation_id, []).append(
-            StoredMessage(
-                id=row.id,
-                role=row.role,  # type: ignore[arg-type]  # checked on the way in
-                content=row.content,
-                status=row.status,  # type: ignore[arg-type]
-                created_at=row.created_at,
-                updated_at=row.updated_at,
-                rating=rating,
-            )
-        )
+    for conversation_id, *fields in c.execute(query):
+        grouped.setdefault(conversation_id, []).append(StoredMessage(*fields))
     return grouped
 
 
-def _info(row: ConversationRow) -> ConversationInfo:
-    return ConversationInfo(id=row.id, title=row.title, created_at=row.created_at, updated_at=row.updated_at)
-
-
-def _conversation(row: ConversationRow, messages: list[StoredMessage]) -> Conversation:
+def _conversation(row: sa.Row[Any], stored: list[StoredMessage]) -> Conversation:
     return Conversation(
         id=row.id,
         title=row.title,
         created_at=row.created_at,
         updated_at=row.updated_at,
         summary=row.summary,
-        messages=tuple(messages),
+        messages=tuple(stored),
     )
 
 
-def _profile(row: ProfileRow) -> Profile:
-    return Profile(
-        display_name=row.display_name,
-        language=row.language,
-        persona=row.persona,
-        notes=row.notes,
-        opt_in=row.opt_in,
-    )
+def _profile(c: sa.Connection, owner: str) -> Profile | None:
+    p = profiles.c
+    row = c.execute(
+        sa.select(p.display_name, p.language, p.persona, p.notes, p.opt_in).where(p.owner_id == owner)
+    ).first()
+    return Profile(**row._asdict()) if row else None

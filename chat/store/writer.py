@@ -15,13 +15,18 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from chat.store.errors import StoreError
-from chat.store.models import ConversationRow, MessageRow, utcnow
+from chat.store.models import messages, utcnow
 from chat.store.records import STATUSES, Status
 
 log = logging.getLogger(__name__)
+
+_UPDATE = (  # built once: the statement a streaming reply runs every second
+    sa.update(messages)
+    .where(messages.c.id == sa.bindparam("message_id"))
+    .values(content=sa.bindparam("text"), status=sa.bindparam("status"), updated_at=sa.bindparam("now"))
+)
 
 
 class ReplyWriter:
@@ -40,7 +45,7 @@ class ReplyWriter:
 
     def __init__(
         self,
-        transaction: Callable[[], AbstractContextManager[Session]],
+        transaction: Callable[[], AbstractContextManager[sa.Connection]],
         message_id: int,
         *,
         interval: float,
@@ -87,29 +92,19 @@ class ReplyWriter:
         if text is not None:
             self._parts = [text]
         self._status = status
-        self._write(final=True)
+        self._write()
 
-    def _write(self, *, final: bool = False) -> None:
+    def _write(self) -> None:
         if self._gone:
             return
-        now = utcnow()
-        with self._transaction() as s:
-            updated = s.execute(
-                sa.update(MessageRow)
-                .where(MessageRow.id == self.message_id)
-                .values(content=self.text, status=self._status, updated_at=now)
-            ).rowcount
-            if final and updated:
-                s.execute(
-                    sa.update(ConversationRow)
-                    .where(
-                        ConversationRow.id
-                        == sa.select(MessageRow.conversation_id)
-                        .where(MessageRow.id == self.message_id)
-                        .scalar_subquery()
-                    )
-                    .values(updated_at=now)
-                )
+        with self._transaction() as c:
+            values = {
+                "message_id": self.message_id,
+                "text": self.text,
+                "status": self._status,
+                "now": utcnow(),
+            }
+            updated = c.execute(_UPDATE, values).rowcount
         self._gone = not updated
         self._written = self._clock()
 
