@@ -131,6 +131,14 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "{backend} ({model}) is answering because {failed} failed: {reason}",
         "zh": "{failed} 出错，改由 {backend}（{model}）回答：{reason}",
     },
+    "loading.starting": {"en": "Starting…", "zh": "正在启动……"},
+    "loading.fetching": {
+        "en": "Fetching {source} from the Hugging Face Hub…",
+        "zh": "正在从 Hugging Face Hub 获取 {source}……",
+    },
+    "loading.file": {"en": "Loading {name}…", "zh": "正在加载 {name}……"},
+    "loading.ready": {"en": "Ready", "zh": "已就绪"},
+    "loading.failed": {"en": "Failed: {error}", "zh": "加载失败：{error}"},
     # -- details of InvalidRequest (``InvalidRequest(reason=key, **fields)``) ------------------
     "invalid.history": {
         "en": "history must be a list of {{role, content}} objects",
