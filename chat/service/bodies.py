@@ -61,12 +61,15 @@ def parse_json(raw: bytes | str) -> dict[str, Any]:
     kind = _START_KINDS.get(body[0], "number" if body[0] in "-0123456789" else "")
     if kind:
         raise ApiError(400, "invalid_json", f"the request body must be a JSON object, got {kind}")
+    too_deep = ApiError(
+        400, "invalid_json", f"the request body is nested too deeply: at most {MAX_DEPTH} levels"
+    )
     if body[0] == "{" and _depth(body) > MAX_DEPTH:
-        raise ApiError(
-            400, "invalid_json", f"the request body is nested too deeply: at most {MAX_DEPTH} levels"
-        )
+        raise too_deep
     try:  # an object, or not JSON at all (which fails at its first character)
         data = json.loads(text)
+    except RecursionError:  # only on a stack already nearly spent: the same answer as above
+        raise too_deep from None
     except ValueError as exc:
         where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON{where}") from None
