@@ -343,7 +343,7 @@ def test_metrics_change_as_requests_are_made(base: str) -> None:
     chat(base, request)  # a cache hit
     chat(base, {"user_input": f"{BLOCKED_WORD}?"})
     chat(base, {"user_input": "word " * 3000, "context": {"context_length": 1024}})
-    httpx.post(base + "api/chat", content=b"{oops", timeout=10)
+    httpx.post(base + "api/chat", content=b"{oops", headers={"Content-Type": "application/json"}, timeout=10)
     after = scrape(base)
 
     def grew(name: str, **labels: str) -> float:
@@ -389,7 +389,8 @@ def test_one_json_log_line_per_request_without_user_text(base: str, access_lines
     chat(base, {"user_input": secret_question, "context": greedy(6)}, headers={"X-Request-ID": "log-1"})
     with connect(ws_url(base)) as ws:
         ws_reply(ws, "Say ok.", max_new_tokens=4)
-    httpx.post(base + "v1/chat/completions", content=b"[", timeout=10, headers={"X-Request-ID": "log-2"})
+    bad = {"X-Request-ID": "log-2", "Content-Type": "application/json"}
+    httpx.post(base + "v1/chat/completions", content=b"[", timeout=10, headers=bad)
     time.sleep(0.2)
     by_id = {line["request_id"]: line for line in access_lines}
     rest = by_id["log-1"]

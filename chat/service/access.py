@@ -135,19 +135,26 @@ class Policy:
             scheme, value = "bearer", query_token
         if not scheme:
             return Verdict.NONE
+        # Credentials for a lock that is not configured are no credentials: an OpenAI client always
+        # sends some key, and an open app must not refuse it.
         if scheme.lower() == "bearer":
-            ok = bool(self.token) and _same(value, self.token)
-            if metrics and self.metrics_token:
-                ok = _same(value, self.metrics_token) | ok
+            keys = [k for k in (self.token, self.metrics_token if metrics else "") if k]
+            if not keys:
+                return Verdict.NONE
+            ok = False
+            for key in keys:
+                ok |= _same(value, key)
             return Verdict.VALID if ok else Verdict.INVALID
-        if scheme.lower() == "basic" and self.login is not None:
+        if scheme.lower() == "basic":
+            if self.login is None:
+                return Verdict.NONE
             try:
                 user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 return Verdict.INVALID
             ok = _same(user, self.login[0]) & _same(password, self.login[1]) & bool(sep)
             return Verdict.VALID if ok else Verdict.INVALID
-        return Verdict.INVALID
+        return Verdict.INVALID if self.closed else Verdict.NONE
 
     @property
     def challenge(self) -> str:
@@ -365,10 +372,10 @@ class Door:
             visitor = self.identity.visitor(cookies)
             if visitor is not None:
                 client = f"visitor:{visitor}"
-            else:
-                mint = (
-                    scope["type"] == "http" and self._mints is not None and self._mints.hit(address) is None
-                )
+            elif self._is_page_load(scope, path) and self._mints is not None:
+                # Only a page load gets a new id, and only so many a minute: a script that drops
+                # its cookies stays keyed on the address it shares with every cookie-less caller.
+                mint = self._mints.hit(address) is None
         scope.setdefault("state", {})[CLIENT_KEY] = client
         refusal, body = await self._check(scope, headers, cookies, path, client, lang, receive)
         if refusal is not None:
@@ -379,6 +386,10 @@ class Door:
         if mint:
             send = _with_cookie(send, self.identity.new_visitor_cookie())
         await app(scope, receive, send)
+
+    @staticmethod
+    def _is_page_load(scope: Scope, path: str) -> bool:
+        return scope["type"] == "http" and scope.get("method") == "GET" and path in ("/", "")
 
     async def _check(
         self,
