@@ -135,3 +135,17 @@ def test_readyz_metrics_and_models_over_a_registered_backend() -> None:
         assert httpx.get(base + "readyz", timeout=10).status_code == 200
         assert metric(scrape(base), "chat_queue_depth", backend="echo") == 3
     assert engine.reply([Message("user", "hi")]).text == "hi"
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_the_ui_offers_a_key_field_when_a_backend_accepts_a_session_key(keyed: bool) -> None:
+    from chat.ui import build_ui
+
+    backends: dict[str, Backend] = {"scripted": ScriptedBackend(["x"])}
+    if keyed:
+        backends["echo"] = Contracted(["x"], depth=None, why_not=None)
+    demo = build_ui(ChatEngine(backends), personas={"p": "You help."}, max_context=2048)
+    fields = [
+        c["props"] for c in demo.get_config_file()["components"] if c["props"].get("elem_id") == "api-key"
+    ]
+    assert len(fields) == 1 and fields[0]["visible"] is keyed
