@@ -69,10 +69,10 @@ def measure(store: Store, turns: int, warmup: int = 20) -> tuple[list[float], in
 def row(name: str, times: list[float], writes: int) -> str:
     ms = sorted(t * 1000 for t in times)
     p50, p95 = statistics.median(ms), ms[int(len(ms) * 0.95) - 1]
-    target = TARGETS_MS[name]
+    target = TARGETS_MS.get(name)
+    verdict = f"<= {target:g} | {'yes' if p50 <= target else 'no'}" if target else "(none) | "
     return (
-        f"| {name} | {len(ms)} | {writes} | {p50:.2f} | {p95:.2f} | {statistics.fmean(ms):.2f} "
-        f"| <= {target:g} | {'yes' if p50 <= target else 'no'} |"
+        f"| {name} | {len(ms)} | {writes} | {p50:.2f} | {p95:.2f} | {statistics.fmean(ms):.2f} | {verdict} |"
     )
 
 
@@ -92,7 +92,12 @@ def main() -> None:
 
             if pg.binaries() is not None:
                 server = stack.enter_context(pg.postgres_server(durable=True))
-                databases.append(("PostgreSQL", server.create_database("bench")))
+                url = server.create_database("bench")
+                databases.append(("PostgreSQL", url))
+                # For reference: every commit waits for the disk (what the store does not ask for).
+                databases.append(
+                    ("PostgreSQL, synchronous_commit=on", f"{url}?options=-c%20synchronous_commit%3Don")
+                )
             else:
                 print("PostgreSQL is not installed: measuring SQLite only", file=sys.stderr)
         for name, url in databases:
@@ -104,8 +109,8 @@ def main() -> None:
     print(
         f"Store time per turn: user message + reply of {TOKENS} deltas streamed at "
         f"{1 / TOKEN_SECONDS:g} tokens/s (written at most once a second) + complete; "
-        f"conversations of {TURNS_PER_CONVERSATION} turns; durable settings "
-        f"(SQLite WAL, synchronous=NORMAL; PostgreSQL fsync on), loopback.\n"
+        f"conversations of {TURNS_PER_CONVERSATION} turns; the store's settings (SQLite WAL with "
+        f"synchronous=NORMAL; PostgreSQL fsync on, asynchronous commit), loopback.\n"
     )
     print("| database | turns | writes per turn | p50 ms | p95 ms | mean ms | target (p50) | met |")
     print("|---|---:|---:|---:|---:|---:|---|---|")

@@ -41,6 +41,8 @@ class PostgresServer:
     def __init__(self, bin_dir: Path, root: Path, port: int, password: str) -> None:
         self.bin_dir, self.root, self.port, self.password = bin_dir, root, port, password
         self._scratch = False
+        self._pg_ctl: list[str] = []
+        self._start: list[str] = []
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{USER}:{self.password}@127.0.0.1:{self.port}/{database}"
@@ -67,6 +69,13 @@ class PostgresServer:
             if tables:
                 conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
         return self.url("scratch")
+
+    def restart(self) -> None:
+        """Stop the server (fast: open connections are cut) and start it again."""
+        subprocess.run(
+            [*self._pg_ctl, "-m", "fast", "-w", "stop"], check=True, capture_output=True, timeout=60
+        )
+        subprocess.run(self._start, check=True, capture_output=True, timeout=90)
 
     def log(self) -> str:
         path = self.root / "server.log"
@@ -103,10 +112,9 @@ def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer]:
     if not durable:
         options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     pg_ctl = [*run, str(bin_dir / "pg_ctl"), "-D", str(root / "data")]
-    subprocess.run(
-        [*pg_ctl, "-l", str(root / "server.log"), "-o", options, "-w", "-t", "60", "start"],
-        check=True, capture_output=True, timeout=90,
-    )  # fmt: skip
+    server._pg_ctl = pg_ctl
+    server._start = [*pg_ctl, "-l", str(root / "server.log"), "-o", options, "-w", "-t", "60", "start"]
+    subprocess.run(server._start, check=True, capture_output=True, timeout=90)
     try:
         yield server
     finally:

@@ -16,6 +16,7 @@ from pg import DATABASES, empty_database
 
 from chat.messages import Message
 from chat.store import Store
+from chat.store import engine as store_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE = "user:alice"
@@ -127,9 +128,23 @@ def test_a_replica_restarting_does_not_end_a_live_reply_elsewhere(url: str) -> N
         a.close()
 
 
+def test_the_store_outlives_a_database_restart(postgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_engine, "PING_AFTER", 0.0)  # check every pooled connection before use
+    store = Store.open(postgres.clean_database())
+    try:
+        conv = store.create_conversation(ALICE)
+        store.add_message(ALICE, conv.id, "user", "before")
+        postgres.restart()  # the pooled connection is now dead
+        store.add_message(ALICE, conv.id, "user", "after")
+        assert store.history(ALICE, conv.id) == [Message("user", "before"), Message("user", "after")]
+    finally:
+        store.close()
+
+
 CHILD = """
 import sys, time
 from chat.store import Store
+from chat.store import engine as store_engine
 
 store = Store.open(sys.argv[1])
 conv = store.create_conversation("user:alice")

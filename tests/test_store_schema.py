@@ -149,3 +149,14 @@ def test_database_errors_never_carry_what_users_wrote(new_url: str, caplog: pyte
         assert "4111" not in caplog.text and "4111" not in shown(info.value)
     finally:
         store.close()
+
+
+def test_postgres_commits_without_waiting_for_the_disk_unless_the_url_says(postgres) -> None:
+    own_options = postgres.url() + "?options=-c%20synchronous_commit%3Don"
+    for url, expected in ((postgres.url(), "off"), (own_options, "on")):
+        store = Store.open(url)
+        try:
+            with store._tx() as c:
+                assert c.execute(sa.text("SHOW synchronous_commit")).scalar_one() == expected
+        finally:
+            store.close()

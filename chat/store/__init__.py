@@ -34,7 +34,8 @@ def open_store(settings: Settings) -> Store | None:
         return None
     url = database_url(settings.database_url, data_dir(settings.data_dir))
     store = Store.open(url, retention_days=settings.retention_days)
-    log.info("conversation store: %s", safe_url(url))
+    purged = store.purge_expired()
+    log.info("conversation store: %s (%d expired conversations purged)", safe_url(url), purged)
     return store
 
 

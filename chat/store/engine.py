@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
 SPACE_DATA_DIR = Path("/data")  # a Hugging Face Space's persistent storage, when attached
 _PG_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg"}
+PING_AFTER = 10.0  # seconds a pooled PostgreSQL connection may idle before it is checked
 _MIGRATION_LOCK = 7_412_001  # PostgreSQL advisory lock id: replicas starting together migrate in turn
 
 
@@ -89,9 +91,29 @@ def create_engine(url: URL) -> Engine:
     # last ~0.6 s, never consistency: the same guarantee as SQLite's WAL with synchronous=NORMAL.
     # Waiting for the disk costs ~4 ms per write here, more than a whole turn's budget.
     connect_args = {} if "options" in url.query else {"options": "-c synchronous_commit=off"}
-    return sa.create_engine(
-        url, hide_parameters=True, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=connect_args
+    engine = sa.create_engine(
+        url, hide_parameters=True, pool_size=5, max_overflow=10, connect_args=connect_args
     )
+    event.listen(engine, "checkin", _idle_since)
+    event.listen(engine, "checkout", _ping_if_idle)
+    return engine
+
+
+def _idle_since(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    # Like pool_pre_ping, but only for a connection idle longer than PING_AFTER: a database
+    # restart or a proxy's idle timeout is caught before use, and a streaming reply's writes,
+    # a round trip each, are not doubled by pings.
+    if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER:
+        return
+    try:
+        dbapi_connection.execute("SELECT 1")
+        dbapi_connection.rollback()
+    except Exception:  # any failure means a dead connection: the pool replaces it and retries
+        raise sa.exc.DisconnectionError() from None
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

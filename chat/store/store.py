@@ -84,9 +84,9 @@ class Store:
             yield connection
 
     @contextmanager
-    def _single(self) -> Iterator[sa.Connection]:
-        """For one statement, atomic by itself: on PostgreSQL without BEGIN and COMMIT round
-        trips (a streaming reply writes this way)."""
+    def _quick(self) -> Iterator[sa.Connection]:
+        """For statements each complete by itself (a turn's writes): on PostgreSQL each commits
+        alone, saving the BEGIN and COMMIT round trips; on SQLite they share one transaction."""
         with translate_errors(self.engine.url), self._autocommit.begin() as connection:
             yield connection
 
@@ -216,8 +216,9 @@ class Store:
             raise ConversationNotFound(conversation_id=conversation_id)
         now = utcnow()
         touch = {"owner": owner, "conversation_id": conversation_id, "now": now}
-        with self._tx() as c:
-            # One statement both checks ownership and marks the conversation active.
+        with self._quick() as c:
+            # One statement both checks ownership and marks the conversation active (a crash
+            # between it and the insert leaves the conversation touched, nothing more).
             if role == "user":
                 found = c.execute(_TOUCH_TITLE, {**touch, "auto_title": _auto_title(content)}).rowcount
             else:
@@ -241,7 +242,7 @@ class Store:
         """Start an assistant reply (stored at once as ``streaming``) and return the writer that
         keeps it up to date as it streams; see ``ReplyWriter``."""
         message_id = self.add_message(owner, conversation_id, "assistant", "", status="streaming")
-        return ReplyWriter(self._single, message_id, interval=interval, clock=clock)
+        return ReplyWriter(self._quick, message_id, interval=interval, clock=clock)
 
     def history(self, owner: str, conversation_id: str) -> list[Message]:
         """The conversation as engine input, oldest first. Replies that never produced text are
