@@ -174,10 +174,11 @@ def test_rate_limit_covers_the_gradio_queue(guarded: str) -> None:
         (b"{bad json", "invalid_json", "not valid JSON (line 1, column 2)"),
         (b'"a string"', "invalid_json", "must be a JSON object, got string"),
         (b"[" * 1500 + b"]" * 1500, "invalid_json", "must be a JSON object, got array"),
+        (b'{"a":' * 500 + b"1" + b"}" * 500, "invalid_json", "nested too deeply: at most 100 levels"),
         (b"\xff\xfe{}", "invalid_json", "not valid JSON"),
         (b"[" * 100_000 + b"]" * 100_000, "payload_too_large", "larger than the limit of 4096 bytes"),
     ],
-    ids=["empty", "broken", "string", "deep-array", "not-utf8", "oversized"],
+    ids=["empty", "broken", "string", "deep-array", "deep-object", "not-utf8", "oversized"],
 )
 def test_malformed_bodies_get_a_clear_json_error(
     open_app: str, path: str, content: bytes, kind: str, fragment: str
