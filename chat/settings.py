@@ -128,6 +128,30 @@ class Settings:
         default="",
         repr=False,
     )
+    guard_model: str = _opt(
+        "CHAT_GUARD_MODEL",
+        "guard model that also checks input and output: GGUF path or Hub reference run in-process "
+        "(e.g. a Qwen3Guard-Gen GGUF), or with --guard-url the model name there; off when empty",
+        default="",
+    )
+    guard_url: str = _opt(
+        "CHAT_GUARD_URL",
+        "OpenAI-compatible chat API base URL whose model classifies input and output as safe/unsafe",
+        default="",
+    )
+    guard_timeout: float = _opt(
+        "CHAT_GUARD_TIMEOUT",
+        "seconds the guard model may take per check; over it the message is refused (fails closed)",
+        parse=float,
+        default=10.0,
+    )
+    guard_api_key: str = _opt(
+        "CHAT_GUARD_API_KEY",
+        "API key for --guard-url (environment only)",
+        flag=False,
+        default="",
+        repr=False,
+    )
     # server
     host: str = _opt(
         ("CHAT_HOST", "GRADIO_SERVER_NAME"),
@@ -235,6 +259,7 @@ class Settings:
         if self.auth and ":" not in self.auth:
             raise ConfigError("--auth must look like user:password")
         positive = ("cache_max_entries", "cache_max_bytes", "cache_ttl", "max_message_chars", "max_turns")
+        positive += ("guard_timeout",)
         for name in (*positive, "feedback_log_max_bytes", "max_ws_per_client", "ws_idle_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")

@@ -23,6 +23,7 @@ from chat.guards.output import ModeratedFilter, StreamFilter
 from chat.guards.rules import DEFAULT_DIR, RuleSet
 from chat.i18n import Lang, t
 from chat.messages import Message
+from chat.models import resolve_model
 from chat.moderation import Moderation, ModerationClient, ModerationUnavailable
 from chat.settings import Settings
 
@@ -83,12 +84,14 @@ class ContentGuard:
         max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
         max_turns: int = DEFAULT_MAX_TURNS,
         moderation: Moderation | None = None,
+        guard_model: Moderation | None = None,
         memo_size: int = DEFAULT_MEMO_SIZE,
     ) -> None:
         self.rules = rules if rules is not None else RuleSet.load()
         self.max_message_chars = max_message_chars
         self.max_turns = max_turns
         self.moderation = moderation
+        self.guard_model = guard_model
         self._passed: LRUCache[bytes, bool] = LRUCache(maxsize=max(1, memo_size))
         self._memo_lock = threading.Lock()
 
@@ -97,8 +100,10 @@ class ContentGuard:
     def check(self, messages: Sequence[Message], *, moderate: bool = True) -> None:
         """Raise ``InvalidRequest`` for a broken limit, ``InputBlocked`` for refused content.
 
-        Every user and system message is checked, not only the newest: a message refused once
-        must not reach the model later as history, nor through a system prompt.
+        Every message is checked by the rules (and the guard model, when there is one), not only
+        the newest: a message refused once must not reach the model later as history, nor
+        through a system prompt or an assistant turn a client wrote. External moderation, a
+        paid service, sees the newest message only. ``moderate=False`` checks the rules only.
         """
         newest = messages[-1].content if messages else ""
         if len(newest) > self.max_message_chars:
@@ -108,32 +113,25 @@ class ContentGuard:
         turns = sum(1 for m in messages if m.role == "user")
         if turns > self.max_turns:
             raise TooManyTurns(f"conversation has {turns} turns", limit=self.max_turns)
+        model = self.guard_model if moderate else None
         shown = [m for m in messages if m.role != "system"]
         for message in messages:
             if message.role not in CHECKED_ROLES:
                 continue
             try:
-                self._check_rules(message)
+                self._check_message(message, model)
             except ContentBlocked as exc:
                 if message is not messages[-1]:
                     exc.position = shown.index(message) + 1 if message.role != "system" else 0
                     exc.total = len(shown)
                 raise
         if moderate and self.moderation is not None:
-            try:
-                flagged = self.moderation.flagged(newest)
-            except ModerationUnavailable as exc:
-                log.warning("input refused: moderation unavailable (%s)", exc)
-                raise ContentBlocked(
-                    f"moderation unavailable: {exc}", key="error.moderation_unavailable"
-                ) from None
-            if flagged:
-                log.info("input blocked by external moderation")
-                raise ContentBlocked("flagged by external moderation")
+            _ask(self.moderation, newest, "external moderation")
 
-    def _check_rules(self, message: Message) -> None:
-        """The rule check for one message, skipped when the same (role, content) passed before."""
-        digest = hashlib.blake2b(f"{message.role}\0{message.content}".encode(), digest_size=16).digest()
+    def _check_message(self, message: Message, model: Moderation | None) -> None:
+        """Rules, then the guard model; skipped when the same check passed this message before."""
+        seen = f"{message.role}\0{int(model is not None)}\0{message.content}"
+        digest = hashlib.blake2b(seen.encode(), digest_size=16).digest()
         with self._memo_lock:
             if self._passed.get(digest):
                 return
@@ -141,6 +139,8 @@ class ContentGuard:
         if rule is not None:
             log.info("input blocked by %s (%s)", rule.where, rule.category)
             raise ContentBlocked(f"input rule {rule.where} ({rule.category})", key=rule.refusal)
+        if model is not None:
+            _ask(model, message.content, "the guard model")
         with self._memo_lock:
             self._passed[digest] = True
 
@@ -149,13 +149,26 @@ class ContentGuard:
     def new_filter(self) -> OutputFilter:
         """Output phrases block the reply, credentials in it are masked, moderation approves it."""
         stream: OutputFilter = Chain(StreamFilter(self.rules.output), SecretMask())
-        if self.moderation is not None:
-            return ModeratedFilter(stream, self.moderation)
+        for classifier in (self.guard_model, self.moderation):
+            if classifier is not None:
+                stream = ModeratedFilter(stream, classifier)
         return stream
 
 
+def _ask(classifier: Moderation, text: str, who: str) -> None:
+    """Refuse ``text`` if ``classifier`` flags it or gives no verdict (fail closed)."""
+    try:
+        flagged = classifier.flagged(text)
+    except ModerationUnavailable as exc:
+        log.warning("input refused: %s unavailable (%s)", who, exc)
+        raise ContentBlocked(f"{who} unavailable: {exc}", key="error.moderation_unavailable") from None
+    if flagged:
+        log.info("input blocked by %s", who)
+        raise ContentBlocked(f"flagged by {who}")
+
+
 def build_guard(settings: Settings) -> ContentGuard:
-    """The guard ``settings`` describe (rules directory, limits, optional moderation)."""
+    """The guard ``settings`` describe (rules directory, limits, moderation, guard model)."""
     directory = Path(settings.filters_dir) if settings.filters_dir else DEFAULT_DIR
     moderation = None
     if settings.moderation_url:
@@ -170,7 +183,25 @@ def build_guard(settings: Settings) -> ContentGuard:
         max_message_chars=settings.max_message_chars,
         max_turns=settings.max_turns,
         moderation=moderation,
+        guard_model=build_guard_model(settings),
     )
+
+
+def build_guard_model(settings: Settings) -> Moderation | None:
+    """``--guard-url`` (a chat endpoint) or ``--guard-model`` (a GGUF run here), or None."""
+    from chat.guards.model import ChatGuardClient, LocalGuardModel
+
+    if settings.guard_url:
+        return ChatGuardClient(
+            settings.guard_url,
+            model=settings.guard_model,
+            api_key=settings.guard_api_key,
+            timeout=settings.guard_timeout,
+        )
+    if settings.guard_model:
+        path = resolve_model(settings.guard_model)
+        return LocalGuardModel(path, timeout=settings.guard_timeout, n_threads=settings.threads)
+    return None
 
 
 __all__ = [
@@ -181,4 +212,5 @@ __all__ = [
     "StreamFilter",
     "TooManyTurns",
     "build_guard",
+    "build_guard_model",
 ]
