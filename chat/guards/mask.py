@@ -32,11 +32,15 @@ _FORMATS = re.compile(
     r"(?<![A-Za-z0-9])(?:sk-(?:proj-)?[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{30,}|AKIA[0-9A-Z]{16}"
     r"|xox[bpas]-[A-Za-z0-9-]{10,}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
 )
-_NAME_AT = re.compile(rf"(?<![A-Za-z0-9])(?:{_NAMES})(?![A-Za-z])", re.IGNORECASE)
-# A key format that has begun and may still be growing.
-_KEY_START = re.compile(
-    r"(?<![A-Za-z0-9])(?:sk-|gh[pousr]_|akia|xox[bpas]-|eyj)[A-Za-z0-9_.\-]*\Z", re.IGNORECASE
+# The streaming checks run on the lower-cased end of the reply (ASCII only, so positions hold)
+# with patterns that start with a literal: the regex engine then skips ahead on its own.
+_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_NAME_SCAN = re.compile(f"(?:{_NAMES})")
+_VALUE_SO_FAR = re.compile(
+    r"[ \t]*(?:is|was|are|=|:|：|是|为|為)?[ \t]*[\"'“`]?[A-Za-z0-9!@#$%^&*._+\-/=]*\Z"
 )
+_KEY_START = re.compile(r"(?:sk-|gh[pousr]_|akia|xox[bpas]-|eyj)[a-z0-9_.\-]*\Z")
+_SCAN_BACK = 72  # characters of the reply's end that can hold an undecided name and value
 _WORDS = (  # credential names, multi-word ones whole: "api " may still become "api key"
     *("password", "passcode", "passphrase", "verification code", "security code", "authentication code"),
     *("api key", "api_key", "api-key", "apikey", "access key", "secret key", "pin code", "one-time code"),
@@ -46,6 +50,17 @@ _WORDS = (  # credential names, multi-word ones whole: "api " may still become "
 _STARTS = ("sk-", "ghp_", "akia", "xoxb-", "eyj", "pin", "otp", "api", "密码", "验证码", "密钥", "令牌")
 # Ends of the buffer that may be the start of a name or a key format: held until decided.
 _PREFIXES = frozenset(w[:k] for w in (*_WORDS, *_STARTS) for k in range(1, len(w)))
+_LONGEST_PREFIX = max(map(len, _PREFIXES))
+# Characters a credential's name or a key can begin with, in either case.
+_FIRST = frozenset(
+    c
+    for w in (*_WORDS, *_STARTS, "passwd", "otp", "one", "login", "sms", "2fa", "口令")
+    for c in (w[0], w[0].upper())
+)
+_FIRST |= frozenset("校动短安确秘令口")
+_WORD_START = re.compile(
+    "(?<![a-z0-9])[" + re.escape("".join(sorted(c for c in _FIRST if not c.isupper()))) + "]"
+)
 _DECIDE_WITHIN = 32  # characters after a credential's name in which its value may still arrive
 
 
@@ -86,12 +101,27 @@ class SecretMask:
 
     def __init__(self) -> None:
         self._pending = ""
+        self._after_word = False  # the last released character was a Latin letter or digit
 
     def feed(self, text: str) -> str:
+        if not self._pending and not self._may_begin(text):
+            self._after_word = _wordy(text[-1]) if text else self._after_word
+            return text  # nothing held and no credential can begin here: the common case
         self._pending += text
         cut = self._undecided_from(self._pending)
         released, self._pending = self._pending[:cut], self._pending[cut:]
+        if released:
+            self._after_word = _wordy(released[-1])
         return mask_secrets(released)
+
+    def _may_begin(self, text: str) -> bool:
+        """Whether a name or key may begin in ``text``: a word starting with one of their letters."""
+        if _FIRST.isdisjoint(text):
+            return False
+        m = _WORD_START.search(text.translate(_LOWER))
+        if m is not None and m.start() == 0 and self._after_word:
+            m = _WORD_START.search(text.translate(_LOWER), 1)
+        return m is not None
 
     def flush(self) -> str:
         released, self._pending = self._pending, ""
@@ -100,27 +130,34 @@ class SecretMask:
     @staticmethod
     def _undecided_from(text: str) -> int:
         """Where the part of ``text`` that may still become (part of) a credential starts."""
-        cut = len(text)
+        lo = max(0, len(text) - _SCAN_BACK)
+        tail = text[lo:].translate(_LOWER)
+        cut = len(tail)
         # a name whose value may still be arriving
-        for m in _NAME_AT.finditer(text, max(0, len(text) - _DECIDE_WITHIN - 40)):
-            after = text[m.end() :]
-            value = re.match(
-                r"[ \t]*(?:is|was|are|=|:|：|是|为|為)?[ \t]*[\"'“`]?[A-Za-z0-9!@#$%^&*._+\-/=]*", after
-            )
-            if value and value.end() == len(after) and len(after) <= _DECIDE_WITHIN:
-                cut = min(cut, m.start())
+        for m in _NAME_SCAN.finditer(tail):
+            start, end = m.span()
+            if (start and _wordy(tail[start - 1])) or (
+                end < len(tail) and tail[end].isascii() and tail[end].isalpha()
+            ):
+                continue
+            if len(tail) - end <= _DECIDE_WITHIN and _VALUE_SO_FAR.match(tail, end):
+                cut = start
                 break
-        # a key format that may still be growing
-        key = _KEY_START.search(text, max(0, len(text) - 400))
-        if key is not None:
+        # a key format that may still be growing (keys hold no spaces: look at the last word)
+        word = max(tail.rfind(" "), tail.rfind("\n")) + 1
+        key = _KEY_START.search(tail, word)
+        if key is not None and not (key.start() and _wordy(tail[key.start() - 1])):
             cut = min(cut, key.start())
         # a word or key start that has only begun
-        low = text[-24:].lower()
-        for k in range(len(low), 0, -1):
-            if low[-k:] in _PREFIXES:
-                cut = min(cut, len(text) - k)
+        for k in range(min(len(tail), _LONGEST_PREFIX), 0, -1):
+            if tail[-k:] in _PREFIXES:
+                cut = min(cut, len(tail) - k)
                 break
-        return cut
+        return lo + cut
+
+
+def _wordy(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
 
 
 __all__ = ["MASK", "Chain", "SecretMask", "mask_secrets"]
