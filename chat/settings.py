@@ -193,6 +193,15 @@ class Settings:
     max_body_bytes: int = _opt(
         "CHAT_MAX_BODY_BYTES", "largest API request body or /ws message, in bytes", parse=int, default=1048576
     )
+    max_ws_per_client: int = _opt(
+        "CHAT_MAX_WS_PER_CLIENT", "open /ws connections one client may hold at once", parse=int, default=4
+    )
+    ws_idle_timeout: float = _opt(
+        "CHAT_WS_IDLE_TIMEOUT",
+        "seconds a /ws connection may stay silent (no message, no reply) before it is closed",
+        parse=float,
+        default=300.0,
+    )
     metrics_token: str = _opt(
         "CHAT_METRICS_TOKEN",
         "bearer token that opens /metrics only, for a scraper (environment only)",
@@ -217,15 +226,6 @@ class Settings:
         "largest file the page may upload (an imported chat), in bytes",
         parse=int,
         default=10485760,
-    )
-    max_ws_per_client: int = _opt(
-        "CHAT_MAX_WS_PER_CLIENT", "open /ws connections one client may hold at once", parse=int, default=4
-    )
-    ws_idle_timeout: float = _opt(
-        "CHAT_WS_IDLE_TIMEOUT",
-        "seconds a /ws connection may stay silent (no message, no reply) before it is closed",
-        parse=float,
-        default=300.0,
     )
     log_format: str = _opt("CHAT_LOG_FORMAT", "request log lines: text or json", default="text")
     log_user_text: bool = _opt(
