@@ -117,7 +117,8 @@ class FeedbackLog:
 
     The file is bounded: a line that would take it past ``max_bytes`` first moves it to
     ``<name>.1`` (``.1`` to ``.2``, and so on; the oldest of ``backups`` is dropped), so the log
-    keeps at most ``(backups + 1) * max_bytes`` bytes however long the app runs. Writers in one
+    keeps about ``(backups + 1) * max_bytes`` bytes however long the app runs (an entry larger than
+    ``max_bytes`` alone still gets a file of its own). Writers in one
     process share one lock per file, so lines never interleave and no rotation is lost.
     """
 
