@@ -1,11 +1,15 @@
-"""Guards and cache overhead: a cache hit's full reply, the output filter, the input check.
+"""Guards: how well the input guard separates requests for harm from talk about harm, and what
+the guards and the cache cost.
 
-The cache hit goes through ``engine.stream`` in-process on the engine ``build_engine(Settings())``
-builds (real model, shipped rules). The output filter is fed the chunks the real model streamed
-(token by token), repeated to a long reply, and fixed-size chunks for reference. Prints a
-Markdown table.
+1. Accuracy on the labelled evaluation set (``tests/data/guard_eval``): precision and recall by
+   language and category, on the held-out test part and on its evasion copy, for the rule layer
+   alone and with a guard model (rules first; the model sees what the rules pass). Without
+   ``--guard-model`` / ``--guard-url`` the embedded SmolLM2 stands in for a guard model, which
+   only shows the plumbing and its cost, not what a real guard model achieves.
+2. Cost: the rule layer per message and per 1,000 characters, the guard model per call, a cache
+   hit through ``engine.stream``, and the output filter on the real model's chunks.
 
-    python bench/bench_guards.py [--rounds 200]
+    python bench/bench_guards.py [--rounds 200] [--eval-only] [--guard-model PATH | --guard-url URL]
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from chat import GenerationParams, Message, Settings  # noqa: E402
 from chat.factory import build_engine  # noqa: E402
-from chat.guards import ContentGuard  # noqa: E402
+from chat.guards import ContentGuard, RuleSet, evalset  # noqa: E402
+from chat.guards.model import ChatGuardClient, LocalGuardModel  # noqa: E402
+from chat.models import embedded_model_path  # noqa: E402
+from chat.moderation import Moderation, ModerationUnavailable  # noqa: E402
 
 PROMPTS = {
     "en": "Write a short story about a lighthouse keeper.",
@@ -66,11 +73,124 @@ def model_chunks(engine, prompt: str, min_chars: int = 5000) -> list[str]:  # no
     return chunks * max(1, -(-min_chars // max(1, len(text))))
 
 
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def accuracy_table(refuses: Callable[[str], bool], test: list[evalset.Item], label: str) -> list[str]:
+    """Markdown rows: precision / recall by slice on the test part, recall on its evasion copy."""
+    plain, _ = evalset.score(test, refuses)
+    evaded, _ = evalset.score(evalset.evasion_copy(test), refuses)
+    rows = []
+    slices = ["all", "lang:zh", "lang:en", *(f"cat:{c}" for c in evalset.CATEGORIES[:-1])]
+    for name in slices:
+        p, e = plain.get(name, evalset.Score()), evaded.get(name, evalset.Score())
+        rows.append(
+            f"| {label} | {name.replace('cat:', '').replace('lang:', 'lang ')} | {pct(p.precision)} | "
+            f"{pct(p.recall)} ({p.tp}/{p.tp + p.fn}) | {pct(e.recall)} ({e.tp}/{e.tp + e.fn}) |"
+        )
+    for kind in ("benign", "mention"):
+        for lang in ("zh", "en"):
+            s = plain.get(f"label:{kind}:{lang}", evalset.Score())
+            target = "<= 0.01" if kind == "benign" else "<= 0.10"
+            rows.append(
+                f"| {label} | false positives, {kind} {lang} ({target}) | {pct(s.fp_rate)} ({s.fp}/{s.fp + s.tn}) | | |"
+            )
+    return rows
+
+
+def eval_section(args: argparse.Namespace) -> list[str]:
+    rules = RuleSet.load()
+    test = evalset.load("test")
+    lines = [
+        "| layer | slice | precision (test) | recall (test) | recall (evasion copy) |",
+        "|---|---|---|---|---|",
+    ]
+    lines += accuracy_table(lambda text: rules.check_input(text) is not None, test, "rules")
+
+    # time per message and per 1,000 characters, rule layer alone
+    texts = [i.text for i in test] + [i.text for i in evalset.evasion_copy(test)]
+    per_message = min(timed(lambda: [rules.check_input(t) for t in texts], 5)) / len(texts) * 1000
+    long_text = (
+        SYNTHETIC_ZH[:500] + " " + ("How do I learn to sail? My neighbour helps me with the boat. " * 9)[:499]
+    )
+    per_k = min(timed(lambda: rules.check_input(long_text), 200)) * 1000 / (len(long_text) / 1000)
+    cost = [
+        f"| rule layer, per message of the test part and its evasion copy (mean of {len(texts)}) | {per_message:.3f} ms | | |",
+        f"| rule layer, per 1,000 characters (zh + en, asks in every sentence) | {per_k:.3f} ms | < 2 ms | {'yes' if per_k < 2 else 'NO'} |",
+    ]
+
+    model, name = guard_model(args)
+    if model is not None:
+        calls: list[float] = []
+
+        def combined(text: str) -> bool:
+            if rules.check_input(text) is not None:
+                return True
+            start = time.perf_counter()
+            try:
+                return model.flagged(text)
+            except ModerationUnavailable:
+                return True  # fails closed, as in the app
+            finally:
+                calls.append(time.perf_counter() - start)
+
+        sample = sampled(test, args.guard_sample)
+        lines += accuracy_table(combined, sample, f"rules + {name}")
+        mean = statistics.mean(calls) * 1000 if calls else 0.0
+        cost.append(
+            f"| {name}, per call (mean of {len(calls)} calls; {len(sample)} of {len(test)} test items) "
+            f"| {mean:.0f} ms | | |"
+        )
+    return [*lines, "", "| cost | result | target | met |", "|---|---|---|---|", *cost]
+
+
+def sampled(items: list[evalset.Item], per_label: int) -> list[evalset.Item]:
+    """Every harmful item (the model only sees the rules' misses) and ``per_label`` of each other label."""
+    if per_label <= 0:
+        return items
+    out = [i for i in items if i.label == "harmful"]
+    for label in ("benign", "mention"):
+        out += [i for i in items if i.label == label][::2][:per_label]
+    return out
+
+
+def guard_model(args: argparse.Namespace) -> tuple[Moderation | None, str]:
+    if args.no_guard_model:
+        return None, ""
+    if args.guard_url:
+        return ChatGuardClient(
+            args.guard_url, model=args.guard_model, timeout=args.guard_timeout
+        ), args.guard_model
+    if args.guard_model:
+        return LocalGuardModel(Path(args.guard_model), timeout=args.guard_timeout), Path(
+            args.guard_model
+        ).stem
+    stand_in = LocalGuardModel(embedded_model_path(), timeout=args.guard_timeout)
+    return stand_in, "stand-in SmolLM2-135M (not a guard model)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--eval-only", action="store_true", help="accuracy and rule cost only")
+    parser.add_argument("--guard-model", default="", help="GGUF of a guard model (default: the stand-in)")
+    parser.add_argument("--guard-url", default="", help="OpenAI-compatible endpoint of a guard model")
+    parser.add_argument("--guard-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--guard-sample", type=int, default=20, help="benign and mention items per label (0: all)"
+    )
+    parser.add_argument("--no-guard-model", action="store_true")
     args = parser.parse_args()
 
+    print("\n".join(eval_section(args)))
+    if args.eval_only:
+        return
+    print()
+    engine_rows(args)
+
+
+def engine_rows(args: argparse.Namespace) -> None:
     engine = build_engine(Settings())
     guard = engine.output_guard
     assert isinstance(guard, ContentGuard) and engine.cache is not None
@@ -122,13 +242,29 @@ def main() -> None:
             )
         )
 
-    # 3. The input check (limits, word lists, regular expressions) on a long message.
+    # 3. The input check (limits, word lists, regular expressions, intent rules) on a long message:
+    # new, and again (a history message: its verdict is memoised).
     message = [Message("user", SYNTHETIC_ZH[:1000] + " " + "The sea is wide. " * 58)]
-    check = timed(lambda: guard.check(message), args.rounds)
+    fresh = timed(lambda: ContentGuard(guard.rules).check(message), args.rounds)
+    guard.check(message)
+    again = timed(lambda: guard.check(message), args.rounds)
     rows.append(
         (
-            f"input check, one {len(message[0].content)}-char message, median",
-            f"{statistics.median(check) * 1000:.3f} ms",
+            f"input check, one new {len(message[0].content)}-char message, median",
+            f"{statistics.median(fresh) * 1000:.3f} ms",
+            "(no target)",
+            True,
+        )
+    )
+    history = [
+        Message("user" if i % 2 == 0 else "assistant", f"turn {i}: " + SYNTHETIC_ZH[:200]) for i in range(99)
+    ]
+    guard.check(history)
+    at_50 = timed(lambda: guard.check(history), args.rounds)
+    rows.append(
+        (
+            "input check, same message again (memoised), median / turn 50 history of 99 messages, median",
+            f"{statistics.median(again) * 1000:.3f} / {statistics.median(at_50) * 1000:.3f} ms",
             "(no target)",
             True,
         )

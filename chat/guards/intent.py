@@ -22,7 +22,9 @@ from chat.errors import ConfigError
 from chat.guards.rules import DEFAULT_REFUSAL, Rule
 
 DEFAULT_WINDOW = 40
-ACT_SPAN = 80  # longest text one act pattern is expected to match
+ACT_SPAN = 80  # longest text one pattern is expected to match
+# Where a word may start: a Latin letter or digit after a non-letter, or any other letter.
+_WORD_STARTS = re.compile(r"(?<![a-z0-9])[a-z0-9]|[^\x00-\x7f]")
 SECTIONS = ("ask", "act", "target", "mention")
 
 
@@ -52,14 +54,16 @@ class IntentRules:
     def check(self, view: str) -> Rule | None:
         if self.ask is None or self._acts is None:
             return None
-        # Acts are searched only where one may start: from an ask to ``window`` after it.
+        # Acts are tried only where one may start: at a word start (any Chinese character), from
+        # an ask to ``window`` after it. ``match`` at a few places beats ``search`` over a span.
+        match = self._acts.match
         for lo, hi in _spans(self.ask, view, self.window):
-            endpos = min(len(view), hi + ACT_SPAN)
-            pos = lo
-            while (m := self._acts.search(view, pos, endpos)) is not None and m.start() <= hi:
+            for candidate in _WORD_STARTS.finditer(view, lo, hi + 1):
+                m = match(view, candidate.start())
+                if m is None:
+                    continue
                 start, end = m.span()
                 act = self.acts[int(m.lastgroup[1:])]
-                pos = start + 1
                 if act.needs_target and not self._near(self.target, view, lo, end + self.window):
                     continue
                 if self._near(self.mention, view, max(0, min(lo, start) - self.window), end + self.window):
@@ -70,7 +74,7 @@ class IntentRules:
     @staticmethod
     def _near(pattern: re.Pattern[str] | None, view: str, start: int, end: int) -> bool:
         """Whether ``pattern`` has a match starting in ``view[start:end]``."""
-        m = pattern.search(view, start) if pattern is not None else None
+        m = pattern.search(view, start, min(len(view), end + ACT_SPAN)) if pattern is not None else None
         return m is not None and m.start() < end
 
 
