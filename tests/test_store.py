@@ -297,6 +297,8 @@ def test_feedback_and_profile(store: Store) -> None:
         (lambda s, c: s.add_message(ALICE, c, "user", None), "content must be text"),
         (lambda s, c: s.rename(ALICE, c, "t" * 201), "title must be at most 200 characters"),
         (lambda s, c: s.set_feedback(ALICE, 1, 5), "rating must be 1, -1 or null"),
+        (lambda s, c: s.list_conversations(ALICE, limit="ten"), "limit must be a whole number"),
+        (lambda s, c: s.list_conversations(ALICE, search=["x"]), "search must be text"),
         (lambda s, c: s.save_profile(ALICE, Profile(notes="n" * 5000)), "notes must be at most"),
     ],
 )

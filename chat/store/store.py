@@ -1,10 +1,10 @@
 """The conversation store: every read and write of conversations, messages, ratings and profiles.
 
 Synchronous and thread-safe (the engine runs in worker threads): each call is one short
-transaction on a pooled connection, in SQLAlchemy Core (a turn costs a few Core statements; the
-ORM's unit of work cost several times more). Every call takes the owner, and every query is filtered by
-it, so one owner can never list, read, change or delete another's data; another owner's
-conversation id behaves exactly like an id that does not exist.
+transaction on a pooled connection, written in SQLAlchemy Core (the ORM's unit of work made a
+turn cost several times more). Every call takes the owner and every query is filtered by it, so
+one owner can never list, read, change or delete another's data; another owner's conversation
+id behaves exactly like an id that does not exist.
 """
 
 from __future__ import annotations
@@ -63,8 +63,9 @@ class Store:
 
     @classmethod
     def open(cls, url: URL | str, *, retention_days: int = 0, recover: bool = True) -> Store:
-        """Connect (``postgresql://`` means psycopg 3), migrate from whatever version (or nothing) is there, and, unless ``recover``
-        is false, mark replies left ``streaming`` by a dead process as interrupted."""
+        """Connect (``postgresql://`` means psycopg 3), migrate from whatever version (or nothing)
+        is there and, unless ``recover`` is false, mark replies that a dead process left
+        ``streaming`` as interrupted."""
         engine = create_engine(parse_url(url) if isinstance(url, str) else url)
         migrate(engine)
         store = cls(engine, retention_days=retention_days)
@@ -117,7 +118,11 @@ class Store:
         """The owner's conversations, most recently active first; ``search`` matches the title or
         any message, ignoring case."""
         _check_owner(owner)
-        limit = max(1, min(int(limit), MAX_LIST))
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise InvalidRequest(f"limit must be a whole number, got {limit!r}")
+        if search is not None and not isinstance(search, str):
+            raise InvalidRequest(f"search must be text, got {type(search).__name__}")
+        limit = max(1, min(limit, MAX_LIST))
         conv = conversations.c
         query = sa.select(conv.id, conv.title, conv.created_at, conv.updated_at).where(conv.owner_id == owner)
         if search:
