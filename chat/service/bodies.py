@@ -17,8 +17,9 @@ from starlette.requests import Request
 from chat.backends.base import Backend
 from chat.backends.structured import format_type, parse_response_format
 from chat.errors import InvalidRequest
+from chat.i18n import t
 from chat.messages import GenerationParams, Message
-from chat.service.errors import ApiError
+from chat.service.errors import ApiError, from_invalid
 
 PARAM_KEYS = ("temperature", "top_p", "max_new_tokens", "context_length", "seed")
 MAX_DEPTH = 100  # nesting levels a body may have: far more than any real request, far below recursion limits
@@ -30,7 +31,22 @@ _BRACKET_STEP = [1 if b in b"[{" else -1 for b in range(256)]
 
 
 def too_large(limit: int) -> ApiError:
-    return ApiError(413, "payload_too_large", f"request body is larger than the limit of {limit} bytes")
+    return refusal(413, "payload_too_large", "api.too_large", limit=limit)
+
+
+def refusal(status: int, error_type: str, key: str, **fields: object) -> ApiError:
+    """An ``ApiError`` saying ``key`` (a sentence in ``chat.i18n``) in the language the route
+    renders it in; ``fields`` may be any name, ``kind`` included."""
+    return ApiError(status, error_type, text=lambda lang: t(key, lang, **fields))
+
+
+def invalid_field(key: str, **fields: object) -> ApiError:
+    """400 ``invalid_request`` saying ``key``: ``invalid_field("api.required", field="user_input")``."""
+    return refusal(400, "invalid_request", key, **fields)
+
+
+def _bad_json(key: str, **fields: object) -> ApiError:
+    return refusal(400, "invalid_json", key, **fields)
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -57,24 +73,23 @@ def parse_json(raw: bytes | str) -> dict[str, Any]:
     text = _decoded(raw)
     body = text.lstrip(JSON_SPACE)
     if not body:
-        raise ApiError(400, "invalid_json", "the request body is empty: send a JSON object")
+        raise _bad_json("api.empty_body")
     kind = _START_KINDS.get(body[0], "number" if body[0] in "-0123456789" else "")
     if kind:
-        raise ApiError(400, "invalid_json", f"the request body must be a JSON object, got {kind}")
-    too_deep = ApiError(
-        400, "invalid_json", f"the request body is nested too deeply: at most {MAX_DEPTH} levels"
-    )
+        raise _bad_json("api.not_object", kind=kind)
+    too_deep = _bad_json("api.too_deep", limit=MAX_DEPTH)
     if body[0] == "{" and _depth(body) > MAX_DEPTH:
         raise too_deep
     try:  # an object, or not JSON at all (which fails at its first character)
         data = json.loads(text)
     except RecursionError:  # only on a stack already nearly spent: the same answer as above
         raise too_deep from None
-    except ValueError as exc:
-        where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON{where}") from None
+    except json.JSONDecodeError as exc:
+        raise _bad_json("api.not_json_at", line=exc.lineno, column=exc.colno) from None
+    except ValueError:
+        raise _bad_json("api.not_json") from None
     if not isinstance(data, dict):  # pragma: no cover - the first character said so already
-        raise ApiError(400, "invalid_json", f"the request body must be a JSON object, got {_kind(data)}")
+        raise _bad_json("api.not_object", kind=_kind(data))
     return data
 
 
@@ -85,7 +100,7 @@ def _decoded(raw: bytes | str) -> str:
     try:
         return raw.decode(json.detect_encoding(raw), "strict")
     except (UnicodeDecodeError, LookupError):
-        raise ApiError(400, "invalid_json", "the request body is not valid JSON (not UTF-8 text)") from None
+        raise _bad_json("api.not_utf8") from None
 
 
 def _depth(text: str) -> int:
@@ -95,23 +110,35 @@ def _depth(text: str) -> int:
 
 
 def invalid(message: str) -> ApiError:
+    """A 400 with a sentence as written; prefer ``invalid_field(key, ...)``, which is translated."""
     return ApiError(400, "invalid_request", message)
 
 
 def reject_unknown(data: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    """400 naming unknown keys; ``where`` is a field name ("context") or an ``api.where_*`` key."""
     unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise invalid(f"unknown field(s) in {where}: {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+        raise ApiError(
+            400,
+            "invalid_request",
+            text=lambda lang: t(
+                "api.unknown_fields",
+                lang,
+                where=t(where, lang) if where.startswith("api.") else where,
+                unknown=", ".join(unknown),
+                allowed=", ".join(allowed),
+            ),
+        )
 
 
 def text_field(data: Mapping[str, Any], key: str, where: str, *, required: bool = False) -> str:
     value = data.get(key)
     if value is None:
         if required:
-            raise invalid(f"{where}{key} is required")
+            raise invalid_field("api.required", field=f"{where}{key}")
         return ""
     if not isinstance(value, str):
-        raise invalid(f"{where}{key} must be a string, got {_kind(value)}")
+        raise invalid_field("api.not_string", field=f"{where}{key}", kind=_kind(value))
     return value
 
 
@@ -120,7 +147,7 @@ def bool_field(data: Mapping[str, Any], key: str, where: str = "") -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise invalid(f"{where}{key} must be true or false, got {_kind(value)}")
+        raise invalid_field("api.not_bool", field=f"{where}{key}", kind=_kind(value))
     return value
 
 
@@ -129,7 +156,7 @@ def object_field(data: Mapping[str, Any], key: str, where: str = "") -> dict[str
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise invalid(f"{where}{key} must be an object, got {_kind(value)}")
+        raise invalid_field("api.not_object_field", field=f"{where}{key}", kind=_kind(value))
     return value
 
 
@@ -138,11 +165,11 @@ def messages_field(value: Any, where: str) -> list[Message]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise invalid(f"{where} must be a list of {{role, content}} objects, got {_kind(value)}")
+        raise invalid_field("api.not_messages", field=where, kind=_kind(value))
     try:
         return [Message.from_dict(item) for item in value]
     except InvalidRequest as exc:
-        raise invalid(f"{where}: {exc.detail}") from None
+        raise from_invalid(exc, where) from None
 
 
 def params_from(values: Mapping[str, Any], defaults: GenerationParams) -> GenerationParams:
@@ -152,7 +179,7 @@ def params_from(values: Mapping[str, Any], defaults: GenerationParams) -> Genera
     try:
         return GenerationParams(**merged)
     except InvalidRequest as exc:
-        raise invalid(exc.detail) from None
+        raise from_invalid(exc) from None
 
 
 def response_format_field(value: Any, chain: Sequence[Backend]) -> str | None:

@@ -24,7 +24,7 @@ from chat.messages import GenerationParams, Message, Stats, TextDelta, Waiting
 from chat.pipeline import Cancelled, Failure, Refusal, Reply, ReplyRequest, Step
 from chat.service.bodies import (
     bool_field,
-    invalid,
+    invalid_field,
     messages_field,
     object_field,
     params_from,
@@ -33,7 +33,7 @@ from chat.service.bodies import (
 )
 from chat.service.core import Service
 from chat.service.errors import ApiError, from_chat_error
-from chat.service.replies import SSE_HEADERS, ReplyRun, sse
+from chat.service.replies import SSE_HEADERS, ReplyRun, asked_language, sse
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "blocked": "content_filter"}
 UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "audio", "prediction")
@@ -43,14 +43,14 @@ def parse_completion(body: dict[str, Any], service: Service) -> tuple[list[Messa
     """(messages, params, backend name) from an OpenAI request body; unknown fields are ignored."""
     for key in UNSUPPORTED:
         if body.get(key) not in (None, [], {}, "none", "auto"):
-            raise invalid(f"{key} is not supported by this server")
+            raise invalid_field("api.unsupported", field=key)
     if body.get("n") not in (None, 1):
-        raise invalid("only n=1 is supported")
+        raise invalid_field("api.only_n1")
     if body.get("logprobs"):
-        raise invalid("logprobs are not supported")
+        raise invalid_field("api.unsupported", field="logprobs")
     raw = body.get("messages")
     if raw is None:
-        raise invalid("messages is required")
+        raise invalid_field("api.required", field="messages")
     if isinstance(raw, list):
         raw = [
             {**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer" else m
@@ -58,7 +58,7 @@ def parse_completion(body: dict[str, Any], service: Service) -> tuple[list[Messa
         ]
     messages = messages_field(raw, "messages")
     if not messages:
-        raise invalid("messages must not be empty")
+        raise invalid_field("api.messages_empty")
     values = dict(body)
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None:
@@ -70,6 +70,12 @@ def parse_completion(body: dict[str, Any], service: Service) -> tuple[list[Messa
     return messages, params, backend
 
 
+def _last_text(messages: Any) -> Any:
+    """The newest message's content, if the body got that far: it says the user's language."""
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    return last.get("content") if isinstance(last, dict) else None
+
+
 def _backend_for(model: Any, service: Service) -> str:
     backends = service.engine.backends
     if isinstance(model, str):
@@ -79,7 +85,7 @@ def _backend_for(model: Any, service: Service) -> str:
             if backend.model == model:
                 return name
     elif model is not None:
-        raise invalid(f"model must be a string, got {type(model).__name__}")
+        raise invalid_field("api.not_string", field="model", kind=type(model).__name__)
     return service.engine.default_backend
 
 
@@ -95,6 +101,7 @@ def register(app: FastAPI, service: Service) -> None:
     @app.post("/v1/chat/completions", tags=["openai"], summary="OpenAI-compatible chat completions")
     async def completions(request: Request) -> Response:
         record = service.record("openai", request)
+        body: dict[str, Any] = {}
         try:
             body = await read_json(request, service.max_body)
             messages, params, backend = parse_completion(body, service)
@@ -104,7 +111,7 @@ def register(app: FastAPI, service: Service) -> None:
             )
         except ApiError as exc:
             service.tracker.reject(record, exc.kind, exc.status)
-            return exc.response(record.id)
+            return exc.response(record.id, asked_language(request, _last_text(body.get("messages"))))
         run = ReplyRun(service, record, ReplyRequest(messages=messages, params=params, backend=backend))
         completion = Completion(service, run, backend)
         if stream:

@@ -15,9 +15,9 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
-from chat.i18n import Lang
+from chat.i18n import Lang, request_language
 from chat.messages import Notice, Stats, TextDelta, Waiting
 from chat.pipeline import OUTCOMES, Cancelled, Failure, Outcome, Refusal, Reply, ReplyRequest, Step
 from chat.service.bridge import EventPump, cancel_on_disconnect
@@ -84,6 +84,11 @@ class ReplyRun:
     async def aclose(self) -> None:
         await self._pump.aclose()
         self._tracker.finish(self.record)
+
+
+def asked_language(conn: HTTPConnection, text: Any = None) -> Lang:
+    """The language to refuse a request in: its message when it has one, else Accept-Language."""
+    return request_language(text if isinstance(text, str) else "", conn.headers.get("accept-language", ""))
 
 
 def frame(step: Step, record: RequestRecord, lang: Lang) -> tuple[str, dict[str, Any]]:

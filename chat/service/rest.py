@@ -31,7 +31,7 @@ from chat.service.bodies import (
 )
 from chat.service.core import Service
 from chat.service.errors import ApiError, from_chat_error
-from chat.service.replies import SSE_HEADERS, ReplyRun, frame, reply_body, sse
+from chat.service.replies import SSE_HEADERS, ReplyRun, asked_language, frame, reply_body, sse
 
 BODY_KEYS = ("user_input", "context", "stream")
 CONTEXT_KEYS = ("history", "system_prompt", "backend", *PARAM_KEYS)
@@ -68,7 +68,7 @@ def parse_context(
 
 
 def parse_chat(body: dict[str, Any], defaults: GenerationParams) -> tuple[ReplyRequest, bool]:
-    reject_unknown(body, BODY_KEYS, "the request body")
+    reject_unknown(body, BODY_KEYS, "api.where_body")
     user_input = text_field(body, "user_input", "", required=True)
     context = object_field(body, "context")
     reject_unknown(context, CONTEXT_KEYS, "context")
@@ -86,12 +86,13 @@ def register(app: FastAPI, service: Service) -> None:
     )
     async def api_chat(request: Request) -> Response:
         record = service.record("rest", request)
+        body: dict[str, Any] = {}
         try:
             body = await read_json(request, service.max_body)
             chat, stream = parse_chat(body, service.defaults)
         except ApiError as exc:
             service.tracker.reject(record, exc.kind, exc.status)
-            return exc.response(record.id)
+            return exc.response(record.id, asked_language(request, body.get("user_input")))
         run = ReplyRun(service, record, chat)
         if stream:
             return await _stream_reply(run)

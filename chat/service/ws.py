@@ -29,12 +29,21 @@ from anyio.streams.memory import MemoryObjectSendStream
 from fastapi import FastAPI
 from starlette.websockets import WebSocket, WebSocketState
 
+from chat.i18n import t
 from chat.messages import Message
 from chat.pipeline import Reply
-from chat.service.bodies import PARAM_KEYS, object_field, parse_json, reject_unknown, text_field, too_large
+from chat.service.bodies import (
+    PARAM_KEYS,
+    invalid_field,
+    object_field,
+    parse_json,
+    reject_unknown,
+    text_field,
+    too_large,
+)
 from chat.service.core import Service
 from chat.service.errors import ApiError
-from chat.service.replies import ReplyRun, dumps, frame
+from chat.service.replies import ReplyRun, asked_language, dumps, frame
 from chat.service.rest import parse_context
 
 FRAME_KEYS = ("type", "user_input", "context")
@@ -77,7 +86,7 @@ def register(app: FastAPI, service: Service) -> None:
         await websocket.accept()
         if not slots.take(client):
             service.tracker.reject(record, "too_many_connections", 429)
-            reason = f"too many connections: at most {slots.cap} per client"
+            reason = t("ws.too_many", asked_language(websocket), cap=slots.cap)
             await websocket.close(TRY_AGAIN_LATER, reason)
             return
         try:
@@ -127,7 +136,7 @@ class Conversation:
                 self._touch()
             else:
                 break
-        reason = f"idle timeout: no message for {self.idle_timeout:g} s"
+        reason = t("ws.idle", asked_language(self.ws), seconds=f"{self.idle_timeout:g}")
         if self.ws.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):  # the client may go away at the same moment
                 await self.ws.close(IDLE_CLOSE, reason)
@@ -175,24 +184,18 @@ class Conversation:
         try:
             if isinstance(frame_, ApiError):
                 raise frame_
-            reject_unknown(frame_, FRAME_KEYS, "the message")
+            reject_unknown(frame_, FRAME_KEYS, "api.where_message")
             kind = text_field(frame_, "type", "") or "message"
             if kind == "reset":
                 self.history.clear()
                 await self._send({"type": "reset"})
                 return
             if kind != "message":
-                raise ApiError(
-                    400, "invalid_request", f"unknown message type {kind!r}: use message, cancel or reset"
-                )
+                raise invalid_field("api.ws_type", kind=repr(kind))
             user_input = text_field(frame_, "user_input", "", required=True)
             context = object_field(frame_, "context")
             if "history" in context:
-                raise ApiError(
-                    400,
-                    "invalid_request",
-                    'the server keeps the history of a /ws conversation; send {"type": "reset"} to clear it',
-                )
+                raise invalid_field("api.ws_history")
             reject_unknown(context, CONTEXT_KEYS, "context")
             chat = parse_context(
                 {**self.context, **context}, user_input, service.defaults, history=self.history
@@ -200,7 +203,9 @@ class Conversation:
             service.check_rate(record.client)  # each message starts a reply: it counts
         except ApiError as exc:
             service.tracker.reject(record, exc.kind, exc.status)
-            await self._send({"type": "error", "id": record.id, "status": exc.status, **exc.body(record.id)})
+            text = frame_.get("user_input") if isinstance(frame_, dict) else None
+            body = exc.body(record.id, asked_language(self.ws, text))
+            await self._send({"type": "error", "id": record.id, "status": exc.status, **body})
             return
         self.context.update(context)
 
