@@ -294,6 +294,15 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "this page's origin may not open /ws (see CHAT_ALLOWED_ORIGINS)",
         "zh": "该页面的来源不允许打开 /ws（见 CHAT_ALLOWED_ORIGINS）",
     },
+    # -- /ws close reasons (at most 123 bytes in UTF-8) ---------------------------------------
+    "ws.too_many": {
+        "en": "too many connections: at most {cap} per client",
+        "zh": "连接过多：每个客户端最多 {cap} 个",
+    },
+    "ws.idle": {
+        "en": "idle timeout: no message for {seconds} s",
+        "zh": "空闲超时：{seconds} 秒内没有消息",
+    },
     "api.upload_too_large": {
         "en": "the file is larger than the upload limit of {limit} bytes",
         "zh": "文件超过了 {limit} 字节的上传上限",
