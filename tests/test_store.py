@@ -309,3 +309,24 @@ def test_bad_input_is_a_clear_error(tmp_path, call, fragment: str) -> None:
         call(store, conv.id)
     assert fragment in str(info.value)
     assert fragment in info.value.user_message("en")
+
+
+def test_a_real_reply_streams_into_the_store(engine, tmp_path) -> None:
+    """The writer fed by the engine's own events (the real model): what the user saw is kept."""
+    from chat.messages import Done, GenerationParams, TextDelta
+
+    store = Store.open(f"sqlite:///{tmp_path / 'chat.db'}")
+    with closing(store):
+        conv = store.create_conversation(ALICE)
+        store.add_message(ALICE, conv.id, "user", "Name three colours.")
+        params = GenerationParams(temperature=0.0, max_new_tokens=8)
+        with store.reply_writer(ALICE, conv.id, interval=0) as writer:
+            for event in engine.stream(store.history(ALICE, conv.id), params):
+                if isinstance(event, TextDelta):
+                    writer.append(event.text)
+                elif isinstance(event, Done):
+                    done = event
+                    writer.finish("complete", text=event.text)
+        reply = store.get_conversation(ALICE, conv.id).messages[-1]
+        assert (reply.content, reply.status) == (done.text, "complete") and done.text.strip()
+        assert store.history(ALICE, conv.id)[-1] == Message("assistant", done.text)
