@@ -11,6 +11,7 @@ import pytest
 from guard_fakes import ScriptedBackend
 
 from chat import ChatEngine, Done, GenerationParams, TextDelta
+from chat.cache import ReplyCache
 from chat.guards import ContentBlocked, ContentGuard
 from chat.guards.mask import MASK, SecretMask, mask_secrets
 from chat.messages import Message
@@ -58,12 +59,18 @@ def test_talk_about_credentials_is_unchanged(text: str) -> None:
 def test_the_engine_streams_and_caches_the_masked_reply() -> None:
     chunks = ["Sure. Your new pass", "word is Tr0ub4dor", "&3 — keep it safe."]
     guard = ContentGuard()
-    engine = ChatEngine({"scripted": ScriptedBackend(chunks)}, input_guard=guard, output_guard=guard)
-    events = list(engine.stream([{"role": "user", "content": "Suggest a password"}], SHORT))
+    cache = ReplyCache(max_entries=8, max_bytes=4096, ttl=60)
+    engine = ChatEngine(
+        {"scripted": ScriptedBackend(chunks)}, input_guard=guard, output_guard=guard, cache=cache
+    )
+    question = [{"role": "user", "content": "Suggest a password"}]
+    events = list(engine.stream(question, SHORT))
     shown = "".join(e.text for e in events if isinstance(e, TextDelta))
     done = events[-1]
     assert isinstance(done, Done) and done.text == shown
     assert "Tr0ub4dor" not in shown and MASK in shown and shown.endswith("keep it safe.")
+    again = list(engine.stream(question, SHORT))[-1]
+    assert again.stats.from_cache and again.text == shown  # the cache holds the masked reply
 
 
 def test_a_client_supplied_assistant_turn_is_checked() -> None:
