@@ -188,40 +188,48 @@ def test_policy_compares_every_part() -> None:
 
 @pytest.fixture(scope="module")
 def limited() -> Iterator[str]:
-    with serve(scripted(), rate_limit=3) as url:
+    """CHAT_RATE_LIMIT=3; each test is its own client (X-Forwarded-For from a trusted loopback)."""
+    with serve(scripted(), rate_limit=3, max_upload_bytes=2048, trusted_proxies=("127.0.0.1",)) as url:
         yield url
 
 
+def client(n: int) -> dict[str, str]:
+    return {"X-Forwarded-For": f"10.3.0.{n}"}
+
+
 def test_rate_limit_stops_the_fourth_gradio_run(limited: str) -> None:
-    statuses = [
-        json_post(limited + "gradio_api/run/chat", {"data": GRADIO_ARGS}).status_code for _ in range(4)
+    run = limited + "gradio_api/run/chat"
+    assert [json_post(run, {"data": GRADIO_ARGS}, client(1)).status_code for _ in range(4)] == [200] * 3 + [
+        429
     ]
-    assert statuses == [200, 200, 200, 429]
-    refused = json_post(limited + "gradio_api/run/chat", {"data": GRADIO_ARGS})
+    refused = json_post(run, {"data": GRADIO_ARGS}, client(1))
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert "per minute" in refused.json()["detail"]  # what Gradio's page shows
 
 
-def test_rate_limit_counts_a_gradio_call_once() -> None:
-    with serve(scripted(), rate_limit=3) as url:
-        for _ in range(3):  # POST /call then GET /call/{event_id}: one message
-            posted = json_post(url + "gradio_api/call/chat", {"data": GRADIO_ARGS})
-            assert posted.status_code == 200
-            result = httpx.get(url + f"gradio_api/call/chat/{posted.json()['event_id']}", timeout=30)
-            assert result.status_code == 200 and "Hello there." in result.text
-        fourth = json_post(url + "gradio_api/call/chat", {"data": GRADIO_ARGS})
-        assert fourth.status_code == 429 and "retry-after" in fourth.headers
+def test_rate_limit_counts_a_gradio_call_once(limited: str) -> None:
+    for _ in range(3):  # POST /call then GET /call/{event_id}: one message
+        posted = json_post(limited + "gradio_api/call/chat", {"data": GRADIO_ARGS}, client(2))
+        assert posted.status_code == 200
+        event = posted.json()["event_id"]
+        result = httpx.get(limited + f"gradio_api/call/chat/{event}", headers=client(2), timeout=30)
+        assert result.status_code == 200 and "Hello there." in result.text
+    fourth = json_post(limited + "gradio_api/call/chat", {"data": GRADIO_ARGS}, client(2))
+    assert fourth.status_code == 429 and "retry-after" in fourth.headers
 
 
-def test_page_events_that_do_not_reply_are_not_counted() -> None:
-    with serve(scripted(), rate_limit=1) as url:
-        config = httpx.get(url + "config").json()
-        other = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "_load_chat_history")
-        body = {"data": [], "fn_index": other, "session_hash": "s1"}
-        assert [json_post(url + "gradio_api/run/predict", body).status_code != 429 for _ in range(3)] == [
-            True
-        ] * 3
-        assert json_post(url + "api/chat", {"user_input": "hi"}).status_code == 200
+def test_page_events_that_do_not_reply_are_not_counted(limited: str) -> None:
+    config = httpx.get(limited + "config").json()
+    other = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "_load_chat_history")
+    body = {"data": [], "fn_index": other, "session_hash": "s1"}
+    for _ in range(5):
+        assert json_post(limited + "gradio_api/run/predict", body, client(3)).status_code != 429
+    assert json_post(limited + "api/chat", {"user_input": "hi"}, client(3)).status_code == 200
+    # the page's own chat event (found by its handler, not its name) does count
+    chat_ui = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "chat_ui")
+    join = {"data": GRADIO_ARGS, "fn_index": chat_ui, "session_hash": "s2"}
+    statuses = [json_post(limited + "gradio_api/queue/join", join, client(3)).status_code for _ in range(3)]
+    assert statuses[-1] == 429
 
 
 def test_forwarded_for_from_an_untrusted_peer_is_ignored() -> None:
@@ -409,18 +417,17 @@ def test_a_json_route_refuses_other_content_types(
     assert "application/json" in response.json()["error"]["message"]
 
 
-def test_an_oversized_upload_gets_a_clear_413() -> None:
-    with serve(scripted(), max_upload_bytes=2048) as url:
-        upload = url + "gradio_api/upload"
-        # A declared length over the limit is refused before a byte is read (the door) ...
-        huge = httpx.post(upload, files={"files": ("chat.json", b"[" + b" " * 200_000 + b"]")})
-        assert huge.status_code == 413
-        assert "larger than the upload limit of 2048 bytes" in huge.json()["detail"]
-        # ... and a file just over it is cut off while it streams (Gradio's max_file_size).
-        big = httpx.post(upload, files={"files": ("chat.json", b"[" + b" " * 8192 + b"]")})
-        assert big.status_code == 413
-        assert "maximum allowed size of 2048 bytes" in big.text
-        assert httpx.post(upload, files={"files": ("chat.json", b"[]")}).status_code == 200
+def test_an_oversized_upload_gets_a_clear_413(limited: str) -> None:
+    upload = limited + "gradio_api/upload"  # --max-upload-bytes 2048
+    # A declared length over the limit is refused before a byte is read (the door) ...
+    huge = httpx.post(upload, files={"files": ("chat.json", b"[" + b" " * 200_000 + b"]")})
+    assert huge.status_code == 413
+    assert "larger than the upload limit of 2048 bytes" in huge.json()["detail"]
+    # ... and a file just over it is cut off while it streams (Gradio's max_file_size).
+    big = httpx.post(upload, files={"files": ("chat.json", b"[" + b" " * 8192 + b"]")})
+    assert big.status_code == 413
+    assert "maximum allowed size of 2048 bytes" in big.text
+    assert httpx.post(upload, files={"files": ("chat.json", b"[]")}).status_code == 200
 
 
 def test_door_messages_follow_accept_language(origins_app: str) -> None:

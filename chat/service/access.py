@@ -29,6 +29,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import inspect
 import ipaddress
 import json
 import re
@@ -275,7 +276,8 @@ class GradioSessions:
 
         replies = (ChatHandlers.ui, ChatHandlers.api)
         fns = app.get_blocks().fns
-        return {i for i, fn in fns.items() if getattr(fn.fn, "__func__", None) in replies}
+        # ChatInterface wraps the page's handler (functools.wraps): look through the wrapper.
+        return {i for i, fn in fns.items() if getattr(_unwrap(fn.fn), "__func__", None) in replies}
 
     def fn_id(self, api_name: str | None, fn_index: Any) -> int | None:
         app = self._gradio()
@@ -517,6 +519,10 @@ class Door:
             return
         await send({"type": "http.response.start", "status": refusal.status, "headers": raw})
         await send({"type": "http.response.body", "body": payload})
+
+
+def _unwrap(fn: Any) -> Any:
+    return inspect.unwrap(fn) if callable(fn) else fn
 
 
 def _peer(scope: Scope) -> str:
