@@ -246,9 +246,7 @@ CASES = {
     "unknown-field": (400, lambda lang: {"colour": "blue"}),
 }
 NOT_WIRED = {  # call sites outside this change that still pass English text through
-    "bad-parameter": "chat/service/bodies.py params_from: raise invalid(exc.detail) drops the reason",
     "unknown-backend": "chat/engine.py ChatEngine.chain: InvalidRequest with an English detail",
-    "unknown-field": "chat/service/bodies.py reject_unknown: an English ApiError message",
 }
 
 
@@ -269,6 +267,17 @@ def test_api_notices_and_errors_are_in_the_users_language(
     if case == "notices":
         assert {"context_capped", "trimmed", "length"} <= {n["kind"] for n in body["notices"]}
     assert all(in_language(text, lang) for text in shown), shown
+
+
+@pytest.mark.parametrize("body", ["{", "[1, 2]", '{"context": {}}'], ids=["not-json", "array", "no-input"])
+def test_a_body_without_text_is_refused_in_the_accept_language(api: tuple[str, Lang], body: str) -> None:
+    base, lang = api
+    accept = "zh-CN,zh;q=0.9" if lang == "zh" else "en-US,en;q=0.9"
+    headers = {"content-type": "application/json", "accept-language": accept}
+    response = httpx.post(f"{base}api/chat", content=body, headers=headers, timeout=30)
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert in_language(message, lang), message
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
