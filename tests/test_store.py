@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import timedelta
@@ -225,6 +226,14 @@ def test_retention_purges_idle_conversations(store: Store) -> None:
     assert store.purge_expired(utcnow() + timedelta(days=29)) == 0  # idle 29 days: kept
     assert store.purge_expired(utcnow() + timedelta(days=31)) == 1
     assert rows(store, owners) == 0 and rows(store, messages) == 0  # owners left with nothing go too
+    old = store.create_conversation(ALICE)
+    with store._tx() as c:
+        c.execute(sa.update(conversations).values(updated_at=utcnow() - timedelta(days=40)))
+    store.purge_every(0.05)  # a long-running server purges on its own
+    deadline = time.monotonic() + 30
+    while store.get_conversation(ALICE, old.id) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.get_conversation(ALICE, old.id) is None
     keep = Store(store.engine, retention_days=0)
     conv = keep.create_conversation(ALICE)
     assert keep.purge_expired(utcnow() + timedelta(days=10_000)) == 0

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def open_store(settings: Settings) -> Store | None:
-    """The store the settings ask for, migrated and ready; None with ``CHAT_STORE=off``.
+    """The store the settings ask for, migrated and ready (with a retention period, expired
+    conversations are purged now and every hour); None with ``CHAT_STORE=off``.
     Raises ``ConfigError`` for a bad URL or data directory, ``StoreError`` when the database
     cannot be reached."""
     if not settings.store:
@@ -35,6 +36,8 @@ def open_store(settings: Settings) -> Store | None:
     url = database_url(settings.database_url, data_dir(settings.data_dir))
     store = Store.open(url, retention_days=settings.retention_days)
     purged = store.purge_expired()
+    if settings.retention_days:
+        store.purge_every(3600.0)
     log.info("conversation store: %s (%d expired conversations purged)", safe_url(url), purged)
     return store
 

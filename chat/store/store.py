@@ -9,7 +9,9 @@ id behaves exactly like an id that does not exist.
 
 from __future__ import annotations
 
+import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from chat.errors import InvalidRequest
 from chat.messages import ROLES, Message
 from chat.store.engine import create_engine, migrate, parse_url, safe_url, translate_errors
-from chat.store.errors import ConversationNotFound
+from chat.store.errors import ConversationNotFound, StoreError
 from chat.store.models import (
     ID_MAX,
     OWNER_MAX,
@@ -41,6 +43,8 @@ from chat.store.writer import ReplyWriter
 AUTO_TITLE_CHARS = 60
 MAX_LIST = 1000
 EXPORT_FORMAT = "chat-export/1"
+log = logging.getLogger(__name__)
+
 PROFILE_LIMITS = {"display_name": 100, "language": 16, "persona": 100, "notes": 4000}
 
 
@@ -57,6 +61,7 @@ class Store:
             raise InvalidRequest(f"retention_days must be 0 (keep) or more, got {retention_days}")
         self.engine = engine
         self.retention_days = retention_days
+        self._closing = threading.Event()
         # SQLite keeps its own transactions (BEGIN IMMEDIATE, see engine.py) for every statement.
         postgres = engine.dialect.name == "postgresql"
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else engine
@@ -74,7 +79,23 @@ class Store:
         return store
 
     def close(self) -> None:
+        self._closing.set()
         self.engine.dispose()
+
+    def purge_every(self, seconds: float = 3600.0) -> threading.Thread:
+        """Run ``purge_expired`` every ``seconds`` in a daemon thread until ``close()``, so a
+        server that runs for months still keeps nothing past the retention period."""
+
+        def run() -> None:
+            while not self._closing.wait(seconds):
+                try:
+                    self.purge_expired()
+                except StoreError:
+                    log.warning("retention purge failed; trying again in %g s", seconds)
+
+        thread = threading.Thread(target=run, name="store-purge", daemon=True)
+        thread.start()
+        return thread
 
     def __repr__(self) -> str:
         return f"Store({safe_url(self.engine.url)!r}, retention_days={self.retention_days})"
