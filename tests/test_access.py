@@ -520,3 +520,15 @@ def test_every_way_in_needs_the_login_or_the_token_and_shares_one_limit(
     # The budget is the client's across every way in: another entry is refused too.
     other = ENTRIES["rest-json"] if entry != "rest-json" else ENTRIES["openai"]
     assert other(contract_app, visitor(me, BEARER)) == 429
+
+
+def test_page_login_attempts_count_against_the_limit(contract_app: str) -> None:
+    guess = {"username": USER, "password": "guess"}
+    tries = [httpx.post(contract_app + "login", data=guess, headers=visitor(90, None)) for _ in range(3)]
+    assert [t.status_code for t in tries] == [400, 400, 429]
+
+
+def test_basic_callers_cannot_read_or_end_the_doors_session(login_app: str) -> None:
+    assert httpx.get(login_app + "gradio_api/token", headers=BASIC).json()["token"] is None
+    httpx.get(login_app + "logout", headers=BASIC)
+    assert json_post(login_app + "gradio_api/run/chat", {"data": GRADIO_ARGS}, BASIC).status_code == 200

@@ -170,7 +170,7 @@ class Identity:
         self.share = settings.share
         self._secret = secret
 
-    def _is_trusted(self, address: str) -> bool:
+    def is_trusted(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -180,11 +180,11 @@ class Identity:
     def address(self, scope: Scope, headers: dict[str, str]) -> str:
         client = scope.get("client")
         peer = client[0] if client else "unknown"
-        if not self._is_trusted(peer):
+        if not self.is_trusted(peer):
             return peer
         hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
         for hop in reversed(hops):  # the right-most entry no trusted proxy added is the client
-            if not self._is_trusted(hop):
+            if not self.is_trusted(hop):
                 return _valid_ip(hop) or peer
         real = _valid_ip(headers.get("x-real-ip", "").strip())
         return real or (hops[0] if hops and _valid_ip(hops[0]) else peer)
@@ -243,7 +243,6 @@ class GradioSessions:
             for route in getattr(self.host, "routes", []):
                 if isinstance(getattr(route, "app", None), App):
                     self._app = route.app
-                    self._app.tokens[self._token] = self._user
                     break
         return self._app
 
@@ -261,6 +260,7 @@ class GradioSessions:
         app = self._gradio()
         if app is None:
             return
+        app.tokens[self._token] = self._user  # again each time: a /logout with it removes it
         cookie = f"access-token-{app.cookie_id}={self._token}".encode()
         headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
         old = [v for k, v in scope["headers"] if k == b"cookie"]
@@ -411,7 +411,7 @@ class Door:
         verdict = self.policy.verdict(
             headers.get("authorization", ""), (query.get("token") or [""])[0], metrics=kind is Kind.METRICS
         )
-        if verdict is Verdict.VALID:
+        if verdict is Verdict.VALID and path.rstrip("/") != "/gradio_api/token":  # it echoes the session
             self.sessions.grant(scope)
         needed = kind is Kind.API and self.policy.closed
         needed |= kind is Kind.METRICS and (self.policy.closed or bool(self.policy.metrics_token))
@@ -420,12 +420,15 @@ class Door:
         if needed and verdict is Verdict.NONE and not self.sessions.logged_in(cookies):
             return self._unauthorized(client, lang), None
         if websocket:
-            if not self._origin_allowed(headers, address_trusted=self.identity._is_trusted(_peer(scope))):
+            if not self._origin_allowed(headers, address_trusted=self.identity.is_trusted(_peer(scope))):
                 return Refusal(403, "forbidden_origin", t("api.origin", lang), {}), None
             return None, None
         method = scope.get("method", "")
         if method != "POST":
             return None, None
+        if path.rstrip("/") == "/login" and self.limiter is not None:  # Gradio's login form
+            wait = self.limiter.hit(client)  # each try counts: guessing the password is throttled
+            return (self._rate_refusal(wait, lang) if wait is not None else None), None
         if path.rstrip("/") in JSON_CHAT_ROUTES:
             if not _is_json(headers.get("content-type", "")):
                 return Refusal(415, "unsupported_media_type", t("api.json_only", lang), {}), None
