@@ -26,8 +26,7 @@ class Service:
         self.metrics = Metrics(engine)
         self.log = AccessLog(fmt=settings.log_format, user_text=settings.log_user_text)
         self.tracker = Tracker(engine, self.metrics, self.log)
-        self.door = Door(settings, engine, self.tracker)
-        self.limiter = self.door.limiter
+        self.door = Door(settings, engine, self.tracker)  # access, limits, queue admission
         self.budget = ThreadBudget()
         self.max_body = settings.max_body_bytes
         windows = [b.context_window() for b in engine.backends.values()]
