@@ -35,7 +35,6 @@ import json
 import re
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from enum import Enum
 from http.cookies import SimpleCookie
 from typing import Any
@@ -56,8 +55,8 @@ VISITOR_MINTS_PER_MINUTE = 60  # new visitor ids one address may get (behind --s
 QUEUE_RETRY_AFTER = 5  # seconds a client is told to wait when the model's queue is full
 UPLOAD_SLACK = 64 * 1024  # multipart framing around an uploaded file
 
-# POST routes that start a reply and take a JSON body -> their entry point
-JSON_CHAT_ROUTES = {"/api/chat": "rest", "/v1/chat/completions": "openai"}
+# POST routes that start a reply and take a JSON body
+JSON_CHAT_ROUTES = ("/api/chat", "/v1/chat/completions")
 # Gradio routes that can run an event: a chat event among them counts as one message
 _GRADIO_RUN = re.compile(r"^/gradio_api/(?:queue/join|(?:run|api|call|call/v2)/(?P<name>[^/]+))/?$")
 # /gradio_api routes the login page itself needs before anyone is logged in
@@ -304,17 +303,6 @@ class Admission:
         return isinstance(depth, int) and depth > self.max_queue
 
 
-@dataclass
-class Refusal:
-    status: int
-    kind: str
-    message: str
-    headers: dict[str, str]
-
-    def error(self) -> ApiError:
-        return ApiError(self.status, self.kind, self.message, headers=self.headers)
-
-
 class Door:
     """The access policy, limiter and queue admission one app applies to every request."""
 
@@ -338,26 +326,22 @@ class Door:
         """Room in the queue and one unit of the client's budget for one reply; else ``ApiError`` 429."""
         refusal = self._admit(client, lang)
         if refusal is not None:
-            raise refusal.error()
+            raise refusal
 
-    def _admit(self, client: str, lang: Lang) -> Refusal | None:
+    def _admit(self, client: str, lang: Lang) -> ApiError | None:
         if self.admission.full():
-            return Refusal(
-                429,
-                "queue_full",
-                t("api.queue_full", lang, seconds=QUEUE_RETRY_AFTER),
-                {"Retry-After": str(QUEUE_RETRY_AFTER)},
-            )
+            message = t("api.queue_full", lang, seconds=QUEUE_RETRY_AFTER)
+            return ApiError(429, "queue_full", message, headers={"Retry-After": str(QUEUE_RETRY_AFTER)})
         if self.limiter is not None:
             wait = self.limiter.hit(client)
             if wait is not None:
                 return self._rate_refusal(wait, lang)
         return None
 
-    def _rate_refusal(self, wait: int, lang: Lang) -> Refusal:
+    def _rate_refusal(self, wait: int, lang: Lang) -> ApiError:
         assert self.limiter is not None
         message = t("api.rate_limited", lang, limit=self.limiter.per_minute, seconds=wait)
-        return Refusal(429, "rate_limited", message, {"Retry-After": str(wait)})
+        return ApiError(429, "rate_limited", message, headers={"Retry-After": str(wait)})
 
     def attach(self, host_app: Any) -> None:
         """The FastAPI app the door stands in front of (Gradio is found in it once mounted)."""
@@ -402,7 +386,7 @@ class Door:
         client: str,
         lang: Lang,
         receive: Receive,
-    ) -> tuple[Refusal | None, bytes | None]:
+    ) -> tuple[ApiError | None, bytes | None]:
         kind = classify(path)
         if kind is Kind.OPEN:
             return None, None
@@ -421,7 +405,7 @@ class Door:
             return self._unauthorized(client, lang), None
         if websocket:
             if not self._origin_allowed(headers, address_trusted=self.identity.is_trusted(_peer(scope))):
-                return Refusal(403, "forbidden_origin", t("api.origin", lang), {}), None
+                return ApiError(403, "forbidden_origin", t("api.origin", lang)), None
             return None, None
         method = scope.get("method", "")
         if method != "POST":
@@ -431,7 +415,7 @@ class Door:
             return (self._rate_refusal(wait, lang) if wait is not None else None), None
         if path.rstrip("/") in JSON_CHAT_ROUTES:
             if not _is_json(headers.get("content-type", "")):
-                return Refusal(415, "unsupported_media_type", t("api.json_only", lang), {}), None
+                return ApiError(415, "unsupported_media_type", t("api.json_only", lang)), None
             return self._admit(client, lang), None
         if path.rstrip("/") == "/gradio_api/upload":
             return self._check_upload(headers, lang), None
@@ -441,28 +425,28 @@ class Door:
         body = await _read_body(receive, self.settings.max_body_bytes)
         if body is None:
             limit = self.settings.max_body_bytes
-            return Refusal(413, "payload_too_large", t("api.too_large", lang, limit=limit), {}), None
+            return ApiError(413, "payload_too_large", t("api.too_large", lang, limit=limit)), None
         if self._is_gradio_chat(match.group("name"), body):
             return self._admit(client, lang), body
         return None, body
 
-    def _unauthorized(self, client: str, lang: Lang) -> Refusal:
+    def _unauthorized(self, client: str, lang: Lang) -> ApiError:
         # Every failure counts against the client's budget: guessing the password is throttled.
         if self.limiter is not None:
             wait = self.limiter.hit(client)
             if wait is not None:
                 return self._rate_refusal(wait, lang)
         message = t("api.unauthorized_any", lang)
-        return Refusal(401, "unauthorized", message, {"WWW-Authenticate": self.policy.challenge})
+        return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": self.policy.challenge})
 
-    def _check_upload(self, headers: dict[str, str], lang: Lang) -> Refusal | None:
+    def _check_upload(self, headers: dict[str, str], lang: Lang) -> ApiError | None:
         limit = self.settings.max_upload_bytes
         try:
             length = int(headers.get("content-length", "0"))
         except ValueError:
             length = 0
         if length > limit + UPLOAD_SLACK:
-            return Refusal(413, "payload_too_large", t("api.upload_too_large", lang, limit=limit), {})
+            return ApiError(413, "payload_too_large", t("api.upload_too_large", lang, limit=limit))
         return None  # without a length, Gradio's own max_file_size cuts the stream off
 
     def _is_gradio_chat(self, name: str | None, body: bytes) -> bool:
@@ -494,7 +478,7 @@ class Door:
         scope: Scope,
         receive: Receive,
         send: Send,
-        refusal: Refusal,
+        refusal: ApiError,
         headers: dict[str, str],
         path: str,
         client: str,
@@ -503,7 +487,7 @@ class Door:
         record = RequestRecord(entry or "rest", id=request_id(headers.get("x-request-id")), client=client)
         if entry is not None:
             self.tracker.reject(record, refusal.kind, refusal.status)
-        body = refusal.error().body(record.id)
+        body = refusal.body(record.id)
         if path.startswith("/gradio_api/"):
             body["detail"] = refusal.message  # what Gradio's front end shows
         payload = json.dumps(body, ensure_ascii=False).encode()
