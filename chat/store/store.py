@@ -30,6 +30,7 @@ from chat.store.models import (
     ID_MAX,
     OWNER_MAX,
     TITLE_MAX,
+    UTCDateTime,
     conversations,
     feedback,
     messages,
@@ -241,21 +242,23 @@ class Store:
         if not _valid_id(conversation_id):
             raise ConversationNotFound(conversation_id=conversation_id)
         now = utcnow()
-        touch = {"owner": owner, "conversation_id": conversation_id, "now": now}
+        owned = {"owner": owner, "conversation_id": conversation_id, "now": now}
         with self._quick() as c:
-            # One statement both checks ownership and marks the conversation active (a crash
-            # between it and the insert leaves the conversation touched, nothing more).
-            if role == "user":
-                found = c.execute(_TOUCH_TITLE, {**touch, "auto_title": _auto_title(content)}).rowcount
-            else:
-                found = c.execute(_TOUCH, touch).rowcount
-            if not found:
+            # A user's message marks the conversation active (and may title it); the statement
+            # also checks ownership. A crash before the insert leaves it touched, nothing more.
+            if (
+                role == "user"
+                and not c.execute(_TOUCH, {**owned, "auto_title": _auto_title(content)}).rowcount
+            ):
                 raise ConversationNotFound(conversation_id=conversation_id)
-            result = c.execute(
-                _INSERT_MESSAGE,
-                {"c": conversation_id, "role": role, "content": content, "status": status, "now": now},
+            # The insert checks ownership itself, so a reply starts in one statement.
+            message_id = c.execute(
+                _INSERT_OWNED, {**owned, "role": role, "content": content, "status": status}
             )
-            return int(result.inserted_primary_key[0])
+            found = message_id.scalar()
+        if found is None:
+            raise ConversationNotFound(conversation_id=conversation_id)
+        return int(found)
 
     def reply_writer(
         self,
@@ -350,22 +353,32 @@ class Store:
 # --- helpers ------------------------------------------------------------------------------------
 
 # A turn's statements, built once: SQLAlchemy then skips rebuilding and re-keying them per call.
+_OWNED = (conversations.c.id == sa.bindparam("conversation_id")) & (
+    conversations.c.owner_id == sa.bindparam("owner")
+)
 _TOUCH = (
     sa.update(conversations)
-    .where(conversations.c.id == sa.bindparam("conversation_id"))
-    .where(conversations.c.owner_id == sa.bindparam("owner"))
-    .values(updated_at=sa.bindparam("now"))
+    .where(_OWNED)
+    .values(
+        updated_at=sa.bindparam("now"),
+        title=sa.case((conversations.c.title == "", sa.bindparam("auto_title")), else_=conversations.c.title),
+    )
 )
-_TOUCH_TITLE = _TOUCH.values(
-    title=sa.case((conversations.c.title == "", sa.bindparam("auto_title")), else_=conversations.c.title)
-)
-_INSERT_MESSAGE = sa.insert(messages).values(
-    conversation_id=sa.bindparam("c"),
-    role=sa.bindparam("role"),
-    content=sa.bindparam("content"),
-    status=sa.bindparam("status"),
-    created_at=sa.bindparam("now"),
-    updated_at=sa.bindparam("now"),
+_NOW = sa.bindparam("now", type_=UTCDateTime())
+_INSERT_OWNED = (
+    sa.insert(messages)
+    .from_select(
+        ["conversation_id", "role", "content", "status", "created_at", "updated_at"],
+        sa.select(
+            conversations.c.id,
+            sa.bindparam("role", type_=sa.String()),
+            sa.bindparam("content", type_=sa.Text()),
+            sa.bindparam("status", type_=sa.String()),
+            _NOW,
+            _NOW,
+        ).where(_OWNED),
+    )
+    .returning(messages.c.id)
 )
 
 
