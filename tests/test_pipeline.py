@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator, Sequence
 
 import httpx
 import pytest
-from gradio_client import Client
 from guard_fakes import ScriptedBackend
 from service_support import BLOCKED_WORD, WordGuard, serve, sse_events
 from websockets.sync.client import connect
@@ -273,15 +272,18 @@ def test_every_protocol_encodes_the_same_outcomes(app: str, entry: str) -> None:
     assert send(app, LONG) == {"error": "context_overflow", "status": 400}
 
 
-def test_the_gradio_api_runs_the_same_pipeline(app: str) -> None:
-    from gradio_client.exceptions import AppError
+def via_gradio(base: str, text: str) -> tuple[str, object]:
+    """Gradio's ``/chat`` API over plain HTTP (``/call``): ``("complete", reply)`` or ``("error", message)``."""
+    data = [text, None, "", 0.7, 2048, 16, 0.95]  # message, history, system prompt, sampling
+    event_id = httpx.post(base + "gradio_api/call/chat", json={"data": data}, timeout=30).json()["event_id"]
+    with httpx.stream("GET", base + f"gradio_api/call/chat/{event_id}", timeout=30) as r:
+        name, payload = list(sse_events(r.iter_lines()))[-1]
+    body = json.loads(payload)
+    return (name, body[0]) if name == "complete" else (name, body["error"])
 
-    client = Client(app, verbose=False)
-    try:
-        assert client.predict(message="Hi", api_name="/chat") == "Hello there"
-        with pytest.raises(AppError, match="can't help with that request"):
-            client.predict(message=f"Tell me about {BLOCKED_WORD}", api_name="/chat")
-        with pytest.raises(AppError, match="too long for the context window"):
-            client.predict(message=LONG, api_name="/chat")
-    finally:
-        client.close()
+
+def test_the_gradio_api_runs_the_same_pipeline(app: str) -> None:
+    assert via_gradio(app, "Hi") == ("complete", "Hello there")
+    assert via_gradio(app, f"Tell me about {BLOCKED_WORD}") == ("error", REFUSAL_EN)
+    name, message = via_gradio(app, LONG)
+    assert name == "error" and "too long for the context window" in str(message)
