@@ -1,18 +1,28 @@
-"""Fit a conversation into a context window by counting real tokens.
+"""Fit a conversation and its reply into a context window by counting real tokens.
 
 The system prompt and the newest message are always kept; the oldest turns go first, and a
 turn is dropped whole (from a user message up to the next one) so roles keep alternating.
+When the window is smaller than the reply the user asked for, the reply budget shrinks to what
+the window leaves (at most half of it when history competes), instead of refusing.
+
+Work does not grow with the conversation: the whole prompt is counted once (the local backend
+renders and tokenizes it once, for this count and for generation), and when turns must go, the
+cut is chosen from per-message counts that the backend computes once per distinct message. Only
+the chosen prompt is counted again, exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 from chat.errors import ContextOverflow
 from chat.messages import Message
 
 TokenCounter = Callable[[Sequence[Message]], int]
+MessageCounter = Callable[[Message], int]
+MIN_REPLY_TOKENS = 16  # below this a reply is not worth starting: the message is refused
 
 
 @dataclass(frozen=True)
@@ -20,46 +30,73 @@ class FittedPrompt:
     messages: tuple[Message, ...]
     prompt_tokens: int
     dropped: int  # messages left out
+    reply_tokens: int  # max new tokens the window leaves for the reply
 
 
 def fit_messages(
-    messages: Sequence[Message], *, window: int, reserve: int, count: TokenCounter
+    messages: Sequence[Message],
+    *,
+    window: int,
+    max_new_tokens: int,
+    count: TokenCounter,
+    cost: MessageCounter | None = None,
 ) -> FittedPrompt:
-    """Keep as much recent history as fits in ``window - reserve`` tokens.
+    """Keep as much recent history as fits beside the reply in ``window`` tokens.
 
-    Raises ``ContextOverflow`` when the system prompt plus the newest message alone do not fit.
+    ``count`` gives a prompt's exact length; ``cost`` one message's share of it (memoised by
+    the backend). Raises ``ContextOverflow`` when the system prompt and the newest message leave
+    no room for even a short reply.
     """
-    budget = window - reserve
     n_system = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
-    system, history, newest = messages[:n_system], messages[n_system:-1], messages[-1:]
+    system, history, newest = tuple(messages[:n_system]), tuple(messages[n_system:-1]), tuple(messages[-1:])
+    everything = (*system, *history, *newest)
 
-    # Candidate cut points: each start of a user turn, and "drop everything".
-    starts = [i for i, m in enumerate(history) if m.role == "user" and i > 0] + [len(history)]
-    starts = [0, *starts] if history else [0]
+    full = count(everything)
+    if full + max_new_tokens <= window:
+        return FittedPrompt(everything, full, 0, max_new_tokens)
+    reserve = min(max_new_tokens, max(window // 2, window - full))
+    budget = window - reserve
+    if full <= budget:
+        return FittedPrompt(everything, full, 0, reserve)
 
-    def build(cut: int) -> tuple[Message, ...]:
-        return (*system, *history[cut:], *newest)
-
-    tokens = count(build(0))
-    if tokens <= budget:
-        return FittedPrompt(build(0), tokens, 0)
-
-    minimal = build(len(history))
+    minimal = (*system, *newest)
     minimal_tokens = count(minimal)
-    if minimal_tokens > budget:
+    if minimal_tokens + MIN_REPLY_TOKENS > window:
         raise ContextOverflow(
-            f"prompt needs {minimal_tokens} tokens, {budget} available",
+            f"prompt needs {minimal_tokens} tokens, {window - MIN_REPLY_TOKENS} available",
             needed=minimal_tokens,
-            available=max(budget, 0),
-            reserved=reserve,
+            available=max(window - MIN_REPLY_TOKENS, 0),
+            reserved=MIN_REPLY_TOKENS,
         )
-    # Token count falls as the cut moves later: binary-search the earliest cut that fits.
-    lo, hi = 1, len(starts) - 1  # starts[hi] is known to fit, starts[0] is known not to
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if count(build(starts[mid])) <= budget:
-            hi = mid
-        else:
-            lo = mid + 1
-    fitted = build(starts[hi])
-    return FittedPrompt(fitted, count(fitted), starts[hi])
+    if minimal_tokens > budget:  # the newest message alone is long: it gets the room, not the reply
+        return FittedPrompt(minimal, minimal_tokens, len(history), window - minimal_tokens)
+    return _trim(system, history, newest, full, minimal_tokens, budget, reserve, count, cost)
+
+
+def _trim(
+    system: tuple[Message, ...],
+    history: tuple[Message, ...],
+    newest: tuple[Message, ...],
+    full: int,
+    minimal: int,
+    budget: int,
+    reserve: int,
+    count: TokenCounter,
+    cost: MessageCounter | None,
+) -> FittedPrompt:
+    """The earliest turn boundary whose prompt fits ``budget``, estimated then checked exactly."""
+    costs = [cost(m) if cost else count([m]) for m in history]
+    # Per-message counts miss the template's joins; scale them to the exact history size.
+    total = sum(costs)
+    scale = (full - minimal) / total if total > 0 else 1.0
+    suffix = list(accumulate(reversed(costs)))[::-1] + [0]  # suffix[i]: tokens of history[i:]
+    cuts = [i for i, m in enumerate(history) if m.role == "user" and i > 0] + [len(history)]
+    for position, cut in enumerate(cuts):
+        if minimal + scale * suffix[cut] > budget and cut != len(history):
+            continue
+        for later in cuts[position:]:  # the estimate may be short by a join: confirm exactly
+            prompt = (*system, *history[later:], *newest)
+            tokens = minimal if later == len(history) else count(prompt)
+            if tokens <= budget:
+                return FittedPrompt(prompt, tokens, later, reserve)
+    raise AssertionError("the minimal prompt fits, so some cut must")  # pragma: no cover

@@ -12,10 +12,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from chat.backends.base import Backend, Finish
-from chat.context import fit_messages
+from chat.context import FittedPrompt, fit_messages
 from chat.counters import Counters
 from chat.errors import BackendError, ContextOverflow, InputBlocked, InvalidRequest, OutputBlocked
 from chat.i18n import Lang, detect_language, t
@@ -52,6 +53,37 @@ class ResponseCache(Protocol):
     ) -> str: ...
     def get(self, key: str) -> str | None: ...
     def put(self, key: str, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One reply's inputs, as every backend in the chain sees them."""
+
+    messages: list[Message]
+    params: GenerationParams
+    lang: Lang
+    cancel: threading.Event | None
+    api_key: str | None
+    started: float
+    deadline: float
+    fallback: bool
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How one backend call ended: the text shown, its figures and the prompt it answered."""
+
+    text: str
+    stats: Stats
+    prompt: tuple[Message, ...]
+
+
+class _Retry(Exception):  # noqa: N818 - a signal, not an error
+    """A backend failed before any text: the caller may retry it."""
+
+    def __init__(self, error: BackendError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class ChatEngine:
@@ -92,7 +124,9 @@ class ChatEngine:
         """The backends to try, in order: the chosen one, then the configured fallbacks."""
         first = backend or self.default_backend
         if first not in self.backends:
-            raise InvalidRequest(f"unknown backend {first!r}; available: {', '.join(self.backends)}")
+            raise InvalidRequest(
+                reason="invalid.unknown_backend", backend=repr(first), available=", ".join(self.backends)
+            )
         names = [first, *(n for n in self.fallback if n != first)]
         return [self.backends[n] for n in names]
 
@@ -122,24 +156,21 @@ class ChatEngine:
         for index, candidate in enumerate(chain):
             if index:
                 self.counters.add("fallbacks")
+                previous = chain[index - 1]
                 yield Notice(
                     "fallback",
-                    f"{candidate.name} ({candidate.model}) is answering because "
-                    f"{chain[index - 1].name} failed: {last_error.user_message(lang)}",
+                    t(
+                        "notice.fallback",
+                        lang,
+                        backend=candidate.name,
+                        model=candidate.model,
+                        failed=previous.name,
+                        reason=last_error.user_message(lang),
+                    ),
                 )
+            request = _Request(msgs, params, lang, cancel, api_key, started, deadline, index > 0)
             try:
-                yield from self._stream_backend(
-                    candidate,
-                    msgs,
-                    params,
-                    lang=lang,
-                    cancel=cancel,
-                    use_cache=use_cache,
-                    api_key=api_key,
-                    started=started,
-                    deadline=deadline,
-                    fallback=index > 0,
-                )
+                yield from self._stream_backend(candidate, request, use_cache=use_cache)
                 return
             except BackendError as exc:
                 self.counters.add("errors")
@@ -177,139 +208,171 @@ class ChatEngine:
 
     # -- one backend ---------------------------------------------------------------------------
 
-    def _stream_backend(
-        self,
-        backend: Backend,
-        msgs: list[Message],
-        params: GenerationParams,
-        *,
-        lang: Lang,
-        cancel: threading.Event | None,
-        use_cache: bool,
-        api_key: str | None,
-        started: float,
-        deadline: float,
-        fallback: bool,
-    ) -> Iterator[Event]:
-        yield from backend.prepare(cancel)
-        window = params.context_length
-        hard_limit = backend.context_window()
-        if hard_limit is not None and window > hard_limit:
-            yield Notice("context_capped", t("notice.ctx_capped", lang, requested=window, used=hard_limit))
-            window = hard_limit
-        fitted = fit_messages(msgs, window=window, reserve=params.max_new_tokens, count=backend.count_tokens)
-        if fitted.dropped:
-            yield Notice("trimmed", t("notice.trimmed", lang, count=fitted.dropped))
+    def _stream_backend(self, backend: Backend, request: _Request, *, use_cache: bool) -> Iterator[Event]:
+        """Fit, then answer from the cache or the backend; the last event is ``Done``."""
+        yield from backend.prepare(request.cancel)
+        fitted = yield from self._fit(backend, request)
         stats = Stats(
             backend=backend.name,
             model=backend.model,
             prompt_tokens=fitted.prompt_tokens,
             dropped_messages=fitted.dropped,
-            fallback=fallback,
+            fallback=request.fallback,
         )
-
         key = None
         if self.cache is not None and use_cache:
-            key = self.cache.key(backend, fitted.messages, params, salt=_salt(api_key))
+            key = self.cache.key(backend, fitted.messages, request.params, salt=_salt(request.api_key))
             cached = self.cache.get(key)
             if cached is not None:
                 self.counters.add("cache_hits")
-                yield from self._replay(cached, stats, started)
+                yield from self._replay(cached, stats, request.started)
                 return
             self.counters.add("cache_misses")
+        outcome = yield from self._generate(backend, request, fitted, stats)
+        if key is not None and outcome.stats.finish_reason == "stop" and outcome.text:
+            if outcome.prompt != fitted.messages:  # re-fitted: the reply answers a shorter prompt
+                key = self.cache.key(backend, outcome.prompt, request.params, salt=_salt(request.api_key))
+            self.cache.put(key, outcome.text)
+        yield Done(outcome.text, outcome.stats)
 
-        attempt = 0
-        refits = 0
+    def _fit(self, backend: Backend, request: _Request, window: int | None = None) -> Iterator[Event]:
+        """Fit the conversation into the window (``yield from`` returns the ``FittedPrompt``)."""
+        params, lang = request.params, request.lang
+        if window is None:
+            window = params.context_length
+            hard_limit = backend.context_window()
+            if hard_limit is not None and window > hard_limit:
+                yield Notice(
+                    "context_capped", t("notice.ctx_capped", lang, requested=window, used=hard_limit)
+                )
+                window = hard_limit
+        fitted = fit_messages(
+            request.messages,
+            window=window,
+            max_new_tokens=params.max_new_tokens,
+            count=backend.count_tokens,
+            cost=backend.message_tokens,
+        )
+        if fitted.dropped:
+            yield Notice("trimmed", t("notice.trimmed", lang, count=fitted.dropped))
+        if fitted.reply_tokens < params.max_new_tokens:
+            yield Notice(
+                "reply_budget",
+                t("notice.reply_budget", lang, tokens=fitted.reply_tokens, asked=params.max_new_tokens),
+            )
+        return fitted
+
+    def _generate(
+        self, backend: Backend, request: _Request, fitted: FittedPrompt, stats: Stats
+    ) -> Iterator[Event]:
+        """Stream from the backend, retrying before the first token and re-fitting on an
+        estimated overflow (``yield from`` returns the ``_Outcome``, not yet yielded)."""
+        attempt = refits = 0
+        window = request.params.context_length
         while True:
             attempt += 1
-            received: list[str] = []
-            shown: list[str] = []
-            finish = Finish("stop")
-            first_token_at: float | None = None
-            out_filter = self.output_guard.new_filter() if self.output_guard is not None else None
-            budget = {"time_left": deadline - self._clock()} if backend.accepts_time_left else {}
-            chunks = backend.stream(fitted.messages, params, cancel=cancel, api_key=api_key, **budget)
+            stats.retries = attempt - 1
             try:
-                for chunk in chunks:
-                    if isinstance(chunk, Waiting):
-                        yield chunk
-                    elif isinstance(chunk, Finish):
-                        finish = chunk
-                    elif chunk:
-                        if first_token_at is None:
-                            first_token_at = self._clock()
-                        received.append(chunk)
-                        released = out_filter.feed(chunk) if out_filter else chunk
-                        if released:
-                            shown.append(released)
-                            yield TextDelta(released)
-                if out_filter is not None:
-                    tail = out_filter.flush()
-                    if tail:
-                        shown.append(tail)
-                        yield TextDelta(tail)
-            except OutputBlocked:
-                self.counters.add("blocked_output")
-                chunks.close()
-                notice = t("error.output_blocked", lang)
-                yield Notice("blocked", notice)
-                stats.finish_reason = "blocked"
-                yield Done(notice, self._finish_stats(stats, started, first_token_at, len(received)))
-                return
+                return (yield from self._attempt(backend, request, fitted, stats))
             except ContextOverflow as exc:
-                # An estimating backend (a cloud API) was wrong about the prompt's size: re-fit the
-                # history into a smaller window, with the same trimming and notice, a few times.
-                if received or backend.exact_token_count:
+                # An estimating backend (a cloud API) was wrong about the prompt's size: re-fit
+                # the history into a smaller window, with the same trimming and notice.
+                if backend.exact_token_count:
                     raise
-                window = _smaller_window(window, fitted.prompt_tokens, params.max_new_tokens, exc)
+                window = _smaller_window(
+                    min(window, fitted.prompt_tokens + fitted.reply_tokens),
+                    fitted.prompt_tokens,
+                    fitted.reply_tokens,
+                    exc,
+                )
                 if refits >= MAX_REFITS:
-                    raise _overflow(exc, fitted.prompt_tokens, window, params.max_new_tokens) from None
+                    raise _overflow(exc, fitted.prompt_tokens, window, fitted.reply_tokens) from None
                 refits += 1
                 attempt -= 1  # a re-fit is not a retry
-                fitted = fit_messages(
-                    msgs, window=window, reserve=params.max_new_tokens, count=backend.count_tokens
-                )
-                if fitted.dropped > stats.dropped_messages:
-                    yield Notice("trimmed", t("notice.trimmed", lang, count=fitted.dropped))
+                fitted = yield from self._fit(backend, request, window)
                 stats.prompt_tokens, stats.dropped_messages = fitted.prompt_tokens, fitted.dropped
-                if key is not None:
-                    key = self.cache.key(backend, fitted.messages, params, salt=_salt(api_key))
-                continue
-            except BackendError as exc:
-                if received:
-                    # Text already reached the user: keep it, say what happened, no retry.
-                    self.counters.add("errors")
-                    yield Notice("interrupted", exc.user_message(lang))
-                    stats.finish_reason = "error"
-                    stats.retries = attempt - 1
-                    yield Done(
-                        "".join(shown), self._finish_stats(stats, started, first_token_at, len(received))
-                    )
-                    return
-                delay = self.retry.delay(attempt, exc)
-                if delay is None or self._clock() + delay >= deadline:
-                    raise
+            except _Retry as retry:
+                delay = self.retry.delay(attempt, retry.error)
+                if delay is None or self._clock() + delay >= request.deadline:
+                    raise retry.error from None
                 self.counters.add("retries")
-                if _sleep(delay, cancel):
-                    raise
-                continue
-            finally:
-                chunks.close()
-            break
+                if _sleep(delay, request.cancel):
+                    raise retry.error from None
 
-        stats.retries = attempt - 1
+    def _attempt(
+        self, backend: Backend, request: _Request, fitted: FittedPrompt, stats: Stats
+    ) -> Iterator[Event]:
+        """One call to the backend, through the output guard (returns the ``_Outcome``)."""
+        lang = request.lang
+        params = request.params
+        if fitted.reply_tokens != params.max_new_tokens:
+            params = replace(params, max_new_tokens=fitted.reply_tokens)
+        received = 0
+        shown: list[str] = []
+        finish = Finish("stop")
+        first_token_at: float | None = None
+        out_filter = self.output_guard.new_filter() if self.output_guard is not None else None
+        budget = {"time_left": request.deadline - self._clock()} if backend.accepts_time_left else {}
+        chunks = backend.stream(
+            fitted.messages, params, cancel=request.cancel, api_key=request.api_key, **budget
+        )
+        try:
+            for chunk in chunks:
+                if isinstance(chunk, Waiting):
+                    yield chunk
+                elif isinstance(chunk, Finish):
+                    finish = chunk
+                elif chunk:
+                    if first_token_at is None:
+                        first_token_at = self._clock()
+                    received += 1
+                    released = out_filter.feed(chunk) if out_filter else chunk
+                    if released:
+                        shown.append(released)
+                        yield TextDelta(released)
+            if out_filter is not None:
+                tail = out_filter.flush()
+                if tail:
+                    shown.append(tail)
+                    yield TextDelta(tail)
+        except OutputBlocked:
+            self.counters.add("blocked_output")
+            notice = t("error.output_blocked", lang)
+            yield Notice("blocked", notice)
+            stats.finish_reason = "blocked"
+            return _Outcome(
+                notice, self._finish_stats(stats, request.started, first_token_at, received), fitted.messages
+            )
+        except BackendError as exc:
+            if not received:
+                raise _Retry(exc) from None
+            # Text already reached the user: keep it, say what happened, no retry.
+            self.counters.add("errors")
+            yield Notice("interrupted", exc.user_message(lang))
+            stats.finish_reason = "error"
+            return _Outcome(
+                "".join(shown),
+                self._finish_stats(stats, request.started, first_token_at, received),
+                fitted.messages,
+            )
+        finally:
+            chunks.close()
         stats.finish_reason = finish.reason
         if finish.prompt_tokens is not None:
             stats.prompt_tokens = finish.prompt_tokens
-        completion_tokens = (
-            finish.completion_tokens if finish.completion_tokens is not None else len(received)
-        )
+        if finish.cached_prompt_tokens is not None:
+            stats.cached_prompt_tokens = finish.cached_prompt_tokens
+            stats.evaluated_prompt_tokens = stats.prompt_tokens - finish.cached_prompt_tokens
         if finish.reason == "length":
             yield Notice("length", t("notice.length", lang))
-        text = "".join(shown)
-        if key is not None and finish.reason == "stop" and text:
-            self.cache.put(key, text)
-        yield Done(text, self._finish_stats(stats, started, first_token_at, completion_tokens))
+        elif finish.reason == "timeout":
+            yield Notice("timeout", t("notice.timeout", lang))
+        tokens = finish.completion_tokens if finish.completion_tokens is not None else received
+        return _Outcome(
+            "".join(shown),
+            self._finish_stats(stats, request.started, first_token_at, tokens),
+            fitted.messages,
+        )
 
     def _replay(self, text: str, stats: Stats, started: float) -> Iterator[Event]:
         first_token_at = self._clock()
@@ -333,12 +396,12 @@ class ChatEngine:
 
 def _checked_messages(messages: Iterable[Message | Mapping[str, Any]]) -> list[Message]:
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
-        raise InvalidRequest("messages must be a list of {role, content} objects")
+        raise InvalidRequest(reason="invalid.messages")
     msgs = [m if isinstance(m, Message) else Message.from_dict(m) for m in messages]
     if not msgs or msgs[-1].role != "user":
-        raise InvalidRequest("the last message must come from the user")
+        raise InvalidRequest(reason="invalid.last_user")
     if not msgs[-1].content.strip():
-        raise InvalidRequest(t("error.empty", detect_language(msgs[-1].content)))
+        raise InvalidRequest(reason="error.empty")
     return msgs
 
 

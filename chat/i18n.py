@@ -108,6 +108,14 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "上下文长度 {requested} 超过了模型已加载的窗口，实际使用 {used}。",
     },
     "notice.stopped": {"en": "Stopped.", "zh": "已停止。"},
+    "notice.reply_budget": {
+        "en": "The context length leaves room for a reply of at most {tokens} tokens ({asked} asked).",
+        "zh": "受上下文长度限制，本次回复最多 {tokens} 个 token（设置为 {asked}）。",
+    },
+    "notice.timeout": {
+        "en": "The reply was cut off: it reached the time limit for one request.",
+        "zh": "已达到单次请求的时间上限，回复被截断。",
+    },
     "notice.length": {
         "en": "The reply reached the max new tokens limit.",
         "zh": "回复已达到最大生成长度。",
@@ -118,6 +126,10 @@ MESSAGES: dict[str, dict[Lang, str]] = {
     "stats.fallback": {"en": "fallback", "zh": "备用后端"},
     "stats.retries": {"en": "{n} retries", "zh": "重试 {n} 次"},
     "stats.dropped": {"en": "{n} old messages left out", "zh": "省略了 {n} 条旧消息"},
+    "stats.prompt_cache": {
+        "en": "prompt {cached} cached + {evaluated} evaluated",
+        "zh": "提示词 {cached} 个来自缓存，{evaluated} 个新计算",
+    },
     "stats.finish": {"en": "finish: {reason}", "zh": "结束原因：{reason}"},
     "notice.loading": {
         "en": "The model is loading, please wait… ({status})",

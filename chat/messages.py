@@ -148,6 +148,8 @@ class Stats:
     tokens_per_second: float | None = None
     finish_reason: str = ""
     dropped_messages: int = 0
+    cached_prompt_tokens: int | None = None  # prompt tokens reused from the prompt cache
+    evaluated_prompt_tokens: int | None = None  # prompt tokens the model evaluated for this reply
     from_cache: bool = False
     fallback: bool = False
     retries: int = 0

@@ -57,6 +57,18 @@ class Settings:
     threads: int | None = _opt(
         "CHAT_THREADS", "CPU threads for generation (default: llama.cpp's choice)", parse=int, default=None
     )
+    prompt_cache_bytes: int = _opt(
+        "CHAT_PROMPT_CACHE_BYTES",
+        "memory for saved conversation prompts of the local model, in bytes (least recently used go first)",
+        parse=int,
+        default=512 * 1024 * 1024,
+    )
+    reproducible: bool = _opt(
+        "CHAT_REPRODUCIBLE",
+        "at temperature 0, evaluate every prompt from an empty cache: identical replies, slower turns",
+        parse=_bool,
+        default=False,
+    )
     # backends
     backend: str = _opt(
         "CHAT_BACKEND", f"primary backend: {' or '.join(registry.names())}", default="local"
@@ -252,6 +264,8 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        if self.prompt_cache_bytes < 0:
+            raise ConfigError(f"--prompt-cache-bytes must be 0 or more, got {self.prompt_cache_bytes}")
         if self.n_ctx < 64:
             raise ConfigError(f"--n-ctx must be at least 64, got {self.n_ctx}")
         if not 0 < self.port < 65536:

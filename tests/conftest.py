@@ -25,7 +25,9 @@ TEST_N_CTX = 2048
 @pytest.fixture(scope="session")
 def local_backend() -> Iterator[LlamaCppBackend]:
     """The embedded SmolLM2-135M, loaded once: a real llama.cpp model, no mock."""
-    backend = build_local_backend(Settings(n_ctx=TEST_N_CTX))
+    # reproducible: tests compare greedy replies across runs and entry points; the prompt-cache
+    # tests (tests/test_prompt_cache.py) turn it off to measure the cache.
+    backend = build_local_backend(Settings(n_ctx=TEST_N_CTX, reproducible=True))
     yield backend
     backend.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chat import ChatEngine, ContextOverflow, GenerationParams, InvalidRequest, Message, Notice
-from chat.context import fit_messages
+from chat.context import MIN_REPLY_TOKENS, fit_messages
 
 
 def long_history(turns: int) -> list[Message]:
@@ -29,7 +29,13 @@ def test_count_matches_llama_cpp_prompt(local_backend) -> None:
 def test_over_long_history_is_trimmed_oldest_first(local_backend) -> None:
     messages = long_history(40)
     assert local_backend.count_tokens(messages) > 1024
-    fitted = fit_messages(messages, window=1024, reserve=128, count=local_backend.count_tokens)
+    fitted = fit_messages(
+        messages,
+        window=1024,
+        max_new_tokens=128,
+        count=local_backend.count_tokens,
+        cost=local_backend.message_tokens,
+    )
     assert fitted.prompt_tokens <= 1024 - 128
     assert fitted.prompt_tokens == local_backend.count_tokens(fitted.messages)
     assert fitted.messages[0] == messages[0]  # system prompt kept
@@ -75,7 +81,7 @@ def test_single_message_too_long_gets_clear_error(engine: ChatEngine, local_back
     with pytest.raises(ContextOverflow) as info:
         engine.reply(huge, GenerationParams(max_new_tokens=64, context_length=1024))
     err = info.value
-    assert err.fields["needed"] > err.fields["available"] == 1024 - 64
+    assert err.fields["needed"] > err.fields["available"] == 1024 - MIN_REPLY_TOKENS
     assert "too long" in err.user_message("en")
     assert "太长" in err.user_message("zh")
     assert local_backend.queue_depth == 0
@@ -91,11 +97,23 @@ def test_slider_above_loaded_window_is_capped_with_notice(engine: ChatEngine, lo
     assert events[-1].stats.prompt_tokens <= window - 16  # n_ctx never exceeded
 
 
-def test_reply_budget_larger_than_window_is_an_error(engine: ChatEngine) -> None:
-    with pytest.raises(ContextOverflow):
-        engine.reply(
-            [{"role": "user", "content": "hi"}], GenerationParams(max_new_tokens=2048, context_length=2048)
+def test_reply_budget_larger_than_window_shrinks_with_a_notice(engine: ChatEngine) -> None:
+    events = list(
+        engine.stream(
+            [{"role": "user", "content": "Say hi."}],
+            GenerationParams(max_new_tokens=2048, context_length=2048, temperature=0),
         )
+    )
+    budget = [e for e in events if isinstance(e, Notice) and e.kind == "reply_budget"]
+    assert len(budget) == 1 and "2048" in budget[0].text
+    assert events[-1].text.strip()
+
+
+def test_long_history_in_a_small_window_keeps_half_for_history(local_backend) -> None:
+    """max new tokens = the whole window: the reply gets at most half, history the rest."""
+    fitted = fit_messages(long_history(40), window=512, max_new_tokens=512, count=local_backend.count_tokens)
+    assert fitted.reply_tokens == 256
+    assert fitted.dropped > 0 and fitted.prompt_tokens <= 256
 
 
 @pytest.mark.parametrize(

@@ -245,9 +245,7 @@ CASES = {
     "unknown-backend": (400, lambda lang: {"backend": "nope"}),
     "unknown-field": (400, lambda lang: {"colour": "blue"}),
 }
-NOT_WIRED = {  # call sites outside this change that still pass English text through
-    "unknown-backend": "chat/engine.py ChatEngine.chain: InvalidRequest with an English detail",
-}
+NOT_WIRED: dict[str, str] = {}  # call sites that still pass English text through
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -32,8 +32,12 @@ def test_stats_describe_the_reply(engine: ChatEngine) -> None:
     assert stats.tokens_per_second and stats.tokens_per_second > 0
 
 
-def test_temperature_zero_is_reproducible(engine: ChatEngine) -> None:
+def test_temperature_zero_is_reproducible_when_asked(engine: ChatEngine, local_backend) -> None:
+    """``--reproducible``: greedy replies evaluate from an empty cache, so they repeat exactly.
+    (Without it a returning prompt is restored from the prompt cache, which is much faster, but
+    its last token decodes in a different batch, which can change an argmax.)"""
     params = GenerationParams(temperature=0, max_new_tokens=40)
+    assert local_backend.reproducible  # as tests/conftest.py loads it
     first = engine.reply(QUESTION, params).text
     engine.reply([{"role": "user", "content": "Something else entirely: name a fruit."}], params)
     second = engine.reply(QUESTION, params).text

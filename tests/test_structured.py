@@ -203,3 +203,12 @@ def test_v1_answers_a_text_format_from_any_backend(scripted_service: str) -> Non
     response = _post(scripted_service, response_format={"type": "text"})
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "plain text"
+
+
+def test_v1_json_schema_on_the_local_model(local_backend) -> None:
+    """End to end: /v1 with a schema, answered by the in-process model under its grammar."""
+    with serve(ChatEngine({"local": local_backend}), full=False) as base:
+        response = _post(base, response_format=SCHEMA_FORMAT, max_tokens=160, temperature=0)
+    assert response.status_code == 200, response.text
+    value = json.loads(response.json()["choices"][0]["message"]["content"])
+    assert set(value) == {"colour", "count", "happy"} and value["colour"] in ("red", "green", "blue")

@@ -20,6 +20,7 @@ class Finish:
     reason: str  # "stop", "length", "cancelled", ...
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_prompt_tokens: int | None = None  # prompt tokens reused from a prompt cache, not evaluated
 
 
 Chunk = str | Waiting | Finish
@@ -63,6 +64,11 @@ class Backend(ABC):
     @abstractmethod
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """Tokens the prompt for ``messages`` takes (exact where a tokenizer is available)."""
+
+    def message_tokens(self, message: Message) -> int:
+        """One message's share of a prompt, for choosing which turns to drop (an estimate is
+        fine: the chosen prompt is counted again with ``count_tokens``)."""
+        return self.count_tokens([message])
 
     def prepare(self, cancel: threading.Event | None = None) -> Iterator[Waiting]:
         """Wait until the backend can serve (e.g. a model still loading), yielding progress."""

@@ -1,22 +1,31 @@
 """The local backend: one in-process llama.cpp model shared by every session.
 
 Generation is serialised by a ``TurnQueue``; closing the stream (Stop, a closed tab) ends the
-token loop at the next token and frees the model for the next request in the queue.
+token loop at the next token and frees the model for the next request in the queue. Each prompt
+is rendered with the GGUF's own chat template and tokenized once; a ``PromptCache`` keeps every
+conversation's evaluated prefix, so a returning conversation evaluates only its new tokens.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from chat.backends.base import Backend, Chunk, Finish
-from chat.errors import ConfigError, ContextOverflow
+from chat.backends.prompt_cache import DEFAULT_MAX_BYTES, PromptCache
+from chat.backends.structured import STRUCTURED_FORMATS, llama_grammar
+from chat.errors import BackendTimeout, ConfigError, ContextOverflow
 from chat.messages import GenerationParams, Message
 from chat.queueing import Cancelled, TurnQueue
 
 DEFAULT_N_CTX = 4096
-PER_MESSAGE_OVERHEAD = 8  # used only for GGUFs without a chat template
+REPEAT_PENALTY = 1.1  # llama-cpp-python's chat-completion default, kept for the same replies
+RENDER_MEMO = 8  # rendered prompts kept: fitting counts the prompt the stream then generates
+MESSAGE_MEMO = 4096  # per-message token counts kept for fitting long conversations
+_PROBE = {"role": "system", "content": "."}  # a fixed first message: isolates one message's tokens
 
 
 def gpu_offload_supported() -> bool:
@@ -27,6 +36,8 @@ def gpu_offload_supported() -> bool:
 
 class LlamaCppBackend(Backend):
     name = "local"
+    accepts_time_left = True  # the engine passes what is left of the request's total time
+    response_formats = STRUCTURED_FORMATS  # JSON mode and JSON schema, through llama.cpp grammars
 
     def __init__(
         self,
@@ -35,7 +46,8 @@ class LlamaCppBackend(Backend):
         n_ctx: int = DEFAULT_N_CTX,
         n_gpu_layers: int | None = None,
         n_threads: int | None = None,
-        chat_format: str | None = None,
+        prompt_cache_bytes: int = DEFAULT_MAX_BYTES,
+        reproducible: bool = False,
     ) -> None:
         from llama_cpp import Llama
 
@@ -47,7 +59,6 @@ class LlamaCppBackend(Backend):
                 n_ctx=n_ctx,
                 n_gpu_layers=n_gpu_layers,
                 n_threads=n_threads,
-                chat_format=chat_format,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -58,8 +69,14 @@ class LlamaCppBackend(Backend):
         self.model = model_path.name.removesuffix(".gguf")
         self.model_path = model_path
         self.n_gpu_layers = n_gpu_layers
+        self.reproducible = reproducible
+        self.prompt_cache = PromptCache(self._llm, max_bytes=prompt_cache_bytes)
         self._queue = TurnQueue()
         self._formatter = _template_formatter(self._llm)
+        self._rendered: OrderedDict[tuple[Message, ...], _Prompt] = OrderedDict()
+        self._message_tokens: OrderedDict[Message, int] = OrderedDict()
+        self._memo_lock = threading.Lock()
+        self._probe_tokens: int | None = None
 
     # -- Backend ------------------------------------------------------------------------------
 
@@ -71,16 +88,24 @@ class LlamaCppBackend(Backend):
         return self._queue.depth
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
-        """Exact prompt length: render the model's own chat template, then tokenize it."""
-        dicts = [m.to_dict() for m in messages]
-        if self._formatter is None:
-            return sum(len(self.tokenize(m.content)) + PER_MESSAGE_OVERHEAD for m in messages)
-        rendered = self._formatter(messages=dicts)
-        return len(
-            self._llm.tokenize(
-                rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
-            )
-        )
+        """Exact prompt length: the model's own chat template, rendered and tokenized once."""
+        return len(self._prompt(messages).tokens)
+
+    def message_tokens(self, message: Message) -> int:
+        """Tokens one message adds to a prompt, counted once per distinct message."""
+        with self._memo_lock:
+            known = self._message_tokens.get(message)
+            if known is not None:
+                self._message_tokens.move_to_end(message)
+                return known
+        if self._probe_tokens is None:
+            self._probe_tokens = len(self._render([_PROBE]).tokens)
+        count = len(self._render([_PROBE, message.to_dict()]).tokens) - self._probe_tokens
+        with self._memo_lock:
+            self._message_tokens[message] = count
+            if len(self._message_tokens) > MESSAGE_MEMO:
+                self._message_tokens.popitem(last=False)
+        return count
 
     def tokenize(self, text: str) -> list[int]:
         return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
@@ -92,64 +117,143 @@ class LlamaCppBackend(Backend):
         *,
         cancel: threading.Event | None = None,
         api_key: str | None = None,
+        time_left: float | None = None,
     ) -> Iterator[Chunk]:
+        deadline = None if time_left is None else time.monotonic() + time_left
+        grammar = llama_grammar(params.response_format)  # before the queue: a bad schema costs no turn
         try:
-            yield from self._queue.wait_turn(cancel)
+            for waiting in self._queue.wait_turn(cancel):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise BackendTimeout(
+                        "no turn on the local model before the total timeout", backend=self.name
+                    )
+                yield waiting
         except Cancelled:
             yield Finish("cancelled")
             return
-        pieces: list[str] = []
-        reason = "stop"
-        completion = None
         try:
-            if params.temperature == 0:
-                # Greedy decoding is reproducible only from the same KV state: a reused prefix
-                # evaluates in different batches and can change the argmax (see README).
-                self._llm.reset()
-            try:
-                completion = self._llm.create_chat_completion(
-                    [m.to_dict() for m in messages],
-                    temperature=params.temperature,
-                    top_p=params.top_p,
-                    max_tokens=params.max_new_tokens,
-                    seed=params.seed,
-                    stream=True,
-                )
-                for chunk in completion:
-                    choice = chunk["choices"][0]
-                    text = choice["delta"].get("content")
-                    if text:
-                        pieces.append(text)
-                        yield text
-                    if choice.get("finish_reason"):
-                        reason = choice["finish_reason"]
-                    if cancel is not None and cancel.is_set():
-                        reason = "cancelled"
-                        break
-            except ValueError as exc:  # llama.cpp's "Requested tokens exceed context window"
-                if "context window" in str(exc):
-                    raise ContextOverflow(str(exc)) from None
-                raise
-            # No prompt_tokens: the engine counted this exact prompt when it fitted the context.
-            yield Finish(reason, completion_tokens=len(self.tokenize("".join(pieces))))
+            yield from self._generate(self._prompt(messages), params, grammar, cancel, deadline)
         finally:
-            if completion is not None:
-                completion.close()
             self._queue.release()
+
+    def readiness(self) -> str | None:
+        return "model closed" if self._llm is None else None
 
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None
         if llm is not None:
             llm.close()
 
+    # -- one generation, holding the model's turn -----------------------------------------------
+
+    def _generate(
+        self,
+        prompt: _Prompt,
+        params: GenerationParams,
+        grammar: object,
+        cancel: threading.Event | None,
+        deadline: float | None,
+    ) -> Iterator[Chunk]:
+        tokens = prompt.tokens
+        if len(tokens) >= self._llm.n_ctx():
+            raise ContextOverflow(
+                f"prompt needs {len(tokens)} tokens, the window is {self._llm.n_ctx()}",
+                needed=len(tokens),
+                available=self._llm.n_ctx(),
+                reserved=0,
+            )
+        if self.reproducible and params.temperature == 0:
+            # Opt-in: greedy replies identical to a fresh start. A reused prefix evaluates in
+            # different batches, which can change an argmax (see README, "Prompt cache").
+            self._llm.reset()
+            cached = 0
+        else:
+            cached = self.prompt_cache.prepare(tokens).cached_tokens
+        pieces: list[str] = []
+        reason = "stop"
+        completion = self._llm.create_completion(
+            tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_new_tokens,
+            seed=params.seed,
+            stop=prompt.stop,
+            stopping_criteria=prompt.stopping_criteria,
+            repeat_penalty=REPEAT_PENALTY,
+            grammar=grammar,
+            stream=True,
+        )
+        try:
+            for chunk in completion:
+                choice = chunk["choices"][0]
+                text = choice.get("text")
+                if text:
+                    pieces.append(text)
+                    yield text
+                if choice.get("finish_reason"):
+                    reason = choice["finish_reason"]
+                if cancel is not None and cancel.is_set():
+                    reason = "cancelled"
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    reason = "timeout"
+                    break
+        finally:
+            completion.close()
+        yield Finish(
+            reason,
+            prompt_tokens=len(tokens),
+            completion_tokens=len(self.tokenize("".join(pieces))),
+            cached_prompt_tokens=cached,
+        )
+
+    # -- prompts -----------------------------------------------------------------------------
+
+    def _prompt(self, messages: Sequence[Message]) -> _Prompt:
+        """The rendered, tokenized prompt, shared by fitting (``count_tokens``) and ``stream``."""
+        key = tuple(messages)
+        with self._memo_lock:
+            known = self._rendered.get(key)
+            if known is not None:
+                self._rendered.move_to_end(key)
+                return known
+        prompt = self._render([m.to_dict() for m in messages])
+        with self._memo_lock:
+            self._rendered[key] = prompt
+            if len(self._rendered) > RENDER_MEMO:
+                self._rendered.popitem(last=False)
+        return prompt
+
+    def _render(self, dicts: list[dict[str, str]]) -> _Prompt:
+        rendered = self._formatter(messages=dicts)
+        tokens = self._llm.tokenize(
+            rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
+        )
+        stop = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop] if rendered.stop else []
+        return _Prompt(tokens, stop, rendered.stopping_criteria)
+
+
+class _Prompt:
+    """A prompt ready to generate from: its tokens, and where the template says a reply ends."""
+
+    __slots__ = ("tokens", "stop", "stopping_criteria")
+
+    def __init__(self, tokens: list[int], stop: list[str], stopping_criteria: object) -> None:
+        self.tokens = tokens
+        self.stop = stop
+        self.stopping_criteria = stopping_criteria
+
 
 def _template_formatter(llm):  # noqa: ANN001, ANN202 - llama_cpp types are private
-    """A formatter for the GGUF's own chat template, so token counts match what is generated."""
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    """A formatter for the GGUF's own chat template, so token counts match what is generated.
+
+    A GGUF without a template gets ChatML, the format most instruction-tuned models use.
+    """
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter, format_chatml
 
     template = llm.metadata.get("tokenizer.chat_template")
     if not template:
-        return None
+        return format_chatml
     vocab = llm._model  # noqa: SLF001 - the only way to read the special tokens' text
     eos = llm.token_eos()
     bos = llm.token_bos()
