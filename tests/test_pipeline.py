@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 import httpx
 import pytest
 from guard_fakes import ScriptedBackend
-from service_support import BLOCKED_WORD, WordGuard, serve, sse_events
+from service_support import BLOCKED_WORD, WordGuard, metric, scrape, serve, sse_events
 from websockets.sync.client import connect
 
 from chat import ChatEngine, GenerationParams, InvalidRequest, Message, TextDelta, Unavailable
@@ -287,3 +287,28 @@ def test_the_gradio_api_runs_the_same_pipeline(app: str) -> None:
     assert via_gradio(app, f"Tell me about {BLOCKED_WORD}") == ("error", REFUSAL_EN)
     name, message = via_gradio(app, LONG)
     assert name == "error" and "too long for the context window" in str(message)
+
+
+def test_a_json_client_that_leaves_cancels_its_reply_and_frees_the_backend() -> None:
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger, handler, backend = logging.getLogger("chat.access"), Capture(), Endless()
+    logger.addHandler(handler)
+    try:
+        with serve(ChatEngine({"endless": backend}), full=False, log_format="json") as base:
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(base + "api/chat", json={"user_input": "Go on forever."}, timeout=0.5)
+            assert backend.closed.wait(10)  # the disconnect set cancel: generation stopped
+            deadline = time.monotonic() + 10
+            while not lines and time.monotonic() < deadline:
+                time.sleep(0.02)
+            in_flight = metric(scrape(base), "chat_in_flight_requests", entry="rest")
+    finally:
+        logger.removeHandler(handler)
+    line = json.loads(lines[-1])
+    assert (line["status"], line["outcome"], line["finish_reason"]) == (499, "cancelled", "cancelled")
+    assert in_flight == 0
