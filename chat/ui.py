@@ -134,6 +134,15 @@ def format_stats(stats: Stats, lang: Lang = "en") -> str:
             parts.append(t("stats.first_token", lang, ms=f"{stats.time_to_first_token * 1000:.0f}"))
         if stats.tokens_per_second:
             parts.append(f"{stats.tokens_per_second:.1f} tok/s")
+        if stats.cached_prompt_tokens is not None and stats.evaluated_prompt_tokens is not None:
+            parts.append(
+                t(
+                    "stats.prompt_cache",
+                    lang,
+                    cached=stats.cached_prompt_tokens,
+                    evaluated=stats.evaluated_prompt_tokens,
+                )
+            )
     if stats.fallback:
         parts.append(t("stats.fallback", lang))
     if stats.retries:

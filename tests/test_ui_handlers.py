@@ -121,6 +121,17 @@ def test_stats_line_mentions_cache_fallback_and_retries() -> None:
     assert "from cache" in line and "fallback" in line and "2 retries" in line
 
 
+def test_stats_line_shows_prompt_tokens_from_the_prompt_cache() -> None:
+    from chat import Stats
+
+    stats = Stats(
+        backend="local", model="m", completion_tokens=9, cached_prompt_tokens=480, evaluated_prompt_tokens=22
+    )
+    assert "prompt 480 cached + 22 evaluated" in format_stats(stats)
+    assert "480 个来自缓存" in format_stats(stats, "zh")
+    assert "cached" not in format_stats(Stats(backend="cloud", model="m", completion_tokens=9))
+
+
 def test_the_ui_renders(engine: ChatEngine) -> None:
     from chat.personas import load_personas
     from chat.ui import build_ui
