@@ -72,10 +72,8 @@ class PostgresServer:
 
     def restart(self) -> None:
         """Stop the server (fast: open connections are cut) and start it again."""
-        subprocess.run(
-            [*self._pg_ctl, "-m", "fast", "-w", "stop"], check=True, capture_output=True, timeout=60
-        )
-        subprocess.run(self._start, check=True, capture_output=True, timeout=90)
+        _run([*self._pg_ctl, "-m", "fast", "-w", "stop"], self)
+        _run(self._start, self)
 
     def log(self) -> str:
         path = self.root / "server.log"
@@ -94,32 +92,50 @@ def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer]:
     if bin_dir is None:
         raise FileNotFoundError("PostgreSQL binaries (initdb, pg_ctl) not found: apt-get install postgresql")
     root = Path(tempfile.mkdtemp(prefix="chat-pg-"))
-    if os.geteuid() == 0:
-        entry = pwd.getpwnam("postgres")
-        os.chown(root, entry.pw_uid, entry.pw_gid)
     password = secrets.token_urlsafe(12)
     server = PostgresServer(bin_dir, root, free_port(), password)
-    run = _runner()
     (root / "pw").write_text(password)
     if os.geteuid() == 0:
-        os.chown(root / "pw", entry.pw_uid, entry.pw_gid)
-    subprocess.run(
-        [*run, str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", USER, f"--pwfile={root / 'pw'}",
-         "--auth=scram-sha-256", "-E", "UTF8", "--no-locale"],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        entry = pwd.getpwnam("postgres")
+        for path in (root, root / "pw"):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    run = _runner()
     options = f"-p {server.port} -c listen_addresses=127.0.0.1 -k {root}"
     if not durable:
         options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    pg_ctl = [*run, str(bin_dir / "pg_ctl"), "-D", str(root / "data")]
-    server._pg_ctl = pg_ctl
-    server._start = [*pg_ctl, "-l", str(root / "server.log"), "-o", options, "-w", "-t", "60", "start"]
-    subprocess.run(server._start, check=True, capture_output=True, timeout=90)
+    server._pg_ctl = [*run, str(bin_dir / "pg_ctl"), "-D", str(root / "data")]
+    server._start = [
+        *server._pg_ctl,
+        "-l",
+        str(root / "server.log"),
+        "-o",
+        options,
+        "-w",
+        "-t",
+        "60",
+        "start",
+    ]
     try:
+        _run(
+            [*run, str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", USER, f"--pwfile={root / 'pw'}",
+             "--auth=scram-sha-256", "-E", "UTF8", "--no-locale"],
+            server,
+        )  # fmt: skip
+        _run(server._start, server)
         yield server
     finally:
-        subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
+        subprocess.run([*server._pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(command: list[str], server: PostgresServer) -> None:
+    """Run an initdb/pg_ctl step; a failure says what the tool and the server said."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        tool = Path(command[len(_runner())]).name
+        raise RuntimeError(
+            f"{tool} failed ({done.returncode}): {done.stderr.strip()}\n{server.log()[-2000:]}"
+        )
 
 
 DATABASES = ["sqlite", "postgresql"]
