@@ -18,7 +18,7 @@ from cachetools import LRUCache
 
 from chat.engine import OutputFilter
 from chat.errors import InputBlocked, InvalidRequest
-from chat.guards.mask import Chain, SecretMask
+from chat.guards.mask import SecretMask
 from chat.guards.output import ModeratedFilter, StreamFilter
 from chat.guards.rules import DEFAULT_DIR, RuleSet
 from chat.i18n import Lang, t
@@ -148,7 +148,7 @@ class ContentGuard:
 
     def new_filter(self) -> OutputFilter:
         """Output phrases block the reply, credentials in it are masked, moderation approves it."""
-        stream: OutputFilter = Chain(StreamFilter(self.rules.output), SecretMask())
+        stream: OutputFilter = SecretMask(StreamFilter(self.rules.output))
         for classifier in (self.guard_model, self.moderation):
             if classifier is not None:
                 stream = ModeratedFilter(stream, classifier)

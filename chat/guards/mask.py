@@ -51,6 +51,7 @@ _STARTS = ("sk-", "ghp_", "akia", "xoxb-", "eyj", "pin", "otp", "api", "密码",
 # Ends of the buffer that may be the start of a name or a key format: held until decided.
 _PREFIXES = frozenset(w[:k] for w in (*_WORDS, *_STARTS) for k in range(1, len(w)))
 _LONGEST_PREFIX = max(map(len, _PREFIXES))
+_WORD_START_AT = re.compile(r"(?<![a-z0-9])[a-z0-9]|[^\x00-\x7f]")
 # Characters a credential's name or a key can begin with, in either case.
 _FIRST = frozenset(
     c
@@ -83,29 +84,26 @@ def mask_secrets(text: str) -> str:
     return _NAMED.sub(named, text)
 
 
-class Chain:
-    """Two output filters in a row: what the first releases, the second filters."""
-
-    def __init__(self, first: OutputFilter, second: OutputFilter) -> None:
-        self._first, self._second = first, second
-
-    def feed(self, text: str) -> str:
-        return self._second.feed(self._first.feed(text))
-
-    def flush(self) -> str:
-        return self._second.feed(self._first.flush()) + self._second.flush()
-
-
 class SecretMask:
-    """One reply's output filter that masks credentials (not thread-safe: one per reply)."""
+    """One reply's output filter that masks credentials in what ``inner`` (if any) releases.
 
-    def __init__(self) -> None:
+    Not thread-safe: one per reply. Wrapping the phrase filter directly, rather than chaining
+    two filters, saves a call per streamed token.
+    """
+
+    def __init__(self, inner: OutputFilter | None = None) -> None:
+        self._inner = inner
         self._pending = ""
         self._after_word = False  # the last released character was a Latin letter or digit
 
     def feed(self, text: str) -> str:
-        if not self._pending and not self._may_begin(text):
-            self._after_word = _wordy(text[-1]) if text else self._after_word
+        if self._inner is not None:
+            text = self._inner.feed(text)
+            if not text:
+                return ""
+        if not self._pending and (_FIRST.isdisjoint(text) or not self._may_begin(text)):
+            if text:
+                self._after_word = text[-1] in _ALNUM
             return text  # nothing held and no credential can begin here: the common case
         self._pending += text
         cut = self._undecided_from(self._pending)
@@ -116,15 +114,14 @@ class SecretMask:
 
     def _may_begin(self, text: str) -> bool:
         """Whether a name or key may begin in ``text``: a word starting with one of their letters."""
-        if _FIRST.isdisjoint(text):
-            return False
         m = _WORD_START.search(text.translate(_LOWER))
         if m is not None and m.start() == 0 and self._after_word:
             m = _WORD_START.search(text.translate(_LOWER), 1)
         return m is not None
 
     def flush(self) -> str:
-        released, self._pending = self._pending, ""
+        tail = self._inner.flush() if self._inner is not None else ""
+        released, self._pending = self._pending + tail, ""
         return mask_secrets(released)
 
     @staticmethod
@@ -148,16 +145,19 @@ class SecretMask:
         key = _KEY_START.search(tail, word)
         if key is not None and not (key.start() and _wordy(tail[key.start() - 1])):
             cut = min(cut, key.start())
-        # a word or key start that has only begun
-        for k in range(min(len(tail), _LONGEST_PREFIX), 0, -1):
-            if tail[-k:] in _PREFIXES:
-                cut = min(cut, len(tail) - k)
+        # a name or key that has only begun: its start is a word start among the last characters
+        for start in _WORD_START_AT.finditer(tail, max(0, len(tail) - _LONGEST_PREFIX)):
+            if tail[start.start() :] in _PREFIXES:
+                cut = min(cut, start.start())
                 break
         return lo + cut
 
 
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
 def _wordy(ch: str) -> bool:
-    return ch.isascii() and ch.isalnum()
+    return ch in _ALNUM
 
 
-__all__ = ["MASK", "Chain", "SecretMask", "mask_secrets"]
+__all__ = ["MASK", "SecretMask", "mask_secrets"]
