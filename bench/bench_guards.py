@@ -146,12 +146,16 @@ def eval_section(args: argparse.Namespace) -> list[str]:
 
 
 def sampled(items: list[evalset.Item], per_label: int) -> list[evalset.Item]:
-    """Every harmful item (the model only sees the rules' misses) and ``per_label`` of each other label."""
+    """Every harmful item (the model only sees the rules' misses) and ``per_label`` of each other
+    label, half Chinese and half English."""
     if per_label <= 0:
         return items
     out = [i for i in items if i.label == "harmful"]
     for label in ("benign", "mention"):
-        out += [i for i in items if i.label == label][::2][:per_label]
+        for lang in ("zh", "en"):  # half each, spread over the part
+            pool = [i for i in items if i.label == label and i.lang == lang]
+            step = max(1, len(pool) // max(1, per_label // 2))
+            out += pool[::step][: per_label // 2]
     return out
 
 
@@ -174,6 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--eval-only", action="store_true", help="accuracy and rule cost only")
+    parser.add_argument("--engine-only", action="store_true", help="cache and output filter cost only")
     parser.add_argument("--guard-model", default="", help="GGUF of a guard model (default: the stand-in)")
     parser.add_argument("--guard-url", default="", help="OpenAI-compatible endpoint of a guard model")
     parser.add_argument("--guard-timeout", type=float, default=60.0)
@@ -183,7 +188,8 @@ def main() -> None:
     parser.add_argument("--no-guard-model", action="store_true")
     args = parser.parse_args()
 
-    print("\n".join(eval_section(args)))
+    if not args.engine_only:
+        print("\n".join(eval_section(args)))
     if args.eval_only:
         return
     print()
