@@ -135,7 +135,8 @@ class Tracker:
             case _:
                 record.outcome = "interrupted" if outcome.stats.finish_reason == "error" else "ok"
         record.stats = outcome.stats
-        record.backend = self.backend_label(outcome.stats.backend or record.backend)
+        answered = self.backend_label(outcome.stats.backend)  # a fallback may have answered
+        record.backend = answered if answered != UNKNOWN else record.backend
 
     def finish(self, record: RequestRecord, status: int | None = None) -> None:
         """Count the request and write its log line (only the first call does anything)."""
