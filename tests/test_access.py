@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -525,10 +526,51 @@ def test_every_way_in_needs_the_login_or_the_token_and_shares_one_limit(
 def test_page_login_attempts_count_against_the_limit(contract_app: str) -> None:
     guess = {"username": USER, "password": "guess"}
     tries = [httpx.post(contract_app + "login", data=guess, headers=visitor(90, None)) for _ in range(3)]
-    assert [t.status_code for t in tries] == [400, 400, 429]
+    assert [t.status_code for t in tries] == [400, 400, 429]  # wrong passwords count; a login does not
 
 
 def test_basic_callers_cannot_read_or_end_the_doors_session(login_app: str) -> None:
     assert httpx.get(login_app + "gradio_api/token", headers=BASIC).json()["token"] is None
     httpx.get(login_app + "logout", headers=BASIC)
     assert json_post(login_app + "gradio_api/run/chat", {"data": GRADIO_ARGS}, BASIC).status_code == 200
+
+
+# --- 6. the page, in a real browser, behind the door ----------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHAT_INPUT = "#chat-input textarea[data-testid='textbox']"
+BOT = "#chatbot [data-testid='bot']"
+
+
+@pytest.mark.browser
+def test_the_page_logs_in_chats_and_shows_the_limit() -> None:
+    """The page's own calls (queue, heartbeat, data) pass the door on its session; a login does
+    not count against the limit, and a spent budget shows the door's sentence on the page. (The
+    token-only page uses the same login with the token as password: test_policy_compares_every_part.)"""
+    if not os.path.exists(CHROMIUM):
+        message = "chromium is not installed (.ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import expect, sync_playwright
+
+    with serve(scripted(), rate_limit=2, auth=f"{USER}:{PASSWORD}") as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page()
+            page.goto(url, wait_until="domcontentloaded")
+            page.locator("input[type='text']").first.fill(USER)
+            page.locator("input[type='password']").first.fill(PASSWORD)
+            page.keyboard.press("Enter")
+            for n in (1, 2):
+                page.locator(CHAT_INPUT).fill(f"Say ok {n}.")
+                page.locator(CHAT_INPUT).press("Enter")
+                expect(page.locator(BOT).nth(n - 1)).to_contain_text("Hello there.", timeout=30_000)
+                expect(page.locator(CHAT_INPUT)).to_be_enabled(timeout=30_000)
+            page.locator(CHAT_INPUT).fill("Say ok 3.")
+            page.locator(CHAT_INPUT).press("Enter")
+            expect(page.get_by_text("too many requests").first).to_be_visible(timeout=30_000)
+        finally:
+            browser.close()

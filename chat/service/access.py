@@ -371,6 +371,8 @@ class Door:
             receive = _replay(body, receive)
         if mint:
             send = _with_cookie(send, self.identity.new_visitor_cookie())
+        if path.rstrip("/") == "/login" and self.limiter is not None:
+            send = _on_failure(send, lambda: self.limiter.hit(client) if self.limiter else None)
         await app(scope, receive, send)
 
     @staticmethod
@@ -411,7 +413,7 @@ class Door:
         if method != "POST":
             return None, None
         if path.rstrip("/") == "/login" and self.limiter is not None:  # Gradio's login form
-            wait = self.limiter.hit(client)  # each try counts: guessing the password is throttled
+            wait = self.limiter.wait(client)  # a spent budget cannot guess passwords either
             return (self._rate_refusal(wait, lang) if wait is not None else None), None
         if path.rstrip("/") in JSON_CHAT_ROUTES:
             if not _is_json(headers.get("content-type", "")):
@@ -560,6 +562,17 @@ def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
         return await receive()
 
     return replay
+
+
+def _on_failure(send: Send, count: Callable[[], object]) -> Send:
+    """Call ``count`` when the response is an error (a wrong password on the login form)."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] >= 400:
+            count()
+        await send(message)
+
+    return sending
 
 
 def _with_cookie(send: Send, cookie: str) -> Send:

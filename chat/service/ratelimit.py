@@ -27,9 +27,18 @@ class ClientLimiter:
         self._item = RateLimitItemPerMinute(per_minute)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
+    def wait(self, client: str) -> int | None:
+        """Like ``hit`` without counting: ``None`` if one more is allowed now."""
+        if self._limiter.test(self._item, "chat", client):
+            return None
+        return self._retry_after(client)
+
     def hit(self, client: str) -> int | None:
         """Count one request; ``None`` if allowed, else the seconds until one is allowed again."""
         if self._limiter.hit(self._item, "chat", client):
             return None
+        return self._retry_after(client)
+
+    def _retry_after(self, client: str) -> int:
         reset = self._limiter.get_window_stats(self._item, "chat", client).reset_time
         return max(1, math.ceil(reset - time.time()))
