@@ -233,6 +233,14 @@ def test_page_events_that_do_not_reply_are_not_counted(limited: str) -> None:
     assert statuses[-1] == 429
 
 
+def test_a_long_conversation_from_the_page_is_not_too_large(limited: str) -> None:
+    # The page sends the whole history with each message; the door reads it to find the event.
+    history = [{"role": r, "content": "x" * 40_000} for r in ("user", "assistant") * 25]  # 2 MB
+    args = ["Say ok.", history, *GRADIO_ARGS[2:]]
+    response = json_post(limited + "gradio_api/run/chat", {"data": args}, client(4))
+    assert response.status_code != 413
+
+
 def test_forwarded_for_from_an_untrusted_peer_is_ignored() -> None:
     with serve(scripted(), full=False, rate_limit=1) as url:
         first = json_post(url + "api/chat", {"user_input": "hi"}, {"X-Forwarded-For": "10.9.0.1"})

@@ -54,6 +54,7 @@ VISITOR_COOKIE = "chat_visitor"
 VISITOR_MINTS_PER_MINUTE = 60  # new visitor ids one address may get (behind --share: everyone)
 QUEUE_RETRY_AFTER = 5  # seconds a client is told to wait when the model's queue is full
 UPLOAD_SLACK = 64 * 1024  # multipart framing around an uploaded file
+GRADIO_MAX_BODY = 32 * 1024 * 1024  # a Gradio event's body, read to find which event it runs
 
 # POST routes that start a reply and take a JSON body
 JSON_CHAT_ROUTES = ("/api/chat", "/v1/chat/completions")
@@ -424,9 +425,10 @@ class Door:
         match = _GRADIO_RUN.match(path)
         if match is None:
             return None, None
-        body = await _read_body(receive, self.settings.max_body_bytes)
+        # The page sends the whole conversation with each message: allow far more than an API body.
+        limit = max(self.settings.max_body_bytes, GRADIO_MAX_BODY)
+        body = await _read_body(receive, limit)
         if body is None:
-            limit = self.settings.max_body_bytes
             return ApiError(413, "payload_too_large", t("api.too_large", lang, limit=limit)), None
         if self._is_gradio_chat(match.group("name"), body):
             return self._admit(client, lang), body
