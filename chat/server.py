@@ -103,4 +103,7 @@ class Server:
 
     def stop(self) -> None:
         self._server.should_exit = True
-        self._thread.join(10)
+        self._thread.join(2)
+        if self._thread.is_alive():  # an open keep-alive or SSE client (gradio_client) holds it
+            self._server.force_exit = True
+            self._thread.join(10)

@@ -30,6 +30,7 @@ from support import free_port
 
 from chat import Settings, factory
 from chat.backends import registry
+from chat.context import MIN_REPLY_TOKENS
 from chat.engine import ChatEngine
 from chat.i18n import t
 from chat.messages import Done, GenerationParams, TextDelta
@@ -471,12 +472,12 @@ def test_errors_show_as_readable_messages(app: App, page: Page) -> None:
     context = page.get_by_label("range slider for Context length (tokens)")
     context.focus()
     context.press("Home")  # 256 tokens, while max new tokens stays 512
-    text = "Please summarise this. " + "The quick brown fox jumps over the lazy dog. " * 20
+    text = "Please summarise this. " + "The quick brown fox jumps over the lazy dog. " * 30
     call = send(app, page, text)
     assert call.done is None and not call.streamed
     error = notices(page)[-1]
     assert error.startswith("⚠️ Your message is too long for the context window")
-    assert "reserving 512 for the reply" in error
+    assert f"reserving {MIN_REPLY_TOKENS} for the reply" in error  # the least a reply may get
 
     page.get_by_role("button", name="New chat").click()
     page.wait_for_function(f"document.querySelectorAll(`{USER}`).length === 0")

@@ -1,0 +1,258 @@
+"""Time to first token by turn, for several users sharing one model in long conversations.
+
+1, 2 and 4 conversations take turns (each message goes to the next conversation), at temperature
+0.7 and 0, through the app's engine (guards on, response cache on: no prompt repeats) and through
+``python app.py`` over HTTP (``POST /api/chat`` with SSE, the history sent each time), beside raw
+llama-cpp-python on one conversation with its own prefix reuse: the best one conversation can do.
+Then decode speed (engine against raw), the work per request at turn 50 (fitting and input
+guards, without the model), prompt-cache memory and process RSS. Prints Markdown tables.
+
+    python bench/bench_turns.py [--turns 20] [--max-tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import httpx  # noqa: E402
+from support import free_port  # noqa: E402
+
+from chat import GenerationParams, Message, Settings  # noqa: E402
+from chat.context import fit_messages  # noqa: E402
+from chat.factory import build_engine  # noqa: E402
+
+N_CTX = 4096
+SYSTEM = "You are a helpful assistant. Answer briefly."
+REPORTED_TURNS = (1, 5, 10, 20)
+Reply = Callable[[list[dict[str, str]], float], tuple[float, str]]  # -> (ttft seconds, reply text)
+
+
+def question(conversation: int, turn: int) -> str:
+    return f"Conversation {conversation}, message {turn}: tell me one fact about the number {turn * 7 + conversation}."
+
+
+def run_lanes(reply: Reply, lanes: int, turns: int, temperature: float) -> dict[int, float]:
+    """Mean time to first token (ms) per turn over ``lanes`` interleaved conversations."""
+    histories = [[{"role": "system", "content": SYSTEM}] for _ in range(lanes)]
+    by_turn: dict[int, list[float]] = {}
+    for turn in range(1, turns + 1):
+        for lane, history in enumerate(histories):
+            history.append({"role": "user", "content": question(lane, turn)})
+            ttft, text = reply(history, temperature)
+            history.append({"role": "assistant", "content": text})
+            by_turn.setdefault(turn, []).append(ttft * 1000)
+    return {turn: statistics.mean(values) for turn, values in by_turn.items()}
+
+
+def engine_reply(engine, max_tokens: int) -> Reply:  # noqa: ANN001
+    def reply(history: list[dict[str, str]], temperature: float) -> tuple[float, str]:
+        params = GenerationParams(temperature=temperature, max_new_tokens=max_tokens, context_length=N_CTX)
+        done = engine.reply(history, params)
+        return done.stats.time_to_first_token or float("nan"), done.text
+
+    return reply
+
+
+def raw_reply(llm, max_tokens: int) -> Reply:  # noqa: ANN001
+    """llama-cpp-python's own chat call: its KV prefix reuse is all the caching it has."""
+
+    def reply(history: list[dict[str, str]], temperature: float) -> tuple[float, str]:
+        start = time.perf_counter()
+        first = None
+        pieces = []
+        for chunk in llm.create_chat_completion(
+            history, temperature=temperature, max_tokens=max_tokens, stream=True
+        ):
+            text = chunk["choices"][0]["delta"].get("content")
+            if text:
+                first = first or time.perf_counter()
+                pieces.append(text)
+        return (first or start) - start, "".join(pieces)
+
+    return reply
+
+
+def http_reply(url: str, max_tokens: int) -> Reply:
+    def reply(history: list[dict[str, str]], temperature: float) -> tuple[float, str]:
+        *earlier, newest = history
+        body = {
+            "user_input": newest["content"],
+            "stream": True,
+            "context": {
+                "system_prompt": earlier[0]["content"],
+                "history": earlier[1:],
+                "temperature": temperature,
+                "max_new_tokens": max_tokens,
+                "context_length": N_CTX,
+            },
+        }
+        start = time.perf_counter()
+        first = None
+        text = ""
+        with httpx.stream("POST", url + "api/chat", json=body, timeout=300) as response:
+            event = ""
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "delta":
+                    first = first or time.perf_counter()
+                elif line.startswith("data: ") and event == "done":
+                    text = json.loads(line[6:]).get("reply", "")
+        return (first or start) - start, text
+
+    return reply
+
+
+def decode_ratio(engine, llm, max_tokens: int) -> tuple[float, float]:  # noqa: ANN001
+    """Decode tokens/s of the engine and of raw llama-cpp-python on the same prompts."""
+    ours, raw = [], []
+    for i in range(3):
+        history = [{"role": "user", "content": f"Write a long story about lighthouse number {i}."}]
+        params = GenerationParams(temperature=0.7, max_new_tokens=128, context_length=N_CTX)
+        ours.append(engine.reply(history, params).stats.tokens_per_second or 0)
+        first, count = None, 0
+        for chunk in llm.create_chat_completion(history, temperature=0.7, max_tokens=128, stream=True):
+            if chunk["choices"][0]["delta"].get("content"):
+                first = first or time.perf_counter()
+                count += 1
+        raw.append((count - 1) / (time.perf_counter() - first))
+    return statistics.median(ours), statistics.median(raw)
+
+
+def per_request_work(engine, turns: int = 50) -> float:  # noqa: ANN001
+    """Fitting plus input guards for the ``turns``-th message of a conversation, with the memos
+    warm (as they are when it grew one turn at a time): milliseconds, median of 20."""
+    backend = engine.backends["local"]
+    messages = [Message("system", SYSTEM)]
+    for turn in range(1, turns):
+        messages += [
+            Message("user", question(0, turn)),
+            Message("assistant", f"Fact {turn}: " + "it is odd. " * 12),
+        ]
+    messages.append(Message("user", "And one more?"))
+
+    def once(msgs: list[Message]) -> float:
+        start = time.perf_counter()
+        engine.check_input(msgs)
+        fit_messages(
+            msgs, window=N_CTX, max_new_tokens=64, count=backend.count_tokens, cost=backend.message_tokens
+        )
+        return time.perf_counter() - start
+
+    once(messages[:-2])  # the previous turn: memos hold every earlier message
+    samples = []
+    for i in range(20):
+        msgs = [*messages[:-1], Message("user", f"And one more, variant {i}?")]  # a new message each time
+        samples.append(once(msgs))
+    return statistics.median(samples) * 1000
+
+
+@contextmanager
+def launched_app(port: int) -> Iterator[str]:
+    command = [sys.executable, str(ROOT / "app.py"), "--n-ctx", str(N_CTX), "--port", str(port)]
+    env = {**os.environ, "CHAT_RATE_LIMIT": "0", "CHAT_API_TOKEN": "", "CHAT_STORE": "off"}
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(url + "readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                sys.exit("the app did not start")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def row(label: str, by_turn: dict[int, float], turns: int) -> str:
+    shown = [t for t in REPORTED_TURNS if t <= turns]
+    cells = " | ".join(f"{by_turn[t]:.0f}" for t in shown)
+    return f"| {label} | {cells} | {by_turn[shown[-1]] / by_turn[1]:.2f} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--skip-http", action="store_true")
+    args = parser.parse_args()
+
+    from llama_cpp import Llama
+
+    from chat.models import embedded_model_path
+
+    engine = build_engine(Settings(n_ctx=N_CTX, cache=True))
+    backend = engine.backends["local"]
+    llm = Llama(model_path=str(embedded_model_path()), n_ctx=N_CTX, verbose=False)
+    shown = [t for t in REPORTED_TURNS if t <= args.turns]
+    head = " | ".join(f"turn {t}" for t in shown)
+    print(f"### Time to first token (ms), {args.max_tokens} new tokens per reply, n_ctx {N_CTX}\n")
+    print(f"| path, conversations, temperature | {head} | last / first |")
+    print("|---|" + "---|" * (len(shown) + 1))
+    raw_rows: dict[float, dict[int, float]] = {}
+    for temperature in (0.7, 0.0):
+        llm.reset()
+        raw_rows[temperature] = run_lanes(raw_reply(llm, args.max_tokens), 1, args.turns, temperature)
+        print(row(f"raw llama-cpp-python, 1, {temperature:g}", raw_rows[temperature], args.turns), flush=True)
+    cache_peak = 0
+    for temperature in (0.7, 0.0):
+        for lanes in (1, 2, 4):
+            backend.prompt_cache.clear()
+            result = run_lanes(engine_reply(engine, args.max_tokens), lanes, args.turns, temperature)
+            cache_peak = max(cache_peak, backend.prompt_cache.bytes)
+            print(row(f"engine, {lanes}, {temperature:g}", result, args.turns), flush=True)
+            if lanes == 1:
+                gaps = [result[t] - raw_rows[temperature][t] for t in shown]
+                print(f"| (engine - raw, ms) | {' | '.join(f'{g:+.0f}' for g in gaps)} | |", flush=True)
+    if not args.skip_http:
+        with launched_app(free_port()) as url:
+            for temperature in (0.7, 0.0):
+                for lanes in (1, 2, 4):
+                    result = run_lanes(http_reply(url, args.max_tokens), lanes, args.turns, temperature)
+                    print(
+                        row(f"HTTP /api/chat (app.py), {lanes}, {temperature:g}", result, args.turns),
+                        flush=True,
+                    )
+
+    ours, raw = decode_ratio(engine, llm, args.max_tokens)
+    work = per_request_work(engine)
+    print("\n### Other figures\n")
+    print("| figure | value |\n|---|---|")
+    print(f"| decode tokens/s, engine / raw | {ours:.1f} / {raw:.1f} = {ours / raw:.3f} |")
+    print(f"| fitting + input guards per request at turn 50 (ms) | {work:.2f} |")
+    print(f"| prompt cache, peak (MB) | {cache_peak / 2**20:.1f} |")
+    print(f"| process RSS, this process (MB) | {rss_mb():.0f} |")
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
