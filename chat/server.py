@@ -37,6 +37,7 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
         personas=load_personas(),
         max_context=max_context,
         feedback_log=Path(settings.feedback_log) if settings.feedback_log else None,
+        feedback_log_max_bytes=settings.feedback_log_max_bytes,
         cache_default=settings.cache,
     )
     demo.queue(max_size=settings.max_queue)
