@@ -36,10 +36,10 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat.engine import ChatEngine
@@ -178,8 +178,7 @@ class Identity:
         return any(ip in net for net in self.trusted)
 
     def address(self, scope: Scope, headers: dict[str, str]) -> str:
-        client = scope.get("client")
-        peer = client[0] if client else "unknown"
+        peer = _peer(scope)
         if not self.is_trusted(peer):
             return peer
         hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
@@ -350,7 +349,7 @@ class Door:
 
     async def serve(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        cookies = _cookies(headers.get("cookie", ""))
+        cookies = cookie_parser(headers.get("cookie", ""))  # as Gradio reads them
         path = scope["path"]
         lang = request_language("", headers.get("accept-language", ""))
         address = self.identity.address(scope, headers)
@@ -519,15 +518,6 @@ def _unwrap(fn: Any) -> Any:
 def _peer(scope: Scope) -> str:
     client = scope.get("client")
     return client[0] if client else "unknown"
-
-
-def _cookies(header: str) -> dict[str, str]:
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(header)
-    except Exception:  # noqa: BLE001 - a malformed cookie header is simply no cookies
-        return {}
-    return {k: m.value for k, m in jar.items()}
 
 
 def _is_json(content_type: str) -> bool:
