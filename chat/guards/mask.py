@@ -3,8 +3,10 @@
 A model can repeat a secret from its context or make up a plausible one; either way it must not
 reach the screen, the cache or a log. The value after a credential's name ("password: hunter2",
 "验证码是 482913") and well-known key formats ("sk-...", "ghp_...") are replaced by ``MASK``.
-Text that may still turn into a credential (a name whose value has not arrived, the start of a
-key) is held back until it is decided, so a secret split across chunks is masked too.
+
+Only a value is secret, not its name: so nothing is held back until a whole name (or a key's
+prefix) has arrived, and then only the value, until it ends. The last released characters are
+kept as context, so a name split across chunks ("pass" + "word: hunter2") is still found.
 """
 
 from __future__ import annotations
@@ -15,16 +17,17 @@ from chat.engine import OutputFilter
 
 MASK = "••••••"
 
-
 _NAMES = (
     r"password|passcode|passphrase|passwd|pin(?: code)?|otp|one[ -]?time (?:code|password)"
     r"|verification code|security code|auth(?:entication)? code|2fa code|login code|sms code"
     r"|api[ _-]?key|access[ _-]?key|secret(?: key)?|(?:access |auth |bearer |api )?token"
     r"|密码|口令|验证码|校验码|动态码|短信码|安全码|确认码|密钥|秘钥|令牌"
 )
+_SEPARATOR = r"[ \t]*(?:is|was|are|=|:|：|是|为|為)?[ \t]*[\"'“`]?"
+_VALUE_CHARS = r"A-Za-z0-9!@#$%^&*._+\-/="
 _NAMED = re.compile(
-    rf"(?<![A-Za-z0-9])(?P<name>{_NAMES})(?![A-Za-z])[ \t]*(?:is|was|are|=|:|：|是|为|為)?[ \t]*[\"'“`]?"
-    r"(?P<value>[A-Za-z0-9!@#$%^&*._+\-/=]{3,}[A-Za-z0-9!@#$%^&*_+\-/=])",
+    rf"(?<![A-Za-z0-9])(?P<name>{_NAMES})(?![A-Za-z]){_SEPARATOR}"
+    rf"(?P<value>[{_VALUE_CHARS}]{{3,}}[{_VALUE_CHARS.replace('.', '')}])",
     re.IGNORECASE,
 )
 _KEYED_NAMES = re.compile(r"key|secret|token|密钥|秘钥|令牌", re.IGNORECASE)
@@ -32,37 +35,18 @@ _FORMATS = re.compile(
     r"(?<![A-Za-z0-9])(?:sk-(?:proj-)?[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{30,}|AKIA[0-9A-Z]{16}"
     r"|xox[bpas]-[A-Za-z0-9-]{10,}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
 )
-# The streaming checks run on the lower-cased end of the reply (ASCII only, so positions hold)
-# with patterns that start with a literal: the regex engine then skips ahead on its own.
-_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-_NAME_SCAN = re.compile(f"(?:{_NAMES})")
-_VALUE_SO_FAR = re.compile(
-    r"[ \t]*(?:is|was|are|=|:|：|是|为|為)?[ \t]*[\"'“`]?[A-Za-z0-9!@#$%^&*._+\-/=]*\Z"
-)
-_KEY_START = re.compile(r"(?:sk-|gh[pousr]_|akia|xox[bpas]-|eyj)[a-z0-9_.\-]*\Z")
-_SCAN_BACK = 72  # characters of the reply's end that can hold an undecided name and value
-_WORDS = (  # credential names, multi-word ones whole: "api " may still become "api key"
-    *("password", "passcode", "passphrase", "verification code", "security code", "authentication code"),
-    *("api key", "api_key", "api-key", "apikey", "access key", "secret key", "pin code", "one-time code"),
-    *("one time code", "one-time password", "2fa code", "sms code", "login code", "auth code"),
-    *("access token", "auth token", "api token", "bearer token", "token"),
-)
-_STARTS = ("sk-", "ghp_", "akia", "xoxb-", "eyj", "pin", "otp", "api", "密码", "验证码", "密钥", "令牌")
-# Ends of the buffer that may be the start of a name or a key format: held until decided.
-_PREFIXES = frozenset(w[:k] for w in (*_WORDS, *_STARTS) for k in range(1, len(w)))
-_LONGEST_PREFIX = max(map(len, _PREFIXES))
-_WORD_START_AT = re.compile(r"(?<![a-z0-9])[a-z0-9]|[^\x00-\x7f]")
-# Characters a credential's name or a key can begin with, in either case.
-_FIRST = frozenset(
-    c
-    for w in (*_WORDS, *_STARTS, "passwd", "otp", "one", "login", "sms", "2fa", "口令")
-    for c in (w[0], w[0].upper())
-)
-_FIRST |= frozenset("校动短安确秘令口")
-_WORD_START = re.compile(
-    "(?<![a-z0-9])[" + re.escape("".join(sorted(c for c in _FIRST if not c.isupper()))) + "]"
-)
-_DECIDE_WITHIN = 32  # characters after a credential's name in which its value may still arrive
+# A value, or a key, that may still be growing at the end of the text (lower-cased).
+_OPEN_VALUE = re.compile(rf"(?<![a-z0-9])(?:{_NAMES})(?![a-z])(?P<value>{_SEPARATOR}[{_VALUE_CHARS}]*)\Z")
+_OPEN_KEY = re.compile(r"(?<![a-z0-9])(?:sk-|gh[pousr]_|akia|xox[bpas]-|eyj)[a-z0-9_.\-]*\Z")
+# Anything that may start a credential: when a chunk and its context have none, it passes as is.
+_HINT = re.compile(f"{_NAMES}|sk-|gh[pousr]_|akia|xox[bpas]-|eyj")
+_NAME_CHARS = frozenset(
+    "passwordcdehiknotpqrstuvwxyzbfgjlm2-_ 密码口令验证校动态短信安全确认钥秘牌"
+    + "PASSWORDCDEHIKNOTPQRSTUVWXYZBFGJLM"
+)  # every character a name or key prefix can hold (a superset is fine: it only costs time)
+_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")  # keeps positions
+_CONTEXT = 24  # released characters kept: the longest name, split across chunks
+_OPEN_WITHIN = 48  # characters a name's value may take to arrive and end
 
 
 def _is_secret(match: re.Match[str]) -> bool:
@@ -72,16 +56,27 @@ def _is_secret(match: re.Match[str]) -> bool:
     return bool(_KEYED_NAMES.search(match["name"])) and len(value) >= 12
 
 
+def _masked(text: str, start: int, end: int) -> str:
+    """``text[start:end]`` with every credential value that ends inside it replaced by ``MASK``."""
+    spans = [(m.start(), m.end()) for m in _FORMATS.finditer(text) if start < m.end() <= end]
+    spans += [m.span("value") for m in _NAMED.finditer(text) if start < m.end() <= end and _is_secret(m)]
+    if not spans:
+        return text[start:end]
+    out, pos = [], start
+    for a, b in sorted(spans):
+        a = max(a, start, pos)
+        if b <= pos:
+            continue
+        out.append(text[pos:a])
+        out.append(MASK)
+        pos = b
+    out.append(text[pos:end])
+    return "".join(out)
+
+
 def mask_secrets(text: str) -> str:
     """``text`` with every credential value replaced by ``MASK``."""
-    text = _FORMATS.sub(MASK, text)
-
-    def named(m: re.Match[str]) -> str:
-        if not _is_secret(m):
-            return m.group()
-        return m.group()[: m.start("value") - m.start()] + MASK
-
-    return _NAMED.sub(named, text)
+    return _masked(text, 0, len(text))
 
 
 class SecretMask:
@@ -93,71 +88,51 @@ class SecretMask:
 
     def __init__(self, inner: OutputFilter | None = None) -> None:
         self._inner = inner
-        self._pending = ""
-        self._after_word = False  # the last released character was a Latin letter or digit
+        self._context = ""  # the last characters released, for a name split across chunks
+        self._pending = ""  # a value or key that may still be growing
+        self._hot = False  # the context holds (the start of) a name or key
 
     def feed(self, text: str) -> str:
         if self._inner is not None:
             text = self._inner.feed(text)
-            if not text:
-                return ""
-        if not self._pending and (_FIRST.isdisjoint(text) or not self._may_begin(text)):
-            if text:
-                self._after_word = text[-1] in _ALNUM
-            return text  # nothing held and no credential can begin here: the common case
-        self._pending += text
-        cut = self._undecided_from(self._pending)
-        released, self._pending = self._pending[:cut], self._pending[cut:]
-        if released:
-            self._after_word = _wordy(released[-1])
-        return mask_secrets(released)
-
-    def _may_begin(self, text: str) -> bool:
-        """Whether a name or key may begin in ``text``: a word starting with one of their letters."""
-        m = _WORD_START.search(text.translate(_LOWER))
-        if m is not None and m.start() == 0 and self._after_word:
-            m = _WORD_START.search(text.translate(_LOWER), 1)
-        return m is not None
+        if not text:
+            return ""
+        if not self._pending and (
+            (not self._hot and _NAME_CHARS.isdisjoint(text))
+            or _HINT.search((self._context + text).translate(_LOWER)) is None
+        ):
+            self._context = (self._context + text)[-_CONTEXT:]
+            self._hot = False
+            return text  # the common case: nothing held, nothing that may start a credential
+        return self._release(text, final=False)
 
     def flush(self) -> str:
         tail = self._inner.flush() if self._inner is not None else ""
-        released, self._pending = self._pending + tail, ""
-        return mask_secrets(released)
+        return self._release(tail, final=True) if tail or self._pending else ""
+
+    def _release(self, text: str, *, final: bool) -> str:
+        base = len(self._context)
+        full = self._context + self._pending + text
+        cut = len(full) if final else self._open_from(full, base)
+        released = _masked(full, base, cut)
+        self._pending = full[cut:]
+        self._context = (self._context + released)[-_CONTEXT:]
+        self._hot = _HINT.search(self._context.translate(_LOWER)) is not None
+        return released
 
     @staticmethod
-    def _undecided_from(text: str) -> int:
-        """Where the part of ``text`` that may still become (part of) a credential starts."""
-        lo = max(0, len(text) - _SCAN_BACK)
-        tail = text[lo:].translate(_LOWER)
-        cut = len(tail)
-        # a name whose value may still be arriving
-        for m in _NAME_SCAN.finditer(tail):
-            start, end = m.span()
-            if (start and _wordy(tail[start - 1])) or (
-                end < len(tail) and tail[end].isascii() and tail[end].isalpha()
-            ):
-                continue
-            if len(tail) - end <= _DECIDE_WITHIN and _VALUE_SO_FAR.match(tail, end):
-                cut = start
-                break
-        # a key format that may still be growing (keys hold no spaces: look at the last word)
-        word = max(tail.rfind(" "), tail.rfind("\n")) + 1
-        key = _KEY_START.search(tail, word)
-        if key is not None and not (key.start() and _wordy(tail[key.start() - 1])):
-            cut = min(cut, key.start())
-        # a name or key that has only begun: its start is a word start among the last characters
-        for start in _WORD_START_AT.finditer(tail, max(0, len(tail) - _LONGEST_PREFIX)):
-            if tail[start.start() :] in _PREFIXES:
-                cut = min(cut, start.start())
-                break
-        return lo + cut
-
-
-_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-
-
-def _wordy(ch: str) -> bool:
-    return ch in _ALNUM
+    def _open_from(full: str, base: int) -> int:
+        """Where, at or after ``base``, a value or key that may still grow starts (else the end)."""
+        lo = max(0, len(full) - _OPEN_WITHIN - _CONTEXT)
+        low = full[lo:].translate(_LOWER)
+        cut = len(full)
+        value = _OPEN_VALUE.search(low)
+        if value is not None:
+            cut = lo + value.start("value")
+        key = _OPEN_KEY.search(low, max(low.rfind(" "), low.rfind("\n")) + 1)
+        if key is not None:
+            cut = min(cut, lo + key.start())
+        return max(cut, base)
 
 
 __all__ = ["MASK", "SecretMask", "mask_secrets"]
