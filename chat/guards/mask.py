@@ -40,10 +40,8 @@ _OPEN_VALUE = re.compile(rf"(?<![a-z0-9])(?:{_NAMES})(?![a-z])(?P<value>{_SEPARA
 _OPEN_KEY = re.compile(r"(?<![a-z0-9])(?:sk-|gh[pousr]_|akia|xox[bpas]-|eyj)[a-z0-9_.\-]*\Z")
 # Anything that may start a credential: when a chunk and its context have none, it passes as is.
 _HINT = re.compile(f"{_NAMES}|sk-|gh[pousr]_|akia|xox[bpas]-|eyj")
-_NAME_CHARS = frozenset(
-    "passwordcdehiknotpqrstuvwxyzbfgjlm2-_ 密码口令验证校动态短信安全确认钥秘牌"
-    + "PASSWORDCDEHIKNOTPQRSTUVWXYZBFGJLM"
-)  # every character a name or key prefix can hold (a superset is fine: it only costs time)
+# The last characters of every name and key prefix: a chunk without any cannot complete one.
+_NAME_ENDS = frozenset("denpyt-_ajDENPYTAJ码令钥牌")
 _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")  # keeps positions
 _CONTEXT = 24  # released characters kept: the longest name, split across chunks
 _OPEN_WITHIN = 48  # characters a name's value may take to arrive and end
@@ -98,7 +96,7 @@ class SecretMask:
         if not text:
             return ""
         if not self._pending and (
-            (not self._hot and _NAME_CHARS.isdisjoint(text))
+            (not self._hot and _NAME_ENDS.isdisjoint(text))
             or _HINT.search((self._context + text).translate(_LOWER)) is None
         ):
             self._context = (self._context + text)[-_CONTEXT:]
