@@ -200,7 +200,7 @@ def build_guard_model(settings: Settings) -> Moderation | None:
         )
     if settings.guard_model:
         path = resolve_model(settings.guard_model)
-        return LocalGuardModel(path, timeout=settings.guard_timeout, n_threads=settings.threads)
+        return LocalGuardModel(path, timeout=settings.guard_timeout)
     return None
 
 

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0
 GUARD_N_CTX = 4096
+GUARD_THREADS = 1  # one thread: a second one fights the chat model for cores (5x slower here)
 MAX_VERDICT_TOKENS = 24  # "Safety: Unsafe\nCategories: Violent" fits
 INSTRUCTION = (
     "You are a content safety classifier for a chat service. Read the user's message. Answer "
@@ -82,7 +83,7 @@ class LocalGuardModel:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         n_ctx: int = GUARD_N_CTX,
-        n_threads: int | None = None,
+        n_threads: int | None = GUARD_THREADS,
     ) -> None:
         from llama_cpp import Llama, LlamaGrammar
 
