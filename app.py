@@ -28,10 +28,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from chat.server import Server, build_app
 
-    server = Server(build_app(engine, settings), host=settings.host, port=settings.port)
     try:
+        server = Server(build_app(engine, settings), host=settings.host, port=settings.port)
         server.start()
-    except OSError as exc:
+    except (ChatError, OSError) as exc:  # the store's database cannot be used, or the port is taken
         log(f"error: {exc}")
         return 2
     log(f"Chat running at {server.local_url}")

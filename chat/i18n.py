@@ -287,6 +287,12 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "本服务器不支持 {field}",
     },
     "api.only_n1": {"en": "only n=1 is supported", "zh": "只支持 n=1"},
+    "api.store_off": {
+        "en": "this server keeps no conversations (CHAT_STORE=off): send the history with each request",
+        "zh": "本服务器不保存对话（CHAT_STORE=off）：请在每个请求中发送历史记录",
+    },
+    "api.where_query": {"en": "the query string", "zh": "查询字符串"},
+    "api.not_count": {"en": "{field} must be a whole number", "zh": "{field} 必须是整数"},
     "api.messages_empty": {"en": "messages must not be empty", "zh": "messages 不能为空"},
     # -- refusals of the door (``chat.service.access``) ----------------------------------------
     "api.unauthorized_any": {

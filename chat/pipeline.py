@@ -11,6 +11,10 @@ then ends with exactly one outcome from a closed set:
 
 The protocol modules only encode these steps, so a refusal or an error cannot be handled one way
 on ``/api/chat`` and another on ``/v1``. Closing the iterator stops generation and frees the model.
+
+With ``request.conversation`` set, the turn is also kept in the store: the user's message before
+generation starts (a failure, Stop or a crash cannot lose it), the reply as it streams, then
+marked complete, stopped or interrupted by its outcome.
 """
 
 from __future__ import annotations
@@ -19,14 +23,29 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from chat.engine import ChatEngine
 from chat.errors import ChatError, InputBlocked, OutputBlocked
 from chat.i18n import Lang, detect_language
 from chat.messages import Done, Event, GenerationParams, Message, Notice, Stats, TextDelta, Waiting
 
+if TYPE_CHECKING:
+    from chat.store import ReplyWriter, Store
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredConversation:
+    """Where a turn is kept: the owner's conversation ``id`` in ``store``. With ``new``, the
+    history the request brought (a client's own) is stored first, so the conversation holds
+    everything the model saw."""
+
+    store: Store = field(repr=False, compare=False)
+    owner: str
+    id: str
+    new: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +57,7 @@ class ReplyRequest:
     backend: str | None = None
     use_cache: bool = True
     api_key: str | None = field(default=None, repr=False)  # a session key: never shown
+    conversation: StoredConversation | None = None  # keep the user's message and the reply there
 
     @property
     def lang(self) -> Lang:
@@ -104,7 +124,9 @@ def run(
     shown: list[str] = []
     outcome: Outcome | None = None
     events: Iterator[Event] | None = None
+    writer: ReplyWriter | None = None
     try:
+        writer = _start_turn(engine, request)
         events = engine.stream(
             list(request.messages),
             request.params,
@@ -121,6 +143,8 @@ def run(
                 notices.append(event)
             elif isinstance(event, TextDelta):
                 shown.append(event.text)
+                if writer is not None:
+                    writer.append(event.text)
             yield event
     except (InputBlocked, OutputBlocked) as exc:
         stage: Literal["input", "output"] = "input" if isinstance(exc, InputBlocked) else "output"
@@ -140,9 +164,51 @@ def run(
         cancel.set()  # wakes a backend that is waiting or generating, then close() ends it
         if events is not None:
             events.close()
+        if writer is not None and outcome is None:  # closed mid-reply: Stop or a client that left
+            _finish_turn(writer, "stopped", "".join(shown))
     if outcome is None:  # pragma: no cover - the engine always ends with Done or an error
         outcome = Failure(ChatError("the reply ended without a result"), "".join(shown), tuple(notices))
+    if writer is not None:
+        _finish_turn(writer, _status(outcome), outcome.text)
     yield outcome
+
+
+def _start_turn(engine: ChatEngine, request: ReplyRequest) -> ReplyWriter | None:
+    """Store the user's message, then start the reply (a ``streaming`` row); ``ChatError``
+    (``StoreError``, ``ConversationNotFound``) when that fails, before anything is generated.
+
+    The input guard runs first: a refused message (it may hold a password) is never stored. Its
+    passed verdicts are memoised, so the engine's own check costs little after this one."""
+    conversation = request.conversation
+    if conversation is None:
+        return None
+    engine.check_input(list(request.messages))
+    store, owner = conversation.store, conversation.owner
+    if conversation.new:
+        for message in request.messages[:-1]:
+            if message.role != "system":
+                store.add_message(owner, conversation.id, message.role, message.content)
+    store.add_message(owner, conversation.id, "user", request.user_input)
+    return store.reply_writer(owner, conversation.id)
+
+
+def _status(outcome: Outcome) -> Literal["complete", "stopped", "interrupted"]:
+    if isinstance(outcome, Cancelled):
+        return "stopped"
+    if isinstance(outcome, Failure) or outcome.stats.finish_reason == "error":
+        return "interrupted"
+    return "complete"
+
+
+def _finish_turn(
+    writer: ReplyWriter, status: Literal["complete", "stopped", "interrupted"], text: str
+) -> None:
+    """The reply's last write; a failing database is logged, never turned into a failed reply the
+    user has already read."""
+    try:
+        writer.finish(status, text=text)
+    except ChatError:
+        log.warning("reply %s: the final write to the store failed", writer.message_id)
 
 
 def _ended(done: Done, notices: tuple[Notice, ...]) -> Outcome:

@@ -20,16 +20,23 @@ from chat.engine import ChatEngine
 from chat.personas import load_personas
 from chat.service import register
 from chat.settings import Settings
+from chat.store import open_store
 from chat.ui import I18N, build_ui
 
 
 def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
-    """FastAPI with the service routes first and the Gradio UI mounted at ``/``."""
+    """FastAPI with the service routes first and the Gradio UI mounted at ``/``.
+
+    Opens the conversation store (None with ``CHAT_STORE=off``) on ``app.state.store``; it is
+    closed when the server shuts down. Raises ``ChatError`` when the database cannot be used."""
     app = FastAPI(title="Self-hosted Chat", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.state.engine = engine
     app.state.settings = settings
+    app.state.store = store = open_store(settings)
+    if store is not None:
+        app.router.on_shutdown.append(store.close)
 
-    service = register(app, engine, settings)  # /api, /ws, /v1, /metrics, /healthz, /readyz
+    service = register(app, engine, settings, store)  # /api, /ws, /v1, /metrics, /healthz, /readyz
 
     max_context = min(b.context_window() or settings.n_ctx for b in engine.backends.values())
     demo = build_ui(

@@ -62,6 +62,17 @@ def real_engine() -> Iterator[ChatEngine]:
         backend.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Apps the tests build keep their conversations in a temporary folder, never in ./data."""
+    import chat.store.engine
+
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("store")
+        patch.setattr(chat.store.engine, "SPACE_DATA_DIR", folder)
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A real PostgreSQL server (Debian's binaries) on a free loopback port, for the session."""

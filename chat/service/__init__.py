@@ -5,6 +5,8 @@ mounted at ``/``) and returns the ``Service`` they share: one engine, one model,
 
     POST /api/chat              JSON reply, or SSE with "stream": true     (chat.service.rest)
     WS   /ws                    one conversation per connection            (chat.service.ws)
+    GET/PATCH/DELETE /api/conversations[/{id}], GET /api/me/export   the caller's stored
+                                conversations                              (chat.service.conversations)
     POST /v1/chat/completions   OpenAI-compatible, streaming and not       (chat.service.openai_routes)
     GET  /v1/models
     GET  /metrics               Prometheus text format                     (chat.service.metrics)
@@ -21,19 +23,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from chat.engine import ChatEngine
-from chat.service import health, openai_routes, rest, ws
+from chat.service import conversations, health, openai_routes, rest, ws
 from chat.service.access import DoorMiddleware
 from chat.service.core import Service
 from chat.settings import Settings
+from chat.store import Store
 
 __all__ = ["Service", "register"]
 
 
-def register(app: FastAPI, engine: ChatEngine, settings: Settings) -> Service:
-    service = Service(engine, settings)
+def register(app: FastAPI, engine: ChatEngine, settings: Settings, store: Store | None = None) -> Service:
+    service = Service(engine, settings, store)
     app.state.service = service
     health.register(app, service)
     rest.register(app, service)
+    conversations.register(app, service)
     ws.register(app, service)
     openai_routes.register(app, service)
 

@@ -39,7 +39,7 @@ from enum import Enum
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from starlette.requests import cookie_parser
+from starlette.requests import HTTPConnection, cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat.engine import ChatEngine
@@ -50,6 +50,7 @@ from chat.service.tracking import RequestRecord, Tracker, request_id
 from chat.settings import Settings
 
 CLIENT_KEY = "chat_client"  # scope["state"][CLIENT_KEY]: the client's identity for limits and logs
+OWNER_KEY = "chat_owner"  # scope["state"][OWNER_KEY]: whose conversations the request may see
 VISITOR_COOKIE = "chat_visitor"
 VISITOR_MINTS_PER_MINUTE = 60  # new visitor ids one address may get (behind --share: everyone)
 QUEUE_RETRY_AFTER = 5  # seconds a client is told to wait when the model's queue is full
@@ -94,6 +95,20 @@ def entry_of(path: str) -> str | None:
     if path.startswith("/gradio_api/"):
         return "gradio"
     return None
+
+
+def api_owner(token: str) -> str:
+    """The owner a bearer token stands for: a prefix of its hash, never the token itself."""
+    return "api:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def owner_of(conn: HTTPConnection) -> str:
+    """Whose conversations this request may see, as the door decided: ``user:<login>``,
+    ``api:<token hash>`` or ``anon:<visitor id>`` (the signed ``chat_visitor`` cookie)."""
+    owner = conn.scope.get("state", {}).get(OWNER_KEY)
+    if not owner:  # only a route the door did not stand before (a unit test's bare app)
+        raise RuntimeError("the request did not pass the door: it has no owner")
+    return owner
 
 
 def _same(given: str, expected: str) -> bool:
@@ -196,10 +211,15 @@ class Identity:
         return None
 
     def new_visitor_cookie(self) -> str:
+        return self.mint()[1]
+
+    def mint(self) -> tuple[str, str]:
+        """A new visitor id and the ``Set-Cookie`` value that hands it to the browser."""
         value = secrets.token_urlsafe(16)
-        return (
+        cookie = (
             f"{VISITOR_COOKIE}={value}.{self._sign(value)}; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax"
         )
+        return value, cookie
 
     def _sign(self, value: str) -> str:
         return hmac.new(self._secret, value.encode(), hashlib.sha256).hexdigest()[:32]
@@ -369,8 +389,18 @@ class Door:
             return
         if body is not None:
             receive = _replay(body, receive)
-        if mint:
-            send = _with_cookie(send, self.identity.new_visitor_cookie())
+        state = scope["state"]
+        visitor = self.identity.visitor(cookies)
+        wants_owner = state.get(OWNER_KEY) is None and (
+            classify(path) is Kind.API or self._is_page_load(scope, path)
+        )
+        if mint or (
+            wants_owner and visitor is None and (self._mints is None or self._mints.hit(address) is None)
+        ):
+            visitor, cookie = self.identity.mint()
+            send = _with_cookie(send, cookie)
+        if wants_owner:  # without a cookie (a spent mint budget) the id lasts this request only
+            state[OWNER_KEY] = f"anon:{visitor or secrets.token_urlsafe(16)}"
         if path.rstrip("/") == "/login" and self.limiter is not None:
             send = _on_failure(send, lambda: self.limiter.hit(client) if self.limiter else None)
         await app(scope, receive, send)
@@ -399,6 +429,7 @@ class Door:
         )
         if verdict is Verdict.VALID and path.rstrip("/") != "/gradio_api/token":  # it echoes the session
             self.sessions.grant(scope)
+        scope["state"][OWNER_KEY] = self._owner(verdict, headers.get("authorization", ""), query, cookies)
         needed = kind is Kind.API and self.policy.closed
         needed |= kind is Kind.METRICS and (self.policy.closed or bool(self.policy.metrics_token))
         if verdict is Verdict.INVALID and kind is not Kind.PAGE:
@@ -432,6 +463,20 @@ class Door:
         if self._is_gradio_chat(match.group("name"), body):
             return self._admit(client, lang), body
         return None, body
+
+    def _owner(
+        self, verdict: Verdict, authorization: str, query: dict[str, list[str]], cookies: dict[str, str]
+    ) -> str | None:
+        """``user:<login>`` or ``api:<token hash>``; None for an anonymous caller (``serve`` then
+        gives it ``anon:<visitor id>``). The login and the token are one owner each."""
+        if verdict is Verdict.VALID:
+            scheme, _, value = authorization.strip().partition(" ")
+            if scheme.lower() == "basic" and self.policy.login is not None:
+                return f"user:{self.policy.login[0]}"
+            return api_owner(value.strip() or (query.get("token") or [""])[0])
+        if verdict is Verdict.NONE and self.policy.closed and self.sessions.logged_in(cookies):
+            return f"user:{self.policy.login[0]}" if self.policy.login else api_owner(self.policy.token)
+        return None
 
     def _unauthorized(self, client: str, lang: Lang) -> ApiError:
         # Every failure counts against the client's budget: guessing the password is throttled.
@@ -569,7 +614,7 @@ def _on_failure(send: Send, count: Callable[[], object]) -> Send:
 
 def _with_cookie(send: Send, cookie: str) -> Send:
     async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
+        if message["type"] in ("http.response.start", "websocket.accept"):
             message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode())]}
         await send(message)
 

@@ -15,14 +15,16 @@ from chat.service.bridge import EventPump, ThreadBudget
 from chat.service.metrics import Metrics
 from chat.service.tracking import MeteredEngine, RequestRecord, Tracker, request_id
 from chat.settings import Settings
+from chat.store import Store
 
 DEFAULT_CONTEXT = 4096
 
 
 class Service:
-    def __init__(self, engine: ChatEngine, settings: Settings) -> None:
+    def __init__(self, engine: ChatEngine, settings: Settings, store: Store | None = None) -> None:
         self.engine = engine
         self.settings = settings
+        self.store = store  # the conversation store; None with CHAT_STORE=off
         self.metrics = Metrics(engine)
         self.log = AccessLog(fmt=settings.log_format, user_text=settings.log_user_text)
         self.tracker = Tracker(engine, self.metrics, self.log)

@@ -1,7 +1,13 @@
 """``POST /api/chat``: one reply as JSON, or as server-sent events with ``"stream": true``.
 
-    {"user_input": "Hi", "context": {"history": [...], "system_prompt": "...", "temperature": 0.2}}
-    -> {"id": ..., "reply": "...", "backend": "local", "completion_tokens": 12, ..., "notices": []}
+    {"user_input": "Hi", "conversation_id": "...", "context": {"system_prompt": "...", "temperature": 0.2}}
+    -> {"id": ..., "conversation_id": "...", "reply": "...", "backend": "local", ..., "notices": []}
+
+With the store on, each turn is kept in the caller's conversation: ``conversation_id`` continues
+one (its stored history is used; a ``context.history`` sent with it is ignored), none starts a
+new one (holding the ``context.history`` sent, if any). Every answer names it (``conversation_id`` in the JSON and the SSE ``done`` event, and
+the ``X-Conversation-ID`` header). With ``CHAT_STORE=off`` the history comes from
+``context.history`` alone and nothing is kept.
 
 SSE events: ``waiting``, ``notice``, ``delta`` (``{"text"}``), then ``done`` (the JSON above) or
 ``error``. Errors found before the first event (bad parameters, an over-long message) are a
@@ -11,6 +17,7 @@ plain JSON 4xx/5xx, not a stream. Access and rate limits are checked by the door
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from chat.messages import GenerationParams, Message
-from chat.pipeline import Failure, ReplyRequest
+from chat.pipeline import Failure, ReplyRequest, StoredConversation
 from chat.service.bodies import (
     PARAM_KEYS,
     bool_field,
@@ -29,11 +36,12 @@ from chat.service.bodies import (
     reject_unknown,
     text_field,
 )
+from chat.service.conversations import open_turn
 from chat.service.core import Service
 from chat.service.errors import ApiError, from_chat_error
 from chat.service.replies import SSE_HEADERS, ReplyRun, asked_language, frame, reply_body, sse
 
-BODY_KEYS = ("user_input", "context", "stream")
+BODY_KEYS = ("user_input", "conversation_id", "context", "stream")
 CONTEXT_KEYS = ("history", "system_prompt", "backend", *PARAM_KEYS)
 
 REQUEST_SCHEMA = {
@@ -42,6 +50,7 @@ REQUEST_SCHEMA = {
     "properties": {
         "user_input": {"type": "string"},
         "stream": {"type": "boolean", "default": False},
+        "conversation_id": {"type": "string"},
         "context": {
             "type": "object",
             "properties": {
@@ -67,14 +76,20 @@ def parse_context(
     return ReplyRequest(messages=messages, params=params, backend=backend)
 
 
-def parse_chat(body: dict[str, Any], defaults: GenerationParams) -> tuple[ReplyRequest, bool]:
-    reject_unknown(body, BODY_KEYS, "api.where_body")
-    user_input = text_field(body, "user_input", "", required=True)
+def parse_chat(
+    body: dict[str, Any], defaults: GenerationParams, turn: tuple[StoredConversation, list[Message]] | None
+) -> ReplyRequest:
+    """The reply a checked body asks for; ``turn`` is its stored conversation and history. A
+    continued conversation's stored history replaces any the client sent; a new one keeps what
+    was sent (the pipeline stores it before the new message)."""
     context = object_field(body, "context")
     reject_unknown(context, CONTEXT_KEYS, "context")
     history = messages_field(context.get("history"), "context.history")
-    stream = bool_field(body, "stream")
-    return parse_context(context, user_input, defaults, history=history), stream
+    user_input = text_field(body, "user_input", "", required=True)
+    if turn is not None and not turn[0].new:
+        history = turn[1]
+    chat = parse_context(context, user_input, defaults, history=history)
+    return replace(chat, conversation=turn[0]) if turn else chat
 
 
 def register(app: FastAPI, service: Service) -> None:
@@ -89,14 +104,24 @@ def register(app: FastAPI, service: Service) -> None:
         body: dict[str, Any] = {}
         try:
             body = await read_json(request, service.max_body)
-            chat, stream = parse_chat(body, service.defaults)
+            reject_unknown(body, BODY_KEYS, "api.where_body")
+            stream = bool_field(body, "stream")
+            parse_chat(body, service.defaults, None)  # a bad body is refused before anything is stored
+            turn = await open_turn(service, request, text_field(body, "conversation_id", ""))
+            chat = parse_chat(body, service.defaults, turn)
         except ApiError as exc:
             service.tracker.reject(record, exc.kind, exc.status)
             return exc.response(record.id, asked_language(request, body.get("user_input")))
         run = ReplyRun(service, record, chat)
-        if stream:
-            return await _stream_reply(run)
-        return await _json_reply(run, request)
+        response = await (_stream_reply(run) if stream else _json_reply(run, request))
+        if chat.conversation is not None:
+            response.headers["X-Conversation-ID"] = chat.conversation.id
+        return response
+
+
+def _done(data: dict[str, Any], chat: ReplyRequest) -> dict[str, Any]:
+    """A finished reply's JSON, naming the conversation it was kept in."""
+    return {**data, "conversation_id": chat.conversation.id} if chat.conversation else data
 
 
 async def _json_reply(run: ReplyRun, request: Request) -> Response:
@@ -108,7 +133,8 @@ async def _json_reply(run: ReplyRun, request: Request) -> Response:
         return Response(status_code=499)
     if isinstance(outcome, Failure):
         return from_chat_error(outcome.error, run.request.lang).response(run.record.id)
-    return JSONResponse(reply_body(outcome, run.record), headers={"X-Request-ID": run.record.id})
+    body = _done(reply_body(outcome, run.record), run.request)
+    return JSONResponse(body, headers={"X-Request-ID": run.record.id})
 
 
 async def _stream_reply(run: ReplyRun) -> Response:
@@ -121,7 +147,8 @@ async def _stream_reply(run: ReplyRun) -> Response:
     async def events() -> AsyncIterator[str]:
         try:
             async for step in run.resume(first):
-                yield sse(*frame(step, run.record, lang))
+                name, data = frame(step, run.record, lang)
+                yield sse(name, _done(data, run.request) if name == "done" else data)
         finally:
             await run.aclose()
 

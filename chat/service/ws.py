@@ -1,5 +1,10 @@
 """``WebSocket /ws``: one conversation per connection, its history kept by the server.
 
+With the store on, the conversation is kept in the caller's stored conversations:
+``/ws?conversation_id=<id>`` resumes one (an id that is not the caller's gets an ``error`` frame
+with status 404 and the connection closes), without it the first message starts a new one, and
+``reset`` starts another. Each ``done`` frame carries its ``conversation_id``.
+
 Client -> server (JSON text frames):
     {"user_input": "Hi", "context": {"system_prompt": "...", "temperature": 0.2}}
     {"type": "cancel"}   stop the reply being streamed
@@ -22,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -41,6 +47,7 @@ from chat.service.bodies import (
     text_field,
     too_large,
 )
+from chat.service.conversations import open_turn
 from chat.service.core import Service
 from chat.service.errors import ApiError
 from chat.service.replies import ReplyRun, asked_language, dumps, frame
@@ -51,6 +58,7 @@ CONTEXT_KEYS = ("system_prompt", "backend", *PARAM_KEYS)
 KEPT_FINISHES = ("stop", "length")  # replies that join the history
 IDLE_CLOSE = 1000  # normal closure: the client was idle, nothing went wrong
 TRY_AGAIN_LATER = 1013
+POLICY_VIOLATION = 1008  # a conversation_id that is not the caller's
 
 
 class _Gone(Exception):
@@ -90,7 +98,9 @@ def register(app: FastAPI, service: Service) -> None:
             await websocket.close(TRY_AGAIN_LATER, reason)
             return
         try:
-            await Conversation(service, websocket).run()
+            conversation = Conversation(service, websocket)
+            if await conversation.resume(websocket.query_params.get("conversation_id", "")):
+                await conversation.run()
         finally:
             slots.give_back(client)
 
@@ -99,12 +109,32 @@ class Conversation:
     def __init__(self, service: Service, websocket: WebSocket) -> None:
         self.service = service
         self.ws = websocket
-        self.history: list[Message] = []
+        self.history: list[Message] = []  # with the store off; else the store keeps it
+        self.conversation_id = ""  # with the store on: the stored conversation, once there is one
         self.context: dict[str, Any] = {}
         self.cancel: threading.Event | None = None  # the reply being streamed, if any
         self.idle_timeout = service.settings.ws_idle_timeout
         self._idle_deadline = anyio.current_time() + self.idle_timeout
         self._busy = False
+
+    async def resume(self, conversation_id: str) -> bool:
+        """Continue the caller's stored conversation ``conversation_id``; False (the client was
+        told why and the connection closed) when it is not theirs, or nothing is stored."""
+        if not conversation_id:
+            return True
+        record = self.service.record("ws", self.ws)
+        try:
+            await open_turn(self.service, self.ws, conversation_id)
+        except ApiError as exc:
+            self.service.tracker.reject(record, exc.kind, exc.status)
+            body = exc.body(record.id, asked_language(self.ws))
+            with contextlib.suppress(_Gone):
+                await self._send({"type": "error", "id": record.id, "status": exc.status, **body})
+            with contextlib.suppress(Exception):  # the client may already be gone
+                await self.ws.close(POLICY_VIOLATION, exc.kind)
+            return False
+        self.conversation_id = conversation_id
+        return True
 
     async def run(self) -> None:
         inbox_in, inbox = anyio.create_memory_object_stream[dict[str, Any] | ApiError](16)
@@ -188,6 +218,7 @@ class Conversation:
             kind = text_field(frame_, "type", "") or "message"
             if kind == "reset":
                 self.history.clear()
+                self.conversation_id = ""  # the next message starts a new stored conversation
                 await self._send({"type": "reset"})
                 return
             if kind != "message":
@@ -201,6 +232,11 @@ class Conversation:
                 {**self.context, **context}, user_input, service.defaults, history=self.history
             )
             service.check_rate(record.client)  # each message starts a reply: it counts
+            turn = await open_turn(service, self.ws, self.conversation_id)
+            if turn is not None:
+                self.conversation_id = turn[0].id
+                chat = replace(chat, messages=[*chat.messages[:-1], *turn[1], chat.messages[-1]])
+                chat = replace(chat, conversation=turn[0])
         except ApiError as exc:
             service.tracker.reject(record, exc.kind, exc.status)
             text = frame_.get("user_input") if isinstance(frame_, dict) else None
@@ -214,7 +250,11 @@ class Conversation:
         try:
             async for step in run:
                 name, data = frame(step, record, chat.lang)
+                if name == "done" and chat.conversation is not None:
+                    data["conversation_id"] = chat.conversation.id
                 await self._send({"type": name, **data})
+                if chat.conversation is not None:
+                    continue  # the store keeps the history
                 if isinstance(step, Reply) and step.stats.finish_reason in KEPT_FINISHES:
                     self.history += [chat.messages[-1], Message("assistant", step.text)]
         finally:

@@ -1,0 +1,157 @@
+"""The caller's stored conversations over HTTP, and the turn a chat route keeps in the store.
+
+    GET    /api/conversations[?search=&limit=]   {"conversations": [{"id", "title", ...}]}, newest first
+    GET    /api/conversations/{id}               {"id", "title", "messages": [{"role", "content", ...}]}
+    PATCH  /api/conversations/{id}               {"title": "..."} renames it
+    DELETE /api/conversations/{id}               deletes it with its messages
+    DELETE /api/conversations                    deletes everything kept about the caller
+    GET    /api/me/export                        everything kept about the caller, as JSON
+
+Every route sees only the caller's own data: the owner is decided by the door
+(``chat.service.access.owner_of``), and another owner's id answers exactly like a missing one
+(404). With ``CHAT_STORE=off`` every route answers 404 saying nothing is kept on the server.
+Store calls are short blocking transactions: they run in a worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+from fastapi import FastAPI
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+
+from chat.errors import ChatError, InvalidRequest
+from chat.messages import Message
+from chat.pipeline import StoredConversation
+from chat.service.access import owner_of
+from chat.service.bodies import invalid_field, read_json, refusal, reject_unknown, text_field
+from chat.service.core import Service
+from chat.service.errors import ApiError, from_chat_error, from_invalid
+from chat.service.replies import asked_language
+from chat.store import ConversationNotFound, Store, StoreError
+
+T = TypeVar("T")
+LIST_LIMIT = 100  # conversations listed when the caller does not say how many
+
+
+def store_off() -> ApiError:
+    return refusal(404, "store_off", "api.store_off")
+
+
+def store_error(exc: ChatError) -> ApiError:
+    """The HTTP form of a store failure: 404 not found, 400 bad input, 503 database down."""
+    if isinstance(exc, ConversationNotFound):
+        return ApiError(404, "not_found", text=exc.user_message)
+    if isinstance(exc, InvalidRequest):
+        return from_invalid(exc)
+    if isinstance(exc, StoreError):
+        return ApiError(503, "store_unavailable", text=exc.user_message)
+    return from_chat_error(exc)
+
+
+async def in_thread(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one store call off the event loop; its ``ChatError`` becomes the route's ``ApiError``."""
+    try:
+        return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
+    except ChatError as exc:
+        raise store_error(exc) from None
+
+
+async def open_turn(
+    service: Service, conn: HTTPConnection, conversation_id: str
+) -> tuple[StoredConversation, list[Message]] | None:
+    """The conversation a chat turn is kept in, with its stored history: the caller's
+    ``conversation_id``, or a new one (``new``: no history yet) when it is empty. None with the
+    store off and no id; ``ApiError`` 404 for an id that is not the caller's (or store off)."""
+    store = service.store
+    if store is None:
+        if conversation_id:
+            raise store_off()
+        return None
+    owner = owner_of(conn)
+    if not conversation_id:
+        info = await in_thread(store.create_conversation, owner)
+        return StoredConversation(store, owner, info.id, new=True), []
+    history = await in_thread(store.history, owner, conversation_id)
+    return StoredConversation(store, owner, conversation_id), history
+
+
+def register(app: FastAPI, service: Service) -> None:
+    def store_of() -> Store:
+        if service.store is None:
+            raise store_off()
+        return service.store
+
+    def route(handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Every refusal in the one error shape, in the caller's language."""
+
+        @functools.wraps(handler)
+        async def wrapped(request: Request, *args: Any, **kwargs: Any) -> Response:
+            try:
+                return await handler(request, *args, **kwargs)
+            except ApiError as exc:
+                return exc.response(lang=asked_language(request))
+
+        return wrapped
+
+    @app.get("/api/conversations", tags=["conversations"], summary="The caller's conversations")
+    @route
+    async def list_conversations(request: Request) -> Response:
+        store = store_of()
+        query = request.query_params
+        reject_unknown(query, ("search", "limit"), "api.where_query")
+        limit = LIST_LIMIT
+        if "limit" in query:
+            if not query["limit"].isdigit():
+                raise invalid_field("api.not_count", field="limit")
+            limit = int(query["limit"])
+        found = await in_thread(
+            store.list_conversations, owner_of(request), search=query.get("search") or None, limit=limit
+        )
+        return JSONResponse({"conversations": [c.to_dict() for c in found]})
+
+    @app.get("/api/conversations/{conversation_id}", tags=["conversations"], summary="One conversation")
+    @route
+    async def get_conversation(request: Request, conversation_id: str) -> Response:
+        found = await in_thread(store_of().get_conversation, owner_of(request), conversation_id)
+        if found is None:
+            raise store_error(ConversationNotFound(conversation_id=conversation_id))
+        return JSONResponse(found.to_dict())
+
+    @app.patch("/api/conversations/{conversation_id}", tags=["conversations"], summary="Rename")
+    @route
+    async def rename_conversation(request: Request, conversation_id: str) -> Response:
+        store = store_of()
+        body = await read_json(request, service.max_body)
+        reject_unknown(body, ("title",), "api.where_body")
+        title = text_field(body, "title", "", required=True)
+        if not await in_thread(store.rename, owner_of(request), conversation_id, title):
+            raise store_error(ConversationNotFound(conversation_id=conversation_id))
+        found = await in_thread(store.get_conversation, owner_of(request), conversation_id)
+        if found is None:  # deleted in between
+            raise store_error(ConversationNotFound(conversation_id=conversation_id))
+        return JSONResponse({"id": found.id, "title": found.title})
+
+    @app.delete("/api/conversations/{conversation_id}", tags=["conversations"], summary="Delete one")
+    @route
+    async def delete_conversation(request: Request, conversation_id: str) -> Response:
+        if not await in_thread(store_of().delete, owner_of(request), conversation_id):
+            raise store_error(ConversationNotFound(conversation_id=conversation_id))
+        return JSONResponse({"id": conversation_id, "deleted": True})
+
+    @app.delete("/api/conversations", tags=["conversations"], summary="Delete all my data")
+    @route
+    async def delete_all(request: Request) -> Response:
+        count = await in_thread(store_of().delete_all, owner_of(request))
+        return JSONResponse({"deleted": count})
+
+    @app.get("/api/me/export", tags=["conversations"], summary="Export all my data (JSON)")
+    @route
+    async def export_all(request: Request) -> Response:
+        data = await in_thread(store_of().export_all, owner_of(request))
+        headers = {"Content-Disposition": 'attachment; filename="chat-export.json"'}
+        return JSONResponse(data, headers=headers)
