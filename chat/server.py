@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from chat.engine import ChatEngine
 from chat.personas import load_personas
 from chat.service import register
+from chat.service.conversations import visitor_key
 from chat.settings import Settings
 from chat.store import open_store
 from chat.ui import I18N, build_ui
@@ -36,7 +37,8 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
     if store is not None:
         app.router.on_shutdown.append(store.close)
 
-    service = register(app, engine, settings, store)  # /api, /ws, /v1, /metrics, /healthz, /readyz
+    # /api, /ws, /v1, /metrics, /healthz, /readyz
+    service = register(app, engine, settings, store, visitor_key=visitor_key(settings))
 
     max_context = min(b.context_window() or settings.n_ctx for b in engine.backends.values())
     demo = build_ui(

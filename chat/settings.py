@@ -262,6 +262,14 @@ class Settings:
     retention_days: int = _opt(
         "CHAT_RETENTION_DAYS", "delete conversations idle for this many days (0: keep)", parse=int, default=0
     )
+    cookie_secret: str = _opt(
+        "CHAT_COOKIE_SECRET",
+        "key that signs anonymous browsers' chat_visitor cookie; the same on every replica "
+        "(environment only; default: a key kept in the data directory)",
+        flag=False,
+        default="",
+        repr=False,
+    )
 
     def __post_init__(self) -> None:
         if self.prompt_cache_bytes < 0:

@@ -155,6 +155,32 @@ def test_rest_flow_on_postgresql(
         rest_flow(base, backend)
 
 
+def test_two_replicas_share_conversations_on_postgresql(postgres: object, backend: RecordingBackend) -> None:
+    """Two app processes on one database with one CHAT_COOKIE_SECRET: either continues the
+    conversation the other started, for the same anonymous browser."""
+    url = postgres.clean_database()  # type: ignore[attr-defined]
+    shared = {"database_url": url, "cookie_secret": "replica-secret"}
+    with serve(chat_engine(backend), **shared) as one, serve(chat_engine(backend), **shared) as two:
+        with client(one) as first:
+            cid = say(first, "Started on one")["conversation_id"]
+            cookie = first.cookies["chat_visitor"]
+        with client(two) as second:
+            second.cookies.set("chat_visitor", cookie)
+            assert say(second, "Continued on two", conversation_id=cid)["conversation_id"] == cid
+            assert contents(backend.seen[-1])[0] == ("user", "Started on one")
+            assert [c["id"] for c in second.get("/api/conversations").json()["conversations"]] == [cid]
+
+
+def test_anonymous_conversations_survive_a_restart(backend: RecordingBackend, tmp_path: Path) -> None:
+    with serve(chat_engine(backend), data_dir=str(tmp_path)) as base, client(base) as http:
+        cid = say(http, "Before the restart")["conversation_id"]
+        cookie = http.cookies["chat_visitor"]
+    assert (tmp_path / "visitor.key").stat().st_mode & 0o777 == 0o600  # the key signing cookies
+    with serve(chat_engine(backend), data_dir=str(tmp_path)) as base, client(base) as http:
+        http.cookies.set("chat_visitor", cookie)
+        assert http.get(f"/api/conversations/{cid}").json()["messages"][0]["content"] == "Before the restart"
+
+
 def test_owners_never_see_each_other(app: str) -> None:
     with client(app) as alice, client(app) as bob:
         cid = say(alice, "Alice's secret plan")["conversation_id"]

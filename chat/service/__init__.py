@@ -32,8 +32,17 @@ from chat.store import Store
 __all__ = ["Service", "register"]
 
 
-def register(app: FastAPI, engine: ChatEngine, settings: Settings, store: Store | None = None) -> Service:
-    service = Service(engine, settings, store)
+def register(
+    app: FastAPI,
+    engine: ChatEngine,
+    settings: Settings,
+    store: Store | None = None,
+    *,
+    visitor_key: bytes | None = None,
+) -> Service:
+    """``store``: the conversation store (None: off); ``visitor_key`` signs anonymous owners'
+    cookies (``chat.service.conversations.visitor_key``; None: a new key per process)."""
+    service = Service(engine, settings, store, visitor_key=visitor_key)
     app.state.service = service
     health.register(app, service)
     rest.register(app, service)

@@ -327,11 +327,17 @@ class Door:
     """The access policy, limiter and queue admission one app applies to every request."""
 
     def __init__(
-        self, settings: Settings, engine: ChatEngine, tracker: Tracker, host_app: Any = None
+        self,
+        settings: Settings,
+        engine: ChatEngine,
+        tracker: Tracker,
+        host_app: Any = None,
+        *,
+        visitor_key: bytes | None = None,  # signs visitor cookies; default: new for this process
     ) -> None:
         self.settings = settings
         self.policy = Policy(settings)
-        self.identity = Identity(settings, secrets.token_bytes(32))
+        self.identity = Identity(settings, visitor_key or secrets.token_bytes(32))
         self.limiter = ClientLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
         self._mints = ClientLimiter(VISITOR_MINTS_PER_MINUTE) if settings.share else None
         self.admission = Admission(engine, settings.max_queue)

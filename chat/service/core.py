@@ -21,14 +21,22 @@ DEFAULT_CONTEXT = 4096
 
 
 class Service:
-    def __init__(self, engine: ChatEngine, settings: Settings, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        engine: ChatEngine,
+        settings: Settings,
+        store: Store | None = None,
+        *,
+        visitor_key: bytes | None = None,
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.store = store  # the conversation store; None with CHAT_STORE=off
         self.metrics = Metrics(engine)
         self.log = AccessLog(fmt=settings.log_format, user_text=settings.log_user_text)
         self.tracker = Tracker(engine, self.metrics, self.log)
-        self.door = Door(settings, engine, self.tracker)  # access, limits, queue admission
+        # access, limits, queue admission; visitor_key signs anonymous owners' cookies
+        self.door = Door(settings, engine, self.tracker, visitor_key=visitor_key)
         self.budget = ThreadBudget()
         self.max_body = settings.max_body_bytes
         windows = [b.context_window() for b in engine.backends.values()]
