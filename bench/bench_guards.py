@@ -139,9 +139,10 @@ def eval_section(args: argparse.Namespace) -> list[str]:
         sample = sampled(test, args.guard_sample)
         lines += accuracy_table(combined, sample, f"rules + {name}")
         mean = statistics.mean(calls) * 1000 if calls else 0.0
+        median = statistics.median(calls) * 1000 if calls else 0.0
         cost.append(
-            f"| {name}, per call (mean of {len(calls)} calls; {len(sample)} of {len(test)} test items) "
-            f"| {mean:.0f} ms | | |"
+            f"| {name}, per call, median / mean ({len(calls)} calls; {len(sample)} of {len(test)} test items) "
+            f"| {median:.0f} / {mean:.0f} ms | | |"
         )
     return [*lines, "", "| cost | result | target | met |", "|---|---|---|---|", *cost]
 
