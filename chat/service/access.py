@@ -319,8 +319,8 @@ class Admission:
 
     def full(self) -> bool:
         backend = self.engine.backends.get(self.engine.default_backend)
-        depth = getattr(backend, "queue_depth", None)
-        return isinstance(depth, int) and depth > self.max_queue
+        depth = backend.queue_depth if backend is not None else None
+        return depth is not None and depth > self.max_queue
 
 
 class Door:

@@ -16,8 +16,7 @@ import anyio
 import anyio.to_thread
 from starlette.requests import Request
 
-from chat.errors import ChatError
-from chat.messages import Done, Event, Notice, Waiting
+from chat.messages import Done, Event, Waiting
 from chat.queueing import POLL_OUTSIDE
 
 SERVICE_THREADS = 32
@@ -116,30 +115,3 @@ async def cancel_on_disconnect(request: Request, cancel: threading.Event) -> Non
         if message["type"] == "http.disconnect":
             cancel.set()
             return
-
-
-async def collect_reply(
-    pump: EventPump, request: Request
-) -> tuple[Done | None, list[Notice], ChatError | None]:
-    """Run a non-streaming reply to the end, cancelled if the client goes away.
-
-    Returns its ``Done`` (None if it never finished), its notices, and the ``ChatError`` that
-    ended it, if any; the pump is always closed.
-    """
-    done: Done | None = None
-    notices: list[Notice] = []
-    failure: ChatError | None = None
-    try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(cancel_on_disconnect, request, pump.cancel)
-            try:
-                async for run in pump.batches():
-                    notices += [e for e in run if isinstance(e, Notice)]
-                    done = next((e for e in run if isinstance(e, Done)), done)
-            except ChatError as exc:
-                failure = exc
-            finally:
-                tasks.cancel_scope.cancel()
-    finally:
-        await pump.aclose()
-    return done, notices, failure

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping, Sequence
-
 from starlette.requests import HTTPConnection
 
 from chat.engine import ChatEngine
-from chat.messages import GenerationParams, Message
+from chat.messages import GenerationParams
 from chat.service.access import CLIENT_KEY, Door
 from chat.service.access_log import AccessLog
-from chat.service.bridge import EventPump, ThreadBudget
+from chat.service.bridge import ThreadBudget
 from chat.service.metrics import Metrics
 from chat.service.tracking import MeteredEngine, RequestRecord, Tracker, request_id
 from chat.settings import Settings
@@ -63,16 +60,3 @@ class Service:
         ``service.door.admit_message`` itself, this forwards to it, so each message still counts.
         """
         self.door.admit_message(client)
-
-    def pump(
-        self,
-        record: RequestRecord,
-        messages: Sequence[Message | Mapping[str, str]],
-        params: GenerationParams,
-        *,
-        backend: str | None = None,
-    ) -> EventPump:
-        """The tracked engine stream for one reply, ready for ``async for``."""
-        cancel = threading.Event()
-        events = self.tracker.events(record, messages, params, backend=backend, cancel=cancel)
-        return EventPump(events, cancel, self.budget)
