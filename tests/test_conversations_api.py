@@ -23,6 +23,9 @@ from chat import ChatEngine
 from chat.backends.base import Chunk, Finish
 from chat.backends.llama_cpp import LlamaCppBackend
 from chat.messages import GenerationParams, Message
+from chat.pipeline import Failure, ReplyRequest, StoredConversation, run
+from chat.service.conversations import store_error
+from chat.store import ConversationNotFound, Store, StoreError
 
 REPLY = ["Hello", " there", "."]
 
@@ -386,3 +389,19 @@ def test_history_sent_with_a_new_conversation_is_kept(app: str, backend: Recordi
             ("assistant", "Hello there."),
             ("user", "Again?"),
         ]
+
+
+def test_a_turn_in_a_missing_conversation_fails_before_generating(
+    backend: RecordingBackend, tmp_path: Path
+) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'chat.db'}")
+    try:
+        gone = StoredConversation(store, "anon:x", "no-such-conversation")
+        request = ReplyRequest(messages=[Message("user", "Hi")], params=GenerationParams(), conversation=gone)
+        *_, outcome = run(chat_engine(backend), request)
+        assert isinstance(outcome, Failure) and isinstance(outcome.error, ConversationNotFound)
+        assert backend.seen == []  # nothing generated for a turn that could not be kept
+        assert store_error(outcome.error, "zh").status == 404
+        assert store_error(StoreError("down"), "zh").status == 503
+    finally:
+        store.close()

@@ -30,6 +30,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
 from chat.errors import ChatError, InvalidRequest
+from chat.i18n import Lang
 from chat.messages import Message
 from chat.pipeline import StoredConversation
 from chat.service.access import owner_of
@@ -76,15 +77,16 @@ def store_off() -> ApiError:
     return refusal(404, "store_off", "api.store_off")
 
 
-def store_error(exc: ChatError) -> ApiError:
-    """The HTTP form of a store failure: 404 not found, 400 bad input, 503 database down."""
+def store_error(exc: ChatError, lang: Lang = "en") -> ApiError:
+    """The HTTP form of a store failure (404 not found, 400 bad input, 503 database down), or
+    of any other ``ChatError`` as ``from_chat_error`` gives it."""
     if isinstance(exc, ConversationNotFound):
-        return ApiError(404, "not_found", text=exc.user_message)
+        return ApiError(404, "not_found", text=exc.user_message, lang=lang)
     if isinstance(exc, InvalidRequest):
         return from_invalid(exc)
     if isinstance(exc, StoreError):
-        return ApiError(503, "store_unavailable", text=exc.user_message)
-    return from_chat_error(exc)
+        return ApiError(503, "store_unavailable", text=exc.user_message, lang=lang)
+    return from_chat_error(exc, lang)
 
 
 async def in_thread(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -36,9 +36,9 @@ from chat.service.bodies import (
     reject_unknown,
     text_field,
 )
-from chat.service.conversations import open_turn
+from chat.service.conversations import open_turn, store_error
 from chat.service.core import Service
-from chat.service.errors import ApiError, from_chat_error
+from chat.service.errors import ApiError
 from chat.service.replies import SSE_HEADERS, ReplyRun, asked_language, frame, reply_body, sse
 
 BODY_KEYS = ("user_input", "conversation_id", "context", "stream")
@@ -132,7 +132,7 @@ async def _json_reply(run: ReplyRun, request: Request) -> Response:
     if outcome is None:  # the client left and the reply was cancelled: nobody reads this
         return Response(status_code=499)
     if isinstance(outcome, Failure):
-        return from_chat_error(outcome.error, run.request.lang).response(run.record.id)
+        return store_error(outcome.error, run.request.lang).response(run.record.id)
     body = _done(reply_body(outcome, run.record), run.request)
     return JSONResponse(body, headers={"X-Request-ID": run.record.id})
 
@@ -142,7 +142,7 @@ async def _stream_reply(run: ReplyRun) -> Response:
     first = await run.first()
     if isinstance(first, Failure):  # nothing streamed yet: a plain JSON error with its status
         await run.aclose()
-        return from_chat_error(first.error, lang).response(run.record.id)
+        return store_error(first.error, lang).response(run.record.id)
 
     async def events() -> AsyncIterator[str]:
         try:
