@@ -70,9 +70,7 @@ class Settings:
         default=False,
     )
     # backends
-    backend: str = _opt(
-        "CHAT_BACKEND", f"primary backend: {' or '.join(registry.names())}", default="local"
-    )
+    backend: str = _opt("CHAT_BACKEND", f"primary backend: {' or '.join(registry.names())}", default="local")
     fallback: tuple[str, ...] = _opt(
         "CHAT_FALLBACK", "backends to try next, in order, e.g. cloud,local", parse=_list, default=()
     )

@@ -245,7 +245,9 @@ def test_oversized_body_without_a_length_is_cut_off(open_app: str) -> None:
             yield b"x" * 1024
         yield b'"}'
 
-    response = httpx.post(open_app + "api/chat", content=chunks(), headers={"Content-Type": "application/json"})
+    response = httpx.post(
+        open_app + "api/chat", content=chunks(), headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.json()["error"]["type"] == "payload_too_large"
 
