@@ -64,12 +64,14 @@ def real_engine() -> Iterator[ChatEngine]:
 
 @pytest.fixture(scope="session", autouse=True)
 def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """Apps the tests build keep their conversations in a temporary folder, never in ./data."""
+    """Apps the tests build or start (``python app.py``) keep their conversations in a temporary
+    folder, never in ./data."""
     import chat.store.engine
 
     with pytest.MonkeyPatch.context() as patch:
         folder = tmp_path_factory.mktemp("store")
         patch.setattr(chat.store.engine, "SPACE_DATA_DIR", folder)
+        patch.setenv("CHAT_DATA_DIR", str(folder))
         yield folder
 
 
