@@ -281,6 +281,7 @@ def test_websocket_resumes_a_stored_conversation(app: str, backend: RecordingBac
         assert [m["content"] for m in messages][-2:] == ["What number?", "Hello there."]
     # Someone else's id (here: no cookie, so another owner): an error frame, then the socket closes.
     with connect(ws_url(app, cid)) as ws:
+        assert "chat_visitor=" in ws.response.headers["set-cookie"]  # a new anonymous owner
         frame = json.loads(ws.recv(timeout=10))
         assert frame["type"] == "error" and frame["status"] == 404
         with pytest.raises(Exception):  # noqa: B017 - closed by the server
@@ -405,3 +406,12 @@ def test_a_turn_in_a_missing_conversation_fails_before_generating(
         assert store_error(StoreError("down"), "zh").status == 503
     finally:
         store.close()
+
+
+def test_the_page_and_the_api_share_an_anonymous_owner(app: str) -> None:
+    with client(app) as browser:
+        assert browser.get("/").status_code == 200
+        cookie = browser.cookies["chat_visitor"]  # the page load handed out the owner cookie
+        cid = say(browser, "From the page's browser")["conversation_id"]
+        assert browser.cookies["chat_visitor"] == cookie  # no new owner for its API calls
+        assert [c["id"] for c in browser.get("/api/conversations").json()["conversations"]] == [cid]
