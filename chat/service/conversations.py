@@ -45,6 +45,11 @@ from chat.store.engine import data_dir
 T = TypeVar("T")
 LIST_LIMIT = 100  # conversations listed when the caller does not say how many
 VISITOR_KEY_FILE = "visitor.key"
+LIST_PARAMETERS = [
+    {"name": "search", "in": "query", "schema": {"type": "string"}, "description": "in titles and messages"},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+]
+RENAME_SCHEMA = {"type": "object", "required": ["title"], "properties": {"title": {"type": "string"}}}
 log = logging.getLogger(__name__)
 
 
@@ -134,7 +139,12 @@ def register(app: FastAPI, service: Service) -> None:
 
         return wrapped
 
-    @app.get("/api/conversations", tags=["conversations"], summary="The caller's conversations")
+    @app.get(
+        "/api/conversations",
+        tags=["conversations"],
+        summary="The caller's conversations, most recently active first",
+        openapi_extra={"parameters": LIST_PARAMETERS},
+    )
     @route
     async def list_conversations(request: Request) -> Response:
         store = store_of()
@@ -158,7 +168,12 @@ def register(app: FastAPI, service: Service) -> None:
             raise store_error(ConversationNotFound(conversation_id=conversation_id))
         return JSONResponse(found.to_dict())
 
-    @app.patch("/api/conversations/{conversation_id}", tags=["conversations"], summary="Rename")
+    @app.patch(
+        "/api/conversations/{conversation_id}",
+        tags=["conversations"],
+        summary="Rename",
+        openapi_extra={"requestBody": {"content": {"application/json": {"schema": RENAME_SCHEMA}}}},
+    )
     @route
     async def rename_conversation(request: Request, conversation_id: str) -> Response:
         store = store_of()
