@@ -24,6 +24,7 @@ from chat.backends.base import Chunk, Finish
 from chat.backends.llama_cpp import LlamaCppBackend
 from chat.messages import GenerationParams, Message
 from chat.pipeline import Failure, ReplyRequest, StoredConversation, run
+from chat.retry import RetryPolicy
 from chat.service.conversations import store_error
 from chat.store import ConversationNotFound, Store, StoreError
 
@@ -70,6 +71,7 @@ def backend(shared_backend: RecordingBackend) -> Iterator[RecordingBackend]:
 def chat_engine(backend: RecordingBackend) -> ChatEngine:
     engine = service_engine(backend)
     engine.cache = None  # every turn must reach the backend
+    engine.retry = RetryPolicy(max_attempts=1)  # a failing backend fails at once
     return engine
 
 
@@ -302,16 +304,22 @@ def test_stopped_and_failed_replies_keep_the_user_message(app: str, backend: Rec
                 pass
             assert frame["conversation_id"] == cid and frame["finish_reason"] == "cancelled"
         backend.delay = 0.0
+        backend.fail_after = 0  # the backend fails before any text: a JSON error
+        failed = http.post("/api/chat", json={"user_input": "Are you there?", "conversation_id": cid})
+        assert failed.status_code == 503 and failed.json()["conversation_id"] == cid
         backend.fail_after = 1  # the backend breaks after the first chunk
         broken = http.post("/api/chat", json={"user_input": "And now?", "conversation_id": cid})
-        assert broken.status_code in (200, 503), broken.text
+        assert broken.status_code in (200, 503), broken.text  # cut off mid-reply, or failed
+        assert broken.json()["conversation_id"] == cid
         messages = http.get(f"/api/conversations/{cid}").json()["messages"]
         statuses = [(m["role"], m["content"], m["status"]) for m in messages]
         assert statuses[2][:2] == ("user", "Tell me a long story")
         assert statuses[3][0] == "assistant" and statuses[3][2] == "stopped"
         assert statuses[3][1].startswith("Hello")
-        assert statuses[4] == ("user", "And now?", "complete")
-        assert statuses[5][0] == "assistant" and statuses[5][2] == "interrupted"
+        assert statuses[4] == ("user", "Are you there?", "complete")  # kept though no reply came
+        assert statuses[5] == ("assistant", "", "interrupted")
+        assert statuses[6] == ("user", "And now?", "complete")
+        assert statuses[7][0] == "assistant" and statuses[7][2] == "interrupted"
 
 
 def test_refused_message_is_never_stored(app: str, backend: RecordingBackend) -> None:

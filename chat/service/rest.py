@@ -120,8 +120,16 @@ def register(app: FastAPI, service: Service) -> None:
 
 
 def _done(data: dict[str, Any], chat: ReplyRequest) -> dict[str, Any]:
-    """A finished reply's JSON, naming the conversation it was kept in."""
+    """A finished reply's (or failure's) JSON, naming the conversation it was kept in."""
     return {**data, "conversation_id": chat.conversation.id} if chat.conversation else data
+
+
+def _failed(run: ReplyRun, failure: Failure) -> Response:
+    """A failed reply as a plain JSON error; the user's message was kept all the same."""
+    error = store_error(failure.error, run.request.lang)
+    headers = {**error.headers, "X-Request-ID": run.record.id}
+    body = _done(error.body(run.record.id), run.request)
+    return JSONResponse(body, status_code=error.status, headers=headers)
 
 
 async def _json_reply(run: ReplyRun, request: Request) -> Response:
@@ -132,7 +140,7 @@ async def _json_reply(run: ReplyRun, request: Request) -> Response:
     if outcome is None:  # the client left and the reply was cancelled: nobody reads this
         return Response(status_code=499)
     if isinstance(outcome, Failure):
-        return store_error(outcome.error, run.request.lang).response(run.record.id)
+        return _failed(run, outcome)
     body = _done(reply_body(outcome, run.record), run.request)
     return JSONResponse(body, headers={"X-Request-ID": run.record.id})
 
@@ -142,13 +150,13 @@ async def _stream_reply(run: ReplyRun) -> Response:
     first = await run.first()
     if isinstance(first, Failure):  # nothing streamed yet: a plain JSON error with its status
         await run.aclose()
-        return store_error(first.error, lang).response(run.record.id)
+        return _failed(run, first)
 
     async def events() -> AsyncIterator[str]:
         try:
             async for step in run.resume(first):
                 name, data = frame(step, run.record, lang)
-                yield sse(name, _done(data, run.request) if name == "done" else data)
+                yield sse(name, _done(data, run.request) if name in ("done", "error") else data)
         finally:
             await run.aclose()
 
