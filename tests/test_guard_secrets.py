@@ -134,6 +134,7 @@ def test_a_refusal_never_locks_the_conversation(real_engine: ChatEngine) -> None
         with pytest.raises(ContentBlocked) as caught:
             real_engine.reply([bad, *rest], SHORT)
         assert caught.value.position == 1
-    assert real_engine.reply(rest[1:], SHORT).text.strip()
+    tiny = GenerationParams(temperature=0, max_new_tokens=8)
+    assert real_engine.reply(rest[1:], tiny).text.strip()
     cleaned = [{"role": "user", "content": "Hello there."}, *rest]
-    assert real_engine.reply(cleaned, SHORT).text.strip()
+    assert real_engine.reply(cleaned, tiny).text.strip()
