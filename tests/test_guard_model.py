@@ -126,6 +126,7 @@ def test_settings_build_the_in_process_guard() -> None:
     assert build_guard(Settings()).guard_model is None
 
 
+@pytest.mark.slow
 def test_the_http_guard_against_a_real_server(llama_server: str) -> None:  # noqa: F811
     client = ChatGuardClient(llama_server, model=MODEL, api_key=KEY, timeout=60)
     assert client.flagged(HARMFUL) is True
@@ -134,6 +135,7 @@ def test_the_http_guard_against_a_real_server(llama_server: str) -> None:  # noq
     assert isinstance(guard.guard_model, ChatGuardClient)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("problem", ["bad key", "timeout", "nobody listening"])
 def test_the_http_guard_fails_closed(llama_server: str, problem: str) -> None:  # noqa: F811
     url, key, timeout = llama_server, KEY, 60.0
