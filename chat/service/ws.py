@@ -3,7 +3,7 @@
 With the store on, the conversation is kept in the caller's stored conversations:
 ``/ws?conversation_id=<id>`` resumes one (an id that is not the caller's gets an ``error`` frame
 with status 404 and the connection closes), without it the first message starts a new one, and
-``reset`` starts another. Each ``done`` frame carries its ``conversation_id``.
+``reset`` starts another. Each reply's ``done`` (or ``error``) frame carries its ``conversation_id``.
 
 Client -> server (JSON text frames):
     {"user_input": "Hi", "context": {"system_prompt": "...", "temperature": 0.2}}
@@ -250,7 +250,7 @@ class Conversation:
         try:
             async for step in run:
                 name, data = frame(step, record, chat.lang)
-                if name == "done" and chat.conversation is not None:
+                if name in ("done", "error") and chat.conversation is not None:
                     data["conversation_id"] = chat.conversation.id
                 await self._send({"type": name, **data})
                 if chat.conversation is not None:
