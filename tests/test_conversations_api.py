@@ -423,3 +423,19 @@ def test_the_page_and_the_api_share_an_anonymous_owner(app: str) -> None:
         cid = say(browser, "From the page's browser")["conversation_id"]
         assert browser.cookies["chat_visitor"] == cookie  # no new owner for its API calls
         assert [c["id"] for c in browser.get("/api/conversations").json()["conversations"]] == [cid]
+
+
+def test_behind_share_only_the_page_hands_out_owner_cookies(
+    backend: RecordingBackend, tmp_path: Path
+) -> None:
+    """Through the tunnel everyone is loopback and the cookie keys the rate limit: a script
+    without one gets no new identity from the API (its conversation lasts one request)."""
+    with serve(chat_engine(backend), share=True, data_dir=str(tmp_path)) as base:
+        with client(base) as script:
+            cid = say(script, "No cookie")["conversation_id"]
+            assert "chat_visitor" not in script.cookies
+            assert script.get(f"/api/conversations/{cid}").status_code == 404
+        with client(base) as browser:
+            browser.get("/")
+            cid = say(browser, "From the page")["conversation_id"]
+            assert browser.get(f"/api/conversations/{cid}").json()["title"] == "From the page"

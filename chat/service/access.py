@@ -400,12 +400,12 @@ class Door:
         wants_owner = state.get(OWNER_KEY) is None and (
             classify(path) is Kind.API or self._is_page_load(scope, path)
         )
-        if mint or (
-            wants_owner and visitor is None and (self._mints is None or self._mints.hit(address) is None)
-        ):
+        # A caller without a cookie gets one, except where the cookie keys the rate limit (behind
+        # --share, from the tunnel): there only a page load mints, within its budget (see above).
+        if mint or (wants_owner and visitor is None and not self.identity.keyed_on_visitor(address)):
             visitor, cookie = self.identity.mint()
             send = _with_cookie(send, cookie)
-        if wants_owner:  # without a cookie (a spent mint budget) the id lasts this request only
+        if wants_owner:  # without a cookie the id lasts this request only
             state[OWNER_KEY] = f"anon:{visitor or secrets.token_urlsafe(16)}"
         if path.rstrip("/") == "/login" and self.limiter is not None:
             send = _on_failure(send, lambda: self.limiter.hit(client) if self.limiter else None)
