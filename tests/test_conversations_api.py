@@ -25,7 +25,7 @@ from chat.backends.llama_cpp import LlamaCppBackend
 from chat.messages import GenerationParams, Message
 from chat.pipeline import Failure, ReplyRequest, StoredConversation, run
 from chat.retry import RetryPolicy
-from chat.service.conversations import store_error
+from chat.service.errors import from_chat_error
 from chat.store import ConversationNotFound, Store, StoreError
 
 REPLY = ["Hello", " there", "."]
@@ -410,8 +410,8 @@ def test_a_turn_in_a_missing_conversation_fails_before_generating(
         *_, outcome = run(chat_engine(backend), request)
         assert isinstance(outcome, Failure) and isinstance(outcome.error, ConversationNotFound)
         assert backend.seen == []  # nothing generated for a turn that could not be kept
-        assert store_error(outcome.error, "zh").status == 404
-        assert store_error(StoreError("down"), "zh").status == 503
+        assert from_chat_error(outcome.error, "zh").status == 404
+        assert from_chat_error(StoreError("down"), "zh").status == 503
     finally:
         store.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,9 @@ def test_many_exports_through_gradio_leave_a_bounded_number_of_files(
         outs = [await demo.process_api(exports[i % 2], [conversation(i)], state=state) for i in range(count)]
         return [Path(out["data"][0]["path"]) for out in outs]
 
-    downloads = asyncio.run(export_all())
+    # A thread of its own: the browser tests' Playwright keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        downloads = pool.submit(asyncio.run, export_all()).result()
 
     ours = [p for p in (tmp_path / "tmp").rglob("*") if p.is_file()]
     assert 0 < len(ours) <= EXPORTS_KEPT

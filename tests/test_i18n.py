@@ -34,7 +34,11 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _ENGLISH_RUN = re.compile(r"\b[A-Za-z]{2,}(?:[ ,;'-]+[A-Za-z]{2,}){2,}\b")
 
 
+BACKEND_NAMES = re.compile(r"\b(local|cut|broken|nope)\b")  # identifiers, not English prose
+
+
 def in_language(text: str, lang: Lang) -> bool:
+    text = BACKEND_NAMES.sub("X", text)
     if lang == "zh":
         return bool(_CJK.search(text)) and not _ENGLISH_RUN.search(text)
     return not _CJK.search(text) and bool(re.search(r"[A-Za-z]{2,} [A-Za-z]{2,}", text))

@@ -29,17 +29,16 @@ from fastapi import FastAPI
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from chat.errors import ChatError, InvalidRequest
-from chat.i18n import Lang
+from chat.errors import ChatError
 from chat.messages import Message
 from chat.pipeline import StoredConversation
 from chat.service.access import owner_of
 from chat.service.bodies import invalid_field, read_json, refusal, reject_unknown, text_field
 from chat.service.core import Service
-from chat.service.errors import ApiError, from_chat_error, from_invalid
+from chat.service.errors import ApiError, from_chat_error
 from chat.service.replies import asked_language
 from chat.settings import Settings
-from chat.store import ConversationNotFound, Store, StoreError
+from chat.store import ConversationNotFound, Store
 from chat.store.engine import data_dir
 
 T = TypeVar("T")
@@ -82,24 +81,12 @@ def store_off() -> ApiError:
     return refusal(404, "store_off", "api.store_off")
 
 
-def store_error(exc: ChatError, lang: Lang = "en") -> ApiError:
-    """The HTTP form of a store failure (404 not found, 400 bad input, 503 database down), or
-    of any other ``ChatError`` as ``from_chat_error`` gives it."""
-    if isinstance(exc, ConversationNotFound):
-        return ApiError(404, "not_found", text=exc.user_message, lang=lang)
-    if isinstance(exc, InvalidRequest):
-        return from_invalid(exc)
-    if isinstance(exc, StoreError):
-        return ApiError(503, "store_unavailable", text=exc.user_message, lang=lang)
-    return from_chat_error(exc, lang)
-
-
 async def in_thread(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run one store call off the event loop; its ``ChatError`` becomes the route's ``ApiError``."""
     try:
         return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
     except ChatError as exc:
-        raise store_error(exc) from None
+        raise from_chat_error(exc) from None
 
 
 async def open_turn(
@@ -165,7 +152,7 @@ def register(app: FastAPI, service: Service) -> None:
     async def get_conversation(request: Request, conversation_id: str) -> Response:
         found = await in_thread(store_of().get_conversation, owner_of(request), conversation_id)
         if found is None:
-            raise store_error(ConversationNotFound(conversation_id=conversation_id))
+            raise from_chat_error(ConversationNotFound(conversation_id=conversation_id))
         return JSONResponse(found.to_dict())
 
     @app.patch(
@@ -181,17 +168,17 @@ def register(app: FastAPI, service: Service) -> None:
         reject_unknown(body, ("title",), "api.where_body")
         title = text_field(body, "title", "", required=True)
         if not await in_thread(store.rename, owner_of(request), conversation_id, title):
-            raise store_error(ConversationNotFound(conversation_id=conversation_id))
+            raise from_chat_error(ConversationNotFound(conversation_id=conversation_id))
         found = await in_thread(store.get_conversation, owner_of(request), conversation_id)
         if found is None:  # deleted in between
-            raise store_error(ConversationNotFound(conversation_id=conversation_id))
+            raise from_chat_error(ConversationNotFound(conversation_id=conversation_id))
         return JSONResponse({"id": found.id, "title": found.title})
 
     @app.delete("/api/conversations/{conversation_id}", tags=["conversations"], summary="Delete one")
     @route
     async def delete_conversation(request: Request, conversation_id: str) -> Response:
         if not await in_thread(store_of().delete, owner_of(request), conversation_id):
-            raise store_error(ConversationNotFound(conversation_id=conversation_id))
+            raise from_chat_error(ConversationNotFound(conversation_id=conversation_id))
         return JSONResponse({"id": conversation_id, "deleted": True})
 
     @app.delete("/api/conversations", tags=["conversations"], summary="Delete all my data")

@@ -49,14 +49,3 @@ class Service:
         if client is None:  # not through the door (only in unit tests that build a bare scope)
             client = conn.client.host if conn.client else "unknown"
         return RequestRecord(entry, id=request_id(conn.headers.get("x-request-id")), client=client)
-
-    def check_token(self, conn: HTTPConnection, *, allow_query: bool = False) -> None:
-        """Nothing to do: the door (``chat.service.access``) checked access before any route ran."""
-
-    def check_rate(self, client: str) -> None:
-        """Nothing to do for HTTP routes: the door counted the request before it reached them.
-
-        A ``/ws`` message is the exception (one connection, many replies): until ``ws.py`` calls
-        ``service.door.admit_message`` itself, this forwards to it, so each message still counts.
-        """
-        self.door.admit_message(client)

@@ -25,9 +25,12 @@ from chat.errors import (
     Unavailable,
 )
 from chat.i18n import Lang, t
+from chat.store.errors import ConversationNotFound, StoreError
 
 # (status, type) per engine error; the first matching class wins, so subclasses come first.
 _STATUS: list[tuple[type[ChatError], int, str]] = [
+    (ConversationNotFound, 404, "not_found"),
+    (StoreError, 503, "store_unavailable"),
     (InvalidRequest, 400, "invalid_request"),
     (ContextOverflow, 400, "context_overflow"),
     (ConfigError, 500, "config_error"),

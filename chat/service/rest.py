@@ -36,9 +36,9 @@ from chat.service.bodies import (
     reject_unknown,
     text_field,
 )
-from chat.service.conversations import open_turn, store_error
+from chat.service.conversations import open_turn
 from chat.service.core import Service
-from chat.service.errors import ApiError
+from chat.service.errors import ApiError, from_chat_error
 from chat.service.replies import SSE_HEADERS, ReplyRun, asked_language, frame, reply_body, sse
 
 BODY_KEYS = ("user_input", "conversation_id", "context", "stream")
@@ -126,7 +126,7 @@ def _done(data: dict[str, Any], chat: ReplyRequest) -> dict[str, Any]:
 
 def _failed(run: ReplyRun, failure: Failure) -> Response:
     """A failed reply as a plain JSON error; the user's message was kept all the same."""
-    error = store_error(failure.error, run.request.lang)
+    error = from_chat_error(failure.error, run.request.lang)
     headers = {**error.headers, "X-Request-ID": run.record.id}
     body = _done(error.body(run.record.id), run.request)
     return JSONResponse(body, status_code=error.status, headers=headers)

@@ -231,7 +231,7 @@ class Conversation:
             chat = parse_context(
                 {**self.context, **context}, user_input, service.defaults, history=self.history
             )
-            service.check_rate(record.client)  # each message starts a reply: it counts
+            service.door.admit_message(record.client, chat.lang)  # each message starts a reply
             turn = await open_turn(service, self.ws, self.conversation_id)
             if turn is not None:
                 self.conversation_id = turn[0].id
