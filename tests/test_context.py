@@ -26,6 +26,26 @@ def test_count_matches_llama_cpp_prompt(local_backend) -> None:
     assert counted == result["usage"]["prompt_tokens"]
 
 
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["Hello there", "General Kenobi!  ", "  spaces, tabs\tand\nnewlines\n\n"],
+        ["你好，请介绍一下长城。", "长城是中国古代的军事防御工程。", "谢谢！还有呢？"],
+        ["code: `print('<b>')` {x: 1}", "", "emoji 🙂 and a literal <|im_end|> typed by a user"],
+    ],
+)
+def test_prompt_tokens_built_piecewise_match_llama_cpp(local_backend, texts: list[str]) -> None:
+    """The memoised piece-by-piece tokens are exactly the tokens of the whole rendered prompt."""
+    assert local_backend._tokenizer.piecewise  # SmolLM2's tokenizer allows it (checked at load)
+    roles = ["user", "assistant", "user"]
+    messages = [Message("system", "Be brief."), *(Message(r, c) for r, c in zip(roles, texts, strict=True))]
+    rendered = local_backend._formatter(messages=[m.to_dict() for m in messages])
+    whole = local_backend._llm.tokenize(
+        rendered.prompt.encode(), add_bos=not rendered.added_special, special=True
+    )
+    assert local_backend._prompt(messages).tokens == whole
+
+
 def test_over_long_history_is_trimmed_oldest_first(local_backend) -> None:
     messages = long_history(40)
     assert local_backend.count_tokens(messages) > 1024

@@ -20,8 +20,14 @@ from chat.context import fit_messages
 
 REPLY_TOKENS = 12
 # Template joins between the previous reply and the new message (<|im_end|>, newlines, the
-# assistant header), plus a reply whose re-tokenized text can differ from the sampled tokens.
+# assistant header).
 JOIN_SLACK = 12
+
+
+def new_tokens(backend: LlamaCppBackend, messages: list[Message]) -> int:
+    """The most a returning turn should evaluate: its new message and, because a sampled reply
+    can re-tokenize differently from the tokens it was sampled as, the previous reply."""
+    return backend.message_tokens(messages[-2]) + backend.message_tokens(messages[-3]) + JOIN_SLACK
 
 
 @pytest.fixture
@@ -74,9 +80,8 @@ def test_interleaved_conversations_evaluate_only_new_tokens(backend, count: int,
             assert stats.cached_prompt_tokens + stats.evaluated_prompt_tokens == stats.prompt_tokens
             if turn:
                 # The whole previous prompt (and most of its reply) came back from the cache:
-                new_message = backend.message_tokens(messages[-2])
                 assert stats.cached_prompt_tokens >= previous[tag]
-                assert stats.evaluated_prompt_tokens <= new_message + JOIN_SLACK
+                assert stats.evaluated_prompt_tokens <= new_tokens(backend, messages)
             previous[tag] = stats.prompt_tokens
     assert len(backend.prompt_cache) >= count - 1  # the others wait in the cache
 
@@ -84,24 +89,25 @@ def test_interleaved_conversations_evaluate_only_new_tokens(backend, count: int,
 def test_eviction_under_a_small_limit_still_answers(backend) -> None:
     engine = ChatEngine({"local": backend})
     a, b, c = conversation("evict-a"), conversation("evict-b"), conversation("evict-c")
+    first = "Name a fruit, and tell me which colour it has when it is ripe."
     for messages in (a, b):
-        take_turn(engine, backend, messages, "Name a fruit.", 0.7)
+        take_turn(engine, backend, messages, first, 0.7)
     one_entry = backend.prompt_cache.bytes
     assert one_entry > 0
     backend.prompt_cache.max_bytes = int(one_entry * 1.5)  # room for one saved conversation
-    take_turn(engine, backend, c, "Name a fruit.", 0.7)  # saves b: a is evicted
+    take_turn(engine, backend, c, first, 0.7)  # saves b: a is evicted
     assert backend.prompt_cache.evictions >= 1
     assert backend.prompt_cache.bytes <= backend.prompt_cache.max_bytes
     stats, decoded = take_turn(engine, backend, a, "Name another fruit.", 0.7)
     # a's state is gone: only the shared system-prompt prefix (if that) is reused...
-    assert stats.evaluated_prompt_tokens == decoded > backend.message_tokens(a[-2]) + JOIN_SLACK
+    assert stats.evaluated_prompt_tokens == decoded > new_tokens(backend, a)
     # ...and the reply is still a real one.
     assert stats.finish_reason in ("stop", "length") and stats.completion_tokens > 0
     # a's turn saved c, evicting b: the most recently used conversation is the one kept.
     stats, _ = take_turn(engine, backend, c, "Name another fruit.", 0.7)
-    assert stats.evaluated_prompt_tokens <= backend.message_tokens(c[-2]) + JOIN_SLACK
+    assert stats.evaluated_prompt_tokens <= new_tokens(backend, c)
     stats, _ = take_turn(engine, backend, b, "Name another fruit.", 0.7)
-    assert stats.evaluated_prompt_tokens > backend.message_tokens(b[-2]) + JOIN_SLACK
+    assert stats.evaluated_prompt_tokens > new_tokens(backend, b)
 
 
 def test_edit_in_the_middle_evaluates_from_the_first_changed_token(backend) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from chat.backends.base import Backend, Chunk, Finish
 from chat.backends.prompt_cache import DEFAULT_MAX_BYTES, PromptCache
 from chat.backends.structured import STRUCTURED_FORMATS, llama_grammar
+from chat.backends.tokens import PromptTokenizer
 from chat.errors import BackendTimeout, ConfigError, ContextOverflow
 from chat.messages import GenerationParams, Message
 from chat.queueing import Cancelled, TurnQueue
@@ -73,6 +74,7 @@ class LlamaCppBackend(Backend):
         self.prompt_cache = PromptCache(self._llm, max_bytes=prompt_cache_bytes)
         self._queue = TurnQueue()
         self._formatter = _template_formatter(self._llm)
+        self._tokenizer = PromptTokenizer(self._llm, self._formatter)
         self._rendered: OrderedDict[tuple[Message, ...], _Prompt] = OrderedDict()
         self._message_tokens: OrderedDict[Message, int] = OrderedDict()
         self._memo_lock = threading.Lock()
@@ -226,9 +228,7 @@ class LlamaCppBackend(Backend):
 
     def _render(self, dicts: list[dict[str, str]]) -> _Prompt:
         rendered = self._formatter(messages=dicts)
-        tokens = self._llm.tokenize(
-            rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
-        )
+        tokens = self._tokenizer.tokenize(rendered.prompt, add_bos=not rendered.added_special)
         stop = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop] if rendered.stop else []
         return _Prompt(tokens, stop, rendered.stopping_criteria)
 

@@ -93,14 +93,17 @@ class PromptCache:
         live_prefix = common_prefix(live, tokens)
         best_id, best_prefix = self._best(tokens)
         restore = best_id is not None and best_prefix >= live_prefix + RESTORE_MIN_GAIN
-        kept = best_prefix if restore else live_prefix
+        # A restored entry moves into the model (the live sequence then holds all of it), so it
+        # leaves the cache before the live sequence is saved: saving cannot evict it first.
+        entry = self._drop(best_id) if restore else None
         # Either way, what the live sequence holds beyond the prompt is overwritten.
         if len(live) - live_prefix > SAVE_MIN_TOKENS:
             self._save_live(live)
-        if restore:
-            self._restore(best_id)
+        kept = live_prefix
+        if entry is not None:
+            kept = best_prefix if self._restore(entry) else 0
         # llama-cpp-python evaluates at least the prompt's last token, to get fresh logits.
-        return Reuse(cached_tokens=min(kept, max(len(tokens) - 1, 0)), restored=restore)
+        return Reuse(cached_tokens=min(kept, max(len(tokens) - 1, 0)), restored=entry is not None)
 
     def clear(self) -> None:
         self._entries.clear()
@@ -142,30 +145,30 @@ class PromptCache:
         self._next_id += 1
         self.bytes += entry.nbytes
 
-    def _restore(self, entry_id: int) -> None:
-        entry = self._entries[entry_id]
-        self._entries.move_to_end(entry_id)
+    def _restore(self, entry: _Entry) -> bool:
+        """Load ``entry`` as the live sequence; False (and an empty model) if llama.cpp refused it."""
         llm = self._llm
         read = _llama().llama_state_seq_set_data(llm.ctx, entry.state, ctypes.sizeof(entry.state), SEQ)
         if read == 0:  # llama.cpp cleared the sequence: start from an empty cache
             llm.reset()
-            self._drop(entry_id)
-            return
+            return False
         n = len(entry.tokens)
         llm.input_ids[:n] = entry.tokens
         llm.n_tokens = n
         # The model's logits belong to the sequence that was live before: make llama-cpp-python
         # decode at least one token before it samples (the flag its own load_state sets).
         llm._requires_eval = True  # noqa: SLF001
+        return True
 
     def _evict_for(self, size: int) -> None:
         while self._entries and self.bytes + size > self.max_bytes:
             self._drop(next(iter(self._entries)))
             self.evictions += 1
 
-    def _drop(self, entry_id: int) -> None:
+    def _drop(self, entry_id: int) -> _Entry:
         entry = self._entries.pop(entry_id)
         self.bytes -= entry.nbytes
+        return entry
 
 
 def _llama() -> Any:
