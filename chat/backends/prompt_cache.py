@@ -47,11 +47,11 @@ def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
 @dataclass
 class _Entry:
     tokens: np.ndarray
-    state: Any  # a ctypes byte array holding llama_state_seq data
+    state: np.ndarray  # bytes of llama_state_seq data (numpy: allocated without a zero-fill)
 
     @property
     def nbytes(self) -> int:
-        return ctypes.sizeof(self.state) + self.tokens.nbytes
+        return self.state.nbytes + self.tokens.nbytes
 
 
 @dataclass(frozen=True)
@@ -135,8 +135,8 @@ class PromptCache:
         size = _llama().llama_state_seq_get_size(ctx, SEQ)
         if size <= 0 or size + live.nbytes > self.max_bytes:
             return
-        state = (ctypes.c_uint8 * size)()
-        written = _llama().llama_state_seq_get_data(ctx, state, size, SEQ)
+        state = np.empty(size, dtype=np.uint8)
+        written = _llama().llama_state_seq_get_data(ctx, _pointer(state), size, SEQ)
         if written != size:
             return
         self._evict_for(size + live.nbytes)
@@ -148,7 +148,7 @@ class PromptCache:
     def _restore(self, entry: _Entry) -> bool:
         """Load ``entry`` as the live sequence; False (and an empty model) if llama.cpp refused it."""
         llm = self._llm
-        read = _llama().llama_state_seq_set_data(llm.ctx, entry.state, ctypes.sizeof(entry.state), SEQ)
+        read = _llama().llama_state_seq_set_data(llm.ctx, _pointer(entry.state), entry.state.nbytes, SEQ)
         if read == 0:  # llama.cpp cleared the sequence: start from an empty cache
             llm.reset()
             return False
@@ -169,6 +169,10 @@ class PromptCache:
         entry = self._entries.pop(entry_id)
         self.bytes -= entry.nbytes
         return entry
+
+
+def _pointer(buffer: np.ndarray) -> Any:
+    return buffer.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
 
 
 def _llama() -> Any:
