@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,8 +121,23 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # Manage transactions ourselves (see _sqlite_begin); WAL lets readers run beside a writer;
     # NORMAL sync in WAL survives a killed process; foreign keys make ON DELETE CASCADE work.
     dbapi_connection.isolation_level = None
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+    _enable_wal(dbapi_connection)
+    for pragma in ("synchronous=NORMAL", "foreign_keys=ON"):
         dbapi_connection.execute(f"PRAGMA {pragma}")
+
+
+def _enable_wal(dbapi_connection: Any, attempts: int = 250) -> None:
+    # Switching a new file to WAL needs it alone for a moment, and SQLite answers "locked" at
+    # once instead of waiting on the busy timeout: two replicas starting together must retry.
+    for attempt in range(attempts):
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or attempt == attempts - 1:
+                raise
+            time.sleep(0.02)
 
 
 def _sqlite_begin(connection: sa.Connection) -> None:
