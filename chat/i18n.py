@@ -150,6 +150,10 @@ MESSAGES: dict[str, dict[Lang, str]] = {
     },
     "loading.file": {"en": "Loading {name}…", "zh": "正在加载 {name}……"},
     "loading.ready": {"en": "Ready", "zh": "已就绪"},
+    "loading.downloading": {
+        "en": "Downloading {label}: {percent}% ({done} of {total} MB)",
+        "zh": "正在下载 {label}：{percent}%（{done} / {total} MB）",
+    },
     "loading.failed": {"en": "Failed: {error}", "zh": "加载失败：{error}"},
     # -- details of InvalidRequest (``InvalidRequest(reason=key, **fields)``) ------------------
     "invalid.history": {
@@ -340,6 +344,25 @@ def request_language(text: str = "", accept_language: str = "") -> Lang:
         return detect_language(text)
     first = accept_language.split(",", 1)[0].strip().lower()
     return "zh" if first.startswith("zh") else "en"
+
+
+class Phrase(str):
+    """A sentence of ``MESSAGES`` made where the reader's language is unknown (a loading status
+    set by a background thread): it is its English text, and ``translated`` renders it later in
+    the language of whoever reads it."""
+
+    key: str
+    fields: dict[str, object]
+
+    def __new__(cls, key: str, **fields: object) -> Phrase:
+        phrase = super().__new__(cls, t(key, "en", **fields))
+        phrase.key, phrase.fields = key, fields
+        return phrase
+
+
+def translated(text: str, lang: Lang) -> str:
+    """``text`` in ``lang`` when it is a ``Phrase``; any other text as it is."""
+    return t(text.key, lang, **text.fields) if isinstance(text, Phrase) else text
 
 
 def t(key: str, lang: Lang = "en", **fields: object) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from chat.backends.base import Backend, Chunk
 from chat.errors import ChatError, ConfigError
+from chat.i18n import Phrase
 from chat.messages import GenerationParams, Message, Waiting
 
 POLL_SECONDS = 0.5
@@ -32,7 +33,7 @@ class PendingBackend(Backend):
         self.name = name
         self.model = model
         self._formats = response_formats  # what the backend being loaded will honour
-        self.status = "Starting…"
+        self.status: str = Phrase("loading.starting")
         self.error: ChatError | None = None
         self._n_ctx = n_ctx
         self._backend: Backend | None = None
@@ -44,13 +45,13 @@ class PendingBackend(Backend):
         try:
             self._backend = load(self._report)
             self.model = self._backend.model
-            self.status = "Ready"
+            self.status = Phrase("loading.ready")
         except ChatError as exc:
             self.error = exc
-            self.status = f"Failed: {exc}"
+            self.status = Phrase("loading.failed", error=exc)
         except Exception as exc:  # noqa: BLE001 - a load thread must never die silently
             self.error = ConfigError(f"{type(exc).__name__} while loading the model")
-            self.status = f"Failed: {self.error}"
+            self.status = Phrase("loading.failed", error=self.error)
         finally:
             self._done.set()
 

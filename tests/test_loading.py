@@ -107,3 +107,33 @@ def test_app_starts_before_a_hub_download_finishes(tmp_path: Path) -> None:
         hub.gate.set()
         hub.shutdown()
     assert "Downloading testorg/tiny-GGUF:*Q4_1.gguf: 100%" in "".join(log) + rest
+
+
+def test_loading_statuses_are_shown_in_the_readers_language(local_backend) -> None:
+    """The status is set by the loading thread (no reader yet); each reader sees it in their own
+    language: the page's waiting line, and the API's waiting frame."""
+    from chat.i18n import Phrase, t, translated
+    from chat.service.replies import frame
+    from chat.service.tracking import RequestRecord
+    from chat.ui import ChatHandlers
+
+    def slow_load(report) -> Backend:  # noqa: ANN001
+        for step in range(3):
+            report(Phrase("loading.downloading", label="org/repo", percent=step * 40, done=step, total=3))
+            time.sleep(0.4)
+        return local_backend
+
+    pending = PendingBackend("local", "org/repo:model.gguf", slow_load, n_ctx=2048)
+    status = pending.status
+    assert status.startswith(("Starting", "Downloading")) and translated(status, "zh").startswith("正在")
+    assert Phrase("loading.starting") == "Starting…"  # a Phrase is its English text, for logs
+    waiting = Waiting(
+        position=0, status=Phrase("loading.downloading", label="x", percent=40, done=1, total=3)
+    )
+    assert frame(waiting, RequestRecord("rest"), "zh")[1]["status"] == "正在下载 x：40%（1 / 3 MB）"
+
+    handlers = ChatHandlers(ChatEngine({"local": pending}))
+    seen = [str(update) for update in handlers.ui("你好", [], "", 0.7, 2048, 8, 0.95)]
+    assert any(
+        t("notice.loading", "zh", status="").split("（")[0] in line and "正在下载" in line for line in seen
+    )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from chat.errors import ConfigError
+from chat.i18n import Phrase
 
 if TYPE_CHECKING:
     from chat.backends.base import Backend
@@ -113,7 +114,7 @@ def build_local(settings: Settings, *, progress: Progress | None = None, backgro
         )
     path = resolve_model(settings.model, progress=progress)
     if progress:
-        progress(f"Loading {path.name}…")
+        progress(Phrase("loading.file", name=path.name))
     return LlamaCppBackend(
         path,
         n_ctx=settings.n_ctx,

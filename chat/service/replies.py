@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from starlette.requests import HTTPConnection, Request
 
-from chat.i18n import Lang, request_language
+from chat.i18n import Lang, request_language, translated
 from chat.messages import Notice, Stats, TextDelta, Waiting
 from chat.pipeline import OUTCOMES, Cancelled, Failure, Outcome, Refusal, Reply, ReplyRequest, Step
 from chat.service.bridge import EventPump, cancel_on_disconnect
@@ -99,7 +99,10 @@ def frame(step: Step, record: RequestRecord, lang: Lang) -> tuple[str, dict[str,
         case Notice(kind=kind, text=text):
             return "notice", {"kind": kind, "text": text}
         case Waiting(position=position, status=status):
-            return "waiting", {"position": position, **({"status": status} if status else {})}
+            return "waiting", {
+                "position": position,
+                **({"status": translated(status, lang)} if status else {}),
+            }
         case Failure(error=error):
             api_error = from_chat_error(error, lang)
             return "error", {"id": record.id, "status": api_error.status, **api_error.body(record.id)}
