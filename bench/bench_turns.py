@@ -162,9 +162,10 @@ def per_request_work(engine, turns: int = 50) -> float:  # noqa: ANN001
 
 
 @contextmanager
-def launched_app(port: int) -> Iterator[str]:
+def launched_app(port: int, *, store: bool = False) -> Iterator[str]:
+    """``python app.py`` in its own process (the conversation store off unless asked for)."""
     command = [sys.executable, str(ROOT / "app.py"), "--n-ctx", str(N_CTX), "--port", str(port)]
-    env = {**os.environ, "CHAT_RATE_LIMIT": "0", "CHAT_API_TOKEN": "", "CHAT_STORE": "off"}
+    env = {**os.environ, "CHAT_RATE_LIMIT": "0", "CHAT_API_TOKEN": "", "CHAT_STORE": "on" if store else "off"}
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
