@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from cachetools import LRUCache, cachedmethod
 
 from chat.backends.base import Backend, Chunk, Finish
 from chat.backends.prompt_cache import DEFAULT_MAX_BYTES, PromptCache
@@ -75,8 +76,8 @@ class LlamaCppBackend(Backend):
         self._queue = TurnQueue()
         self._formatter = _template_formatter(self._llm)
         self._tokenizer = PromptTokenizer(self._llm, self._formatter)
-        self._rendered: OrderedDict[tuple[Message, ...], _Prompt] = OrderedDict()
-        self._message_tokens: OrderedDict[Message, int] = OrderedDict()
+        self._rendered: LRUCache[tuple[Message, ...], _Prompt] = LRUCache(maxsize=RENDER_MEMO)
+        self._message_tokens: LRUCache[Message, int] = LRUCache(maxsize=MESSAGE_MEMO)
         self._memo_lock = threading.Lock()
         self._probe_tokens: int | None = None
 
@@ -93,21 +94,12 @@ class LlamaCppBackend(Backend):
         """Exact prompt length: the model's own chat template, rendered and tokenized once."""
         return len(self._prompt(messages).tokens)
 
+    @cachedmethod(lambda self: self._message_tokens, lock=lambda self: self._memo_lock)
     def message_tokens(self, message: Message) -> int:
         """Tokens one message adds to a prompt, counted once per distinct message."""
-        with self._memo_lock:
-            known = self._message_tokens.get(message)
-            if known is not None:
-                self._message_tokens.move_to_end(message)
-                return known
         if self._probe_tokens is None:
             self._probe_tokens = len(self._render([_PROBE]).tokens)
-        count = len(self._render([_PROBE, message.to_dict()]).tokens) - self._probe_tokens
-        with self._memo_lock:
-            self._message_tokens[message] = count
-            if len(self._message_tokens) > MESSAGE_MEMO:
-                self._message_tokens.popitem(last=False)
-        return count
+        return len(self._render([_PROBE, message.to_dict()]).tokens) - self._probe_tokens
 
     def tokenize(self, text: str) -> list[int]:
         return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
@@ -211,20 +203,14 @@ class LlamaCppBackend(Backend):
 
     # -- prompts -----------------------------------------------------------------------------
 
+    @cachedmethod(
+        lambda self: self._rendered,
+        key=lambda self, messages: tuple(messages),
+        lock=lambda self: self._memo_lock,
+    )
     def _prompt(self, messages: Sequence[Message]) -> _Prompt:
         """The rendered, tokenized prompt, shared by fitting (``count_tokens``) and ``stream``."""
-        key = tuple(messages)
-        with self._memo_lock:
-            known = self._rendered.get(key)
-            if known is not None:
-                self._rendered.move_to_end(key)
-                return known
-        prompt = self._render([m.to_dict() for m in messages])
-        with self._memo_lock:
-            self._rendered[key] = prompt
-            if len(self._rendered) > RENDER_MEMO:
-                self._rendered.popitem(last=False)
-        return prompt
+        return self._render([m.to_dict() for m in messages])
 
     def _render(self, dicts: list[dict[str, str]]) -> _Prompt:
         rendered = self._formatter(messages=dicts)

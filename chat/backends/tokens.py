@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import OrderedDict
 from typing import Any
+
+from cachetools import LRUCache, cachedmethod
 
 MEMO_PIECES = 8192  # distinct text pieces remembered (about one per message)
 _SAMPLE = [
@@ -36,7 +37,7 @@ class PromptTokenizer:
             if specials
             else None
         )
-        self._memo: OrderedDict[str, list[int]] = OrderedDict()
+        self._memo: LRUCache[str, list[int]] = LRUCache(maxsize=MEMO_PIECES)
         self._lock = threading.Lock()
         self.piecewise = self._split is not None and self._agrees(formatter)
 
@@ -49,18 +50,9 @@ class PromptTokenizer:
                 tokens += self._piece(piece)
         return tokens
 
+    @cachedmethod(lambda self: self._memo, lock=lambda self: self._lock)
     def _piece(self, piece: str) -> list[int]:
-        with self._lock:
-            known = self._memo.get(piece)
-            if known is not None:
-                self._memo.move_to_end(piece)
-                return known
-        tokens = self._whole(piece, False)
-        with self._lock:
-            self._memo[piece] = tokens
-            if len(self._memo) > MEMO_PIECES:
-                self._memo.popitem(last=False)
-        return tokens
+        return self._whole(piece, False)
 
     def _whole(self, text: str, add_bos: bool) -> list[int]:
         return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
