@@ -22,19 +22,18 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402
+from app_process import launched_app, sse_turn  # noqa: E402
 from gradio_client import Client  # noqa: E402
 from support import free_port  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
@@ -122,14 +121,9 @@ def ttft_ws(url: str, prompt: str, max_tokens: int) -> float:
 
 
 def ttft_sse(url: str, prompt: str, max_tokens: int) -> float:
-    body = {"user_input": prompt, "stream": True, "context": {"max_new_tokens": max_tokens}}
-    start = time.perf_counter()
-    first = None
-    with httpx.stream("POST", url + "api/chat", json=body, timeout=120) as response:
-        for line in response.iter_lines():
-            if first is None and line == "event: delta":
-                first = time.perf_counter() - start
-    return first if first is not None else float("nan")
+    body = {"user_input": prompt, "context": {"max_new_tokens": max_tokens}}
+    with httpx.Client(base_url=url) as client:
+        return sse_turn(client, body)[0]
 
 
 def ttft_gradio(client: Client, prompt: str, max_tokens: int) -> float:
@@ -150,32 +144,6 @@ TOPICS = [
 ]  # fmt: skip
 
 
-@contextmanager
-def launched_app(port: int) -> Iterator[str]:
-    """``python app.py`` in its own process, as deployed; its request log goes nowhere."""
-    command = [sys.executable, str(ROOT / "app.py"), "--n-ctx", "2048", "--port", str(port)]
-    env = {**os.environ, "CHAT_RATE_LIMIT": "0", "CHAT_API_TOKEN": ""}
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(url + "readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                sys.exit("the app did not start")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level")
@@ -185,7 +153,7 @@ def main() -> None:
     if args.rounds * 3 > len(TOPICS):
         sys.exit(f"--rounds can be at most {len(TOPICS) // 3}")
 
-    with launched_app(free_port()) as url:
+    with launched_app(free_port(), n_ctx=2048, store=True) as url:
         warm = httpx.post(url + "api/chat", json=CACHED, timeout=120).json()
         assert warm.get("finish_reason") == "stop", warm  # only complete replies are cached
         if not httpx.post(url + "api/chat", json=CACHED, timeout=120).json().get("from_cache"):

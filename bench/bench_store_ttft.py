@@ -11,12 +11,10 @@ both. Prints a Markdown table of the median time to first token per turn range.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,26 +22,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402
-from bench_turns import launched_app, question  # noqa: E402
+from app_process import launched_app, sse_turn  # noqa: E402
+from bench_turns import N_CTX, question  # noqa: E402
 from support import free_port  # noqa: E402
 
 MAX_TOKENS = 32
-
-
-def turn(client: httpx.Client, body: dict) -> tuple[float, dict]:
-    """One streamed reply: (seconds to the first delta, the done frame). The client keeps the
-    app's visitor cookie: conversations belong to their owner."""
-    start = time.perf_counter()
-    first, done, event = None, {}, ""
-    with client.stream("POST", "api/chat", json={**body, "stream": True}, timeout=300) as response:
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: ") and event == "delta":
-                first = first or time.perf_counter()
-            elif line.startswith("data: ") and event == "done":
-                done = json.loads(line[6:])
-    return (first or start) - start, done
 
 
 def main() -> None:
@@ -56,8 +39,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data:
         os.environ["CHAT_DATA_DIR"] = data
         with (
-            launched_app(free_port(), store=True) as on_url,
-            launched_app(free_port(), store=False) as off_url,
+            launched_app(free_port(), n_ctx=N_CTX, store=True) as on_url,
+            launched_app(free_port(), n_ctx=N_CTX, store=False) as off_url,
             httpx.Client(base_url=on_url) as on,
             httpx.Client(base_url=off_url) as off,
         ):
@@ -70,10 +53,10 @@ def main() -> None:
                     for store in ("on", "off") if number % 2 else ("off", "on"):  # neither always first
                         if store == "on":
                             with_id = {"conversation_id": conversation_id} if conversation_id else {}
-                            ttft, done = turn(on, {**body, **with_id})
+                            ttft, done = sse_turn(on, {**body, **with_id})
                             conversation_id = done["conversation_id"]
                         else:
-                            ttft, done = turn(off, {**body, "context": {**context, "history": history}})
+                            ttft, done = sse_turn(off, {**body, "context": {**context, "history": history}})
                             history += [
                                 {"role": "user", "content": text},
                                 {"role": "assistant", "content": done["reply"]},

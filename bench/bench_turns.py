@@ -13,22 +13,21 @@ guards, without the model), prompt-cache memory and process RSS. Prints Markdown
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402
+from app_process import launched_app, sse_turn  # noqa: E402
 from support import free_port  # noqa: E402
 
 from chat import GenerationParams, Message, Settings  # noqa: E402
@@ -86,33 +85,18 @@ def raw_reply(llm, max_tokens: int) -> Reply:  # noqa: ANN001
     return reply
 
 
-def http_reply(url: str, max_tokens: int) -> Reply:
+def http_reply(client: httpx.Client, max_tokens: int) -> Reply:
     def reply(history: list[dict[str, str]], temperature: float) -> tuple[float, str]:
         *earlier, newest = history
-        body = {
-            "user_input": newest["content"],
-            "stream": True,
-            "context": {
-                "system_prompt": earlier[0]["content"],
-                "history": earlier[1:],
-                "temperature": temperature,
-                "max_new_tokens": max_tokens,
-                "context_length": N_CTX,
-            },
+        context = {
+            "system_prompt": earlier[0]["content"],
+            "history": earlier[1:],
+            "temperature": temperature,
+            "max_new_tokens": max_tokens,
+            "context_length": N_CTX,
         }
-        start = time.perf_counter()
-        first = None
-        text = ""
-        with httpx.stream("POST", url + "api/chat", json=body, timeout=300) as response:
-            event = ""
-            for line in response.iter_lines():
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: ") and event == "delta":
-                    first = first or time.perf_counter()
-                elif line.startswith("data: ") and event == "done":
-                    text = json.loads(line[6:]).get("reply", "")
-        return (first or start) - start, text
+        ttft, done = sse_turn(client, {"user_input": newest["content"], "context": context})
+        return ttft, done.get("reply", "")
 
     return reply
 
@@ -159,32 +143,6 @@ def per_request_work(engine, turns: int = 50) -> float:  # noqa: ANN001
         msgs = [*messages[:-1], Message("user", f"And one more, variant {i}?")]  # a new message each time
         samples.append(once(msgs))
     return statistics.median(samples) * 1000
-
-
-@contextmanager
-def launched_app(port: int, *, store: bool = False) -> Iterator[str]:
-    """``python app.py`` in its own process (the conversation store off unless asked for)."""
-    command = [sys.executable, str(ROOT / "app.py"), "--n-ctx", str(N_CTX), "--port", str(port)]
-    env = {**os.environ, "CHAT_RATE_LIMIT": "0", "CHAT_API_TOKEN": "", "CHAT_STORE": "on" if store else "off"}
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(url + "readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                sys.exit("the app did not start")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 def rss_mb() -> float:
@@ -235,10 +193,10 @@ def main() -> None:
                 gaps = [result[t] - raw_rows[temperature][t] for t in shown]
                 print(f"| (engine - raw, ms) | {' | '.join(f'{g:+.0f}' for g in gaps)} | |", flush=True)
     if not args.skip_http:
-        with launched_app(free_port()) as url:
+        with launched_app(free_port(), n_ctx=N_CTX, store=False) as url, httpx.Client(base_url=url) as client:
             for temperature in (0.7, 0.0):
                 for lanes in (1, 2, 4):
-                    result = run_lanes(http_reply(url, args.max_tokens), lanes, args.turns, temperature)
+                    result = run_lanes(http_reply(client, args.max_tokens), lanes, args.turns, temperature)
                     print(
                         row(f"HTTP /api/chat (app.py), {lanes}, {temperature:g}", result, args.turns),
                         flush=True,
