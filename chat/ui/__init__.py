@@ -1,0 +1,15 @@
+"""The Gradio page: handlers (Gradio shapes <-> the reply pipeline), labels and layout."""
+
+from chat.ui.handlers import ChatHandlers, build_request, format_stats, history_to_messages
+from chat.ui.labels import I18N
+from chat.ui.layout import GRADIO_CACHE_LIFETIME, build_ui
+
+__all__ = [
+    "GRADIO_CACHE_LIFETIME",
+    "I18N",
+    "ChatHandlers",
+    "build_request",
+    "build_ui",
+    "format_stats",
+    "history_to_messages",
+]
