@@ -162,6 +162,30 @@ class Settings:
         default="",
         repr=False,
     )
+    # knowledge base embeddings (off by default: full-text search alone needs no model)
+    embedding_url: str = _opt(
+        "CHAT_EMBEDDING_URL",
+        "OpenAI-compatible embeddings API base URL (e.g. http://127.0.0.1:8001/v1) for knowledge search",
+        default="",
+    )
+    embedding_model: str = _opt(
+        "CHAT_EMBEDDING_MODEL",
+        "embedding model: with --embedding-url its name there, else a GGUF path or Hub reference run here",
+        default="",
+    )
+    embedding_api_key: str = _opt(
+        "CHAT_EMBEDDING_API_KEY",
+        "API key for --embedding-url (environment only)",
+        flag=False,
+        default="",
+        repr=False,
+    )
+    embedding_timeout: float = _opt(
+        "CHAT_EMBEDDING_TIMEOUT",
+        "seconds one embedding call (a query, or a document's chunks) may take",
+        parse=float,
+        default=30.0,
+    )
     # server
     host: str = _opt(
         ("CHAT_HOST", "GRADIO_SERVER_NAME"),
@@ -279,7 +303,7 @@ class Settings:
         if self.auth and ":" not in self.auth:
             raise ConfigError("--auth must look like user:password")
         positive = ("cache_max_entries", "cache_max_bytes", "cache_ttl", "max_message_chars", "max_turns")
-        positive += ("guard_timeout",)
+        positive += ("guard_timeout", "embedding_timeout")
         for name in (*positive, "feedback_log_max_bytes", "max_ws_per_client", "ws_idle_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")

