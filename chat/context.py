@@ -2,6 +2,9 @@
 
 The system prompt and the newest message are always kept; the oldest turns go first, and a
 turn is dropped whole (from a user message up to the next one) so roles keep alternating.
+System notes right after the system prompt (a summary of earlier turns, the user's profile)
+outrank history: they go only when even the system prompt, the notes and the newest message
+leave no room, the last note first (``notes_dropped``).
 When the window is smaller than the reply the user asked for, the reply budget shrinks to what
 the window leaves (at most half of it when history competes), instead of refusing.
 
@@ -14,7 +17,7 @@ the chosen prompt is counted again, exactly.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate
 
 from chat.errors import ContextOverflow
@@ -29,8 +32,9 @@ MIN_REPLY_TOKENS = 16  # below this a reply is not worth starting: the message i
 class FittedPrompt:
     messages: tuple[Message, ...]
     prompt_tokens: int
-    dropped: int  # messages left out
+    dropped: int  # history messages left out
     reply_tokens: int  # max new tokens the window leaves for the reply
+    notes_dropped: int = 0  # system notes after the system prompt left out
 
 
 def fit_messages(
@@ -59,6 +63,7 @@ def fit_messages(
     if full <= budget:
         return FittedPrompt(everything, full, 0, reserve)
 
+    system, notes_dropped = _fitting_notes(system, newest, budget, count)
     minimal = (*system, *newest)
     minimal_tokens = count(minimal)
     if minimal_tokens + MIN_REPLY_TOKENS > window:
@@ -69,8 +74,23 @@ def fit_messages(
             reserved=MIN_REPLY_TOKENS,
         )
     if minimal_tokens > budget:  # the newest message alone is long: it gets the room, not the reply
-        return FittedPrompt(minimal, minimal_tokens, len(history), window - minimal_tokens)
-    return _trim(system, history, newest, full, minimal_tokens, budget, reserve, count, cost)
+        return FittedPrompt(minimal, minimal_tokens, len(history), window - minimal_tokens, notes_dropped)
+    if not notes_dropped:
+        return _trim(system, history, newest, full, minimal_tokens, budget, reserve, count, cost)
+    full = count((*system, *history, *newest))  # the scale in _trim must not count dropped notes
+    fitted = _trim(system, history, newest, full, minimal_tokens, budget, reserve, count, cost)
+    return replace(fitted, notes_dropped=notes_dropped)
+
+
+def _fitting_notes(
+    system: tuple[Message, ...], newest: tuple[Message, ...], budget: int, count: TokenCounter
+) -> tuple[tuple[Message, ...], int]:
+    """The system prompt with as many of its notes as fit beside the newest message in
+    ``budget`` (the last note goes first), and how many were left out."""
+    for kept in range(len(system), 1, -1):
+        if count((*system[:kept], *newest)) <= budget:
+            return system[:kept], len(system) - kept
+    return system[:1], max(len(system) - 1, 0)
 
 
 def _trim(

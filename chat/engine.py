@@ -139,9 +139,13 @@ class ChatEngine:
         cancel: threading.Event | None = None,
         use_cache: bool = True,
         api_key: str | None = None,
+        notes: Sequence[Message] = (),
     ) -> Iterator[Event]:
         """Yield events for one reply; the last one is ``Done``. Errors raise ``ChatError``.
 
+        ``notes``: system messages the app adds after the system prompt (retrieved reference
+        data), fitted and sent like it but not checked by the input guard, which judges what
+        users write: a manual's "default PIN 0000" must not refuse the question it answers.
         Closing the iterator stops generation and frees the model.
         """
         params = params or GenerationParams()
@@ -150,6 +154,9 @@ class ChatEngine:
         chain = self.chain(backend)
         self.counters.add("requests")
         self.check_input(msgs)
+        if notes:
+            at = next(i for i, m in enumerate(msgs) if m.role != "system")
+            msgs = [*msgs[:at], *notes, *msgs[at:]]
         started = self._clock()
         deadline = started + self.retry.total_timeout
         last_error: BackendError | None = None

@@ -15,6 +15,11 @@ on ``/api/chat`` and another on ``/v1``. Closing the iterator stops generation a
 With ``request.conversation`` set, the turn is also kept in the store: the user's message before
 generation starts (a failure, Stop or a crash cannot lose it), the reply as it streams, then
 marked complete, stopped or interrupted by its outcome.
+
+With ``request.knowledge`` set, the newest message is first looked up in that knowledge base (one
+indexed query; an unknown name fails before anything is stored), the best chunks go into the
+prompt as a delimited reference block fitted with the backend's token counts
+(``chat.knowledge.context``), and the ``Reply`` lists them as its ``sources``, best first.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ from typing import TYPE_CHECKING, Literal
 from chat.engine import ChatEngine
 from chat.errors import ChatError, InputBlocked, OutputBlocked
 from chat.i18n import Lang, detect_language
+from chat.knowledge.context import Library, Reference, fit_reference, retrieve
 from chat.messages import Done, Event, GenerationParams, Message, Notice, Stats, TextDelta, Waiting
 
 if TYPE_CHECKING:
+    from chat.knowledge.records import Source
     from chat.store import ReplyWriter, Store
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,7 @@ class ReplyRequest:
     use_cache: bool = True
     api_key: str | None = field(default=None, repr=False)  # a session key: never shown
     conversation: StoredConversation | None = None  # keep the user's message and the reply there
+    knowledge: str | None = None  # answer from this knowledge base, citing its sources
 
     @property
     def lang(self) -> Lang:
@@ -76,6 +84,7 @@ class Reply:
     text: str
     stats: Stats
     notices: tuple[Notice, ...] = ()
+    sources: tuple[Source, ...] = ()  # the knowledge base chunks the prompt held, best first
 
 
 @dataclass(frozen=True)
@@ -112,11 +121,16 @@ OUTCOMES = (Reply, Refusal, Failure, Cancelled)
 
 
 def run(
-    engine: ChatEngine, request: ReplyRequest, *, cancel: threading.Event | None = None
+    engine: ChatEngine,
+    request: ReplyRequest,
+    *,
+    cancel: threading.Event | None = None,
+    knowledge: Library | None = None,
 ) -> Iterator[Step]:
     """Stream one reply: the engine's events, then exactly one outcome.
 
-    ``cancel`` (set by Stop or a closed connection) ends generation within a token or two.
+    ``cancel`` (set by Stop or a closed connection) ends generation within a token or two;
+    ``knowledge`` holds the knowledge bases ``request.knowledge`` may name.
     """
     cancel = cancel or threading.Event()
     backend = request.backend or engine.default_backend
@@ -125,8 +139,12 @@ def run(
     outcome: Outcome | None = None
     events: Iterator[Event] | None = None
     writer: ReplyWriter | None = None
+    reference = Reference(None, (), 0)
     try:
+        found = retrieve(knowledge, request.knowledge, request.user_input) if request.knowledge else []
         writer = _start_turn(engine, request)
+        if found:
+            reference = yield from _reference(engine, request, found, cancel)
         events = engine.stream(
             list(request.messages),
             request.params,
@@ -134,10 +152,11 @@ def run(
             cancel=cancel,
             use_cache=request.use_cache,
             api_key=request.api_key,
+            notes=[reference.note] if reference.note else [],
         )
         for event in events:
             if isinstance(event, Done):
-                outcome = _ended(event, tuple(notices))
+                outcome = _ended(event, tuple(notices), reference.sources)
                 break
             if isinstance(event, Notice):
                 notices.append(event)
@@ -211,13 +230,36 @@ def _finish_turn(
         log.warning("reply %s: the final write to the store failed", writer.message_id)
 
 
-def _ended(done: Done, notices: tuple[Notice, ...]) -> Outcome:
+def _reference(
+    engine: ChatEngine, request: ReplyRequest, found: Sequence[Source], cancel: threading.Event
+) -> Iterator[Waiting]:
+    """The reference block for ``found``, fitted to the first backend that will answer (``yield
+    from`` returns the ``Reference``; a model still loading reports its progress meanwhile)."""
+    backend = engine.chain(request.backend)[0]
+    yield from backend.prepare(cancel)
+    window = request.params.context_length
+    hard_limit = backend.context_window()
+    if hard_limit is not None:
+        window = min(window, hard_limit)
+    return fit_reference(
+        found,
+        knowledge=request.knowledge or "",
+        messages=request.messages,
+        window=window,
+        max_new_tokens=request.params.max_new_tokens,
+        count=backend.count_tokens,
+        cost=backend.message_tokens,
+        lang=request.lang,
+    )
+
+
+def _ended(done: Done, notices: tuple[Notice, ...], sources: tuple[Source, ...] = ()) -> Outcome:
     match done.stats.finish_reason:
         case "blocked":
             return Refusal(done.text, done.stats, notices, "output")
         case "cancelled":
             return Cancelled(done.text, done.stats, notices)
-    return Reply(done.text, done.stats, notices)
+    return Reply(done.text, done.stats, notices, sources)
 
 
 class Pipeline:
@@ -227,8 +269,9 @@ class Pipeline:
     ...     print(step)
     """
 
-    def __init__(self, engine: ChatEngine) -> None:
+    def __init__(self, engine: ChatEngine, *, knowledge: Library | None = None) -> None:
         self.engine = engine
+        self.knowledge = knowledge
 
     def run(self, request: ReplyRequest, *, cancel: threading.Event | None = None) -> Iterator[Step]:
-        return run(self.engine, request, cancel=cancel)
+        return run(self.engine, request, cancel=cancel, knowledge=self.knowledge)

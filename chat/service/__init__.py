@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from chat.engine import ChatEngine
+from chat.knowledge.context import Library
 from chat.service import conversations, health, openai_routes, rest, ws
 from chat.service.access import DoorMiddleware
 from chat.service.core import Service
@@ -39,10 +40,12 @@ def register(
     store: Store | None = None,
     *,
     visitor_key: bytes | None = None,
+    knowledge: Library | None = None,
 ) -> Service:
     """``store``: the conversation store (None: off); ``visitor_key`` signs anonymous owners'
-    cookies (``chat.service.conversations.visitor_key``; None: a new key per process)."""
-    service = Service(engine, settings, store, visitor_key=visitor_key)
+    cookies (``chat.service.conversations.visitor_key``; None: a new key per process);
+    ``knowledge``: the knowledge bases a chat request may name (None: none)."""
+    service = Service(engine, settings, store, visitor_key=visitor_key, knowledge=knowledge)
     app.state.service = service
     health.register(app, service)
     rest.register(app, service)

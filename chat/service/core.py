@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import HTTPConnection
 
 from chat.engine import ChatEngine
+from chat.knowledge.context import Library
 from chat.messages import GenerationParams
 from chat.service.access import CLIENT_KEY, Door
 from chat.service.access_log import AccessLog
@@ -25,13 +26,14 @@ class Service:
         store: Store | None = None,
         *,
         visitor_key: bytes | None = None,
+        knowledge: Library | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.store = store  # the conversation store; None with CHAT_STORE=off
         self.metrics = Metrics(engine)
         self.log = AccessLog(fmt=settings.log_format, user_text=settings.log_user_text)
-        self.tracker = Tracker(engine, self.metrics, self.log)
+        self.tracker = Tracker(engine, self.metrics, self.log, knowledge=knowledge)
         # access, limits, queue admission; visitor_key signs anonymous owners' cookies
         self.door = Door(settings, engine, self.tracker, visitor_key=visitor_key)
         self.budget = ThreadBudget()

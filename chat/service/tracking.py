@@ -18,6 +18,7 @@ from typing import Any
 
 from chat import pipeline
 from chat.engine import ChatEngine
+from chat.knowledge.context import Library
 from chat.messages import Stats, TextDelta
 from chat.pipeline import Cancelled, Failure, Outcome, Pipeline, Refusal, ReplyRequest, Step
 from chat.service.access_log import AccessLog
@@ -85,10 +86,13 @@ class RequestRecord:
 
 
 class Tracker:
-    def __init__(self, engine: ChatEngine, metrics: Metrics, log: AccessLog) -> None:
+    def __init__(
+        self, engine: ChatEngine, metrics: Metrics, log: AccessLog, *, knowledge: Library | None = None
+    ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.log = log
+        self.knowledge = knowledge  # the knowledge bases a request may name
 
     def backend_label(self, name: str | None) -> str:
         """A configured backend's name; anything else (a client's typo or junk) is ``unknown``."""
@@ -108,7 +112,7 @@ class Tracker:
         gauge = self.metrics.in_flight.labels(record.entry)
         gauge.inc()
         try:
-            for step in pipeline.run(self.engine, request, cancel=cancel):
+            for step in pipeline.run(self.engine, request, cancel=cancel, knowledge=self.knowledge):
                 if isinstance(step, TextDelta):
                     if record.first_text_at is None and step.text:
                         record.first_text_at = time.perf_counter()
