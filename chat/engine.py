@@ -21,6 +21,7 @@ from chat.counters import Counters
 from chat.errors import BackendError, ContextOverflow, InputBlocked, InvalidRequest, OutputBlocked
 from chat.i18n import Lang, detect_language, t
 from chat.messages import Done, Event, GenerationParams, Message, Notice, Stats, TextDelta, Waiting
+from chat.reasoning import ReplyParts, without_thinking
 from chat.retry import RetryPolicy
 
 CACHE_REPLAY_CHUNK = 16  # characters per replayed delta: a cache hit still streams
@@ -76,6 +77,7 @@ class _Outcome:
     text: str
     stats: Stats
     prompt: tuple[Message, ...]
+    thinking: str = ""
 
 
 class _Retry(Exception):  # noqa: N818 - a signal, not an error
@@ -149,7 +151,7 @@ class ChatEngine:
         Closing the iterator stops generation and frees the model.
         """
         params = params or GenerationParams()
-        msgs = _checked_messages(messages)
+        msgs = without_thinking(_checked_messages(messages))  # thinking is never context
         lang = detect_language(msgs[-1].content)
         chain = self.chain(backend)
         self.counters.add("requests")
@@ -239,8 +241,8 @@ class ChatEngine:
         if key is not None and outcome.stats.finish_reason == "stop" and outcome.text:
             if outcome.prompt != fitted.messages:  # re-fitted: the reply answers a shorter prompt
                 key = self.cache.key(backend, outcome.prompt, request.params, salt=_salt(request.api_key))
-            self.cache.put(key, outcome.text)
-        yield Done(outcome.text, outcome.stats)
+            self.cache.put(key, outcome.text)  # the reply only: thinking is not replayed
+        yield Done(outcome.text, outcome.stats, outcome.thinking)
 
     def _fit(self, backend: Backend, request: _Request, window: int | None = None) -> Iterator[Event]:
         """Fit the conversation into the window (``yield from`` returns the ``FittedPrompt``)."""
@@ -314,11 +316,12 @@ class ChatEngine:
         params = request.params
         if fitted.reply_tokens != params.max_new_tokens:
             params = replace(params, max_new_tokens=fitted.reply_tokens)
-        received = 0
+        received = 0  # chunks, thinking included: the token count when the backend has none
         shown: list[str] = []
+        thought: list[str] = []
         finish = Finish("stop")
         first_token_at: float | None = None
-        out_filter = self.output_guard.new_filter() if self.output_guard is not None else None
+        parts = ReplyParts(self.output_guard.new_filter if self.output_guard is not None else None)
         budget = {"time_left": request.deadline - self._clock()} if backend.accepts_time_left else {}
         chunks = backend.stream(
             fitted.messages, params, cancel=request.cancel, api_key=request.api_key, **budget
@@ -333,15 +336,12 @@ class ChatEngine:
                     if first_token_at is None:
                         first_token_at = self._clock()
                     received += 1
-                    released = out_filter.feed(chunk) if out_filter else chunk
-                    if released:
-                        shown.append(released)
-                        yield TextDelta(released)
-            if out_filter is not None:
-                tail = out_filter.flush()
-                if tail:
-                    shown.append(tail)
-                    yield TextDelta(tail)
+                    for part in parts.feed(chunk):
+                        (shown if isinstance(part, TextDelta) else thought).append(part.text)
+                        yield part
+            for part in parts.flush():
+                (shown if isinstance(part, TextDelta) else thought).append(part.text)
+                yield part
         except OutputBlocked:
             self.counters.add("blocked_output")
             notice = t("error.output_blocked", lang)
@@ -361,6 +361,7 @@ class ChatEngine:
                 "".join(shown),
                 self._finish_stats(stats, request.started, first_token_at, received),
                 fitted.messages,
+                "".join(thought).strip(),
             )
         finally:
             chunks.close()
@@ -379,6 +380,7 @@ class ChatEngine:
             "".join(shown),
             self._finish_stats(stats, request.started, first_token_at, tokens),
             fitted.messages,
+            "".join(thought).strip(),
         )
 
     def _replay(self, text: str, stats: Stats, started: float) -> Iterator[Event]:

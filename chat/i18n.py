@@ -108,6 +108,7 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "上下文长度 {requested} 超过了模型已加载的窗口，实际使用 {used}。",
     },
     "notice.stopped": {"en": "Stopped.", "zh": "已停止。"},
+    "thinking.title": {"en": "Thinking", "zh": "思考过程"},  # a reasoning model's collapsed block
     "notice.reply_budget": {
         "en": "The context length leaves room for a reply of at most {tokens} tokens ({asked} asked).",
         "zh": "受上下文长度限制，本次回复最多 {tokens} 个 token（设置为 {asked}）。",

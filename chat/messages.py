@@ -119,6 +119,14 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ThinkingDelta:
+    """New "thinking" text of a reasoning model (``<think>`` blocks, ``reasoning_content``):
+    shown apart from the reply, never part of it, never sent back to the model."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Notice:
     """Something the user should know about this reply (trimmed history, a fallback, a cut stream)."""
 
@@ -158,10 +166,12 @@ class Stats:
 
 @dataclass(frozen=True)
 class Done:
-    """The reply ended. ``text`` is the full reply the user saw."""
+    """The reply ended. ``text`` is the full reply the user saw; ``thinking`` what the model
+    thought before it (shown apart, not part of the reply)."""
 
     text: str
     stats: Stats
+    thinking: str = ""
 
 
-Event = TextDelta | Notice | Waiting | Done
+Event = TextDelta | ThinkingDelta | Notice | Waiting | Done

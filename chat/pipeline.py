@@ -1,8 +1,8 @@
 """One reply, from request to outcome, for every way in (the page, Gradio's API, REST, SSE,
 WebSocket, OpenAI).
 
-``run(engine, request)`` streams the engine's ``Waiting``, ``Notice`` and ``TextDelta`` events,
-then ends with exactly one outcome from a closed set:
+``run(engine, request)`` streams the engine's ``Waiting``, ``Notice``, ``TextDelta`` and
+``ThinkingDelta`` events, then ends with exactly one outcome from a closed set:
 
     Reply       the engine finished (stopped, hit the length limit, or was cut off mid-way)
     Refusal     a guard refused the message (``stage="input"``) or stopped the reply (``"output"``)
@@ -14,7 +14,8 @@ on ``/api/chat`` and another on ``/v1``. Closing the iterator stops generation a
 
 With ``request.conversation`` set, the turn is also kept in the store: the user's message before
 generation starts (a failure, Stop or a crash cannot lose it), the reply as it streams, then
-marked complete, stopped or interrupted by its outcome.
+marked complete, stopped or interrupted by its outcome. A reasoning model's thinking is not kept:
+it is never context for the next turn, and it is often longer than the reply itself.
 
 With ``request.knowledge`` set, the newest message is first looked up in that knowledge base (one
 indexed query; an unknown name fails before anything is stored), the best chunks go into the
@@ -34,7 +35,18 @@ from chat.engine import ChatEngine
 from chat.errors import ChatError, InputBlocked, OutputBlocked
 from chat.i18n import Lang, detect_language
 from chat.knowledge.context import Library, Reference, fit_reference, retrieve
-from chat.messages import Done, Event, GenerationParams, Message, Notice, Stats, TextDelta, Waiting
+from chat.messages import (
+    Done,
+    Event,
+    GenerationParams,
+    Message,
+    Notice,
+    Stats,
+    TextDelta,
+    ThinkingDelta,
+    Waiting,
+)
+from chat.reasoning import without_thinking
 
 if TYPE_CHECKING:
     from chat.knowledge.records import Source
@@ -85,6 +97,7 @@ class Reply:
     stats: Stats
     notices: tuple[Notice, ...] = ()
     sources: tuple[Source, ...] = ()  # the knowledge base chunks the prompt held, best first
+    thinking: str = ""  # a reasoning model's thinking, shown apart: not the reply, not stored
 
 
 @dataclass(frozen=True)
@@ -113,10 +126,11 @@ class Cancelled:
     text: str
     stats: Stats
     notices: tuple[Notice, ...] = ()
+    thinking: str = ""
 
 
 Outcome = Reply | Refusal | Failure | Cancelled
-Step = TextDelta | Notice | Waiting | Outcome
+Step = TextDelta | ThinkingDelta | Notice | Waiting | Outcome
 OUTCOMES = (Reply, Refusal, Failure, Cancelled)
 
 
@@ -204,7 +218,7 @@ def _start_turn(engine: ChatEngine, request: ReplyRequest) -> ReplyWriter | None
     engine.check_input(list(request.messages))
     store, owner = conversation.store, conversation.owner
     if conversation.new:
-        for message in request.messages[:-1]:
+        for message in without_thinking(request.messages[:-1]):
             if message.role != "system":
                 store.add_message(owner, conversation.id, message.role, message.content)
     store.add_message(owner, conversation.id, "user", request.user_input)
@@ -258,8 +272,8 @@ def _ended(done: Done, notices: tuple[Notice, ...], sources: tuple[Source, ...] 
         case "blocked":
             return Refusal(done.text, done.stats, notices, "output")
         case "cancelled":
-            return Cancelled(done.text, done.stats, notices)
-    return Reply(done.text, done.stats, notices, sources)
+            return Cancelled(done.text, done.stats, notices, thinking=done.thinking)
+    return Reply(done.text, done.stats, notices, sources, thinking=done.thinking)
 
 
 class Pipeline:

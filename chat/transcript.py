@@ -21,6 +21,7 @@ from typing import Any
 
 from chat.errors import InvalidRequest
 from chat.messages import ROLES, content_text
+from chat.reasoning import THINKING_ID
 
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 FORMAT_VERSION = 1
@@ -30,10 +31,15 @@ EXPORTS_KEPT = 32  # export files kept on disk at once (Gradio copies each one w
 
 
 def plain_messages(history: Sequence[dict[str, Any]] | None) -> list[dict[str, str]]:
-    """Gradio chatbot history as OpenAI-style dicts; notice bubbles keep their title as content."""
+    """Gradio chatbot history as OpenAI-style dicts; notice bubbles keep their title as content.
+
+    A reasoning model's thinking bubble is left out: it is not part of the reply, and an
+    imported conversation must not feed it back to a model."""
     out: list[dict[str, str]] = []
     for item in history or []:
         if not isinstance(item, dict) or item.get("role") not in ROLES:
+            continue
+        if (item.get("metadata") or {}).get("id") == THINKING_ID:
             continue
         title = (item.get("metadata") or {}).get("title")
         if title:

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from chat.messages import GenerationParams, Message, Waiting
+from chat.messages import GenerationParams, Message, ThinkingDelta, Waiting
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Finish:
     cached_prompt_tokens: int | None = None  # prompt tokens reused from a prompt cache, not evaluated
 
 
-Chunk = str | Waiting | Finish
+Chunk = str | ThinkingDelta | Waiting | Finish  # ThinkingDelta: a reasoning field apart from the text
 
 
 class Backend(ABC):

@@ -6,7 +6,8 @@ as on every other entry point. ``model`` picks a backend by name ("local", "clou
 model name; anything else means the default backend. A filtered request is answered with the
 refusal and ``finish_reason: "content_filter"``. Tools, ``n > 1`` and logprobs are refused.
 ``response_format`` (JSON mode, JSON schema) is honoured by every backend that may answer, or
-refused with a 400 naming the one that cannot.
+refused with a 400 naming the one that cannot. A reasoning model's thinking comes apart from
+the reply, as DeepSeek sends it: ``reasoning_content`` in the message and in stream deltas.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from chat.messages import GenerationParams, Message, Stats, TextDelta, Waiting
+from chat.messages import GenerationParams, Message, Stats, TextDelta, ThinkingDelta, Waiting
 from chat.pipeline import Cancelled, Failure, Refusal, Reply, ReplyRequest, Step
 from chat.service.bodies import (
     bool_field,
@@ -130,7 +131,10 @@ class Completion:
         self.model = service.engine.backends[backend].model if backend in service.engine.backends else backend
         self.headers = {"X-Request-ID": run.record.id}
 
-    def body(self, text: str, stats: Stats) -> dict[str, Any]:
+    def body(self, text: str, stats: Stats, thinking: str = "") -> dict[str, Any]:
+        message = {"role": "assistant", "content": text}
+        if thinking:
+            message["reasoning_content"] = thinking
         return {
             "id": self.id,
             "object": "chat.completion",
@@ -139,7 +143,7 @@ class Completion:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text},
+                    "message": message,
                     "finish_reason": FINISH_REASONS.get(stats.finish_reason, "stop"),
                     "logprobs": None,
                 }
@@ -168,7 +172,8 @@ class Completion:
             return Response(status_code=499)
         if isinstance(outcome, Failure):
             return from_chat_error(outcome.error, self.lang).response(self.run.record.id)
-        return JSONResponse(self.body(outcome.text, outcome.stats), headers=self.headers)
+        thinking = "" if isinstance(outcome, Refusal) else outcome.thinking
+        return JSONResponse(self.body(outcome.text, outcome.stats, thinking), headers=self.headers)
 
     async def stream(self, usage_wanted: bool) -> Response:
         first = await self.run.first()
@@ -196,6 +201,8 @@ class Completion:
         match step:
             case TextDelta(text=text):
                 return [self.chunk({"content": text})]
+            case ThinkingDelta(text=text):
+                return [self.chunk({"reasoning_content": text})]
             case Waiting(position=position, status=status):
                 status = " ".join(status.split())  # one line: an SSE comment
                 return [f": waiting, position {position} {status}\n\n"]  # keeps proxies open

@@ -18,7 +18,7 @@ import anyio
 from starlette.requests import HTTPConnection, Request
 
 from chat.i18n import Lang, request_language, translated
-from chat.messages import Notice, Stats, TextDelta, Waiting
+from chat.messages import Notice, Stats, TextDelta, ThinkingDelta, Waiting
 from chat.pipeline import OUTCOMES, Cancelled, Failure, Outcome, Refusal, Reply, ReplyRequest, Step
 from chat.service.bridge import EventPump, cancel_on_disconnect
 from chat.service.errors import from_chat_error
@@ -96,6 +96,8 @@ def frame(step: Step, record: RequestRecord, lang: Lang) -> tuple[str, dict[str,
     match step:
         case TextDelta(text=text):
             return "delta", {"text": text}
+        case ThinkingDelta(text=text):
+            return "thinking", {"text": text}
         case Notice(kind=kind, text=text):
             return "notice", {"kind": kind, "text": text}
         case Waiting(position=position, status=status):
@@ -110,13 +112,15 @@ def frame(step: Step, record: RequestRecord, lang: Lang) -> tuple[str, dict[str,
 
 
 def reply_body(outcome: Reply | Refusal | Cancelled, record: RequestRecord) -> dict[str, Any]:
-    """``{"reply": ..., <stats>, "notices": [...]}``: the full reply the user saw, with its figures.
+    """``{"reply": ..., "reasoning": ..., <stats>, "notices": [...]}``: the full reply the user
+    saw, a reasoning model's thinking apart from it ("" for others), and the figures.
 
     A refusal is answered, not failed: the refusal is the reply, with ``"blocked": true``.
     """
     return {
         "id": record.id,
         "reply": outcome.text,
+        "reasoning": "" if isinstance(outcome, Refusal) else outcome.thinking,
         "blocked": isinstance(outcome, Refusal),
         **stats_fields(outcome.stats),
         "notices": [{"kind": n.kind, "text": n.text} for n in outcome.notices],

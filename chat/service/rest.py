@@ -9,8 +9,9 @@ new one (holding the ``context.history`` sent, if any). Every answer names it (`
 the ``X-Conversation-ID`` header). With ``CHAT_STORE=off`` the history comes from
 ``context.history`` alone and nothing is kept.
 
-SSE events: ``waiting``, ``notice``, ``delta`` (``{"text"}``), then ``done`` (the JSON above) or
-``error``. Errors found before the first event (bad parameters, an over-long message) are a
+SSE events: ``waiting``, ``notice``, ``delta`` (``{"text"}``), ``thinking`` (``{"text"}``, a
+reasoning model's thinking: not part of the reply, ``"reasoning"`` in the JSON), then ``done``
+(the JSON above) or ``error``. Errors found before the first event (bad parameters, an over-long message) are a
 plain JSON 4xx/5xx, not a stream. Access and rate limits are checked by the door before this.
 """
 

@@ -11,9 +11,10 @@ Client -> server (JSON text frames):
     {"type": "reset"}    forget the history
 ``context`` values stick for the rest of the connection until changed.
 
-Server -> client: ``{"type": "waiting" | "notice" | "delta", ...}`` while a reply streams, then
-``{"type": "done", "reply": ..., <stats>}``, or ``{"type": "error", "status": 4xx/5xx,
-"error": {...}}``. A filtered message gets ``done`` with the refusal (``"blocked": true``); bad
+Server -> client: ``{"type": "waiting" | "notice" | "delta" | "thinking", ...}`` while a reply
+streams (``thinking``: a reasoning model's thinking, apart from the reply), then
+``{"type": "done", "reply": ..., "reasoning": ..., <stats>}``, or ``{"type": "error", "status":
+4xx/5xx, "error": {...}}``. A filtered message gets ``done`` with the refusal (``"blocked": true``); bad
 JSON, wrong types and over-long frames get an ``error``: the connection stays open for the next.
 
 The door checks access before the handshake; each message counts against the rate limit. One

@@ -18,8 +18,18 @@ from chat import transcript
 from chat.engine import ChatEngine
 from chat.errors import ChatError, InvalidRequest
 from chat.i18n import Lang, detect_language, request_language, t, translated
-from chat.messages import GenerationParams, Message, Notice, Stats, TextDelta, Waiting, content_text
+from chat.messages import (
+    GenerationParams,
+    Message,
+    Notice,
+    Stats,
+    TextDelta,
+    ThinkingDelta,
+    Waiting,
+    content_text,
+)
 from chat.pipeline import Cancelled, Failure, Pipeline, Refusal, Reply, ReplyRequest
+from chat.reasoning import THINKING_ID
 from chat.transcript import ExportFolder, FeedbackLog
 
 log = logging.getLogger(__name__)
@@ -142,7 +152,7 @@ class ChatHandlers:
         """Stream into the chatbot: notices as small titled bubbles, then the reply."""
         lang = detect_language(message if isinstance(message, str) else "")
         notices: list[gr.ChatMessage] = []
-        text = ""
+        text = thinking = ""  # thinking: a reasoning model's, shown collapsed before the reply
         try:
             messages = build_request(message, history, system_prompt)
             params = build_params(temperature, context_length, max_new_tokens, top_p)
@@ -166,15 +176,23 @@ class ChatHandlers:
                         pass  # the refusal replaces the whole reply
                     case Notice(text=notice):
                         notices.append(_notice(notice))
+                    case ThinkingDelta(text=delta):
+                        thinking += delta
+                        reply_so_far = [gr.ChatMessage(text)] if text else []
+                        yield [*notices, *thinking_bubble(thinking, lang), *reply_so_far], ""
                     case TextDelta(text=delta):
                         text += delta
-                        yield [*notices, gr.ChatMessage(text)], ""
+                        yield [*notices, *thinking_bubble(thinking, lang), gr.ChatMessage(text)], ""
                     case Refusal(stage="input", text=refusal):
                         yield [*notices, _notice("⚠️ " + refusal)], ""
                     case Failure(error=error):
                         error_bubble = _notice("⚠️ " + _user_message(error, lang))
-                        yield [*notices, *([gr.ChatMessage(text)] if text else []), error_bubble], ""
-                    case Reply() | Refusal() | Cancelled():
+                        shown = [*thinking_bubble(thinking, lang), *([gr.ChatMessage(text)] if text else [])]
+                        yield [*notices, *shown, error_bubble], ""
+                    case Reply() | Cancelled():
+                        reply_bubbles = [*thinking_bubble(step.thinking, lang), gr.ChatMessage(step.text)]
+                        yield [*notices, *reply_bubbles], format_stats(step.stats, lang)
+                    case Refusal():  # an output refusal withholds the thinking with the reply
                         yield [*notices, gr.ChatMessage(step.text)], format_stats(step.stats, lang)
         except Exception as exc:  # noqa: BLE001 - the UI seam: every failure becomes a readable bubble
             error = _notice("⚠️ " + _user_message(exc, lang))
@@ -266,3 +284,13 @@ def _user_message(exc: Exception, lang: Lang) -> str:
 
 def _notice(text: str) -> gr.ChatMessage:
     return gr.ChatMessage(content="", metadata={"title": text, "status": "done"})
+
+
+def thinking_bubble(thinking: str, lang: Lang) -> list[gr.ChatMessage]:
+    """A reasoning model's thinking as a collapsed titled bubble ("Thinking" / "思考过程") before
+    the reply; none without thinking. Titled, so ``history_to_messages`` never sends it back."""
+    thinking = thinking.strip()
+    if not thinking:
+        return []
+    metadata = {"title": t("thinking.title", lang), "status": "done", "id": THINKING_ID}
+    return [gr.ChatMessage(content=thinking, metadata=metadata)]

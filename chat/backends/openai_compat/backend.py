@@ -28,6 +28,7 @@ from chat.backends.openai_compat.sse import (
     is_event_stream,
     json_object,
     read_limited,
+    reasoning_text,
     sse_batches,
 )
 from chat.backends.openai_compat.watchdog import WATCHDOG, Watch
@@ -40,7 +41,7 @@ from chat.errors import (
     ContextOverflow,
     Unavailable,
 )
-from chat.messages import GenerationParams, Message
+from chat.messages import GenerationParams, Message, ThinkingDelta
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,8 @@ class OpenAICompatBackend(Backend):
                 WATCHDOG.remove(watch)  # before the connection can go back to the pool
 
     def _events(self, response: httpx.Response, watch: Watch, key: str) -> Iterator[Chunk]:
-        """Text deltas from the event stream, one per network read.
+        """Text deltas (and ``ThinkingDelta`` for a reasoning field) from the event stream,
+        one run of each per network read.
 
         Deltas that arrived together are joined: under load a burst costs the engine and the UI
         one update instead of one per token, and nothing waits for data not yet received.
@@ -189,9 +191,8 @@ class OpenAICompatBackend(Backend):
                     break
                 if reader.done:
                     continue  # after [DONE]: drain so the connection goes back to the pool
-                text, failure = reader.read(batch)
-                if text:
-                    yield text
+                pieces, failure = reader.read(batch)
+                yield from pieces
                 if reader.done:
                     watch.deadline = min(watch.deadline, time.monotonic() + DRAIN_GRACE)
                 if failure is not None and failure.error is None:
@@ -232,6 +233,8 @@ class OpenAICompatBackend(Backend):
         )
         if not isinstance(message, dict) or not isinstance(message.get("content"), str):
             raise BadResponse(f"HTTP {status} JSON without choices", backend=self.name)
+        if thinking := reasoning_text(message):
+            yield ThinkingDelta(thinking)
         if message["content"]:
             yield message["content"]
         usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else {}

@@ -11,7 +11,15 @@ import httpx
 from httpx_sse import ServerSentEvent
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder  # pinned 0.4.3; see sse_batches
 
+from chat.messages import ThinkingDelta
+
 MAX_ERROR_BODY = 64 * 1024  # an error body larger than this is not worth reading
+# Where a delta carries a reasoning model's thinking: DeepSeek and vLLM / SGLang with a reasoning
+# parser send ``reasoning_content``; OpenRouter, Ollama and llama.cpp's server (some versions)
+# ``reasoning``.
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+Piece = str | ThinkingDelta  # reply text, or thinking
 
 
 @dataclass(frozen=True)
@@ -22,17 +30,19 @@ class StreamFailure:
 
 
 class ChunkReader:
-    """Collects ``chat.completion.chunk`` events: text, finish reason, usage and ``[DONE]``."""
+    """Collects ``chat.completion.chunk`` events: text and thinking, finish reason, usage and
+    ``[DONE]``."""
 
     def __init__(self) -> None:
         self.finish_reason: str | None = None
         self.usage: Mapping[str, Any] = {}
-        self.events = 0  # content events: the completion's token count when the API sends no usage
+        self.events = 0  # content and reasoning events: the token count when the API sends no usage
         self.done = False
 
-    def read(self, batch: list[ServerSentEvent]) -> tuple[str, StreamFailure | None]:
-        """The batch's text joined (one update for a burst), and what ended the stream, if anything."""
-        texts: list[str] = []
+    def read(self, batch: list[ServerSentEvent]) -> tuple[list[Piece], StreamFailure | None]:
+        """The batch's text and thinking in order, each run joined (one update for a burst), and
+        what ended the stream, if anything."""
+        texts: list[Piece] = []
         for sse in batch:
             data = sse.data
             if self.done or not data:
@@ -42,25 +52,49 @@ class ChunkReader:
                 continue
             chunk = json_object(data)
             if chunk is None:
-                return "".join(texts), StreamFailure(None)
+                return texts, StreamFailure(None)
             if chunk.get("error") or sse.event == "error":
-                return "".join(texts), StreamFailure(chunk)
+                return texts, StreamFailure(chunk)
             self._read_chunk(chunk, texts)
-        return "".join(texts), None
+        return texts, None
 
-    def _read_chunk(self, chunk: Mapping[str, Any], texts: list[str]) -> None:
+    def _read_chunk(self, chunk: Mapping[str, Any], texts: list[Piece]) -> None:
         if chunk.get("usage"):
             self.usage = chunk["usage"] if isinstance(chunk["usage"], dict) else self.usage
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta")
-            text = delta.get("content") if isinstance(delta, dict) else None
-            if text and isinstance(text, str):
-                texts.append(text)
-                self.events += 1
+            if isinstance(delta, dict):
+                if thinking := reasoning_text(delta):
+                    _add(texts, ThinkingDelta(thinking))
+                    self.events += 1
+                text = delta.get("content")
+                if text and isinstance(text, str):
+                    _add(texts, text)
+                    self.events += 1
             if choice.get("finish_reason"):
                 self.finish_reason = str(choice["finish_reason"])
+
+
+def reasoning_text(message: Mapping[str, Any]) -> str:
+    """The thinking in a delta or message (its first non-empty reasoning field), else ""."""
+    for name in REASONING_FIELDS:
+        value = message.get(name)
+        if value and isinstance(value, str):
+            return value
+    return ""
+
+
+def _add(pieces: list[Piece], piece: Piece) -> None:
+    """Append, joining a run of the same kind (a burst of deltas is one update)."""
+    last = pieces[-1] if pieces else None
+    if isinstance(piece, str) and isinstance(last, str):
+        pieces[-1] = last + piece
+    elif isinstance(piece, ThinkingDelta) and isinstance(last, ThinkingDelta):
+        pieces[-1] = ThinkingDelta(last.text + piece.text)
+    else:
+        pieces.append(piece)
 
 
 def sse_batches(response: httpx.Response) -> Iterator[list[ServerSentEvent]]:
