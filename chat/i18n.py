@@ -334,6 +334,44 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "the file is larger than the upload limit of {limit} bytes",
         "zh": "文件超过了 {limit} 字节的上传上限",
     },
+    # -- knowledge bases (``chat.knowledge.errors``, ``chat.service.knowledge``) ---------------
+    "knowledge.error": {"en": "Knowledge base error: {detail}", "zh": "知识库出错：{detail}"},
+    "knowledge.bad_name": {
+        "en": "'{name}' cannot name a knowledge base: use 1-64 letters, digits, '-', '_' or '.'",
+        "zh": "“{name}”不能作为知识库名称：请使用 1-64 个字母、数字或 '-'、'_'、'.'",
+    },
+    "knowledge.not_found": {
+        "en": "There is no knowledge base or document '{name}'.",
+        "zh": "没有名为“{name}”的知识库或文档。",
+    },
+    "knowledge.unsupported": {
+        "en": "Cannot read {kind} files; the supported types are {types}.",
+        "zh": "无法读取 {kind} 文件；支持的类型为 {types}。",
+    },
+    "knowledge.too_large": {
+        "en": "The document is {size} bytes; the limit is {limit} bytes (CHAT_KNOWLEDGE_MAX_BYTES).",
+        "zh": "文档大小为 {size} 字节，上限为 {limit} 字节（CHAT_KNOWLEDGE_MAX_BYTES）。",
+    },
+    "knowledge.empty": {
+        "en": "The document contains no text (an empty file, or a scanned PDF without a text layer).",
+        "zh": "文档中没有文字（文件为空，或是没有文字层的扫描版 PDF）。",
+    },
+    "knowledge.encrypted": {
+        "en": "The document is password-protected: remove the password and upload it again.",
+        "zh": "文档受密码保护：请去除密码后重新上传。",
+    },
+    "knowledge.broken": {"en": "The file cannot be read: {detail}.", "zh": "无法读取该文件：{detail}。"},
+    "knowledge.not_valid": {"en": "it is not a valid {kind} file", "zh": "它不是有效的 {kind} 文件"},
+    "knowledge.binary": {"en": "it holds binary data, not text", "zh": "它包含二进制数据，而不是文字"},
+    "knowledge.encoding": {
+        "en": "its text is not in UTF-8, UTF-16 or GB18030",
+        "zh": "其文字编码不是 UTF-8、UTF-16 或 GB18030",
+    },
+    "knowledge.csv": {"en": "its CSV rows cannot be read", "zh": "无法读取其中的 CSV 行"},
+    "api.file_required": {
+        "en": "send the document as a multipart/form-data field named 'file'",
+        "zh": "请以名为 'file' 的 multipart/form-data 字段发送文档",
+    },
 }
 
 

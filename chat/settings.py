@@ -261,6 +261,12 @@ class Settings:
         parse=int,
         default=10485760,
     )
+    knowledge_max_bytes: int = _opt(
+        "CHAT_KNOWLEDGE_MAX_BYTES",
+        "largest document that may be added to a knowledge base, in bytes",
+        parse=int,
+        default=20971520,
+    )
     log_format: str = _opt("CHAT_LOG_FORMAT", "request log lines: text or json", default="text")
     log_user_text: bool = _opt(
         "CHAT_LOG_USER_TEXT", "include user messages and replies in request logs", parse=_bool, default=False
@@ -304,6 +310,7 @@ class Settings:
             raise ConfigError("--auth must look like user:password")
         positive = ("cache_max_entries", "cache_max_bytes", "cache_ttl", "max_message_chars", "max_turns")
         positive += ("guard_timeout", "embedding_timeout")
+        positive += ("knowledge_max_bytes",)
         for name in (*positive, "feedback_log_max_bytes", "max_ws_per_client", "ws_idle_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")

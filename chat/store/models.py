@@ -2,6 +2,7 @@
 
     owners 1─* conversations 1─* messages 1─? feedback
     owners 1─? profiles
+    knowledge_documents 1─* knowledge_chunks 1─? knowledge_vectors   (chat.knowledge)
 
 An owner is an opaque identity string chosen by the access layer (``user:alice``, ``anon:<id>``,
 ``api:<name>``). Deleting a conversation or an owner cascades in the database (``ON DELETE
@@ -13,7 +14,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, SmallInteger, String, Text
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -21,6 +33,8 @@ from sqlalchemy.types import TypeDecorator
 OWNER_MAX = 200
 TITLE_MAX = 200
 ID_MAX = 64
+KNOWLEDGE_NAME_MAX = 64
+DOCUMENT_NAME_MAX = 255
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -112,6 +126,50 @@ class ProfileRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class KnowledgeDocumentRow(Base):
+    """A document of a knowledge base; its name is unique in the base (re-uploading replaces it)."""
+
+    __tablename__ = "knowledge_documents"
+    __table_args__ = (UniqueConstraint("knowledge", "name", name="uq_knowledge_documents_name"),)
+
+    id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
+    knowledge: Mapped[str] = mapped_column(String(KNOWLEDGE_NAME_MAX))
+    name: Mapped[str] = mapped_column(String(DOCUMENT_NAME_MAX))
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int] = mapped_column(Integer, default=0)  # bytes uploaded
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class KnowledgeChunkRow(Base):
+    """A chunk and the words it is found by (``terms``: segmented, see ``chat.knowledge.terms``).
+    The full-text index over ``terms`` is dialect-specific and made by the migration: an FTS5
+    table kept in step by triggers on SQLite, a GIN expression index on PostgreSQL."""
+
+    __tablename__ = "knowledge_chunks"
+    __table_args__ = (Index("ix_knowledge_chunks_document", "document_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    document_id: Mapped[str] = mapped_column(
+        String(ID_MAX), ForeignKey("knowledge_documents.id", ondelete="CASCADE")
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    heading: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text)
+    terms: Mapped[str] = mapped_column(Text)
+
+
+class KnowledgeVectorRow(Base):
+    """A chunk's embedding (float32, little-endian) and the model that made it."""
+
+    __tablename__ = "knowledge_vectors"
+
+    chunk_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("knowledge_chunks.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(200))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 # The tables, for Core statements: the store's hot paths skip the ORM's unit of work (a turn's
 # writes cost several times less), while the typed classes above stay the one schema definition.
 owners: sa.Table = OwnerRow.__table__  # type: ignore[assignment]
@@ -119,3 +177,6 @@ conversations: sa.Table = ConversationRow.__table__  # type: ignore[assignment]
 messages: sa.Table = MessageRow.__table__  # type: ignore[assignment]
 feedback: sa.Table = FeedbackRow.__table__  # type: ignore[assignment]
 profiles: sa.Table = ProfileRow.__table__  # type: ignore[assignment]
+knowledge_documents: sa.Table = KnowledgeDocumentRow.__table__  # type: ignore[assignment]
+knowledge_chunks: sa.Table = KnowledgeChunkRow.__table__  # type: ignore[assignment]
+knowledge_vectors: sa.Table = KnowledgeVectorRow.__table__  # type: ignore[assignment]

@@ -1,0 +1,78 @@
+"""Knowledge bases: the operator's documents, searched to answer from them with sources.
+
+    parse (parse, markup, office) -> chunk -> terms -> one transaction (base) -> fulltext search
+    (+ embeddings fused by fusion) -> context (the reference block in the prompt)
+
+``open_knowledge(settings, store)`` is called once at start-up::
+
+    kb = open_knowledge(settings, store)
+    kb.add_document("shop", "returns.md", data)
+    kb.search("shop", "退货要几天？")      # [Source(document, heading, text, score, document_id)]
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from chat.knowledge.base import KnowledgeBase, check_name
+from chat.knowledge.errors import (
+    BadKnowledgeName,
+    BrokenDocument,
+    DocumentTooLarge,
+    EmptyDocument,
+    EncryptedDocument,
+    KnowledgeError,
+    KnowledgeNotFound,
+    UnsupportedType,
+)
+from chat.knowledge.records import DocumentInfo, KnowledgeInfo, Source
+from chat.settings import Settings
+
+if TYPE_CHECKING:
+    from chat.store import Store
+
+KNOWLEDGE_FILE = "knowledge.db"
+log = logging.getLogger(__name__)
+
+
+def open_knowledge(settings: Settings, store: Store | None) -> KnowledgeBase:
+    """The knowledge bases, on the conversation store's database when there is one; else (with
+    ``CHAT_STORE=off``: knowledge bases are the operator's documents, not users' data) on
+    ``CHAT_DATABASE_URL`` or a SQLite file ``knowledge.db`` in the data directory. Migrated and
+    ready; an embedder when ``--embedding-url`` or ``--embedding-model`` is set."""
+    from chat.knowledge.embeddings import build_embedder
+    from chat.store.engine import create_engine, data_dir, database_url, migrate, parse_url, safe_url
+
+    embedder = build_embedder(settings)
+    if store is not None:
+        engine, owned = store.engine, False
+    else:
+        if settings.database_url:
+            url = parse_url(settings.database_url)
+        else:
+            url = database_url("", data_dir(settings.data_dir)).set(
+                database=str(data_dir(settings.data_dir) / KNOWLEDGE_FILE)
+            )
+        engine, owned = create_engine(url), True
+        migrate(engine)
+    log.info("knowledge bases: %s", safe_url(engine.url))
+    return KnowledgeBase(engine, max_bytes=settings.knowledge_max_bytes, embedder=embedder, owns_engine=owned)
+
+
+__all__ = [
+    "BadKnowledgeName",
+    "BrokenDocument",
+    "DocumentInfo",
+    "DocumentTooLarge",
+    "EmptyDocument",
+    "EncryptedDocument",
+    "KnowledgeBase",
+    "KnowledgeError",
+    "KnowledgeInfo",
+    "KnowledgeNotFound",
+    "Source",
+    "UnsupportedType",
+    "check_name",
+    "open_knowledge",
+]

@@ -1,0 +1,299 @@
+"""Knowledge bases in the database: add, list and delete documents, and search their chunks.
+
+A knowledge base is a name shared by documents (it exists while it holds one). A document is
+parsed and chunked first, then written in one transaction with its chunks (and their vectors,
+with an embedder), replacing any document of the same name, so a failure leaves nothing half
+indexed and a search never sees a half-replaced document. Searching is one indexed full-text
+query (``chat.knowledge.fulltext``), fused with a vector ranking when an embedder is given.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import TYPE_CHECKING
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from chat.knowledge import fulltext
+from chat.knowledge.chunk import Chunk, chunk
+from chat.knowledge.errors import BadKnowledgeName, DocumentTooLarge, EmptyDocument, UnsupportedType
+from chat.knowledge.parse import parse
+from chat.knowledge.records import DocumentInfo, KnowledgeInfo, Source
+from chat.knowledge.terms import index_terms, query_terms
+from chat.store.engine import translate_errors
+from chat.store.models import (
+    DOCUMENT_NAME_MAX,
+    KNOWLEDGE_NAME_MAX,
+    knowledge_chunks,
+    knowledge_documents,
+    knowledge_vectors,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from chat.knowledge.embeddings import Embedder
+
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # as --knowledge-max-bytes
+SEARCH_LIMIT = 5
+MAX_LIMIT = 50
+CANDIDATES = 4  # with embeddings, each ranking offers this many times ``limit`` chunks to fuse
+_NAME = re.compile(rf"^(?!\.)[\w.-]{{1,{KNOWLEDGE_NAME_MAX}}}$")
+
+
+def check_name(knowledge: str) -> str:
+    """``knowledge`` when it can name a knowledge base (1-64 letters, digits, ``-_.``, Chinese
+    included, not starting with a dot); else ``BadKnowledgeName``."""
+    if not isinstance(knowledge, str) or not _NAME.match(knowledge):
+        raise BadKnowledgeName(name=str(knowledge)[:80])
+    return knowledge
+
+
+def document_name(filename: str) -> str:
+    """The file name without any folders a browser or client put in front of it."""
+    name = PurePath(filename.replace("\\", "/")).name.strip()
+    if not name:
+        raise UnsupportedType(kind=repr(filename[:80]), types="")
+    if len(name) > DOCUMENT_NAME_MAX:  # keep the extension: it decides the parser
+        suffix = PurePath(name).suffix[:16]
+        name = name[: DOCUMENT_NAME_MAX - len(suffix)] + suffix
+    return name
+
+
+@dataclass(frozen=True)
+class _Vectors:
+    """One knowledge base's vectors in memory: rows of ``matrix`` belong to ``chunk_ids``."""
+
+    stamp: tuple[int, int]
+    chunk_ids: list[int]
+    matrix: np.ndarray
+
+
+class KnowledgeBase:
+    """Named knowledge bases on a SQLAlchemy engine (SQLite or PostgreSQL, migrated).
+
+    >>> kb = KnowledgeBase(engine)
+    >>> kb.add_document("shop", "returns.md", b"# Returns\\n\\nWithin 30 days.")
+    >>> kb.search("shop", "how long can I return things?")[0].heading
+    'Returns'
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        embedder: Embedder | None = None,
+        owns_engine: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.max_bytes = max_bytes
+        self.embedder = embedder
+        self._owns_engine = owns_engine
+        self._vectors: dict[str, _Vectors] = {}
+        self._vectors_lock = threading.Lock()
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sa.Connection]:
+        with translate_errors(self.engine.url), self.engine.begin() as connection:
+            yield connection
+
+    # --- documents ----------------------------------------------------------------------------
+
+    def add_document(self, knowledge: str, filename: str, data: bytes) -> DocumentInfo:
+        """Parse, chunk and index ``data`` as ``filename`` in ``knowledge``, replacing a document
+        of the same name; nothing is written unless all of it is."""
+        check_name(knowledge)
+        name = document_name(filename)
+        if len(data) > self.max_bytes:
+            raise DocumentTooLarge(size=len(data), limit=self.max_bytes)
+        chunks = chunk(parse(name, data))
+        title = PurePath(name).stem.replace("_", " ").replace("-", " ")
+        terms = [index_terms(title, c.heading, c.text) for c in chunks]
+        if not any(terms):
+            raise EmptyDocument()
+        vectors = self._embed_chunks(chunks)
+        for attempt in range(2):  # a concurrent upload of the same name may win the first race
+            try:
+                return self._write(knowledge, name, len(data), chunks, terms, vectors)
+            except IntegrityError:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _embed_chunks(self, chunks: Sequence[Chunk]) -> list[list[float]] | None:
+        if self.embedder is None:
+            return None
+        return self.embedder.embed([_embedding_text(c.heading, c.text) for c in chunks])
+
+    def _write(
+        self,
+        knowledge: str,
+        name: str,
+        size: int,
+        chunks: Sequence[Chunk],
+        terms: Sequence[str],
+        vectors: list[list[float]] | None,
+    ) -> DocumentInfo:
+        doc_id = secrets.token_urlsafe(18)
+        created = utcnow()
+        docs, rows = knowledge_documents, knowledge_chunks
+        with self._tx() as c:
+            # chunks, their index entries and vectors go with the document (ON DELETE CASCADE)
+            c.execute(sa.delete(docs).where(docs.c.knowledge == knowledge, docs.c.name == name))
+            c.execute(
+                sa.insert(docs).values(
+                    id=doc_id,
+                    knowledge=knowledge,
+                    name=name,
+                    chunks=len(chunks),
+                    size=size,
+                    created_at=created,
+                )
+            )
+            values = [
+                {"document_id": doc_id, "position": i, "heading": ch.heading, "text": ch.text, "terms": t}
+                for i, (ch, t) in enumerate(zip(chunks, terms, strict=True))
+            ]
+            if vectors is None:
+                c.execute(sa.insert(rows), values)
+            else:
+                ids = c.execute(
+                    sa.insert(rows).returning(rows.c.id, sort_by_parameter_order=True), values
+                ).scalars()
+                model = getattr(self.embedder, "name", "")
+                c.execute(
+                    sa.insert(knowledge_vectors),
+                    [
+                        {"chunk_id": i, "model": model, "vector": np.asarray(v, "<f4").tobytes()}
+                        for i, v in zip(ids, vectors, strict=True)
+                    ],
+                )
+        return DocumentInfo(doc_id, name, len(chunks), knowledge, created)
+
+    def delete_document(self, knowledge: str, document_id: str) -> bool:
+        """Delete one document with its chunks; False when ``knowledge`` holds no such id."""
+        check_name(knowledge)
+        docs = knowledge_documents
+        with self._tx() as c:
+            done = c.execute(sa.delete(docs).where(docs.c.knowledge == knowledge, docs.c.id == document_id))
+        return bool(done.rowcount)
+
+    def list_documents(self, knowledge: str) -> list[DocumentInfo]:
+        """The documents of ``knowledge`` by name ([] when it has none)."""
+        check_name(knowledge)
+        docs = knowledge_documents
+        query = sa.select(docs.c.id, docs.c.name, docs.c.chunks, docs.c.created_at)
+        with self._tx() as c:
+            rows = c.execute(query.where(docs.c.knowledge == knowledge).order_by(docs.c.name)).all()
+        return [DocumentInfo(r.id, r.name, r.chunks, knowledge, r.created_at) for r in rows]
+
+    def list_knowledge(self) -> list[KnowledgeInfo]:
+        """Every knowledge base (a name with at least one document), by name."""
+        docs = knowledge_documents
+        query = (
+            sa.select(docs.c.knowledge, sa.func.count(), sa.func.sum(docs.c.chunks))
+            .group_by(docs.c.knowledge)
+            .order_by(docs.c.knowledge)
+        )
+        with self._tx() as c:
+            rows = c.execute(query).all()
+        return [KnowledgeInfo(name, count, int(chunks or 0)) for name, count, chunks in rows]
+
+    def exists(self, knowledge: str) -> bool:
+        if not isinstance(knowledge, str) or not _NAME.match(knowledge):
+            return False
+        docs = knowledge_documents
+        with self._tx() as c:
+            found = c.execute(sa.select(docs.c.id).where(docs.c.knowledge == knowledge).limit(1)).first()
+        return found is not None
+
+    # --- search -------------------------------------------------------------------------------
+
+    def search(self, knowledge: str, query: str, *, limit: int = SEARCH_LIMIT) -> list[Source]:
+        """The chunks of ``knowledge`` that best answer ``query``, best first ([] when none match)."""
+        check_name(knowledge)
+        limit = max(1, min(limit, MAX_LIMIT))
+        terms = query_terms(query)
+        wanted = limit * CANDIDATES if self.embedder is not None else limit
+        with self._tx() as c:
+            rows = fulltext.search(c, knowledge, terms, wanted)
+        if self.embedder is None:
+            return [Source(r.name, r.heading, r.text, float(r.score), r.document_id) for r in rows]
+        return self._fused(knowledge, query, rows, limit)
+
+    def _fused(self, knowledge: str, query: str, rows: Sequence[sa.Row], limit: int) -> list[Source]:
+        from chat.knowledge.fusion import reciprocal_rank_fusion
+
+        assert self.embedder is not None
+        dense = self._nearest(knowledge, self.embedder.embed([query])[0], limit * CANDIDATES)
+        fused = reciprocal_rank_fusion([[r.id for r in rows], dense])[:limit]
+        found = {r.id: r for r in rows}
+        missing = [chunk_id for chunk_id, _ in fused if chunk_id not in found]
+        if missing:
+            found.update(self._chunks(missing))
+        return [
+            Source(found[i].name, found[i].heading, found[i].text, score, found[i].document_id)
+            for i, score in fused
+            if i in found
+        ]
+
+    def _chunks(self, ids: Sequence[int]) -> dict[int, sa.Row]:
+        docs, rows = knowledge_documents, knowledge_chunks
+        query = sa.select(
+            rows.c.id, rows.c.heading, rows.c.text, docs.c.name, docs.c.id.label("document_id")
+        ).join(docs, docs.c.id == rows.c.document_id)
+        with self._tx() as c:
+            return {r.id: r for r in c.execute(query.where(rows.c.id.in_(list(ids))))}
+
+    def _nearest(self, knowledge: str, vector: Sequence[float], count: int) -> list[int]:
+        """Chunk ids by cosine similarity to ``vector`` (the vectors are normalised)."""
+        cached = self._load_vectors(knowledge)
+        if not cached.chunk_ids:
+            return []
+        scores = cached.matrix @ np.asarray(vector, dtype=np.float32)
+        best = np.argsort(-scores)[:count]
+        return [cached.chunk_ids[i] for i in best]
+
+    def _load_vectors(self, knowledge: str) -> _Vectors:
+        """The knowledge base's vectors, read again only when its chunks changed (any replica's
+        change shows in the count and the newest chunk id, since ids only grow)."""
+        docs, rows, vecs = knowledge_documents, knowledge_chunks, knowledge_vectors
+        joined = vecs.join(rows, rows.c.id == vecs.c.chunk_id).join(docs, docs.c.id == rows.c.document_id)
+        mine = docs.c.knowledge == knowledge
+        with self._tx() as c:
+            count, newest = c.execute(
+                sa.select(sa.func.count(), sa.func.max(vecs.c.chunk_id)).select_from(joined).where(mine)
+            ).one()
+            stamp = (int(count), int(newest or 0))
+            with self._vectors_lock:
+                cached = self._vectors.get(knowledge)
+            if cached is not None and cached.stamp == stamp:
+                return cached
+            found = c.execute(sa.select(vecs.c.chunk_id, vecs.c.vector).select_from(joined).where(mine)).all()
+        ids = [r.chunk_id for r in found]
+        matrix = (
+            np.stack([np.frombuffer(r.vector, dtype="<f4") for r in found])
+            if found
+            else np.zeros((0, 0), np.float32)
+        )
+        fresh = _Vectors(stamp, ids, matrix)
+        with self._vectors_lock:
+            self._vectors[knowledge] = fresh
+        return fresh
+
+
+def _embedding_text(heading: str, text: str) -> str:
+    return f"{heading}\n{text}" if heading else text

@@ -1,0 +1,173 @@
+"""Files to ``Block``s: Markdown, plain text and CSV here; HTML in ``markup``; PDF and Word in
+``office``. The file type is the name's extension; every failure is a ``KnowledgeError`` with a
+message the operator can act on, never a parser's traceback.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Callable, Iterator
+from pathlib import PurePath
+
+from chat.knowledge.chunk import Block, table_row
+from chat.knowledge.errors import BrokenDocument, EmptyDocument, UnsupportedType
+
+TYPES = (".md", ".markdown", ".txt", ".csv", ".html", ".htm", ".pdf", ".docx")
+
+_ATX = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)\s*$")
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
+
+
+def file_type(filename: str) -> str:
+    """The extension that decides the parser (``.md``); ``UnsupportedType`` for any other."""
+    suffix = PurePath(filename).suffix.lower()
+    if suffix not in TYPES:
+        raise UnsupportedType(kind=suffix or filename[:80], types=" ".join(TYPES))
+    return suffix
+
+
+def parse(filename: str, data: bytes) -> list[Block]:
+    """The document's blocks; ``EmptyDocument`` when it holds no text."""
+    suffix = file_type(filename)
+    if not data.strip():
+        raise EmptyDocument()
+    from chat.knowledge import markup, office  # imported here: python-docx and pypdf load slowly
+
+    parsers: dict[str, Callable[[bytes], list[Block]]] = {
+        ".md": lambda d: markdown(decode(d)),
+        ".markdown": lambda d: markdown(decode(d)),
+        ".txt": lambda d: plain(decode(d)),
+        ".csv": lambda d: table(decode(d)),
+        ".html": lambda d: markup.html(decode(d)),
+        ".htm": lambda d: markup.html(decode(d)),
+        ".pdf": office.pdf,
+        ".docx": office.docx,
+    }
+    blocks = parsers[suffix](data)
+    if not any(b.text.strip() for b in blocks if b.kind != "heading"):
+        raise EmptyDocument()
+    return blocks
+
+
+def decode(data: bytes) -> str:
+    """Text in UTF-8 (with or without a BOM), UTF-16 with a BOM, or GB18030 (Chinese Windows
+    exports); ``BrokenDocument`` for binary data."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        candidates = ["utf-16"]
+    elif b"\x00" in data[:4096]:
+        raise BrokenDocument(reason="knowledge.binary")
+    else:
+        candidates = ["utf-8-sig", "gb18030"]
+    for encoding in candidates:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise BrokenDocument(reason="knowledge.encoding")
+
+
+def paragraphs(text: str) -> Iterator[str]:
+    """Paragraphs separated by blank lines, each with its lines joined."""
+    for part in re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n")):
+        lines = [line.strip() for line in part.split("\n") if line.strip()]
+        if lines:
+            yield join_lines(lines)
+
+
+def join_lines(lines: list[str]) -> str:
+    """Hard-wrapped lines as one paragraph: a space between words, none between Chinese lines."""
+    text = lines[0]
+    for line in lines[1:]:
+        cjk_seam = text[-1] > "\u2e80" and line[0] > "\u2e80"
+        text += ("" if cjk_seam else " ") + line
+    return text
+
+
+def plain(text: str) -> list[Block]:
+    return [Block("text", p) for p in paragraphs(text)]
+
+
+def table(text: str) -> list[Block]:
+    """CSV (or semicolon/tab separated): one row block per line, with the header's names."""
+    sample = text[:8192]
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text), dialect) if any(c.strip() for c in row)]
+    except csv.Error:
+        raise BrokenDocument(reason="knowledge.csv") from None
+    if not rows:
+        return []
+    header, body = rows[0], rows[1:]
+    return [block for row in body if (block := table_row(header, row)) is not None]
+
+
+def markdown(text: str) -> list[Block]:
+    """Headings (``#`` and underlined), paragraphs, code blocks as text, and pipe tables."""
+    blocks: list[Block] = []
+    para: list[str] = []
+    rows: list[str] = []
+    fence = ""
+
+    def flush() -> None:
+        if para:
+            blocks.append(Block("text", join_lines(para) if not fence else "\n".join(para)))
+            para.clear()
+        if rows:
+            blocks.extend(_pipe_table(rows))
+            rows.clear()
+
+    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        line = raw.rstrip()
+        opening = _FENCE.match(line)
+        if fence:
+            if opening and opening.group(1) == fence:
+                flush()
+                fence = ""
+            else:
+                para.append(line)
+            continue
+        if opening:
+            flush()
+            fence = opening.group(1)
+            continue
+        heading = _ATX.match(line)
+        if heading:
+            flush()
+            blocks.append(Block("heading", heading.group(2), len(heading.group(1))))
+        elif line.strip().startswith("|") and line.count("|") >= 2:
+            if para:
+                flush()
+            rows.append(line)
+        elif _SETEXT.match(line) and len(para) == 1 and not rows:
+            title = para.pop()
+            blocks.append(Block("heading", title, 1 if "=" in line else 2))
+        elif not line.strip():
+            flush()
+        else:
+            if rows:
+                flush()
+            para.append(line.strip())
+    flush()
+    return blocks
+
+
+def _pipe_table(lines: list[str]) -> list[Block]:
+    def cells(line: str) -> list[str]:
+        inner = line.strip()
+        inner = inner[1:] if inner.startswith("|") else inner
+        inner = inner[:-1] if inner.endswith("|") else inner
+        return [c.strip() for c in re.split(r"(?<!\\)\|", inner)]
+
+    if len(lines) >= 2 and _TABLE_RULE.match(lines[1]):
+        header, body = cells(lines[0]), lines[2:]
+    else:
+        header, body = [], lines
+    return [block for line in body if (block := table_row(header, cells(line))) is not None]
