@@ -17,12 +17,14 @@ import uvicorn
 from fastapi import FastAPI
 
 from chat.engine import ChatEngine
-from chat.personas import load_personas
+from chat.personas import load_persona_list
 from chat.service import register
 from chat.service.conversations import visitor_key
 from chat.settings import Settings
 from chat.store import open_store
 from chat.ui import I18N, build_ui
+from chat.ui.branding import Branding
+from chat.ui.layout import page_options
 
 
 def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
@@ -41,13 +43,16 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
     service = register(app, engine, settings, store, visitor_key=visitor_key(settings))
 
     max_context = min(b.context_window() or settings.n_ctx for b in engine.backends.values())
+    branding = Branding.from_settings(settings)
     demo = build_ui(
         service.observed("gradio"),  # the same engine, counted in /metrics and the request log
-        personas=load_personas(),
+        personas=load_persona_list(),
         max_context=max_context,
         feedback_log=Path(settings.feedback_log) if settings.feedback_log else None,
         feedback_log_max_bytes=settings.feedback_log_max_bytes,
         cache_default=settings.cache,
+        store=store,
+        branding=branding,
     )
     demo.queue(max_size=settings.max_queue)
     return gr.mount_gradio_app(
@@ -63,6 +68,7 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
         server_port=settings.port,
         footer_links=["api", "settings"],
         run_history=False,  # it would keep every call, the session API key included, in the browser
+        **page_options(branding),
     )
 
 

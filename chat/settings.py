@@ -298,6 +298,16 @@ class Settings:
         default="",
         repr=False,
     )
+    # page branding (chat/ui/branding.py); empty: neutral bilingual defaults
+    title: str = _opt("CHAT_TITLE", "page title and header (default: Chat / 聊天)", default="")
+    description: str = _opt(
+        "CHAT_DESCRIPTION", "welcome text on an empty chat, Markdown (default: a bilingual greeting)", default=""
+    )
+    logo: str = _opt("CHAT_LOGO", "logo beside the title: an image file path or an http(s) URL", default="")
+    primary_color: str = _opt(
+        "CHAT_PRIMARY_COLOR", "primary colour: a Gradio hue name (indigo, teal...) or #rrggbb", default=""
+    )
+    footer: str = _opt("CHAT_FOOTER", "footer or disclaimer line under the chat, Markdown", default="")
 
     def __post_init__(self) -> None:
         if self.prompt_cache_bytes < 0:

@@ -28,7 +28,15 @@ from chat.messages import (
     Waiting,
     content_text,
 )
-from chat.pipeline import Cancelled, Failure, Pipeline, Refusal, Reply, ReplyRequest
+from chat.pipeline import (
+    Cancelled,
+    Failure,
+    Pipeline,
+    Refusal,
+    Reply,
+    ReplyRequest,
+    StoredConversation,
+)
 from chat.reasoning import THINKING_ID
 from chat.transcript import ExportFolder, FeedbackLog
 
@@ -148,8 +156,10 @@ class ChatHandlers:
         api_key: str = "",
         use_cache: bool = True,
         request: gr.Request = None,
+        conversation: StoredConversation | None = None,
     ) -> Iterator[tuple[list[gr.ChatMessage], str]]:
-        """Stream into the chatbot: notices as small titled bubbles, then the reply."""
+        """Stream into the chatbot: notices as small titled bubbles, then the reply. With
+        ``conversation`` (the page's open one, chat.ui.sidebar) the turn is kept in the store."""
         lang = detect_language(message if isinstance(message, str) else "")
         notices: list[gr.ChatMessage] = []
         text = thinking = ""  # thinking: a reasoning model's, shown collapsed before the reply
@@ -162,6 +172,7 @@ class ChatHandlers:
                 backend=backend or None,
                 api_key=(api_key or "").strip() or None,
                 use_cache=bool(use_cache) and not self._is_regenerate(request, history, message),
+                conversation=conversation,
             )
             for step in self.pipeline.run(reply):
                 match step:

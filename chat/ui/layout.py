@@ -1,7 +1,14 @@
-"""The page: Gradio Blocks around the chat handlers."""
+"""The page: a chat-first layout around the chat handlers.
+
+A left sidebar holds the conversation list (kept on the server, chat.ui.sidebar) and the
+settings; the chat, with the deployment's title, welcome text, example prompts and footer
+(chat.ui.branding), fills the rest. On a phone the sidebar starts closed, so the conversation and
+its input fill the first screen; on a desktop it starts open.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import gradio as gr
@@ -10,14 +17,50 @@ from chat.engine import ChatEngine
 from chat.i18n import request_language, translated
 from chat.loading import PendingBackend
 from chat.messages import GenerationParams
+from chat.personas import Persona
 from chat.pipeline import Pipeline
+from chat.store import Store
 from chat.transcript import FEEDBACK_LOG_MAX_BYTES, FeedbackLog
+from chat.ui.branding import Branding
 from chat.ui.handlers import ChatHandlers
 from chat.ui.labels import I18N
+from chat.ui.sidebar import ConversationList, new_chat
 
 # Gradio keeps its own copy of every file a handler returns (exports) or a user uploads (imports)
 # and never deletes it unless told: every 10 minutes, drop the copies older than an hour.
 GRADIO_CACHE_LIFETIME = (600, 3600)
+WIDE_SCREEN = 1024  # px: from this width the sidebar starts open
+PAGE_CSS = """
+.brand { display: flex; align-items: center; gap: .6rem; }
+.brand h1 { margin: 0; font-size: 1.25rem; }
+.brand-logo { height: 2rem; width: auto; }
+#footer { font-size: .8rem; opacity: .75; }
+#conversation-list label { width: 100%; }
+#conversation-list label span { overflow-wrap: anywhere; }
+#chatbot { flex-grow: 1; min-height: 16rem; }
+@media (max-width: 640px) { #chatbot { height: calc(100dvh - 12rem) !important; } }
+"""
+
+
+def _persona_list(personas: Mapping[str, str] | Sequence[Persona]) -> list[Persona]:
+    if isinstance(personas, Mapping):  # {title: prompt}: no language, no examples
+        return [Persona(key=title, lang="", title=title, prompt=prompt) for title, prompt in personas.items()]
+    return list(personas)
+
+
+def default_persona(personas: Sequence[Persona], lang: str) -> Persona | None:
+    """The first persona's counterpart in the reader's language (a zh browser gets the Chinese
+    general assistant), else the first persona in that language, else the first."""
+    if not personas:
+        return None
+    first = personas[0]
+    same_key = [p for p in personas if p.key == first.key and p.lang == lang]
+    same_lang = [p for p in personas if p.lang == lang]
+    return (same_key or same_lang or [first])[0]
+
+
+def _examples(persona: Persona | None) -> list[dict[str, str]]:
+    return [{"text": text} for text in persona.examples] if persona else []
 
 
 def _loading_banner(engine: ChatEngine) -> None:
@@ -40,31 +83,60 @@ def _loading_banner(engine: ChatEngine) -> None:
     timer.tick(tick, None, [banner, timer], queue=False, api_visibility="private")
 
 
+def page_options(branding: Branding | None = None) -> dict[str, object]:
+    """What ``gr.mount_gradio_app`` (or ``launch``) needs besides the Blocks: theme and CSS."""
+    branding = branding or Branding()
+    return {"theme": branding.theme(), "css": PAGE_CSS}
+
+
 def build_ui(
     engine: ChatEngine | Pipeline,
     *,
-    personas: dict[str, str],
+    personas: Mapping[str, str] | Sequence[Persona],
     max_context: int,
     default_params: GenerationParams | None = None,
     feedback_log: Path | None = None,
     feedback_log_max_bytes: int = FEEDBACK_LOG_MAX_BYTES,
     cache_default: bool = True,
+    store: Store | None = None,
+    branding: Branding | None = None,
 ) -> gr.Blocks:
+    """The page. With ``store`` the conversation list comes from the server; without it (no
+    store, ``CHAT_STORE=off``) past chats are kept in the browser only, as Gradio does."""
     defaults = default_params or GenerationParams(context_length=min(2048, max_context))
+    branding = branding or Branding()
     feedback = FeedbackLog(feedback_log, max_bytes=feedback_log_max_bytes) if feedback_log else None
     handlers = ChatHandlers(engine, feedback=feedback)
+    conversations = ConversationList(store)
     engine = handlers.engine  # the engine under a tracked pipeline
-    persona_names = list(personas)
-    first_prompt = personas[persona_names[0]] if persona_names else ""
+    persona_list = _persona_list(personas)
+    by_title = {p.title: p for p in persona_list}
+    first = persona_list[0] if persona_list else None
     backend_choices = [(f"{name} · {b.model}", name) for name, b in engine.backends.items()]
-    with gr.Blocks(title="Chat", fill_height=True, delete_cache=GRADIO_CACHE_LIFETIME) as demo:
+    kept = store is not None
+    with gr.Blocks(title=branding.page_title, fill_height=True, delete_cache=GRADIO_CACHE_LIFETIME) as demo:
+        conversation_id = gr.State(None)
+        viewport = gr.Number(0, visible=False)  # the browser's width, read on page load
         _loading_banner(engine)
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=280):
+        with gr.Sidebar(label=I18N("conversations"), open=False, elem_id="sidebar") as sidebar:
+            new_button = gr.Button(
+                I18N("new_chat"), variant="primary", size="sm", visible=kept, elem_id="new-chat"
+            )
+            search = gr.Textbox(
+                label=I18N("search"), visible=kept, elem_id="conversation-search", max_lines=1
+            )
+            listing = gr.Radio([], label=I18N("conversations"), visible=kept, elem_id="conversation-list")
+            with gr.Accordion(I18N("manage"), open=False, visible=kept):
+                new_title = gr.Textbox(label=I18N("rename_to"), max_lines=1, elem_id="rename-title")
+                rename_button = gr.Button(I18N("rename"), size="sm", elem_id="rename")
+                delete_button = gr.Button(I18N("delete"), size="sm", variant="stop", elem_id="delete")
+            with gr.Accordion(I18N("controls"), open=True, elem_id="settings"):
                 persona = gr.Dropdown(
-                    persona_names, value=persona_names[0] if persona_names else None, label=I18N("persona")
+                    list(by_title), value=first.title if first else None, label=I18N("persona")
                 )
-                system_prompt = gr.Textbox(first_prompt, label=I18N("system_prompt"), lines=4)
+                system_prompt = gr.Textbox(
+                    first.prompt if first else "", label=I18N("system_prompt"), lines=4
+                )
                 temperature = gr.Slider(
                     0, 2, value=defaults.temperature, step=0.05, label=I18N("temperature")
                 )
@@ -91,55 +163,101 @@ def build_ui(
                 use_cache = gr.Checkbox(
                     cache_default, label=I18N("use_cache"), visible=engine.cache is not None
                 )
-                with gr.Accordion(I18N("conversation"), open=False):
-                    export_md = gr.Button(I18N("export_md"), size="sm")
-                    export_json = gr.Button(I18N("export_json"), size="sm")
-                    download = gr.File(label=I18N("download"), interactive=False, elem_id="export-file")
-                    upload = gr.UploadButton(I18N("import_json"), file_types=[".json"], size="sm")
-            with gr.Column(scale=3):
-                stats = gr.Markdown(render=False, elem_id="stats")
-                chatbot = gr.Chatbot(
-                    label=I18N("title"),
-                    height="70vh",
-                    buttons=["copy", "copy_all"],
-                    placeholder=I18N("placeholder"),
-                    elem_id="chatbot",
-                    feedback_options=("Like", "Dislike"),
-                )
-                chat = gr.ChatInterface(
-                    handlers.ui,
-                    chatbot=chatbot,
-                    additional_inputs=[
-                        system_prompt,
-                        temperature,
-                        context_length,
-                        max_new_tokens,
-                        top_p,
-                        backend,
-                        api_key,
-                        use_cache,
-                    ],
-                    additional_outputs=[stats],
-                    api_name="chat_ui",
-                    api_visibility="undocumented",
-                    textbox=gr.Textbox(
-                        label=I18N("message"),
-                        placeholder=I18N("placeholder"),
-                        submit_btn=True,
-                        stop_btn=True,
-                        elem_id="chat-input",
-                    ),
-                    validator=handlers.validate,
-                    save_history=True,
-                    editable=True,
-                    concurrency_limit=16,
-                    fill_height=True,
-                )
-                stats.render()
-        persona.change(
-            lambda name: personas.get(name, ""), persona, system_prompt, queue=False, api_visibility="private"
+            with gr.Accordion(I18N("conversation"), open=False):
+                export_md = gr.Button(I18N("export_md"), size="sm")
+                export_json = gr.Button(I18N("export_json"), size="sm")
+                download = gr.File(label=I18N("download"), interactive=False, elem_id="export-file")
+                upload = gr.UploadButton(I18N("import_json"), file_types=[".json"], size="sm")
+        header = gr.HTML(branding.header("en"), elem_id="brand")
+        stats = gr.Markdown(render=False, elem_id="stats")
+        chatbot = gr.Chatbot(
+            label=I18N("title"),
+            show_label=False,
+            scale=1,
+            buttons=["copy", "copy_all"],
+            placeholder=branding.description or I18N("welcome"),
+            elem_id="chatbot",
+            feedback_options=("Like", "Dislike"),
         )
+        chat = gr.ChatInterface(
+            conversations.chat(handlers.ui),
+            chatbot=chatbot,
+            additional_inputs=[
+                conversation_id,
+                system_prompt,
+                temperature,
+                context_length,
+                max_new_tokens,
+                top_p,
+                backend,
+                api_key,
+                use_cache,
+            ],
+            additional_outputs=[stats, conversation_id, listing],
+            api_name="chat_ui",
+            api_visibility="undocumented",
+            textbox=gr.Textbox(
+                label=I18N("message"),
+                placeholder=I18N("placeholder"),
+                submit_btn=True,
+                stop_btn=True,
+                elem_id="chat-input",
+            ),
+            examples=[[e["text"]] for e in _examples(first)] or None,
+            cache_examples=False,
+            validator=handlers.validate,
+            save_history=not kept,
+            editable=True,
+            concurrency_limit=16,
+            fill_height=True,
+        )
+        stats.render()
+        footer = gr.Markdown(branding.footer_text("en"), elem_id="footer")
+
+        def on_load(width: float | None, request: gr.Request) -> tuple[object, ...]:
+            lang = request_language(accept_language=request.headers.get("accept-language", ""))
+            chosen = default_persona(persona_list, lang)
+            return (
+                gr.Sidebar(open=(width or 0) >= WIDE_SCREEN),
+                branding.header(lang),
+                branding.footer_text(lang),
+                chosen.title if chosen else None,
+                conversations.listed(request),
+            )
+
+        demo.load(
+            on_load,
+            viewport,
+            [sidebar, header, footer, persona, listing],
+            js="(width) => window.innerWidth",
+            queue=False,
+            api_visibility="private",
+        )
+        persona.change(
+            lambda name: (
+                by_title[name].prompt if name in by_title else "",
+                gr.Chatbot(examples=_examples(by_title.get(name)) or None),
+            ),
+            persona,
+            [system_prompt, chatbot],
+            queue=False,
+            api_visibility="private",
+        )
+        opened = [conversation_id, chat.chatbot_value, new_title]
+        listing.input(conversations.open, listing, opened, queue=False, api_visibility="private")
+        new_button.click(new_chat, None, [*opened, listing], queue=False, api_visibility="private")
+        search.change(
+            conversations.search, [search, conversation_id], listing, queue=False, api_visibility="private"
+        )
+        rename_button.click(
+            conversations.rename, [conversation_id, new_title, search], listing, api_visibility="private"
+        )
+        delete_button.click(
+            conversations.delete, [conversation_id, search], [*opened, listing], api_visibility="private"
+        )
+        chatbot.clear(lambda: None, None, conversation_id, queue=False, api_visibility="private")
         chatbot.like(handlers.like, [chatbot], None, queue=False, api_visibility="private")
+        chatbot.like(conversations.like, [chatbot, conversation_id], None, api_visibility="private")
         export_md.click(lambda h: handlers.export(h, "md"), chatbot, download, api_visibility="private")
         export_json.click(lambda h: handlers.export(h, "json"), chatbot, download, api_visibility="private")
         upload.upload(
@@ -147,6 +265,6 @@ def build_ui(
             upload,
             [chat.chatbot_value, chat.conversation_id],
             api_visibility="private",
-        )
+        ).then(lambda: None, None, conversation_id, queue=False, api_visibility="private")
         gr.api(handlers.api, api_name="chat", concurrency_limit=16)
     return demo

@@ -1,0 +1,200 @@
+"""The page's conversation list, kept on the server: new, open, rename, delete, search, and the
+chat turn that stores each message in the open conversation.
+
+The owner is the one the door decided for the request (``chat.service.access.owner_of``): the
+logged-in user, or the anonymous browser's signed ``chat_visitor`` cookie, so the list and every
+message are there again after a reload, on another device (logged in) or after a restart. A
+request the door did not see (a bare Blocks in a unit test) has no owner: nothing is stored.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import typing
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gradio as gr
+
+from chat.errors import ChatError
+from chat.i18n import request_language
+from chat.pipeline import StoredConversation
+from chat.service.access import OWNER_KEY
+from chat.store import Store
+
+log = logging.getLogger(__name__)
+LIST_LIMIT = 200
+
+
+def page_owner(request: gr.Request | None) -> str | None:
+    """Whose conversations this page request may see; None when no door stood before it."""
+    raw = getattr(request, "request", None)
+    state = getattr(raw, "scope", {}).get("state", {}) if raw is not None else {}
+    return state.get(OWNER_KEY) or None
+
+
+def _lang(request: gr.Request | None) -> str:
+    headers = getattr(request, "headers", None) or {}
+    return request_language(accept_language=headers.get("accept-language", ""))
+
+
+def _error(exc: ChatError, request: gr.Request | None) -> gr.Error:
+    return gr.Error(exc.user_message(_lang(request)), print_exception=False)
+
+
+class ConversationList:
+    """The sidebar's handlers over one store (None: ``CHAT_STORE=off``, nothing kept)."""
+
+    def __init__(self, store: Store | None) -> None:
+        self.store = store
+
+    def choices(self, owner: str | None, search: str = "") -> list[tuple[str, str]]:
+        """``(title, id)`` of the owner's conversations, most recently active first."""
+        if self.store is None or owner is None:
+            return []
+        found = self.store.list_conversations(owner, search=search.strip() or None, limit=LIST_LIMIT)
+        return [(info.title or "…", info.id) for info in found]
+
+    def listed(self, request: gr.Request, search: str = "", selected: str | None = None) -> gr.Radio:
+        """The list as a Radio update (``selected`` stays marked when it is still there)."""
+        try:
+            choices = self.choices(page_owner(request), search or "")
+        except ChatError as exc:
+            raise _error(exc, request) from None
+        value = selected if any(cid == selected for _, cid in choices) else None
+        return gr.Radio(choices=choices, value=value)
+
+    def search(self, text: str, selected: str | None, request: gr.Request) -> gr.Radio:
+        return self.listed(request, text, selected)
+
+    def open(self, conversation_id: str | None, request: gr.Request) -> tuple[str | None, list[dict], str]:
+        """The chosen conversation: its id, its messages for the chatbot, and its title."""
+        owner = page_owner(request)
+        if self.store is None or owner is None or not conversation_id:
+            return None, [], ""
+        try:
+            found = self.store.get_conversation(owner, conversation_id)
+        except ChatError as exc:
+            raise _error(exc, request) from None
+        if found is None:  # deleted meanwhile (another tab or device)
+            return None, [], ""
+        shown = [
+            {"role": m.role, "content": m.content}
+            for m in found.messages
+            if m.role != "system" and (m.content or m.role == "user")
+        ]
+        return found.id, shown, found.title
+
+    def rename(self, conversation_id: str | None, title: str, search: str, request: gr.Request) -> gr.Radio:
+        owner = page_owner(request)
+        if self.store is not None and owner is not None and conversation_id and title.strip():
+            try:
+                self.store.rename(owner, conversation_id, title.strip())
+            except ChatError as exc:
+                raise _error(exc, request) from None
+        return self.listed(request, search, conversation_id)
+
+    def delete(self, conversation_id: str | None, search: str, request: gr.Request) -> tuple[Any, ...]:
+        """Delete the open conversation; the page then shows a new, empty chat."""
+        owner = page_owner(request)
+        if self.store is not None and owner is not None and conversation_id:
+            try:
+                self.store.delete(owner, conversation_id)
+            except ChatError as exc:
+                raise _error(exc, request) from None
+        return None, [], "", self.listed(request, search)
+
+    def like(
+        self,
+        history: list[dict[str, Any]],
+        conversation_id: str | None,
+        data: gr.LikeData,
+        request: gr.Request,
+    ) -> None:
+        """Keep a like or dislike with the stored reply it rates (the n-th reply with text)."""
+        owner = page_owner(request)
+        if self.store is None or owner is None or not conversation_id:
+            return
+        index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+        nth = sum(
+            1
+            for item in history[: int(index)]
+            if item.get("role") == "assistant" and not (item.get("metadata") or {}).get("title")
+        )
+        rating = 1 if data.liked is True else -1 if data.liked is False else None
+        try:
+            found = self.store.get_conversation(owner, conversation_id)
+            replies = [m for m in found.messages if m.role == "assistant" and m.content] if found else []
+            if nth < len(replies):
+                self.store.set_feedback(owner, replies[nth].id, rating)
+        except ChatError:
+            log.warning("a rating could not be stored")  # the feedback log still has it
+
+    def chat(
+        self, respond: Callable[..., Iterator[tuple[Any, ...]]]
+    ) -> Callable[..., Iterator[tuple[Any, ...]]]:
+        """Wrap the page's chat handler ``respond(message, history, *settings, request=None,
+        conversation=None)``: each turn goes into the open conversation (a new one on the first
+        message), and the outputs gain the conversation id and the refreshed list.
+
+        The wrapper takes the open conversation's id after the history, then ``respond``'s own
+        settings; its signature says so, because Gradio reads it to pass the request (last)."""
+        store = self.store
+
+        def chat(
+            message: str, history: list[dict[str, Any]], conversation_id: str | None, *rest: Any
+        ) -> Iterator[tuple[Any, ...]]:
+            *settings, request = rest
+            owner = page_owner(request) if store is not None else None
+            conversation = None
+            if store is not None and owner is not None:
+                try:
+                    conversation = StoredConversation(
+                        store,
+                        owner,
+                        conversation_id or store.create_conversation(owner).id,
+                        new=not conversation_id,
+                    )
+                except ChatError:
+                    log.warning("the store could not start a conversation: this turn is not kept")
+            if conversation is None:
+                for out in respond(message, history, *settings, request=request):
+                    yield *out, conversation_id, gr.skip()
+                return
+            last: tuple[Any, ...] | None = None
+            for out in respond(message, history, *settings, request=request, conversation=conversation):
+                # by the first output the user's message is stored (and titles the conversation)
+                listed = self._refreshed(request, conversation.id) if last is None else gr.skip()
+                last = out
+                yield *out, conversation.id, listed
+            if conversation.new and last is not None and self._is_empty(owner, conversation.id):
+                store.delete(owner, conversation.id)  # refused before anything was stored
+                yield *last, None, self._refreshed(request, None)
+
+        # Gradio finds where to pass the request by the signature and the resolved type hints.
+        parameters = [p for p in inspect.signature(respond).parameters.values() if p.name != "conversation"]
+        conversation_id = inspect.Parameter("conversation_id", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        hints = typing.get_type_hints(respond)
+        chat.__signature__ = inspect.Signature([*parameters[:2], conversation_id, *parameters[2:]])  # type: ignore[attr-defined]
+        chat.__annotations__ = {p.name: hints[p.name] for p in parameters if p.name in hints}
+        return chat
+
+    def _refreshed(self, request: gr.Request | None, selected: str | None) -> Any:
+        """The list after a turn; a failing store leaves it as it was (the reply matters more)."""
+        try:
+            return self.listed(request, "", selected)
+        except gr.Error:
+            return gr.skip()
+
+    def _is_empty(self, owner: str, conversation_id: str) -> bool:
+        try:
+            found = self.store.get_conversation(owner, conversation_id) if self.store else None
+        except ChatError:
+            return False
+        return found is not None and not found.messages
+
+
+def new_chat() -> tuple[None, list, str, gr.Radio]:
+    """A new, empty chat: stored only once its first message is sent."""
+    return None, [], "", gr.Radio(value=None)
