@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from chat.engine import ChatEngine
+from chat.knowledge import open_knowledge
 from chat.personas import load_persona_list
 from chat.service import register
 from chat.service.conversations import visitor_key
@@ -30,17 +31,20 @@ from chat.ui.layout import page_options
 def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
     """FastAPI with the service routes first and the Gradio UI mounted at ``/``.
 
-    Opens the conversation store (None with ``CHAT_STORE=off``) on ``app.state.store``; it is
-    closed when the server shuts down. Raises ``ChatError`` when the database cannot be used."""
+    Opens the conversation store (None with ``CHAT_STORE=off``) on ``app.state.store`` and the
+    knowledge bases on ``app.state.knowledge``; both are closed when the server shuts down.
+    Raises ``ChatError`` when the database cannot be used."""
     app = FastAPI(title="Self-hosted Chat", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.state.engine = engine
     app.state.settings = settings
     app.state.store = store = open_store(settings)
     if store is not None:
         app.router.on_shutdown.append(store.close)
+    app.state.knowledge = knowledge = open_knowledge(settings, store)
+    app.router.on_shutdown.append(knowledge.close)
 
     # /api, /ws, /v1, /metrics, /healthz, /readyz
-    service = register(app, engine, settings, store, visitor_key=visitor_key(settings))
+    service = register(app, engine, settings, store, visitor_key=visitor_key(settings), knowledge=knowledge)
 
     max_context = min(b.context_window() or settings.n_ctx for b in engine.backends.values())
     branding = Branding.from_settings(settings)

@@ -7,6 +7,8 @@ mounted at ``/``) and returns the ``Service`` they share: one engine, one model,
     WS   /ws                    one conversation per connection            (chat.service.ws)
     GET/PATCH/DELETE /api/conversations[/{id}], GET /api/me/export   the caller's stored
                                 conversations                              (chat.service.conversations)
+    GET /api/knowledge, GET/POST /api/knowledge/{name}/documents, DELETE .../documents/{id}
+                                the operator's documents                   (chat.service.knowledge)
     POST /v1/chat/completions   OpenAI-compatible, streaming and not       (chat.service.openai_routes)
     GET  /v1/models
     GET  /metrics               Prometheus text format                     (chat.service.metrics)
@@ -25,6 +27,7 @@ from starlette.responses import Response
 from chat.engine import ChatEngine
 from chat.knowledge.context import Library
 from chat.service import conversations, health, openai_routes, rest, ws
+from chat.service import knowledge as knowledge_routes
 from chat.service.access import DoorMiddleware
 from chat.service.core import Service
 from chat.settings import Settings
@@ -50,6 +53,7 @@ def register(
     health.register(app, service)
     rest.register(app, service)
     conversations.register(app, service)
+    knowledge_routes.register(app, service)
     ws.register(app, service)
     openai_routes.register(app, service)
 

@@ -25,11 +25,27 @@ from chat.errors import (
     Unavailable,
 )
 from chat.i18n import Lang, t
+from chat.knowledge.errors import (
+    BadKnowledgeName,
+    BrokenDocument,
+    DocumentTooLarge,
+    EmptyDocument,
+    EncryptedDocument,
+    KnowledgeNotFound,
+    UnsupportedType,
+)
 from chat.store.errors import ConversationNotFound, StoreError
 
 # (status, type) per engine error; the first matching class wins, so subclasses come first.
 _STATUS: list[tuple[type[ChatError], int, str]] = [
     (ConversationNotFound, 404, "not_found"),
+    (KnowledgeNotFound, 404, "not_found"),
+    (BadKnowledgeName, 400, "invalid_request"),
+    (UnsupportedType, 415, "unsupported_media_type"),
+    (DocumentTooLarge, 413, "payload_too_large"),
+    (EmptyDocument, 422, "empty_document"),
+    (EncryptedDocument, 422, "encrypted_document"),
+    (BrokenDocument, 422, "broken_document"),
     (StoreError, 503, "store_unavailable"),
     (InvalidRequest, 400, "invalid_request"),
     (ContextOverflow, 400, "context_overflow"),
