@@ -1,6 +1,6 @@
 """The guard evaluation set: load it, make its evasion copy, score a classifier on it.
 
-The set lives in ``tests/data/guard_eval/`` ({dev,test}.jsonl; see its README). Each item has
+The set lives in ``tests/data/guard_eval/`` (dev*.jsonl, test.jsonl; see its README). Each item has
 ``text``, ``lang`` (zh|en), ``label`` (harmful|benign|mention) and ``category``. A classifier is
 any ``Callable[[str], bool]`` that says True to refuse. Used by ``bench/bench_guards.py`` and
 the tests, so both score the same way.
@@ -30,16 +30,17 @@ class Item:
 
 
 def load(part: str, directory: Path = DATA_DIR) -> list[Item]:
-    """``part`` is "dev" or "test"."""
+    """``part`` is "dev" (``dev.jsonl`` and the later ``dev2.jsonl``) or "test"."""
     items = []
-    for number, line in enumerate((directory / f"{part}.jsonl").read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        raw = json.loads(line)
-        item = Item(raw["text"], raw["lang"], raw["label"], raw["category"])
-        if item.label not in LABELS or item.category not in CATEGORIES or item.lang not in ("zh", "en"):
-            raise ValueError(f"{part}.jsonl:{number}: bad label, category or lang")
-        items.append(item)
+    for path in sorted(directory.glob(f"{part}*.jsonl")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            raw = json.loads(line)
+            item = Item(raw["text"], raw["lang"], raw["label"], raw["category"])
+            if item.label not in LABELS or item.category not in CATEGORIES or item.lang not in ("zh", "en"):
+                raise ValueError(f"{path.name}:{number}: bad label, category or lang")
+            items.append(item)
     return items
 
 
