@@ -189,10 +189,6 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "unknown backend {backend}; available: {available}",
         "zh": "未知的后端 {backend}；可用的后端：{available}",
     },
-    "invalid.unknown_knowledge": {
-        "en": "there is no knowledge base named {name}",
-        "zh": "没有名为 {name} 的知识库",
-    },
     "invalid.number": {
         "en": "{name} must be a number, got {kind} {value}",
         "zh": "{name} 必须是数字，收到的是 {kind} {value}",

@@ -8,15 +8,19 @@ is a small stand-in for ``KnowledgeBase`` where only the block's handling is und
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Sequence
 
+import httpx
 import pytest
+from service_support import serve, sse_events
+from websockets.sync.client import connect
 
 from chat import ChatEngine, GenerationParams, Message
 from chat.backends.base import Backend, Chunk
-from chat.errors import InvalidRequest
 from chat.guards import ContentGuard
+from chat.knowledge import KnowledgeNotFound
 from chat.knowledge.context import BEGIN, END, fit_reference, neutralised
 from chat.knowledge.records import Source
 from chat.pipeline import Failure, Reply, ReplyRequest, Step, run
@@ -202,8 +206,8 @@ def test_a_question_longer_than_the_room_gets_no_block_instead_of_an_overflow(re
 @pytest.mark.parametrize(
     ("question", "expected"),
     [
-        ("What is the return policy?", "there is no knowledge base named 'school'"),
-        ("退货政策是什么？", "没有名为 'school' 的知识库"),
+        ("What is the return policy?", "There is no knowledge base or document 'school'."),
+        ("退货政策是什么？", "没有名为“school”的知识库或文档。"),
     ],
 )
 def test_an_unknown_knowledge_base_fails_in_the_users_language(
@@ -214,7 +218,7 @@ def test_an_unknown_knowledge_base_fails_in_the_users_language(
     )
     steps = steps_of(ChatEngine({"local": recording}), request, Shelf(shop=[]))
     assert len(steps) == 1 and isinstance(steps[0], Failure)
-    assert isinstance(steps[0].error, InvalidRequest)
+    assert isinstance(steps[0].error, KnowledgeNotFound)
     assert expected in steps[0].error.user_message(request.lang)
     assert recording.prompts == [], "nothing reached the model"
 
@@ -234,3 +238,142 @@ def test_a_document_the_input_guard_would_refuse_does_not_refuse_the_question(re
     assert isinstance(reply, Reply), reply
     assert [s.document for s in reply.sources] == ["router.md"]
     assert "4921" in block_of(recording.prompts[-1])
+
+
+# -- every way in: the real app, the real knowledge base, the real model ----------------------
+
+RETURNS_MD = f"# Returns\n\n## Refunds\n\n{RETURNS}\n".encode()
+KETTLE_MD = f"# Aurora kettle\n\n{KETTLE}\n".encode()
+RETURNS_ZH = "# 退货政策\n\n商品在签收后三十天内可以无理由退货，退款五个工作日内原路退回。\n".encode()
+QUESTION = "How many days do I have to return an item for a refund?"
+
+
+@pytest.fixture(scope="module")
+def kb_app(local_backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The whole app (FastAPI + Gradio) with its own data folder, and a ``shop`` knowledge base
+    uploaded through the API."""
+    folder = tmp_path_factory.mktemp("kb-app")
+    with serve(ChatEngine({"local": local_backend}), data_dir=str(folder)) as url:
+        for name, data in (("returns.md", RETURNS_MD), ("kettle.md", KETTLE_MD), ("退货.md", RETURNS_ZH)):
+            upload(url, "shop", name, data)
+        yield url
+
+
+def upload(url: str, knowledge: str, name: str, data: bytes) -> dict:
+    response = httpx.post(
+        f"{url}api/knowledge/{knowledge}/documents", files={"file": (name, data)}, timeout=30
+    )
+    assert response.status_code in (200, 201), response.text
+    return response.json()["documents"][0]
+
+
+def chat_body(text: str, knowledge: str = "shop", **extra: object) -> dict:
+    return {
+        "user_input": text,
+        "context": {"knowledge": knowledge, "max_new_tokens": 16, "temperature": 0},
+        **extra,
+    }
+
+
+def assert_cited(sources: list[dict], document: str, snippet: str) -> None:
+    assert sources, "no sources"
+    assert sources[0]["document"] == document and snippet in sources[0]["text"], sources
+    scores = [s["score"] for s in sources]
+    assert scores == sorted(scores, reverse=True), "best first"
+
+
+def test_rest_answers_with_sources(kb_app: str) -> None:
+    response = httpx.post(kb_app + "api/chat", json=chat_body(QUESTION), timeout=60)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["reply"]
+    assert_cited(body["sources"], "returns.md", "30 days")
+    assert body["sources"][0]["heading"] == "Returns > Refunds"
+
+
+def test_sse_done_event_carries_sources_and_chinese_finds_the_chinese_document(kb_app: str) -> None:
+    body = chat_body("退货要多少天？", stream=True)
+    with httpx.stream("POST", kb_app + "api/chat", json=body, timeout=60) as r:
+        assert r.status_code == 200
+        name, data = list(sse_events(r.iter_lines()))[-1]
+    assert name == "done"
+    assert_cited(json.loads(data)["sources"], "退货.md", "三十天")
+
+
+def test_ws_takes_the_same_context_and_done_carries_sources(kb_app: str) -> None:
+    with connect(kb_app.replace("http://", "ws://") + "ws") as ws:
+        ws.send(json.dumps(chat_body(QUESTION)))
+        while (event := json.loads(ws.recv(timeout=60)))["type"] not in ("done", "error"):
+            pass
+        assert event["type"] == "done", event
+        assert_cited(event["sources"], "returns.md", "30 days")
+        ws.send(json.dumps({"user_input": "What does the Aurora kettle cost?"}))  # the context sticks
+        while (event := json.loads(ws.recv(timeout=60)))["type"] not in ("done", "error"):
+            pass
+        assert_cited(event["sources"], "kettle.md", "39 euros")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_accepts_knowledge_as_an_extra_field(kb_app: str, stream: bool) -> None:
+    body = {
+        "messages": [{"role": "user", "content": QUESTION}],
+        "max_tokens": 16,
+        "knowledge": "shop",
+        "stream": stream,
+    }
+    if not stream:
+        response = httpx.post(kb_app + "v1/chat/completions", json=body, timeout=60)
+        assert response.status_code == 200, response.text
+        assert response.json()["choices"][0]["message"]["content"]
+        assert_cited(response.json()["sources"], "returns.md", "30 days")
+        return
+    with httpx.stream("POST", kb_app + "v1/chat/completions", json=body, timeout=60) as r:
+        datas = [data for _, data in sse_events(r.iter_lines())]
+    assert datas[-1] == "[DONE]"
+    finishing = [json.loads(d) for d in datas[:-1] if "sources" in json.loads(d)]
+    assert len(finishing) == 1 and finishing[0]["choices"][0]["finish_reason"]
+    assert_cited(finishing[0]["sources"], "returns.md", "30 days")
+
+
+def test_a_plain_openai_request_has_no_extra_fields(kb_app: str) -> None:
+    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+    response = httpx.post(kb_app + "v1/chat/completions", json=body, timeout=60)
+    assert response.status_code == 200 and "sources" not in response.json()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("What is the policy?", "There is no knowledge base or document 'school'."),
+        ("政策是什么？", "没有名为“school”的知识库或文档。"),
+    ],
+)
+def test_an_unknown_knowledge_base_is_a_clear_404_on_every_way_in(
+    kb_app: str, text: str, message: str
+) -> None:
+    response = httpx.post(kb_app + "api/chat", json=chat_body(text, "school"), timeout=30)
+    assert response.status_code == 404 and message in response.json()["error"]["message"], response.text
+    with connect(kb_app.replace("http://", "ws://") + "ws") as ws:
+        ws.send(json.dumps(chat_body(text, "school")))
+        event = json.loads(ws.recv(timeout=30))
+    assert event["type"] == "error" and event["status"] == 404 and message in event["error"]["message"]
+    body = {"messages": [{"role": "user", "content": text}], "knowledge": "school"}
+    response = httpx.post(kb_app + "v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 404 and message in response.json()["error"]["message"]
+
+
+def test_a_deleted_document_is_no_longer_a_source(kb_app: str) -> None:
+    upload(
+        kb_app,
+        "shop",
+        "gift.md",
+        b"# Gift wrapping\n\nGift wrapping with a ribbon costs 3 euros per parcel.\n",
+    )
+    ask_gift = chat_body("How much does gift wrapping with a ribbon cost?")
+    before = httpx.post(kb_app + "api/chat", json=ask_gift, timeout=60).json()
+    assert_cited(before["sources"], "gift.md", "ribbon")
+    listed = httpx.get(kb_app + "api/knowledge/shop/documents", timeout=30).json()["documents"]
+    gift = next(d for d in listed if d["name"] == "gift.md")
+    assert httpx.delete(f"{kb_app}api/knowledge/shop/documents/{gift['id']}", timeout=30).status_code == 200
+    after = httpx.post(kb_app + "api/chat", json=ask_gift, timeout=60).json()
+    assert "gift.md" not in [s["document"] for s in after["sources"]], after["sources"]

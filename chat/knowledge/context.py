@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from chat.errors import InvalidRequest
 from chat.i18n import Lang
+from chat.knowledge.errors import KnowledgeNotFound
 from chat.messages import Message
 
 if TYPE_CHECKING:
@@ -63,10 +63,10 @@ class Reference:
 
 
 def retrieve(library: Library | None, knowledge: str, query: str) -> list[Source]:
-    """The best chunks of ``knowledge`` for ``query``; ``InvalidRequest`` (a 400, en/zh) when no
+    """The best chunks of ``knowledge`` for ``query``; ``KnowledgeNotFound`` (a 404, en/zh) when no
     knowledge base has that name."""
     if library is None or not library.exists(knowledge):
-        raise InvalidRequest(reason="invalid.unknown_knowledge", name=repr(knowledge))
+        raise KnowledgeNotFound(f"no knowledge base {knowledge!r}", name=knowledge)
     return library.search(knowledge, query, limit=SEARCH_LIMIT)
 
 

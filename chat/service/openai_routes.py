@@ -8,6 +8,8 @@ refusal and ``finish_reason: "content_filter"``. Tools, ``n > 1`` and logprobs a
 ``response_format`` (JSON mode, JSON schema) is honoured by every backend that may answer, or
 refused with a 400 naming the one that cannot. A reasoning model's thinking comes apart from
 the reply, as DeepSeek sends it: ``reasoning_content`` in the message and in stream deltas.
+``knowledge`` (an extra body field) answers from that knowledge base; the reply then carries
+``sources`` (best first) beside ``choices``: in the body, or in the stream's finishing chunk.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from chat.service.bodies import (
     params_from,
     read_json,
     response_format_field,
+    text_field,
 )
 from chat.service.core import Service
 from chat.service.errors import ApiError, from_chat_error
-from chat.service.replies import SSE_HEADERS, ReplyRun, asked_language, sse
+from chat.service.replies import SSE_HEADERS, ReplyRun, asked_language, sources_field, sse
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "blocked": "content_filter"}
 UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "audio", "prediction")
@@ -106,6 +109,7 @@ def register(app: FastAPI, service: Service) -> None:
         try:
             body = await read_json(request, service.max_body)
             messages, params, backend = parse_completion(body, service)
+            knowledge = text_field(body, "knowledge", "") or None
             stream = bool_field(body, "stream")
             usage_wanted = bool_field(
                 object_field(body, "stream_options"), "include_usage", "stream_options."
@@ -113,7 +117,8 @@ def register(app: FastAPI, service: Service) -> None:
         except ApiError as exc:
             service.tracker.reject(record, exc.kind, exc.status)
             return exc.response(record.id, asked_language(request, _last_text(body.get("messages"))))
-        run = ReplyRun(service, record, ReplyRequest(messages=messages, params=params, backend=backend))
+        chat = ReplyRequest(messages=messages, params=params, backend=backend, knowledge=knowledge)
+        run = ReplyRun(service, record, chat)
         completion = Completion(service, run, backend)
         if stream:
             return await completion.stream(usage_wanted)
@@ -173,7 +178,8 @@ class Completion:
         if isinstance(outcome, Failure):
             return from_chat_error(outcome.error, self.lang).response(self.run.record.id)
         thinking = "" if isinstance(outcome, Refusal) else outcome.thinking
-        return JSONResponse(self.body(outcome.text, outcome.stats, thinking), headers=self.headers)
+        body = {**self.body(outcome.text, outcome.stats, thinking), **self._sources(outcome)}
+        return JSONResponse(body, headers=self.headers)
 
     async def stream(self, usage_wanted: bool) -> Response:
         first = await self.run.first()
@@ -212,11 +218,16 @@ class Completion:
                 lines = (
                     [self.chunk({"content": step.text})] if isinstance(step, Refusal) and not texted else []
                 )
-                lines.append(self.chunk({}, FINISH_REASONS.get(step.stats.finish_reason, "stop")))
+                finish = FINISH_REASONS.get(step.stats.finish_reason, "stop")
+                lines.append(self.chunk({}, finish, **self._sources(step)))
                 if usage_wanted:
                     lines.append(sse(None, {**self.chunk_head(), "choices": [], "usage": _usage(step.stats)}))
                 return [*lines, "data: [DONE]\n\n"]
         return []  # a notice: OpenAI chunks have no place for it
+
+    def _sources(self, outcome: Reply | Refusal | Cancelled) -> dict[str, Any]:
+        """``{"sources": [...]}`` when the request named a knowledge base; plain OpenAI otherwise."""
+        return {"sources": sources_field(outcome)} if self.run.request.knowledge else {}
 
     def _sse_headers(self) -> dict[str, str]:
         return {**SSE_HEADERS, **self.headers}

@@ -112,8 +112,9 @@ def frame(step: Step, record: RequestRecord, lang: Lang) -> tuple[str, dict[str,
 
 
 def reply_body(outcome: Reply | Refusal | Cancelled, record: RequestRecord) -> dict[str, Any]:
-    """``{"reply": ..., "reasoning": ..., <stats>, "notices": [...]}``: the full reply the user
-    saw, a reasoning model's thinking apart from it ("" for others), and the figures.
+    """``{"reply": ..., "reasoning": ..., <stats>, "notices": [...], "sources": [...]}``: the full
+    reply the user saw, a reasoning model's thinking apart from it ("" for others), the figures,
+    and the knowledge base chunks it was given (``context.knowledge``), best first.
 
     A refusal is answered, not failed: the refusal is the reply, with ``"blocked": true``.
     """
@@ -124,7 +125,13 @@ def reply_body(outcome: Reply | Refusal | Cancelled, record: RequestRecord) -> d
         "blocked": isinstance(outcome, Refusal),
         **stats_fields(outcome.stats),
         "notices": [{"kind": n.kind, "text": n.text} for n in outcome.notices],
+        "sources": sources_field(outcome),
     }
+
+
+def sources_field(outcome: Reply | Refusal | Cancelled) -> list[dict[str, Any]]:
+    """``[{"document", "heading", "text", "score", "document_id"}]``, best first ([] without)."""
+    return [source.to_dict() for source in outcome.sources] if isinstance(outcome, Reply) else []
 
 
 def stats_fields(stats: Stats) -> dict[str, Any]:

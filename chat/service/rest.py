@@ -43,7 +43,7 @@ from chat.service.errors import ApiError, from_chat_error
 from chat.service.replies import SSE_HEADERS, ReplyRun, asked_language, frame, reply_body, sse
 
 BODY_KEYS = ("user_input", "conversation_id", "context", "stream")
-CONTEXT_KEYS = ("history", "system_prompt", "backend", *PARAM_KEYS)
+CONTEXT_KEYS = ("history", "system_prompt", "backend", "knowledge", *PARAM_KEYS)
 
 REQUEST_SCHEMA = {
     "type": "object",
@@ -58,6 +58,7 @@ REQUEST_SCHEMA = {
                 "history": {"type": "array", "items": {"type": "object"}},
                 "system_prompt": {"type": "string"},
                 "backend": {"type": "string"},
+                "knowledge": {"type": "string", "description": "answer from this knowledge base"},
                 **{k: {"type": "number"} for k in PARAM_KEYS},
             },
         },
@@ -71,10 +72,11 @@ def parse_context(
     """Messages and parameters from a ``context`` object (shared with ``/ws``)."""
     system = text_field(context, "system_prompt", "context.")
     backend = text_field(context, "backend", "context.") or None
+    knowledge = text_field(context, "knowledge", "context.") or None
     params = params_from(context, defaults)
     system_msgs = [Message("system", system)] if system.strip() else []
     messages = [*system_msgs, *history, Message("user", user_input)]
-    return ReplyRequest(messages=messages, params=params, backend=backend)
+    return ReplyRequest(messages=messages, params=params, backend=backend, knowledge=knowledge)
 
 
 def parse_chat(

@@ -9,7 +9,8 @@ Client -> server (JSON text frames):
     {"user_input": "Hi", "context": {"system_prompt": "...", "temperature": 0.2}}
     {"type": "cancel"}   stop the reply being streamed
     {"type": "reset"}    forget the history
-``context`` values stick for the rest of the connection until changed.
+``context`` values stick for the rest of the connection until changed; ``"knowledge": "shop"``
+answers from that knowledge base, and each ``done`` frame lists the ``sources`` it was given.
 
 Server -> client: ``{"type": "waiting" | "notice" | "delta" | "thinking", ...}`` while a reply
 streams (``thinking``: a reasoning model's thinking, apart from the reply), then
@@ -55,7 +56,7 @@ from chat.service.replies import ReplyRun, asked_language, dumps, frame
 from chat.service.rest import parse_context
 
 FRAME_KEYS = ("type", "user_input", "context")
-CONTEXT_KEYS = ("system_prompt", "backend", *PARAM_KEYS)
+CONTEXT_KEYS = ("system_prompt", "backend", "knowledge", *PARAM_KEYS)
 KEPT_FINISHES = ("stop", "length")  # replies that join the history
 IDLE_CLOSE = 1000  # normal closure: the client was idle, nothing went wrong
 TRY_AGAIN_LATER = 1013
