@@ -245,10 +245,17 @@ def _finish_turn(
 
 
 def _reference(
-    engine: ChatEngine, request: ReplyRequest, found: Sequence[Source], cancel: threading.Event
+    engine: ChatEngine,
+    request: ReplyRequest,
+    found: Sequence[Source],
+    cancel: threading.Event,
+    notes: Sequence[Message] = (),
 ) -> Iterator[Waiting]:
-    """The reference block for ``found``, fitted to the first backend that will answer (``yield
-    from`` returns the ``Reference``; a model still loading reports its progress meanwhile)."""
+    """The reference block for ``found``, fitted to the first backend that will answer beside the
+    system prompt, the other ``notes`` and the newest message (``yield from`` returns the
+    ``Reference``; a model still loading reports its progress meanwhile)."""
+    at = next((i for i, m in enumerate(request.messages) if m.role != "system"), 0)
+    kept = [*request.messages[:at], *notes, *request.messages[-1:]]  # what fitting never drops
     backend = engine.chain(request.backend)[0]
     yield from backend.prepare(cancel)
     window = request.params.context_length
@@ -258,7 +265,7 @@ def _reference(
     return fit_reference(
         found,
         knowledge=request.knowledge or "",
-        messages=request.messages,
+        messages=kept,
         window=window,
         max_new_tokens=request.params.max_new_tokens,
         count=backend.count_tokens,
