@@ -264,6 +264,8 @@ class ChatEngine:
         )
         if fitted.dropped:
             yield Notice("trimmed", t("notice.trimmed", lang, count=fitted.dropped))
+        if fitted.notes_dropped:
+            yield Notice("notes_dropped", t("notice.notes_dropped", lang))
         if fitted.reply_tokens < params.max_new_tokens:
             yield Notice(
                 "reply_budget",

@@ -15,7 +15,9 @@ on ``/api/chat`` and another on ``/v1``. Closing the iterator stops generation a
 With ``request.conversation`` set, the turn is also kept in the store: the user's message before
 generation starts (a failure, Stop or a crash cannot lose it), the reply as it streams, then
 marked complete, stopped or interrupted by its outcome. A reasoning model's thinking is not kept:
-it is never context for the next turn, and it is often longer than the reply itself.
+it is never context for the next turn, and it is often longer than the reply itself. The
+owner's profile (when they opted in) and the summary of turns that no longer fit go in as system
+notes after the system prompt, in place of the summarised turns (``chat.turn_notes``).
 
 With ``request.knowledge`` set, the newest message is first looked up in that knowledge base (one
 indexed query; an unknown name fails before anything is stored), the best chunks go into the
@@ -47,6 +49,7 @@ from chat.messages import (
     Waiting,
 )
 from chat.reasoning import without_thinking
+from chat.turn_notes import TurnNotes
 
 if TYPE_CHECKING:
     from chat.knowledge.records import Source
@@ -154,19 +157,23 @@ def run(
     events: Iterator[Event] | None = None
     writer: ReplyWriter | None = None
     reference = Reference(None, (), 0)
+    memory = TurnNotes(list(request.messages))
     try:
         found = retrieve(knowledge, request.knowledge, request.user_input) if request.knowledge else []
         writer = _start_turn(engine, request)
+        memory = TurnNotes.load(request)  # profile and summary notes; summarised turns go
+        notices.extend(memory.notices)
+        yield from memory.notices
         if found:
-            reference = yield from _reference(engine, request, found, cancel)
+            reference = yield from _reference(engine, request, found, cancel, memory.notes)
         events = engine.stream(
-            list(request.messages),
+            memory.messages,
             request.params,
             backend=request.backend,
             cancel=cancel,
             use_cache=request.use_cache,
             api_key=request.api_key,
-            notes=[reference.note] if reference.note else [],
+            notes=[*memory.notes, *([reference.note] if reference.note else [])],
         )
         for event in events:
             if isinstance(event, Done):
@@ -203,6 +210,7 @@ def run(
         outcome = Failure(ChatError("the reply ended without a result"), "".join(shown), tuple(notices))
     if writer is not None:
         _finish_turn(writer, _status(outcome), outcome.text)
+    memory.after(engine, request, outcome)  # a summary of the turns left out, in the background
     yield outcome
 
 
