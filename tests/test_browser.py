@@ -134,7 +134,10 @@ def app(local_backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App
     """The whole app as ``app.py`` builds it from Settings, on a free port, with a feedback log."""
     feedback_log = tmp_path_factory.mktemp("browser") / "feedback.jsonl"
     settings = Settings(
-        n_ctx=local_backend.context_window(), port=free_port(), feedback_log=str(feedback_log)
+        n_ctx=local_backend.context_window(),
+        port=free_port(),
+        feedback_log=str(feedback_log),
+        store=False,  # the browser-only history (CHAT_STORE=off); test_browser_layout has the store's
     )
     with registry.override("local", lambda settings, **_: local_backend):  # the session's model
         engine = factory.build_engine(settings)
@@ -358,7 +361,7 @@ def test_page_labels_follow_the_browser_locale(open_page, locale: str, lang: str
         assert labels[key] in text, key
     for key in ("persona", "system_prompt", "temperature", "context_length", "max_new_tokens"):
         assert other[key] not in text, key
-    assert page.locator(f"{CHAT} .placeholder").inner_text().strip() == labels["placeholder"]
+    assert page.locator(f"{CHAT} .placeholder").inner_text().strip() == labels["welcome"]
     # one local backend, no cloud: no backend picker, no API key field
     assert labels["backend"] not in text and labels["api_key"] not in text
     open_conversation_accordion(page)
@@ -370,13 +373,14 @@ def test_page_labels_follow_the_browser_locale(open_page, locale: str, lang: str
 def test_chat_area_is_chinese_for_a_chinese_browser(open_page) -> None:
     page = open_page("zh-CN")
     zh = I18N.translations["zh"]
+    page.locator("#brand h1", has_text=zh["title"]).wait_for()  # set when the page has loaded
     found = {
-        "chatbot label": page.locator(f"{CHAT} [data-testid='block-label']").inner_text().strip(),
+        "header": page.locator("#brand h1").inner_text().strip(),
         "input placeholder": page.locator(INPUT).get_attribute("placeholder") or "",
         "new chat button": page.locator("button.primary").first.inner_text().strip(),
     }
     assert found == {
-        "chatbot label": zh["title"],
+        "header": zh["title"],
         "input placeholder": zh["placeholder"],
         "new chat button": zh["chat_interface.new_chat"],
     }
