@@ -103,6 +103,15 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "{count} earlier message(s) were left out to fit the context length.",
         "zh": "为适应上下文长度，省略了较早的 {count} 条消息。",
     },
+    "notice.summarised": {
+        "en": "{count} earlier message(s) are summarised to fit the context length.",
+        "zh": "为适应上下文长度，较早的 {count} 条消息已整理为摘要。",
+    },
+    "notice.notes_dropped": {
+        "en": "Some background (a summary of earlier messages, your profile or reference text) was "
+        "left out: it does not fit the context length.",
+        "zh": "部分背景信息（较早消息的摘要、个人资料或参考资料）放不进上下文长度，本次未使用。",
+    },
     "notice.ctx_capped": {
         "en": "Context length {requested} is above the loaded model window; using {used}.",
         "zh": "上下文长度 {requested} 超过了模型已加载的窗口，实际使用 {used}。",
@@ -297,6 +306,19 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "本服务器不保存对话（CHAT_STORE=off）：请在每个请求中发送历史记录",
     },
     "api.where_query": {"en": "the query string", "zh": "查询字符串"},
+    "api.not_choice": {"en": "{field} must be one of: {choices}", "zh": "{field} 必须是以下之一：{choices}"},
+    "api.too_long": {
+        "en": "{field} must be at most {limit} characters",
+        "zh": "{field} 最多 {limit} 个字符",
+    },
+    "api.too_many_lines": {
+        "en": "{field} must be at most {limit} lines",
+        "zh": "{field} 最多 {limit} 行",
+    },
+    "api.not_found_message": {
+        "en": "That message does not exist in this conversation, or it is not a reply.",
+        "zh": "该对话中不存在这条消息，或它不是助手的回复。",
+    },
     "api.not_count": {"en": "{field} must be a whole number", "zh": "{field} 必须是整数"},
     "api.messages_empty": {"en": "messages must not be empty", "zh": "messages 不能为空"},
     # -- refusals of the door (``chat.service.access``) ----------------------------------------
