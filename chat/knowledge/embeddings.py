@@ -87,14 +87,22 @@ class HTTPEmbedder:
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         deadline = time.monotonic() + self.timeout
         vectors: list[list[float]] = []
-        for batch in _batches(texts, self.batch_size):
+        pending = list(texts)
+        while pending:
+            batch, pending = pending[: self.batch_size], pending[self.batch_size :]
             left = deadline - time.monotonic()
             if left <= 0:
                 raise BackendTimeout(f"embedding took longer than {self.timeout:g} s", backend=BACKEND)
-            vectors += self._embed_batch(batch, left)
+            found, per_token = self._embed_batch(batch, left)
+            if per_token and len(batch) > 1:
+                # llama_cpp.server 0.3 returns wrong token vectors for every input after the first
+                # of a request (tested): from now on, one text per request
+                self.batch_size, pending = 1, batch + pending
+                continue
+            vectors += found
         return vectors
 
-    def _embed_batch(self, batch: Sequence[str], budget: float) -> list[list[float]]:
+    def _embed_batch(self, batch: Sequence[str], budget: float) -> tuple[list[list[float]], bool]:
         error = None
         try:
             response = self._client.post(
@@ -113,16 +121,25 @@ class HTTPEmbedder:
         self._client.close()
 
 
-def _vectors(response: httpx.Response, expected: int) -> list[list[float]]:
-    """The ``data[].embedding`` lists in input order, checked and normalised."""
+def _vectors(response: httpx.Response, expected: int) -> tuple[list[list[float]], bool]:
+    """The ``data[].embedding`` lists in input order, checked and normalised; and whether the
+    server sent one vector per token."""
     try:
-        data = response.json()["data"]
-        rows = sorted(data, key=lambda row: row["index"])
-        vectors = [[float(x) for x in row["embedding"]] for row in rows]
-    except (ValueError, KeyError, TypeError):
+        rows = sorted(response.json()["data"], key=lambda row: row["index"])
+        per_token = any(row["embedding"] and isinstance(row["embedding"][0], list) for row in rows)
+        vectors = [_pooled(row["embedding"]) for row in rows]
+    except (ValueError, KeyError, TypeError, ZeroDivisionError):
         raise BadResponse("not an embeddings response", backend=BACKEND) from None
     _check(vectors, expected)
-    return [normalise(v) for v in vectors]
+    return [normalise(v) for v in vectors], per_token
+
+
+def _pooled(embedding: Any) -> list[float]:
+    """One vector; per-token vectors (llama.cpp's server with a model that has no pooling of its
+    own, e.g. a chat model) are mean pooled, as ``GGUFEmbedder`` pools them in-process."""
+    if embedding and isinstance(embedding[0], list):
+        return [math.fsum(column) / len(embedding) for column in zip(*embedding, strict=True)]
+    return [float(x) for x in embedding]
 
 
 def _check(vectors: list[list[float]], expected: int) -> None:

@@ -1,0 +1,185 @@
+"""Embedders and rank fusion for the knowledge base.
+
+``HTTPEmbedder`` runs against a real ``llama_cpp.server`` on loopback started with
+``--embedding true`` on the embedded SmolLM2 (that server returns one vector per token for a
+chat model: the client mean pools them), ``GGUFEmbedder`` on the same GGUF in-process. The two
+must agree, since both mean pool the same model. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from support import free_port
+
+from chat import Settings
+from chat.errors import AuthFailed, BackendTimeout, ConfigError, Unavailable
+from chat.knowledge.embeddings import GGUFEmbedder, HTTPEmbedder, build_embedder, normalise
+from chat.knowledge.fusion import reciprocal_rank_fusion
+from chat.models import embedded_model_path
+
+KEY = "sk-EMBEDDING-canary-51c0de"
+MODEL = "smol-embed"
+SLOW = 300.0  # seconds: the shared 2-core machine can be very busy; the time bound has its own test
+TEXTS = [
+    "Returns are accepted within 30 days.",
+    "退货期限是三十天。",
+    "The router light is red.",
+    "",
+    "x" * 3000,
+]
+
+
+def _dot(a: list[float], b: list[float]) -> float:
+    return math.fsum(x * y for x, y in zip(a, b, strict=True))
+
+
+def _assert_unit_vectors(vectors: list[list[float]], count: int) -> None:
+    assert len(vectors) == count
+    assert len({len(v) for v in vectors}) == 1 and len(vectors[0]) == 576  # SmolLM2's width
+    assert all(abs(math.sqrt(_dot(v, v)) - 1) < 1e-5 for v in vectors)
+
+
+@pytest.fixture(scope="module")
+def embedding_server() -> Iterator[str]:
+    """``python -m llama_cpp.server --embedding true`` on the embedded GGUF; yields its /v1 URL."""
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(embedded_model_path()),
+        "--model_alias", MODEL,
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--embedding", "true",
+        "--n_ctx", "512",
+        "--n_threads", "1",
+        "--api_key", KEY,
+    ]  # fmt: skip
+    base = f"http://127.0.0.1:{port}/v1"
+    with tempfile.TemporaryFile(mode="w+") as log:  # a pipe could fill up and block the server
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    pytest.fail(f"llama_cpp.server exited: {log.read()[-2000:]}")
+                try:
+                    headers = {"Authorization": f"Bearer {KEY}"}
+                    if httpx.get(base + "/models", headers=headers, timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "llama_cpp.server did not start within 90 s"
+                time.sleep(0.25)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="module")
+def local_embedder() -> Iterator[GGUFEmbedder]:
+    embedder = GGUFEmbedder(embedded_model_path())
+    yield embedder
+    embedder.close()
+
+
+@pytest.mark.slow
+def test_the_http_embedder_against_a_real_server(embedding_server: str, local_embedder: GGUFEmbedder) -> None:
+    client = HTTPEmbedder(embedding_server, MODEL, api_key=KEY, batch_size=2, timeout=SLOW)
+    vectors = client.embed(TEXTS[:3])
+    _assert_unit_vectors(vectors, 3)
+    # The server's per-token vectors, pooled here, are what llama.cpp pools in-process. It gets
+    # the second text of a request wrong, so the client fell back to one text per request.
+    local = local_embedder.embed(TEXTS[:3])
+    assert [_dot(a, b) for a, b in zip(vectors, local, strict=True)] == pytest.approx([1, 1, 1], abs=1e-3)
+    assert client.batch_size == 1
+    assert client.name == MODEL and KEY not in repr(client)
+    client.close()
+
+
+@pytest.mark.slow
+def test_the_http_embedder_maps_failures_without_the_key(embedding_server: str) -> None:
+    wrong = "sk-WRONG-key-9e8d7c"
+    with pytest.raises(AuthFailed) as refused:
+        HTTPEmbedder(embedding_server, MODEL, api_key=wrong, timeout=SLOW).embed(["hello"])
+    assert refused.value.backend == "embeddings"
+    assert wrong not in str(refused.value) and wrong not in refused.value.user_message("zh")
+    with pytest.raises(BackendTimeout):  # a 3,000-character text takes longer than 1 ms
+        HTTPEmbedder(embedding_server, MODEL, api_key=KEY, timeout=0.001).embed([TEXTS[-1]])
+    with pytest.raises(Unavailable):
+        HTTPEmbedder(f"http://127.0.0.1:{free_port()}/v1", MODEL).embed(["hello"])
+
+
+def test_the_local_embedder_pools_normalises_and_ranks(local_embedder: GGUFEmbedder) -> None:
+    vectors = local_embedder.embed(TEXTS)  # an empty and an over-long text included
+    _assert_unit_vectors(vectors, len(TEXTS))
+    assert local_embedder.embed(TEXTS[:1])[0] == pytest.approx(vectors[0], abs=1e-5)
+    question = local_embedder.embed(["How many days do I have to return an item?"])[0]
+    assert _dot(question, vectors[0]) > _dot(question, vectors[2])
+    assert local_embedder.embed([]) == []
+    assert local_embedder.name == "SmolLM2-135M-Instruct.Q4_1"
+
+
+def test_the_local_embedder_is_time_bounded(local_embedder: GGUFEmbedder) -> None:
+    budget = local_embedder.timeout
+    local_embedder.timeout = 1e-9  # over budget before the first batch
+    try:
+        with pytest.raises(BackendTimeout):
+            local_embedder.embed(["one", "two"])
+    finally:
+        local_embedder.timeout = budget
+
+
+def test_normalise_keeps_zero_vectors_zero() -> None:
+    assert normalise([3.0, 4.0]) == pytest.approx([0.6, 0.8])
+    assert normalise([0.0, 0.0]) == [0.0, 0.0]
+
+
+def test_settings_choose_the_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert build_embedder(Settings()) is None
+    remote = build_embedder(Settings(embedding_url="http://127.0.0.1:9/v1", embedding_model="e5"))
+    assert isinstance(remote, HTTPEmbedder) and remote.name == "e5"
+    with pytest.raises(ConfigError, match="--embedding-model"):
+        build_embedder(Settings(embedding_url="http://127.0.0.1:9/v1"))
+    with pytest.raises(ConfigError, match="not found"):
+        build_embedder(Settings(embedding_model="/nonexistent/model.gguf"))
+    with pytest.raises(ConfigError, match="embedding-timeout"):
+        Settings(embedding_timeout=0)
+    env = {"CHAT_EMBEDDING_URL": "http://h/v1", "CHAT_EMBEDDING_MODEL": "m", "CHAT_EMBEDDING_API_KEY": KEY}
+    settings = Settings.from_sources([], env)
+    assert (settings.embedding_url, settings.embedding_model, settings.embedding_api_key) == (
+        "http://h/v1",
+        "m",
+        KEY,
+    )
+    assert KEY not in repr(settings)
+
+
+def test_rrf_rewards_agreement_and_rank() -> None:
+    fused = reciprocal_rank_fusion([["a", "b", "c"], ["c", "a", "d"]], k=60)
+    assert [item for item, _ in fused] == ["a", "c", "b", "d"]
+    scores = dict(fused)
+    assert scores["a"] == pytest.approx(1 / 61 + 1 / 62)
+    assert scores["d"] == pytest.approx(1 / 63)
+
+
+def test_rrf_edge_cases() -> None:
+    assert reciprocal_rank_fusion([]) == []
+    assert reciprocal_rank_fusion([[], []]) == []
+    assert reciprocal_rank_fusion([[1, 2]]) == [(1, 1 / 61), (2, 1 / 62)]  # one ranking: its order
+    assert reciprocal_rank_fusion([["x", "x", "y"]], k=0) == [("x", 1.0), ("y", 1 / 3)]  # best rank counts
+    assert [i for i, _ in reciprocal_rank_fusion([["p"], ["q"]])] == ["p", "q"]  # ties: first seen
+    with pytest.raises(ValueError):
+        reciprocal_rank_fusion([["a"]], k=-1)
