@@ -6,6 +6,9 @@
     DELETE /api/conversations/{id}               deletes it with its messages
     DELETE /api/conversations                    deletes everything kept about the caller
     GET    /api/me/export                        everything kept about the caller, as JSON
+    GET    /api/me/profile                       {"display_name", "language", "persona", "notes",
+    PUT    /api/me/profile                        "use_in_prompt"}: the caller's profile
+    POST   /api/conversations/{id}/messages/{message_id}/feedback   {"rating": 1 | -1 | null}
 
 Every route sees only the caller's own data: the owner is decided by the door
 (``chat.service.access.owner_of``), and another owner's id answers exactly like a missing one
@@ -29,17 +32,20 @@ from fastapi import FastAPI
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from chat.errors import ChatError
+from chat.errors import ChatError, InputBlocked
 from chat.messages import Message
 from chat.pipeline import StoredConversation
+from chat.profiles import FIELDS as PROFILE_FIELDS
+from chat.profiles import check_profile, checked_profile, profile_dict
 from chat.service.access import owner_of
-from chat.service.bodies import invalid_field, read_json, refusal, reject_unknown, text_field
+from chat.service.bodies import bool_field, invalid_field, read_json, refusal, reject_unknown, text_field
 from chat.service.core import Service
 from chat.service.errors import ApiError, from_chat_error
 from chat.service.replies import asked_language
 from chat.settings import Settings
 from chat.store import ConversationNotFound, Store
 from chat.store.engine import data_dir
+from chat.summaries import summary_text
 
 T = TypeVar("T")
 LIST_LIMIT = 100  # conversations listed when the caller does not say how many
@@ -49,6 +55,18 @@ LIST_PARAMETERS = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
 ]
 RENAME_SCHEMA = {"type": "object", "required": ["title"], "properties": {"title": {"type": "string"}}}
+PROFILE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        **{name: {"type": "string"} for name in PROFILE_FIELDS[:-1]},
+        "use_in_prompt": {"type": "boolean"},
+    },
+}
+FEEDBACK_SCHEMA = {
+    "type": "object",
+    "required": ["rating"],
+    "properties": {"rating": {"enum": [1, -1, None]}},
+}
 log = logging.getLogger(__name__)
 
 
@@ -153,7 +171,8 @@ def register(app: FastAPI, service: Service) -> None:
         found = await in_thread(store_of().get_conversation, owner_of(request), conversation_id)
         if found is None:
             raise from_chat_error(ConversationNotFound(conversation_id=conversation_id))
-        return JSONResponse(found.to_dict())
+        data = found.to_dict()
+        return JSONResponse({**data, "summary": summary_text(data["summary"])})
 
     @app.patch(
         "/api/conversations/{conversation_id}",
@@ -191,5 +210,69 @@ def register(app: FastAPI, service: Service) -> None:
     @route
     async def export_all(request: Request) -> Response:
         data = await in_thread(store_of().export_all, owner_of(request))
+        profile = data["profile"]
+        if profile is not None:  # as GET /api/me/profile shows it
+            data["profile"] = {
+                **{k: v for k, v in profile.items() if k != "opt_in"},
+                "use_in_prompt": profile["opt_in"],
+            }
+        for conversation in data["conversations"]:
+            conversation["summary"] = summary_text(conversation["summary"])
         headers = {"Content-Disposition": 'attachment; filename="chat-export.json"'}
         return JSONResponse(data, headers=headers)
+
+    @app.get("/api/me/profile", tags=["profile"], summary="The caller's profile")
+    @route
+    async def get_profile(request: Request) -> Response:
+        return JSONResponse(profile_dict(await in_thread(store_of().get_profile, owner_of(request))))
+
+    @app.put(
+        "/api/me/profile",
+        tags=["profile"],
+        summary="Replace the caller's profile (used in the system prompt only with use_in_prompt)",
+        openapi_extra={"requestBody": {"content": {"application/json": {"schema": PROFILE_SCHEMA}}}},
+    )
+    @route
+    async def put_profile(request: Request) -> Response:
+        store = store_of()
+        body = await read_json(request, service.max_body)
+        reject_unknown(body, PROFILE_FIELDS, "api.where_body")
+        texts = {name: text_field(body, name, "") for name in PROFILE_FIELDS[:-1]}
+        try:
+            profile = checked_profile(**texts, use_in_prompt=bool_field(body, "use_in_prompt"))
+        except ChatError as exc:
+            raise from_chat_error(exc) from None
+        try:  # the user's own words, judged like a message they send (a guard model may be slow)
+            await anyio.to_thread.run_sync(check_profile, service.engine, profile)
+        except InputBlocked:
+            raise refusal(400, "input_blocked", "error.input_blocked") from None
+        await in_thread(store.save_profile, owner_of(request), profile)
+        return JSONResponse(profile_dict(profile))
+
+    @app.post(
+        "/api/conversations/{conversation_id}/messages/{message_id}/feedback",
+        tags=["conversations"],
+        summary="Like (1), dislike (-1) or clear (null) a reply; kept with the message",
+        openapi_extra={"requestBody": {"content": {"application/json": {"schema": FEEDBACK_SCHEMA}}}},
+    )
+    @route
+    async def rate_message(request: Request, conversation_id: str, message_id: str) -> Response:
+        store, owner = store_of(), owner_of(request)
+        body = await read_json(request, service.max_body)
+        reject_unknown(body, ("rating",), "api.where_body")
+        if "rating" not in body:
+            raise invalid_field("api.required", field="rating")
+        rating = body["rating"]
+        if isinstance(rating, bool) or rating not in (1, -1, None):
+            raise invalid_field("api.not_choice", field="rating", choices="1, -1, null")
+        found = await in_thread(store.get_conversation, owner, conversation_id)
+        if found is None:
+            raise from_chat_error(ConversationNotFound(conversation_id=conversation_id))
+        replies = {m.id for m in found.messages if m.role == "assistant"}
+        if not message_id.isdigit() or int(message_id) not in replies:
+            raise refusal(404, "not_found", "api.not_found_message")
+        if not await in_thread(store.set_feedback, owner, int(message_id), rating):
+            raise refusal(404, "not_found", "api.not_found_message")  # deleted meanwhile
+        return JSONResponse(
+            {"conversation_id": conversation_id, "message_id": int(message_id), "rating": rating}
+        )
