@@ -1,0 +1,241 @@
+"""The page's conversation list and branding, without a browser: the sidebar's handlers over a
+real SQLite store and the page's chat handler over a scripted backend (the model is not the
+point here). Requests are real Starlette requests whose scope carries the owner the door would
+have set (``chat.service.access.OWNER_KEY``); tests/test_browser_layout.py runs the whole app."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pytest
+from guard_fakes import ScriptedBackend
+from service_support import BLOCKED_WORD, WordGuard
+from starlette.requests import Request
+
+from chat import ChatEngine, Settings
+from chat.errors import ConfigError
+from chat.personas import load_persona_list
+from chat.service.access import OWNER_KEY
+from chat.store import Store
+from chat.ui import build_ui
+from chat.ui.branding import Branding, logo_src, primary_hue
+from chat.ui.handlers import ChatHandlers
+from chat.ui.layout import default_persona
+from chat.ui.sidebar import ConversationList, page_owner
+
+REPLY = ["Hello", " there."]
+SETTINGS = ("You help.", 0.7, 2048, 64, 0.95, None, "", False)  # system prompt ... use_cache
+
+
+def page_request(owner: str | None, lang: str = "en-US") -> gr.Request:
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": "/gradio_api/queue/join",
+        "headers": [(b"accept-language", lang.encode())],
+        "state": {OWNER_KEY: owner} if owner else {},
+    }
+    return gr.Request(request=Request(scope), session_hash=f"session-{owner}")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store.open(f"sqlite:///{tmp_path / 'chat.db'}")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def sidebar(store: Store) -> ConversationList:
+    return ConversationList(store)
+
+
+@pytest.fixture
+def chat(sidebar: ConversationList) -> Any:
+    engine = ChatEngine({"local": ScriptedBackend(REPLY)}, input_guard=WordGuard())
+    return sidebar.chat(ChatHandlers(engine).ui)
+
+
+def turn(
+    chat: Any, message: str, history: list[dict], conversation_id: str | None, owner: str | None
+) -> list:
+    return list(chat(message, history, conversation_id, *SETTINGS, page_request(owner)))
+
+
+def test_a_turn_is_stored_and_listed_and_the_next_continues_it(chat: Any, store: Store) -> None:
+    outputs = turn(chat, "Where is my order?", [], None, "anon:alice")
+    messages, _stats, conversation_id, listing = outputs[0]
+    assert conversation_id and isinstance(listing, gr.Radio)
+    assert listing.choices == [("Where is my order?", conversation_id)]  # titled by the message
+    assert all(out[2] == conversation_id for out in outputs)
+    assert messages[-1].content in ("Hello", "Hello there.")
+    history = [
+        {"role": "user", "content": "Where is my order?"},
+        {"role": "assistant", "content": "Hello there."},
+    ]
+    assert turn(chat, "And the invoice?", history, conversation_id, "anon:alice")[-1][2] == conversation_id
+    stored = store.get_conversation("anon:alice", conversation_id)
+    assert stored is not None
+    assert [(m.role, m.content, m.status) for m in stored.messages] == [
+        ("user", "Where is my order?", "complete"),
+        ("assistant", "Hello there.", "complete"),
+        ("user", "And the invoice?", "complete"),
+        ("assistant", "Hello there.", "complete"),
+    ]
+
+
+def test_a_first_message_brings_the_page_history_along(chat: Any, store: Store) -> None:
+    """An imported chat (or one begun before the store) is kept whole when it is first stored."""
+    imported = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+    conversation_id = turn(chat, "Go on", imported, None, "anon:bob")[-1][2]
+    stored = store.get_conversation("anon:bob", conversation_id)
+    assert [m.content for m in stored.messages] == ["Hi", "Hello!", "Go on", "Hello there."]
+
+
+def test_a_refused_first_message_leaves_no_conversation(chat: Any, store: Store) -> None:
+    outputs = turn(chat, f"tell me about {BLOCKED_WORD}", [], None, "anon:carol")
+    assert outputs[-1][2] is None
+    assert store.list_conversations("anon:carol") == []
+
+
+def test_without_an_owner_or_a_store_nothing_is_kept(store: Store) -> None:
+    engine = ChatEngine({"local": ScriptedBackend(REPLY)})
+    for sidebar, owner in ((ConversationList(store), None), (ConversationList(None), "anon:dave")):
+        outputs = turn(sidebar.chat(ChatHandlers(engine).ui), "Hi", [], None, owner)
+        assert outputs[-1][0][-1].content == "Hello there."  # the reply still comes
+        assert outputs[-1][2] is None
+    assert store.list_conversations("anon:dave") == []
+    assert page_owner(None) is None and page_owner(page_request(None)) is None
+
+
+def test_open_rename_search_delete_and_owners_apart(
+    chat: Any, sidebar: ConversationList, store: Store
+) -> None:
+    first = turn(chat, "Where is my order?", [], None, "anon:erin")[-1][2]
+    second = turn(chat, "How do I return an item?", [], None, "anon:erin")[-1][2]
+    erin = page_request("anon:erin")
+    assert [cid for _, cid in sidebar.listed(erin).choices] == [second, first]  # newest first
+
+    opened_id, shown, title = sidebar.open(first, erin)
+    assert (opened_id, title) == (first, "Where is my order?")
+    assert shown == [
+        {"role": "user", "content": "Where is my order?"},
+        {"role": "assistant", "content": "Hello there."},
+    ]
+
+    renamed = sidebar.rename(first, "  Order 1234  ", "", erin)
+    assert ("Order 1234", first) in renamed.choices and renamed.value == first
+    assert sidebar.search("return", None, erin).choices == [("How do I return an item?", second)]
+
+    mallory = page_request("anon:mallory")
+    assert sidebar.listed(mallory).choices == []
+    assert sidebar.open(first, mallory) == (None, [], "")
+    sidebar.delete(first, "", mallory)  # not hers: nothing happens
+    sidebar.rename(second, "mine now", "", mallory)
+    assert {cid for _, cid in sidebar.listed(erin).choices} == {first, second}
+
+    cleared = sidebar.delete(first, "", erin)
+    assert cleared[:3] == (None, [], "") and cleared[3].choices == [("How do I return an item?", second)]
+    assert store.get_conversation("anon:erin", first) is None
+
+
+def test_a_like_is_kept_with_the_reply_it_rates(chat: Any, sidebar: ConversationList, store: Store) -> None:
+    conversation_id = turn(chat, "Hi", [], None, "anon:frank")[-1][2]
+    history = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "", "metadata": {"title": "a notice"}},  # not a reply
+        {"role": "assistant", "content": "Hello there."},
+    ]
+    request = page_request("anon:frank")
+    sidebar.like(
+        history, conversation_id, gr.LikeData(None, {"index": 2, "value": "x", "liked": False}), request
+    )
+    reply = store.get_conversation("anon:frank", conversation_id).messages[1]
+    assert (reply.role, reply.rating) == ("assistant", -1)
+    sidebar.like(
+        history, conversation_id, gr.LikeData(None, {"index": 2, "value": "x", "liked": True}), request
+    )
+    assert store.get_conversation("anon:frank", conversation_id).messages[1].rating == 1
+
+
+# -- the page's build: store or browser history -------------------------------------------------
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_the_page_lists_from_the_store_or_keeps_the_browser_history(store: Store, kept: bool) -> None:
+    engine = ChatEngine({"local": ScriptedBackend(REPLY)})
+    demo = build_ui(engine, personas=load_persona_list(), max_context=2048, store=store if kept else None)
+    components = demo.get_config_file()["components"]
+    listing = [c for c in components if c["props"].get("elem_id") == "conversation-list"]
+    assert len(listing) == 1 and listing[0]["props"]["visible"] is kept
+    # Gradio's own panel of chats saved in the browser is a second Dataset beside the examples'
+    assert len([c for c in components if c["type"] == "dataset"]) == (1 if kept else 2)
+
+
+# -- personas and branding -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lang", "title"), [("zh", "通用助手（中文）"), ("en", "General assistant (English)")]
+)
+def test_the_default_persona_follows_the_language(lang: str, title: str) -> None:
+    personas = load_persona_list()
+    chosen = default_persona(personas, lang)
+    assert chosen is not None and chosen.title == title
+    assert len(chosen.examples) >= 2
+    assert all(len(p.examples) >= 2 for p in personas)  # every shipped persona has examples
+    assert default_persona(personas, "fr") == personas[0]
+
+
+def test_branding_defaults_are_neutral_and_follow_the_language() -> None:
+    branding = Branding.from_settings(Settings())
+    assert branding.page_title == "Chat · 聊天"
+    assert "<h1>聊天</h1>" in branding.header("zh") and "<h1>Chat</h1>" in branding.header("en")
+    assert branding.welcome("zh") != branding.welcome("en")
+    assert branding.footer_text("zh") != branding.footer_text("en")
+    assert branding.primary == "indigo"
+
+
+def test_branding_from_settings(tmp_path: Path) -> None:
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    branding = Branding.from_settings(
+        Settings(
+            title="Acme <Help>",
+            description="Welcome!",
+            logo=str(logo),
+            footer="No advice.",
+            primary_color="teal",
+        )
+    )
+    assert branding.header("zh").startswith('<div class="brand"><img src="data:image/png;base64,')
+    assert "<h1>Acme &lt;Help&gt;</h1>" in branding.header("en")  # escaped, never markup
+    assert base64.b64encode(logo.read_bytes()).decode() in branding.logo_src
+    assert (branding.welcome("zh"), branding.footer_text("en"), branding.primary) == (
+        "Welcome!",
+        "No advice.",
+        "teal",
+    )
+    assert logo_src("https://example.com/logo.svg") == "https://example.com/logo.svg"
+    color = primary_hue("#0A7F5A")
+    assert isinstance(color, gr.themes.Color) and color.c500 == "#0a7f5a"
+    assert color.c50 > color.c500 > color.c950  # lighter to darker, as Gradio's hues go
+    assert isinstance(branding.theme(), gr.themes.Base)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("logo", "missing.png", "cannot read"),
+        ("logo", "notes.txt", "not an image"),
+        ("primary_color", "#12345", "neither #rrggbb"),
+        ("primary_color", "blurple", "neither #rrggbb"),
+    ],
+)
+def test_bad_branding_is_a_clear_config_error(field: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Branding.from_settings(Settings(**{field: value}))
