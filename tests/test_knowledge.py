@@ -12,6 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+import sqlite3
+import threading
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -334,3 +337,40 @@ def test_embeddings_are_stored_and_fused(sqlite_store: Store) -> None:
     assert len(found) == 2 and found[0].score > found[1].score
     kb.delete_document("shop", info.id)
     assert kb.search("shop", "退款要多久？") == []
+
+
+def test_a_zip_bomb_docx_is_refused_before_inflating(
+    kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chat.knowledge import office
+
+    monkeypatch.setattr(office, "UNPACKED_MAX", 1_000_000)
+    packed = io.BytesIO(word_file())
+    with zipfile.ZipFile(packed, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/media/padding.bin", b"\0" * 2_000_000)
+    assert len(packed.getvalue()) < 100_000
+    with pytest.raises(BrokenDocument) as caught:
+        kb.add_document("shop", "bomb.docx", packed.getvalue())
+    assert "1000000" in caught.value.user_message("en") and "解压" in caught.value.user_message("zh")
+
+
+def test_a_search_does_not_wait_behind_a_writer(tmp_path: Path) -> None:
+    """A chat turn's search reads beside a long upload (SQLite WAL): it never takes the lock."""
+    store = Store.open(f"sqlite:///{tmp_path / 'kb.db'}")
+    kb = KnowledgeBase(store.engine)
+    kb.add_document("shop", "returns.md", RETURNS_MD.encode())
+    writer = sqlite3.connect(tmp_path / "kb.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # as an upload's transaction holds it
+    writer.execute("DELETE FROM knowledge_documents")
+    found: list[object] = []
+    reader = threading.Thread(target=lambda: found.extend([kb.search("shop", "refunds"), kb.exists("shop")]))
+    try:
+        reader.start()
+        reader.join(10)  # with the write lock it would wait for the 30 s busy timeout
+        assert not reader.is_alive()
+        assert found[0][0].heading == "Returns > Refunds" and found[1] is True  # type: ignore[index]
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        reader.join()
+        store.close()

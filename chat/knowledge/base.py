@@ -46,6 +46,7 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # as --knowledge-max-bytes
 SEARCH_LIMIT = 5
 MAX_LIMIT = 50
 CANDIDATES = 4  # with embeddings, each ranking offers this many times ``limit`` chunks to fuse
+_EXISTS = sa.text("SELECT 1 FROM knowledge_documents WHERE knowledge = :knowledge LIMIT 1")
 _NAME = re.compile(rf"^(?!\.)[\w.-]{{1,{KNOWLEDGE_NAME_MAX}}}$")
 
 
@@ -213,12 +214,10 @@ class KnowledgeBase:
         return [KnowledgeInfo(name, count, int(chunks or 0)) for name, count, chunks in rows]
 
     def exists(self, knowledge: str) -> bool:
+        """Whether ``knowledge`` holds a document (False for a name that cannot be one)."""
         if not isinstance(knowledge, str) or not _NAME.match(knowledge):
             return False
-        docs = knowledge_documents
-        with self._tx() as c:
-            found = c.execute(sa.select(docs.c.id).where(docs.c.knowledge == knowledge).limit(1)).first()
-        return found is not None
+        return bool(fulltext.read(self.engine, _EXISTS, {"knowledge": knowledge}))
 
     # --- search -------------------------------------------------------------------------------
 
@@ -228,8 +227,7 @@ class KnowledgeBase:
         limit = max(1, min(limit, MAX_LIMIT))
         terms = query_terms(query)
         wanted = limit * CANDIDATES if self.embedder is not None else limit
-        with self._tx() as c:
-            rows = fulltext.search(c, knowledge, terms, wanted)
+        rows = fulltext.search(self.engine, knowledge, terms, wanted)
         if self.embedder is None:
             return [Source(r.name, r.heading, r.text, float(r.score), r.document_id) for r in rows]
         return self._fused(knowledge, query, rows, limit)

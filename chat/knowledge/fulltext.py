@@ -1,4 +1,5 @@
-"""The one place with dialect-specific SQL: a ranked full-text query over the chunks' terms.
+"""The one place with dialect-specific SQL: a ranked full-text query over the chunks' terms,
+and reads that on SQLite do not take the write lock.
 
 SQLite: the FTS5 table ``knowledge_fts`` and its BM25 ranking (``bm25()`` is lower-is-better, so
 the score is its negation). PostgreSQL: ``to_tsvector('english', terms)`` (GIN-indexed) against
@@ -8,9 +9,15 @@ indexes. Either way it is one indexed query, joined to the documents of one know
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from chat.store.engine import translate_errors
+from chat.store.errors import StoreError
 
 _SQLITE = sa.text(
     "SELECT c.id, c.heading, c.text, d.name, d.id AS document_id, -bm25(knowledge_fts) AS score "
@@ -38,11 +45,49 @@ def match_query(dialect: str, terms: Sequence[str]) -> str:
     return " | ".join(f"'{term}'" for term in terms)
 
 
-def search(connection: sa.Connection, knowledge: str, terms: Sequence[str], limit: int) -> list[sa.Row]:
+def search(engine: Engine, knowledge: str, terms: Sequence[str], limit: int) -> list[Any]:
     """Rows (id, heading, text, name, document_id, score) of the best chunks, best first."""
     if not terms:
         return []
-    dialect = connection.dialect.name
+    dialect = engine.dialect.name
     statement = _SQLITE if dialect == "sqlite" else _POSTGRES
     params = {"query": match_query(dialect, terms), "knowledge": knowledge, "limit": limit}
-    return list(connection.execute(statement, params))
+    return read(engine, statement, params)
+
+
+def read(engine: Engine, statement: sa.TextClause, params: Mapping[str, Any]) -> list[Any]:
+    """The rows of one read-only statement (named attributes, as ``sa.Row``).
+
+    On SQLite it runs on the driver's connection in autocommit mode: the store's transactions
+    begin IMMEDIATE (taking the write lock, see ``chat.store.engine``), and a chat turn's search
+    must not wait behind a long upload or hold up the conversation store's writes; WAL lets it
+    read beside them. ``StoreError`` when the database fails."""
+    if engine.dialect.name != "sqlite":
+        with translate_errors(engine.url), engine.connect() as connection:
+            return list(connection.execute(statement, params))
+    failure = ""
+    try:
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.driver_connection.execute(str(statement), dict(params))
+            names = [column[0] for column in cursor.description]
+            rows = [_Row(zip(names, values, strict=True)) for values in cursor.fetchall()]
+        finally:
+            raw.close()
+    except sqlite3.Error as exc:
+        failure = f"{type(exc).__name__}: {exc}"
+    except sa.exc.SQLAlchemyError as exc:  # the pool could not connect
+        failure = type(exc).__name__
+    if failure:  # raised outside the except block: no SQL parameters in a logged context
+        raise StoreError(failure)
+    return rows
+
+
+class _Row(dict[str, Any]):
+    """A result row whose columns are attributes too (``row.heading``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None

@@ -16,6 +16,7 @@ from chat.knowledge.chunk import Block, table_row
 from chat.knowledge.errors import BrokenDocument, EncryptedDocument
 from chat.knowledge.parse import paragraphs
 
+UNPACKED_MAX = 200 * 1024 * 1024  # what a .docx may inflate to; real ones stay far below
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an encrypted Office file is an OLE container, not a zip
 _HEADING_STYLE = re.compile(r"^(?:heading|标题)\s*(\d)$", re.I)
 # What the libraries raise on malformed input besides their own errors: the parse seam turns any
@@ -55,6 +56,9 @@ def docx(data: bytes) -> list[Block]:
     from lxml.etree import LxmlError
 
     try:
+        unpacked = sum(entry.file_size for entry in zipfile.ZipFile(io.BytesIO(data)).infolist())
+        if unpacked > UNPACKED_MAX:  # a zip bomb: refused before anything is inflated
+            raise BrokenDocument(reason="knowledge.unpacked", limit=UNPACKED_MAX)
         document = python_docx.Document(io.BytesIO(data))
         blocks: list[Block] = []
         for item in document.iter_inner_content():
