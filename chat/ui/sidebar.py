@@ -178,6 +178,7 @@ class ConversationList:
         hints = typing.get_type_hints(respond)
         chat.__signature__ = inspect.Signature([*parameters[:2], conversation_id, *parameters[2:]])  # type: ignore[attr-defined]
         chat.__annotations__ = {p.name: hints[p.name] for p in parameters if p.name in hints}
+        chat.__wrapped__ = respond  # type: ignore[attr-defined]  # the door counts the page's chat by it
         return chat
 
     def _refreshed(self, request: gr.Request | None, selected: str | None) -> Any:
