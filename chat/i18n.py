@@ -386,10 +386,18 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "其文字编码不是 UTF-8、UTF-16 或 GB18030",
     },
     "knowledge.csv": {"en": "its CSV rows cannot be read", "zh": "无法读取其中的 CSV 行"},
-    "knowledge.unpacked": {
-        "en": "it unpacks to more than {limit} bytes",
-        "zh": "解压后超过 {limit} 字节",
+    # the page's knowledge panel and the sources under a reply (chat/ui/knowledge.py)
+    "knowledge.sources": {"en": "Sources ({count})", "zh": "参考来源（{count}）"},
+    "knowledge.col_document": {"en": "Document", "zh": "文档"},
+    "knowledge.col_chunks": {"en": "Chunks", "zh": "片段数"},
+    "knowledge.no_documents": {"en": "No documents yet.", "zh": "还没有文档。"},
+    "knowledge.upload_missing": {
+        "en": "Choose a knowledge base name and at least one file.",
+        "zh": "请填写知识库名称并选择至少一个文件。",
     },
+    "knowledge.uploaded": {"en": "{name}: {chunks} chunks indexed.", "zh": "{name}：已索引 {chunks} 个片段。"},
+    "knowledge.deleted": {"en": "✅ Document deleted.", "zh": "✅ 文档已删除。"},
+    "knowledge.delete_missing": {"en": "Choose a document to delete.", "zh": "请选择要删除的文档。"},
     "api.file_required": {
         "en": "send the document as a multipart/form-data field named 'file'",
         "zh": "请以名为 'file' 的 multipart/form-data 字段发送文档",

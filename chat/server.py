@@ -57,6 +57,7 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
         cache_default=settings.cache,
         store=store,
         branding=branding,
+        knowledge=knowledge,
     )
     demo.queue(max_size=settings.max_queue)
     return gr.mount_gradio_app(

@@ -39,6 +39,7 @@ from chat.pipeline import (
 )
 from chat.reasoning import THINKING_ID
 from chat.transcript import ExportFolder, FeedbackLog
+from chat.ui.knowledge import sources_bubble
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +156,13 @@ class ChatHandlers:
         backend: str | None = None,
         api_key: str = "",
         use_cache: bool = True,
+        knowledge: str | None = None,
         request: gr.Request = None,
         conversation: StoredConversation | None = None,
     ) -> Iterator[tuple[list[gr.ChatMessage], str]]:
         """Stream into the chatbot: notices as small titled bubbles, then the reply. With
-        ``conversation`` (the page's open one, chat.ui.sidebar) the turn is kept in the store."""
+        ``conversation`` (the page's open one, chat.ui.sidebar) the turn is kept in the store;
+        with ``knowledge`` the reply answers from that knowledge base, its sources under it."""
         lang = detect_language(message if isinstance(message, str) else "")
         notices: list[gr.ChatMessage] = []
         text = thinking = ""  # thinking: a reasoning model's, shown collapsed before the reply
@@ -173,6 +176,7 @@ class ChatHandlers:
                 api_key=(api_key or "").strip() or None,
                 use_cache=bool(use_cache) and not self._is_regenerate(request, history, message),
                 conversation=conversation,
+                knowledge=knowledge or None,
             )
             for step in self.pipeline.run(reply):
                 match step:
@@ -202,7 +206,8 @@ class ChatHandlers:
                         yield [*notices, *shown, error_bubble], ""
                     case Reply() | Cancelled():
                         reply_bubbles = [*thinking_bubble(step.thinking, lang), gr.ChatMessage(step.text)]
-                        yield [*notices, *reply_bubbles], format_stats(step.stats, lang)
+                        sources = sources_bubble(step.sources, lang) if isinstance(step, Reply) else []
+                        yield [*notices, *reply_bubbles, *sources], format_stats(step.stats, lang)
                     case Refusal():  # an output refusal withholds the thinking with the reply
                         yield [*notices, gr.ChatMessage(step.text)], format_stats(step.stats, lang)
         except Exception as exc:  # noqa: BLE001 - the UI seam: every failure becomes a readable bubble

@@ -15,6 +15,7 @@ import gradio as gr
 
 from chat.engine import ChatEngine
 from chat.i18n import request_language, translated
+from chat.knowledge import KnowledgeBase
 from chat.loading import PendingBackend
 from chat.messages import GenerationParams
 from chat.personas import Persona
@@ -23,6 +24,7 @@ from chat.store import Store
 from chat.transcript import FEEDBACK_LOG_MAX_BYTES, FeedbackLog
 from chat.ui.branding import Branding
 from chat.ui.handlers import ChatHandlers
+from chat.ui.knowledge import knowledge_controls
 from chat.ui.labels import I18N
 from chat.ui.sidebar import ConversationList, new_chat
 
@@ -100,6 +102,7 @@ def build_ui(
     cache_default: bool = True,
     store: Store | None = None,
     branding: Branding | None = None,
+    knowledge: KnowledgeBase | None = None,
 ) -> gr.Blocks:
     """The page. With ``store`` the conversation list comes from the server; without it (no
     store, ``CHAT_STORE=off``) past chats are kept in the browser only, as Gradio does."""
@@ -163,6 +166,7 @@ def build_ui(
                 use_cache = gr.Checkbox(
                     cache_default, label=I18N("use_cache"), visible=engine.cache is not None
                 )
+                knowledge_panel = knowledge_controls(knowledge, persona_list)  # selector + admin
             with gr.Accordion(I18N("conversation"), open=False):
                 export_md = gr.Button(I18N("export_md"), size="sm")
                 export_json = gr.Button(I18N("export_json"), size="sm")
@@ -192,6 +196,7 @@ def build_ui(
                 backend,
                 api_key,
                 use_cache,
+                knowledge_panel.selector,
             ],
             additional_outputs=[stats, conversation_id, listing],
             api_name="chat_ui",
@@ -243,6 +248,7 @@ def build_ui(
             queue=False,
             api_visibility="private",
         )
+        knowledge_panel.wire(demo, persona)
         opened = [conversation_id, chat.chatbot_value, new_title]
         listing.input(conversations.open, listing, opened, queue=False, api_visibility="private")
         new_button.click(new_chat, None, [*opened, listing], queue=False, api_visibility="private")

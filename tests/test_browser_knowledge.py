@@ -1,0 +1,175 @@
+"""Knowledge bases on the page, in a real browser: the shop persona answers from the ``shop``
+knowledge base with its sources in a collapsed block under the reply, and the admin panel
+uploads, lists and deletes documents.
+
+Debian's Chromium (Playwright) against the whole app (``build_app`` on uvicorn) with the
+session's real SmolLM2 and the real knowledge base in the app's own data folder. Screenshots go
+to ``artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+from support import free_port
+
+from chat import ChatEngine, Settings
+from chat.backends.base import Backend
+from chat.knowledge import KnowledgeBase
+from chat.server import Server, build_app
+from chat.ui import I18N
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+INPUT = "#chat-input textarea[data-testid='textbox']"
+BOT = "#chatbot [data-testid='bot']"
+# the titled bubble whose title starts with ``title``: notices are titled bubbles too
+SOURCES = "#chatbot .thought-group:has(.title:has-text('{title}'))"
+SELECTOR = "#knowledge input"
+RETURNS_MD = (
+    b"# Returns\n\n## Refunds\n\nUnused items can be returned within 30 days of delivery for a full refund.\n"
+)
+RETURNS_ZH = "# 退货政策\n\n商品在签收后三十天内可以无理由退货，退款五个工作日内原路退回。\n".encode()
+
+
+@pytest.fixture(scope="module")
+def shop_app(
+    local_backend: Backend, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, KnowledgeBase]]:
+    settings = Settings(port=free_port(), data_dir=str(tmp_path_factory.mktemp("kb-page")))
+    app = build_app(ChatEngine({"local": local_backend}), settings)
+    library: KnowledgeBase = app.state.knowledge
+    library.add_document("shop", "returns.md", RETURNS_MD)  # after the page was built: load finds it
+    library.add_document("shop", "退货.md", RETURNS_ZH)
+    server = Server(app, host="127.0.0.1", port=settings.port)
+    server.start()
+    yield server.local_url, library
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)", pytrace=False)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        yield browser
+        browser.close()
+
+
+def open_page(chromium: Browser, url: str, locale: str) -> Page:
+    context = chromium.new_context(locale=locale, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector(INPUT)
+    return page
+
+
+def choose(page: Page, dropdown: str, option: str) -> None:
+    """Pick ``option`` in the Gradio dropdown whose block has the id ``dropdown``."""
+    page.locator(f"#{dropdown} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def shot(page: Page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("locale", "persona", "question", "title", "document"),
+    [
+        (
+            "en-US",
+            "Shop customer service (English)",
+            "How many days do I have to return an item for a refund?",
+            "Sources (",
+            "returns.md",
+        ),
+        ("zh-CN", "商店客服（中文）", "退货要多少天？", "参考来源（", "退货.md"),
+    ],
+)
+def test_the_shop_persona_answers_with_its_sources_collapsed_under_the_reply(
+    shop_app: tuple[str, KnowledgeBase],
+    chromium: Browser,
+    locale: str,
+    persona: str,
+    question: str,
+    title: str,
+    document: str,
+) -> None:
+    url, _ = shop_app
+    page = open_page(chromium, url, locale)
+    try:
+        labels = I18N.translations["zh" if locale.startswith("zh") else "en"]
+        tokens = page.get_by_label(f"number input for {labels['max_new_tokens']}")
+        tokens.fill("16")  # a short reply: the sources are the point
+        tokens.press("Enter")
+        page.get_by_label(labels["persona"]).click()
+        page.get_by_role("option", name=persona, exact=True).click()
+        page.wait_for_function("(sel) => document.querySelector(sel).value === 'shop'", arg=SELECTOR)
+
+        box = page.locator(INPUT)
+        box.fill(question)
+        box.press("Enter")
+        block = page.locator(SOURCES.format(title=title) + " .title")
+        block.wait_for(timeout=90_000)
+        assert block.inner_text().strip().startswith(title), shot(page, f"knowledge_sources_{locale}")
+        assert page.locator(SOURCES.format(title=title) + " .content").count() == 0, (
+            "collapsed: the sources are not rendered yet"
+        )
+        replies = [b.get_attribute("aria-label") for b in page.locator(BOT).all()]
+        assert any(r and r != "bot's message: " for r in replies), "the reply itself is shown"
+        shot(page, f"knowledge_sources_collapsed_{locale}")
+
+        block.click()
+        body = page.locator(SOURCES.format(title=title) + " .content")
+        body.wait_for()
+        assert document in body.inner_text(), shot(page, f"knowledge_sources_opened_{locale}")
+        shot(page, f"knowledge_sources_opened_{locale}")
+    finally:
+        page.context.close()
+
+
+def test_the_admin_panel_uploads_lists_and_deletes(
+    shop_app: tuple[str, KnowledgeBase], chromium: Browser, tmp_path: Path
+) -> None:
+    url, library = shop_app
+    faq = tmp_path / "faq.md"
+    faq.write_text("# Delivery\n\nParcels to Norway take four working days by courier.\n", encoding="utf-8")
+    page = open_page(chromium, url, "en-US")
+    try:
+        page.locator("#knowledge-admin").get_by_text("Knowledge bases (admin)").click()
+        target = page.locator("#knowledge-target input")
+        target.fill("faq")
+        target.press("Enter")
+        page.locator("#knowledge-files input[type='file']").set_input_files(str(faq))
+        page.locator("#knowledge-upload").click()
+        status = page.locator("#knowledge-status")
+        status.get_by_text("faq.md: 1 chunks indexed.").wait_for()
+        page.locator("#knowledge-documents").get_by_text("faq.md").wait_for()
+        assert [s.document for s in library.search("faq", "Norway courier")] == ["faq.md"]
+        shot(page, "knowledge_admin_uploaded")
+
+        page.locator(SELECTOR).click()  # the new knowledge base is a choice now
+        page.get_by_role("option", name="faq", exact=True).wait_for()
+        page.keyboard.press("Escape")
+
+        choose(page, "knowledge-document", "faq.md")
+        page.locator("#knowledge-delete").click()
+        status.get_by_text("Document deleted.").wait_for()
+        page.locator("#knowledge-documents").get_by_text("No documents yet.").wait_for()
+        assert library.search("faq", "Norway courier") == []
+        shot(page, "knowledge_admin_deleted")
+    finally:
+        page.context.close()
