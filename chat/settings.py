@@ -186,6 +186,12 @@ class Settings:
         parse=float,
         default=30.0,
     )
+    embedding_centre: bool = _opt(
+        "CHAT_EMBEDDING_CENTRE",
+        "subtract each language's mean vector (en, zh) so questions find documents in the other language",
+        parse=_bool,
+        default=True,
+    )
     # server
     host: str = _opt(
         ("CHAT_HOST", "GRADIO_SERVER_NAME"),

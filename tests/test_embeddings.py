@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import httpx
 import pytest
@@ -21,6 +21,7 @@ from support import free_port
 
 from chat import Settings
 from chat.errors import AuthFailed, BackendTimeout, ConfigError, Unavailable
+from chat.knowledge.centring import LanguageCentred, chinese_share
 from chat.knowledge.embeddings import GGUFEmbedder, HTTPEmbedder, build_embedder, normalise
 from chat.knowledge.fusion import reciprocal_rank_fusion
 from chat.models import embedded_model_path
@@ -149,7 +150,9 @@ def test_normalise_keeps_zero_vectors_zero() -> None:
 
 def test_settings_choose_the_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
     assert build_embedder(Settings()) is None
-    remote = build_embedder(Settings(embedding_url="http://127.0.0.1:9/v1", embedding_model="e5"))
+    remote = build_embedder(
+        Settings(embedding_url="http://127.0.0.1:9/v1", embedding_model="e5", embedding_centre=False)
+    )
     assert isinstance(remote, HTTPEmbedder) and remote.name == "e5"
     with pytest.raises(ConfigError, match="--embedding-model"):
         build_embedder(Settings(embedding_url="http://127.0.0.1:9/v1"))
@@ -183,3 +186,47 @@ def test_rrf_edge_cases() -> None:
     assert [i for i, _ in reciprocal_rank_fusion([["p"], ["q"]])] == ["p", "q"]  # ties: first seen
     with pytest.raises(ValueError):
         reciprocal_rank_fusion([["a"]], k=-1)
+
+
+class TopicAndLanguage:
+    """An embedder where language dominates, as in real multilingual models: [en, zh, topics...]."""
+
+    name = "toy"
+    TOPICS = (("return", "退货"), ("router", "路由器"))
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return [
+            normalise(
+                [3.0 * (1 - chinese_share(t)), 3.0 * chinese_share(t)]
+                + [float(en in t.lower() or zh in t) for en, zh in self.TOPICS]
+            )
+            for t in texts
+        ]
+
+
+def test_language_centring_lets_a_question_cross_languages() -> None:
+    plain, centred = TopicAndLanguage(), LanguageCentred(TopicAndLanguage())
+    docs = ["How to return an item", "路由器的指示灯"]  # an English answer, an unrelated Chinese text
+    question = "退货怎么办？"
+    for embedder, best in ((plain, 1), (centred, 0)):
+        q = embedder.embed([question])[0]
+        scores = [_dot(q, d) for d in embedder.embed(docs)]
+        assert max(range(2), key=scores.__getitem__) == best
+    assert all(abs(math.sqrt(_dot(v, v)) - 1) < 1e-9 for v in centred.embed(docs))
+    assert centred.name == "toy+centred" and centred.embed([]) == []
+
+
+def test_chinese_share() -> None:
+    assert chinese_share("Returns within 30 days") == 0.0
+    assert chinese_share("退货期限") == 1.0
+    assert 0.3 < chinese_share("Skylink 路由器") < 0.7
+    assert chinese_share("123 !?") == 0.0
+
+
+def test_settings_centre_by_default() -> None:
+    on = build_embedder(Settings(embedding_url="http://127.0.0.1:9/v1", embedding_model="e5"))
+    off = build_embedder(
+        Settings(embedding_url="http://127.0.0.1:9/v1", embedding_model="e5", embedding_centre=False)
+    )
+    assert isinstance(on, LanguageCentred) and isinstance(on.inner, HTTPEmbedder)
+    assert isinstance(off, HTTPEmbedder)

@@ -207,20 +207,28 @@ class GGUFEmbedder:
         self._llm.close()
 
 
-def build_embedder(settings: Settings) -> HTTPEmbedder | GGUFEmbedder | None:
-    """``--embedding-url`` (an API), ``--embedding-model`` alone (a GGUF here), or None (full text only)."""
+def build_embedder(settings: Settings) -> Embedder | None:
+    """``--embedding-url`` (an API), ``--embedding-model`` alone (a GGUF here), or None (full
+    text only); language-centred unless ``--embedding-centre false`` (``chat.knowledge.centring``)."""
     model = settings.embedding_model
+    embedder: Embedder
     if settings.embedding_url:
         if not model:
             raise ConfigError("--embedding-url needs --embedding-model (the model name there)")
-        return HTTPEmbedder(
+        embedder = HTTPEmbedder(
             settings.embedding_url,
             model,
             api_key=settings.embedding_api_key,
             timeout=settings.embedding_timeout,
         )
-    if model:
+    elif model:
         from chat.models import resolve_model
 
-        return GGUFEmbedder(resolve_model(model), timeout=settings.embedding_timeout)
-    return None
+        embedder = GGUFEmbedder(resolve_model(model), timeout=settings.embedding_timeout)
+    else:
+        return None
+    if not settings.embedding_centre:
+        return embedder
+    from chat.knowledge.centring import LanguageCentred
+
+    return LanguageCentred(embedder)
