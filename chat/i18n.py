@@ -386,6 +386,10 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "其文字编码不是 UTF-8、UTF-16 或 GB18030",
     },
     "knowledge.csv": {"en": "its CSV rows cannot be read", "zh": "无法读取其中的 CSV 行"},
+    "knowledge.unpacked": {
+        "en": "it unpacks to more than {limit} bytes",
+        "zh": "解压后超过 {limit} 字节",
+    },
     # the page's knowledge panel and the sources under a reply (chat/ui/knowledge.py)
     "knowledge.sources": {"en": "Sources ({count})", "zh": "参考来源（{count}）"},
     "knowledge.col_document": {"en": "Document", "zh": "文档"},
