@@ -359,11 +359,12 @@ class ChatEngine:
             self.counters.add("errors")
             yield Notice("interrupted", exc.user_message(lang))
             stats.finish_reason = "error"
+            text, thinking = parts.settle("".join(shown), "".join(thought))
             return _Outcome(
-                "".join(shown),
+                text,
                 self._finish_stats(stats, request.started, first_token_at, received),
                 fitted.messages,
-                "".join(thought).strip(),
+                thinking,
             )
         finally:
             chunks.close()
@@ -378,11 +379,12 @@ class ChatEngine:
         elif finish.reason == "timeout":
             yield Notice("timeout", t("notice.timeout", lang))
         tokens = finish.completion_tokens if finish.completion_tokens is not None else received
+        text, thinking = parts.settle("".join(shown), "".join(thought))
         return _Outcome(
-            "".join(shown),
+            text,
             self._finish_stats(stats, request.started, first_token_at, tokens),
             fitted.messages,
-            "".join(thought).strip(),
+            thinking,
         )
 
     def _replay(self, text: str, stats: Stats, started: float) -> Iterator[Event]:

@@ -34,8 +34,10 @@ class ThinkSplitter:
 
     A tag cut across deltas is held back until the next delta says whether it is one (or until
     ``flush``). Whitespace right after a tag is dropped ("</think>\\n\\nAnswer" starts the reply
-    at "Answer"), a closing tag without an opening one is dropped, and an unclosed block is
-    thinking to the end.
+    at "Answer"), and an unclosed block is thinking to the end. A closing tag before any opening
+    one means the chat template opened the block in the prompt (DeepSeek-R1 distills, QwQ): what
+    came before it was thinking. That text has streamed as reply by then, so ``late_close``
+    notes where it ends and ``settle`` moves it to the thinking once the reply is complete.
 
     >>> s = ThinkSplitter()
     >>> s.feed("<thi") + s.feed("nk>hmm</think> Hi") + s.flush()
@@ -48,10 +50,14 @@ class ThinkSplitter:
         self._after_tag = False  # drop whitespace until the next visible character
         self._thought = False  # some thinking was emitted: a new block starts with a separator
         self._new_block = False
+        self._opened = False  # an opening tag was seen
+        self._reply_chars = 0  # reply text emitted so far
+        self.late_close: int | None = None  # reply characters before a closing tag with no opening
 
     def feed(self, text: str) -> list[Part]:
         """The parts of ``text`` that are decided (a possible partial tag waits)."""
         if not self._held and not self._inside and not self._after_tag and "<" not in text:
+            self._reply_chars += len(text)
             return [TextDelta(text)] if text else []  # the common case: plain reply text
         text = self._held + text
         self._held = ""
@@ -66,10 +72,12 @@ class ThinkSplitter:
             self._emit(parts, text[:at])
             text = text[at + len(tag) :]
             if tag == OPEN:
-                self._inside, self._new_block = True, self._thought
+                self._inside, self._new_block, self._opened = True, self._thought, True
             elif self._inside:
                 self._inside = False
-            self._after_tag = True  # a stray CLOSE outside a block is dropped the same way
+            elif not self._opened and self.late_close is None:
+                self.late_close = self._reply_chars
+            self._after_tag = True  # any other stray CLOSE is dropped
         return parts
 
     def flush(self) -> list[Part]:
@@ -78,6 +86,13 @@ class ThinkSplitter:
         self._emit(parts, self._held)
         self._held = ""
         return parts
+
+    def settle(self, reply: str, thinking: str) -> tuple[str, str]:
+        """The finished ``(reply, thinking)``: text before a late closing tag is thinking."""
+        if self.late_close is None:
+            return reply, thinking.strip()
+        early, reply = reply[: self.late_close], reply[self.late_close :]
+        return reply, (early.strip() + BLOCK_SEPARATOR + thinking.strip()).strip()
 
     def _emit(self, parts: list[Part], text: str) -> None:
         if self._after_tag:
@@ -88,6 +103,7 @@ class ThinkSplitter:
         if not text:
             return
         if not self._inside:
+            self._reply_chars += len(text)
             parts.append(TextDelta(text))
             return
         if self._new_block:
@@ -116,7 +132,7 @@ def split(text: str) -> tuple[str, str]:
     parts = splitter.feed(text) + splitter.flush()
     reply = "".join(p.text for p in parts if isinstance(p, TextDelta))
     thinking = "".join(p.text for p in parts if isinstance(p, ThinkingDelta))
-    return reply, thinking
+    return splitter.settle(reply, thinking)
 
 
 def without_thinking(messages: Iterable[Message]) -> list[Message]:
@@ -148,6 +164,10 @@ class ReplyParts:
         parts = self._guarded(self._splitter.flush()) + self._end_thinking()
         tail = self._reply.flush() if self._reply is not None else ""
         return [*parts, TextDelta(tail)] if tail else parts
+
+    def settle(self, reply: str, thinking: str) -> tuple[str, str]:
+        """The reply and thinking as kept, from what was shown (see ``ThinkSplitter.settle``)."""
+        return self._splitter.settle(reply, thinking)
 
     def _guarded(self, parts: list[Part]) -> list[Part]:
         out: list[Part] = []

@@ -40,12 +40,12 @@ UI_DEFAULTS = ("", 0.7, 2048, 64, 0.95)  # system prompt, temperature, context, 
 
 
 def parts_of(chunks: Sequence[str]) -> tuple[str, str, list[Any]]:
-    """Feed ``chunks`` through one splitter: (reply, thinking, parts)."""
+    """Feed ``chunks`` through one splitter: (reply, thinking) as settled at the end, and the parts."""
     splitter = ThinkSplitter()
     parts = [p for chunk in chunks for p in splitter.feed(chunk)] + splitter.flush()
     reply = "".join(p.text for p in parts if isinstance(p, TextDelta))
     thinking = "".join(p.text for p in parts if isinstance(p, ThinkingDelta))
-    return reply, thinking, parts
+    return *splitter.settle(reply, thinking), parts
 
 
 def every_cut(text: str) -> Iterator[list[str]]:
@@ -61,7 +61,7 @@ def every_cut(text: str) -> Iterator[list[str]]:
     ("text", "reply", "thinking"),
     [
         ("<think>The user greets me.</think>\n\nHello!", "Hello!", "The user greets me."),
-        ("<think>\n用户在问候。\n</think>\n\n你好！", "你好！", "用户在问候。\n"),
+        ("<think>\n用户在问候。\n</think>\n\n你好！", "你好！", "用户在问候。"),
         ("Sure. <think>check the date</think>It is Monday.", "Sure. It is Monday.", "check the date"),
     ],
 )
@@ -82,8 +82,13 @@ def test_several_blocks_make_one_thinking_text_and_one_reply() -> None:
 
 def test_text_that_only_looks_like_a_tag_is_reply_text() -> None:
     assert parts_of(["a <", " b and <th", "ing>, x < y <"])[:2] == ("a < b and <thing>, x < y <", "")
-    # a stray closing tag (its opening tag was in the prompt) is dropped, not shown
-    assert parts_of(["plan</think>\n", "Answer"])[:2] == ("planAnswer", "")
+
+
+def test_a_block_opened_by_the_chat_template_is_thinking_once_it_closes() -> None:
+    # DeepSeek-R1 distills and QwQ: the prompt ends with "<think>", the model only closes it
+    reply, thinking, parts = parts_of(["The user greets", " me.</thi", "nk>\n\nHello! <b>", "</think>x"])
+    assert (reply, thinking) == ("Hello! <b>x", "The user greets me.")
+    assert "".join(p.text for p in parts) == "The user greets me.Hello! <b>x"  # streamed as it came
 
 
 def test_plain_text_passes_through_as_it_came() -> None:
@@ -161,6 +166,15 @@ def test_thinking_is_not_sent_back_and_not_in_the_cache_key_or_entry() -> None:
     again = engine.reply([*first, Message("assistant", ANSWER), *follow_up], PARAMS)
     assert again.stats.from_cache and backend.calls == 2  # the same key: thinking was never in it
     assert (again.text, again.thinking) == (ANSWER, "")  # a cache hit replays the reply, not the thinking
+
+
+def test_a_reply_whose_block_the_template_opened_ends_with_thinking_apart() -> None:
+    backend = Thinker(["The user wants", " the capital of France. That is Paris.</think>", "\n\n", ANSWER])
+    events = list(ChatEngine({"local": backend}).stream([Message("user", "Capital of France?")], PARAMS))
+    assert isinstance(events[-1], Done)
+    assert (events[-1].text, events[-1].thinking) == (ANSWER, THOUGHT)
+    bubbles, _ = list(ChatHandlers(ChatEngine({"local": backend})).ui("Capital?", [], *UI_DEFAULTS))[-1]
+    assert [(b.content, bool(b.metadata)) for b in bubbles] == [(THOUGHT, True), (ANSWER, False)]
 
 
 def test_a_listed_phrase_in_the_thinking_withholds_the_whole_reply() -> None:
