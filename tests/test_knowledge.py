@@ -23,7 +23,7 @@ import pypdf
 import pytest
 from pg import DATABASES, empty_database
 
-from chat import Settings
+from chat import Settings, Unavailable
 from chat.i18n import MESSAGES
 from chat.knowledge import (
     BadKnowledgeName,
@@ -374,3 +374,24 @@ def test_a_search_does_not_wait_behind_a_writer(tmp_path: Path) -> None:
         writer.close()
         reader.join()
         store.close()
+
+
+def test_embeddings_of_another_model_or_a_failing_embedder_leave_full_text(sqlite_store: Store) -> None:
+    old = KeywordEmbedder()
+    KnowledgeBase(sqlite_store.engine, embedder=old).add_document("shop", "returns.md", RETURNS_MD.encode())
+
+    class Wider(KeywordEmbedder):
+        name = "wider"
+        fail = False
+
+        def embed(self, texts: Sequence[str]) -> list[list[float]]:
+            if self.fail:
+                raise Unavailable("embedding service down", backend="embeddings")
+            return [[*v, 0.0] for v in super().embed(texts)]
+
+    wider = Wider()
+    kb = KnowledgeBase(sqlite_store.engine, embedder=wider)
+    # The stored vectors are another model's (other dimensions): only full text ranks them.
+    assert [s.heading for s in kb.search("shop", "refunds", limit=1)] == ["Returns > Refunds"]
+    wider.fail = True
+    assert [s.heading for s in kb.search("shop", "refunds", limit=1)] == ["Returns > Refunds"]

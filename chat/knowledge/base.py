@@ -9,6 +9,7 @@ query (``chat.knowledge.fulltext``), fused with a vector ranking when an embedde
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import threading
@@ -16,13 +17,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from chat.errors import BackendError
 from chat.knowledge import fulltext
 from chat.knowledge.chunk import Chunk, chunk
 from chat.knowledge.errors import BadKnowledgeName, DocumentTooLarge, EmptyDocument, UnsupportedType
@@ -42,6 +44,7 @@ from chat.store.models import (
 if TYPE_CHECKING:
     from chat.knowledge.embeddings import Embedder
 
+log = logging.getLogger(__name__)
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # as --knowledge-max-bytes
 SEARCH_LIMIT = 5
 MAX_LIMIT = 50
@@ -232,11 +235,16 @@ class KnowledgeBase:
             return [Source(r.name, r.heading, r.text, float(r.score), r.document_id) for r in rows]
         return self._fused(knowledge, query, rows, limit)
 
-    def _fused(self, knowledge: str, query: str, rows: Sequence[sa.Row], limit: int) -> list[Source]:
+    def _fused(self, knowledge: str, query: str, rows: Sequence[Any], limit: int) -> list[Source]:
         from chat.knowledge.fusion import reciprocal_rank_fusion
 
         assert self.embedder is not None
-        dense = self._nearest(knowledge, self.embedder.embed([query])[0], limit * CANDIDATES)
+        try:
+            vector = self.embedder.embed([query])[0]
+        except BackendError as exc:  # the embedding service is down: full text still answers
+            log.warning("knowledge search without embeddings: %s", exc)
+            return [Source(r.name, r.heading, r.text, float(r.score), r.document_id) for r in rows[:limit]]
+        dense = self._nearest(knowledge, vector, limit * CANDIDATES)
         fused = reciprocal_rank_fusion([[r.id for r in rows], dense])[:limit]
         found = {r.id: r for r in rows}
         missing = [chunk_id for chunk_id, _ in fused if chunk_id not in found]
@@ -248,7 +256,7 @@ class KnowledgeBase:
             if i in found
         ]
 
-    def _chunks(self, ids: Sequence[int]) -> dict[int, sa.Row]:
+    def _chunks(self, ids: Sequence[int]) -> dict[int, Any]:
         docs, rows = knowledge_documents, knowledge_chunks
         query = sa.select(
             rows.c.id, rows.c.heading, rows.c.text, docs.c.name, docs.c.id.label("document_id")
@@ -270,7 +278,8 @@ class KnowledgeBase:
         change shows in the count and the newest chunk id, since ids only grow)."""
         docs, rows, vecs = knowledge_documents, knowledge_chunks, knowledge_vectors
         joined = vecs.join(rows, rows.c.id == vecs.c.chunk_id).join(docs, docs.c.id == rows.c.document_id)
-        mine = docs.c.knowledge == knowledge
+        # only this embedder's vectors: another model's (an earlier setting) have other dimensions
+        mine = sa.and_(docs.c.knowledge == knowledge, vecs.c.model == getattr(self.embedder, "name", ""))
         with self._tx() as c:
             count, newest = c.execute(
                 sa.select(sa.func.count(), sa.func.max(vecs.c.chunk_id)).select_from(joined).where(mine)
