@@ -177,6 +177,30 @@ def test_a_reply_whose_block_the_template_opened_ends_with_thinking_apart() -> N
     assert [(b.content, bool(b.metadata)) for b in bubbles] == [(THOUGHT, True), (ANSWER, False)]
 
 
+def test_the_store_keeps_the_reply_not_the_thinking(tmp_path) -> None:  # noqa: ANN001
+    from chat.pipeline import StoredConversation
+    from chat.store import Store
+
+    store = Store.open(f"sqlite:///{tmp_path / 'chat.db'}")
+    try:
+        owner = "anon:reasoner"
+        conversation = store.create_conversation(owner)
+        engine = ChatEngine({"local": Thinker(CHUNKS)})
+        # a client's own history (a new stored conversation) arrives with a thinking block in it
+        history = [Message("user", "Hi"), Message("assistant", f"<think>{THOUGHT}</think>Hello.")]
+        request = ReplyRequest(
+            messages=[*history, Message("user", "Capital of France?")],
+            params=PARAMS,
+            conversation=StoredConversation(store, owner, conversation.id, new=True),
+        )
+        steps = list(Pipeline(engine).run(request))
+        assert steps[-1].thinking == THOUGHT  # the outcome carries it for the page and the APIs
+        kept = [m.content for m in store.get_conversation(owner, conversation.id).messages]
+        assert kept == ["Hi", "Hello.", "Capital of France?", ANSWER]
+    finally:
+        store.close()
+
+
 def test_a_listed_phrase_in_the_thinking_withholds_the_whole_reply() -> None:
     guard = ContentGuard()
     backend = Thinker(["<think>I should ask them to ", "send me your password", "</think>", ANSWER])
