@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from chat.engine import ChatEngine
 from chat.knowledge import open_knowledge
+from chat.knowledge.seed import seed_knowledge
 from chat.personas import load_persona_list
 from chat.service import register
 from chat.service.conversations import visitor_key
@@ -42,6 +43,8 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
         app.router.on_shutdown.append(store.close)
     app.state.knowledge = knowledge = open_knowledge(settings, store)
     app.router.on_shutdown.append(knowledge.close)
+    if settings.knowledge_seed:  # sample knowledge bases, into those still empty
+        seed_knowledge(knowledge, Path(settings.knowledge_seed))
 
     # /api, /ws, /v1, /metrics, /healthz, /readyz
     service = register(app, engine, settings, store, visitor_key=visitor_key(settings), knowledge=knowledge)

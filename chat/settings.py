@@ -273,6 +273,11 @@ class Settings:
         parse=int,
         default=20971520,
     )
+    knowledge_seed: str = _opt(
+        "CHAT_KNOWLEDGE_SEED",
+        "folder of sample knowledge bases (a subfolder each, e.g. prompts/knowledge) loaded into those still empty",
+        default="",
+    )
     log_format: str = _opt("CHAT_LOG_FORMAT", "request log lines: text or json", default="text")
     log_user_text: bool = _opt(
         "CHAT_LOG_USER_TEXT", "include user messages and replies in request logs", parse=_bool, default=False

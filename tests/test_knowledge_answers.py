@@ -11,18 +11,21 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import httpx
 import pytest
 from service_support import serve, sse_events
 from websockets.sync.client import connect
 
-from chat import ChatEngine, GenerationParams, Message
+from chat import ChatEngine, GenerationParams, Message, Settings
 from chat.backends.base import Backend, Chunk
+from chat.errors import ConfigError
 from chat.guards import ContentGuard
-from chat.knowledge import KnowledgeNotFound
+from chat.knowledge import KnowledgeNotFound, open_knowledge
 from chat.knowledge.context import BEGIN, END, fit_reference, neutralised
 from chat.knowledge.records import Source
+from chat.knowledge.seed import seed_knowledge
 from chat.pipeline import Failure, Reply, ReplyRequest, Step, run
 
 RETURNS = (
@@ -377,3 +380,41 @@ def test_a_deleted_document_is_no_longer_a_source(kb_app: str) -> None:
     assert httpx.delete(f"{kb_app}api/knowledge/shop/documents/{gift['id']}", timeout=30).status_code == 200
     after = httpx.post(kb_app + "api/chat", json=ask_gift, timeout=60).json()
     assert "gift.md" not in [s["document"] for s in after["sources"]], after["sources"]
+
+
+# -- the sample shop, seeded on the first start ------------------------------------------------
+
+SAMPLES = Path(__file__).resolve().parent.parent / "prompts" / "knowledge"
+
+
+def test_the_sample_shop_is_seeded_once_and_answers_in_both_languages(tmp_path: Path) -> None:
+    library = open_knowledge(Settings(data_dir=str(tmp_path), store=False), None)
+    try:
+        added = seed_knowledge(library, SAMPLES)
+        assert {d.name for d in added} == {p.name for p in (SAMPLES / "shop").iterdir()}
+        assert library.search("shop", "How many days do I have to return an item?")[0].document == (
+            "return_policy.en.md"
+        )
+        assert library.search("shop", "退货要多少天？")[0].document == "return_policy.zh.md"
+        assert "39 EUR" in library.search("shop", "Aurora kettle price")[0].text
+        kept = added[0]
+        for info in added[1:]:
+            library.delete_document("shop", info.id)  # the operator changed the shop since
+        assert seed_knowledge(library, SAMPLES) == []
+        assert [d.name for d in library.list_documents("shop")] == [kept.name]
+    finally:
+        library.close()
+
+
+def test_a_seed_file_that_cannot_be_indexed_stops_the_start_and_leaves_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "seed" / "school"
+    folder.mkdir(parents=True)
+    (folder / "a_notes.md").write_text("# Fractions\n\nA fraction is a part of a whole.\n", encoding="utf-8")
+    (folder / "b_broken.pdf").write_bytes(b"%PDF-1.4 this is not a PDF")
+    library = open_knowledge(Settings(data_dir=str(tmp_path), store=False), None)
+    try:
+        with pytest.raises(ConfigError, match="b_broken.pdf"):
+            seed_knowledge(library, tmp_path / "seed")
+        assert not library.exists("school"), "nothing half-seeded: the next start tries again"
+    finally:
+        library.close()
