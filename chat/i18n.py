@@ -117,6 +117,11 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "上下文长度 {requested} 超过了模型已加载的窗口，实际使用 {used}。",
     },
     "notice.stopped": {"en": "Stopped.", "zh": "已停止。"},
+    # names the page gives its icon-only controls and skip link (chat/ui/assets)
+    "page.send": {"en": "Send", "zh": "发送"},
+    "page.stop": {"en": "Stop", "zh": "停止"},
+    "page.details": {"en": "Show or hide details", "zh": "展开或收起详情"},
+    "page.skip": {"en": "Skip to the message box", "zh": "跳到消息输入框"},
     "thinking.title": {"en": "Thinking", "zh": "思考过程"},  # a reasoning model's collapsed block
     "notice.reply_budget": {
         "en": "The context length leaves room for a reply of at most {tokens} tokens ({asked} asked).",
@@ -211,6 +216,50 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "{name} 必须是整数，收到的是 {value}",
     },
     "invalid.seed": {"en": "seed must be an integer, got {value}", "zh": "seed 必须是整数，收到的是 {value}"},
+    "format.not_object": {
+        "en": 'response_format must be an object such as {{"type": "json_object"}}, got {kind}',
+        "zh": 'response_format 必须是对象，例如 {{"type": "json_object"}}，收到的是 {kind}',
+    },
+    "format.type": {
+        "en": "response_format.type must be one of {allowed}, got {value}",
+        "zh": "response_format.type 必须是 {allowed} 之一，收到的是 {value}",
+    },
+    "format.grammar": {
+        "en": "response_format.json_schema.schema is not supported by the local model's grammar: {error}",
+        "zh": "本地模型的语法约束不支持这个 response_format.json_schema.schema：{error}",
+    },
+    "format.json_schema": {
+        "en": 'response_format.json_schema must be an object: {{"name": ..., "schema": {{...}}, "strict": true}}',
+        "zh": 'response_format.json_schema 必须是对象：{{"name": ..., "schema": {{...}}, "strict": true}}',
+    },
+    "format.unknown": {
+        "en": "unknown field(s) in response_format.json_schema: {fields}; allowed: name, schema, strict, description",
+        "zh": "response_format.json_schema 中有未知字段：{fields}；允许的字段：name、schema、strict、description",
+    },
+    "format.name": {
+        "en": "response_format.json_schema.name must be 1-64 letters, digits, underscores or dashes, got {value}",
+        "zh": "response_format.json_schema.name 必须是 1 到 64 个字母、数字、下划线或连字符，收到的是 {value}",
+    },
+    "format.schema": {
+        "en": "response_format.json_schema.schema must be a JSON Schema object, got {kind}",
+        "zh": "response_format.json_schema.schema 必须是 JSON Schema 对象，收到的是 {kind}",
+    },
+    "format.strict": {
+        "en": "response_format.json_schema.strict must be true or false, got {kind}",
+        "zh": "response_format.json_schema.strict 必须是 true 或 false，收到的是 {kind}",
+    },
+    "format.description": {
+        "en": "response_format.json_schema.description must be a string, got {kind}",
+        "zh": "response_format.json_schema.description 必须是字符串，收到的是 {kind}",
+    },
+    "format.too_deep": {
+        "en": "response_format.json_schema.schema is nested too deeply",
+        "zh": "response_format.json_schema.schema 嵌套层级太深",
+    },
+    "format.backend": {
+        "en": "response_format {kind} is not supported by the {backend} backend ({model})",
+        "zh": "{backend} 后端（{model}）不支持 response_format {kind}",
+    },
     "import.too_large": {
         "en": "the file is larger than {limit} MB",
         "zh": "文件超过了 {limit} MB",

@@ -34,7 +34,11 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _ENGLISH_RUN = re.compile(r"\b[A-Za-z]{2,}(?:[ ,;'-]+[A-Za-z]{2,}){2,}\b")
 
 
-BACKEND_NAMES = re.compile(r"\b(local|cut|broken|nope)\b")  # identifiers, not English prose
+# identifiers (backend and field names), not English prose
+BACKEND_NAMES = re.compile(
+    r"\b(local|cut|broken|nope|history|system_prompt|backend|knowledge|temperature|top_p"
+    r"|max_new_tokens|context_length|seed)\b"
+)
 
 
 def in_language(text: str, lang: Lang) -> bool:

@@ -212,3 +212,22 @@ def test_v1_json_schema_on_the_local_model(local_backend) -> None:
     assert response.status_code == 200, response.text
     value = json.loads(response.json()["choices"][0]["message"]["content"])
     assert set(value) == {"colour", "count", "happy"} and value["colour"] in ("red", "green", "blue")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"type": "yaml"}, "response_format.type 必须是"),
+        ({"type": "json_object"}, "后端（"),
+    ],
+)
+def test_v1_format_errors_follow_the_callers_language(
+    scripted_service: str, value: Any, message: str
+) -> None:
+    response = httpx.post(
+        scripted_service + "v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "你好"}], "response_format": value},
+        headers={"Accept-Language": "zh-CN"},
+        timeout=30,
+    )
+    assert response.status_code == 400 and message in response.json()["error"]["message"], response.text

@@ -31,12 +31,10 @@ def parse_response_format(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise InvalidRequest(
-            f'response_format must be an object such as {{"type": "json_object"}}, got {type(value).__name__}'
-        )
+        raise InvalidRequest(reason="format.not_object", kind=type(value).__name__)
     kind = value.get("type")
     if kind not in FORMAT_TYPES:
-        raise InvalidRequest(f"response_format.type must be one of {', '.join(FORMAT_TYPES)}, got {kind!r}")
+        raise InvalidRequest(reason="format.type", allowed=", ".join(FORMAT_TYPES), value=repr(kind)[:80])
     if kind == "text":
         return None
     if kind == "json_object":
@@ -71,50 +69,36 @@ def _grammar_text(response_format: str) -> str:
     if fmt["type"] == "json_object":
         return JSON_GBNF
     if fmt["type"] != "json_schema":
-        raise InvalidRequest(f"response_format.type {fmt['type']!r} has no grammar")
+        raise InvalidRequest(
+            reason="format.type", allowed="json_object, json_schema", value=repr(fmt["type"])
+        )
     try:
         return json_schema_to_gbnf(json.dumps(fmt["json_schema"]["schema"]))
     except _CONVERTER_ERRORS as exc:
         what = type(exc).__name__ if isinstance(exc, RecursionError) else str(exc)[:200]
-        raise InvalidRequest(
-            f"response_format.json_schema.schema is not supported by the local model's grammar: {what}"
-        ) from None
+        raise InvalidRequest(reason="format.grammar", error=what) from None
 
 
 def _json_schema(spec: Any) -> dict[str, Any]:
     if not isinstance(spec, dict):
-        raise InvalidRequest(
-            'response_format.json_schema must be an object: {"name": ..., "schema": {...}, "strict": true}'
-        )
+        raise InvalidRequest(reason="format.json_schema")
     unknown = sorted(set(spec) - {"name", "schema", "strict", "description"})
     if unknown:
-        raise InvalidRequest(
-            f"unknown field(s) in response_format.json_schema: {', '.join(unknown)}; "
-            "allowed: name, schema, strict, description"
-        )
+        raise InvalidRequest(reason="format.unknown", fields=", ".join(unknown)[:200])
     name = spec.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidRequest(
-            "response_format.json_schema.name must be 1-64 letters, digits, underscores or dashes, "
-            f"got {repr(name)[:80]}"
-        )
+        raise InvalidRequest(reason="format.name", value=repr(name)[:80])
     schema = spec.get("schema")
     if not isinstance(schema, dict):
-        raise InvalidRequest(
-            f"response_format.json_schema.schema must be a JSON Schema object, got {type(schema).__name__}"
-        )
+        raise InvalidRequest(reason="format.schema", kind=type(schema).__name__)
     strict = spec.get("strict", False)
     if strict is not None and not isinstance(strict, bool):
-        raise InvalidRequest(
-            f"response_format.json_schema.strict must be true or false, got {type(strict).__name__}"
-        )
+        raise InvalidRequest(reason="format.strict", kind=type(strict).__name__)
     out: dict[str, Any] = {"name": name, "schema": schema, "strict": bool(strict)}
     description = spec.get("description")
     if description is not None:
         if not isinstance(description, str):
-            raise InvalidRequest(
-                f"response_format.json_schema.description must be a string, got {type(description).__name__}"
-            )
+            raise InvalidRequest(reason="format.description", kind=type(description).__name__)
         out["description"] = description
     return out
 
@@ -123,4 +107,4 @@ def _canonical(value: dict[str, Any]) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     except (RecursionError, ValueError):
-        raise InvalidRequest("response_format.json_schema.schema is nested too deeply") from None
+        raise InvalidRequest(reason="format.too_deep") from None

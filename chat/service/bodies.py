@@ -188,13 +188,11 @@ def response_format_field(value: Any, chain: Sequence[Backend]) -> str | None:
     try:
         response_format = parse_response_format(value)
     except InvalidRequest as exc:
-        raise invalid(exc.detail) from None
+        raise from_invalid(exc) from None
     kind = format_type(response_format)
     for backend in chain:
         if kind not in backend.response_formats:
-            raise invalid(
-                f"response_format {kind} is not supported by the {backend.name} backend ({backend.model})"
-            )
+            raise invalid_field("format.backend", kind=kind, backend=backend.name, model=backend.model)
     return response_format
 
 
