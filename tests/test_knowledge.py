@@ -395,3 +395,24 @@ def test_embeddings_of_another_model_or_a_failing_embedder_leave_full_text(sqlit
     assert [s.heading for s in kb.search("shop", "refunds", limit=1)] == ["Returns > Refunds"]
     wider.fail = True
     assert [s.heading for s in kb.search("shop", "refunds", limit=1)] == ["Returns > Refunds"]
+
+
+def test_concurrent_uploads_of_one_name_leave_one_document(store: Store) -> None:
+    kb = KnowledgeBase(store.engine)
+    errors: list[BaseException] = []
+
+    def upload(n: int) -> None:
+        try:
+            kb.add_document("shop", "same.txt", f"Version {n} of the price list.".encode())
+        except BaseException as exc:  # collected: the assertion below names it
+            errors.append(exc)
+
+    for _ in range(5):  # on PostgreSQL without the name lock, most rounds fail on the unique name
+        threads = [threading.Thread(target=upload, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert [d.name for d in kb.list_documents("shop")] == ["same.txt"]
+    assert len(kb.search("shop", "price list version", limit=10)) == 1

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 
 from chat.errors import BackendError
 from chat.knowledge import fulltext
@@ -129,13 +128,8 @@ class KnowledgeBase:
         if not any(terms):
             raise EmptyDocument()
         vectors = self._embed_chunks(chunks)
-        for attempt in range(2):  # a concurrent upload of the same name may win the first race
-            try:
-                return self._write(knowledge, name, len(data), chunks, terms, vectors)
-            except IntegrityError:
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+        with translate_errors(self.engine.url):
+            return self._write(knowledge, name, len(data), chunks, terms, vectors)
 
     def _embed_chunks(self, chunks: Sequence[Chunk]) -> list[list[float]] | None:
         if self.embedder is None:
@@ -154,7 +148,8 @@ class KnowledgeBase:
         doc_id = secrets.token_urlsafe(18)
         created = utcnow()
         docs, rows = knowledge_documents, knowledge_chunks
-        with self._tx() as c:
+        with self.engine.begin() as c:
+            fulltext.lock_document(c, knowledge, name)
             # chunks, their index entries and vectors go with the document (ON DELETE CASCADE)
             c.execute(sa.delete(docs).where(docs.c.knowledge == knowledge, docs.c.name == name))
             c.execute(

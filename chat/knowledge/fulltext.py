@@ -59,6 +59,15 @@ def search(engine: Engine, knowledge: str, terms: Sequence[str], limit: int) -> 
     return read(engine, statement, params)
 
 
+def lock_document(connection: sa.Connection, knowledge: str, name: str) -> None:
+    """Make concurrent writes of one document name wait for each other until commit, so each
+    replaces the one before instead of failing on the unique name. SQLite's write transactions
+    already run one at a time (BEGIN IMMEDIATE); on PostgreSQL a transaction advisory lock."""
+    if connection.dialect.name == "postgresql":
+        key = {"key": f"knowledge:{knowledge}/{name}"}
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), key)
+
+
 def read(engine: Engine, statement: sa.TextClause, params: Mapping[str, Any]) -> list[Any]:
     """The rows of one read-only statement (named attributes, as ``sa.Row``).
 
