@@ -27,8 +27,9 @@ from chat import ChatEngine, Settings
 from chat.backends.base import Finish
 from chat.messages import GenerationParams, Message
 from chat.queueing import Cancelled, TurnQueue
-from chat.service.access import Identity, Policy, Verdict
 from chat.service.bridge import EventPump, ThreadBudget
+from chat.service.identity import Identity
+from chat.service.policy import Policy, Verdict
 
 USER, PASSWORD, TOKEN = "admin", "pw-4b1d", "tok-93c2"
 BASIC = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}

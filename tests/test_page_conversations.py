@@ -19,7 +19,7 @@ from starlette.requests import Request
 from chat import ChatEngine, Settings
 from chat.errors import ConfigError
 from chat.personas import load_persona_list
-from chat.service.access import OWNER_KEY
+from chat.service.identity import OWNER_KEY
 from chat.store import Store
 from chat.ui import build_ui
 from chat.ui.branding import Branding, logo_src, primary_hue

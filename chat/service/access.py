@@ -25,12 +25,6 @@ its own ``/gradio_api`` routes), so no route can forget a check:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import inspect
-import ipaddress
 import json
 import re
 import secrets
@@ -39,19 +33,25 @@ from enum import Enum
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from starlette.requests import HTTPConnection, cookie_parser
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat.engine import ChatEngine
 from chat.i18n import Lang, request_language, t
 from chat.service.errors import ApiError
+from chat.service.gradio_sessions import GradioSessions
+from chat.service.identity import (
+    CLIENT_KEY,
+    OWNER_KEY,
+    Identity,
+    api_owner,
+    peer_address,
+)
+from chat.service.policy import Policy, Verdict
 from chat.service.ratelimit import ClientLimiter
 from chat.service.tracking import RequestRecord, Tracker, request_id
 from chat.settings import Settings
 
-CLIENT_KEY = "chat_client"  # scope["state"][CLIENT_KEY]: the client's identity for limits and logs
-OWNER_KEY = "chat_owner"  # scope["state"][OWNER_KEY]: whose conversations the request may see
-VISITOR_COOKIE = "chat_visitor"
 VISITOR_MINTS_PER_MINUTE = 60  # new visitor ids one address may get (behind --share: everyone)
 QUEUE_RETRY_AFTER = 5  # seconds a client is told to wait when the model's queue is full
 UPLOAD_SLACK = 64 * 1024  # multipart framing around an uploaded file
@@ -95,219 +95,6 @@ def entry_of(path: str) -> str | None:
     if path.startswith("/gradio_api/"):
         return "gradio"
     return None
-
-
-def api_owner(token: str) -> str:
-    """The owner a bearer token stands for: a prefix of its hash, never the token itself."""
-    return "api:" + hashlib.sha256(token.encode()).hexdigest()[:16]
-
-
-def owner_of(conn: HTTPConnection) -> str:
-    """Whose conversations this request may see, as the door decided: ``user:<login>``,
-    ``api:<token hash>`` or ``anon:<visitor id>`` (the signed ``chat_visitor`` cookie)."""
-    owner = conn.scope.get("state", {}).get(OWNER_KEY)
-    if not owner:  # only a route the door did not stand before (a unit test's bare app)
-        raise RuntimeError("the request did not pass the door: it has no owner")
-    return owner
-
-
-def _same(given: str, expected: str) -> bool:
-    """Constant-time equality that does not leak the length either."""
-    return hmac.compare_digest(
-        hashlib.sha256(given.encode()).digest(), hashlib.sha256(expected.encode()).digest()
-    )
-
-
-class Verdict(Enum):
-    NONE = "none"  # no credentials sent
-    VALID = "valid"
-    INVALID = "invalid"
-
-
-class Policy:
-    """Who may come in: the login, the API token and the metrics token."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.login = settings.auth_pair
-        self.token = settings.api_token
-        self.metrics_token = settings.metrics_token
-
-    @property
-    def closed(self) -> bool:
-        return bool(self.login or self.token)
-
-    def page_login(self, username: str, password: str) -> bool:
-        """Gradio's login form: the ``--auth`` login, or with only a token, that token as password."""
-        if self.login is not None:
-            user, expected = self.login
-            return _same(username, user) & _same(password, expected)
-        return bool(self.token) and _same(password, self.token)
-
-    def verdict(self, authorization: str, query_token: str = "", *, metrics: bool = False) -> Verdict:
-        """Judge the ``Authorization`` header (or a ``?token=`` where headers cannot be set)."""
-        scheme, _, value = authorization.strip().partition(" ")
-        value = value.strip()
-        if not scheme and query_token:
-            scheme, value = "bearer", query_token
-        if not scheme:
-            return Verdict.NONE
-        # Credentials for a lock that is not configured are no credentials: an OpenAI client always
-        # sends some key, and an open app must not refuse it.
-        if scheme.lower() == "bearer":
-            keys = [k for k in (self.token, self.metrics_token if metrics else "") if k]
-            if not keys:
-                return Verdict.NONE
-            ok = False
-            for key in keys:
-                ok |= _same(value, key)
-            return Verdict.VALID if ok else Verdict.INVALID
-        if scheme.lower() == "basic":
-            if self.login is None:
-                return Verdict.NONE
-            try:
-                user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                return Verdict.INVALID
-            ok = _same(user, self.login[0]) & _same(password, self.login[1]) & bool(sep)
-            return Verdict.VALID if ok else Verdict.INVALID
-        return Verdict.INVALID if self.closed else Verdict.NONE
-
-    @property
-    def challenge(self) -> str:
-        return 'Basic realm="chat", charset="UTF-8"' if self.login is not None else "Bearer"
-
-
-class Identity:
-    """The client behind a request: the socket's address, a trusted proxy's word, or a visitor id."""
-
-    def __init__(self, settings: Settings, secret: bytes) -> None:
-        self.trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
-        self.share = settings.share
-        self._secret = secret
-
-    def is_trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.trusted)
-
-    def address(self, scope: Scope, headers: dict[str, str]) -> str:
-        peer = _peer(scope)
-        if not self.is_trusted(peer):
-            return peer
-        hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
-        for hop in reversed(hops):  # the right-most entry no trusted proxy added is the client
-            if not self.is_trusted(hop):
-                return _valid_ip(hop) or peer
-        real = _valid_ip(headers.get("x-real-ip", "").strip())
-        return real or (hops[0] if hops and _valid_ip(hops[0]) else peer)
-
-    def visitor(self, cookies: dict[str, str]) -> str | None:
-        """The id in a valid ``chat_visitor`` cookie (None when missing or forged)."""
-        value, _, mac = cookies.get(VISITOR_COOKIE, "").partition(".")
-        if value and mac and hmac.compare_digest(mac, self._sign(value)):
-            return value
-        return None
-
-    def new_visitor_cookie(self) -> str:
-        return self.mint()[1]
-
-    def mint(self) -> tuple[str, str]:
-        """A new visitor id and the ``Set-Cookie`` value that hands it to the browser."""
-        value = secrets.token_urlsafe(16)
-        cookie = (
-            f"{VISITOR_COOKIE}={value}.{self._sign(value)}; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax"
-        )
-        return value, cookie
-
-    def _sign(self, value: str) -> str:
-        return hmac.new(self._secret, value.encode(), hashlib.sha256).hexdigest()[:32]
-
-    def keyed_on_visitor(self, address: str) -> bool:
-        """Behind ``--share`` the tunnel arrives from loopback: there the address tells no one apart."""
-        if not self.share:
-            return False
-        try:
-            return ipaddress.ip_address(address).is_loopback
-        except ValueError:
-            return False
-
-
-def _valid_ip(text: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return None
-
-
-class GradioSessions:
-    """The page's Gradio login, read and (for Basic/bearer callers) granted.
-
-    Gradio keeps logged-in sessions in its ``App.tokens``, keyed by the ``access-token-<id>``
-    cookie. A caller the door let in by HTTP Basic or bearer token gets the door's own session
-    cookie added to the request, so Gradio's routes see a logged-in user too.
-    """
-
-    def __init__(self, host_app: Any, user: str) -> None:
-        self.host = host_app
-        self._user = user
-        self._app: Any = None
-        self._token = secrets.token_urlsafe(32)
-
-    def _gradio(self) -> Any:
-        if self._app is None:
-            from gradio.routes import App
-
-            for route in getattr(self.host, "routes", []):
-                if isinstance(getattr(route, "app", None), App):
-                    self._app = route.app
-                    break
-        return self._app
-
-    def logged_in(self, cookies: dict[str, str]) -> bool:
-        app = self._gradio()
-        if app is None:
-            return False
-        for name in (f"access-token-{app.cookie_id}", f"access-token-unsecure-{app.cookie_id}"):
-            token = cookies.get(name)
-            if token and token in app.tokens:
-                return True
-        return False
-
-    def grant(self, scope: Scope) -> None:
-        app = self._gradio()
-        if app is None:
-            return
-        app.tokens[self._token] = self._user  # again each time: a /logout with it removes it
-        cookie = f"access-token-{app.cookie_id}={self._token}".encode()
-        headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
-        old = [v for k, v in scope["headers"] if k == b"cookie"]
-        headers.append((b"cookie", b"; ".join([*old, cookie])))
-        scope["headers"] = headers
-
-    def chat_fn_ids(self) -> set[int]:
-        """The Gradio events that start a reply: the page's chat (send, retry, edit) and ``/chat``."""
-        app = self._gradio()
-        if app is None:
-            return set()
-        from chat.ui import ChatHandlers
-
-        replies = (ChatHandlers.ui, ChatHandlers.api)
-        fns = app.get_blocks().fns
-        # ChatInterface wraps the page's handler (functools.wraps): look through the wrapper.
-        return {i for i, fn in fns.items() if getattr(_unwrap(fn.fn), "__func__", None) in replies}
-
-    def fn_id(self, api_name: str | None, fn_index: Any) -> int | None:
-        app = self._gradio()
-        if app is None:
-            return None
-        fns = app.get_blocks().fns
-        if isinstance(fn_index, int) and not isinstance(fn_index, bool):
-            return fn_index if fn_index in fns else None
-        if api_name:
-            return next((i for i, fn in fns.items() if fn.api_name == api_name), None)
-        return None
 
 
 class Admission:
@@ -443,7 +230,9 @@ class Door:
         if needed and verdict is Verdict.NONE and not self.sessions.logged_in(cookies):
             return self._unauthorized(client, lang), None
         if websocket:
-            if not self._origin_allowed(headers, address_trusted=self.identity.is_trusted(_peer(scope))):
+            if not self._origin_allowed(
+                headers, address_trusted=self.identity.is_trusted(peer_address(scope))
+            ):
                 return ApiError(403, "forbidden_origin", t("api.origin", lang)), None
             return None, None
         method = scope.get("method", "")
@@ -560,15 +349,6 @@ class Door:
             return
         await send({"type": "http.response.start", "status": refusal.status, "headers": raw})
         await send({"type": "http.response.body", "body": payload})
-
-
-def _unwrap(fn: Any) -> Any:
-    return inspect.unwrap(fn) if callable(fn) else fn
-
-
-def _peer(scope: Scope) -> str:
-    client = scope.get("client")
-    return client[0] if client else "unknown"
 
 
 def _is_json(content_type: str) -> bool:

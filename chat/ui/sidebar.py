@@ -1,7 +1,7 @@
 """The page's conversation list, kept on the server: new, open, rename, delete, search, and the
 chat turn that stores each message in the open conversation.
 
-The owner is the one the door decided for the request (``chat.service.access.owner_of``): the
+The owner is the one the door decided for the request (``chat.service.identity.owner_of``): the
 logged-in user, or the anonymous browser's signed ``chat_visitor`` cookie, so the list and every
 message are there again after a reload, on another device (logged in) or after a restart. A
 request the door did not see (a bare Blocks in a unit test) has no owner: nothing is stored.
@@ -20,7 +20,7 @@ import gradio as gr
 from chat.errors import ChatError
 from chat.i18n import request_language
 from chat.pipeline import StoredConversation
-from chat.service.access import OWNER_KEY
+from chat.service.identity import OWNER_KEY
 from chat.store import Store
 
 log = logging.getLogger(__name__)
