@@ -29,7 +29,17 @@ from chat.errors import (
     Unavailable,
 )
 from chat.factory import build_engine
-from chat.messages import Done, Event, GenerationParams, Message, Notice, Stats, TextDelta, Waiting
+from chat.messages import (
+    Done,
+    Event,
+    GenerationParams,
+    Message,
+    Notice,
+    Stats,
+    TextDelta,
+    ThinkingDelta,
+    Waiting,
+)
 from chat.retry import RetryPolicy
 from chat.settings import Settings
 
@@ -57,6 +67,7 @@ __all__ = [
     "Settings",
     "Stats",
     "TextDelta",
+    "ThinkingDelta",
     "Unavailable",
     "Waiting",
     "build_engine",
