@@ -23,7 +23,7 @@ from chat import Settings
 from chat.errors import AuthFailed, BackendTimeout, ConfigError, Unavailable
 from chat.knowledge.centring import LanguageCentred, chinese_share
 from chat.knowledge.embeddings import GGUFEmbedder, HTTPEmbedder, build_embedder, normalise
-from chat.knowledge.fusion import reciprocal_rank_fusion
+from chat.knowledge.fusion import fuse, reciprocal_rank_fusion
 from chat.models import embedded_model_path
 
 KEY = "sk-EMBEDDING-canary-51c0de"
@@ -230,3 +230,24 @@ def test_settings_centre_by_default() -> None:
     )
     assert isinstance(on, LanguageCentred) and isinstance(on.inner, HTTPEmbedder)
     assert isinstance(off, HTTPEmbedder)
+
+
+def test_fuse_gives_a_cross_language_answer_its_second_vote() -> None:
+    chinese = {"en-answer": False, "en-other": False, "zh-noise": True, "zh-near": True}.__getitem__
+    # A Chinese question about an English document: full text matches Chinese noise, the
+    # embeddings rank a Chinese text above the answer (language bias). Fusing the two rankings
+    # leaves the answer third; the other-language ranking gives it a second vote.
+    fulltext, dense = ["zh-noise"], ["zh-near", "en-answer", "en-other", "zh-noise"]
+    assert [i for i, _ in reciprocal_rank_fusion([fulltext, dense])][:3] == [
+        "zh-noise",
+        "zh-near",
+        "en-answer",
+    ]
+    fused = fuse(fulltext, dense, chinese, "退货要几天？", depth=3)
+    assert fused[0] == ("en-answer", pytest.approx(1 / 62 + 1 / 61))
+    # A same-language answer found by both rankings keeps first place.
+    fused = fuse(["zh-near"], dense, chinese, "退货要几天？", depth=3)
+    assert fused[0][0] == "zh-near"
+    # Depth bounds every ranking; for an English question the Chinese chunks are the other language.
+    fused = fuse([], dense, chinese, "How long for returns?", depth=1)
+    assert [i for i, _ in fused] == ["zh-near"]
