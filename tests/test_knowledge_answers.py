@@ -26,7 +26,9 @@ from chat.knowledge import KnowledgeNotFound, open_knowledge
 from chat.knowledge.context import BEGIN, END, fit_reference, neutralised
 from chat.knowledge.records import Source
 from chat.knowledge.seed import seed_knowledge
-from chat.pipeline import Failure, Reply, ReplyRequest, Step, run
+from chat.pipeline import Failure, Pipeline, Reply, ReplyRequest, Step, run
+from chat.ui import ChatHandlers, history_to_messages
+from chat.ui.knowledge import SOURCES_ID, sources_bubble
 
 RETURNS = (
     "Returns: unused items can be returned within 30 days of delivery for a full refund. "
@@ -418,3 +420,24 @@ def test_a_seed_file_that_cannot_be_indexed_stops_the_start_and_leaves_nothing(t
         assert not library.exists("school"), "nothing half-seeded: the next start tries again"
     finally:
         library.close()
+
+
+# -- the page's handler: the sources bubble is shown, never sent back ---------------------------
+
+
+def test_the_page_shows_sources_under_the_reply_and_never_sends_them_back(recording: Recording) -> None:
+    shop = Shelf(shop=[source("returns.md", RETURNS, "Returns > Refunds")])
+    handlers = ChatHandlers(Pipeline(ChatEngine({"local": recording}), knowledge=shop))
+    settings = ["", 0, 2048, 8, 0.95, None, "", False, "shop"]  # ..., use_cache, knowledge
+    bubbles, _ = list(handlers.ui("How many days do I have to return items?", [], *settings))[-1]
+    sources = [b for b in bubbles if (b.metadata or {}).get("id") == SOURCES_ID]
+    assert len(sources) == 1 and bubbles[-1] is sources[0], "the sources come last, under the reply"
+    assert sources[0].metadata["title"] == "Sources (1)" and sources[0].metadata["status"] == "done"
+    assert "**returns.md** › Returns > Refunds" in sources[0].content and "30 days" in sources[0].content
+    history = [
+        {"role": "user", "content": "How many days do I have to return items?"},
+        *({"role": "assistant", "content": b.content, "metadata": b.metadata} for b in bubbles),
+    ]
+    assert history_to_messages(history)[-1].content == bubbles[-2].content  # the reply, not the sources
+    zh = sources_bubble(shop.search("shop", "days items returned"), "zh")[0]
+    assert zh.metadata["title"] == "参考来源（1）"

@@ -83,14 +83,21 @@ class KnowledgeControls:
     def listed(self, knowledge: str | None, request: gr.Request | None) -> tuple[Any, ...]:
         """The admin panel's list of ``knowledge``'s documents, and the choices around it."""
         names = self.names()
-        docs = self.library.list_documents(knowledge) if self.library and knowledge in names else []
         lang = _lang(request)
+        try:
+            docs = self.library.list_documents(knowledge) if self.library and knowledge in names else []
+        except ChatError as exc:  # the database is away: say so where the list would be
+            return (
+                gr.Markdown("⚠️ " + exc.user_message(lang)),
+                gr.Dropdown(choices=[]),
+                gr.Dropdown(choices=names),
+            )
         table = (
             "\n".join(
                 [
                     f"| {t('knowledge.col_document', lang)} | {t('knowledge.col_chunks', lang)} |",
                     "|---|---|",
-                    *(f"| {d.name} | {d.chunks} |" for d in docs),
+                    *(f"| {d.name.replace('|', '∣')} | {d.chunks} |" for d in docs),
                 ]
             )
             if docs
