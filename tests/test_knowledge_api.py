@@ -136,3 +136,12 @@ def test_uploads_need_the_token_when_one_is_set(tmp_path: Path) -> None:
         assert allowed.status_code == 201
         listed = http.get("/api/knowledge", headers={"Authorization": f"Bearer {TOKEN}"})
         assert listed.json() == {"knowledge": [{"name": "shop", "documents": 1, "chunks": 1}]}
+
+
+def test_openapi_page_documents_the_knowledge_routes(app: tuple[str, Path]) -> None:
+    spec = httpx.get(app[0] + "api/openapi.json").json()
+    paths = spec["paths"]
+    assert {"/api/knowledge", "/api/knowledge/{name}/documents"} <= set(paths)
+    assert "delete" in paths["/api/knowledge/{name}/documents/{document_id}"]
+    body = paths["/api/knowledge/{name}/documents"]["post"]["requestBody"]["content"]
+    assert body["multipart/form-data"]["schema"]["required"] == ["file"]
