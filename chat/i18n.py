@@ -448,7 +448,10 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "Choose a knowledge base name and at least one file.",
         "zh": "请填写知识库名称并选择至少一个文件。",
     },
-    "knowledge.uploaded": {"en": "{name}: {chunks} chunks indexed.", "zh": "{name}：已索引 {chunks} 个片段。"},
+    "knowledge.uploaded": {
+        "en": "{name}: {chunks} chunks indexed.",
+        "zh": "{name}：已索引 {chunks} 个片段。",
+    },
     "knowledge.deleted": {"en": "✅ Document deleted.", "zh": "✅ 文档已删除。"},
     "knowledge.delete_missing": {"en": "Choose a document to delete.", "zh": "请选择要删除的文档。"},
     "api.file_required": {
