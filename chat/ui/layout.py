@@ -249,9 +249,10 @@ def build_ui(
             api_visibility="private",
         )
         knowledge_panel.wire(demo, persona)
+        # Queued: the chatbot follows chatbot_value through a state change, which queue=False skips.
         opened = [conversation_id, chat.chatbot_value, new_title]
-        listing.input(conversations.open, listing, opened, queue=False, api_visibility="private")
-        new_button.click(new_chat, None, [*opened, listing], queue=False, api_visibility="private")
+        listing.input(conversations.open, listing, opened, api_visibility="private")
+        new_button.click(new_chat, None, [*opened, listing], api_visibility="private")
         search.change(
             conversations.search, [search, conversation_id], listing, queue=False, api_visibility="private"
         )

@@ -1,0 +1,275 @@
+"""The page as a user first sees it, in a real Chromium: a phone (390x844) and a desktop
+(1440x900), in a Chinese and an English browser, with a branded deployment and the conversation
+store on.
+
+Each case opens the page and checks the first screen (title, logo, welcome text, the persona's
+example prompts in the browser's language, footer, and the chat input without scrolling), clicks
+an example and watches its reply stream in within the screen, reads the conversation list (its
+title fits the sidebar), reloads (the list and the messages are still there, and the REST API
+shows the same stored conversation), and opens a second visitor who sees none of it.
+
+The backend is scripted (tests/guard_fakes.py), slowed so a reply streams for about a second:
+the model is not the point here. Screenshots go to artifacts/screenshots/layout-*.png, and each
+failing assertion names its screenshot.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from guard_fakes import ScriptedBackend
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from support import free_port
+
+from chat import ChatEngine, Settings
+from chat.backends.base import Chunk
+from chat.messages import GenerationParams, Message
+from chat.personas import load_persona_list
+from chat.server import Server, build_app
+from chat.ui.branding import primary_hue
+from chat.ui.layout import default_persona
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+VIEWPORTS = {"phone": (390, 844), "desktop": (1440, 900)}
+
+TITLE = "Acme Help"
+WELCOME = "Welcome to Acme support. 欢迎来到 Acme。"
+FOOTER = "Acme answers can be wrong; check your order page."
+COLOR = "#0a7f5a"
+# A 1x1 PNG: the logo is inlined into the page as a data: URL.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d4944415478da63f8cfc0f01f0005000201a5f6e6a40000000049454e44ae426082"
+)
+CHUNKS = ["Your ", "order ", "ships ", "today. ", "您的订单", "今天发货。"]
+REPLY = "".join(CHUNKS)
+
+INPUT = "#chat-input textarea"
+STOP = "#chat-input button.stop-button"
+USER = "#chatbot [data-testid='user']"
+BOT = "#chatbot [data-testid='bot']"
+EXAMPLES = "#chatbot .examples button.example"
+LIST_ITEMS = "#conversation-list label"
+
+
+class SlowScripted(ScriptedBackend):
+    """The scripted reply, a chunk every 0.15 s, so the page shows it while it streams."""
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        cancel: threading.Event | None = None,
+        api_key: str | None = None,
+    ) -> Iterator[Chunk]:
+        for chunk in super().stream(messages, params, cancel=cancel, api_key=api_key):
+            time.sleep(0.15)
+            yield chunk
+
+
+@dataclass
+class App:
+    url: str
+    server: Server
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    folder = tmp_path_factory.mktemp("layout")
+    (folder / "logo.png").write_bytes(PNG)
+    settings = Settings(
+        n_ctx=2048,
+        port=free_port(),
+        data_dir=str(folder / "data"),
+        title=TITLE,
+        description=WELCOME,
+        footer=FOOTER,
+        logo=str(folder / "logo.png"),
+        primary_color=COLOR,
+        feedback_log="",
+    )
+    server = Server(
+        build_app(ChatEngine({"local": SlowScripted(CHUNKS)}), settings), "127.0.0.1", settings.port
+    )
+    server.start()
+    yield App(server.local_url, server)
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)", pytrace=False)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Shots:
+    """Screenshots of one case; ``path`` names the latest for assertion messages."""
+
+    def __init__(self, case: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.case, self.path = case, ""
+
+    def take(self, page: Page, step: str) -> str:
+        self.path = str(SCREENSHOTS / f"layout-{self.case}-{step}.png")
+        page.screenshot(path=self.path)  # the viewport only: what the user sees without scrolling
+        return self.path
+
+
+def open_page(context: BrowserContext, url: str, first_example: str) -> Page:
+    """Open the page and wait for its load event (the persona's examples, the list) to land."""
+    page = context.new_page()
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector(INPUT)
+    page.wait_for_function(
+        "(first) => document.querySelector('#chatbot .examples .example-text')?.innerText === first",
+        arg=first_example,
+    )
+    return page
+
+
+def brand_shades() -> set[str]:
+    """The configured colour's shades as the browser reports them (the theme picks which one a
+    button uses)."""
+    hue = primary_hue(COLOR)
+    hexes = [getattr(hue, name) for name in ("c400", "c500", "c600", "c700", "c800")]
+    return {"rgb({}, {}, {})".format(*(int(h[i : i + 2], 16) for i in (1, 3, 5))) for h in hexes}
+
+
+def in_first_screen(page: Page, selector: str) -> bool:
+    """The element is wholly inside the viewport with the page not scrolled."""
+    return page.evaluate(
+        """(sel) => {
+            const r = document.querySelector(sel).getBoundingClientRect();
+            return window.scrollY === 0 && r.top >= 0 && r.left >= 0 && r.height > 0
+                && r.bottom <= window.innerHeight && r.right <= window.innerWidth;
+        }""",
+        selector,
+    )
+
+
+def sidebar_open(page: Page) -> bool:
+    return page.evaluate("() => document.querySelector('#sidebar').classList.contains('open')")
+
+
+def show_list(page: Page, phone: bool) -> None:
+    """On a phone the list is one tap away (the sidebar starts closed there)."""
+    if phone and not sidebar_open(page):
+        page.locator("#sidebar .toggle-button").click()
+    page.wait_for_function("() => document.querySelector('#sidebar').classList.contains('open')")
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en-US"])
+@pytest.mark.parametrize("device", list(VIEWPORTS))
+def test_first_screen_example_reply_list_and_reload(
+    app: App, browser: Browser, device: str, locale: str
+) -> None:
+    width, height = VIEWPORTS[device]
+    phone = device == "phone"
+    lang = "zh" if locale.startswith("zh") else "en"
+    persona = default_persona(load_persona_list(), lang)
+    assert persona is not None and persona.examples
+    shots = Shots(f"{device}-{locale}")
+    context = browser.new_context(locale=locale, viewport={"width": width, "height": height})
+    context.set_default_timeout(30_000)
+    stranger = browser.new_context(locale=locale, viewport={"width": width, "height": height})
+    try:
+        # -- the first screen: branded, the persona of the browser's language, chat first
+        page = open_page(context, app.url, persona.examples[0])
+        shots.take(page, "1-first-screen")
+        assert page.title() == TITLE, shots.path
+        assert page.locator("#brand h1").inner_text().strip() == TITLE, shots.path
+        assert page.locator("#brand img.brand-logo").get_attribute("src").startswith("data:image/png;base64,")
+        assert page.locator("#chatbot .placeholder").inner_text().strip() == WELCOME, shots.path
+        assert page.locator(EXAMPLES).all_inner_texts() == list(persona.examples), shots.path
+        assert page.locator("#footer").inner_text().strip() == FOOTER, shots.path
+        accent = page.evaluate("getComputedStyle(document.querySelector('#new-chat')).backgroundColor")
+        assert accent in brand_shades(), f"{accent} is not a shade of {COLOR}: {shots.path}"
+        assert in_first_screen(page, INPUT), f"the chat input is below the fold: {shots.path}"
+        assert in_first_screen(page, "#chatbot .examples"), shots.path
+        assert sidebar_open(page) is not phone, f"the sidebar should start {'closed' if phone else 'open'}"
+        if not phone:  # the list is a sidebar beside the chat, not a column above it
+            sidebar = page.locator("#sidebar").bounding_box()
+            chat = page.locator("#chatbot").bounding_box()
+            assert sidebar["width"] >= 280 and chat["x"] >= sidebar["x"] + sidebar["width"], shots.path
+
+        # -- an example is sent, and its reply streams in within the screen
+        page.locator(EXAMPLES).first.click()
+        page.wait_for_selector(STOP)  # still streaming
+        page.locator(BOT, has_text=CHUNKS[0].strip()).first.wait_for()
+        streaming = shots.take(page, "2-streaming")
+        assert page.locator(STOP).count() == 1, "the reply ended before it could be seen streaming"
+        assert in_first_screen(page, BOT), (
+            f"the streaming reply is not visible without scrolling: {streaming}"
+        )
+        page.wait_for_function(
+            "([sel, text]) => [...document.querySelectorAll(sel)].some(e => e.innerText.trim() === text)",
+            arg=[BOT, REPLY],
+        )
+        page.wait_for_selector(STOP, state="detached")
+        shots.take(page, "3-reply")
+        assert page.locator(USER).all_inner_texts() == [persona.examples[0]], shots.path
+        assert in_first_screen(page, INPUT), shots.path
+
+        # -- the list shows it, on one or two readable lines
+        show_list(page, phone)
+        item = page.locator(LIST_ITEMS, has_text=persona.examples[0])
+        item.wait_for()
+        shots.take(page, "4-list")
+        fits = item.evaluate(
+            """(label) => {
+                const text = label.querySelector('span') || label;
+                const lines = text.getBoundingClientRect().height / parseFloat(getComputedStyle(text).lineHeight);
+                const side = document.querySelector('#sidebar').getBoundingClientRect();
+                const r = label.getBoundingClientRect();
+                return {lines, inside: r.left >= side.left && r.right <= side.right + 1,
+                        clipped: text.scrollWidth > text.clientWidth + 1};
+            }"""
+        )
+        assert fits["lines"] <= 2.2 and fits["inside"] and not fits["clipped"], f"{fits}: {shots.path}"
+
+        # -- the server kept it: the REST API of the same visitor sees the same conversation
+        listed = page.request.get(app.url + "api/conversations").json()["conversations"]
+        assert [c["title"] for c in listed] == [persona.examples[0]]
+        stored = page.request.get(app.url + f"api/conversations/{listed[0]['id']}").json()
+        assert [(m["role"], m["content"], m["status"]) for m in stored["messages"]] == [
+            ("user", persona.examples[0], "complete"),
+            ("assistant", REPLY, "complete"),
+        ]
+
+        # -- a reload keeps the list and, one click away, every message
+        page.reload(wait_until="domcontentloaded")
+        page.wait_for_selector(INPUT)
+        show_list(page, phone)
+        page.locator(LIST_ITEMS, has_text=persona.examples[0]).click()
+        page.wait_for_function(
+            "([sel, text]) => [...document.querySelectorAll(sel)].some(e => e.innerText.trim() === text)",
+            arg=[BOT, REPLY],
+        )
+        shots.take(page, "5-reloaded")
+        assert page.locator(USER).all_inner_texts() == [persona.examples[0]], shots.path
+
+        if (device == "phone") != (lang == "zh"):
+            return  # another visitor: once per device and once per language is enough
+        # -- another visitor sees none of it
+        other = open_page(stranger, app.url, persona.examples[0])
+        show_list(other, phone)
+        shots.take(other, "6-stranger")
+        assert other.locator(LIST_ITEMS).count() == 0, shots.path
+        assert other.request.get(app.url + "api/conversations").json()["conversations"] == []
+    finally:
+        context.close()
+        stranger.close()
