@@ -416,3 +416,20 @@ def test_concurrent_uploads_of_one_name_leave_one_document(store: Store) -> None
     assert errors == []
     assert [d.name for d in kb.list_documents("shop")] == ["same.txt"]
     assert len(kb.search("shop", "price list version", limit=10)) == 1
+
+
+def test_pdf_bookmarks_become_headings(kb: KnowledgeBase) -> None:
+    writer = pypdf.PdfWriter()
+    for lines in (["Read this manual first."], ["Descale the kettle monthly."], ["Two years of warranty."]):
+        writer.add_page(pypdf.PdfReader(io.BytesIO(tiny_pdf(lines))).pages[0])
+    care = writer.add_outline_item(title="Care", page_number=1)
+    writer.add_outline_item(title="Descaling", page_number=1, parent=care)
+    writer.add_outline_item(title="保修", page_number=2)
+    out = io.BytesIO()
+    writer.write(out)
+    kb.add_document("shop", "manual.pdf", out.getvalue())
+    assert [(s.heading, s.text) for s in kb.search("shop", "descale monthly", limit=1)] == [
+        ("Care > Descaling", "Descale the kettle monthly.")
+    ]
+    assert kb.search("shop", "warranty", limit=1)[0].heading == "保修"
+    assert kb.search("shop", "manual first", limit=1)[0].heading == ""

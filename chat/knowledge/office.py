@@ -1,7 +1,8 @@
 """PDF (pypdf) and Word .docx (python-docx) to blocks.
 
 PDFs have no reliable structure in their text layer: each page's text becomes paragraphs (split
-at blank lines), and the chunker cuts them at sentence ends. Word files keep their structure:
+at blank lines), cut at sentence ends by the chunker, under the headings of the bookmarks (the
+outline) that point to that page. Word files keep their structure:
 paragraphs styled "Heading N" or "Title" are headings, tables give one row block per row.
 """
 
@@ -11,6 +12,10 @@ import io
 import logging
 import re
 import zipfile
+from typing import Any
+
+import pypdf
+from pypdf.errors import DependencyError, PyPdfError
 
 from chat.knowledge.chunk import Block, table_row
 from chat.knowledge.errors import BrokenDocument, EncryptedDocument
@@ -26,9 +31,6 @@ _MALFORMED += (RecursionError, zipfile.BadZipFile, NotImplementedError)
 
 
 def pdf(data: bytes) -> list[Block]:
-    import pypdf
-    from pypdf.errors import DependencyError, PyPdfError
-
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # it warns about every repairable flaw
     try:
         reader = pypdf.PdfReader(io.BytesIO(data))
@@ -40,11 +42,37 @@ def pdf(data: bytes) -> list[Block]:
             if not opened:
                 raise EncryptedDocument()
         pages = [page.extract_text() or "" for page in reader.pages]
+        headings = _outline(reader)
     except EncryptedDocument:
         raise
     except (PyPdfError, *_MALFORMED):
         raise BrokenDocument(reason="knowledge.not_valid", kind="PDF") from None
-    return [Block("text", p) for page in pages for p in paragraphs(page)]
+    blocks: list[Block] = []
+    for number, page in enumerate(pages):
+        blocks += [Block("heading", title, level) for level, title in headings.get(number, [])]
+        blocks += [Block("text", p) for p in paragraphs(page)]
+    return blocks
+
+
+def _outline(reader: Any) -> dict[int, list[tuple[int, str]]]:
+    """The PDF's bookmarks as headings, by the page they point to (its text follows them)."""
+    found: dict[int, list[tuple[int, str]]] = {}
+
+    def walk(items: list[Any], level: int) -> None:
+        for item in items:
+            if isinstance(item, list):
+                walk(item, level + 1)
+                continue
+            page = reader.get_destination_page_number(item)
+            title = " ".join(str(item.title or "").split())
+            if page is not None and page >= 0 and title:
+                found.setdefault(page, []).append((min(level, 9), title))
+
+    try:  # a broken outline is no reason to refuse a readable document
+        walk(reader.outline, 1)
+    except (PyPdfError, *_MALFORMED):
+        return {}
+    return found
 
 
 def docx(data: bytes) -> list[Block]:
