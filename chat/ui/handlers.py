@@ -7,6 +7,7 @@ the engine's messages and events, and turns errors into readable messages.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,14 @@ from chat.messages import (
     content_text,
 )
 from chat.pipeline import (
+    OUTCOMES,
     Cancelled,
     Failure,
     Pipeline,
     Refusal,
     Reply,
     ReplyRequest,
+    Step,
     StoredConversation,
 )
 from chat.reasoning import THINKING_ID
@@ -122,6 +125,26 @@ def format_stats(stats: Stats, lang: Lang = "en") -> str:
     return " · ".join(parts)
 
 
+STOP_WAIT = 5.0  # seconds Stop's mark waits for the reply's generator to close
+
+
+class _Turn:
+    """One page reply, as Stop sees it: whether it reached an outcome (then Stop marks
+    nothing), and an event set once its steps are closed (ended, failed or stopped)."""
+
+    def __init__(self) -> None:
+        self.ended = False
+        self.closed = threading.Event()
+
+    def track(self, steps: Iterator[Step]) -> Iterator[Step]:
+        try:
+            for step in steps:
+                self.ended = isinstance(step, OUTCOMES)
+                yield step
+        finally:
+            self.closed.set()
+
+
 class ChatHandlers:
     """The entry points into the engine from Gradio: the UI's chat and the public ``/chat`` API."""
 
@@ -134,6 +157,8 @@ class ChatHandlers:
         # session -> (history length, message) of its last request: the same pair again is a
         # Retry/regenerate, which must not be answered from the cache.
         self._last_request: LRUCache[str, tuple[int, str]] = LRUCache(maxsize=10_000)
+        # session -> its newest page reply, for Stop's mark
+        self._turns: LRUCache[str, _Turn] = LRUCache(maxsize=10_000)
 
     def _is_regenerate(self, request: gr.Request | None, history: Any, message: str) -> bool:
         session = getattr(request, "session_hash", None)
@@ -166,6 +191,7 @@ class ChatHandlers:
         lang = detect_language(message if isinstance(message, str) else "")
         notices: list[gr.ChatMessage] = []
         text = thinking = ""  # thinking: a reasoning model's, shown collapsed before the reply
+        turn = self._turns[getattr(request, "session_hash", None) or ""] = _Turn()
         try:
             messages = build_request(message, history, system_prompt)
             params = build_params(temperature, context_length, max_new_tokens, top_p)
@@ -178,7 +204,7 @@ class ChatHandlers:
                 conversation=conversation,
                 knowledge=knowledge or None,
             )
-            for step in self.pipeline.run(reply):
+            for step in turn.track(self.pipeline.run(reply)):
                 match step:
                     case Waiting(position=position, status=status):
                         waiting = (
@@ -204,13 +230,18 @@ class ChatHandlers:
                         error_bubble = _notice("⚠️ " + _user_message(error, lang))
                         shown = [*thinking_bubble(thinking, lang), *([gr.ChatMessage(text)] if text else [])]
                         yield [*notices, *shown, error_bubble], ""
-                    case Reply() | Cancelled():
+                    case Cancelled():
+                        reply_bubbles = [gr.ChatMessage(step.text)] if step.text else []
+                        reply_bubbles = [*thinking_bubble(step.thinking, lang), *reply_bubbles]
+                        yield [*notices, *reply_bubbles, stopped_mark(lang)], format_stats(step.stats, lang)
+                    case Reply():
                         reply_bubbles = [*thinking_bubble(step.thinking, lang), gr.ChatMessage(step.text)]
-                        sources = sources_bubble(step.sources, lang) if isinstance(step, Reply) else []
+                        sources = sources_bubble(step.sources, lang)
                         yield [*notices, *reply_bubbles, *sources], format_stats(step.stats, lang)
                     case Refusal():  # an output refusal withholds the thinking with the reply
                         yield [*notices, gr.ChatMessage(step.text)], format_stats(step.stats, lang)
         except Exception as exc:  # noqa: BLE001 - the UI seam: every failure becomes a readable bubble
+            turn.ended = True
             error = _notice("⚠️ " + _user_message(exc, lang))
             yield [*notices, *([gr.ChatMessage(text)] if text else []), error], ""
 
@@ -249,6 +280,33 @@ class ChatHandlers:
             raise
         except Exception as exc:  # noqa: BLE001 - the API seam: a readable message, never internals
             raise gr.Error(_user_message(exc, lang), print_exception=False) from None
+
+    def attach_stop_mark(self, chat: gr.ChatInterface) -> None:
+        """Mark a reply Stop cuts short (inside ``with demo:``). ChatInterface copies the chatbot
+        into its own history when the cancelled reply ends, possibly before the mark arrives:
+        the mark is copied there again after it, so the next turn keeps it."""
+        chat.textbox.stop(
+            self.mark_stopped, chat.chatbot, chat.chatbot, queue=False, api_visibility="private"
+        ).then(
+            lambda history: (history, history),
+            chat.chatbot,
+            [chat.chatbot_state, chat.chatbot_value],
+            queue=False,
+            api_visibility="private",
+        )
+
+    def mark_stopped(self, history: list[dict[str, Any]] | None, request: gr.Request = None) -> Any:
+        """Stop's own handler: Gradio closes the reply's generator and keeps its last frame, so
+        the cut reply (its partial text stays) gets a "Stopped" mark after it, in the language
+        of the message it answers. It waits until the reply is closed, so no late frame of the
+        reply can overwrite the mark. A reply that had already ended, or is marked, is left alone."""
+        turn = self._turns.get(getattr(request, "session_hash", None) or "")
+        if turn is None or turn.ended or not history or _is_stopped_mark(history[-1]):
+            return gr.skip()
+        turn.closed.wait(STOP_WAIT)
+        users = [m for m in history if isinstance(m, dict) and m.get("role") == "user"]
+        lang = detect_language(content_text(users[-1].get("content")) if users else "")
+        return [*history, stopped_mark(lang)]
 
     def validate(self, message: Any) -> dict[str, Any]:
         """Refuse a blocked or over-long message before it enters the chat: it stays in the
@@ -310,3 +368,19 @@ def thinking_bubble(thinking: str, lang: Lang) -> list[gr.ChatMessage]:
         return []
     metadata = {"title": t("thinking.title", lang), "status": "done", "id": THINKING_ID}
     return [gr.ChatMessage(content=thinking, metadata=metadata)]
+
+
+STOPPED_ID = "stopped"  # the mark's metadata id: display-only, like every titled bubble
+
+
+def stopped_mark(lang: Lang) -> gr.ChatMessage:
+    """The bubble under a reply that Stop cut short ("⏹ Stopped." / "⏹ 已停止。"); for a page that
+    shows a stored reply whose status is ``stopped`` too."""
+    return gr.ChatMessage(
+        content="", metadata={"title": "⏹ " + t("notice.stopped", lang), "status": "done", "id": STOPPED_ID}
+    )
+
+
+def _is_stopped_mark(message: Any) -> bool:
+    metadata = (message.get("metadata") if isinstance(message, dict) else None) or {}
+    return metadata.get("id") == STOPPED_ID

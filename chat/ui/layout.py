@@ -22,6 +22,7 @@ from chat.personas import Persona
 from chat.pipeline import Pipeline
 from chat.store import Store
 from chat.transcript import FEEDBACK_LOG_MAX_BYTES, FeedbackLog
+from chat.ui.assets import attach_assets
 from chat.ui.branding import Branding
 from chat.ui.handlers import ChatHandlers
 from chat.ui.knowledge import knowledge_controls
@@ -121,6 +122,7 @@ def build_ui(
         conversation_id = gr.State(None)
         viewport = gr.Number(0, visible=False)  # the browser's width, read on page load
         _loading_banner(engine)
+        attach_assets(demo)  # names for icon buttons, IME-safe Enter, focus and contrast
         with gr.Sidebar(label=I18N("conversations"), open=False, elem_id="sidebar") as sidebar:
             new_button = gr.Button(
                 I18N("new_chat"), variant="primary", size="sm", visible=kept, elem_id="new-chat"
@@ -265,6 +267,7 @@ def build_ui(
         chatbot.clear(lambda: None, None, conversation_id, queue=False, api_visibility="private")
         chatbot.like(handlers.like, [chatbot], None, queue=False, api_visibility="private")
         chatbot.like(conversations.like, [chatbot, conversation_id], None, api_visibility="private")
+        handlers.attach_stop_mark(chat)
         export_md.click(lambda h: handlers.export(h, "md"), chatbot, download, api_visibility="private")
         export_json.click(lambda h: handlers.export(h, "json"), chatbot, download, api_visibility="private")
         upload.upload(

@@ -1,0 +1,378 @@
+"""The page's finish in a real browser (Debian's Chromium via Playwright): Stop marks the cut
+reply, the Enter that confirms a Chinese input method's candidate does not send, every control
+has an accessible name, and the keyboard alone sends a message.
+
+The app is the whole one (``build_app`` on uvicorn, with a store in a temporary folder). The model
+is not the point here, so its backend is ``Words``, a scripted stand-in that streams numbered
+words until it is cancelled: a reply long enough to stop, and a short one on demand. Screenshots
+go to ``artifacts/screenshots/``. Lighthouse's full audit is ``bench/lighthouse_audit.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from service_support import serve
+
+from chat import ChatEngine
+from chat.backends.base import Backend, Chunk, Finish
+from chat.i18n import Lang, t
+from chat.messages import GenerationParams, Message
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+
+INPUT = "#chat-input textarea[data-testid='textbox']"
+SUBMIT = "#chat-input button.submit-button"
+STOP = "#chat-input button.stop-button"
+USER = "#chatbot [data-testid='user']"
+BOT = "#chatbot [data-testid='bot']"
+NOTICE = "#chatbot [data-testid='bot'] .thought-group"
+IDLE_JS = f"""() => {{
+    const box = document.querySelector("{INPUT}");
+    return box !== null && !box.disabled && document.querySelector("{STOP}") === null
+        && document.querySelector("{SUBMIT}") !== null;
+}}"""
+# Roles a user operates; each must have a name a screen reader can say.
+CONTROL_ROLES = {
+    "button", "checkbox", "combobox", "link", "listbox", "menuitem", "option", "radio",
+    "searchbox", "slider", "spinbutton", "switch", "tab", "textbox",
+}  # fmt: skip
+
+
+class Words(Backend):
+    """Streams "w0 w1 …", 50 ms apart, ``words`` of them, until cancelled; records each request."""
+
+    name = "local"
+    model = "words"
+
+    def __init__(self) -> None:
+        self.words = 3
+        self.requests: list[list[Message]] = []
+        self.cut = threading.Event()  # set when a reply is cancelled or closed before its end
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        cancel: threading.Event | None = None,
+        api_key: str | None = None,
+    ) -> Iterator[Chunk]:
+        self.requests.append(list(messages))
+        finished = False
+        try:
+            for i in range(self.words):
+                if cancel is not None and cancel.is_set():
+                    return
+                time.sleep(0.05)
+                yield f"w{i} "
+            yield Finish("stop")
+            finished = True
+        finally:  # cancelled, or closed by the engine mid-reply
+            if not finished:
+                self.cut.set()
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        return 8 + sum(len(m.content.split()) for m in messages)
+
+    def context_window(self) -> int:
+        return 2048
+
+
+@dataclass
+class App:
+    url: str
+    backend: Words
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    backend = Words()
+    data = tmp_path_factory.mktemp("polish")
+    with serve(ChatEngine({"local": backend}), data_dir=str(data)) as url:
+        yield App(url, backend)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)", pytrace=False)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def open_page(browser: Browser, app: App, request: pytest.FixtureRequest) -> Iterator[Callable[..., Page]]:
+    """A fresh context in ``locale`` with the page loaded and its script run; screenshotted at the end."""
+    contexts, pages = [], []
+
+    def open_(locale: str = "en-US") -> Page:
+        context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(30_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(app.url, wait_until="domcontentloaded")
+        page.wait_for_selector(INPUT)
+        page.wait_for_function("window.__chatPage === true")  # chat/ui/assets/page.js ran
+        pages.append(page)
+        return page
+
+    yield open_
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for i, page in enumerate(pages):
+        name = re.sub(r"[^\w\-\[\].]+", "_", request.node.name) + (f"-{i}" if i else "")
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    for context in contexts:
+        context.close()
+
+
+def lang_of(locale: str) -> Lang:
+    return "zh" if locale.startswith("zh") else "en"
+
+
+def wait_idle(page: Page) -> None:
+    page.wait_for_function(IDLE_JS)
+
+
+def wait_requests(app: App, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(app.backend.requests) < count:
+        assert time.monotonic() < deadline, "the page never sent the message"
+        time.sleep(0.02)
+
+
+def replies(page: Page) -> list[str]:
+    """The text of each reply bubble as shown (notice bubbles are left out)."""
+    return [el.inner_text().strip() for el in page.locator(f"{BOT}:not(:has(.thought-group))").all()]
+
+
+def user_texts(page: Page) -> list[str]:
+    return [el.inner_text().strip() for el in page.locator(USER).all()]
+
+
+def unnamed_controls(page: Page) -> list[str]:
+    """Chromium's own accessibility tree: every control a user can reach that has no name."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        found = []
+        for node in cdp.send("Accessibility.getFullAXTree")["nodes"]:
+            role = (node.get("role") or {}).get("value")
+            if node.get("ignored") or role not in CONTROL_ROLES:
+                continue
+            if not str((node.get("name") or {}).get("value", "")).strip():
+                obj = cdp.send("DOM.resolveNode", {"backendNodeId": node["backendDOMNodeId"]})["object"]
+                html = cdp.send(
+                    "Runtime.callFunctionOn",
+                    {"objectId": obj["objectId"], "returnByValue": True,
+                     "functionDeclaration": "function() { return this.outerHTML.slice(0, 160); }"},
+                )["result"]["value"]  # fmt: skip
+                found.append(f"{role}: {html}")
+        return found
+    finally:
+        cdp.detach()
+
+
+def focus_is_visible(page: Page) -> bool:
+    return page.evaluate(
+        """() => { const s = getComputedStyle(document.activeElement);
+        return (s.outlineStyle !== "none" && parseFloat(s.outlineWidth) > 0) || s.boxShadow !== "none"; }"""
+    )
+
+
+def tab_to(page: Page, predicate: str, limit: int = 80) -> None:
+    """Press Tab until ``predicate`` (JS, of the focused element ``el``) holds."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"() => {{ const el = document.activeElement; return Boolean({predicate}); }}"):
+            return
+    pytest.fail(f"Tab never reached an element where {predicate}")
+
+
+# -- Stop ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("locale", "message"), [("en-US", "Tell me a very long story."), ("zh-CN", "给我讲一个很长的故事。")]
+)
+def test_stop_marks_the_cut_reply_and_keeps_its_text(app: App, open_page, locale: str, message: str) -> None:
+    lang = lang_of(locale)
+    page = open_page(locale)
+    app.backend.words, app.backend.cut = 2000, threading.Event()
+    before = len(app.backend.requests)
+    page.locator(INPUT).fill(message)
+    page.locator(INPUT).press("Enter")
+    stop = page.get_by_role("button", name=t("page.stop", lang), exact=True)  # Stop has a name
+    stop.wait_for()
+    page.wait_for_function(f"""() => [...document.querySelectorAll("{BOT}")]
+        .some(el => (el.getAttribute("aria-label") || "").includes("w5 "))""")
+    stop.focus()  # the keyboard presses Stop too (a click waits for the growing page to settle)
+    page.keyboard.press("Enter")
+    assert app.backend.cut.wait(10), "the server went on generating after Stop"
+    wait_idle(page)
+
+    mark = "⏹ " + t("notice.stopped", lang)
+    page.locator(NOTICE, has_text=mark).wait_for()
+    assert [n.strip() for n in page.locator(NOTICE).all_inner_texts()] == [mark]
+    shown = replies(page)[-1]
+    assert shown.startswith("w0 w1 w2 w3 w4 w5") and "w1999" not in shown  # the partial text stays
+
+    # The store keeps the turn as stopped, with the text the user saw (and at most the word or
+    # two that were on their way to the page when Stop arrived).
+    listing = page.request.get(app.url + "api/conversations").json()
+    newest = listing["conversations"][0]["id"]
+    stored = page.request.get(app.url + f"api/conversations/{newest}").json()["messages"]
+    assert [m["role"] for m in stored[-2:]] == ["user", "assistant"]
+    assert stored[-1]["status"] == "stopped" and stored[-1]["content"].startswith(shown)
+
+    # The next turn keeps the mark on the page and does not send it to the model as context.
+    app.backend.words = 3
+    page.locator(INPUT).fill("继续" if lang == "zh" else "Go on.")
+    page.locator(INPUT).press("Enter")
+    wait_requests(app, before + 2)
+    wait_idle(page)
+    expect(page.locator(BOT).last).to_have_text(re.compile(r"^\s*w0 w1 w2\s*$"))
+    assert [n.strip() for n in page.locator(NOTICE).all_inner_texts()] == [mark]
+    context = app.backend.requests[before + 1]
+    assert [m.role for m in context if m.role != "system"] == ["user", "assistant", "user"]
+    assert context[-2].content.startswith(shown)  # the cut reply is context, its mark is not
+    assert all(t("notice.stopped", lang) not in m.content for m in context)
+
+
+# -- Chinese input methods -----------------------------------------------------------------------
+
+
+class InputMethod:
+    """Chromium's own input path (CDP): a composition "nihao", Enter mid-composition as a key that
+    reaches the page with isComposing (the IME picks the candidate), then the commit "你好"."""
+
+    def compose_and_press_enter(self, page: Page) -> None:
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.send("Input.imeSetComposition", {"text": "nihao", "selectionStart": 5, "selectionEnd": 5})
+        key = {"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13}
+        self.cdp.send("Input.dispatchKeyEvent", {"type": "keyDown", "text": "\r", **key})
+        self.cdp.send("Input.dispatchKeyEvent", {"type": "keyUp", **key})
+
+    def commit(self, page: Page) -> None:
+        self.cdp.send("Input.insertText", {"text": "你好"})  # the chosen candidate ends the composition
+        self.cdp.detach()
+
+
+class DispatchedEvents:
+    """The same as DOM events: compositionstart, keydown (keyCode 229) and keypress of Enter with
+    isComposing, then the committed text and compositionend."""
+
+    def compose_and_press_enter(self, page: Page) -> None:
+        page.evaluate(
+            """() => {
+            const box = document.querySelector("#chat-input textarea");
+            box.dispatchEvent(new CompositionEvent("compositionstart", {bubbles: true, data: ""}));
+            box.value = "nihao";
+            box.dispatchEvent(new InputEvent("input", {bubbles: true, data: "nihao", isComposing: true}));
+            for (const [type, keyCode] of [["keydown", 229], ["keypress", 13]]) {
+                box.dispatchEvent(new KeyboardEvent(type, {key: "Enter", code: "Enter", keyCode,
+                    isComposing: true, bubbles: true, cancelable: true}));
+            }
+        }"""
+        )
+
+    def commit(self, page: Page) -> None:
+        page.evaluate(
+            """() => {
+            const box = document.querySelector("#chat-input textarea");
+            box.value = "你好";
+            box.dispatchEvent(new InputEvent("input", {bubbles: true, data: "你好", isComposing: true}));
+            box.dispatchEvent(new CompositionEvent("compositionend", {bubbles: true, data: "你好"}));
+        }"""
+        )
+
+
+@pytest.mark.parametrize("ime", [InputMethod, DispatchedEvents])
+def test_enter_confirming_a_pinyin_candidate_does_not_send(app: App, open_page, ime: type) -> None:
+    page = open_page("zh-CN")
+    method = ime()
+    app.backend.words = 3
+    before = len(app.backend.requests)
+    box = page.locator(INPUT)
+    box.focus()
+    method.compose_and_press_enter(page)
+    page.wait_for_timeout(1500)  # a send would have cleared and disabled the box by now
+    assert box.input_value() == "nihao" and box.is_enabled()
+    assert user_texts(page) == [] and len(app.backend.requests) == before
+    method.commit(page)
+    assert box.input_value() == "你好"
+    box.press("Enter")  # a plain Enter after the composition ended sends
+    wait_requests(app, before + 1)
+    wait_idle(page)
+    assert user_texts(page) == ["你好"]
+    assert len(app.backend.requests) == before + 1
+    assert app.backend.requests[-1][-1].content == "你好"
+
+
+# -- names and the keyboard ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
+def test_every_control_has_an_accessible_name(app: App, open_page, locale: str) -> None:
+    lang = lang_of(locale)
+    page = open_page(locale)
+    assert page.evaluate("document.documentElement.lang").lower().startswith(lang)
+    for closed in page.locator("button[aria-expanded='false']").all():  # accordions, menus
+        if closed.is_visible():
+            closed.click()
+    assert unnamed_controls(page) == [], "idle page"
+
+    app.backend.words = 2000
+    before = len(app.backend.requests)
+    page.locator(INPUT).fill("Hello" if lang == "en" else "你好")
+    page.locator(INPUT).press("Enter")
+    page.locator(STOP).wait_for()
+    wait_requests(app, before + 1)
+    assert unnamed_controls(page) == [], "while a reply streams (Stop shown)"
+    assert page.locator(STOP).get_attribute("aria-label") == t("page.stop", lang)
+    page.locator(STOP).click()
+    wait_idle(page)
+    page.locator(NOTICE).first.wait_for()
+    # after a reply: copy, retry, undo, like and dislike buttons, and the notice's toggle
+    assert unnamed_controls(page) == [], "after a stopped reply"
+    assert page.locator(SUBMIT).get_attribute("aria-label") == t("page.send", lang)
+
+
+def test_the_keyboard_alone_sends_messages(app: App, open_page) -> None:
+    page = open_page("en-US")
+    app.backend.words = 3
+    before = len(app.backend.requests)
+
+    page.keyboard.press("Tab")  # the skip link comes first and shows when focused
+    assert page.evaluate("document.activeElement.textContent") == t("page.skip", "en")
+    assert page.locator(".skip-link").is_visible() and focus_is_visible(page)
+    page.keyboard.press("Enter")
+    assert page.evaluate(f'document.activeElement === document.querySelector("{INPUT}")')
+    page.keyboard.type("Hello from the keyboard")
+    page.keyboard.press("Enter")
+    wait_requests(app, before + 1)
+    wait_idle(page)
+
+    # Tab order reaches the message box and then its Send button; Space presses it.
+    tab_to(page, f'el.matches("{INPUT}")')
+    page.keyboard.type("And a second one")
+    tab_to(page, f'el.matches("{SUBMIT}")', limit=3)
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == t("page.send", "en")
+    assert focus_is_visible(page)
+    page.keyboard.press("Space")
+    wait_requests(app, before + 2)
+    wait_idle(page)
+    assert user_texts(page) == ["Hello from the keyboard", "And a second one"]
+    assert replies(page)[-1] == "w0 w1 w2"
