@@ -433,3 +433,14 @@ def test_pdf_bookmarks_become_headings(kb: KnowledgeBase) -> None:
     ]
     assert kb.search("shop", "warranty", limit=1)[0].heading == "保修"
     assert kb.search("shop", "manual first", limit=1)[0].heading == ""
+
+
+def test_markdown_front_matter_marks_and_rules_are_not_text(kb: KnowledgeBase) -> None:
+    page = b"---\ntitle: Shop FAQ\nlayout: page\n---\n# **Delivery** and [returns](https://x.example)\n\n"
+    page += b"We ship on Mondays.\n\n---\n\nSetext title\n------------\n\nGift wrap costs 2 euros.\n"
+    info = kb.add_document("shop", "faq.md", page)
+    assert info.chunks == 2
+    first = kb.search("shop", "ship mondays")[0]
+    assert (first.heading, first.text) == ("Delivery and returns", "We ship on Mondays.")
+    assert kb.search("shop", "gift wrap")[0].heading == "Delivery and returns > Setext title"
+    assert kb.search("shop", "layout page") == []  # the front matter is not indexed

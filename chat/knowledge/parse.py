@@ -20,6 +20,9 @@ TYPES = (".md", ".markdown", ".txt", ".csv", ".html", ".htm", ".pdf", ".docx")
 _ATX = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)\s*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
+_RULE = re.compile(r"^ {0,3}([-*_])(?:\s*\1){2,}\s*$")
+_FRONT_MATTER = re.compile(r"\A---\n.*?\n(?:---|\.\.\.)\n", re.S)  # YAML metadata of static sites
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 
 
@@ -124,7 +127,8 @@ def markdown(text: str) -> list[Block]:
             blocks.extend(_pipe_table(rows))
             rows.clear()
 
-    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+    text = _FRONT_MATTER.sub("", text.replace("\r\n", "\n").replace("\r", "\n"), count=1)
+    for raw in text.split("\n"):
         line = raw.rstrip()
         opening = _FENCE.match(line)
         if fence:
@@ -141,15 +145,15 @@ def markdown(text: str) -> list[Block]:
         heading = _ATX.match(line)
         if heading:
             flush()
-            blocks.append(Block("heading", heading.group(2), len(heading.group(1))))
+            blocks.append(Block("heading", _plain(heading.group(2)), len(heading.group(1))))
         elif line.strip().startswith("|") and line.count("|") >= 2:
             if para:
                 flush()
             rows.append(line)
         elif _SETEXT.match(line) and len(para) == 1 and not rows:
             title = para.pop()
-            blocks.append(Block("heading", title, 1 if "=" in line else 2))
-        elif not line.strip():
+            blocks.append(Block("heading", _plain(title), 1 if "=" in line else 2))
+        elif not line.strip() or (_RULE.match(line) and not para):  # a blank line or a thematic break
             flush()
         else:
             if rows:
@@ -157,6 +161,11 @@ def markdown(text: str) -> list[Block]:
             para.append(line.strip())
     flush()
     return blocks
+
+
+def _plain(text: str) -> str:
+    """A heading without Markdown's marks: links as their text, no emphasis or code ticks."""
+    return re.sub(r"(\*\*|__|\*|`)", "", _LINK.sub(r"\1", text)).strip()
 
 
 def _pipe_table(lines: list[str]) -> list[Block]:
