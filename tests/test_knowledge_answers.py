@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from guard_fakes import ScriptedBackend
 from service_support import serve, sse_events
 from websockets.sync.client import connect
 
@@ -441,3 +442,24 @@ def test_the_page_shows_sources_under_the_reply_and_never_sends_them_back(record
     assert history_to_messages(history)[-1].content == bubbles[-2].content  # the reply, not the sources
     zh = sources_bubble(shop.search("shop", "days items returned"), "zh")[0]
     assert zh.metadata["title"] == "参考来源（1）"
+
+
+# -- the door: naming a knowledge base changes nothing about who may ask ------------------------
+
+
+def test_every_way_in_with_knowledge_still_needs_the_token(tmp_path: Path) -> None:
+    engine = ChatEngine({"local": ScriptedBackend(["Within 30 days."])})
+    with serve(engine, api_token="kb-wire-token", data_dir=str(tmp_path)) as url:
+        bearer = {"Authorization": "Bearer kb-wire-token"}
+        files = {"file": ("returns.md", RETURNS_MD)}
+        assert httpx.post(f"{url}api/knowledge/shop/documents", files=files, timeout=30).status_code == 401
+        assert httpx.post(
+            f"{url}api/knowledge/shop/documents", files=files, headers=bearer, timeout=30
+        ).is_success
+        asked = chat_body(QUESTION)
+        assert httpx.post(url + "api/chat", json=asked, timeout=30).status_code == 401
+        openai = {"messages": [{"role": "user", "content": QUESTION}], "knowledge": "shop"}
+        assert httpx.post(url + "v1/chat/completions", json=openai, timeout=30).status_code == 401
+        answer = httpx.post(url + "api/chat", json=asked, headers=bearer, timeout=30).json()
+        assert answer["reply"] == "Within 30 days."
+        assert_cited(answer["sources"], "returns.md", "30 days")
