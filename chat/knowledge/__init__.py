@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING
 
+from chat.knowledge import terms
 from chat.knowledge.base import KnowledgeBase, check_name
 from chat.knowledge.errors import (
     BadKnowledgeName,
@@ -57,6 +59,8 @@ def open_knowledge(settings: Settings, store: Store | None) -> KnowledgeBase:
         engine, owned = create_engine(url), True
         migrate(engine)
     log.info("knowledge bases: %s", safe_url(engine.url))
+    # jieba's dictionary takes a second or more to load: not on the first question's clock
+    threading.Thread(target=terms.warm_up, name="jieba-warm-up", daemon=True).start()
     return KnowledgeBase(engine, max_bytes=settings.knowledge_max_bytes, embedder=embedder, owns_engine=owned)
 
 

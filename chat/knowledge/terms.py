@@ -32,8 +32,13 @@ _STOPWORDS = (
 STOPWORDS = frozenset(_STOPWORDS.split())
 
 
+def warm_up() -> None:
+    """Load jieba's dictionary now (about a second) instead of at the first search."""
+    _jieba()
+
+
 def _jieba() -> None:
-    """Load jieba's dictionary once (about a second), quietly; thread-safe."""
+    """Load jieba's dictionary once, quietly; thread-safe."""
     global _initialised
     if _initialised:
         return
