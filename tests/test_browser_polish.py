@@ -16,8 +16,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
+import gradio as gr
 import pytest
+from guard_fakes import ScriptedBackend
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from service_support import serve
 
@@ -25,8 +28,7 @@ from chat import ChatEngine
 from chat.backends.base import Backend, Chunk, Finish
 from chat.i18n import Lang, t
 from chat.messages import GenerationParams, Message
-
-pytestmark = pytest.mark.browser
+from chat.ui import ChatHandlers, history_to_messages
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -204,6 +206,7 @@ def tab_to(page: Page, predicate: str, limit: int = 80) -> None:
 # -- Stop ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize(
     ("locale", "message"), [("en-US", "Tell me a very long story."), ("zh-CN", "给我讲一个很长的故事。")]
 )
@@ -299,6 +302,7 @@ class DispatchedEvents:
         )
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("ime", [InputMethod, DispatchedEvents])
 def test_enter_confirming_a_pinyin_candidate_does_not_send(app: App, open_page, ime: type) -> None:
     page = open_page("zh-CN")
@@ -324,6 +328,7 @@ def test_enter_confirming_a_pinyin_candidate_does_not_send(app: App, open_page, 
 # -- names and the keyboard ----------------------------------------------------------------------
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
 def test_every_control_has_an_accessible_name(app: App, open_page, locale: str) -> None:
     lang = lang_of(locale)
@@ -350,6 +355,7 @@ def test_every_control_has_an_accessible_name(app: App, open_page, locale: str) 
     assert page.locator(SUBMIT).get_attribute("aria-label") == t("page.send", lang)
 
 
+@pytest.mark.browser
 def test_the_keyboard_alone_sends_messages(app: App, open_page) -> None:
     page = open_page("en-US")
     app.backend.words = 3
@@ -376,3 +382,30 @@ def test_the_keyboard_alone_sends_messages(app: App, open_page) -> None:
     wait_idle(page)
     assert user_texts(page) == ["Hello from the keyboard", "And a second one"]
     assert replies(page)[-1] == "w0 w1 w2"
+
+
+# -- the handler alone (no browser) ----------------------------------------------------------------
+
+SESSION = SimpleNamespace(session_hash="polish")  # stands in for gr.Request: only the session is read
+
+
+@pytest.mark.parametrize(("message", "lang"), [("Hello there", "en"), ("你好", "zh")])
+def test_stop_marks_a_cut_reply_once_and_a_finished_reply_never(message: str, lang: Lang) -> None:
+    handlers = ChatHandlers(ChatEngine({"local": ScriptedBackend(["one ", "two ", "three"])}))
+    args = (message, [], "", 0.0, 512, 16, 1.0)
+    reply = handlers.ui(*args, request=SESSION)
+    frame, _ = next(reply)
+    assert frame[-1].content == "one "
+    reply.close()  # what Gradio does on Stop
+    history = [{"role": "user", "content": message}, {"role": "assistant", "content": "one "}]
+    marked = handlers.mark_stopped(history, SESSION)
+    assert marked[:2] == history
+    assert marked[-1].metadata["title"] == "⏹ " + t("notice.stopped", lang)
+    assert handlers.mark_stopped(marked, SESSION) == gr.skip()  # marked once
+    as_sent = [*history, {"role": "assistant", "metadata": marked[-1].metadata, "content": ""}]
+    assert history_to_messages(as_sent) == [Message("user", message), Message("assistant", "one ")]
+
+    *_, (frame, _) = handlers.ui(*args, request=SESSION)  # a reply that reached its end
+    assert frame[-1].content == "one two three"
+    finished = [*history[:1], {"role": "assistant", "content": "one two three"}]
+    assert handlers.mark_stopped(finished, SESSION) == gr.skip()  # Stop pressed too late marks nothing

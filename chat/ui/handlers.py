@@ -382,5 +382,7 @@ def stopped_mark(lang: Lang) -> gr.ChatMessage:
 
 
 def _is_stopped_mark(message: Any) -> bool:
-    metadata = (message.get("metadata") if isinstance(message, dict) else None) or {}
+    metadata = (
+        message.get("metadata") if isinstance(message, dict) else getattr(message, "metadata", None)
+    ) or {}
     return metadata.get("id") == STOPPED_ID
