@@ -61,17 +61,26 @@ def chat(sidebar: ConversationList) -> Any:
 
 
 def turn(
-    chat: Any, message: str, history: list[dict], conversation_id: str | None, owner: str | None
+    chat: Any,
+    message: str,
+    history: list[dict],
+    conversation_id: str | None,
+    owner: str | None,
+    synced: int = 0,
 ) -> list:
-    return list(chat(message, history, conversation_id, *SETTINGS, page_request(owner)))
+    """One turn as ChatInterface runs it; ``synced``: the page's message count after the last one."""
+    return list(
+        chat(message, history, conversation_id, synced or len(history), *SETTINGS, page_request(owner))
+    )
 
 
 def test_a_turn_is_stored_and_listed_and_the_next_continues_it(chat: Any, store: Store) -> None:
     outputs = turn(chat, "Where is my order?", [], None, "anon:alice")
-    messages, _stats, conversation_id, listing = outputs[0]
+    messages, _stats, conversation_id, synced, listing = outputs[0]
     assert conversation_id and isinstance(listing, gr.Radio)
     assert listing.choices == [("Where is my order?", conversation_id)]  # titled by the message
     assert all(out[2] == conversation_id for out in outputs)
+    assert outputs[-1][3] == 2  # the page now shows the question and the reply
     assert messages[-1].content in ("Hello", "Hello there.")
     history = [
         {"role": "user", "content": "Where is my order?"},
@@ -94,6 +103,21 @@ def test_a_first_message_brings_the_page_history_along(chat: Any, store: Store) 
     conversation_id = turn(chat, "Go on", imported, None, "anon:bob")[-1][2]
     stored = store.get_conversation("anon:bob", conversation_id)
     assert [m.content for m in stored.messages] == ["Hi", "Hello!", "Go on", "Hello there."]
+
+
+def test_retry_undo_or_edit_keeps_the_conversation_as_the_page_shows_it(chat: Any, store: Store) -> None:
+    """Retry cuts the page's history before the last question and asks it again: the stored
+    conversation is replaced by one that holds what the page shows, not both answers."""
+    first = turn(chat, "Hi", [], None, "anon:gina")[-1]
+    asked = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there."}]
+    second = turn(chat, "More?", asked, first[2], "anon:gina")[-1]
+    assert second[2] == first[2] and second[3] == 4
+    retried = turn(chat, "More?", asked, second[2], "anon:gina", synced=second[3])[-1]  # Retry
+    assert retried[2] != first[2] and retried[3] == 4
+    assert [info.id for info in store.list_conversations("anon:gina")] == [retried[2]]
+    kept = store.get_conversation("anon:gina", retried[2])
+    assert [m.content for m in kept.messages] == ["Hi", "Hello there.", "More?", "Hello there."]
+    assert retried[4].choices == [("Hi", retried[2])]
 
 
 def test_a_refused_first_message_leaves_no_conversation(chat: Any, store: Store) -> None:
@@ -120,8 +144,8 @@ def test_open_rename_search_delete_and_owners_apart(
     erin = page_request("anon:erin")
     assert [cid for _, cid in sidebar.listed(erin).choices] == [second, first]  # newest first
 
-    opened_id, shown, title = sidebar.open(first, erin)
-    assert (opened_id, title) == (first, "Where is my order?")
+    opened_id, count, shown, title = sidebar.open(first, erin)
+    assert (opened_id, count, title) == (first, 2, "Where is my order?")
     assert shown == [
         {"role": "user", "content": "Where is my order?"},
         {"role": "assistant", "content": "Hello there."},
@@ -133,13 +157,13 @@ def test_open_rename_search_delete_and_owners_apart(
 
     mallory = page_request("anon:mallory")
     assert sidebar.listed(mallory).choices == []
-    assert sidebar.open(first, mallory) == (None, [], "")
+    assert sidebar.open(first, mallory) == (None, 0, [], "")
     sidebar.delete(first, "", mallory)  # not hers: nothing happens
     sidebar.rename(second, "mine now", "", mallory)
     assert {cid for _, cid in sidebar.listed(erin).choices} == {first, second}
 
     cleared = sidebar.delete(first, "", erin)
-    assert cleared[:3] == (None, [], "") and cleared[3].choices == [("How do I return an item?", second)]
+    assert cleared[:4] == (None, 0, [], "") and cleared[4].choices == [("How do I return an item?", second)]
     assert store.get_conversation("anon:erin", first) is None
 
 

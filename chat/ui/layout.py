@@ -120,6 +120,7 @@ def build_ui(
     kept = store is not None
     with gr.Blocks(title=branding.page_title, fill_height=True, delete_cache=GRADIO_CACHE_LIFETIME) as demo:
         conversation_id = gr.State(None)
+        synced = gr.State(0)  # the page's message count after the last stored turn (chat.ui.sidebar)
         viewport = gr.Number(0, visible=False)  # the browser's width, read on page load
         _loading_banner(engine)
         attach_assets(demo)  # names for icon buttons, IME-safe Enter, focus and contrast
@@ -190,6 +191,7 @@ def build_ui(
             chatbot=chatbot,
             additional_inputs=[
                 conversation_id,
+                synced,
                 system_prompt,
                 temperature,
                 context_length,
@@ -200,7 +202,7 @@ def build_ui(
                 use_cache,
                 knowledge_panel.selector,
             ],
-            additional_outputs=[stats, conversation_id, listing],
+            additional_outputs=[stats, conversation_id, synced, listing],
             api_name="chat_ui",
             api_visibility="undocumented",
             textbox=gr.Textbox(
@@ -252,7 +254,7 @@ def build_ui(
         )
         knowledge_panel.wire(demo, persona)
         # Queued: the chatbot follows chatbot_value through a state change, which queue=False skips.
-        opened = [conversation_id, chat.chatbot_value, new_title]
+        opened = [conversation_id, synced, chat.chatbot_value, new_title]
         listing.input(conversations.open, listing, opened, api_visibility="private")
         new_button.click(new_chat, None, [*opened, listing], api_visibility="private")
         search.change(
@@ -264,7 +266,7 @@ def build_ui(
         delete_button.click(
             conversations.delete, [conversation_id, search], [*opened, listing], api_visibility="private"
         )
-        chatbot.clear(lambda: None, None, conversation_id, queue=False, api_visibility="private")
+        chatbot.clear(lambda: (None, 0), None, [conversation_id, synced], queue=False, api_visibility="private")
         chatbot.like(handlers.like, [chatbot], None, queue=False, api_visibility="private")
         chatbot.like(conversations.like, [chatbot, conversation_id], None, api_visibility="private")
         handlers.attach_stop_mark(chat)
@@ -275,6 +277,6 @@ def build_ui(
             upload,
             [chat.chatbot_value, chat.conversation_id],
             api_visibility="private",
-        ).then(lambda: None, None, conversation_id, queue=False, api_visibility="private")
+        ).then(lambda: (None, 0), None, [conversation_id, synced], queue=False, api_visibility="private")
         gr.api(handlers.api, api_name="chat", concurrency_limit=16)
     return demo

@@ -68,23 +68,26 @@ class ConversationList:
     def search(self, text: str, selected: str | None, request: gr.Request) -> gr.Radio:
         return self.listed(request, text, selected)
 
-    def open(self, conversation_id: str | None, request: gr.Request) -> tuple[str | None, list[dict], str]:
-        """The chosen conversation: its id, its messages for the chatbot, and its title."""
+    def open(
+        self, conversation_id: str | None, request: gr.Request
+    ) -> tuple[str | None, int, list[dict], str]:
+        """The chosen conversation: its id, its message count, its messages for the chatbot, and its
+        title."""
         owner = page_owner(request)
         if self.store is None or owner is None or not conversation_id:
-            return None, [], ""
+            return None, 0, [], ""
         try:
             found = self.store.get_conversation(owner, conversation_id)
         except ChatError as exc:
             raise _error(exc, request) from None
         if found is None:  # deleted meanwhile (another tab or device)
-            return None, [], ""
+            return None, 0, [], ""
         shown = [
             {"role": m.role, "content": m.content}
             for m in found.messages
             if m.role != "system" and (m.content or m.role == "user")
         ]
-        return found.id, shown, found.title
+        return found.id, len(shown), shown, found.title
 
     def rename(self, conversation_id: str | None, title: str, search: str, request: gr.Request) -> gr.Radio:
         owner = page_owner(request)
@@ -103,7 +106,7 @@ class ConversationList:
                 self.store.delete(owner, conversation_id)
             except ChatError as exc:
                 raise _error(exc, request) from None
-        return None, [], "", self.listed(request, search)
+        return None, 0, [], "", self.listed(request, search)
 
     def like(
         self,
@@ -136,19 +139,30 @@ class ConversationList:
     ) -> Callable[..., Iterator[tuple[Any, ...]]]:
         """Wrap the page's chat handler ``respond(message, history, *settings, request=None,
         conversation=None)``: each turn goes into the open conversation (a new one on the first
-        message), and the outputs gain the conversation id and the refreshed list.
+        message), and the outputs gain the conversation id, the page's message count after the
+        turn (``synced``) and the refreshed list.
 
-        The wrapper takes the open conversation's id after the history, then ``respond``'s own
-        settings; its signature says so, because Gradio reads it to pass the request (last)."""
+        A history shorter than ``synced`` was cut by Retry, Undo or an edit: the turn then goes
+        into a new conversation holding the history as the page shows it, which replaces the old
+        one once it is stored (the store only appends). The wrapper takes the id and the count
+        after the history, then ``respond``'s own settings; its signature says so, because Gradio
+        reads it to pass the request (last)."""
         store = self.store
 
         def chat(
-            message: str, history: list[dict[str, Any]], conversation_id: str | None, *rest: Any
+            message: str,
+            history: list[dict[str, Any]],
+            conversation_id: str | None,
+            synced: int | None,
+            *rest: Any,
         ) -> Iterator[tuple[Any, ...]]:
             *settings, request = rest
+            history = history or []
             owner = page_owner(request) if store is not None else None
-            conversation = None
+            conversation = replaced = None
             if store is not None and owner is not None:
+                if conversation_id and len(history) < (synced or 0):
+                    replaced, conversation_id = conversation_id, None
                 try:
                     conversation = StoredConversation(
                         store,
@@ -160,23 +174,36 @@ class ConversationList:
                     log.warning("the store could not start a conversation: this turn is not kept")
             if conversation is None:
                 for out in respond(message, history, *settings, request=request):
-                    yield *out, conversation_id, gr.skip()
+                    yield *out, conversation_id, len(history) + 1 + len(out[0]), gr.skip()
                 return
             last: tuple[Any, ...] | None = None
             for out in respond(message, history, *settings, request=request, conversation=conversation):
                 # by the first output the user's message is stored (and titles the conversation)
                 listed = self._refreshed(request, conversation.id) if last is None else gr.skip()
                 last = out
-                yield *out, conversation.id, listed
-            if conversation.new and last is not None and self._is_empty(owner, conversation.id):
-                store.delete(owner, conversation.id)  # refused before anything was stored
-                yield *last, None, self._refreshed(request, None)
+                yield *out, conversation.id, len(history) + 1 + len(out[0]), listed
+            if last is None or not conversation.new:
+                return
+            if self._is_empty(owner, conversation.id):  # refused before anything was stored
+                self._delete(owner, conversation.id)
+                yield *last, replaced, synced, self._refreshed(request, replaced)
+            elif replaced:
+                self._delete(owner, replaced)
+                yield (
+                    *last,
+                    conversation.id,
+                    len(history) + 1 + len(last[0]),
+                    self._refreshed(request, conversation.id),
+                )
 
         # Gradio finds where to pass the request by the signature and the resolved type hints.
         parameters = [p for p in inspect.signature(respond).parameters.values() if p.name != "conversation"]
-        conversation_id = inspect.Parameter("conversation_id", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        page = [
+            inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            for n in ("conversation_id", "synced")
+        ]
         hints = typing.get_type_hints(respond)
-        chat.__signature__ = inspect.Signature([*parameters[:2], conversation_id, *parameters[2:]])  # type: ignore[attr-defined]
+        chat.__signature__ = inspect.Signature([*parameters[:2], *page, *parameters[2:]])  # type: ignore[attr-defined]
         chat.__annotations__ = {p.name: hints[p.name] for p in parameters if p.name in hints}
         chat.__wrapped__ = respond  # type: ignore[attr-defined]  # the door counts the page's chat by it
         return chat
@@ -188,6 +215,13 @@ class ConversationList:
         except gr.Error:
             return gr.skip()
 
+    def _delete(self, owner: str, conversation_id: str) -> None:
+        try:
+            if self.store is not None:
+                self.store.delete(owner, conversation_id)
+        except ChatError:
+            log.warning("a replaced conversation could not be deleted")
+
     def _is_empty(self, owner: str, conversation_id: str) -> bool:
         try:
             found = self.store.get_conversation(owner, conversation_id) if self.store else None
@@ -196,6 +230,6 @@ class ConversationList:
         return found is not None and not found.messages
 
 
-def new_chat() -> tuple[None, list, str, gr.Radio]:
+def new_chat() -> tuple[None, int, list, str, gr.Radio]:
     """A new, empty chat: stored only once its first message is sent."""
-    return None, [], "", gr.Radio(value=None)
+    return None, 0, [], "", gr.Radio(value=None)
