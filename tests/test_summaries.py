@@ -35,8 +35,8 @@ from chat.summaries import (
 
 SYSTEM = Message("system", "You are a helpful shop assistant. Answer briefly.")
 WINDOW = 512
-PARAMS = GenerationParams(temperature=0.0, max_new_tokens=48, context_length=WINDOW)
-TURNS = [
+PARAMS = GenerationParams(temperature=0.0, max_new_tokens=64, context_length=WINDOW)
+MESSAGES = [
     "My name is Ana Lima and my order number is 4417. I bought a blue city bicycle with a basket, "
     "a bell and two spare tubes, and it was supposed to arrive last Monday at my flat in Porto.",
     "The bicycle has not arrived yet and the tracking page has said 'label created' for six days. "
@@ -51,6 +51,7 @@ TURNS = [
     "Thanks. Can you also check whether the bell I ordered is the brass one or the black one?",
     "Last question for today: how long does a replacement usually take to be sent out to me?",
 ]
+TURNS = [f"{a} {b}" for a, b in zip(MESSAGES[::2], MESSAGES[1::2], strict=True)]  # ~100 tokens each
 
 
 class Recording(Backend):
@@ -101,8 +102,15 @@ class Recording(Backend):
 def store(tmp_path: Path) -> Iterator[Store]:
     store = Store.open(f"sqlite:///{tmp_path / 'chat.db'}")
     yield store
-    assert SUMMARIZER.wait(120)
     store.close()
+
+
+@pytest.fixture
+def recording(local_backend: Backend) -> Iterator[Recording]:
+    recording = Recording(local_backend)
+    yield recording
+    recording.gate.set()  # a failed test must not leave a summary waiting on the model
+    assert SUMMARIZER.wait(120)
 
 
 def turn(engine: ChatEngine, store: Store, owner: str, cid: str, text: str) -> Reply:
@@ -182,8 +190,10 @@ def test_the_plan_finds_the_cut_again_or_ignores_a_summary_of_another_history() 
 # --- the real model ------------------------------------------------------------------------------
 
 
-def test_dropped_turns_are_summarised_after_the_reply_and_sent_next_time(local_backend, store) -> None:
-    recording = Recording(local_backend)
+@pytest.mark.slow
+def test_dropped_turns_are_summarised_after_the_reply_and_sent_next_time(
+    recording: Recording, store: Store
+) -> None:
     engine = ChatEngine({"local": recording})
     owner = "user:ana"
     cid = store.create_conversation(owner).id
@@ -194,7 +204,7 @@ def test_dropped_turns_are_summarised_after_the_reply_and_sent_next_time(local_b
         raw = store.get_conversation(owner, cid).summary
         if outcome.stats.dropped_messages and not raw:
             # The reply is complete while its summary has not even started: it cost the reply nothing.
-            assert recording.summary_prompts and SUMMARIZER.wait(0) is False
+            assert SUMMARIZER.wait(0) is False  # its job is running (held at the gate)
             trigger = (index, outcome)
             recording.gate.set()
             started = time.perf_counter()
@@ -208,11 +218,14 @@ def test_dropped_turns_are_summarised_after_the_reply_and_sent_next_time(local_b
     assert record.text and record.covers == triggering.stats.dropped_messages
     history = store.history(owner, cid)
     assert record.last == fingerprint(history[record.covers - 1])
+    assert len(recording.summary_prompts) == 1
     summary_prompt = recording.summary_prompts[-1]
     assert TURNS[0][:40] in summary_prompt[1].content  # the oldest turn is what was summarised
     assert recording.count_tokens(summary_prompt) + SUMMARY_TOKENS <= WINDOW
 
-    after = turn(engine, store, owner, cid, TURNS[index + 1])
+    after = turn(
+        engine, store, owner, cid, TURNS[index + 1] if index + 1 < len(TURNS) else "Thanks, that is all."
+    )
     prompt = recording.prompts[-1]
     assert prompt[0] == SYSTEM
     assert prompt[1].role == "system" and prompt[1].content == f"{NOTE_HEADER['en']}\n{record.text}"
@@ -226,13 +239,13 @@ def test_dropped_turns_are_summarised_after_the_reply_and_sent_next_time(local_b
     )
 
 
-def test_a_summary_gives_way_to_a_user_who_asks_for_the_model(local_backend, store) -> None:
-    recording = Recording(local_backend)
+@pytest.mark.slow
+def test_a_summary_gives_way_to_a_user_who_asks_for_the_model(recording: Recording, store: Store) -> None:
     engine = ChatEngine({"local": recording})
     owner = "user:bea"
     cid = store.create_conversation(owner).id
     history = []
-    for text in TURNS[:4]:
+    for text in TURNS:
         history += [Message("user", text), Message("assistant", "Noted, I will check that for you.")]
     conversation = StoredConversation(store, owner, cid)
     gave_way = SUMMARIZER.stats.gave_way
