@@ -114,6 +114,15 @@ def test_bad_requests(app: tuple[str, Path]) -> None:
         assert not_multipart.status_code == 400
         huge = upload(http, "shop", ("a.txt", b"x" * (11 * MAX_BYTES + 70_000)))  # refused by its length
         assert huge.status_code == 413 and huge.json()["error"]["type"] == "payload_too_large"
+        # The same body sent chunked (no Content-Length) is cut off while it is read.
+        body = b"--b0\r\nContent-Disposition: form-data; name=file; filename=a.txt\r\n\r\n"
+        body += b"x" * (11 * MAX_BYTES + 70_000) + b"\r\n--b0--\r\n"
+        chunked = http.post(
+            "/api/knowledge/shop/documents",
+            content=iter([body[i : i + 8192] for i in range(0, len(body), 8192)]),
+            headers={"Content-Type": "multipart/form-data; boundary=b0"},
+        )
+        assert chunked.status_code == 413 and "content-length" not in chunked.request.headers
         # Several files: the one that fails is named; the ones before it were added.
         mixed = upload(http, "mixed", ("good.txt", b"Fine text."), ("bad.pdf", b"%PDF-broken"))
         assert mixed.status_code == 422 and mixed.json()["error"]["message"].startswith("bad.pdf: ")

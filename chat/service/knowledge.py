@@ -15,8 +15,9 @@ thread, off the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,6 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Message
 
 from chat.i18n import Lang
 from chat.knowledge import KnowledgeBase, KnowledgeNotFound
@@ -93,18 +95,18 @@ def register(app: FastAPI, service: Service) -> None:
     @route
     async def upload(request: Request, name: str) -> Response:
         kb = library(request)
-        files = await _files(request, body_limit)
         added = []
-        for upload in files:
-            data = await upload.read()
-            filename = upload.filename or ""
-            try:
-                info = await in_thread(kb.add_document, name, filename, data)
-            except ApiError as exc:
-                if len(files) > 1:  # say which file; the ones before it were added
-                    raise _naming(exc, filename) from None
-                raise
-            added.append({"id": info.id, "name": info.name, "chunks": info.chunks})
+        async with _files(request, body_limit) as files:
+            for upload in files:
+                data = await upload.read()
+                filename = upload.filename or ""
+                try:
+                    info = await in_thread(kb.add_document, name, filename, data)
+                except ApiError as exc:
+                    if len(files) > 1:  # say which file; the ones before it were added
+                        raise _naming(exc, filename) from None
+                    raise
+                added.append({"id": info.id, "name": info.name, "chunks": info.chunks})
         return JSONResponse({"documents": added}, status_code=201)
 
     @app.delete(
@@ -117,33 +119,42 @@ def register(app: FastAPI, service: Service) -> None:
         return JSONResponse({"id": document_id, "deleted": True})
 
 
-async def _files(request: Request, limit: int) -> list[UploadFile]:
-    """The ``file`` parts of a multipart body no larger than ``limit``; 413 or 400 otherwise."""
+class _TooLarge(Exception):
+    """The body went past the limit while the multipart parser read it."""
+
+
+@contextlib.asynccontextmanager
+async def _files(request: Request, limit: int) -> AsyncIterator[list[UploadFile]]:
+    """The ``file`` parts of a multipart body no larger than ``limit`` (413 past it, else 400),
+    spooled to temporary files by the parser, not held in memory; closed afterwards."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise refusal(413, "payload_too_large", "api.too_large", limit=limit)
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise invalid_field("api.file_required")
     size = 0
-    chunks: list[bytes] = []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise refusal(413, "payload_too_large", "api.too_large", limit=limit)
-        chunks.append(chunk)
-    body = b"".join(chunks)
 
-    async def replay() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
+    async def counted() -> Message:
+        nonlocal size
+        message = await request.receive()
+        size += len(message.get("body", b""))
+        if size > limit:
+            raise _TooLarge
+        return message
 
     try:
-        form = await Request(request.scope, replay).form(max_files=MAX_FILES, max_fields=MAX_FILES)
+        form = await Request(request.scope, counted).form(max_files=MAX_FILES, max_fields=MAX_FILES)
+    except _TooLarge:
+        raise refusal(413, "payload_too_large", "api.too_large", limit=limit) from None
     except (MultiPartException, HTTPException):  # a malformed body, or more parts than allowed
         raise invalid_field("api.file_required") from None
-    files = [part for part in form.getlist("file") if isinstance(part, UploadFile)]
-    if not files:
-        raise invalid_field("api.file_required")
-    return files
+    try:
+        files = [part for part in form.getlist("file") if isinstance(part, UploadFile)]
+        if not files:
+            raise invalid_field("api.file_required")
+        yield files
+    finally:
+        await form.close()
 
 
 def _naming(exc: ApiError, filename: str) -> ApiError:
