@@ -8,9 +8,9 @@
 
 They stand behind the door like every ``/api`` route: with a login or ``CHAT_API_TOKEN`` set, they
 need it; an open app (no auth configured) lets anyone upload (the README says so). A body over
-the files' limit (``--knowledge-max-bytes`` each) is refused before it is read; refusals are the
-service's one JSON error shape, in the caller's language. Parsing and indexing run in a worker
-thread, off the event loop.
+the files' limit (``--knowledge-max-bytes`` each, 10 files) is refused by its length, or cut off
+while it is read (the parser spools files to disk); refusals are the service's one JSON error
+shape, in the caller's language. Parsing and indexing run in a worker thread, off the event loop.
 """
 
 from __future__ import annotations
