@@ -24,6 +24,7 @@ from chat.service import register
 from chat.service.conversations import visitor_key
 from chat.settings import Settings
 from chat.store import open_store
+from chat.summaries import SUMMARIZER
 from chat.ui import I18N, build_ui
 from chat.ui.branding import Branding
 from chat.ui.layout import page_options
@@ -39,6 +40,7 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
     app.state.engine = engine
     app.state.settings = settings
     app.state.store = store = open_store(settings)
+    app.router.on_shutdown.append(SUMMARIZER.close)  # summaries stop before the store closes
     if store is not None:
         app.router.on_shutdown.append(store.close)
     app.state.knowledge = knowledge = open_knowledge(settings, store)

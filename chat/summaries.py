@@ -169,6 +169,7 @@ class Summarizer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: dict[tuple[int, str], threading.Thread] = {}
+        self._closing = threading.Event()
         self.stats = SummaryStats()
 
     def after_reply(
@@ -189,7 +190,7 @@ class Summarizer:
             return None
         key = (id(conversation.store), conversation.id)
         with self._lock:
-            if key in self._running:
+            if key in self._running or self._closing.is_set():  # one at a time; none while closing
                 return None
             thread = threading.Thread(
                 target=self._run,
@@ -200,6 +201,16 @@ class Summarizer:
             self._running[key] = thread
         thread.start()
         return thread
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the running jobs within a token (an app shutting down: before its store and
+        model close under them). Jobs asked for afterwards run again (another app in the same
+        process, as in the tests)."""
+        self._closing.set()
+        try:
+            self.wait(timeout)
+        finally:
+            self._closing.clear()
 
     def wait(self, timeout: float = 60.0) -> bool:
         """Wait for the running jobs (tests, shutdown); False when some are still running."""
@@ -254,13 +265,15 @@ class Summarizer:
         record, covered = summary.record, summary.covered
         pending = list(summary.history[:dropped])
         while pending:
+            if self._closing.is_set():
+                return
             if _busy(backend) or backend.readiness() is not None:
                 self.stats.busy += 1
                 return
             previous = record.text
             lang = detect_language(" ".join(m.content for m in pending[:4]) + previous)
             count, prompt = _chunk(backend, previous, pending, window, lang)
-            text = _generate(engine, backend, prompt, window, api_key)
+            text = _generate(engine, backend, prompt, window, api_key, self._closing)
             if text is None:
                 self.stats.gave_way += 1
                 return
@@ -308,10 +321,16 @@ def _cut(text: str, chars: int) -> str:
 
 
 def _generate(
-    engine: ChatEngine, backend: Backend, prompt: list[Message], window: int, api_key: str | None
+    engine: ChatEngine,
+    backend: Backend,
+    prompt: list[Message],
+    window: int,
+    api_key: str | None,
+    closing: threading.Event,
 ) -> str | None:
     """The summary text ("" when the model wrote nothing usable), or None when the job gave way
-    to a user (someone queued for the model) or the output guard withheld it."""
+    to a user (someone queued for the model), the server is closing or the output guard
+    withheld it."""
     params = GenerationParams(temperature=0.0, max_new_tokens=SUMMARY_TOKENS, context_length=window)
     cancel = threading.Event()
     out = engine.output_guard.new_filter() if engine.output_guard is not None else None
@@ -321,7 +340,7 @@ def _generate(
         for chunk in chunks:
             if isinstance(chunk, str):
                 text.append(out.feed(chunk) if out else chunk)
-                if (backend.queue_depth or 0) > 1:  # a user is waiting for the model: give way
+                if (backend.queue_depth or 0) > 1 or closing.is_set():  # a user waits: give way
                     cancel.set()
                     return None
             elif isinstance(chunk, Waiting):  # queued behind someone: not our turn

@@ -260,3 +260,45 @@ def test_a_summary_gives_way_to_a_user_who_asks_for_the_model(recording: Recordi
     assert store.get_conversation(owner, cid).summary == ""  # given up, tried again next turn
     assert done.text
     print(f"\na user's reply during a summary: {waited * 1000:.0f} ms in all")
+
+
+class SlowScripted(ScriptedBackend):
+    """Scripted words, ``delay`` seconds apart: a summary long enough to interrupt."""
+
+    def __init__(self) -> None:
+        super().__init__(["word "] * 100)
+        self.delay = 0.05
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        cancel: threading.Event | None = None,
+        api_key: str | None = None,
+    ) -> Iterator[Chunk]:
+        for chunk in super().stream(messages, params, cancel=cancel, api_key=api_key):
+            if self.delay and cancel is not None and cancel.wait(self.delay):
+                return
+            yield chunk
+
+
+def test_closing_stops_a_running_summary_and_the_next_app_summarises_again(store: Store) -> None:
+    backend = SlowScripted()
+    engine = ChatEngine({"local": backend})
+    cid = store.create_conversation("user:cy").id
+    conversation = StoredConversation(store, "user:cy", cid)
+    history = [Message("user", "I am Cy."), Message("assistant", "Hi Cy."), Message("user", "Bye.")]
+    thread = SUMMARIZER.after_reply(engine, conversation, plan("", history), 2, params=PARAMS)
+    assert thread is not None
+    deadline = time.monotonic() + 10
+    while backend.sent < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    SUMMARIZER.close()  # as an app shutting down does, before its store closes
+    assert not thread.is_alive() and store.get_conversation("user:cy", cid).summary == ""
+    backend.delay = 0.0
+    again = SUMMARIZER.after_reply(engine, conversation, plan("", history), 2, params=PARAMS)
+    assert again is not None
+    again.join(30)
+    record = SummaryRecord.decode(store.get_conversation("user:cy", cid).summary)
+    assert record.text.startswith("word word") and record.covers == 2
