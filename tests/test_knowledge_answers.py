@@ -95,7 +95,7 @@ def steps_of(engine: ChatEngine, request: ReplyRequest, library: Shelf) -> list[
     return list(run(engine, request, cancel=threading.Event(), knowledge=library))
 
 
-def ask(text: str, *, context_length: int = 2048, max_new_tokens: int = 24, system: str = "") -> ReplyRequest:
+def ask(text: str, *, context_length: int = 2048, max_new_tokens: int = 8, system: str = "") -> ReplyRequest:
     messages = [*([Message("system", system)] if system else []), Message("user", text)]
     params = GenerationParams(temperature=0, context_length=context_length, max_new_tokens=max_new_tokens)
     return ReplyRequest(messages=messages, params=params, knowledge="shop")
@@ -163,7 +163,7 @@ def test_marker_look_alikes_in_document_text_are_collapsed(text: str, expected: 
     assert neutralised(text) == expected
 
 
-@pytest.mark.parametrize("max_new_tokens", [64, 512])
+@pytest.mark.parametrize("max_new_tokens", [16, 512])
 def test_the_block_never_pushes_a_turn_past_a_512_token_window(
     recording: Recording, max_new_tokens: int
 ) -> None:
@@ -185,7 +185,7 @@ def test_the_block_never_pushes_a_turn_past_a_512_token_window(
     exact = recording.count_tokens([reference.note, *request.messages])
     assert exact == reference.tokens
     assert exact + min(max_new_tokens, 256) <= 512
-    if max_new_tokens > 64:
+    if max_new_tokens > 16:
         return  # the reply would take 256 tokens: one real run (below) is enough
     steps = steps_of(ChatEngine({"local": recording}), request, Shelf(shop=long_chunks))
     reply = steps[-1]
@@ -276,7 +276,7 @@ def upload(url: str, knowledge: str, name: str, data: bytes) -> dict:
 def chat_body(text: str, knowledge: str = "shop", **extra: object) -> dict:
     return {
         "user_input": text,
-        "context": {"knowledge": knowledge, "max_new_tokens": 16, "temperature": 0},
+        "context": {"knowledge": knowledge, "max_new_tokens": 8, "temperature": 0},
         **extra,
     }
 
@@ -323,7 +323,7 @@ def test_ws_takes_the_same_context_and_done_carries_sources(kb_app: str) -> None
 def test_openai_accepts_knowledge_as_an_extra_field(kb_app: str, stream: bool) -> None:
     body = {
         "messages": [{"role": "user", "content": QUESTION}],
-        "max_tokens": 16,
+        "max_tokens": 8,
         "knowledge": "shop",
         "stream": stream,
     }
