@@ -8,13 +8,17 @@ given, and can hold summary requests back so a test can see the reply finished f
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import httpx
 import pytest
 from guard_fakes import ScriptedBackend
+from service_support import serve
+from websockets.sync.client import connect
 
 from chat import ChatEngine
 from chat.backends.base import Backend, Chunk
@@ -302,3 +306,55 @@ def test_closing_stops_a_running_summary_and_the_next_app_summarises_again(store
     again.join(30)
     record = SummaryRecord.decode(store.get_conversation("user:cy", cid).summary)
     assert record.text.startswith("word word") and record.covers == 2
+
+
+class Recorder(ScriptedBackend):
+    """A scripted reply ("Noted."), keeping the prompt of every reply (not of summaries)."""
+
+    def __init__(self) -> None:
+        super().__init__(["Noted", "."])
+        self.seen: list[list[Message]] = []
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        cancel: threading.Event | None = None,
+        api_key: str | None = None,
+    ) -> Iterator[Chunk]:
+        if messages[0].content not in INSTRUCTIONS.values():  # a reply, not a summary
+            self.seen.append(list(messages))
+        return super().stream(messages, params, cancel=cancel, api_key=api_key)
+
+
+def test_rest_and_ws_turns_get_the_summary_and_the_api_shows_it_as_text(tmp_path: Path) -> None:
+    backend = Recorder()
+    engine = ChatEngine({"local": backend})
+    context = {"system_prompt": "Be brief.", "context_length": 160, "max_new_tokens": 16}
+    with serve(engine, data_dir=str(tmp_path)) as url, httpx.Client(base_url=url, timeout=30) as http:
+        cid, body = None, {}
+        for i in range(8):  # about 60 estimated tokens a message: turns soon stop fitting in 160
+            said = {"user_input": f"Fact {i}: " + "detail " * 30, "context": context}
+            body = http.post("/api/chat", json={**said, **({"conversation_id": cid} if cid else {})}).json()
+            cid = body["conversation_id"]
+            assert SUMMARIZER.wait(30)
+            if any(n["kind"] == "summarised" for n in body["notices"]):
+                break
+        assert any(n["kind"] == "summarised" for n in body["notices"]), body["notices"]
+        prompt = backend.seen[-1]
+        assert prompt[0].content == "Be brief." and prompt[1].content.startswith(NOTE_HEADER["en"])
+        assert backend.count_tokens(prompt) + 16 <= 160
+        got = http.get(f"/api/conversations/{cid}").json()
+        assert got["summary"] == "Noted."  # the text, not the stored bookkeeping
+        assert http.get("/api/me/export").json()["conversations"][0]["summary"] == "Noted."
+
+        cookie = f"chat_visitor={http.cookies['chat_visitor']}"
+        ws_url = url.replace("http://", "ws://") + f"ws?conversation_id={cid}"
+        with connect(ws_url, additional_headers={"Cookie": cookie}) as ws:
+            ws.send(json.dumps({"user_input": "And now?", "context": context}))
+            while (frame := json.loads(ws.recv(timeout=30)))["type"] not in ("done", "error"):
+                pass
+        assert frame["type"] == "done"
+        assert backend.seen[-1][1].content.startswith(NOTE_HEADER["en"])
+        assert any(n["kind"] == "summarised" for n in frame["notices"])
