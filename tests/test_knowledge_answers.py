@@ -357,12 +357,21 @@ def test_a_plain_openai_request_has_no_extra_fields(kb_app: str) -> None:
 def test_an_unknown_knowledge_base_is_a_clear_404_on_every_way_in(
     kb_app: str, text: str, message: str
 ) -> None:
-    response = httpx.post(kb_app + "api/chat", json=chat_body(text, "school"), timeout=30)
-    assert response.status_code == 404 and message in response.json()["error"]["message"], response.text
+    with httpx.Client(base_url=kb_app, timeout=30) as visitor:  # one owner: its cookie is kept
+        listed = visitor.get("api/conversations").json()
+        response = visitor.post("api/chat", json=chat_body(text, "school"))
+        assert response.status_code == 404 and message in response.json()["error"]["message"], response.text
+        assert visitor.get("api/conversations").json() == listed, "no conversation was opened for it"
     with connect(kb_app.replace("http://", "ws://") + "ws") as ws:
         ws.send(json.dumps(chat_body(text, "school")))
         event = json.loads(ws.recv(timeout=30))
-    assert event["type"] == "error" and event["status"] == 404 and message in event["error"]["message"]
+        assert event["type"] == "error" and event["status"] == 404 and message in event["error"]["message"]
+        ws.send(
+            json.dumps({"user_input": text, "context": {"max_new_tokens": 4}})
+        )  # the bad name did not stick
+        while (event := json.loads(ws.recv(timeout=60)))["type"] not in ("done", "error"):
+            pass
+        assert event["type"] == "done" and event["sources"] == [], event
     body = {"messages": [{"role": "user", "content": text}], "knowledge": "school"}
     response = httpx.post(kb_app + "v1/chat/completions", json=body, timeout=30)
     assert response.status_code == 404 and message in response.json()["error"]["message"]

@@ -62,12 +62,16 @@ class Reference:
     tokens: int  # what system prompt + block + newest message take
 
 
-def retrieve(library: Library | None, knowledge: str, query: str) -> list[Source]:
-    """The best chunks of ``knowledge`` for ``query``; ``KnowledgeNotFound`` (a 404, en/zh) when no
-    knowledge base has that name."""
+def require_knowledge(library: Library | None, knowledge: str) -> None:
+    """``KnowledgeNotFound`` (a 404, en/zh) when no knowledge base is named ``knowledge``."""
     if library is None or not library.exists(knowledge):
         raise KnowledgeNotFound(f"no knowledge base {knowledge!r}", name=knowledge)
-    return library.search(knowledge, query, limit=SEARCH_LIMIT)
+
+
+def retrieve(library: Library | None, knowledge: str, query: str) -> list[Source]:
+    """The best chunks of ``knowledge`` for ``query`` (``require_knowledge`` first)."""
+    require_knowledge(library, knowledge)
+    return library.search(knowledge, query, limit=SEARCH_LIMIT)  # type: ignore[union-attr]
 
 
 def neutralised(text: str) -> str:

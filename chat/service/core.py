@@ -34,6 +34,7 @@ class Service:
         self.store = store  # the conversation store; None with CHAT_STORE=off
         self.metrics = Metrics(engine)
         self.log = AccessLog(fmt=settings.log_format, user_text=settings.log_user_text)
+        self.knowledge = knowledge  # the knowledge bases a chat request may name (None: none)
         self.tracker = Tracker(engine, self.metrics, self.log, knowledge=knowledge)
         # access, limits, queue admission; visitor_key signs anonymous owners' cookies
         self.door = Door(settings, engine, self.tracker, visitor_key=visitor_key)

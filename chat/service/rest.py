@@ -25,6 +25,8 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from chat.errors import ChatError
+from chat.knowledge.context import require_knowledge
 from chat.messages import GenerationParams, Message
 from chat.pipeline import Failure, ReplyRequest, StoredConversation
 from chat.service.bodies import (
@@ -37,7 +39,7 @@ from chat.service.bodies import (
     reject_unknown,
     text_field,
 )
-from chat.service.conversations import open_turn
+from chat.service.conversations import in_thread, open_turn
 from chat.service.core import Service
 from chat.service.errors import ApiError, from_chat_error
 from chat.service.replies import SSE_HEADERS, ReplyRun, asked_language, frame, reply_body, sse
@@ -109,7 +111,8 @@ def register(app: FastAPI, service: Service) -> None:
             body = await read_json(request, service.max_body)
             reject_unknown(body, BODY_KEYS, "api.where_body")
             stream = bool_field(body, "stream")
-            parse_chat(body, service.defaults, None)  # a bad body is refused before anything is stored
+            asked = parse_chat(body, service.defaults, None)  # refused before anything is stored
+            await check_knowledge(service, asked.knowledge)
             turn = await open_turn(service, request, text_field(body, "conversation_id", ""))
             chat = parse_chat(body, service.defaults, turn)
         except ApiError as exc:
@@ -120,6 +123,16 @@ def register(app: FastAPI, service: Service) -> None:
         if chat.conversation is not None:
             response.headers["X-Conversation-ID"] = chat.conversation.id
         return response
+
+
+async def check_knowledge(service: Service, knowledge: str | None) -> None:
+    """404 for a knowledge base that does not exist, before a conversation is opened or a
+    message stored (shared with ``/ws``; the pipeline checks again for every other way in)."""
+    if knowledge:
+        try:
+            await in_thread(require_knowledge, service.knowledge, knowledge)
+        except ChatError as exc:
+            raise from_chat_error(exc) from None
 
 
 def _done(data: dict[str, Any], chat: ReplyRequest) -> dict[str, Any]:

@@ -53,7 +53,7 @@ from chat.service.conversations import open_turn
 from chat.service.core import Service
 from chat.service.errors import ApiError
 from chat.service.replies import ReplyRun, asked_language, dumps, frame
-from chat.service.rest import parse_context
+from chat.service.rest import check_knowledge, parse_context
 
 FRAME_KEYS = ("type", "user_input", "context")
 CONTEXT_KEYS = ("system_prompt", "backend", "knowledge", *PARAM_KEYS)
@@ -233,6 +233,7 @@ class Conversation:
             chat = parse_context(
                 {**self.context, **context}, user_input, service.defaults, history=self.history
             )
+            await check_knowledge(service, chat.knowledge)  # a bad name never sticks
             service.door.admit_message(record.client, chat.lang)  # each message starts a reply
             turn = await open_turn(service, self.ws, self.conversation_id)
             if turn is not None:
