@@ -444,3 +444,15 @@ def test_markdown_front_matter_marks_and_rules_are_not_text(kb: KnowledgeBase) -
     assert (first.heading, first.text) == ("Delivery and returns", "We ship on Mondays.")
     assert kb.search("shop", "gift wrap")[0].heading == "Delivery and returns > Setext title"
     assert kb.search("shop", "layout page") == []  # the front matter is not indexed
+
+
+def test_a_cross_language_answer_gets_the_other_language_vote(sqlite_store: Store) -> None:
+    """Full text finds a Chinese chunk about shipping; the embeddings point at the English refunds
+    chunk. The fused ranking (``fusion.fuse``) also ranks the chunks in the other language than
+    the question, so the cross-language answer wins the tie a two-way fusion would give away."""
+    kb = KnowledgeBase(sqlite_store.engine, embedder=KeywordEmbedder())
+    kb.add_document("shop", "returns.md", RETURNS_MD.encode())
+    assert [s.heading for s in KnowledgeBase(sqlite_store.engine).search("shop", "退款 发货", limit=1)] == [
+        "配送"
+    ]
+    assert kb.search("shop", "退款 发货", limit=2)[0].heading == "Returns > Refunds"

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from chat.errors import BackendError
 from chat.knowledge import fulltext
+from chat.knowledge.centring import chinese_share
 from chat.knowledge.chunk import Chunk, chunk
 from chat.knowledge.errors import BadKnowledgeName, DocumentTooLarge, EmptyDocument, UnsupportedType
 from chat.knowledge.parse import parse
@@ -48,6 +49,11 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # as --knowledge-max-bytes
 SEARCH_LIMIT = 5
 MAX_LIMIT = 50
 CANDIDATES = 4  # with embeddings, each ranking offers this many times ``limit`` chunks to fuse
+_VECTOR_STAMP = sa.text(
+    "SELECT count(*) AS n, max(v.chunk_id) AS newest FROM knowledge_vectors v "
+    "JOIN knowledge_chunks c ON c.id = v.chunk_id JOIN knowledge_documents d ON d.id = c.document_id "
+    "WHERE d.knowledge = :knowledge AND v.model = :model"
+)
 _EXISTS = sa.text("SELECT 1 FROM knowledge_documents WHERE knowledge = :knowledge LIMIT 1")
 _NAME = re.compile(rf"^(?!\.)[\w.-]{{1,{KNOWLEDGE_NAME_MAX}}}$")
 
@@ -73,11 +79,13 @@ def document_name(filename: str) -> str:
 
 @dataclass(frozen=True)
 class _Vectors:
-    """One knowledge base's vectors in memory: rows of ``matrix`` belong to ``chunk_ids``."""
+    """One knowledge base's vectors in memory: rows of ``matrix`` belong to ``chunk_ids``;
+    ``chinese``: the ids of the chunks written mostly in Chinese."""
 
     stamp: tuple[int, int]
     chunk_ids: list[int]
     matrix: np.ndarray
+    chinese: frozenset[int]
 
 
 class KnowledgeBase:
@@ -231,7 +239,8 @@ class KnowledgeBase:
         return self._fused(knowledge, query, rows, limit)
 
     def _fused(self, knowledge: str, query: str, rows: Sequence[Any], limit: int) -> list[Source]:
-        from chat.knowledge.fusion import reciprocal_rank_fusion
+        """Full text fused with the embedding rankings (``chat.knowledge.fusion.fuse``)."""
+        from chat.knowledge.fusion import fuse
 
         assert self.embedder is not None
         try:
@@ -239,8 +248,11 @@ class KnowledgeBase:
         except BackendError as exc:  # the embedding service is down: full text still answers
             log.warning("knowledge search without embeddings: %s", exc)
             return [Source(r.name, r.heading, r.text, float(r.score), r.document_id) for r in rows[:limit]]
-        dense = self._nearest(knowledge, vector, limit * CANDIDATES)
-        fused = reciprocal_rank_fusion([[r.id for r in rows], dense])[:limit]
+        cached = self._load_vectors(knowledge)
+        dense = self._nearest(cached, vector)
+        fused = fuse(
+            [r.id for r in rows], dense, cached.chinese.__contains__, query, depth=limit * CANDIDATES
+        )[:limit]
         found = {r.id: r for r in rows}
         missing = [chunk_id for chunk_id, _ in fused if chunk_id not in found]
         if missing:
@@ -259,14 +271,14 @@ class KnowledgeBase:
         with self._tx() as c:
             return {r.id: r for r in c.execute(query.where(rows.c.id.in_(list(ids))))}
 
-    def _nearest(self, knowledge: str, vector: Sequence[float], count: int) -> list[int]:
-        """Chunk ids by cosine similarity to ``vector`` (the vectors are normalised)."""
-        cached = self._load_vectors(knowledge)
+    @staticmethod
+    def _nearest(cached: _Vectors, vector: Sequence[float]) -> list[int]:
+        """Every chunk id by cosine similarity to ``vector``, best first (vectors are normalised;
+        ``fuse`` also ranks the chunks of the other language among all of them)."""
         if not cached.chunk_ids:
             return []
         scores = cached.matrix @ np.asarray(vector, dtype=np.float32)
-        best = np.argsort(-scores)[:count]
-        return [cached.chunk_ids[i] for i in best]
+        return [cached.chunk_ids[i] for i in np.argsort(-scores, kind="stable")]
 
     def _load_vectors(self, knowledge: str) -> _Vectors:
         """The knowledge base's vectors, read again only when its chunks changed (any replica's
@@ -274,24 +286,27 @@ class KnowledgeBase:
         docs, rows, vecs = knowledge_documents, knowledge_chunks, knowledge_vectors
         joined = vecs.join(rows, rows.c.id == vecs.c.chunk_id).join(docs, docs.c.id == rows.c.document_id)
         # only this embedder's vectors: another model's (an earlier setting) have other dimensions
-        mine = sa.and_(docs.c.knowledge == knowledge, vecs.c.model == getattr(self.embedder, "name", ""))
+        model = getattr(self.embedder, "name", "")
+        mine = sa.and_(docs.c.knowledge == knowledge, vecs.c.model == model)
+        row = fulltext.read(self.engine, _VECTOR_STAMP, {"knowledge": knowledge, "model": model})[0]
+        stamp = (int(row.n), int(row.newest or 0))
+        with self._vectors_lock:
+            cached = self._vectors.get(knowledge)
+        if cached is not None and cached.stamp == stamp:
+            return cached
+        columns = (vecs.c.chunk_id, vecs.c.vector, rows.c.heading, rows.c.text)
         with self._tx() as c:
-            count, newest = c.execute(
-                sa.select(sa.func.count(), sa.func.max(vecs.c.chunk_id)).select_from(joined).where(mine)
-            ).one()
-            stamp = (int(count), int(newest or 0))
-            with self._vectors_lock:
-                cached = self._vectors.get(knowledge)
-            if cached is not None and cached.stamp == stamp:
-                return cached
-            found = c.execute(sa.select(vecs.c.chunk_id, vecs.c.vector).select_from(joined).where(mine)).all()
+            found = c.execute(sa.select(*columns).select_from(joined).where(mine)).all()
         ids = [r.chunk_id for r in found]
         matrix = (
             np.stack([np.frombuffer(r.vector, dtype="<f4") for r in found])
             if found
             else np.zeros((0, 0), np.float32)
         )
-        fresh = _Vectors(stamp, ids, matrix)
+        chinese = frozenset(
+            r.chunk_id for r in found if chinese_share(_embedding_text(r.heading, r.text)) >= 0.5
+        )
+        fresh = _Vectors(stamp, ids, matrix, chinese)
         with self._vectors_lock:
             self._vectors[knowledge] = fresh
         return fresh
