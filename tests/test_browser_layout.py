@@ -273,3 +273,43 @@ def test_first_screen_example_reply_list_and_reload(
     finally:
         context.close()
         stranger.close()
+
+
+def test_a_logged_in_user_finds_the_conversation_on_another_device(browser: Browser, tmp_path: Path) -> None:
+    """Two browser contexts are two devices: logged in as the same user, the second lists and
+    opens what the first one wrote."""
+    settings = Settings(
+        n_ctx=2048, port=free_port(), data_dir=str(tmp_path), auth="ana:secret-pass", feedback_log=""
+    )
+    server = Server(
+        build_app(ChatEngine({"local": SlowScripted(CHUNKS)}), settings), "127.0.0.1", settings.port
+    )
+    server.start()
+    persona = default_persona(load_persona_list(), "en")
+    assert persona is not None
+    devices = [browser.new_context(locale="en-US", viewport={"width": 1440, "height": 900}) for _ in range(2)]
+    try:
+        pages = []
+        for device in devices:
+            device.set_default_timeout(30_000)
+            assert device.request.post(
+                server.local_url + "login", form={"username": "ana", "password": "secret-pass"}
+            ).ok
+            pages.append(open_page(device, server.local_url, persona.examples[0]))
+        laptop, phone = pages
+        laptop.locator(EXAMPLES).nth(1).click()
+        laptop.locator(LIST_ITEMS, has_text=persona.examples[1]).wait_for()
+        laptop.wait_for_selector(STOP, state="detached")
+
+        phone.reload(wait_until="domcontentloaded")
+        phone.locator(LIST_ITEMS, has_text=persona.examples[1]).click()
+        phone.wait_for_function(
+            "([sel, text]) => [...document.querySelectorAll(sel)].some(e => e.innerText.trim() === text)",
+            arg=[BOT, REPLY],
+        )
+        path = Shots("login-second-device").take(phone, "opened")
+        assert phone.locator(USER).all_inner_texts() == [persona.examples[1]], path
+    finally:
+        for device in devices:
+            device.close()
+        server.stop()
