@@ -18,6 +18,7 @@ from starlette.requests import Request
 
 from chat import ChatEngine, Settings
 from chat.errors import ConfigError
+from chat.i18n import t
 from chat.personas import load_persona_list
 from chat.service.identity import OWNER_KEY
 from chat.store import Store
@@ -165,6 +166,18 @@ def test_open_rename_search_delete_and_owners_apart(
     cleared = sidebar.delete(first, "", erin)
     assert cleared[:4] == (None, 0, [], "") and cleared[4].choices == [("How do I return an item?", second)]
     assert store.get_conversation("anon:erin", first) is None
+
+
+def test_a_stopped_reply_opens_with_its_mark(sidebar: ConversationList, store: Store) -> None:
+    conversation = store.create_conversation("anon:hana")
+    store.add_message("anon:hana", conversation.id, "user", "讲个长故事")
+    store.reply_writer("anon:hana", conversation.id).finish("stopped", text="从前有")
+    _, count, shown, _ = sidebar.open(conversation.id, page_request("anon:hana", "zh-CN"))
+    assert count == 3 and shown[:2] == [
+        {"role": "user", "content": "讲个长故事"},
+        {"role": "assistant", "content": "从前有"},  # the partial text stays
+    ]
+    assert shown[2].metadata["title"] == "⏹ " + t("notice.stopped", "zh")
 
 
 def test_a_like_is_kept_with_the_reply_it_rates(chat: Any, sidebar: ConversationList, store: Store) -> None:

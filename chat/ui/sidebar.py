@@ -22,6 +22,7 @@ from chat.i18n import request_language
 from chat.pipeline import StoredConversation
 from chat.service.identity import OWNER_KEY
 from chat.store import Store
+from chat.ui.handlers import stopped_mark
 
 log = logging.getLogger(__name__)
 LIST_LIMIT = 200
@@ -82,11 +83,12 @@ class ConversationList:
             raise _error(exc, request) from None
         if found is None:  # deleted meanwhile (another tab or device)
             return None, 0, [], ""
-        shown = [
-            {"role": m.role, "content": m.content}
-            for m in found.messages
-            if m.role != "system" and (m.content or m.role == "user")
-        ]
+        shown: list[Any] = []
+        for m in found.messages:
+            if m.role != "system" and (m.content or m.role == "user"):
+                shown.append({"role": m.role, "content": m.content})
+            if m.status == "stopped":  # marked as it was when Stop cut it short
+                shown.append(stopped_mark(_lang(request)))
         return found.id, len(shown), shown, found.title
 
     def rename(self, conversation_id: str | None, title: str, search: str, request: gr.Request) -> gr.Radio:
