@@ -200,6 +200,7 @@ def test_first_screen_example_reply_list_and_reload(
         assert accent in brand_shades(), f"{accent} is not a shade of {COLOR}: {shots.path}"
         assert in_first_screen(page, INPUT), f"the chat input is below the fold: {shots.path}"
         assert in_first_screen(page, "#chatbot .examples"), shots.path
+        assert in_first_screen(page, "#footer"), f"the disclaimer is below the fold: {shots.path}"
         assert sidebar_open(page) is not phone, f"the sidebar should start {'closed' if phone else 'open'}"
         if not phone:  # the list is a sidebar beside the chat, not a column above it
             sidebar = page.locator("#sidebar").bounding_box()
@@ -261,6 +262,9 @@ def test_first_screen_example_reply_list_and_reload(
         )
         shots.take(page, "5-reloaded")
         assert page.locator(USER).all_inner_texts() == [persona.examples[0]], shots.path
+        if phone:  # the sidebar covered the chat: choosing a conversation closes it
+            page.wait_for_function("() => !document.querySelector('#sidebar').classList.contains('open')")
+            assert in_first_screen(page, BOT), shots.take(page, "5-reloaded")
 
         if (device == "phone") != (lang == "zh"):
             return  # another visitor: once per device and once per language is enough

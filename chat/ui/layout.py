@@ -33,6 +33,13 @@ from chat.ui.sidebar import ConversationList, new_chat
 # and never deletes it unless told: every 10 minutes, drop the copies older than an hour.
 GRADIO_CACHE_LIFETIME = (600, 3600)
 WIDE_SCREEN = 1024  # px: from this width the sidebar starts open
+# On a narrow screen the sidebar covers the chat: choosing a conversation (or a new one) closes it.
+CLOSE_SIDEBAR_JS = f"""(...values) => {{
+    const sidebar = document.querySelector("#sidebar");
+    if (window.innerWidth < {WIDE_SCREEN} && sidebar?.classList.contains("open"))
+        sidebar.querySelector(".toggle-button")?.click();
+    return values;
+}}"""
 PAGE_CSS = """
 .brand { display: flex; align-items: center; gap: .6rem; }
 .brand h1 { margin: 0; font-size: 1.25rem; }
@@ -41,7 +48,7 @@ PAGE_CSS = """
 #conversation-list label { width: 100%; }
 #conversation-list label span { overflow-wrap: anywhere; }
 #chatbot { flex-grow: 1; min-height: 16rem; }
-@media (max-width: 640px) { #chatbot { height: calc(100dvh - 12rem) !important; } }
+@media (max-width: 640px) { #chatbot { height: calc(100dvh - 13.5rem) !important; } }
 """
 
 
@@ -255,8 +262,8 @@ def build_ui(
         knowledge_panel.wire(demo, persona)
         # Queued: the chatbot follows chatbot_value through a state change, which queue=False skips.
         opened = [conversation_id, synced, chat.chatbot_value, new_title]
-        listing.input(conversations.open, listing, opened, api_visibility="private")
-        new_button.click(new_chat, None, [*opened, listing], api_visibility="private")
+        listing.input(conversations.open, listing, opened, js=CLOSE_SIDEBAR_JS, api_visibility="private")
+        new_button.click(new_chat, None, [*opened, listing], js=CLOSE_SIDEBAR_JS, api_visibility="private")
         search.change(
             conversations.search, [search, conversation_id], listing, queue=False, api_visibility="private"
         )
