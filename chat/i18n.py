@@ -107,6 +107,7 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "en": "{count} earlier message(s) are summarised to fit the context length.",
         "zh": "为适应上下文长度，较早的 {count} 条消息已整理为摘要。",
     },
+    "profile.saved": {"en": "Profile saved.", "zh": "资料已保存。"},
     "notice.notes_dropped": {
         "en": "Some background (a summary of earlier messages, your profile or reference text) was "
         "left out: it does not fit the context length.",

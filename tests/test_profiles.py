@@ -12,6 +12,7 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -21,8 +22,12 @@ from websockets.sync.client import connect
 
 from chat.backends.base import Chunk
 from chat.messages import GenerationParams, Message
+from chat.personas import load_persona_list
 from chat.profiles import NOTES_MAX_CHARS, NOTES_MAX_LINES, profile_note
-from chat.store import Profile
+from chat.service.identity import OWNER_KEY
+from chat.store import Profile, Store
+from chat.ui import build_ui
+from chat.ui.profile import ProfileForm
 
 SYSTEM = "You are a shop assistant."
 ANA = {
@@ -196,3 +201,33 @@ def test_profile_routes_answer_404_with_the_store_off(backend: Recorder, tmp_pat
     with serve(service_engine(backend), store=False) as url, client(url) as http:
         response = http.get("/api/me/profile")
         assert response.status_code == 404 and response.json()["error"]["type"] == "store_off"
+
+
+class PageRequest:
+    """What the page's handlers read from a ``gr.Request``: the door's owner and the language."""
+
+    def __init__(self, owner: str, lang: str = "en") -> None:
+        self.request = SimpleNamespace(scope={"state": {OWNER_KEY: owner}})
+        self.headers = {"accept-language": lang}
+
+
+def test_the_page_form_loads_checks_and_saves_the_same_profile(backend: Recorder, tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'chat.db'}")
+    try:
+        engine = service_engine(backend)
+        demo = build_ui(engine, personas=load_persona_list(), max_context=2048, store=store)
+        assert any(getattr(b, "elem_id", None) == "profile-save" for b in demo.blocks.values())
+        form = ProfileForm(store, engine)
+        ana, zh = PageRequest("user:ana"), PageRequest("user:ana", "zh-CN")
+        assert form.load(ana) == ("", "", "", "", False)
+        assert form.save("Ana", "zh", "tutor", "Vegetarian", True, ana) == "Profile saved."
+        assert form.load(ana) == ("Ana", "zh", "tutor", "Vegetarian", True)
+        assert form.load(PageRequest("user:bob")) == ("", "", "", "", False)  # another owner
+        assert "必须是以下之一" in form.save("Ana", "fr", "", "", True, zh)
+        assert (
+            form.save("Ana", "", "", f"{BLOCKED_WORD} fan", True, ana)
+            == "Sorry, I can't help with that request."
+        )
+        assert form.load(ana) == ("Ana", "zh", "tutor", "Vegetarian", True)  # refusals keep nothing
+    finally:
+        store.close()

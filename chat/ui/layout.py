@@ -27,6 +27,7 @@ from chat.ui.branding import Branding
 from chat.ui.handlers import ChatHandlers
 from chat.ui.knowledge import knowledge_controls
 from chat.ui.labels import I18N
+from chat.ui.profile import profile_form
 from chat.ui.sidebar import ConversationList, new_chat
 
 # Gradio keeps its own copy of every file a handler returns (exports) or a user uploads (imports)
@@ -143,6 +144,7 @@ def build_ui(
                 new_title = gr.Textbox(label=I18N("rename_to"), max_lines=1, elem_id="rename-title")
                 rename_button = gr.Button(I18N("rename"), size="sm", elem_id="rename")
                 delete_button = gr.Button(I18N("delete"), size="sm", variant="stop", elem_id="delete")
+            profile_form(store, engine)  # the owner's profile (chat.ui.profile)
             with gr.Accordion(I18N("controls"), open=True, elem_id="settings"):
                 persona = gr.Dropdown(
                     list(by_title), value=first.title if first else None, label=I18N("persona")
