@@ -208,7 +208,9 @@ def tab_to(page: Page, predicate: str, limit: int = 80) -> None:
 
 @pytest.mark.browser
 @pytest.mark.parametrize(
-    ("locale", "message"), [("en-US", "Tell me a very long story."), ("zh-CN", "给我讲一个很长的故事。")]
+    ("locale", "message"),
+    [("en-US", "Tell me a very long story."), ("zh-CN", "给我讲一个很长的故事。")],
+    ids=["en-US", "zh-CN"],
 )
 def test_stop_marks_the_cut_reply_and_keeps_its_text(app: App, open_page, locale: str, message: str) -> None:
     lang = lang_of(locale)
@@ -226,7 +228,7 @@ def test_stop_marks_the_cut_reply_and_keeps_its_text(app: App, open_page, locale
     assert app.backend.cut.wait(10), "the server went on generating after Stop"
     wait_idle(page)
 
-    mark = "⏹ " + t("notice.stopped", lang)
+    mark = "■ " + t("notice.stopped", lang)
     page.locator(NOTICE, has_text=mark).wait_for()
     assert [n.strip() for n in page.locator(NOTICE).all_inner_texts()] == [mark]
     shown = replies(page)[-1]
@@ -389,7 +391,7 @@ def test_the_keyboard_alone_sends_messages(app: App, open_page) -> None:
 SESSION = SimpleNamespace(session_hash="polish")  # stands in for gr.Request: only the session is read
 
 
-@pytest.mark.parametrize(("message", "lang"), [("Hello there", "en"), ("你好", "zh")])
+@pytest.mark.parametrize(("message", "lang"), [("Hello there", "en"), ("你好", "zh")], ids=["en", "zh"])
 def test_stop_marks_a_cut_reply_once_and_a_finished_reply_never(message: str, lang: Lang) -> None:
     handlers = ChatHandlers(ChatEngine({"local": ScriptedBackend(["one ", "two ", "three"])}))
     args = (message, [], "", 0.0, 512, 16, 1.0)
@@ -400,7 +402,7 @@ def test_stop_marks_a_cut_reply_once_and_a_finished_reply_never(message: str, la
     history = [{"role": "user", "content": message}, {"role": "assistant", "content": "one "}]
     marked = handlers.mark_stopped(history, SESSION)
     assert marked[:2] == history
-    assert marked[-1].metadata["title"] == "⏹ " + t("notice.stopped", lang)
+    assert marked[-1].metadata["title"] == "■ " + t("notice.stopped", lang)
     assert handlers.mark_stopped(marked, SESSION) == gr.skip()  # marked once
     as_sent = [*history, {"role": "assistant", "metadata": marked[-1].metadata, "content": ""}]
     assert history_to_messages(as_sent) == [Message("user", message), Message("assistant", "one ")]

@@ -374,10 +374,10 @@ STOPPED_ID = "stopped"  # the mark's metadata id: display-only, like every title
 
 
 def stopped_mark(lang: Lang) -> gr.ChatMessage:
-    """The bubble under a reply that Stop cut short ("⏹ Stopped." / "⏹ 已停止。"); for a page that
+    """The bubble under a reply that Stop cut short ("■ Stopped." / "■ 已停止。"); for a page that
     shows a stored reply whose status is ``stopped`` too."""
     return gr.ChatMessage(
-        content="", metadata={"title": "⏹ " + t("notice.stopped", lang), "status": "done", "id": STOPPED_ID}
+        content="", metadata={"title": "■ " + t("notice.stopped", lang), "status": "done", "id": STOPPED_ID}
     )
 
 

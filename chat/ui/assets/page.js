@@ -26,7 +26,7 @@
   document.addEventListener("keydown", guard, true);
   document.addEventListener("keypress", guard, true);
 
-  // Icon-only buttons Gradio leaves without a name, and redundant alt text in the footer.
+  // Icon-only buttons Gradio leaves without a name, redundant alt text in the footer, roles.
   const names = [
     ["#chat-input button.submit-button", text.send],
     ["#chat-input button.stop-button", text.stop],
@@ -41,6 +41,8 @@
     for (const img of document.querySelectorAll("footer button img[alt]")) {
       if (img.alt && img.closest("button").textContent.trim()) img.alt = "";
     }
+    // The chat's example prompts: a "list" of buttons (no list items) is a group.
+    for (const list of document.querySelectorAll(".examples[role='list']")) list.setAttribute("role", "group");
   };
   new MutationObserver(name).observe(document.body, { childList: true, subtree: true });
   name();
