@@ -136,8 +136,7 @@ class KnowledgeBase:
         if not any(terms):
             raise EmptyDocument()
         vectors = self._embed_chunks(chunks)
-        with translate_errors(self.engine.url):
-            return self._write(knowledge, name, len(data), chunks, terms, vectors)
+        return self._write(knowledge, name, len(data), chunks, terms, vectors)
 
     def _embed_chunks(self, chunks: Sequence[Chunk]) -> list[list[float]] | None:
         if self.embedder is None:
@@ -156,7 +155,7 @@ class KnowledgeBase:
         doc_id = secrets.token_urlsafe(18)
         created = utcnow()
         docs, rows = knowledge_documents, knowledge_chunks
-        with self.engine.begin() as c:
+        with self._tx() as c:
             fulltext.lock_document(c, knowledge, name)
             # chunks, their index entries and vectors go with the document (ON DELETE CASCADE)
             c.execute(sa.delete(docs).where(docs.c.knowledge == knowledge, docs.c.name == name))
