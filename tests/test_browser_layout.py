@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from guard_fakes import ScriptedBackend
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, sync_playwright
 from support import free_port
 
 from chat import ChatEngine, Settings
@@ -59,6 +59,11 @@ USER = "#chatbot [data-testid='user']"
 BOT = "#chatbot [data-testid='bot']"
 EXAMPLES = "#chatbot .examples button.example"
 LIST_ITEMS = "#conversation-list label"
+LONG = {  # a first message longer than a title: the list shows two lines of it, not five
+    "zh": "请帮我详细比较一下三种不同的退货方式各自的优点和缺点，并告诉我哪一种最适合经常在网上购物的学生使用，谢谢",
+    "en": "Please compare in detail the three different ways to return an item, and tell me which one suits "
+    "a student who often shops online best",
+}
 
 
 class SlowScripted(ScriptedBackend):
@@ -161,6 +166,20 @@ def in_first_screen(page: Page, selector: str) -> bool:
     )
 
 
+def title_fits(item: Locator) -> dict[str, float | bool]:
+    """How a list entry's title sits in the sidebar: its lines, inside it, not cut sideways."""
+    return item.evaluate(
+        """(label) => {
+            const text = label.querySelector('span') || label;
+            const lines = text.getBoundingClientRect().height / parseFloat(getComputedStyle(text).lineHeight);
+            const side = document.querySelector('#sidebar').getBoundingClientRect();
+            const r = label.getBoundingClientRect();
+            return {lines, inside: r.left >= side.left && r.right <= side.right + 1,
+                    clipped: text.scrollWidth > text.clientWidth + 1};
+        }"""
+    )
+
+
 def sidebar_open(page: Page) -> bool:
     return page.evaluate("() => document.querySelector('#sidebar').classList.contains('open')")
 
@@ -230,16 +249,7 @@ def test_first_screen_example_reply_list_and_reload(
         item = page.locator(LIST_ITEMS, has_text=persona.examples[0])
         item.wait_for()
         shots.take(page, "4-list")
-        fits = item.evaluate(
-            """(label) => {
-                const text = label.querySelector('span') || label;
-                const lines = text.getBoundingClientRect().height / parseFloat(getComputedStyle(text).lineHeight);
-                const side = document.querySelector('#sidebar').getBoundingClientRect();
-                const r = label.getBoundingClientRect();
-                return {lines, inside: r.left >= side.left && r.right <= side.right + 1,
-                        clipped: text.scrollWidth > text.clientWidth + 1};
-            }"""
-        )
+        fits = title_fits(item)
         assert fits["lines"] <= 2.2 and fits["inside"] and not fits["clipped"], f"{fits}: {shots.path}"
 
         # -- the server kept it: the REST API of the same visitor sees the same conversation
@@ -274,6 +284,13 @@ def test_first_screen_example_reply_list_and_reload(
         shots.take(other, "6-stranger")
         assert other.locator(LIST_ITEMS).count() == 0, shots.path
         assert other.request.get(app.url + "api/conversations").json()["conversations"] == []
+        other.locator(INPUT).fill(LONG[lang])
+        other.locator(INPUT).press("Enter")
+        item = other.locator(LIST_ITEMS).first
+        item.wait_for()
+        fits = title_fits(item)
+        path = shots.take(other, "7-long-title")
+        assert fits["lines"] <= 2.2 and fits["inside"] and not fits["clipped"], f"{fits}: {path}"
     finally:
         context.close()
         stranger.close()

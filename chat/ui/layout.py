@@ -47,7 +47,10 @@ PAGE_CSS = """
 .brand-logo { height: 2rem; width: auto; }
 #footer { font-size: .8rem; opacity: .75; }
 #conversation-list label { width: 100%; }
-#conversation-list label span { overflow-wrap: anywhere; }
+#conversation-list label span {
+    overflow-wrap: anywhere; display: -webkit-box; -webkit-box-orient: vertical;
+    -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden;  /* a long title: two lines and … */
+}
 #chatbot { flex-grow: 1; min-height: 16rem; }
 @media (max-width: 640px) { #chatbot { height: calc(100dvh - 13.5rem) !important; } }
 """
