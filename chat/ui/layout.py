@@ -243,7 +243,7 @@ def build_ui(
                 branding.header(lang),
                 branding.footer_text(lang),
                 chosen.title if chosen else None,
-                conversations.listed(request),
+                conversations.refreshed(request, None),  # a store that is away: an empty list
             )
 
         demo.load(

@@ -181,21 +181,21 @@ class ConversationList:
             last: tuple[Any, ...] | None = None
             for out in respond(message, history, *settings, request=request, conversation=conversation):
                 # by the first output the user's message is stored (and titles the conversation)
-                listed = self._refreshed(request, conversation.id) if last is None else gr.skip()
+                listed = self.refreshed(request, conversation.id) if last is None else gr.skip()
                 last = out
                 yield *out, conversation.id, len(history) + 1 + len(out[0]), listed
             if last is None or not conversation.new:
                 return
             if self._is_empty(owner, conversation.id):  # refused before anything was stored
                 self._delete(owner, conversation.id)
-                yield *last, replaced, synced, self._refreshed(request, replaced)
+                yield *last, replaced, synced, self.refreshed(request, replaced)
             elif replaced:
                 self._delete(owner, replaced)
                 yield (
                     *last,
                     conversation.id,
                     len(history) + 1 + len(last[0]),
-                    self._refreshed(request, conversation.id),
+                    self.refreshed(request, conversation.id),
                 )
 
         # Gradio finds where to pass the request by the signature and the resolved type hints.
@@ -210,8 +210,9 @@ class ConversationList:
         chat.__wrapped__ = respond  # type: ignore[attr-defined]  # the door counts the page's chat by it
         return chat
 
-    def _refreshed(self, request: gr.Request | None, selected: str | None) -> Any:
-        """The list after a turn; a failing store leaves it as it was (the reply matters more)."""
+    def refreshed(self, request: gr.Request | None, selected: str | None) -> Any:
+        """The list after a turn or on page load; a failing store leaves it as it was (the reply and
+        the page matter more)."""
         try:
             return self.listed(request, "", selected)
         except gr.Error:
