@@ -14,17 +14,23 @@
   // Gradio's textbox sends on a keypress of Enter and does not look at isComposing: an input
   // method that lets the Enter confirming a candidate through as a keypress (Chromium with
   // some IMEs does) would send a half-typed message. Stop such keys before Gradio sees them;
-  // the input method still gets them (keydown's default action is left alone).
+  // the input method still gets them (keydown's default action is left alone). A keypress
+  // after a keydown the input method handled (keyCode 229: Safari ends the composition first)
+  // is stopped too.
   let composing = false;
+  let imeKeydown = false;
   document.addEventListener("compositionstart", () => { composing = true; }, true);
   document.addEventListener("compositionend", () => { composing = false; }, true);
-  const guard = (event) => {
-    if (event.key !== "Enter" || !(event.isComposing || composing || event.keyCode === 229)) return;
+  const fromInputMethod = (event) => event.isComposing || composing || event.keyCode === 229;
+  document.addEventListener("keydown", (event) => {
+    imeKeydown = fromInputMethod(event);
+    if (event.key === "Enter" && imeKeydown) event.stopImmediatePropagation();
+  }, true);
+  document.addEventListener("keypress", (event) => {
+    if (event.key !== "Enter" || !(imeKeydown || fromInputMethod(event))) return;
     event.stopImmediatePropagation();
-    if (event.type === "keypress") event.preventDefault(); // no newline in the textbox either
-  };
-  document.addEventListener("keydown", guard, true);
-  document.addEventListener("keypress", guard, true);
+    event.preventDefault(); // no newline in the textbox either
+  }, true);
 
   // Icon-only buttons Gradio leaves without a name, redundant alt text in the footer, roles.
   const names = [
