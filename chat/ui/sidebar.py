@@ -20,7 +20,7 @@ import gradio as gr
 from chat.errors import ChatError
 from chat.i18n import request_language
 from chat.pipeline import StoredConversation
-from chat.service.identity import OWNER_KEY
+from chat.service.identity import owner_of
 from chat.store import Store
 from chat.ui.handlers import stopped_mark
 
@@ -30,9 +30,13 @@ LIST_LIMIT = 200
 
 def page_owner(request: gr.Request | None) -> str | None:
     """Whose conversations this page request may see; None when no door stood before it."""
-    raw = getattr(request, "request", None)
-    state = getattr(raw, "scope", {}).get("state", {}) if raw is not None else {}
-    return state.get(OWNER_KEY) or None
+    raw = getattr(request, "request", None)  # the Starlette request Gradio wraps
+    if raw is None:
+        return None
+    try:
+        return owner_of(raw)
+    except RuntimeError:
+        return None
 
 
 def _lang(request: gr.Request | None) -> str:
