@@ -31,6 +31,7 @@ from chat.backends.base import Chunk
 from chat.messages import GenerationParams, Message
 from chat.personas import load_persona_list
 from chat.server import Server, build_app
+from chat.ui import I18N
 from chat.ui.branding import primary_hue
 from chat.ui.layout import default_persona
 
@@ -225,6 +226,13 @@ def test_first_screen_example_reply_list_and_reload(
             sidebar = page.locator("#sidebar").bounding_box()
             chat = page.locator("#chatbot").bounding_box()
             assert sidebar["width"] >= 280 and chat["x"] >= sidebar["x"] + sidebar["width"], shots.path
+            # the user can switch persona (and language): the examples follow, and come back
+            other = default_persona(load_persona_list(), "en" if lang == "zh" else "zh")
+            for chosen in (other, persona):
+                page.get_by_label(I18N.translations[lang]["persona"]).click()
+                page.get_by_role("option", name=chosen.title).click()
+                page.locator(EXAMPLES).first.filter(has_text=chosen.examples[0]).wait_for()
+                assert page.locator(EXAMPLES).all_inner_texts() == list(chosen.examples), shots.path
 
         # -- an example is sent, and its reply streams in within the screen
         page.locator(EXAMPLES).first.click()
