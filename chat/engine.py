@@ -142,13 +142,16 @@ class ChatEngine:
         use_cache: bool = True,
         api_key: str | None = None,
         notes: Sequence[Message] = (),
+        reference: str = "",
     ) -> Iterator[Event]:
         """Yield events for one reply; the last one is ``Done``. Errors raise ``ChatError``.
 
-        ``notes``: system messages the app adds after the system prompt (retrieved reference
-        data), fitted and sent like it but not checked by the input guard, which judges what
-        users write: a manual's "default PIN 0000" must not refuse the question it answers.
-        Closing the iterator stops generation and frees the model.
+        ``notes``: system messages the app adds after the system prompt (a summary, a profile,
+        how to read reference data); ``reference``: text put before the newest message (retrieved
+        document chunks), where it leaves the prompt cache's prefix (system prompt, notes,
+        history) unchanged from turn to turn. Both are fitted and sent but not checked by the
+        input guard, which judges what users write: a manual's "default PIN 0000" must not
+        refuse the question it answers. Closing the iterator stops generation and frees the model.
         """
         params = params or GenerationParams()
         msgs = without_thinking(_checked_messages(messages))  # thinking is never context
@@ -159,6 +162,7 @@ class ChatEngine:
         if notes:
             at = next(i for i, m in enumerate(msgs) if m.role != "system")
             msgs = [*msgs[:at], *notes, *msgs[at:]]
+        msgs[-1] = with_reference(msgs[-1], reference)
         started = self._clock()
         deadline = started + self.retry.total_timeout
         last_error: BackendError | None = None
@@ -405,6 +409,11 @@ class ChatEngine:
             if tokens > 1 and decode_time > 0:
                 stats.tokens_per_second = (tokens - 1) / decode_time
         return stats
+
+
+def with_reference(message: Message, reference: str) -> Message:
+    """``message`` as the backend receives it with ``reference`` text before it."""
+    return Message(message.role, f"{reference}\n\n{message.content}") if reference else message
 
 
 def _checked_messages(messages: Iterable[Message | Mapping[str, Any]]) -> list[Message]:

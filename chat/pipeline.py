@@ -156,7 +156,7 @@ def run(
     outcome: Outcome | None = None
     events: Iterator[Event] | None = None
     writer: ReplyWriter | None = None
-    reference = Reference(None, (), 0)
+    reference = Reference(None, "", (), 0)
     memory = TurnNotes(list(request.messages))
     try:
         found = retrieve(knowledge, request.knowledge, request.user_input) if request.knowledge else []
@@ -164,7 +164,7 @@ def run(
         memory = TurnNotes.load(request)  # profile and summary notes; summarised turns go
         notices.extend(memory.notices)
         yield from memory.notices
-        if found:
+        if request.knowledge:  # the note on every such turn (a stable prefix), chunks when found
             reference = yield from _reference(engine, request, found, cancel, memory.notes)
         events = engine.stream(
             memory.messages,
@@ -174,6 +174,7 @@ def run(
             use_cache=request.use_cache,
             api_key=request.api_key,
             notes=[*memory.notes, *([reference.note] if reference.note else [])],
+            reference=reference.block,
         )
         for event in events:
             if isinstance(event, Done):
