@@ -152,7 +152,7 @@ def app(local_backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App
 # -- the browser ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # the sync API allows one Playwright at a time: each module its own
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)", pytrace=False)
