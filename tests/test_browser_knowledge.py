@@ -147,16 +147,22 @@ def test_the_admin_panel_uploads_lists_and_deletes(
     url, library = shop_app
     faq = tmp_path / "faq.md"
     faq.write_text("# Delivery\n\nParcels to Norway take four working days by courier.\n", encoding="utf-8")
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 not really a PDF")
     page = open_page(chromium, url, "en-US")
     try:
         page.locator("#knowledge-admin").get_by_text("Knowledge bases (admin)").click()
         target = page.locator("#knowledge-target input")
         target.fill("faq")
         target.press("Enter")
-        page.locator("#knowledge-files input[type='file']").set_input_files(str(faq))
+        page.locator("#knowledge-files input[type='file']").set_input_files([str(broken), str(faq)])
         page.locator("#knowledge-upload").click()
         status = page.locator("#knowledge-status")
         status.get_by_text("faq.md: 1 chunks indexed.").wait_for()
+        assert "broken.pdf: The file cannot be read" in status.inner_text(), shot(
+            page, "knowledge_admin_broken"
+        )
+        assert [d.name for d in library.list_documents("faq")] == ["faq.md"], "the broken file left nothing"
         page.locator("#knowledge-documents").get_by_text("faq.md").wait_for()
         assert [s.document for s in library.search("faq", "Norway courier")] == ["faq.md"]
         shot(page, "knowledge_admin_uploaded")
