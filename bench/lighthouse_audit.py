@@ -5,9 +5,9 @@
 Prints the score of each run (phone and desktop, English and Chinese browser) and every failing
 audit with the elements it names; exits 1 when a run scores under ``--min-score``. Lighthouse
 (pinned: 13.x wants Node 22) is installed from the npm registry into ``artifacts/lighthouse/``
-on first use; its JSON reports are written there too. It takes about a minute, so it is a
-benchmark script, not a test: ``tests/test_browser_polish.py`` checks labels and keyboard use on
-every run.
+on first use; its JSON reports are written there too. The four runs take about 5 minutes on
+2 cores, so it is a benchmark script, not a test: ``tests/test_browser_polish.py`` checks names
+and keyboard use on every test run.
 """
 
 from __future__ import annotations
