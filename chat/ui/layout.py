@@ -28,19 +28,11 @@ from chat.ui.handlers import ChatHandlers
 from chat.ui.knowledge import knowledge_controls
 from chat.ui.labels import I18N
 from chat.ui.profile import profile_form
-from chat.ui.sidebar import ConversationList, new_chat
+from chat.ui.sidebar import WIDE_SCREEN, ConversationList
 
 # Gradio keeps its own copy of every file a handler returns (exports) or a user uploads (imports)
 # and never deletes it unless told: every 10 minutes, drop the copies older than an hour.
 GRADIO_CACHE_LIFETIME = (600, 3600)
-WIDE_SCREEN = 1024  # px: from this width the sidebar starts open
-# On a narrow screen the sidebar covers the chat: choosing a conversation (or a new one) closes it.
-CLOSE_SIDEBAR_JS = f"""(...values) => {{
-    const sidebar = document.querySelector("#sidebar");
-    if (window.innerWidth < {WIDE_SCREEN} && sidebar?.classList.contains("open"))
-        sidebar.querySelector(".toggle-button")?.click();
-    return values;
-}}"""
 PAGE_CSS = """
 .brand { display: flex; align-items: center; gap: .6rem; }
 .brand h1 { margin: 0; font-size: 1.25rem; }
@@ -136,17 +128,7 @@ def build_ui(
         _loading_banner(engine)
         attach_assets(demo)  # names for icon buttons, IME-safe Enter, focus and contrast
         with gr.Sidebar(label=I18N("conversations"), open=False, elem_id="sidebar") as sidebar:
-            new_button = gr.Button(
-                I18N("new_chat"), variant="primary", size="sm", visible=kept, elem_id="new-chat"
-            )
-            search = gr.Textbox(
-                label=I18N("search"), visible=kept, elem_id="conversation-search", max_lines=1
-            )
-            listing = gr.Radio([], label=I18N("conversations"), visible=kept, elem_id="conversation-list")
-            with gr.Accordion(I18N("manage"), open=False, visible=kept):
-                new_title = gr.Textbox(label=I18N("rename_to"), max_lines=1, elem_id="rename-title")
-                rename_button = gr.Button(I18N("rename"), size="sm", elem_id="rename")
-                delete_button = gr.Button(I18N("delete"), size="sm", variant="stop", elem_id="delete")
+            listing = conversations.render()
             profile_form(store, engine)  # the owner's profile (chat.ui.profile)
             with gr.Accordion(I18N("controls"), open=True, elem_id="settings"):
                 persona = gr.Dropdown(
@@ -265,22 +247,8 @@ def build_ui(
             api_visibility="private",
         )
         knowledge_panel.wire(demo, persona)
-        # Queued: the chatbot follows chatbot_value through a state change, which queue=False skips.
-        opened = [conversation_id, synced, chat.chatbot_value, new_title]
-        listing.input(conversations.open, listing, opened, js=CLOSE_SIDEBAR_JS, api_visibility="private")
-        new_button.click(new_chat, None, [*opened, listing], js=CLOSE_SIDEBAR_JS, api_visibility="private")
-        search.change(
-            conversations.search, [search, conversation_id], listing, queue=False, api_visibility="private"
-        )
-        rename_button.click(
-            conversations.rename, [conversation_id, new_title, search], listing, api_visibility="private"
-        )
-        delete_button.click(
-            conversations.delete, [conversation_id, search], [*opened, listing], api_visibility="private"
-        )
-        chatbot.clear(lambda: (None, 0), None, [conversation_id, synced], queue=False, api_visibility="private")
+        conversations.wire(chat, conversation_id, synced)
         chatbot.like(handlers.like, [chatbot], None, queue=False, api_visibility="private")
-        chatbot.like(conversations.like, [chatbot, conversation_id], None, api_visibility="private")
         handlers.attach_stop_mark(chat)
         export_md.click(lambda h: handlers.export(h, "md"), chatbot, download, api_visibility="private")
         export_json.click(lambda h: handlers.export(h, "json"), chatbot, download, api_visibility="private")

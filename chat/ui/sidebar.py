@@ -23,9 +23,18 @@ from chat.pipeline import StoredConversation
 from chat.service.identity import owner_of
 from chat.store import Store
 from chat.ui.handlers import stopped_mark
+from chat.ui.labels import I18N
 
 log = logging.getLogger(__name__)
 LIST_LIMIT = 200
+WIDE_SCREEN = 1024  # px: from this width the sidebar starts open
+# On a narrow screen the sidebar covers the chat: choosing a conversation (or a new one) closes it.
+CLOSE_SIDEBAR_JS = f"""(...values) => {{
+    const sidebar = document.querySelector("#sidebar");
+    if (window.innerWidth < {WIDE_SCREEN} && sidebar?.classList.contains("open"))
+        sidebar.querySelector(".toggle-button")?.click();
+    return values;
+}}"""
 
 
 def page_owner(request: gr.Request | None) -> str | None:
@@ -49,10 +58,43 @@ def _error(exc: ChatError, request: gr.Request | None) -> gr.Error:
 
 
 class ConversationList:
-    """The sidebar's handlers over one store (None: ``CHAT_STORE=off``, nothing kept)."""
+    """The sidebar's conversation list: its controls, events and handlers over one store (None:
+    ``CHAT_STORE=off``, nothing kept)."""
 
     def __init__(self, store: Store | None) -> None:
         self.store = store
+
+    def render(self) -> gr.Radio:
+        """The list's controls (inside the sidebar; hidden without a store); returns the list."""
+        kept = self.store is not None
+        self.new_button = gr.Button(
+            I18N("new_chat"), variant="primary", size="sm", visible=kept, elem_id="new-chat"
+        )
+        self.search_box = gr.Textbox(
+            label=I18N("search"), visible=kept, elem_id="conversation-search", max_lines=1
+        )
+        self.listing = gr.Radio([], label=I18N("conversations"), visible=kept, elem_id="conversation-list")
+        with gr.Accordion(I18N("manage"), open=False, visible=kept):
+            self.new_title = gr.Textbox(label=I18N("rename_to"), max_lines=1, elem_id="rename-title")
+            self.rename_button = gr.Button(I18N("rename"), size="sm", elem_id="rename")
+            self.delete_button = gr.Button(I18N("delete"), size="sm", variant="stop", elem_id="delete")
+        return self.listing
+
+    def wire(self, chat: gr.ChatInterface, conversation_id: gr.State, synced: gr.State) -> None:
+        """The list's events (after ``render``, inside the Blocks). Opening and New chat are
+        queued: the chatbot follows ``chatbot_value`` through a state change, which queue=False
+        skips."""
+        private: dict[str, Any] = {"api_visibility": "private"}
+        listing, search = self.listing, self.search_box
+        opened = [conversation_id, synced, chat.chatbot_value, self.new_title]
+        listing.input(self.open, listing, opened, js=CLOSE_SIDEBAR_JS, **private)
+        self.new_button.click(new_chat, None, [*opened, listing], js=CLOSE_SIDEBAR_JS, **private)
+        search.change(self.search, [search, conversation_id], listing, queue=False, **private)
+        self.rename_button.click(self.rename, [conversation_id, self.new_title, search], listing, **private)
+        self.delete_button.click(self.delete, [conversation_id, search], [*opened, listing], **private)
+        # the chatbot's own clear starts a new chat; the cleared one stays in the list
+        chat.chatbot.clear(lambda: (None, 0), None, [conversation_id, synced], queue=False, **private)
+        chat.chatbot.like(self.like, [chat.chatbot, conversation_id], None, **private)
 
     def choices(self, owner: str | None, search: str = "") -> list[tuple[str, str]]:
         """``(title, id)`` of the owner's conversations, most recently active first."""
