@@ -6,7 +6,10 @@ Each case opens the page and checks the first screen (title, logo, welcome text,
 example prompts in the browser's language, footer, and the chat input without scrolling), clicks
 an example and watches its reply stream in within the screen, reads the conversation list (its
 title fits the sidebar), reloads (the list and the messages are still there, and the REST API
-shows the same stored conversation), and opens a second visitor who sees none of it.
+shows the same stored conversation), and, on a phone in Chinese and a desktop in English, opens
+a second visitor who sees none of it and whose long first message titles the list in two lines.
+On a desktop the persona (and its examples) can be switched. A logged-in user finds on a second
+device (another browser context) what the first one wrote.
 
 The backend is scripted (tests/guard_fakes.py), slowed so a reply streams for about a second:
 the model is not the point here. Screenshots go to artifacts/screenshots/layout-*.png, and each
