@@ -312,7 +312,9 @@ class Settings:
     # page branding (chat/ui/branding.py); empty: neutral bilingual defaults
     title: str = _opt("CHAT_TITLE", "page title and header (default: Chat / 聊天)", default="")
     description: str = _opt(
-        "CHAT_DESCRIPTION", "welcome text on an empty chat, Markdown (default: a bilingual greeting)", default=""
+        "CHAT_DESCRIPTION",
+        "welcome text on an empty chat, Markdown (default: a bilingual greeting)",
+        default="",
     )
     logo: str = _opt("CHAT_LOGO", "logo beside the title: an image file path or an http(s) URL", default="")
     primary_color: str = _opt(
