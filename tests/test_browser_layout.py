@@ -345,3 +345,42 @@ def test_a_logged_in_user_finds_the_conversation_on_another_device(browser: Brow
         for device in devices:
             device.close()
         server.stop()
+
+
+def test_an_anonymous_visitor_finds_the_conversation_after_a_restart(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """The server stops and a new process starts on the same data directory: the same browser
+    (its signed visitor cookie, the key kept in the data directory) lists and opens its chat."""
+    settings = Settings(n_ctx=2048, port=free_port(), data_dir=str(tmp_path), feedback_log="")
+
+    def start() -> Server:
+        server = Server(
+            build_app(ChatEngine({"local": SlowScripted(CHUNKS)}), settings), "127.0.0.1", settings.port
+        )
+        server.start()
+        return server
+
+    persona = default_persona(load_persona_list(), "zh")
+    assert persona is not None
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1440, "height": 900})
+    context.set_default_timeout(30_000)
+    server = start()
+    try:
+        page = open_page(context, server.local_url, persona.examples[0])
+        page.locator(EXAMPLES).first.click()
+        page.locator(LIST_ITEMS, has_text=persona.examples[0]).wait_for()
+        page.wait_for_selector(STOP, state="detached")
+        server.stop()
+        server = start()  # a new process in all but name: nothing is kept in memory
+        page.reload(wait_until="domcontentloaded")
+        page.locator(LIST_ITEMS, has_text=persona.examples[0]).click()
+        page.wait_for_function(
+            "([sel, text]) => [...document.querySelectorAll(sel)].some(e => e.innerText.trim() === text)",
+            arg=[BOT, REPLY],
+        )
+        path = Shots("restart").take(page, "reopened")
+        assert page.locator(USER).all_inner_texts() == [persona.examples[0]], path
+    finally:
+        context.close()
+        server.stop()
