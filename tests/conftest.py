@@ -1,4 +1,4 @@
-"""Shared fixtures: the real embedded model, an engine over it, and the launched app."""
+"""Shared fixtures: the real embedded model, an engine over it, the launched app, a real browser."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ from chat.factory import build_local_backend  # noqa: E402
 
 if TYPE_CHECKING:
     from pg import PostgresServer
+    from playwright.sync_api import Browser
 
 TEST_N_CTX = 2048
+CHROMIUM = "/usr/bin/chromium"  # Debian's (.ci/run installs it), never a downloaded browser
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +87,17 @@ def postgres() -> Iterator[PostgresServer]:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
     with pg.postgres_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the whole session (Playwright's sync API allows one instance at a
+    time, so every browser test shares it); each test opens its own contexts."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)", pytrace=False)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

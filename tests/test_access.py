@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +18,7 @@ import anyio
 import httpx
 import pytest
 from guard_fakes import ScriptedBackend
+from playwright.sync_api import Browser, expect
 from service_support import serve, service_engine, sse_events
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -551,29 +551,19 @@ def test_basic_callers_cannot_read_or_end_the_doors_session(login_app: str) -> N
 
 # --- 6. the page, in a real browser, behind the door ----------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
 CHAT_INPUT = "#chat-input textarea[data-testid='textbox']"
 BOT = "#chatbot [data-testid='bot']"
 
 
 @pytest.mark.browser
-def test_the_page_logs_in_chats_and_shows_the_limit() -> None:
+def test_the_page_logs_in_chats_and_shows_the_limit(browser: Browser) -> None:
     """The page's own calls (queue, heartbeat, data) pass the door on its session; a login does
     not count against the limit, and a spent budget shows the door's sentence on the page. (The
     token-only page uses the same login with the token as password: test_policy_compares_every_part.)"""
-    if not os.path.exists(CHROMIUM):
-        message = "chromium is not installed (.ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import expect, sync_playwright
-
-    with serve(scripted(), rate_limit=2, auth=f"{USER}:{PASSWORD}") as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
+    with serve(scripted(), rate_limit=2, auth=f"{USER}:{PASSWORD}") as url:
+        context = browser.new_context()
         try:
-            page = browser.new_page()
+            page = context.new_page()
             page.goto(url, wait_until="domcontentloaded")
             page.locator("input[type='text']").first.fill(USER)
             page.locator("input[type='password']").first.fill(PASSWORD)
@@ -587,4 +577,4 @@ def test_the_page_logs_in_chats_and_shows_the_limit() -> None:
             page.locator(CHAT_INPUT).press("Enter")
             expect(page.get_by_text("too many requests").first).to_be_visible(timeout=30_000)
         finally:
-            browser.close()
+            context.close()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from support import free_port
 
 from chat import Settings, factory
@@ -40,8 +40,6 @@ from chat.ui import I18N
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 
 CHAT = "#chatbot"
@@ -150,16 +148,6 @@ def app(local_backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App
 
 
 # -- the browser ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")  # the sync API allows one Playwright at a time: each module its own
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)", pytrace=False)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

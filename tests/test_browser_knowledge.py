@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from support import free_port
 
 from chat import ChatEngine, Settings
@@ -24,7 +24,6 @@ from chat.ui import I18N
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 INPUT = "#chat-input textarea[data-testid='textbox']"
 BOT = "#chatbot [data-testid='bot']"
@@ -52,20 +51,8 @@ def shop_app(
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)", pytrace=False)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        yield browser
-        browser.close()
-
-
-def open_page(chromium: Browser, url: str, locale: str) -> Page:
-    context = chromium.new_context(locale=locale, viewport={"width": 1280, "height": 900})
+def open_page(browser: Browser, url: str, locale: str) -> Page:
+    context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(60_000)
     page = context.new_page()
     page.goto(url, wait_until="domcontentloaded")
@@ -101,7 +88,7 @@ def shot(page: Page, name: str) -> Path:
 )
 def test_the_shop_persona_answers_with_its_sources_collapsed_under_the_reply(
     shop_app: tuple[str, KnowledgeBase],
-    chromium: Browser,
+    browser: Browser,
     locale: str,
     persona: str,
     question: str,
@@ -109,7 +96,7 @@ def test_the_shop_persona_answers_with_its_sources_collapsed_under_the_reply(
     document: str,
 ) -> None:
     url, _ = shop_app
-    page = open_page(chromium, url, locale)
+    page = open_page(browser, url, locale)
     try:
         labels = I18N.translations["zh" if locale.startswith("zh") else "en"]
         tokens = page.get_by_label(f"number input for {labels['max_new_tokens']}")
@@ -142,14 +129,14 @@ def test_the_shop_persona_answers_with_its_sources_collapsed_under_the_reply(
 
 
 def test_the_admin_panel_uploads_lists_and_deletes(
-    shop_app: tuple[str, KnowledgeBase], chromium: Browser, tmp_path: Path
+    shop_app: tuple[str, KnowledgeBase], browser: Browser, tmp_path: Path
 ) -> None:
     url, library = shop_app
     faq = tmp_path / "faq.md"
     faq.write_text("# Delivery\n\nParcels to Norway take four working days by courier.\n", encoding="utf-8")
     broken = tmp_path / "broken.pdf"
     broken.write_bytes(b"%PDF-1.4 not really a PDF")
-    page = open_page(chromium, url, "en-US")
+    page = open_page(browser, url, "en-US")
     try:
         page.locator("#knowledge-admin").get_by_text("Knowledge bases (admin)").click()
         target = page.locator("#knowledge-target input")

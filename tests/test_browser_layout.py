@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from guard_fakes import ScriptedBackend
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page
 from support import free_port
 
 from chat import ChatEngine, Settings
@@ -40,8 +40,6 @@ from chat.ui.layout import default_persona
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 VIEWPORTS = {"phone": (390, 844), "desktop": (1440, 900)}
 
@@ -113,16 +111,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     server.start()
     yield App(server.local_url, server)
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)", pytrace=False)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 class Shots:

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 from guard_fakes import ScriptedBackend
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from service_support import serve
 
 from chat import ChatEngine
@@ -30,8 +30,6 @@ from chat.i18n import Lang, t
 from chat.messages import GenerationParams, Message
 from chat.ui import ChatHandlers, history_to_messages
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 
 INPUT = "#chat-input textarea[data-testid='textbox']"
@@ -104,16 +102,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     data = tmp_path_factory.mktemp("polish")
     with serve(ChatEngine({"local": backend}), data_dir=str(data)) as url:
         yield App(url, backend)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)", pytrace=False)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

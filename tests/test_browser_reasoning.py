@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 from support import free_port
 from test_reasoning import ANSWER, CHUNKS, THOUGHT, Thinker
 
@@ -21,7 +21,6 @@ from chat.server import Server, build_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 INPUT = "#chat-input textarea[data-testid='textbox']"
 BOT = "#chatbot [data-testid='bot']"
@@ -46,27 +45,15 @@ def thinker_app() -> Iterator[tuple[str, Thinker]]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)", pytrace=False)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        yield browser
-        browser.close()
-
-
 @pytest.mark.parametrize(
     ("locale", "question", "title"),
     [("en-US", "Capital of France?", "Thinking"), ("zh-CN", "法国的首都是哪里？", "思考过程")],
 )
 def test_thinking_shows_collapsed_before_the_reply_and_is_not_sent_back(
-    thinker_app: tuple[str, Thinker], chromium: Browser, locale: str, question: str, title: str
+    thinker_app: tuple[str, Thinker], browser: Browser, locale: str, question: str, title: str
 ) -> None:
     url, backend = thinker_app
-    context = chromium.new_context(locale=locale, viewport={"width": 1280, "height": 800})
+    context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 800})
     context.set_default_timeout(30_000)
     try:
         page = context.new_page()
