@@ -41,7 +41,7 @@ from chat.service.bodies import bool_field, invalid_field, read_json, refusal, r
 from chat.service.core import Service
 from chat.service.errors import ApiError, from_chat_error
 from chat.service.identity import owner_of
-from chat.service.replies import asked_language
+from chat.service.replies import json_refusals
 from chat.settings import Settings
 from chat.store import ConversationNotFound, Store
 from chat.store.engine import data_dir
@@ -132,25 +132,13 @@ def register(app: FastAPI, service: Service) -> None:
             raise store_off()
         return service.store
 
-    def route(handler: Callable[..., Any]) -> Callable[..., Any]:
-        """Every refusal in the one error shape, in the caller's language."""
-
-        @functools.wraps(handler)
-        async def wrapped(request: Request, *args: Any, **kwargs: Any) -> Response:
-            try:
-                return await handler(request, *args, **kwargs)
-            except ApiError as exc:
-                return exc.response(lang=asked_language(request))
-
-        return wrapped
-
     @app.get(
         "/api/conversations",
         tags=["conversations"],
         summary="The caller's conversations, most recently active first",
         openapi_extra={"parameters": LIST_PARAMETERS},
     )
-    @route
+    @json_refusals
     async def list_conversations(request: Request) -> Response:
         store = store_of()
         query = request.query_params
@@ -166,7 +154,7 @@ def register(app: FastAPI, service: Service) -> None:
         return JSONResponse({"conversations": [c.to_dict() for c in found]})
 
     @app.get("/api/conversations/{conversation_id}", tags=["conversations"], summary="One conversation")
-    @route
+    @json_refusals
     async def get_conversation(request: Request, conversation_id: str) -> Response:
         found = await in_thread(store_of().get_conversation, owner_of(request), conversation_id)
         if found is None:
@@ -180,7 +168,7 @@ def register(app: FastAPI, service: Service) -> None:
         summary="Rename",
         openapi_extra={"requestBody": {"content": {"application/json": {"schema": RENAME_SCHEMA}}}},
     )
-    @route
+    @json_refusals
     async def rename_conversation(request: Request, conversation_id: str) -> Response:
         store = store_of()
         body = await read_json(request, service.max_body)
@@ -194,20 +182,20 @@ def register(app: FastAPI, service: Service) -> None:
         return JSONResponse({"id": found.id, "title": found.title})
 
     @app.delete("/api/conversations/{conversation_id}", tags=["conversations"], summary="Delete one")
-    @route
+    @json_refusals
     async def delete_conversation(request: Request, conversation_id: str) -> Response:
         if not await in_thread(store_of().delete, owner_of(request), conversation_id):
             raise from_chat_error(ConversationNotFound(conversation_id=conversation_id))
         return JSONResponse({"id": conversation_id, "deleted": True})
 
     @app.delete("/api/conversations", tags=["conversations"], summary="Delete all my data")
-    @route
+    @json_refusals
     async def delete_all(request: Request) -> Response:
         count = await in_thread(store_of().delete_all, owner_of(request))
         return JSONResponse({"deleted": count})
 
     @app.get("/api/me/export", tags=["conversations"], summary="Export all my data (JSON)")
-    @route
+    @json_refusals
     async def export_all(request: Request) -> Response:
         data = await in_thread(store_of().export_all, owner_of(request))
         profile = data["profile"]
@@ -222,7 +210,7 @@ def register(app: FastAPI, service: Service) -> None:
         return JSONResponse(data, headers=headers)
 
     @app.get("/api/me/profile", tags=["profile"], summary="The caller's profile")
-    @route
+    @json_refusals
     async def get_profile(request: Request) -> Response:
         return JSONResponse(profile_dict(await in_thread(store_of().get_profile, owner_of(request))))
 
@@ -232,7 +220,7 @@ def register(app: FastAPI, service: Service) -> None:
         summary="Replace the caller's profile (used in the system prompt only with use_in_prompt)",
         openapi_extra={"requestBody": {"content": {"application/json": {"schema": PROFILE_SCHEMA}}}},
     )
-    @route
+    @json_refusals
     async def put_profile(request: Request) -> Response:
         store = store_of()
         body = await read_json(request, service.max_body)
@@ -255,7 +243,7 @@ def register(app: FastAPI, service: Service) -> None:
         summary="Like (1), dislike (-1) or clear (null) a reply; kept with the message",
         openapi_extra={"requestBody": {"content": {"application/json": {"schema": FEEDBACK_SCHEMA}}}},
     )
-    @route
+    @json_refusals
     async def rate_message(request: Request, conversation_id: str, message_id: str) -> Response:
         store, owner = store_of(), owner_of(request)
         body = await read_json(request, service.max_body)

@@ -16,9 +16,7 @@ shape, in the caller's language. Parsing and indexing run in a worker thread, of
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from starlette.datastructures import UploadFile
@@ -34,7 +32,7 @@ from chat.service.bodies import invalid_field, refusal
 from chat.service.conversations import in_thread
 from chat.service.core import Service
 from chat.service.errors import ApiError, from_chat_error
-from chat.service.replies import asked_language
+from chat.service.replies import json_refusals
 
 MAX_FILES = 10  # documents one upload request may carry
 MULTIPART_SLACK = 64 * 1024  # multipart framing around the files
@@ -59,26 +57,14 @@ def register(app: FastAPI, service: Service) -> None:
             raise refusal(503, "knowledge_unavailable", "knowledge.error", detail="not configured")
         return found
 
-    def route(handler: Callable[..., Any]) -> Callable[..., Any]:
-        """Every refusal in the one error shape, in the caller's language."""
-
-        @functools.wraps(handler)
-        async def wrapped(request: Request, *args: Any, **kwargs: Any) -> Response:
-            try:
-                return await handler(request, *args, **kwargs)
-            except ApiError as exc:
-                return exc.response(lang=asked_language(request))
-
-        return wrapped
-
     @app.get("/api/knowledge", tags=["knowledge"], summary="Knowledge bases and their sizes")
-    @route
+    @json_refusals
     async def list_knowledge(request: Request) -> Response:
         found = await in_thread(library(request).list_knowledge)
         return JSONResponse({"knowledge": [k.to_dict() for k in found]})
 
     @app.get("/api/knowledge/{name}/documents", tags=["knowledge"], summary="Documents of a knowledge base")
-    @route
+    @json_refusals
     async def list_documents(request: Request, name: str) -> Response:
         found = await in_thread(library(request).list_documents, name)
         if not found:
@@ -92,7 +78,7 @@ def register(app: FastAPI, service: Service) -> None:
         status_code=201,
         openapi_extra={"requestBody": {"required": True, "content": UPLOAD_SCHEMA}},
     )
-    @route
+    @json_refusals
     async def upload(request: Request, name: str) -> Response:
         kb = library(request)
         added = []
@@ -112,7 +98,7 @@ def register(app: FastAPI, service: Service) -> None:
     @app.delete(
         "/api/knowledge/{name}/documents/{document_id}", tags=["knowledge"], summary="Delete a document"
     )
-    @route
+    @json_refusals
     async def delete_document(request: Request, name: str, document_id: str) -> Response:
         if not await in_thread(library(request).delete_document, name, document_id):
             raise from_chat_error(KnowledgeNotFound(name=f"{name}/{document_id}"))

@@ -8,20 +8,22 @@ as ``{"type": ..., ...}``; ``/v1`` has its own OpenAI shapes (``chat.service.ope
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
 
 from chat.i18n import Lang, request_language, translated
 from chat.messages import Notice, Stats, TextDelta, ThinkingDelta, Waiting
 from chat.pipeline import OUTCOMES, Cancelled, Failure, Outcome, Refusal, Reply, ReplyRequest, Step
 from chat.service.bridge import EventPump, cancel_on_disconnect
-from chat.service.errors import from_chat_error
+from chat.service.errors import ApiError, from_chat_error
 from chat.service.tracking import CLIENT_CLOSED, RequestRecord
 
 if TYPE_CHECKING:
@@ -89,6 +91,20 @@ class ReplyRun:
 def asked_language(conn: HTTPConnection, text: Any = None) -> Lang:
     """The language to refuse a request in: its message when it has one, else Accept-Language."""
     return request_language(text if isinstance(text, str) else "", conn.headers.get("accept-language", ""))
+
+
+def json_refusals(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+    """A route whose ``ApiError`` refusals answer in the one JSON error shape, in the caller's
+    language (Accept-Language)."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return await handler(request, *args, **kwargs)
+        except ApiError as exc:
+            return exc.response(lang=asked_language(request))
+
+    return wrapped
 
 
 def frame(step: Step, record: RequestRecord, lang: Lang) -> tuple[str, dict[str, Any]]:
