@@ -118,6 +118,10 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "上下文长度 {requested} 超过了模型已加载的窗口，实际使用 {used}。",
     },
     "notice.stopped": {"en": "Stopped.", "zh": "已停止。"},
+    "notice.interrupted": {
+        "en": "Interrupted: the server stopped before this reply was finished.",
+        "zh": "已中断：服务器在这条回复完成前停止了。",
+    },
     # names the page gives its icon-only controls and skip link (chat/ui/assets)
     "page.send": {"en": "Send", "zh": "发送"},
     "page.stop": {"en": "Stop", "zh": "停止"},

@@ -181,6 +181,19 @@ def test_a_stopped_reply_opens_with_its_mark(sidebar: ConversationList, store: S
     assert t("notice.stopped", "zh") in shown[2].metadata["title"]
 
 
+def test_a_reply_the_server_never_finished_opens_marked_interrupted(
+    sidebar: ConversationList, store: Store
+) -> None:
+    conversation = store.create_conversation("anon:ivan")
+    store.add_message("anon:ivan", conversation.id, "user", "Tell me a long story")
+    store.reply_writer("anon:ivan", conversation.id, interval=0).append("Once upon")  # then it dies
+    assert store.mark_interrupted() >= 1  # what the next start-up does
+    _, _, shown, _ = sidebar.open(conversation.id, page_request("anon:ivan", "en-US"))
+    assert shown[1] == {"role": "assistant", "content": "Once upon"}
+    assert t("notice.interrupted", "en") in shown[2].metadata["title"]
+    assert "stopped" not in shown[2].metadata.get("id", "")
+
+
 def test_a_like_is_kept_with_the_reply_it_rates(chat: Any, sidebar: ConversationList, store: Store) -> None:
     conversation_id = turn(chat, "Hi", [], None, "anon:frank")[-1][2]
     history = [

@@ -381,6 +381,14 @@ def stopped_mark(lang: Lang) -> gr.ChatMessage:
     )
 
 
+def interrupted_mark(lang: Lang) -> gr.ChatMessage:
+    """The bubble under a stored reply the server never finished (it stopped or crashed mid-reply):
+    the partial text is shown, and said to be partial."""
+    return gr.ChatMessage(
+        content="", metadata={"title": "⚠️ " + t("notice.interrupted", lang), "status": "done"}
+    )
+
+
 def _is_stopped_mark(message: Any) -> bool:
     metadata = (
         message.get("metadata") if isinstance(message, dict) else getattr(message, "metadata", None)

@@ -22,7 +22,7 @@ from chat.i18n import request_language
 from chat.pipeline import StoredConversation
 from chat.service.identity import owner_of
 from chat.store import Store
-from chat.ui.handlers import stopped_mark
+from chat.ui.handlers import interrupted_mark, stopped_mark
 from chat.ui.labels import I18N
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,8 @@ class ConversationList:
                 shown.append({"role": m.role, "content": m.content})
             if m.status == "stopped":  # marked as it was when Stop cut it short
                 shown.append(stopped_mark(_lang(request)))
+            elif m.status == "interrupted":  # the server went away mid-reply
+                shown.append(interrupted_mark(_lang(request)))
         return found.id, len(shown), shown, found.title
 
     def rename(self, conversation_id: str | None, title: str, search: str, request: gr.Request) -> gr.Radio:
