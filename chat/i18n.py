@@ -118,6 +118,11 @@ MESSAGES: dict[str, dict[Lang, str]] = {
         "zh": "上下文长度 {requested} 超过了模型已加载的窗口，实际使用 {used}。",
     },
     "notice.stopped": {"en": "Stopped.", "zh": "已停止。"},
+    "knowledge.operator_only": {
+        "en": "Only the operator can add or delete documents: set a login (--auth) or an API token "
+        "(CHAT_API_TOKEN), or use the app on the server itself.",
+        "zh": "只有管理员可以添加或删除文档：请设置登录（--auth）或 API 令牌（CHAT_API_TOKEN），或在服务器本机上使用。",
+    },
     "notice.interrupted": {
         "en": "Interrupted: the server stopped before this reply was finished.",
         "zh": "已中断：服务器在这条回复完成前停止了。",

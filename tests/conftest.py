@@ -89,10 +89,11 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the whole session (Playwright's sync API allows one instance at a
-    time, so every browser test shares it); each test opens its own contexts."""
+    """A headless Chromium for the module's tests; each test opens its own contexts. Per module,
+    not per session: Playwright's sync API keeps an event loop running while it is open, and
+    other modules' tests start their own (asyncio.run) in the main thread."""
     from playwright.sync_api import sync_playwright
 
     if not os.path.exists(CHROMIUM):

@@ -154,3 +154,41 @@ def test_openapi_page_documents_the_knowledge_routes(app: tuple[str, Path]) -> N
     assert "delete" in paths["/api/knowledge/{name}/documents/{document_id}"]
     body = paths["/api/knowledge/{name}/documents"]["post"]["requestBody"]["content"]
     assert body["multipart/form-data"]["schema"]["required"] == ["file"]
+
+
+def test_without_a_login_only_the_servers_own_machine_may_change_documents(tmp_path: Path) -> None:
+    """An open app (no login, no token) serves everyone, but adding or deleting documents is the
+    operator's: a client behind the trusted proxy (a visitor of a deployed app) gets 403, in its
+    language, while reading still works; the server's own machine may."""
+    with (
+        serve(
+            service_engine(ScriptedBackend(["ok"])), data_dir=str(tmp_path), trusted_proxies=("127.0.0.0/8",)
+        ) as url,
+        httpx.Client(base_url=url, timeout=30) as http,
+    ):
+        visitor = {"X-Forwarded-For": "203.0.113.7"}
+        refused = upload(http, "shop", ("prices.md", MANUAL), **visitor, **{"Accept-Language": "zh-CN"})
+        assert refused.status_code == 403 and "管理员" in refused.json()["error"]["message"]
+        local = upload(http, "shop", ("prices.md", MANUAL))
+        assert local.status_code == 201, local.text
+        doc = local.json()["documents"][0]["id"]
+        assert http.get("/api/knowledge/shop/documents", headers=visitor).status_code == 200
+        assert http.delete(f"/api/knowledge/shop/documents/{doc}", headers=visitor).status_code == 403
+        assert http.delete(f"/api/knowledge/shop/documents/{doc}").status_code == 200
+
+
+def test_behind_a_share_link_every_visitor_arrives_from_loopback_and_may_not_change_documents(
+    tmp_path: Path,
+) -> None:
+    engine = service_engine(ScriptedBackend(["ok"]))
+    with (
+        serve(engine, data_dir=str(tmp_path), share=True) as url,
+        httpx.Client(base_url=url, timeout=30) as http,
+    ):
+        assert upload(http, "shop", ("prices.md", MANUAL)).status_code == 403
+    with (
+        serve(engine, data_dir=str(tmp_path), share=True, api_token=TOKEN) as url,
+        httpx.Client(base_url=url, timeout=30) as http,
+    ):
+        allowed = upload(http, "shop", ("prices.md", MANUAL), Authorization=f"Bearer {TOKEN}")
+        assert allowed.status_code == 201, allowed.text

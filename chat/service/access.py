@@ -42,6 +42,7 @@ from chat.service.errors import ApiError
 from chat.service.gradio_sessions import GradioSessions
 from chat.service.identity import (
     CLIENT_KEY,
+    OPERATOR_KEY,
     OWNER_KEY,
     Identity,
     api_owner,
@@ -176,6 +177,9 @@ class Door:
                 # its cookies stays keyed on the address it shares with every cookie-less caller.
                 mint = self._mints.hit(address) is None
         scope.setdefault("state", {})[CLIENT_KEY] = client
+        # With a login or token configured, whoever passes the door is the operator's; without
+        # one, only a client on this machine is (an open Space must not let visitors delete docs).
+        scope["state"][OPERATOR_KEY] = self.policy.closed or self.identity.is_local(address)
         refusal, body = await self._check(scope, headers, cookies, path, client, lang, receive)
         if refusal is not None:
             await self._refuse(scope, receive, send, refusal, headers, path, client)

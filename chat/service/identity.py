@@ -16,11 +16,19 @@ from chat.settings import Settings
 CLIENT_KEY = "chat_client"  # scope["state"][CLIENT_KEY]: the client's identity for limits and logs
 OWNER_KEY = "chat_owner"  # scope["state"][OWNER_KEY]: whose conversations the request may see
 VISITOR_COOKIE = "chat_visitor"
+OPERATOR_KEY = "chat_operator"  # scope["state"][OPERATOR_KEY]: may manage the operator's data
 
 
 def api_owner(token: str) -> str:
     """The owner a bearer token stands for: a prefix of its hash, never the token itself."""
     return "api:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def is_operator(conn: HTTPConnection) -> bool:
+    """Whether this request may change what every user relies on (the knowledge bases), as the
+    door decided: anyone who passed a configured login or token, else only a client on the
+    server's own machine (never through ``--share``, where every visitor arrives from loopback)."""
+    return bool(conn.scope.get("state", {}).get(OPERATOR_KEY))
 
 
 def owner_of(conn: HTTPConnection) -> str:
@@ -78,6 +86,15 @@ class Identity:
 
     def _sign(self, value: str) -> str:
         return hmac.new(self._secret, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def is_local(self, address: str) -> bool:
+        """A client on this machine (not a proxied or shared-link visitor)."""
+        if self.share:
+            return False
+        try:
+            return ipaddress.ip_address(address).is_loopback
+        except ValueError:
+            return False
 
     def keyed_on_visitor(self, address: str) -> bool:
         """Behind ``--share`` the tunnel arrives from loopback: there the address tells no one apart."""

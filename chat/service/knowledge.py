@@ -32,6 +32,7 @@ from chat.service.bodies import invalid_field, refusal
 from chat.service.conversations import in_thread
 from chat.service.core import Service
 from chat.service.errors import ApiError, from_chat_error
+from chat.service.identity import is_operator
 from chat.service.replies import json_refusals
 
 MAX_FILES = 10  # documents one upload request may carry
@@ -80,6 +81,7 @@ def register(app: FastAPI, service: Service) -> None:
     )
     @json_refusals
     async def upload(request: Request, name: str) -> Response:
+        operator_only(request)
         kb = library(request)
         added = []
         async with _files(request, body_limit) as files:
@@ -100,9 +102,16 @@ def register(app: FastAPI, service: Service) -> None:
     )
     @json_refusals
     async def delete_document(request: Request, name: str, document_id: str) -> Response:
+        operator_only(request)
         if not await in_thread(library(request).delete_document, name, document_id):
             raise from_chat_error(KnowledgeNotFound(name=f"{name}/{document_id}"))
         return JSONResponse({"id": document_id, "deleted": True})
+
+
+def operator_only(request: Request) -> None:
+    """403 unless the door counted the caller as the operator (``is_operator``)."""
+    if not is_operator(request):
+        raise refusal(403, "forbidden", "knowledge.operator_only")
 
 
 class _TooLarge(Exception):

@@ -21,6 +21,7 @@ import gradio as gr
 from chat.errors import ChatError
 from chat.i18n import Lang, request_language, t
 from chat.personas import Persona
+from chat.service.identity import OPERATOR_KEY, is_operator
 from chat.ui.labels import I18N
 
 if TYPE_CHECKING:
@@ -114,6 +115,8 @@ class KnowledgeControls:
     ) -> tuple[Any, ...]:
         """Upload the chosen files into ``knowledge``; each file is indexed whole or not at all."""
         lang = _lang(request)
+        if not _operator(request):
+            return self._after("⚠️ " + t("knowledge.operator_only", lang), knowledge, selected, request)
         lines: list[str] = []
         name = (knowledge or "").strip()
         if self.library is None or not paths or not name:
@@ -132,6 +135,8 @@ class KnowledgeControls:
         self, knowledge: str | None, document_id: str | None, selected: str | None, request: gr.Request
     ) -> tuple[Any, ...]:
         lang = _lang(request)
+        if not _operator(request):
+            return self._after("⚠️ " + t("knowledge.operator_only", lang), knowledge, selected, request)
         removed = bool(self.library and knowledge and document_id)
         if removed:
             try:
@@ -222,3 +227,12 @@ def _choices(names: Sequence[str]) -> list[tuple[str, str]]:
 def _lang(request: gr.Request | None) -> Lang:
     headers = getattr(request, "headers", None) or {}
     return request_language(accept_language=headers.get("accept-language", ""))
+
+
+def _operator(request: gr.Request | None) -> bool:
+    """Whether the door counted this page request as the operator's (a bare Blocks in a unit test,
+    with no door before it, is the developer's own)."""
+    raw = getattr(request, "request", None)
+    if raw is None or OPERATOR_KEY not in raw.scope.get("state", {}):
+        return True
+    return is_operator(raw)
