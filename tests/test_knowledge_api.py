@@ -192,3 +192,38 @@ def test_behind_a_share_link_every_visitor_arrives_from_loopback_and_may_not_cha
     ):
         allowed = upload(http, "shop", ("prices.md", MANUAL), Authorization=f"Bearer {TOKEN}")
         assert allowed.status_code == 201, allowed.text
+
+
+def test_the_pages_admin_panel_refuses_a_visitor_who_is_not_the_operator(tmp_path: Path) -> None:
+    """The page's upload and delete buttons follow the same rule as the routes: the door's word
+    (scope state) that this request is not the operator's leaves the documents as they were."""
+    import gradio as gr
+    from starlette.requests import Request
+
+    from chat.personas import load_persona_list
+    from chat.service.identity import OPERATOR_KEY
+    from chat.ui.knowledge import knowledge_controls
+
+    def request(operator: bool) -> gr.Request:
+        scope = {
+            "type": "http",
+            "headers": [(b"accept-language", b"en-US")],
+            "state": {OPERATOR_KEY: operator},
+        }
+        return gr.Request(request=Request(scope))
+
+    store = Store.open(f"sqlite:///{tmp_path / 'chat.db'}")
+    try:
+        library = KnowledgeBase(store.engine)
+        doc = library.add_document("shop", "kettle.md", MANUAL)
+        (tmp_path / "new.md").write_bytes(MANUAL)
+        with gr.Blocks():
+            controls = knowledge_controls(library, load_persona_list())
+        refused = controls.add("shop", [str(tmp_path / "new.md")], None, request(operator=False))
+        assert "Only the operator" in refused[0].value
+        assert controls.remove("shop", doc.id, None, request(operator=False))[0].value.startswith("⚠️")
+        assert [d.name for d in library.list_documents("shop")] == ["kettle.md"]  # nothing changed
+        controls.add("shop", [str(tmp_path / "new.md")], None, request(operator=True))
+        assert sorted(d.name for d in library.list_documents("shop")) == ["kettle.md", "new.md"]
+    finally:
+        store.close()
