@@ -715,7 +715,9 @@ def test_like_and_dislike_write_the_feedback_log(app: App, page: Page) -> None:
 
 def test_a_second_page_sees_its_queue_position(app: App, open_page, request: pytest.FixtureRequest) -> None:
     busy, english, chinese = open_page(), open_page(), open_page("zh-CN")
-    set_max_new_tokens(busy, 1024)
+    # Greedy, so the story surely runs to its budget (at 0.7 it may end early, before Stop)
+    set_number(busy, "temperature", 0)
+    set_max_new_tokens(busy, 2048)
     for page in (english, chinese):
         set_max_new_tokens(page, 16)
     before = len(app.spy.calls)
