@@ -9,15 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Iterator
 
-import httpx
 import pytest
+from llama_server import llama_cpp_server
 from support import free_port
 
 from chat import (
@@ -33,7 +30,6 @@ from chat import (
 )
 from chat.backends.openai_compat import OpenAICompatBackend, Timeouts
 from chat.factory import build_engine
-from chat.models import embedded_model_path
 
 pytestmark = pytest.mark.slow
 
@@ -51,44 +47,8 @@ def cloud(base: str, **kw) -> OpenAICompatBackend:  # noqa: ANN003
 @pytest.fixture(scope="session")
 def llama_server() -> Iterator[str]:
     """``python -m llama_cpp.server`` with the embedded GGUF; yields its ``/v1`` base URL."""
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(embedded_model_path()),
-        "--model_alias", MODEL,
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--interrupt_requests", "false",
-        "--n_ctx", "2048",
-        "--api_key", KEY,
-    ]  # fmt: skip
-    # A file, not a pipe: llama.cpp's load log would fill a pipe and block the server.
-    with tempfile.TemporaryFile(mode="w+") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
-        try:
-            yield _wait_until_up(proc, log, f"http://127.0.0.1:{port}/v1")
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def _wait_until_up(proc: subprocess.Popen, log, base: str, timeout: float = 90) -> str:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"llama_cpp.server exited: {log.read()[-2000:]}")
-        try:
-            if httpx.get(base + "/models", headers=AUTH, timeout=2).status_code == 200:
-                return base
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"llama_cpp.server did not answer /v1/models within {timeout:g} s")
-        time.sleep(0.25)
+    with llama_cpp_server(MODEL, KEY, "--interrupt_requests", "false", "--n_ctx", "2048") as base:
+        yield base
 
 
 @pytest.fixture

@@ -9,14 +9,10 @@ must agree, since both mean pool the same model. Nothing is mocked.
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator, Sequence
 
-import httpx
 import pytest
+from llama_server import llama_cpp_server
 from support import free_port
 
 from chat import Settings
@@ -51,42 +47,8 @@ def _assert_unit_vectors(vectors: list[list[float]], count: int) -> None:
 @pytest.fixture(scope="module")
 def embedding_server() -> Iterator[str]:
     """``python -m llama_cpp.server --embedding true`` on the embedded GGUF; yields its /v1 URL."""
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(embedded_model_path()),
-        "--model_alias", MODEL,
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--embedding", "true",
-        "--n_ctx", "512",
-        "--n_threads", "1",
-        "--api_key", KEY,
-    ]  # fmt: skip
-    base = f"http://127.0.0.1:{port}/v1"
-    with tempfile.TemporaryFile(mode="w+") as log:  # a pipe could fill up and block the server
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                if proc.poll() is not None:
-                    log.seek(0)
-                    pytest.fail(f"llama_cpp.server exited: {log.read()[-2000:]}")
-                try:
-                    headers = {"Authorization": f"Bearer {KEY}"}
-                    if httpx.get(base + "/models", headers=headers, timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "llama_cpp.server did not start within 90 s"
-                time.sleep(0.25)
-            yield base
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with llama_cpp_server(MODEL, KEY, "--embedding", "true", "--n_ctx", "512", "--n_threads", "1") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
