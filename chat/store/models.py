@@ -12,6 +12,7 @@ CASCADE``; SQLite enforces it because every connection turns ``foreign_keys`` on
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import (
@@ -96,6 +97,8 @@ class MessageRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="complete")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The knowledge-base passages an answer used (issue 13): [{"document", "heading", "text", "score"}]
+    sources: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON(), nullable=True, default=None)
 
 
 class FeedbackRow(Base):
