@@ -14,10 +14,11 @@ on ``/api/chat`` and another on ``/v1``. Closing the iterator stops generation a
 
 With ``request.conversation`` set, the turn is also kept in the store: the user's message before
 generation starts (a failure, Stop or a crash cannot lose it), the reply as it streams, then
-marked complete, stopped or interrupted by its outcome. A reasoning model's thinking is not kept:
-it is never context for the next turn, and it is often longer than the reply itself. The
-owner's profile (when they opted in) and the summary of turns that no longer fit go in as system
-notes after the system prompt, in place of the summarised turns (``chat.turn_notes``).
+marked complete, stopped or interrupted by its outcome (with the sources it cited, in the same
+write). A reasoning model's thinking is not kept: it is never context for the next turn, and it
+is often longer than the reply itself. The owner's profile (when they opted in) and the summary
+of turns that no longer fit go in as system notes after the system prompt, in place of the
+summarised turns (``chat.turn_notes``).
 
 With ``request.knowledge`` set, the newest message is first looked up in that knowledge base (one
 indexed query; an unknown name fails before anything is stored), the best chunks go into the
@@ -54,7 +55,6 @@ from chat.turn_notes import TurnNotes
 if TYPE_CHECKING:
     from chat.knowledge.records import Source
     from chat.store import ReplyWriter, Store
-    from chat.store.store import StartedTurn
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +161,8 @@ def run(
     memory = TurnNotes(list(request.messages))
     try:
         found = retrieve(knowledge, request.knowledge, request.user_input) if request.knowledge else []
-        started = _start_turn(engine, request)
-        writer = started.writer if started is not None else None
-        memory = TurnNotes.load(request, started)  # profile and summary notes; summarised turns go
+        writer = _start_turn(engine, request)
+        memory = TurnNotes.load(request)  # profile and summary notes; summarised turns go
         notices.extend(memory.notices)
         yield from memory.notices
         if request.knowledge:  # the note on every such turn (a stable prefix), chunks when found
@@ -212,15 +211,15 @@ def run(
     if outcome is None:  # pragma: no cover - the engine always ends with Done or an error
         outcome = Failure(ChatError("the reply ended without a result"), "".join(shown), tuple(notices))
     if writer is not None:
-        _finish_turn(writer, _status(outcome), outcome.text)
+        sources = outcome.sources if isinstance(outcome, Reply) else ()
+        _finish_turn(writer, _status(outcome), outcome.text, sources)
     memory.after(engine, request, outcome)  # a summary of the turns left out, in the background
     yield outcome
 
 
-def _start_turn(engine: ChatEngine, request: ReplyRequest) -> StartedTurn | None:
-    """Store the user's message and start the reply (a ``streaming`` row), reading the turn's
-    notes; ``ChatError`` (``StoreError``, ``ConversationNotFound``) when that fails, before
-    anything is generated.
+def _start_turn(engine: ChatEngine, request: ReplyRequest) -> ReplyWriter | None:
+    """Store the user's message, then start the reply (a ``streaming`` row); ``ChatError``
+    (``StoreError``, ``ConversationNotFound``) when that fails, before anything is generated.
 
     The input guard runs first: a refused message (it may hold a password) is never stored. Its
     passed verdicts are memoised, so the engine's own check costs little after this one."""
@@ -233,7 +232,8 @@ def _start_turn(engine: ChatEngine, request: ReplyRequest) -> StartedTurn | None
         for message in without_thinking(request.messages[:-1]):
             if message.role != "system":
                 store.add_message(owner, conversation.id, message.role, message.content)
-    return store.start_turn(owner, conversation.id, request.user_input)
+    store.add_message(owner, conversation.id, "user", request.user_input)
+    return store.reply_writer(owner, conversation.id)
 
 
 def _status(outcome: Outcome) -> Literal["complete", "stopped", "interrupted"]:
@@ -245,12 +245,16 @@ def _status(outcome: Outcome) -> Literal["complete", "stopped", "interrupted"]:
 
 
 def _finish_turn(
-    writer: ReplyWriter, status: Literal["complete", "stopped", "interrupted"], text: str
+    writer: ReplyWriter,
+    status: Literal["complete", "stopped", "interrupted"],
+    text: str,
+    sources: Sequence[Source] = (),
 ) -> None:
-    """The reply's last write; a failing database is logged, never turned into a failed reply the
-    user has already read."""
+    """The reply's last write, with the sources it showed (display-only: ``Store.history`` never
+    gives them back to the model); a failing database is logged, never turned into a failed
+    reply the user has already read."""
     try:
-        writer.finish(status, text=text)
+        writer.finish(status, text=text, sources=[source.to_dict() for source in sources])
     except ChatError:
         log.warning("reply %s: the final write to the store failed", writer.message_id)
 

@@ -2,6 +2,7 @@
 
     GET    /api/conversations[?search=&limit=]   {"conversations": [{"id", "title", ...}]}, newest first
     GET    /api/conversations/{id}               {"id", "title", "messages": [{"role", "content", ...}]}
+                                                 (an answer's "sources" as /api/chat gave them)
     PATCH  /api/conversations/{id}               {"title": "..."} renames it
     DELETE /api/conversations/{id}               deletes it with its messages
     DELETE /api/conversations                    deletes everything kept about the caller

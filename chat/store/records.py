@@ -28,6 +28,9 @@ class StoredMessage:
     created_at: datetime
     updated_at: datetime
     rating: int | None = None
+    # The knowledge-base passages an answer used, best first (``Source.to_dict``): shown under
+    # the reply, never sent back to the model (``to_message`` leaves them out).
+    sources: tuple[dict[str, Any], ...] = ()
 
     def to_message(self) -> Message:
         return Message(self.role, self.content)
@@ -39,6 +42,7 @@ class StoredMessage:
             "content": self.content,
             "status": self.status,
             "rating": self.rating,
+            "sources": [dict(source) for source in self.sources],  # as /api/chat's "sources"
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
         }

@@ -10,9 +10,10 @@ it never breaks the reply the user is watching.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -27,6 +28,7 @@ _UPDATE = (  # built once: the statement a streaming reply runs every second
     .where(messages.c.id == sa.bindparam("message_id"))
     .values(content=sa.bindparam("text"), status=sa.bindparam("status"), updated_at=sa.bindparam("now"))
 )
+_FINISH_WITH_SOURCES = _UPDATE.values(sources=sa.bindparam("sources", type_=messages.c.sources.type))
 
 
 class ReplyWriter:
@@ -59,6 +61,7 @@ class ReplyWriter:
         self._parts: list[str] = []
         self._written = clock()
         self._status: Status = "streaming"
+        self._sources: list[dict[str, Any]] | None = None  # written by the final write only
         self._gone = False  # the conversation was deleted meanwhile: nothing left to write into
 
     @property
@@ -82,15 +85,25 @@ class ReplyWriter:
                 self.failed_writes += 1
                 log.warning("reply %s: intermediate write failed; retrying at the next", self.message_id)
 
-    def finish(self, status: Status = "complete", *, text: str | None = None) -> None:
-        """Write the final text (``text`` replaces what was appended, e.g. the guarded reply) and
-        status. Raises ``StoreError`` when the database fails."""
+    def finish(
+        self,
+        status: Status = "complete",
+        *,
+        text: str | None = None,
+        sources: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Write the final text (``text`` replaces what was appended, e.g. the guarded reply),
+        status and, in the same statement, the ``sources`` the answer used (JSON-able dicts,
+        ``{"document", "heading", "text", "score", ...}``, best first). Raises ``StoreError``
+        when the database fails."""
         if status not in STATUSES or status == "streaming":
             raise ValueError(f"final status must be complete, stopped or interrupted, got {status!r}")
         if self._status != "streaming":
             return
         if text is not None:
             self._parts = [text]
+        if sources:
+            self._sources = [dict(source) for source in sources]
         self._status = status
         self._write()
 
@@ -104,7 +117,11 @@ class ReplyWriter:
                 "status": self._status,
                 "now": utcnow(),
             }
-            updated = c.execute(_UPDATE, values).rowcount
+            if self._sources is None:
+                updated = c.execute(_UPDATE, values).rowcount
+            else:
+                values["sources"] = self._sources
+                updated = c.execute(_FINISH_WITH_SOURCES, values).rowcount
         self._gone = not updated
         self._written = self._clock()
 

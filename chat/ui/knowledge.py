@@ -11,7 +11,7 @@ door); on an open app anyone can upload, as the README says.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,12 +20,13 @@ import gradio as gr
 
 from chat.errors import ChatError
 from chat.i18n import Lang, request_language, t
+from chat.knowledge.records import Source
 from chat.personas import Persona
 from chat.service.identity import OPERATOR_KEY, is_operator
 from chat.ui.labels import I18N
 
 if TYPE_CHECKING:
-    from chat.knowledge import KnowledgeBase, Source
+    from chat.knowledge import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,23 @@ def sources_bubble(sources: Sequence[Source], lang: Lang) -> list[gr.ChatMessage
         lines.append(f"{number}. {where}\n\n   > {snippet}")
     metadata = {"title": t("knowledge.sources", lang, count=len(sources)), "status": "done", "id": SOURCES_ID}
     return [gr.ChatMessage(content="\n\n".join(lines), metadata=metadata)]
+
+
+def stored_sources_bubble(stored: Sequence[Mapping[str, Any]], lang: Lang) -> list[gr.ChatMessage]:
+    """``sources_bubble`` for a reply reopened from the store, which keeps its sources as
+    ``Source.to_dict`` gave them; an entry that is not such a dict is left out."""
+    sources = [
+        Source(
+            document=str(item.get("document", "")),
+            heading=str(item.get("heading", "")),
+            text=str(item.get("text", "")),
+            score=score if isinstance(score := item.get("score"), int | float) else 0.0,
+            document_id=str(item.get("document_id", "")),
+        )
+        for item in stored
+        if isinstance(item, Mapping)
+    ]
+    return sources_bubble(sources, lang)
 
 
 def persona_knowledge(persona: Persona | None, names: Sequence[str]) -> str | None:

@@ -18,11 +18,12 @@ from typing import Any
 import gradio as gr
 
 from chat.errors import ChatError
-from chat.i18n import request_language
+from chat.i18n import Lang, detect_language, request_language
 from chat.pipeline import StoredConversation
 from chat.service.identity import owner_of
 from chat.store import Store
 from chat.ui.handlers import interrupted_mark, stopped_mark
+from chat.ui.knowledge import stored_sources_bubble
 from chat.ui.labels import I18N
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,8 @@ class ConversationList:
     def open(
         self, conversation_id: str | None, request: gr.Request
     ) -> tuple[str | None, int, list[dict], str]:
-        """The chosen conversation: its id, its message count, its messages for the chatbot, and its
-        title."""
+        """The chosen conversation: its id, its message count, its messages for the chatbot (with
+        each answer's sources block, as it was shown when it streamed), and its title."""
         owner = page_owner(request)
         if self.store is None or owner is None or not conversation_id:
             return None, 0, [], ""
@@ -130,9 +131,13 @@ class ConversationList:
         if found is None:  # deleted meanwhile (another tab or device)
             return None, 0, [], ""
         shown: list[Any] = []
+        asked: Lang = "en"  # the sources' title follows the question, as when it streamed
         for m in found.messages:
+            if m.role == "user":
+                asked = detect_language(m.content)
             if m.role != "system" and (m.content or m.role == "user"):
                 shown.append({"role": m.role, "content": m.content})
+            shown.extend(stored_sources_bubble(m.sources, asked))  # under the reply that used them
             if m.status == "stopped":  # marked as it was when Stop cut it short
                 shown.append(stopped_mark(_lang(request)))
             elif m.status == "interrupted":  # the server went away mid-reply
