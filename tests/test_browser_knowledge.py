@@ -1,6 +1,7 @@
 """Knowledge bases on the page, in a real browser: the shop persona answers from the ``shop``
-knowledge base with its sources in a collapsed block under the reply, and the admin panel
-uploads, lists and deletes documents.
+knowledge base with its sources in a collapsed block under the reply (there again when the
+conversation is reopened after a reload), and the admin panel uploads, lists and deletes
+documents.
 
 Debian's Chromium (Playwright) against the whole app (``build_app`` on uvicorn) with the
 session's real SmolLM2 and the real knowledge base in the app's own data folder. Screenshots go
@@ -30,6 +31,7 @@ BOT = "#chatbot [data-testid='bot']"
 # the titled bubble whose title starts with ``title``: notices are titled bubbles too
 SOURCES = "#chatbot .thought-group:has(.title:has-text('{title}'))"
 SELECTOR = "#knowledge input"
+LIST_ITEMS = "#conversation-list label"
 RETURNS_MD = (
     b"# Returns\n\n## Refunds\n\nUnused items can be returned within 30 days of delivery for a full refund.\n"
 )
@@ -124,6 +126,18 @@ def test_the_shop_persona_answers_with_its_sources_collapsed_under_the_reply(
         body.wait_for()
         assert document in body.inner_text(), shot(page, f"knowledge_sources_opened_{locale}")
         shot(page, f"knowledge_sources_opened_{locale}")
+
+        # the sources are kept with the reply: a reload, reopened from the list, shows them again
+        page.reload(wait_until="domcontentloaded")
+        page.wait_for_selector(INPUT)
+        page.locator(LIST_ITEMS, has_text=question).click()
+        block = page.locator(SOURCES.format(title=title) + " .title")
+        block.wait_for()
+        block.click()
+        body = page.locator(SOURCES.format(title=title) + " .content")
+        body.wait_for()
+        assert document in body.inner_text(), shot(page, f"knowledge_sources_reopened_{locale}")
+        shot(page, f"knowledge_sources_reopened_{locale}")
     finally:
         page.context.close()
 
