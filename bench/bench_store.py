@@ -1,8 +1,10 @@
 """Store time per turn on SQLite and on PostgreSQL over loopback.
 
-A turn is what the app does in the store for one message: the user's message (before
-generation), one read of the conversation's summary and the owner's profile, the assistant reply started as ``streaming``, its text written as it streams (at most once a second:
-a 64-token reply at 20 tokens/s makes 3 intermediate writes) and the final ``complete``. Only time
+A turn is what the app does in the store for one message (``Store.start_turn``): the user's
+message stored (before generation) with the assistant reply started as ``streaming`` and the
+conversation's summary and the owner's profile read on the way; then the reply's text written as
+it streams (at most once a second: a 64-token reply at 20 tokens/s makes 3 intermediate writes)
+and the final ``complete``. Only time
 spent in store calls counts: the stream's clock is simulated, so nothing sleeps. Conversations
 grow to 20 turns, so the figure includes any cost of a longer history. The databases take turns
 in 8 rounds, so background load hits them alike; the quietest round's median is the closest to
@@ -31,7 +33,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # pg.py: a throw-away PostgreSQL cluster
 
 from chat.store import Store  # noqa: E402
-from chat.store.summaries import turn_notes  # noqa: E402
 
 QUESTION = "Could you explain how the return policy works for items bought on sale? " * 3
 TOKENS = 64  # deltas per reply
@@ -45,10 +46,8 @@ def one_turn(store: Store, owner: str, conversation_id: str) -> tuple[float, int
     """Seconds spent in the store for one turn, and how many writes it made."""
     clock = [0.0]
     start = time.perf_counter()
-    store.add_message(owner, conversation_id, "user", QUESTION)
-    turn_notes(store, owner, conversation_id)  # the summary and profile the turn's prompt may carry
-    writer = store.reply_writer(owner, conversation_id, clock=lambda: clock[0])
-    writes = 2
+    writer = store.start_turn(owner, conversation_id, QUESTION, clock=lambda: clock[0]).writer
+    writes = 2  # the touch that reads the notes, and one insert of the message and the reply row
     for i in range(TOKENS):
         clock[0] += TOKEN_SECONDS
         before = writer._written  # noqa: SLF001  (counting writes for the table only)

@@ -55,6 +55,7 @@ from chat.turn_notes import TurnNotes
 if TYPE_CHECKING:
     from chat.knowledge.records import Source
     from chat.store import ReplyWriter, Store
+    from chat.store.store import StartedTurn
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +162,9 @@ def run(
     memory = TurnNotes(list(request.messages))
     try:
         found = retrieve(knowledge, request.knowledge, request.user_input) if request.knowledge else []
-        writer = _start_turn(engine, request)
-        memory = TurnNotes.load(request)  # profile and summary notes; summarised turns go
+        started = _start_turn(engine, request)
+        writer = started.writer if started is not None else None
+        memory = TurnNotes.load(request, started)  # profile and summary notes; summarised turns go
         notices.extend(memory.notices)
         yield from memory.notices
         if request.knowledge:  # the note on every such turn (a stable prefix), chunks when found
@@ -217,9 +219,10 @@ def run(
     yield outcome
 
 
-def _start_turn(engine: ChatEngine, request: ReplyRequest) -> ReplyWriter | None:
-    """Store the user's message, then start the reply (a ``streaming`` row); ``ChatError``
-    (``StoreError``, ``ConversationNotFound``) when that fails, before anything is generated.
+def _start_turn(engine: ChatEngine, request: ReplyRequest) -> StartedTurn | None:
+    """Store the user's message and start the reply (a ``streaming`` row), reading the turn's
+    notes; ``ChatError`` (``StoreError``, ``ConversationNotFound``) when that fails, before
+    anything is generated.
 
     The input guard runs first: a refused message (it may hold a password) is never stored. Its
     passed verdicts are memoised, so the engine's own check costs little after this one."""
@@ -232,8 +235,7 @@ def _start_turn(engine: ChatEngine, request: ReplyRequest) -> ReplyWriter | None
         for message in without_thinking(request.messages[:-1]):
             if message.role != "system":
                 store.add_message(owner, conversation.id, message.role, message.content)
-    store.add_message(owner, conversation.id, "user", request.user_input)
-    return store.reply_writer(owner, conversation.id)
+    return store.start_turn(owner, conversation.id, request.user_input)
 
 
 def _status(outcome: Outcome) -> Literal["complete", "stopped", "interrupted"]:

@@ -1,10 +1,11 @@
 """What a stored conversation's turn adds after the system prompt: the owner's profile (when they
 opted in) and the summary of turns that no longer fit, in place of those turns.
 
-The pipeline calls ``TurnNotes.load`` once the user's message is stored, sends ``messages`` with
-``notes`` to the engine (which fits the notes like the system prompt, but drops them before
-failing), and calls ``after`` with the outcome: a reply whose fitting left turns out starts a
-background summary of them (``chat.summaries``). One indexed query per turn reads both notes.
+The pipeline calls ``TurnNotes.load`` with what the stored turn read as it started (the statement
+that marks the conversation active reads both notes), sends ``messages`` with ``notes`` to the
+engine (which fits the notes like the system prompt, but drops them before failing), and calls
+``after`` with the outcome: a reply whose fitting left turns out starts a background summary of
+them (``chat.summaries``).
 """
 
 from __future__ import annotations
@@ -14,15 +15,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from chat.errors import ChatError
 from chat.messages import Message, Notice
 from chat.profiles import profile_note
-from chat.store.summaries import turn_notes
 from chat.summaries import SUMMARIZER, SummaryPlan, plan
 
 if TYPE_CHECKING:
     from chat.engine import ChatEngine
     from chat.pipeline import Outcome, ReplyRequest
+    from chat.store.store import StartedTurn
 
 log = logging.getLogger(__name__)
 KEPT_FINISHES = ("stop", "length")  # replies that continue the conversation
@@ -36,18 +36,13 @@ class TurnNotes:
     summary: SummaryPlan | None = None
 
     @classmethod
-    def load(cls, request: ReplyRequest) -> TurnNotes:
-        """The notes for ``request`` (none without a stored conversation). A failing read costs
-        the notes, not the turn: it is logged and the turn goes on without them."""
+    def load(cls, request: ReplyRequest, started: StartedTurn | None) -> TurnNotes:
+        """The notes for ``request`` from what its stored turn read when it started (none
+        without a stored conversation)."""
         messages = list(request.messages)
-        conversation = request.conversation
-        if conversation is None or not messages:
+        if started is None or not messages:
             return cls(messages)
-        try:
-            raw, profile = turn_notes(conversation.store, conversation.owner, conversation.id)
-        except ChatError:
-            log.warning("conversation %s: its summary and profile could not be read", conversation.id[:8])
-            return cls(messages)
+        raw, profile = started.summary, started.profile
         at = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
         history = [m for m in messages[at:-1] if m.role != "system"]
         summary = plan(raw, history)

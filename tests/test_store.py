@@ -126,6 +126,38 @@ def test_owners_are_isolated(store: Store) -> None:
     assert got.messages[1].rating is None
 
 
+def test_a_turn_starts_in_one_step_with_its_owners_notes_only(store: Store) -> None:
+    """start_turn stores the message and the streaming reply and reads the summary and profile:
+    always the caller's own, never another owner's (the read rides on the ownership check)."""
+    store.save_profile(BOB, Profile(display_name="Bob", notes="Bob's private note", opt_in=True))
+    store.create_conversation(BOB)
+    conv = store.create_conversation(ALICE)
+    first = store.start_turn(ALICE, conv.id, "你好，我想退货")
+    assert (first.summary, first.profile) == ("", None)  # Alice has no profile: not Bob's
+    stored = store.get_conversation(ALICE, conv.id)
+    assert [(m.role, m.content, m.status) for m in stored.messages] == [
+        ("user", "你好，我想退货", "complete"),
+        ("assistant", "", "streaming"),
+    ]
+    assert stored.title == "你好，我想退货" and stored.messages[1].id == first.writer.message_id
+    first.writer.finish(text="好的")
+
+    store.save_profile(ALICE, Profile(display_name="Alice", language="zh", opt_in=True))
+    store.set_summary(ALICE, conv.id, "Alice wants to return shoes.")
+    second = store.start_turn(ALICE, conv.id, "What now?")
+    assert second.summary == "Alice wants to return shoes."
+    assert second.profile == Profile(display_name="Alice", language="zh", opt_in=True)
+    second.writer.finish(text="Send them back.")
+    with pytest.raises(ConversationNotFound):  # Bob cannot start a turn in Alice's conversation
+        store.start_turn(BOB, conv.id, "injected")
+    assert [m.content for m in store.get_conversation(ALICE, conv.id).messages] == [
+        "你好，我想退货",
+        "好的",
+        "What now?",
+        "Send them back.",
+    ]
+
+
 def test_ids_are_unguessable(store: Store) -> None:
     ids = [store.create_conversation(ALICE).id for _ in range(100)]
     assert len(set(ids)) == 100

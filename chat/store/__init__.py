@@ -6,8 +6,8 @@ once at start-up; it migrates the schema and marks replies a dead process left h
 
     store = open_store(settings)          # None when the store is off
     conv = store.create_conversation(owner)
-    store.add_message(owner, conv.id, "user", text)          # before generation starts
-    with store.reply_writer(owner, conv.id) as writer:       # the reply, as it streams
+    turn = store.start_turn(owner, conv.id, text)            # before generation starts
+    with turn.writer as writer:                              # the reply, as it streams
         ...
 """
 

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,6 +48,15 @@ EXPORT_FORMAT = "chat-export/1"
 log = logging.getLogger(__name__)
 
 PROFILE_LIMITS = {"display_name": 100, "language": 16, "persona": 100, "notes": 4000}
+
+
+@dataclass(frozen=True)
+class StartedTurn:
+    """A stored turn under way: the reply's writer, and the notes its prompt may carry."""
+
+    writer: ReplyWriter
+    summary: str  # the stored summary of earlier turns, "" when none
+    profile: Profile | None  # the owner's profile, None when they have none
 
 
 class Store:
@@ -260,6 +270,37 @@ class Store:
             raise ConversationNotFound(conversation_id=conversation_id)
         return int(found)
 
+    def start_turn(
+        self,
+        owner: str,
+        conversation_id: str,
+        content: str,
+        *,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> StartedTurn:
+        """Store the user's message and start the reply (a ``streaming`` row) in two statements,
+        reading on the way what the turn's prompt may carry: the conversation's summary and the
+        owner's profile. What the app does before a stored turn's first token, kept to two
+        round trips (one transaction on SQLite) because it runs on every turn."""
+        _check_owner(owner)
+        if not isinstance(content, str):
+            raise InvalidRequest(f"message content must be text, got {type(content).__name__}")
+        if not _valid_id(conversation_id):
+            raise ConversationNotFound(conversation_id=conversation_id)
+        owned = {"owner": owner, "conversation_id": conversation_id, "now": utcnow()}
+        with self._quick() as c:
+            notes = c.execute(_TOUCH_AND_READ, {**owned, "auto_title": _auto_title(content)}).first()
+            if notes is None:
+                raise ConversationNotFound(conversation_id=conversation_id)
+            ids = c.execute(_START_TURN, {**owned, "content": content}).scalars().all()
+        if len(ids) != 2:  # deleted between the two statements (each commits alone on PostgreSQL)
+            raise ConversationNotFound(conversation_id=conversation_id)
+        summary, *fields = notes
+        profile = None if fields[-1] is None else Profile(**dict(zip(_PROFILE_FIELDS, fields, strict=True)))
+        writer = ReplyWriter(self._quick, max(ids), interval=interval, clock=clock)
+        return StartedTurn(writer, summary or "", profile)
+
     def reply_writer(
         self,
         owner: str,
@@ -364,6 +405,15 @@ _TOUCH = (
         title=sa.case((conversations.c.title == "", sa.bindparam("auto_title")), else_=conversations.c.title),
     )
 )
+_PROFILE_FIELDS = ("display_name", "language", "persona", "notes", "opt_in")
+# The touch also reads the turn's notes: the summary, and the profile's fields (NULL without one).
+_TOUCH_AND_READ = _TOUCH.returning(
+    conversations.c.summary,
+    *(
+        sa.select(profiles.c[name]).where(profiles.c.owner_id == sa.bindparam("owner")).scalar_subquery()
+        for name in _PROFILE_FIELDS
+    ),
+)
 _NOW = sa.bindparam("now", type_=UTCDateTime())
 _INSERT_OWNED = (
     sa.insert(messages)
@@ -377,6 +427,33 @@ _INSERT_OWNED = (
             _NOW,
             _NOW,
         ).where(_OWNED),
+    )
+    .returning(messages.c.id)
+)
+# The user's message and the reply's ``streaming`` row in one statement; ids follow row order, so
+# the reply's is the larger.
+_START_TURN = (
+    sa.insert(messages)
+    .from_select(
+        ["conversation_id", "role", "content", "status", "created_at", "updated_at"],
+        sa.union_all(
+            sa.select(
+                conversations.c.id,
+                sa.literal("user"),
+                sa.bindparam("content", type_=sa.Text()),
+                sa.literal("complete"),
+                _NOW,
+                _NOW,
+            ).where(_OWNED),
+            sa.select(
+                conversations.c.id,
+                sa.literal("assistant"),
+                sa.literal(""),
+                sa.literal("streaming"),
+                _NOW,
+                _NOW,
+            ).where(_OWNED),
+        ),
     )
     .returning(messages.c.id)
 )
