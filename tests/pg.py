@@ -85,10 +85,11 @@ def _runner() -> list[str]:
 
 
 @contextmanager
-def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer]:
+def postgres_server(*, durable: bool = False, bin_dir: Path | None = None) -> Iterator[PostgresServer]:
     """Start a cluster, yield it, stop it and delete its files. ``durable=False`` turns fsync off
-    (tests: faster, and nothing here must survive a power cut); benchmarks pass True."""
-    bin_dir = binaries()
+    (tests: faster, and nothing here must survive a power cut); benchmarks pass True. ``bin_dir``:
+    another build's binaries (pgserver's, which has pgvector) instead of Debian's."""
+    bin_dir = bin_dir or binaries()
     if bin_dir is None:
         raise FileNotFoundError("PostgreSQL binaries (initdb, pg_ctl) not found: apt-get install postgresql")
     root = Path(tempfile.mkdtemp(prefix="chat-pg-"))

