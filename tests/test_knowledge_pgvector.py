@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pg
+import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -142,7 +143,7 @@ def test_vectors_stored_before_pgvector_are_converted_and_back(
 
     try:
         with monkeypatch.context() as without:  # as on a PostgreSQL without pgvector
-            without.setattr(vectors_pg, "install", lambda connection: False)
+            without.setattr(vectors_pg, "install", lambda connection: "off")
             migrate(engine)
             old = KnowledgeBase(engine, embedder=KeywordEmbedder())
             old.add_document("shop", "returns.md", RETURNS_MD.encode())
@@ -162,8 +163,37 @@ def test_vectors_stored_before_pgvector_are_converted_and_back(
         migrate_to(engine, "0003", down=True)
         assert column_type(engine) == "bytea"
         with monkeypatch.context() as without:
-            without.setattr(vectors_pg, "install", lambda connection: False)
+            without.setattr(vectors_pg, "install", lambda connection: "off")
             assert answers(KnowledgeBase(engine, embedder=KeywordEmbedder())) == before
+    finally:
+        engine.dispose()
+
+
+def test_a_user_who_may_not_create_the_extension_migrates_and_ranks_in_memory(
+    pgvector_server: pg.PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pgvector is installed but not enabled, and the app's user is no superuser: migration 0004
+    fails nothing (the failed CREATE EXTENSION is rolled back to a savepoint) and says why."""
+    name, password = f"t_{secrets.token_hex(6)}", secrets.token_urlsafe(12)
+    with psycopg.connect(pgvector_server.url(), autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+        admin.execute(f"CREATE DATABASE {name} OWNER {name}")
+    engine = create_engine(
+        parse_url(f"postgresql://{name}:{password}@127.0.0.1:{pgvector_server.port}/{name}")
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="chat.knowledge.vectors_pg"):
+            migrate(engine)
+            kb = KnowledgeBase(engine, embedder=KeywordEmbedder())
+        assert column_type(engine) == "bytea" and kb._pg is None
+        with engine.connect() as c:
+            assert c.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        [record] = caplog.records  # once, at start, saying why
+        assert "pgvector is not available" in record.getMessage()
+        assert "permission denied" in record.getMessage()
+        assert password not in caplog.text
+        kb.add_document("shop", "returns.md", RETURNS_MD.encode())
+        assert kb.search("shop", "退款要多久？", limit=1)[0].heading == "Returns > Refunds"
     finally:
         engine.dispose()
 
@@ -230,7 +260,7 @@ def test_a_chinese_question_finds_the_english_document_as_in_memory(
     try:
         migrate(sqlite)
         with monkeypatch.context() as without:  # PostgreSQL's full text, vectors in memory
-            without.setattr(vectors_pg, "install", lambda connection: False)
+            without.setattr(vectors_pg, "install", lambda connection: "off")
             migrate(plain)
             in_memory = KnowledgeBase(plain, embedder=embedder)
         on_pgvector, on_sqlite = (

@@ -63,20 +63,20 @@ def has_vector_column(connection: sa.Connection) -> bool:
     return connection.execute(_COLUMN_TYPE).scalar() == "vector"
 
 
-def install(connection: sa.Connection) -> bool:
-    """Enable pgvector and convert the stored vectors, in ``connection``'s transaction; True when
-    the vectors are (now) pgvector's. False, changing nothing, on SQLite or when the extension
-    is missing or may not be created here (it needs a superuser, or an existing extension)."""
+def install(connection: sa.Connection) -> str:
+    """Enable pgvector and convert the stored vectors, in ``connection``'s transaction: "" when
+    the vectors are (now) pgvector's, else why not, with nothing changed (SQLite; the extension
+    is missing, or may not be created here: that needs a superuser, or an existing extension)."""
     if connection.dialect.name != "postgresql":
-        return False
+        return "not PostgreSQL"
     if has_vector_column(connection):
-        return True
+        return ""
     available = sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
     if connection.execute(available).first() is None:
-        return False
+        return "the server has no vector extension"
     connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": _LOCK})
     if has_vector_column(connection):  # another replica converted it while this one waited
-        return True
+        return ""
     failure = ""
     try:
         with connection.begin_nested():  # a failed CREATE must not abort the caller's transaction
@@ -84,10 +84,9 @@ def install(connection: sa.Connection) -> bool:
     except sa.exc.DBAPIError as exc:
         failure = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
     if failure:
-        log.warning("pgvector is installed but cannot be enabled (%s): run CREATE EXTENSION vector as a superuser", failure)  # fmt: skip
-        return False
+        return f"CREATE EXTENSION vector failed ({failure}): a superuser must run it once"
     _convert(connection)
-    return True
+    return ""
 
 
 def _convert(connection: sa.Connection) -> None:
@@ -245,15 +244,16 @@ def prepare(engine: Engine) -> PgVectors | None:
     if engine.dialect.name != "postgresql":
         return None
     with translate_errors(engine.url), engine.begin() as c:
-        ready = install(c)
-        version = c.execute(_VERSION).scalar() if ready else None
-    if not ready or version is None:
+        problem = install(c)
+        version = "" if problem else c.execute(_VERSION).scalar()
+    if problem:
         log.warning(
-            "pgvector is not available on this PostgreSQL: knowledge vectors are ranked in memory "
-            "(install postgresql-NN-pgvector, or use the pgvector/pgvector image)"
+            "pgvector is not available on this PostgreSQL (%s): knowledge vectors are ranked in memory "
+            "(pgvector: postgresql-NN-pgvector from PGDG's apt repository, or the pgvector/pgvector image)",
+            problem,
         )
         return None
-    return PgVectors(engine, _version(version))
+    return PgVectors(engine, _version(str(version)))
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    vectors_pg.install(op.get_bind())
+    vectors_pg.install(op.get_bind())  # why it did not, if so, is logged at start (prepare)
 
 
 def downgrade() -> None:
