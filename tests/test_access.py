@@ -34,7 +34,7 @@ from chat.service.policy import Policy, Verdict
 USER, PASSWORD, TOKEN = "admin", "pw-4b1d", "tok-93c2"
 BASIC = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
-GRADIO_ARGS = ["Say ok.", None, "", 0.7, 2048, 4, 0.95]
+GRADIO_ARGS = ["Say ok.", None, "", 0.7, 2048, 4, 0.95, ""]  # ..., top_p, knowledge (none)
 
 
 def scripted() -> ChatEngine:

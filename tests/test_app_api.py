@@ -116,7 +116,7 @@ def test_closed_browser_tab_frees_the_model(app_url: str, local_backend) -> None
     joined = httpx.post(
         app_url + "gradio_api/queue/join",
         json={
-            "data": [LONG_TASK, None, "", 0.7, 2048, 1500, 0.95],
+            "data": [LONG_TASK, None, "", 0.7, 2048, 1500, 0.95, ""],
             "fn_index": fn_index,
             "session_hash": session,
         },

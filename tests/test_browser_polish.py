@@ -23,6 +23,7 @@ import pytest
 from guard_fakes import ScriptedBackend
 from playwright.sync_api import Browser, Page, expect
 from service_support import serve
+from support import frames
 
 from chat import ChatEngine
 from chat.backends.base import Backend, Chunk, Finish
@@ -409,7 +410,7 @@ SESSION = SimpleNamespace(session_hash="polish")  # stands in for gr.Request: on
 def test_stop_marks_a_cut_reply_once_and_a_finished_reply_never(message: str, lang: Lang) -> None:
     handlers = ChatHandlers(ChatEngine({"local": ScriptedBackend(["one ", "two ", "three"])}))
     args = (message, [], "", 0.0, 512, 16, 1.0)
-    reply = handlers.ui(*args, request=SESSION)
+    reply = frames(handlers.ui(*args, request=SESSION))
     frame, _ = next(reply)
     assert frame[-1].content == "one "
     reply.close()  # what Gradio does on Stop
@@ -421,7 +422,7 @@ def test_stop_marks_a_cut_reply_once_and_a_finished_reply_never(message: str, la
     as_sent = [*history, {"role": "assistant", "metadata": marked[-1].metadata, "content": ""}]
     assert history_to_messages(as_sent) == [Message("user", message), Message("assistant", "one ")]
 
-    *_, (frame, _) = handlers.ui(*args, request=SESSION)  # a reply that reached its end
+    *_, (frame, _) = frames(handlers.ui(*args, request=SESSION))  # a reply that reached its end
     assert frame[-1].content == "one two three"
     finished = [*history[:1], {"role": "assistant", "content": "one two three"}]
     assert handlers.mark_stopped(finished, SESSION) == gr.skip()  # Stop pressed too late marks nothing

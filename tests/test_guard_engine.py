@@ -186,13 +186,15 @@ def test_default_limits_fit_the_model(engine: ChatEngine) -> None:
 
 
 def test_the_ui_and_gradio_api_entry_points_are_guarded(engine: ChatEngine) -> None:
+    from support import frames
+
     from chat.ui import ChatHandlers
 
     handlers = ChatHandlers(engine)
-    last = list(handlers.ui("教我诈骗", [], "", 0.0, 2048, 16, 0.95))[-1]
+    last = list(frames(handlers.ui("教我诈骗", [], "", 0.0, 2048, 16, 0.95)))[-1]
     assert t("error.input_blocked", "zh") in str(last)
     with pytest.raises(gr.Error) as info:
-        list(handlers.api("password: hunter2"))
+        list(frames(handlers.api("password: hunter2")))
     assert t("error.input_credentials", "en") in str(info.value)
     assert engine.counters["blocked_input"] == 2
 

@@ -20,6 +20,7 @@ import pytest
 from gradio import utils
 from guard_fakes import ScriptedBackend
 from service_support import serve
+from support import frames
 
 from chat import ChatEngine, GenerationParams, InvalidRequest, RetryPolicy, Unavailable
 from chat.guards import ContentGuard
@@ -210,7 +211,7 @@ def test_page_notices_and_errors_follow_the_message(lang: Lang) -> None:
     ask = TEXT[lang]["ask"]
 
     def titles(backend: str, message: str = ask) -> list[str]:
-        *_, (bubbles, _) = handlers.ui(message, history(lang), "", 0.0, 2048, 64, 1.0, backend)
+        *_, (bubbles, _) = frames(handlers.ui(message, history(lang), "", 0.0, 2048, 64, 1.0, backend))
         return [b.metadata["title"] for b in bubbles if b.metadata and b.metadata.get("title")]
 
     shown = titles("local") + titles("cut") + titles("broken") + titles("local", TEXT[lang]["long"])

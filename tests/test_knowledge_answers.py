@@ -17,6 +17,7 @@ import httpx
 import pytest
 from guard_fakes import ScriptedBackend
 from service_support import serve, sse_events
+from support import frames
 from websockets.sync.client import connect
 
 from chat import ChatEngine, GenerationParams, Message, Settings
@@ -476,7 +477,7 @@ def test_the_page_shows_sources_under_the_reply_and_never_sends_them_back(record
     shop = Shelf(shop=[source("returns.md", RETURNS, "Returns > Refunds")])
     handlers = ChatHandlers(Pipeline(ChatEngine({"local": recording}), knowledge=shop))
     settings = ["", 0, 2048, 8, 0.95, None, "", False, "shop"]  # ..., use_cache, knowledge
-    bubbles, _ = list(handlers.ui("How many days do I have to return items?", [], *settings))[-1]
+    bubbles, _ = list(frames(handlers.ui("How many days do I have to return items?", [], *settings)))[-1]
     sources = [b for b in bubbles if (b.metadata or {}).get("id") == SOURCES_ID]
     assert len(sources) == 1 and bubbles[-1] is sources[0], "the sources come last, under the reply"
     assert sources[0].metadata["title"] == "Sources (1)" and sources[0].metadata["status"] == "done"

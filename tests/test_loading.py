@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from fake_hub import serve
 from gradio_client import Client
-from support import free_port
+from support import frames, free_port
 
 from chat import Done, GenerationParams, Waiting
 from chat.backends.base import Backend
@@ -133,7 +133,7 @@ def test_loading_statuses_are_shown_in_the_readers_language(local_backend) -> No
     assert frame(waiting, RequestRecord("rest"), "zh")[1]["status"] == "正在下载 x：40%（1 / 3 MB）"
 
     handlers = ChatHandlers(ChatEngine({"local": pending}))
-    seen = [str(update) for update in handlers.ui("你好", [], "", 0.7, 2048, 8, 0.95)]
+    seen = [str(update) for update in frames(handlers.ui("你好", [], "", 0.7, 2048, 8, 0.95))]
     assert any(
         t("notice.loading", "zh", status="").split("（")[0] in line and "正在下载" in line for line in seen
     )

@@ -15,6 +15,7 @@ import pytest
 from guard_fakes import ScriptedBackend
 from service_support import BLOCKED_WORD, WordGuard
 from starlette.requests import Request
+from support import frames
 
 from chat import ChatEngine, Settings
 from chat.errors import ConfigError
@@ -71,7 +72,9 @@ def turn(
 ) -> list:
     """One turn as ChatInterface runs it; ``synced``: the page's message count after the last one."""
     return list(
-        chat(message, history, conversation_id, synced or len(history), *SETTINGS, page_request(owner))
+        frames(
+            chat(message, history, conversation_id, synced or len(history), *SETTINGS, page_request(owner))
+        )
     )
 
 

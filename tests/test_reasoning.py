@@ -20,7 +20,7 @@ from guard_fakes import ScriptedBackend
 from service_support import serve, sse_events
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from support import free_port
+from support import frames, free_port
 from websockets.sync.client import connect
 
 from chat import ChatEngine, Done, GenerationParams, Message, TextDelta
@@ -173,7 +173,8 @@ def test_a_reply_whose_block_the_template_opened_ends_with_thinking_apart() -> N
     events = list(ChatEngine({"local": backend}).stream([Message("user", "Capital of France?")], PARAMS))
     assert isinstance(events[-1], Done)
     assert (events[-1].text, events[-1].thinking) == (ANSWER, THOUGHT)
-    bubbles, _ = list(ChatHandlers(ChatEngine({"local": backend})).ui("Capital?", [], *UI_DEFAULTS))[-1]
+    handlers = ChatHandlers(ChatEngine({"local": backend}))
+    bubbles, _ = list(frames(handlers.ui("Capital?", [], *UI_DEFAULTS)))[-1]
     assert [(b.content, bool(b.metadata)) for b in bubbles] == [(THOUGHT, True), (ANSWER, False)]
 
 
@@ -305,7 +306,7 @@ def test_a_json_body_with_reasoning_content_is_thinking_too(reasoner) -> None:
 def test_the_page_shows_thinking_collapsed_before_the_reply(message: str, title: str) -> None:
     backend = Thinker(CHUNKS)
     handlers = ChatHandlers(ChatEngine({"local": backend}))
-    outputs = list(handlers.ui(message, [], *UI_DEFAULTS))
+    outputs = list(frames(handlers.ui(message, [], *UI_DEFAULTS)))
     bubbles, stats = outputs[-1]
     thinking, reply = bubbles
     assert thinking.metadata == {"title": title, "status": "done", "id": THINKING_ID}
@@ -319,7 +320,7 @@ def test_the_page_shows_thinking_collapsed_before_the_reply(message: str, title:
         *({"role": b.role, "content": b.content, "metadata": b.metadata} for b in bubbles),
     ]
     assert history_to_messages(history) == [Message("user", message), Message("assistant", ANSWER)]
-    list(handlers.ui("And Spain?", history, *UI_DEFAULTS))
+    list(frames(handlers.ui("And Spain?", history, *UI_DEFAULTS)))
     assert all(THOUGHT not in m.content for m in backend.seen[-1])
     exported = to_markdown(history) + to_json(history)
     assert ANSWER in exported and THOUGHT not in exported and title not in exported

@@ -6,6 +6,7 @@ import threading
 
 import gradio as gr
 import pytest
+from support import frames
 
 from chat import ChatEngine, GenerationParams, InvalidRequest, Message, TextDelta
 from chat.ui import ChatHandlers, format_stats, history_to_messages
@@ -14,7 +15,7 @@ DEFAULTS = ("", 0.7, 2048, 32, 0.95)  # system prompt, temperature, context, max
 
 
 def run_ui(engine: ChatEngine, message: str, history=None, *args):  # noqa: ANN001, ANN201
-    return list(ChatHandlers(engine).ui(message, history or [], *(args or DEFAULTS)))
+    return list(frames(ChatHandlers(engine).ui(message, history or [], *(args or DEFAULTS))))
 
 
 def test_ui_streams_bubbles_and_ends_with_stats(engine: ChatEngine) -> None:
@@ -55,10 +56,10 @@ def test_a_refused_message_does_not_block_the_rest_of_the_conversation(local_bac
 
     guard = build_guard(Settings())
     handlers = ChatHandlers(ChatEngine({"local": local_backend}, input_guard=guard, output_guard=guard))
-    refused, _ = list(handlers.ui("password: hunter2", [], *DEFAULTS))[-1]
+    refused, _ = list(frames(handlers.ui("password: hunter2", [], *DEFAULTS)))[-1]
     assert refused[-1].metadata["title"].startswith("⚠️")
     history = [{"role": "user", "content": "password: hunter2"}, *[b.__dict__ for b in refused]]
-    bubbles, stats = list(handlers.ui("What is the capital of France?", history, *DEFAULTS))[-1]
+    bubbles, stats = list(frames(handlers.ui("What is the capital of France?", history, *DEFAULTS)))[-1]
     assert not (bubbles[-1].metadata or {}).get("title")
     assert bubbles[-1].content and "**local**" in stats
 
@@ -98,7 +99,7 @@ def test_waiting_users_see_their_queue_position(engine: ChatEngine, local_backen
     seen: list[str] = []
 
     def second() -> None:
-        for bubbles, _ in ChatHandlers(engine).ui("Hi", [], *DEFAULTS):
+        for bubbles, _ in frames(ChatHandlers(engine).ui("Hi", [], *DEFAULTS)):
             seen.append((bubbles[-1].metadata or {}).get("title") or bubbles[-1].content)
 
     worker = threading.Thread(target=second)
@@ -188,7 +189,11 @@ def test_ui_passes_backend_session_key_and_cache_choice_to_the_engine(engine: Ch
     engine.stream = spy
     try:
         outputs = list(
-            ChatHandlers(engine).ui("Hi", [], "", 0.7, 2048, 8, 0.95, "local", "  sk-session-canary  ", False)
+            frames(
+                ChatHandlers(engine).ui(
+                    "Hi", [], "", 0.7, 2048, 8, 0.95, "local", "  sk-session-canary  ", False
+                )
+            )
         )
     finally:
         del engine.stream
@@ -203,9 +208,9 @@ def test_an_unexpected_failure_is_a_generic_message_not_internals(engine: ChatEn
 
     engine.stream = broken
     try:
-        bubbles, _ = list(ChatHandlers(engine).ui("你好", [], *DEFAULTS))[-1]
+        bubbles, _ = list(frames(ChatHandlers(engine).ui("你好", [], *DEFAULTS)))[-1]
         with pytest.raises(gr.Error) as info:
-            list(ChatHandlers(engine).api("hello"))
+            list(frames(ChatHandlers(engine).api("hello")))
     finally:
         del engine.stream
     assert bubbles[-1].metadata["title"] == "⚠️ 服务器出现问题，请重试。"

@@ -2,26 +2,29 @@
 
 Each ``next()`` runs on a worker thread, one event at a time. A request waiting in the model's
 queue holds no thread at all: its polls return at once (``chat.queueing.POLL_OUTSIDE``) and the
-pause between them is an ``anyio.sleep`` on the event loop. The service routes use their own thread
-limiter: a burst of API calls cannot take the threads Gradio's handlers need. ``aclose`` sets
-the cancel event and closes the engine generator, which stops generation and frees the model.
+pause between them is an ``anyio.sleep`` on the event loop. The service routes and the page's chat
+handlers (chat.ui.handlers) each have their own thread budget: a burst on one way in cannot take
+the threads another needs. ``aclose`` sets the cancel event and closes the engine generator, which
+stops generation and frees the model.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
+from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.to_thread
 from starlette.requests import Request
 
-from chat.messages import Done, Event, Waiting
+from chat.messages import Done, Waiting
 from chat.queueing import POLL_OUTSIDE
 
 SERVICE_THREADS = 32
 WAIT_POLL = 0.1  # seconds between a queued request's looks at the queue
 _END = object()
+T = TypeVar("T")  # what the pumped generator yields: engine events, or the pipeline's steps
 
 
 class ThreadBudget:
@@ -41,29 +44,35 @@ class ThreadBudget:
         return self._limiter
 
 
-class EventPump:
-    """``async for event in EventPump(events, cancel, budget)``; always ``await pump.aclose()``."""
+class EventPump(Generic[T]):
+    """``async for event in EventPump(events, cancel, budget)``; always ``await pump.aclose()``.
 
-    def __init__(self, events: Iterator[Event], cancel: threading.Event, budget: ThreadBudget) -> None:
+    ``events`` is stepped only under a lock, so ``aclose`` waits for a step still running: a native
+    ``task.cancel()`` (Gradio's Stop) abandons the awaiting thread, which an anyio shield cannot
+    prevent, and closing a generator another thread is inside raises ``ValueError``.
+    """
+
+    def __init__(self, events: Generator[T, Any, Any], cancel: threading.Event, budget: ThreadBudget) -> None:
         self._events = events
         self.cancel = cancel
         self._budget = budget
         self._closed = False
         self._queued = False  # the last event was a queue position: wait before the next look
+        self._stepping = threading.Lock()  # held by the worker thread inside ``events``
 
-    def __aiter__(self) -> EventPump:
+    def __aiter__(self) -> EventPump[T]:
         return self
 
-    async def __anext__(self) -> Event:
+    async def __anext__(self) -> T:
         if self._queued:
             await anyio.sleep(WAIT_POLL)
-        event = await anyio.to_thread.run_sync(_next, self._events, limiter=self._budget.limiter)
+        event = await anyio.to_thread.run_sync(self._next, limiter=self._budget.limiter)
         if event is _END:
             raise StopAsyncIteration
         self._queued = isinstance(event, Waiting)
-        return event
+        return event  # type: ignore[return-value]
 
-    async def batches(self) -> AsyncIterator[list[Event]]:
+    async def batches(self) -> AsyncIterator[list[T]]:
         """Events in runs, one thread hop per run, for callers that only need the end result.
 
         A run stops after a ``Waiting`` (the request is queued: the thread is given back between
@@ -72,7 +81,7 @@ class EventPump:
         while True:
             if self._queued:
                 await anyio.sleep(WAIT_POLL)
-            run = await anyio.to_thread.run_sync(_run, self._events, limiter=self._budget.limiter)
+            run = await anyio.to_thread.run_sync(self._run, limiter=self._budget.limiter)
             if not run:
                 return
             self._queued = isinstance(run[-1], Waiting)
@@ -82,30 +91,34 @@ class EventPump:
         if self._closed:
             return
         self._closed = True
-        self.cancel.set()
+        self.cancel.set()  # a step still running ends within a token or a poll
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._events.close, limiter=self._budget.limiter)
+            await anyio.to_thread.run_sync(self._close, limiter=self._budget.limiter)
 
+    def _next(self) -> object:
+        with self._stepping:
+            token = POLL_OUTSIDE.set(True)
+            try:
+                return next(self._events, _END)
+            finally:
+                POLL_OUTSIDE.reset(token)
 
-def _next(events: Iterator[Event]) -> object:
-    token = POLL_OUTSIDE.set(True)
-    try:
-        return next(events, _END)
-    finally:
-        POLL_OUTSIDE.reset(token)
+    def _run(self) -> list[T]:
+        run: list[T] = []
+        with self._stepping:
+            token = POLL_OUTSIDE.set(True)
+            try:
+                for event in self._events:  # breaking out leaves the generator open for the next run
+                    run.append(event)
+                    if isinstance(event, (Waiting, Done)):
+                        break
+            finally:
+                POLL_OUTSIDE.reset(token)
+        return run
 
-
-def _run(events: Iterator[Event]) -> list[Event]:
-    run: list[Event] = []
-    token = POLL_OUTSIDE.set(True)
-    try:
-        for event in events:  # breaking out leaves the generator open for the next run
-            run.append(event)
-            if isinstance(event, (Waiting, Done)):
-                break
-    finally:
-        POLL_OUTSIDE.reset(token)
-    return run
+    def _close(self) -> None:
+        with self._stepping:
+            self._events.close()
 
 
 async def cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:

@@ -2,13 +2,18 @@
 
 All the work happens in the reply pipeline; this module only converts between Gradio's shapes and
 the engine's messages and events, and turns errors into readable messages.
+
+The chat handlers are async generators that drive the pipeline through
+``chat.service.bridge.EventPump``: each step of generation runs on a worker thread, and a request
+waiting for the model holds none (Gradio runs a sync generator's every step on a thread, and a
+queued request's step would block there until its turn).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,7 @@ from chat.pipeline import (
     StoredConversation,
 )
 from chat.reasoning import THINKING_ID
+from chat.service.bridge import EventPump, ThreadBudget
 from chat.transcript import ExportFolder, FeedbackLog
 from chat.ui.knowledge import sources_bubble
 
@@ -126,22 +132,22 @@ def format_stats(stats: Stats, lang: Lang = "en") -> str:
 
 
 STOP_WAIT = 5.0  # seconds Stop's mark waits for the reply's generator to close
+CHAT_CONCURRENCY = 16  # replies each chat event (the page's, ``/chat``) runs at once (chat.ui.layout)
 
 
 class _Turn:
-    """One page reply, as Stop sees it: whether it reached an outcome (then Stop marks
+    """One page reply, as Stop sees it: whether the page was sent its outcome (then Stop marks
     nothing), and an event set once its steps are closed (ended, failed or stopped)."""
 
     def __init__(self) -> None:
         self.ended = False
         self.closed = threading.Event()
 
-    def track(self, steps: Iterator[Step]) -> Iterator[Step]:
+    def track(self, steps: Generator[Step, None, None]) -> Generator[Step, None, None]:
         try:
-            for step in steps:
-                self.ended = isinstance(step, OUTCOMES)
-                yield step
+            yield from steps
         finally:
+            steps.close()  # the pipeline has stopped generation and kept the turn before Stop marks it
             self.closed.set()
 
 
@@ -159,6 +165,12 @@ class ChatHandlers:
         self._last_request: LRUCache[str, tuple[int, str]] = LRUCache(maxsize=10_000)
         # session -> its newest page reply, for Stop's mark
         self._turns: LRUCache[str, _Turn] = LRUCache(maxsize=10_000)
+        # The chat's worker threads: its own budget, not Gradio's 40-thread limiter, which the
+        # page's other events (the conversation list, uploads, exports) share and which a busy
+        # chat would otherwise take from them. One thread per running reply of both chat events
+        # (each is limited to CHAT_CONCURRENCY), so a reply never waits for a thread; a reply
+        # waiting for the model holds none.
+        self.budget = ThreadBudget(2 * CHAT_CONCURRENCY)
 
     def _is_regenerate(self, request: gr.Request | None, history: Any, message: str) -> bool:
         session = getattr(request, "session_hash", None)
@@ -169,7 +181,7 @@ class ChatHandlers:
         self._last_request[session] = key
         return repeated
 
-    def ui(
+    async def ui(
         self,
         message: str,
         history: list[dict[str, Any]],
@@ -184,14 +196,16 @@ class ChatHandlers:
         knowledge: str | None = None,
         request: gr.Request = None,
         conversation: StoredConversation | None = None,
-    ) -> Iterator[tuple[list[gr.ChatMessage], str]]:
+    ) -> AsyncIterator[tuple[list[gr.ChatMessage], str]]:
         """Stream into the chatbot: notices as small titled bubbles, then the reply. With
         ``conversation`` (the page's open one, chat.ui.sidebar) the turn is kept in the store;
         with ``knowledge`` the reply answers from that knowledge base, its sources under it."""
         lang = detect_language(message if isinstance(message, str) else "")
         notices: list[gr.ChatMessage] = []
         text = thinking = ""  # thinking: a reasoning model's, shown collapsed before the reply
+        waiting_shown = ""  # the queue notice last sent: a waiting request's polls change nothing
         turn = self._turns[getattr(request, "session_hash", None) or ""] = _Turn()
+        pump: EventPump[Step] | None = None
         try:
             messages = build_request(message, history, system_prompt)
             params = build_params(temperature, context_length, max_new_tokens, top_p)
@@ -204,7 +218,11 @@ class ChatHandlers:
                 conversation=conversation,
                 knowledge=knowledge or None,
             )
-            for step in turn.track(self.pipeline.run(reply)):
+            pump = self._pump(reply, turn)
+            async for step in pump:
+                # Set here, not in the worker: a step Stop abandoned may still end in an outcome
+                # that the page never gets (then the reply is marked stopped).
+                turn.ended = isinstance(step, OUTCOMES)
                 match step:
                     case Waiting(position=position, status=status):
                         waiting = (
@@ -212,7 +230,9 @@ class ChatHandlers:
                             if status
                             else t("notice.waiting", lang, position=position)
                         )
-                        yield [*notices, _notice(waiting)], ""
+                        if waiting != waiting_shown:
+                            waiting_shown = waiting
+                            yield [*notices, _notice(waiting)], ""
                     case Notice(kind="blocked"):
                         pass  # the refusal replaces the whole reply
                     case Notice(text=notice):
@@ -244,8 +264,11 @@ class ChatHandlers:
             turn.ended = True
             error = _notice("⚠️ " + _user_message(exc, lang))
             yield [*notices, *([gr.ChatMessage(text)] if text else []), error], ""
+        finally:  # also on Stop (Gradio cancels the task) and a closed tab (Gradio closes us)
+            if pump is not None:
+                await pump.aclose()
 
-    def api(
+    async def api(
         self,
         message: str,
         history: list[dict[str, Any]] | None = None,
@@ -254,18 +277,24 @@ class ChatHandlers:
         context_length: int = 2048,
         max_new_tokens: int = 512,
         top_p: float = 0.95,
-    ) -> Iterator[str]:
-        """Stream a reply for ``message`` after the optional OpenAI-style ``history``.
+        knowledge: str = "",
+    ) -> AsyncIterator[str]:
+        """Stream a reply for ``message`` after the optional OpenAI-style ``history``; with
+        ``knowledge`` (a knowledge base name) it answers from that knowledge base, as
+        ``/api/chat``'s ``context.knowledge`` does.
 
         Yields the reply so far (``predict`` returns the final text). Errors arrive as a
         readable message (``gradio_client.exceptions.AppError``).
         """
         lang = detect_language(message if isinstance(message, str) else "")
         text = ""
+        pump: EventPump[Step] | None = None
         try:
             messages = build_request(message, history, system_prompt)
             params = build_params(temperature, context_length, max_new_tokens, top_p)
-            for step in self.pipeline.run(ReplyRequest(messages=messages, params=params)):
+            reply = ReplyRequest(messages=messages, params=params, knowledge=_knowledge_name(knowledge))
+            pump = self._pump(reply)
+            async for step in pump:
                 match step:
                     case TextDelta():
                         text += step.text
@@ -280,6 +309,16 @@ class ChatHandlers:
             raise
         except Exception as exc:  # noqa: BLE001 - the API seam: a readable message, never internals
             raise gr.Error(_user_message(exc, lang), print_exception=False) from None
+        finally:
+            if pump is not None:
+                await pump.aclose()
+
+    def _pump(self, reply: ReplyRequest, turn: _Turn | None = None) -> EventPump[Step]:
+        """The reply's steps, stepped on this handler's worker threads; closing it (``aclose``)
+        sets the cancel event and closes the pipeline, which stops generation and frees the model."""
+        cancel = threading.Event()
+        steps = self.pipeline.run(reply, cancel=cancel)
+        return EventPump(turn.track(steps) if turn is not None else steps, cancel, self.budget)
 
     def attach_stop_mark(self, chat: gr.ChatInterface) -> None:
         """Mark a reply Stop cuts short (inside ``with demo:``). ChatInterface copies the chatbot
@@ -346,6 +385,15 @@ class ChatHandlers:
             headers = getattr(request, "headers", None) or {}
             lang = request_language(accept_language=headers.get("accept-language", ""))
             raise gr.Error(exc.user_message(lang), print_exception=False) from None
+
+
+def _knowledge_name(value: Any) -> str | None:
+    """``/chat``'s ``knowledge``: a name, or nothing (empty or missing: no knowledge base)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(reason="invalid.not_text", field="knowledge", kind=type(value).__name__)
+    return value.strip() or None
 
 
 def _user_message(exc: Exception, lang: Lang) -> str:

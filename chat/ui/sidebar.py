@@ -12,10 +12,12 @@ from __future__ import annotations
 import inspect
 import logging
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
 import gradio as gr
+from anyio.to_thread import run_sync as to_thread
 
 from chat.errors import ChatError
 from chat.i18n import Lang, detect_language, request_language
@@ -190,8 +192,8 @@ class ConversationList:
             log.warning("a rating could not be stored")  # the feedback log still has it
 
     def chat(
-        self, respond: Callable[..., Iterator[tuple[Any, ...]]]
-    ) -> Callable[..., Iterator[tuple[Any, ...]]]:
+        self, respond: Callable[..., AsyncIterator[tuple[Any, ...]]]
+    ) -> Callable[..., AsyncIterator[tuple[Any, ...]]]:
         """Wrap the page's chat handler ``respond(message, history, *settings, request=None,
         conversation=None)``: each turn goes into the open conversation (a new one on the first
         message), and the outputs gain the conversation id, the page's message count after the
@@ -201,16 +203,19 @@ class ConversationList:
         into a new conversation holding the history as the page shows it, which replaces the old
         one once it is stored (the store only appends). The wrapper takes the id and the count
         after the history, then ``respond``'s own settings; its signature says so, because Gradio
-        reads it to pass the request (last)."""
+        reads it to pass the request (last).
+
+        Like ``respond``, the wrapper is an async generator (a reply waiting for the model holds no
+        thread); its store calls, short and blocking, run on anyio's worker threads."""
         store = self.store
 
-        def chat(
+        async def chat(
             message: str,
             history: list[dict[str, Any]],
             conversation_id: str | None,
             synced: int | None,
             *rest: Any,
-        ) -> Iterator[tuple[Any, ...]]:
+        ) -> AsyncIterator[tuple[Any, ...]]:
             *settings, request = rest
             history = history or []
             owner = page_owner(request) if store is not None else None
@@ -219,36 +224,39 @@ class ConversationList:
                 if conversation_id and len(history) < (synced or 0):
                     replaced, conversation_id = conversation_id, None
                 try:
-                    conversation = StoredConversation(
-                        store,
-                        owner,
-                        conversation_id or store.create_conversation(owner).id,
-                        new=not conversation_id,
-                    )
+                    opened = conversation_id or (await to_thread(store.create_conversation, owner)).id
+                    conversation = StoredConversation(store, owner, opened, new=not conversation_id)
                 except ChatError:
                     log.warning("the store could not start a conversation: this turn is not kept")
             if conversation is None:
-                for out in respond(message, history, *settings, request=request):
-                    yield *out, conversation_id, len(history) + 1 + len(out[0]), gr.skip()
+                async with aclosing(respond(message, history, *settings, request=request)) as replies:
+                    async for out in replies:
+                        yield *out, conversation_id, len(history) + 1 + len(out[0]), gr.skip()
                 return
             last: tuple[Any, ...] | None = None
-            for out in respond(message, history, *settings, request=request, conversation=conversation):
-                # by the first output the user's message is stored (and titles the conversation)
-                listed = self.refreshed(request, conversation.id) if last is None else gr.skip()
-                last = out
-                yield *out, conversation.id, len(history) + 1 + len(out[0]), listed
+            turn = respond(message, history, *settings, request=request, conversation=conversation)
+            async with aclosing(turn) as replies:  # closing the wrapper closes the reply at once
+                async for out in replies:
+                    # by the first output the user's message is stored (and titles the conversation)
+                    listed = (
+                        await to_thread(self.refreshed, request, conversation.id)
+                        if last is None
+                        else gr.skip()
+                    )
+                    last = out
+                    yield *out, conversation.id, len(history) + 1 + len(out[0]), listed
             if last is None or not conversation.new:
                 return
-            if self._is_empty(owner, conversation.id):  # refused before anything was stored
-                self._delete(owner, conversation.id)
-                yield *last, replaced, synced, self.refreshed(request, replaced)
+            if await to_thread(self._is_empty, owner, conversation.id):  # refused before anything was stored
+                await to_thread(self._delete, owner, conversation.id)
+                yield *last, replaced, synced, await to_thread(self.refreshed, request, replaced)
             elif replaced:
-                self._delete(owner, replaced)
+                await to_thread(self._delete, owner, replaced)
                 yield (
                     *last,
                     conversation.id,
                     len(history) + 1 + len(last[0]),
-                    self.refreshed(request, conversation.id),
+                    await to_thread(self.refreshed, request, conversation.id),
                 )
 
         # Gradio finds where to pass the request by the signature and the resolved type hints.
