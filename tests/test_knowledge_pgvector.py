@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import secrets
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -128,6 +129,37 @@ def test_upload_replace_and_delete_on_pgvector(engine: sa.Engine) -> None:
     assert kb.delete_document("shop", second.id)
     assert kb._pg.nearest("shop", KeywordEmbedder.name, vector, 20) == ([], frozenset())
     assert kb.search("shop", question) == []
+
+
+def test_concurrent_first_uploads_of_a_model_all_succeed(engine: sa.Engine) -> None:
+    """Any of these uploads may be the one that makes the new model's HNSW indexes (after its
+    commit, so that no upload holds rows another's CREATE INDEX waits for): all succeed, and
+    the two indexes are made once."""
+    kb = KnowledgeBase(engine, embedder=KeywordEmbedder())
+    errors: list[BaseException] = []
+
+    def upload(n: int) -> None:
+        try:
+            kb.add_document(
+                "shop", f"{n}.md", f"# Refunds {n}\n\nRefunds take {n} days. 退款{n}天到账。".encode()
+            )
+        except BaseException as exc:  # collected: the assertion below names it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upload, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and len(kb.list_documents("shop")) == 6
+    with engine.connect() as c:
+        made = c.execute(
+            sa.text("SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%USING hnsw%'")
+        ).scalars()
+        assert sorted(made) == sorted(
+            vectors_pg.index_name(KeywordEmbedder.name, 4, zh) for zh in (True, False)
+        )
+    assert len(kb.search("shop", "退款", limit=10)) == 6
 
 
 def test_vectors_stored_before_pgvector_are_converted_and_back(

@@ -157,6 +157,7 @@ class KnowledgeBase:
     ) -> DocumentInfo:
         doc_id = secrets.token_urlsafe(18)
         created = utcnow()
+        model = getattr(self.embedder, "name", "")
         docs, rows = knowledge_documents, knowledge_chunks
         with self._tx() as c:
             fulltext.lock_document(c, knowledge, name)
@@ -182,7 +183,6 @@ class KnowledgeBase:
                 ids = c.execute(
                     sa.insert(rows).returning(rows.c.id, sort_by_parameter_order=True), values
                 ).scalars()
-                model = getattr(self.embedder, "name", "")
                 if self._pg is not None:
                     chinese = [is_chinese(ch.heading, ch.text) for ch in chunks]
                     self._pg.write(c, model, list(zip(ids, vectors, chinese, strict=True)))
@@ -194,6 +194,8 @@ class KnowledgeBase:
                             for i, v in zip(ids, vectors, strict=True)
                         ],
                     )
+        if self._pg is not None and vectors:
+            self._pg.index(model, len(vectors[0]))
         return DocumentInfo(doc_id, name, len(chunks), knowledge, created)
 
     def delete_document(self, knowledge: str, document_id: str) -> bool:

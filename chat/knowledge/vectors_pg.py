@@ -23,6 +23,7 @@ on, iterative index scans (``hnsw.iterative_scan``, set here) lift that limit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy.engine import Engine
 
 from chat.store.engine import translate_errors
+from chat.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +230,13 @@ class PgVectors:
             sa.insert(TABLE),
             [{"chunk_id": i, "model": model, "vector": v, "chinese": zh} for i, v, zh in rows],
         )
-        ensure_indexes(connection, model, len(rows[0][1]))
+
+    def index(self, model: str, dims: int) -> None:
+        """Make the model's HNSW indexes when missing, after the upload's commit: CREATE INDEX
+        waits for other uploads' writes, which must not wait for it (a deadlock). A failure is
+        logged; searches then scan exactly until an upload makes the index."""
+        with contextlib.suppress(StoreError), translate_errors(self.engine.url), self.engine.begin() as c:
+            ensure_indexes(c, model, dims)
 
     def nearest(
         self, knowledge: str, model: str, vector: Sequence[float], depth: int
