@@ -131,7 +131,9 @@ class PageChat:
         self.text = ""
         self.event_id = ""
 
-    async def run(self) -> None:
+    async def run(self, leave_on: str = "") -> None:
+        """Send the message and read what comes back to the end, or until ``leave_on`` shows (then
+        the connection is dropped, as a closed tab drops it)."""
         body = {
             "data": page_chat_args(self.message),
             "fn_index": self.app.chat_ui,
@@ -147,7 +149,7 @@ class PageChat:
                     if line.startswith("data:"):
                         message = json.loads(line[5:])
                         self.text += json.dumps(message, ensure_ascii=False) + "\n"
-                        if message.get("msg") == "process_completed":
+                        if message.get("msg") == "process_completed" or (leave_on and leave_on in self.text):
                             return
 
     async def stop(self) -> None:
@@ -218,6 +220,24 @@ def test_stop_frees_a_waiting_and_a_running_page_request(app: App) -> None:
     anyio.run(main)
     assert "echo:" not in running.text + waiting.text
     assert "position 1 in the queue" in waiting.text
+
+
+def test_a_closed_tab_leaves_the_models_queue(app: App) -> None:
+    backend = app.backend
+    backend.gate.clear()
+    running, closed = PageChat(app, "tab-running", "long"), PageChat(app, "tab-closed", "queued")
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(running.run)
+            await wait_depth(backend, 1)
+            await closed.run(leave_on="position 1 in the queue")  # the tab closes while it waits
+            await wait_depth(backend, 1)  # Gradio sees it at the next queue notice and closes the reply
+            backend.gate.set()
+
+    anyio.run(main)
+    assert "echo: long" in running.text and "echo:" not in closed.text
+    assert backend.queue_depth == 0
 
 
 def test_the_chat_api_answers_from_a_knowledge_base(app: App, client: Client) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Generator, Sequence
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,8 @@ def format_stats(stats: Stats, lang: Lang = "en") -> str:
 
 
 STOP_WAIT = 5.0  # seconds Stop's mark waits for the reply's generator to close
+# seconds between repeats of an unchanged queue notice: each frame lets Gradio see a closed tab
+WAITING_REFRESH = 1.0
 CHAT_CONCURRENCY = 16  # replies each chat event (the page's, ``/chat``) runs at once (chat.ui.layout)
 
 
@@ -152,7 +155,15 @@ class _Turn:
 
 
 class ChatHandlers:
-    """The entry points into the engine from Gradio: the UI's chat and the public ``/chat`` API."""
+    """The entry points into the engine from Gradio: the UI's chat and the public ``/chat`` API.
+
+    Both are async generators whose pipeline steps run on ``self.budget``'s worker threads, not on
+    Gradio's 40-thread limiter: that one is shared by the page's other events (the conversation
+    list, uploads, exports), which a busy chat would otherwise starve, and the service routes have
+    their own budget too. It is sized to the page's chat and ``/chat`` both running
+    ``CHAT_CONCURRENCY`` replies, each holding a thread only while a step of it runs: a reply
+    waiting for the model holds none.
+    """
 
     def __init__(self, engine: ChatEngine | Pipeline, *, feedback: FeedbackLog | None = None) -> None:
         # The app hands in the service's tracked pipeline (metrics, request log); tests an engine.
@@ -165,12 +176,7 @@ class ChatHandlers:
         self._last_request: LRUCache[str, tuple[int, str]] = LRUCache(maxsize=10_000)
         # session -> its newest page reply, for Stop's mark
         self._turns: LRUCache[str, _Turn] = LRUCache(maxsize=10_000)
-        # The chat's worker threads: its own budget, not Gradio's 40-thread limiter, which the
-        # page's other events (the conversation list, uploads, exports) share and which a busy
-        # chat would otherwise take from them. One thread per running reply of both chat events
-        # (each is limited to CHAT_CONCURRENCY), so a reply never waits for a thread; a reply
-        # waiting for the model holds none.
-        self.budget = ThreadBudget(2 * CHAT_CONCURRENCY)
+        self.budget = ThreadBudget(2 * CHAT_CONCURRENCY)  # the chat's worker threads (see above)
 
     def _is_regenerate(self, request: gr.Request | None, history: Any, message: str) -> bool:
         session = getattr(request, "session_hash", None)
@@ -203,7 +209,7 @@ class ChatHandlers:
         lang = detect_language(message if isinstance(message, str) else "")
         notices: list[gr.ChatMessage] = []
         text = thinking = ""  # thinking: a reasoning model's, shown collapsed before the reply
-        waiting_shown = ""  # the queue notice last sent: a waiting request's polls change nothing
+        waiting_shown, waiting_sent = "", 0.0  # the queue notice last sent, and when
         turn = self._turns[getattr(request, "session_hash", None) or ""] = _Turn()
         pump: EventPump[Step] | None = None
         try:
@@ -230,8 +236,8 @@ class ChatHandlers:
                             if status
                             else t("notice.waiting", lang, position=position)
                         )
-                        if waiting != waiting_shown:
-                            waiting_shown = waiting
+                        if waiting != waiting_shown or time.monotonic() - waiting_sent >= WAITING_REFRESH:
+                            waiting_shown, waiting_sent = waiting, time.monotonic()
                             yield [*notices, _notice(waiting)], ""
                     case Notice(kind="blocked"):
                         pass  # the refusal replaces the whole reply

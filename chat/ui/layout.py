@@ -24,7 +24,7 @@ from chat.store import Store
 from chat.transcript import FEEDBACK_LOG_MAX_BYTES, FeedbackLog
 from chat.ui.assets import attach_assets
 from chat.ui.branding import Branding
-from chat.ui.handlers import ChatHandlers
+from chat.ui.handlers import CHAT_CONCURRENCY, ChatHandlers
 from chat.ui.knowledge import knowledge_controls
 from chat.ui.labels import I18N
 from chat.ui.profile import profile_form
@@ -211,7 +211,7 @@ def build_ui(
             validator=handlers.validate,
             save_history=not kept,
             editable=True,
-            concurrency_limit=16,
+            concurrency_limit=CHAT_CONCURRENCY,
             fill_height=True,
         )
         stats.render()
@@ -258,5 +258,5 @@ def build_ui(
             [chat.chatbot_value, chat.conversation_id],
             api_visibility="private",
         ).then(lambda: (None, 0), None, [conversation_id, synced], queue=False, api_visibility="private")
-        gr.api(handlers.api, api_name="chat", concurrency_limit=16)
+        gr.api(handlers.api, api_name="chat", concurrency_limit=CHAT_CONCURRENCY)
     return demo
