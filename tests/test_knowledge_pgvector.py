@@ -9,9 +9,14 @@ embedder of tests/test_knowledge.py stands in where only the plumbing is tested.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+import os
 import secrets
+import shutil
+import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -46,8 +51,21 @@ SHOP = {  # 18 English and 13 Chinese chunks of the evaluation set
 def pgvector_server() -> Iterator[pg.PostgresServer]:
     """pgserver's PostgreSQL (with pgvector) in a temporary folder, for this module."""
     assert SPEC is not None and SPEC.origin is not None
-    with pg.postgres_server(bin_dir=Path(SPEC.origin).parent / "pginstall" / "bin") as server:
-        yield server
+    install = Path(SPEC.origin).parent / "pginstall"
+    with contextlib.ExitStack() as stack:
+        if os.geteuid() == 0 and not _postgres_may_run(install / "bin" / "initdb"):
+            # as root the server runs as ``postgres``, who may not reach a .venv under /root:
+            # a copy it can read
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="chat-pginstall-")))
+            folder.chmod(0o755)
+            for part in ("pgserver/pginstall", "pgserver.libs"):  # its libraries: $ORIGIN/../../../
+                shutil.copytree(install.parent.parent / part, folder / part, symlinks=True)
+            install = folder / "pgserver" / "pginstall"
+        yield stack.enter_context(pg.postgres_server(bin_dir=install / "bin"))
+
+
+def _postgres_may_run(program: Path) -> bool:
+    return subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(program)]).returncode == 0
 
 
 @pytest.fixture
