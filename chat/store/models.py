@@ -162,7 +162,9 @@ class KnowledgeChunkRow(Base):
 
 
 class KnowledgeVectorRow(Base):
-    """A chunk's embedding (float32, little-endian) and the model that made it."""
+    """A chunk's embedding (float32, little-endian) and the model that made it: the portable
+    layout. On a PostgreSQL with pgvector, migration 0004 turns ``vector`` into pgvector's type and
+    adds ``chinese`` (``chat.knowledge.vectors_pg.TABLE`` describes that layout)."""
 
     __tablename__ = "knowledge_vectors"
 
