@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# llama.cpp's OpenMP threads sleep instead of spinning while they wait: on 2 shared cores a
+# spinning thread takes the core its partner needs (500 prompt tokens: 16-20 s spinning, 9 s
+# sleeping, with other work running). Set before llama_cpp loads; servers the tests start inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from support import free_port  # noqa: E402
 
