@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from chat import ChatEngine, ContextOverflow, GenerationParams, InvalidRequest, Message, Notice
+from chat import ChatEngine, ContextOverflow, GenerationParams, InvalidRequest, Message, Notice, Settings
+from chat.backends.llama_cpp import LlamaCppBackend
 from chat.context import MIN_REPLY_TOKENS, fit_messages
+from chat.factory import build_local_backend
 
 
 def long_history(turns: int) -> list[Message]:
@@ -70,13 +74,13 @@ def test_over_long_history_is_trimmed_oldest_first(local_backend) -> None:
 
 
 def test_engine_trims_and_tells_the_user(engine: ChatEngine) -> None:
-    events = list(engine.stream(long_history(40), GenerationParams(max_new_tokens=16, context_length=768)))
+    events = list(engine.stream(long_history(40), GenerationParams(max_new_tokens=8, context_length=384)))
     notices = [e for e in events if isinstance(e, Notice) and e.kind == "trimmed"]
     assert len(notices) == 1
     assert "earlier message" in notices[0].text
     done = events[-1]
     assert done.stats.dropped_messages > 0
-    assert done.stats.prompt_tokens <= 768 - 16
+    assert done.stats.prompt_tokens <= 384 - 8
 
 
 def test_trim_notice_in_chinese(engine: ChatEngine) -> None:
@@ -84,7 +88,7 @@ def test_trim_notice_in_chinese(engine: ChatEngine) -> None:
     history[-1] = Message("user", "最新的问题：二加二等于几？")
     notices = [
         e
-        for e in engine.stream(history, GenerationParams(max_new_tokens=8, context_length=512))
+        for e in engine.stream(history, GenerationParams(max_new_tokens=8, context_length=256))
         if isinstance(e, Notice)
     ]
     assert "省略了较早的" in notices[0].text
@@ -107,8 +111,19 @@ def test_single_message_too_long_gets_clear_error(engine: ChatEngine, local_back
     assert local_backend.queue_depth == 0
 
 
-def test_slider_above_loaded_window_is_capped_with_notice(engine: ChatEngine, local_backend) -> None:
-    window = local_backend.context_window()
+@pytest.fixture(scope="module")
+def small_window_backend() -> Iterator[LlamaCppBackend]:
+    """The same model loaded with a 512-token window (0.5 s to load): filling it costs a quarter of
+    what filling the session model's 2,048 would."""
+    backend = build_local_backend(Settings(n_ctx=512, reproducible=True))
+    yield backend
+    backend.close()
+
+
+def test_slider_above_loaded_window_is_capped_with_notice(small_window_backend: LlamaCppBackend) -> None:
+    window = small_window_backend.context_window()
+    assert window == 512
+    engine = ChatEngine({"local": small_window_backend})
     events = list(
         engine.stream(long_history(60), GenerationParams(max_new_tokens=16, context_length=window * 4))
     )
