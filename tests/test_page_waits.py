@@ -6,6 +6,7 @@ threads and the prompt, not the model); the app, Gradio's queue routes and gradi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -26,6 +27,7 @@ from chat.backends.base import Backend, Chunk, Finish
 from chat.knowledge.context import BEGIN
 from chat.messages import GenerationParams, Message
 from chat.queueing import Cancelled, TurnQueue
+from chat.service.bridge import EventPump, ThreadBudget
 
 WAITERS = 12
 POSITION = re.compile(r"position (\d+) in the queue")
@@ -238,6 +240,44 @@ def test_a_closed_tab_leaves_the_models_queue(app: App) -> None:
     anyio.run(main)
     assert "echo: long" in running.text and "echo:" not in closed.text
     assert backend.queue_depth == 0
+
+
+def test_a_pump_cancelled_mid_step_closes_its_generator_once_the_step_ends() -> None:
+    """Gradio's Stop cancels the task natively, which abandons the thread inside a step: closing
+    the generator then would fail ("generator already executing"); the pump waits for the step."""
+    started, release, closed = threading.Event(), threading.Event(), threading.Event()
+
+    def steps() -> Iterator[str]:
+        try:
+            started.set()
+            release.wait(10)  # a token still being generated when Stop arrives
+            yield "token"
+            yield "never read"
+        finally:
+            closed.set()
+
+    cancel = threading.Event()
+    pump = EventPump(steps(), cancel, ThreadBudget(2))
+
+    async def reply() -> None:
+        try:
+            async for _ in pump:
+                pass
+        finally:
+            await pump.aclose()
+
+    async def main() -> None:
+        task = asyncio.create_task(reply())
+        await anyio.to_thread.run_sync(started.wait)
+        task.cancel()
+        await asyncio.sleep(0.2)
+        assert cancel.is_set() and not closed.is_set()  # the step still runs; close waits for it
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert closed.is_set()
+
+    asyncio.run(main())
 
 
 def test_the_chat_api_answers_from_a_knowledge_base(app: App, client: Client) -> None:

@@ -10,6 +10,7 @@ stops generation and frees the model.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import AsyncIterator, Generator
 from typing import Any, Generic, TypeVar
@@ -21,7 +22,9 @@ from starlette.requests import Request
 from chat.messages import Done, Waiting
 from chat.queueing import POLL_OUTSIDE
 
+log = logging.getLogger(__name__)
 SERVICE_THREADS = 32
+CLOSE_WAIT = 60.0  # seconds ``aclose`` waits for a step still running (cancel is set: it ends soon)
 WAIT_POLL = 0.1  # seconds between a queued request's looks at the queue
 _END = object()
 T = TypeVar("T")  # what the pumped generator yields: engine events, or the pipeline's steps
@@ -117,8 +120,13 @@ class EventPump(Generic[T]):
         return run
 
     def _close(self) -> None:
-        with self._stepping:
+        if not self._stepping.acquire(timeout=CLOSE_WAIT):  # a step that ignores cancel
+            log.warning("a reply's step outlived its cancel by %.0f s; it is closed when it ends", CLOSE_WAIT)
+            return  # the generator is closed when the collector takes it, after that step
+        try:
             self._events.close()
+        finally:
+            self._stepping.release()
 
 
 async def cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
