@@ -117,12 +117,17 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         yield App(url, backend, chat_ui)
 
 
-@pytest.fixture
-def client(app: App) -> Iterator[Client]:
-    app.backend.gate.set()  # the model answers at once
+@pytest.fixture(scope="module")
+def gradio_client(app: App) -> Iterator[Client]:
     c = Client(app.url, verbose=False)
     yield c
     c.close()
+
+
+@pytest.fixture
+def client(app: App, gradio_client: Client) -> Client:
+    app.backend.gate.set()  # the model answers at once
+    return gradio_client
 
 
 class PageChat:
