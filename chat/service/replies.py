@@ -48,20 +48,20 @@ class ReplyRun:
         self.cancel = threading.Event()
         self._tracker = service.tracker
         steps = service.tracker.run(record, request, cancel=self.cancel)
-        self._pump = EventPump(steps, self.cancel, service.budget)  # type: ignore[arg-type]
+        self._pump: EventPump[Step] = EventPump(steps, self.cancel, service.budget)
 
     def __aiter__(self) -> AsyncIterator[Step]:
-        return self._pump  # type: ignore[return-value]
+        return self._pump
 
     async def first(self) -> Step:
         """The first step: a route can still answer with a plain HTTP error when it is a failure."""
-        return await self._pump.__anext__()  # type: ignore[return-value]
+        return await self._pump.__anext__()
 
     async def resume(self, first: Step) -> AsyncIterator[Step]:
         """``first`` (from ``first()``), then the rest of the steps."""
         yield first
         async for step in self._pump:
-            yield step  # type: ignore[misc]
+            yield step
 
     async def outcome(self, http: Request) -> Outcome | None:
         """Run to the end without streaming; ``None`` when the HTTP client went away first."""
