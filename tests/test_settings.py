@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -95,32 +96,35 @@ def start_app(*args: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], s
     raise AssertionError("app did not start:\n" + "".join(lines))
 
 
-def test_app_honours_gradio_server_port_and_serves() -> None:
+@pytest.fixture(scope="module")
+def shared_app() -> Iterator[tuple[int, str]]:
+    """One ``python app.py --share`` on GRADIO_SERVER_PORT for the two tests that only look at
+    it (an app start costs seconds): its port, and what it said after it started."""
     port = free_port()
-    proc, _ = start_app(env={"GRADIO_SERVER_PORT": str(port), "CHAT_N_CTX": "512"})
-    try:
-        config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=10).json()
-        assert any(d.get("api_name") == "chat" for d in config["dependencies"])
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
-def test_share_without_internet_says_so_and_keeps_serving() -> None:
-    """The share tunnel needs the internet (not available here): the failure path is real."""
-    port = free_port()
-    proc, _ = start_app("--share", "--port", str(port), env={"CHAT_N_CTX": "512"})
+    proc, _ = start_app("--share", env={"GRADIO_SERVER_PORT": str(port), "CHAT_N_CTX": "512"})
     try:
         rest = ""
         deadline = time.monotonic() + 60
         while "could not create the public share link" not in rest and time.monotonic() < deadline:
             rest += proc.stderr.readline()
-        assert "could not create the public share link" in rest
-        assert "still serving locally" in rest
-        assert httpx.get(f"http://127.0.0.1:{port}/config", timeout=10).status_code == 200
+        yield port, rest
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_app_honours_gradio_server_port_and_serves(shared_app: tuple[int, str]) -> None:
+    port, _ = shared_app
+    config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=10).json()
+    assert any(d.get("api_name") == "chat" for d in config["dependencies"])
+
+
+def test_share_without_internet_says_so_and_keeps_serving(shared_app: tuple[int, str]) -> None:
+    """The share tunnel needs the internet (not available here): the failure path is real."""
+    port, rest = shared_app
+    assert "could not create the public share link" in rest
+    assert "still serving locally" in rest
+    assert httpx.get(f"http://127.0.0.1:{port}/config", timeout=10).status_code == 200
 
 
 def test_auth_protects_the_app() -> None:
