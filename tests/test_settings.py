@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -97,46 +98,50 @@ def start_app(*args: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], s
 
 
 @pytest.fixture(scope="module")
-def shared_app() -> Iterator[tuple[int, str]]:
-    """One ``python app.py --share`` on GRADIO_SERVER_PORT for the two tests that only look at
-    it (an app start costs seconds): its port, and what it said after it started."""
+def shared_app() -> Iterator[tuple[str, str]]:
+    """One ``python app.py --share --auth ada:lovelace`` on GRADIO_SERVER_PORT for the tests that
+    only look at it (an app start costs seconds): its URL, and what it said after it started."""
     port = free_port()
-    proc, _ = start_app("--share", env={"GRADIO_SERVER_PORT": str(port), "CHAT_N_CTX": "512"})
+    env = {"GRADIO_SERVER_PORT": str(port), "CHAT_N_CTX": "512"}
+    proc, _ = start_app("--share", "--auth", "ada:lovelace", env=env)
     try:
         rest = ""
         deadline = time.monotonic() + 60
         while "could not create the public share link" not in rest and time.monotonic() < deadline:
             rest += proc.stderr.readline()
-        yield port, rest
+        yield f"http://127.0.0.1:{port}", rest
     finally:
         proc.terminate()
         proc.wait(timeout=20)
 
 
-def test_app_honours_gradio_server_port_and_serves(shared_app: tuple[int, str]) -> None:
-    port, _ = shared_app
-    config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=10).json()
+@contextmanager
+def logged_in(base: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base, timeout=10) as client:
+        assert client.post("/login", data={"username": "ada", "password": "lovelace"}).status_code == 200
+        yield client
+
+
+def test_app_honours_gradio_server_port_and_serves(shared_app: tuple[str, str]) -> None:
+    base, _ = shared_app
+    with logged_in(base) as c:
+        config = c.get("/config").json()
     assert any(d.get("api_name") == "chat" for d in config["dependencies"])
 
 
-def test_share_without_internet_says_so_and_keeps_serving(shared_app: tuple[int, str]) -> None:
+def test_share_without_internet_says_so_and_keeps_serving(shared_app: tuple[str, str]) -> None:
     """The share tunnel needs the internet (not available here): the failure path is real."""
-    port, rest = shared_app
+    base, rest = shared_app
     assert "could not create the public share link" in rest
     assert "still serving locally" in rest
-    assert httpx.get(f"http://127.0.0.1:{port}/config", timeout=10).status_code == 200
+    with logged_in(base) as c:
+        assert c.get("/config").status_code == 200
 
 
-def test_auth_protects_the_app() -> None:
-    port = free_port()
-    proc, _ = start_app("--port", str(port), "--auth", "ada:lovelace", env={"CHAT_N_CTX": "512"})
-    try:
-        base = f"http://127.0.0.1:{port}"
-        assert httpx.get(base + "/config", timeout=10).status_code == 401
-        with httpx.Client(base_url=base, timeout=10) as c:
-            assert c.post("/login", data={"username": "ada", "password": "wrong"}).status_code == 400
-            assert c.post("/login", data={"username": "ada", "password": "lovelace"}).status_code == 200
-            assert c.get("/config").status_code == 200
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+def test_auth_protects_the_app(shared_app: tuple[str, str]) -> None:
+    base, _ = shared_app
+    assert httpx.get(base + "/config", timeout=10).status_code == 401
+    with httpx.Client(base_url=base, timeout=10) as c:
+        assert c.post("/login", data={"username": "ada", "password": "wrong"}).status_code == 400
+        assert c.post("/login", data={"username": "ada", "password": "lovelace"}).status_code == 200
+        assert c.get("/config").status_code == 200
