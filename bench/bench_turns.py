@@ -11,10 +11,12 @@ Every conversation of every row has its own messages (the row's number is in eac
 the same messages in every row, a row's first conversations replayed the previous row's replies
 from the response cache (a greedy reply ends with "stop" and is cached): the "2 conversations"
 row at temperature 0 was one conversation plus replays, never restored a state, and averaged in
-near-zero times. A row still starts with the system prompt cached by the rows before it, as a
-running server has it (every conversation shares the app's system prompt), so turn 1 evaluates
-only its message, while a later turn also evaluates the template's joins around it and the end
-of the previous reply. The second table gives those counts (mean prompt tokens evaluated per
+near-zero times. A message has the same length in tokens at every turn (turn 20 no longer pays
+for longer numbers than turn 1: 3 tokens of about 36). A row starts with the system prompt
+cached by the rows before it, as a running server has it (every conversation shares the app's
+system prompt), so turn 1 evaluates only its message and the assistant header, while a later
+turn also evaluates the end of the previous reply and the user header before its message (5
+tokens with ChatML). The second table gives those counts (mean prompt tokens evaluated per
 reply), which timing noise cannot blur: a later turn evaluates only its new tokens. "Position
 cost" is the rest of the story: the same new tokens take longer late in a conversation, because
 attention reads every earlier token; no cache removes that.
@@ -57,8 +59,9 @@ _rows = itertools.count(1)  # each row's conversations get their own messages (s
 
 
 def question(conversation: int, turn: int, row: int = 0) -> str:
-    number = turn * 7 + conversation
-    return f"Conversation {conversation} of run {row}, message {turn}: tell me one fact about the number {number}."
+    """The same number of tokens at every turn (two-digit turn, three-digit number)."""
+    number = 100 + turn * 7 + conversation
+    return f"Conversation {conversation} of run {row}, message {turn:02d}: tell me one fact about the number {number}."
 
 
 def run_lanes(
