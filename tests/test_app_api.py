@@ -72,13 +72,13 @@ def test_history_and_system_prompt_reach_the_model(client: Client, engine: ChatE
 
 def test_two_concurrent_chats_get_their_own_replies(app_url: str, engine: ChatEngine) -> None:
     questions = ["Name three colours.", "用中文介绍一下北京。"]
-    params = GenerationParams(temperature=0, max_new_tokens=32)
+    params = GenerationParams(temperature=0, max_new_tokens=16)
     expected = [engine.reply([{"role": "user", "content": q}], params).text for q in questions]
 
     def ask(question: str) -> str:
         c = Client(app_url, verbose=False)
         try:
-            return c.predict(message=question, temperature=0, max_new_tokens=32, api_name="/chat")
+            return c.predict(message=question, temperature=0, max_new_tokens=16, api_name="/chat")
         finally:
             c.close()
 
