@@ -274,7 +274,7 @@ def test_every_protocol_encodes_the_same_outcomes(app: str, entry: str) -> None:
 
 def via_gradio(base: str, text: str) -> tuple[str, object]:
     """Gradio's ``/chat`` API over plain HTTP (``/call``): ``("complete", reply)`` or ``("error", message)``."""
-    data = [text, None, "", 0.7, 2048, 16, 0.95]  # message, history, system prompt, sampling
+    data = [text, None, "", 0.7, 2048, 16, 0.95, ""]  # message, history, system prompt, sampling, knowledge
     event_id = httpx.post(base + "gradio_api/call/chat", json={"data": data}, timeout=30).json()["event_id"]
     with httpx.stream("GET", base + f"gradio_api/call/chat/{event_id}", timeout=30) as r:
         name, payload = list(sse_events(r.iter_lines()))[-1]
