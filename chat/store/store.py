@@ -242,17 +242,11 @@ class Store:
     ) -> int:
         """Store one message now (the user's, before generation starts). Returns its id. The first
         user message titles an untitled conversation."""
-        _check_owner(owner)
         if role not in ROLES:
             raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         if status not in STATUSES:
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-        if not isinstance(content, str):
-            raise InvalidRequest(f"message content must be text, got {type(content).__name__}")
-        if not _valid_id(conversation_id):
-            raise ConversationNotFound(conversation_id=conversation_id)
-        now = utcnow()
-        owned = {"owner": owner, "conversation_id": conversation_id, "now": now}
+        owned = _owned_message(owner, conversation_id, content)
         with self._quick() as c:
             # A user's message marks the conversation active (and may title it); the statement
             # also checks ownership. A crash before the insert leaves it touched, nothing more.
@@ -283,12 +277,7 @@ class Store:
         reading on the way what the turn's prompt may carry: the conversation's summary and the
         owner's profile. What the app does before a stored turn's first token, kept to two
         round trips (one transaction on SQLite) because it runs on every turn."""
-        _check_owner(owner)
-        if not isinstance(content, str):
-            raise InvalidRequest(f"message content must be text, got {type(content).__name__}")
-        if not _valid_id(conversation_id):
-            raise ConversationNotFound(conversation_id=conversation_id)
-        owned = {"owner": owner, "conversation_id": conversation_id, "now": utcnow()}
+        owned = _owned_message(owner, conversation_id, content)
         with self._quick() as c:
             notes = c.execute(_TOUCH_AND_READ, {**owned, "auto_title": _auto_title(content)}).first()
             if notes is None:
@@ -464,6 +453,16 @@ def _check_owner(owner: str) -> None:
         raise InvalidRequest(f"owner must be text of 1 to {OWNER_MAX} characters")
 
 
+def _owned_message(owner: str, conversation_id: str, content: object) -> dict[str, Any]:
+    """The checked parameters every message statement shares; a bad id is simply not found."""
+    _check_owner(owner)
+    if not isinstance(content, str):
+        raise InvalidRequest(f"message content must be text, got {type(content).__name__}")
+    if not _valid_id(conversation_id):
+        raise ConversationNotFound(conversation_id=conversation_id)
+    return {"owner": owner, "conversation_id": conversation_id, "now": utcnow()}
+
+
 def _check_title(title: str) -> str:
     if not isinstance(title, str):
         raise InvalidRequest(f"title must be text, got {type(title).__name__}")
@@ -545,8 +544,7 @@ def _conversation(row: sa.Row[Any], stored: list[StoredMessage]) -> Conversation
 
 
 def _profile(c: sa.Connection, owner: str) -> Profile | None:
-    p = profiles.c
     row = c.execute(
-        sa.select(p.display_name, p.language, p.persona, p.notes, p.opt_in).where(p.owner_id == owner)
+        sa.select(*(profiles.c[name] for name in _PROFILE_FIELDS)).where(profiles.c.owner_id == owner)
     ).first()
     return Profile(**row._asdict()) if row else None
