@@ -114,6 +114,8 @@ class KnowledgeBase:
         self._vectors_lock = threading.Lock()
         # PostgreSQL with pgvector ranks the vectors itself; else they are ranked here, in memory
         self._pg = vectors_pg.prepare(engine) if embedder is not None else None
+        # vectors are kept per embedding model: another model's (an earlier setting) do not compare
+        self._model = getattr(embedder, "name", "")
 
     def close(self) -> None:
         if self._owns_engine:
@@ -157,7 +159,7 @@ class KnowledgeBase:
     ) -> DocumentInfo:
         doc_id = secrets.token_urlsafe(18)
         created = utcnow()
-        model = getattr(self.embedder, "name", "")
+        model = self._model
         docs, rows = knowledge_documents, knowledge_chunks
         with self._tx() as c:
             fulltext.lock_document(c, knowledge, name)
@@ -258,7 +260,7 @@ class KnowledgeBase:
             return [Source(r.name, r.heading, r.text, float(r.score), r.document_id) for r in rows[:limit]]
         depth = limit * CANDIDATES
         if self._pg is not None:
-            dense, chinese = self._pg.nearest(knowledge, getattr(self.embedder, "name", ""), vector, depth)
+            dense, chinese = self._pg.nearest(knowledge, self._model, vector, depth)
         else:
             cached = self._load_vectors(knowledge)
             dense, chinese = self._nearest(cached, vector), cached.chinese
@@ -296,7 +298,7 @@ class KnowledgeBase:
         docs, rows, vecs = knowledge_documents, knowledge_chunks, knowledge_vectors
         joined = vecs.join(rows, rows.c.id == vecs.c.chunk_id).join(docs, docs.c.id == rows.c.document_id)
         # only this embedder's vectors: another model's (an earlier setting) have other dimensions
-        model = getattr(self.embedder, "name", "")
+        model = self._model
         mine = sa.and_(docs.c.knowledge == knowledge, vecs.c.model == model)
         row = fulltext.read(self.engine, _VECTOR_STAMP, {"knowledge": knowledge, "model": model})[0]
         stamp = (int(row.n), int(row.newest or 0))
