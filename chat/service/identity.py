@@ -89,21 +89,18 @@ class Identity:
 
     def is_local(self, address: str) -> bool:
         """A client on this machine (not a proxied or shared-link visitor)."""
-        if self.share:
-            return False
-        try:
-            return ipaddress.ip_address(address).is_loopback
-        except ValueError:
-            return False
+        return not self.share and _loopback(address)
 
     def keyed_on_visitor(self, address: str) -> bool:
         """Behind ``--share`` the tunnel arrives from loopback: there the address tells no one apart."""
-        if not self.share:
-            return False
-        try:
-            return ipaddress.ip_address(address).is_loopback
-        except ValueError:
-            return False
+        return self.share and _loopback(address)
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def _valid_ip(text: str) -> str | None:
