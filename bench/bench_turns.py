@@ -4,8 +4,10 @@
 0.7 and 0, through the app's engine (guards on, response cache on: no prompt repeats) and through
 ``python app.py`` over HTTP (``POST /api/chat`` with SSE, the history sent each time), beside raw
 llama-cpp-python on one conversation with its own prefix reuse: the best one conversation can do.
-Then decode speed (engine against raw), the work per request at turn 50 (fitting and input
-guards, without the model), prompt-cache memory and process RSS. Prints Markdown tables.
+Then the engine and raw llama-cpp-python in step, turn by turn, with the time each spends outside
+llama.cpp's own evaluation (its perf counters), which the machine's noise does not blur; decode
+speed measured the same two ways; the work per request at turn 50 (fitting and input guards,
+without the model); prompt-cache memory and process RSS. Prints Markdown tables.
 
 Every conversation of every row has its own messages (the row's number is in each one). With
 the same messages in every row, a row's first conversations replayed the previous row's replies
@@ -32,7 +34,9 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -45,7 +49,8 @@ import httpx  # noqa: E402
 from app_process import launched_app, sse_turn  # noqa: E402
 from support import free_port  # noqa: E402
 
-from chat import GenerationParams, Message, Settings  # noqa: E402
+from chat import GenerationParams, Message, Settings, TextDelta  # noqa: E402
+from chat.backends.llama_cpp import REPEAT_PENALTY  # noqa: E402
 from chat.context import fit_messages  # noqa: E402
 from chat.factory import build_engine  # noqa: E402
 
@@ -53,9 +58,28 @@ N_CTX = 4096
 SYSTEM = "You are a helpful assistant. Answer briefly."
 REPORTED_TURNS = (1, 5, 10, 20)
 FAR = 1800  # a position late in a 20-turn conversation (about 1,700-1,900 tokens)
-# -> (ttft seconds, reply text, prompt tokens evaluated: NaN if unknown)
-Reply = Callable[[list[dict[str, str]], float], tuple[float, str, float]]
 _rows = itertools.count(1)  # each row's conversations get their own messages (see above)
+
+
+@dataclass
+class Turn:
+    """One reply timed from outside: seconds to the first text, the text, the prompt tokens it
+    evaluated and llama.cpp's own milliseconds of prompt evaluation (its perf counters)."""
+
+    ttft: float
+    text: str
+    evaluated: float
+    prompt_eval_ms: float
+
+    @property
+    def outside_ms(self) -> float:
+        """Time to first token that is not llama.cpp evaluating the prompt: what a path adds
+        around the model, without the model's own (noisy) compute."""
+        return self.ttft * 1000 - self.prompt_eval_ms
+
+
+# (history, temperature) -> the reply, timed
+Reply = Callable[[list[dict[str, str]], float], Turn]
 
 
 def question(conversation: int, turn: int, row: int = 0) -> str:
@@ -76,51 +100,51 @@ def run_lanes(
     for turn in range(1, turns + 1):
         for lane, history in enumerate(histories):
             history.append({"role": "user", "content": question(lane, turn, row)})
-            ttft, text, count = reply(history, temperature)
-            history.append({"role": "assistant", "content": text})
-            times.setdefault(turn, []).append(ttft * 1000)
-            evaluated.setdefault(turn, []).append(count)
+            answer = reply(history, temperature)
+            history.append({"role": "assistant", "content": answer.text})
+            times.setdefault(turn, []).append(answer.ttft * 1000)
+            evaluated.setdefault(turn, []).append(answer.evaluated)
     return (
         {turn: statistics.mean(values) for turn, values in times.items()},
         {turn: statistics.mean(values) for turn, values in evaluated.items()},
     )
 
 
-def engine_reply(engine, max_tokens: int) -> Reply:  # noqa: ANN001
-    def reply(history: list[dict[str, str]], temperature: float) -> tuple[float, str, float]:
-        params = GenerationParams(temperature=temperature, max_new_tokens=max_tokens, context_length=N_CTX)
-        done = engine.reply(history, params)
-        evaluated = done.stats.evaluated_prompt_tokens
-        return done.stats.time_to_first_token or float("nan"), done.text, _number(evaluated)
+def _timed(ctx, texts: Iterator[str]) -> Turn:  # noqa: ANN001
+    """Step ``texts`` to the end, llama.cpp's perf counters reset first (the call that made
+    ``texts`` does no work before its first step: both paths are generators)."""
+    import llama_cpp
 
-    return reply
+    llama_cpp.llama_perf_context_reset(ctx)
+    start = time.perf_counter()
+    first, pieces = None, []
+    for text in texts:
+        if text:
+            first = first or time.perf_counter()
+            pieces.append(text)
+    perf = llama_cpp.llama_perf_context(ctx)
+    return Turn((first or start) - start, "".join(pieces), float(perf.n_p_eval), perf.t_p_eval_ms)
 
 
-def raw_reply(llm, max_tokens: int) -> Reply:  # noqa: ANN001
-    """llama-cpp-python's own chat call: its KV prefix reuse is all the caching it has."""
+def raw_turn(llm, history: list[dict[str, str]], temperature: float, max_tokens: int) -> Turn:  # noqa: ANN001
+    """llama-cpp-python's own chat call, sampling as the engine does (its repeat penalty): its KV
+    prefix reuse is all the caching it has."""
+    chunks = llm.create_chat_completion(
+        history, temperature=temperature, max_tokens=max_tokens, repeat_penalty=REPEAT_PENALTY, stream=True
+    )
+    return _timed(llm.ctx, (c["choices"][0]["delta"].get("content") for c in chunks))
 
-    def reply(history: list[dict[str, str]], temperature: float) -> tuple[float, str, float]:
-        import llama_cpp
 
-        llama_cpp.llama_perf_context_reset(llm.ctx)
-        start = time.perf_counter()
-        first = None
-        pieces = []
-        for chunk in llm.create_chat_completion(
-            history, temperature=temperature, max_tokens=max_tokens, stream=True
-        ):
-            text = chunk["choices"][0]["delta"].get("content")
-            if text:
-                first = first or time.perf_counter()
-                pieces.append(text)
-        evaluated = llama_cpp.llama_perf_context(llm.ctx).n_p_eval  # llama.cpp's own count
-        return (first or start) - start, "".join(pieces), float(evaluated)
-
-    return reply
+def engine_turn(engine, history: list[dict[str, str]], temperature: float, max_tokens: int) -> Turn:  # noqa: ANN001
+    """From the call (input guards, fitting, prompt cache included) to the first text the user
+    would see, timed from outside exactly as ``raw_turn`` is."""
+    params = GenerationParams(temperature=temperature, max_new_tokens=max_tokens, context_length=N_CTX)
+    events = engine.stream(history, params)
+    return _timed(engine.backends["local"]._llm.ctx, (e.text for e in events if isinstance(e, TextDelta)))  # noqa: SLF001
 
 
 def http_reply(client: httpx.Client, max_tokens: int) -> Reply:
-    def reply(history: list[dict[str, str]], temperature: float) -> tuple[float, str, float]:
+    def reply(history: list[dict[str, str]], temperature: float) -> Turn:
         *earlier, newest = history
         context = {
             "system_prompt": earlier[0]["content"],
@@ -130,25 +154,154 @@ def http_reply(client: httpx.Client, max_tokens: int) -> Reply:
             "context_length": N_CTX,
         }
         ttft, done = sse_turn(client, {"user_input": newest["content"], "context": context})
-        return ttft, done.get("reply", ""), _number(done.get("evaluated_prompt_tokens"))
+        evaluated = done.get("evaluated_prompt_tokens")
+        return Turn(
+            ttft, done.get("reply", ""), float("nan") if evaluated is None else evaluated, float("nan")
+        )
 
     return reply
 
 
-def decode_ratio(engine, llm, max_tokens: int) -> tuple[float, float]:  # noqa: ANN001
-    """Decode tokens/s of the engine and of raw llama-cpp-python on the same prompts."""
-    ours, raw = [], []
-    for i in range(3):
+def warm(engine, llm) -> None:  # noqa: ANN001
+    """Both paths start a conversation with the system prompt evaluated, as a running server has
+    it (every conversation shares the app's system prompt)."""
+    hello = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Hello!"}]
+    engine.reply(hello, GenerationParams(max_new_tokens=1, context_length=N_CTX))
+    for _ in llm.create_chat_completion(hello, max_tokens=1, stream=True):
+        pass
+
+
+def engine_against_raw(engine, llm, turns: int, max_tokens: int, repeats: int) -> list[str]:  # noqa: ANN001
+    """The engine and raw llama-cpp-python in step, one conversation each, ``repeats`` times:
+    at every turn both answer the same message, back to back (which goes first alternates), so
+    the machine's slow and fast seconds fall on both alike. "Outside" is time to first token
+    minus llama.cpp's own prompt-evaluation time (its perf counters): the cost a path adds around
+    the model, free of the model's run-to-run noise and of the two conversations' lengths
+    drifting apart (their sampled replies differ)."""
+    lines = []
+    every: dict[float, list[tuple[Turn, Turn]]] = {}
+    for temperature in (0.7, 0.0):
+        by_turn: dict[int, list[tuple[Turn, Turn]]] = {}
+        for _ in range(repeats):
+            row = next(_rows)
+            warm(engine, llm)
+            raw_history = [{"role": "system", "content": SYSTEM}]
+            engine_history = [{"role": "system", "content": SYSTEM}]
+            for turn in range(1, turns + 1):
+                message = {"role": "user", "content": question(0, turn, row)}
+                raw_history.append(message)
+                engine_history.append(message)
+                if turn % 2:
+                    ours = engine_turn(engine, engine_history, temperature, max_tokens)
+                    raw = raw_turn(llm, raw_history, temperature, max_tokens)
+                else:
+                    raw = raw_turn(llm, raw_history, temperature, max_tokens)
+                    ours = engine_turn(engine, engine_history, temperature, max_tokens)
+                raw_history.append({"role": "assistant", "content": raw.text})
+                engine_history.append({"role": "assistant", "content": ours.text})
+                by_turn.setdefault(turn, []).append((raw, ours))
+        every[temperature] = [pair for pairs in by_turn.values() for pair in pairs]
+        for turn in [t for t in REPORTED_TURNS if t <= turns]:
+            lines.append(_pair_row(f"{temperature:g}, turn {turn}", by_turn[turn]))
+    for temperature, pairs in every.items():
+        lines.append(_pair_row(f"{temperature:g}, all {turns} turns", pairs))
+    return lines
+
+
+def _pair_row(label: str, pairs: list[tuple[Turn, Turn]]) -> str:
+    """Medians over ``pairs`` of (raw, engine) turns: TTFT, their difference, and the same for
+    the time outside llama.cpp's prompt evaluation."""
+
+    def median(values: Iterator[float]) -> float:
+        return statistics.median(list(values))
+
+    raw = median(r.ttft * 1000 for r, _ in pairs)
+    ours = median(e.ttft * 1000 for _, e in pairs)
+    gap = median((e.ttft - r.ttft) * 1000 for r, e in pairs)
+    raw_out = median(r.outside_ms for r, _ in pairs)
+    ours_out = median(e.outside_ms for _, e in pairs)
+    gap_out = median(e.outside_ms - r.outside_ms for r, e in pairs)
+    return (
+        f"| {label} | {len(pairs)} | {raw:.0f} | {ours:.0f} | {gap:+.0f} "
+        f"| {raw_out:.1f} | {ours_out:.1f} | {gap_out:+.1f} |"
+    )
+
+
+@dataclass
+class Decode:
+    """One reply's decoding: wall seconds from its first text to its last (what the user watches;
+    saving the prompt cache comes after), the tokens llama.cpp decoded and its own milliseconds
+    for them (its perf counters)."""
+
+    seconds: float
+    tokens: int
+    llama_ms: float
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / self.seconds
+
+    @property
+    def outside_ms(self) -> float:
+        """Per token, the time not spent in llama.cpp's decode: sampling, detokenizing, and
+        everything a path adds (the engine's guards, parsers and generators)."""
+        return (self.seconds * 1000 - self.llama_ms) / self.tokens
+
+
+def _decoded(ctx, texts: Iterator[str]) -> Decode:  # noqa: ANN001
+    import llama_cpp
+
+    llama_cpp.llama_perf_context_reset(ctx)
+    first = last = None
+    for text in texts:
+        if text:
+            last = time.perf_counter()
+            first = first or last
+    perf = llama_cpp.llama_perf_context(ctx)
+    return Decode((last or 0) - (first or 0), perf.n_eval, perf.t_eval_ms)
+
+
+def decode_speed(engine, llm, pairs: int = 6) -> tuple[list[Decode], list[Decode]]:  # noqa: ANN001
+    """The engine's and raw llama-cpp-python's decoding of the same prompts (128 new tokens at
+    0.7), back to back in alternating order: (engine runs, raw runs)."""
+    params = GenerationParams(temperature=0.7, max_new_tokens=128, context_length=N_CTX)
+    ctx = engine.backends["local"]._llm.ctx  # noqa: SLF001
+
+    def ours(history: list[dict[str, str]]) -> Decode:
+        events = engine.stream(history, params, use_cache=False)
+        return _decoded(ctx, (e.text for e in events if isinstance(e, TextDelta)))
+
+    def raw(history: list[dict[str, str]]) -> Decode:
+        chunks = llm.create_chat_completion(
+            history, temperature=0.7, max_tokens=128, repeat_penalty=REPEAT_PENALTY, stream=True
+        )
+        return _decoded(llm.ctx, (c["choices"][0]["delta"].get("content") for c in chunks))
+
+    runs: dict[Callable, list[Decode]] = {ours: [], raw: []}
+    for i in range(pairs):
         history = [{"role": "user", "content": f"Write a long story about lighthouse number {i}."}]
-        params = GenerationParams(temperature=0.7, max_new_tokens=128, context_length=N_CTX)
-        ours.append(engine.reply(history, params).stats.tokens_per_second or 0)
-        first, count = None, 0
-        for chunk in llm.create_chat_completion(history, temperature=0.7, max_tokens=128, stream=True):
-            if chunk["choices"][0]["delta"].get("content"):
-                first = first or time.perf_counter()
-                count += 1
-        raw.append((count - 1) / (time.perf_counter() - first))
-    return statistics.median(ours), statistics.median(raw)
+        for path in (ours, raw) if i % 2 else (raw, ours):
+            runs[path].append(path(history))
+    return runs[ours], runs[raw]
+
+
+def decode_rows(ours: list[Decode], raw: list[Decode]) -> list[str]:
+    """Tokens/s as measured (noisy: the machine's speed moves by several percent from one reply
+    to the next), then the same ratio at equal llama.cpp speed, from the time each path spends
+    outside llama.cpp per token (what the engine can add)."""
+    rate_ours = statistics.median(d.rate for d in ours)
+    rate_raw = statistics.median(d.rate for d in raw)
+    paired = statistics.median(o.rate / r.rate for o, r in zip(ours, raw, strict=True))
+    llama_ms = statistics.median(d.llama_ms / d.tokens for d in ours + raw)
+    out_ours = statistics.median(d.outside_ms for d in ours)
+    out_raw = statistics.median(d.outside_ms for d in raw)
+    return [
+        f"| decode tokens/s, engine / raw, medians of {len(ours)} (median paired ratio) "
+        f"| {rate_ours:.1f} / {rate_raw:.1f} = {rate_ours / rate_raw:.3f} ({paired:.3f}) |",
+        f"| decode ms per token outside llama.cpp, engine / raw (llama.cpp itself: {llama_ms:.1f}) "
+        f"| {out_ours:.2f} / {out_raw:.2f} |",
+        f"| decode speed ratio at equal llama.cpp speed | {(llama_ms + out_raw) / (llama_ms + out_ours):.3f} |",
+    ]
 
 
 def position_cost(llm, new_tokens: int = 34) -> tuple[float, float]:  # noqa: ANN001
@@ -209,10 +362,6 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def _number(value: float | None) -> float:
-    return float("nan") if value is None else float(value)
-
-
 def row(label: str, by_turn: dict[int, float], turns: int) -> str:
     shown = [t for t in REPORTED_TURNS if t <= turns]
     cells = " | ".join(f"{by_turn[t]:.0f}" for t in shown)
@@ -224,6 +373,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3, help="conversations per path in the paired table")
     args = parser.parse_args()
 
     from llama_cpp import Llama
@@ -242,32 +392,28 @@ def main() -> None:
     counts: list[str] = []  # the same rows' mean prompt tokens evaluated, printed after the times
     for temperature in (0.7, 0.0):
         llm.reset()
+        warm(engine, llm)
         raw_rows[temperature], evaluated = run_lanes(
-            raw_reply(llm, args.max_tokens), 1, args.turns, temperature
+            partial(raw_turn, llm, max_tokens=args.max_tokens), 1, args.turns, temperature
         )
         label = f"raw llama-cpp-python, 1, {temperature:g}"
         print(row(label, raw_rows[temperature], args.turns), flush=True)
         counts.append(row(label, evaluated, args.turns))
-    # Every engine row starts alike, the first one too: guards warm, the system prompt cached.
-    engine.reply(
-        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Hello!"}],
-        GenerationParams(max_new_tokens=8),
-    )
     cache_peak = 0
     for temperature in (0.7, 0.0):
         for lanes in (1, 2, 4):
             backend.prompt_cache.clear()
+            warm(engine, llm)  # every engine row starts alike: guards warm, the system prompt cached
             result, evaluated = run_lanes(
-                engine_reply(engine, args.max_tokens), lanes, args.turns, temperature
+                partial(engine_turn, engine, max_tokens=args.max_tokens), lanes, args.turns, temperature
             )
             cache_peak = max(cache_peak, backend.prompt_cache.bytes)
             print(row(f"engine, {lanes}, {temperature:g}", result, args.turns), flush=True)
             counts.append(row(f"engine, {lanes}, {temperature:g}", evaluated, args.turns))
-            if lanes == 1:
-                gaps = [result[t] - raw_rows[temperature][t] for t in shown]
-                print(f"| (engine - raw, ms) | {' | '.join(f'{g:+.0f}' for g in gaps)} | |", flush=True)
     if not args.skip_http:
         with launched_app(free_port(), n_ctx=N_CTX, store=False) as url, httpx.Client(base_url=url) as client:
+            hello = {"system_prompt": SYSTEM, "max_new_tokens": 1, "context_length": N_CTX}
+            sse_turn(client, {"user_input": "Hello!", "context": hello})  # the system prompt cached
             for temperature in (0.7, 0.0):
                 for lanes in (1, 2, 4):
                     result, evaluated = run_lanes(
@@ -281,12 +427,21 @@ def main() -> None:
     print("|---|" + "---|" * (len(shown) + 1))
     print("\n".join(counts))
 
-    ours, raw = decode_ratio(engine, llm, args.max_tokens)
+    print(
+        f"\n### Engine against raw llama-cpp-python, in step, {args.repeats} conversations each (medians, ms)\n"
+    )
+    print(
+        "| temperature, turn | pairs | raw TTFT | engine TTFT | engine - raw | raw outside llama.cpp | engine outside | engine - raw, outside |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(engine_against_raw(engine, llm, args.turns, args.max_tokens, args.repeats)), flush=True)
+
+    decoding = decode_rows(*decode_speed(engine, llm))
     work = per_request_work(engine)
     near, far = position_cost(llm)
     print("\n### Other figures\n")
     print("| figure | value |\n|---|---|")
-    print(f"| decode tokens/s, engine / raw | {ours:.1f} / {raw:.1f} = {ours / raw:.3f} |")
+    print("\n".join(decoding))
     print(f"| fitting + input guards per request at turn 50 (ms) | {work:.2f} |")
     print(
         f"| position cost: 34 new tokens after 20 / after {FAR} tokens (ms) | {near:.0f} / {far:.0f} = {far / near:.2f} |"

@@ -24,7 +24,9 @@ from chat.messages import GenerationParams, Message
 from chat.queueing import Cancelled, TurnQueue
 
 DEFAULT_N_CTX = 4096
-REPEAT_PENALTY = 1.1  # llama-cpp-python's chat-completion default, kept for the same replies
+# A mild repeat penalty (Ollama's default; llama.cpp's and llama-cpp-python's is now 1.0): small
+# models loop without it. It costs llama.cpp's sampler about 0.2 ms per token (bench_turns.py).
+REPEAT_PENALTY = 1.1
 RENDER_MEMO = 8  # rendered prompts kept: fitting counts the prompt the stream then generates
 MESSAGE_MEMO = 4096  # per-message token counts kept for fitting long conversations
 _PROBE = {"role": "system", "content": "."}  # a fixed first message: isolates one message's tokens
