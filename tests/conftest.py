@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -13,6 +14,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # spinning thread takes the core its partner needs (500 prompt tokens: 16-20 s spinning, 9 s
 # sleeping, with other work running). Set before llama_cpp loads; servers the tests start inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# One TLS context per set of options for the whole session: every httpx.get()/post() and every
+# gradio_client call builds a new client, and each loaded the CA bundle again (30-40 ms; 40 s of
+# the suite's CPU). The tests talk plain HTTP on loopback; what is shared is the same context
+# httpx would have built.
+import httpx._transports.default as _httpx_transports  # noqa: E402
+
+_httpx_transports.create_ssl_context = functools.lru_cache(maxsize=16)(_httpx_transports.create_ssl_context)
 
 from support import free_port  # noqa: E402
 
