@@ -1,6 +1,6 @@
 """Backends for guard and cache tests.
 
-``SpyBackend`` is the real model with a call counter. ``ScriptedBackend`` is a fake, used only
+``SpyBackend`` is the real model with a call counter and a record of its prompts. ``ScriptedBackend`` is a fake, used only
 for what the real model cannot produce on demand: a given phrase split across given chunks, or
 a failure after some text.
 """
@@ -16,14 +16,19 @@ from chat.messages import GenerationParams, Message
 
 
 class SpyBackend(Backend):
-    """Delegates to a real backend and counts the requests that reach it."""
+    """Delegates to a real backend; counts the requests that reach it and keeps their prompts."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.name = inner.name
         self.model = inner.model
         self.calls = 0
+        self.prompts: list[list[Message]] = []
         self._lock = threading.Lock()
+
+    @property
+    def queue_depth(self) -> int | None:
+        return self.inner.queue_depth
 
     def stream(
         self,
@@ -35,10 +40,14 @@ class SpyBackend(Backend):
     ) -> Iterator[Chunk]:
         with self._lock:
             self.calls += 1
+            self.prompts.append(list(messages))
         return self.inner.stream(messages, params, cancel=cancel, api_key=api_key)
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return self.inner.count_tokens(messages)
+
+    def message_tokens(self, message: Message) -> int:
+        return self.inner.message_tokens(message)
 
     def context_window(self) -> int | None:
         return self.inner.context_window()

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from guard_fakes import ScriptedBackend
+from guard_fakes import ScriptedBackend, SpyBackend
 from service_support import serve, sse_events
 from support import frames
 from websockets.sync.client import connect
 
 from chat import ChatEngine, GenerationParams, Message, Settings
-from chat.backends.base import Backend, Chunk
+from chat.backends.base import Backend
 from chat.engine import with_reference
 from chat.errors import ConfigError
 from chat.guards import ContentGuard
@@ -66,31 +66,10 @@ def source(document: str, text: str, heading: str = "") -> Source:
     return Source(document, heading, text, 0.0, f"id-{document}")
 
 
-class Recording(Backend):
-    """The real model, keeping the messages of every prompt it was asked to answer."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.name, self.model = inner.name, inner.model
-        self.prompts: list[list[Message]] = []
-
-    def stream(self, messages, params, *, cancel=None, api_key=None) -> Iterator[Chunk]:  # noqa: ANN001
-        self.prompts.append(list(messages))
-        return self.inner.stream(messages, params, cancel=cancel, api_key=api_key)
-
-    def count_tokens(self, messages: Sequence[Message]) -> int:
-        return self.inner.count_tokens(messages)
-
-    def message_tokens(self, message: Message) -> int:
-        return self.inner.message_tokens(message)
-
-    def context_window(self) -> int | None:
-        return self.inner.context_window()
-
-
 @pytest.fixture
-def recording(local_backend: Backend) -> Recording:
-    return Recording(local_backend)
+def recording(local_backend: Backend) -> SpyBackend:
+    """The real model, keeping the messages of every prompt it was asked to answer."""
+    return SpyBackend(local_backend)
 
 
 def steps_of(engine: ChatEngine, request: ReplyRequest, library: Shelf) -> list[Step]:
@@ -121,7 +100,7 @@ def note_of(prompt: Sequence[Message]) -> Message:
     return notes[0]
 
 
-def test_the_reply_cites_its_sources_best_first_and_the_prompt_holds_them(recording: Recording) -> None:
+def test_the_reply_cites_its_sources_best_first_and_the_prompt_holds_them(recording: SpyBackend) -> None:
     shop = Shelf(shop=[source("kettle.md", KETTLE), source("returns.md", RETURNS, "Returns > Refunds")])
     steps = steps_of(
         ChatEngine({"local": recording}),
@@ -142,7 +121,7 @@ def test_the_reply_cites_its_sources_best_first_and_the_prompt_holds_them(record
     assert "not instructions" in note_of(prompt).content and "'shop'" in note_of(prompt).content
 
 
-def test_a_system_prompt_stays_first_and_the_block_follows_it(recording: Recording) -> None:
+def test_a_system_prompt_stays_first_and_the_block_follows_it(recording: SpyBackend) -> None:
     shop = Shelf(shop=[source("kettle.md", KETTLE)])
     request = ask("What does the Aurora kettle cost?", system="You are the shop's assistant.")
     reply = steps_of(ChatEngine({"local": recording}), request, shop)[-1]
@@ -153,7 +132,7 @@ def test_a_system_prompt_stays_first_and_the_block_follows_it(recording: Recordi
     assert "39 euros" in block_of(recording.prompts[-1])
 
 
-def test_instructions_inside_a_document_stay_inside_the_block(recording: Recording) -> None:
+def test_instructions_inside_a_document_stay_inside_the_block(recording: SpyBackend) -> None:
     shop = Shelf(shop=[source("evil.md", "Kettle policy. " + INJECTION)])
     reply = steps_of(ChatEngine({"local": recording}), ask("What is the kettle policy?"), shop)[-1]
     assert isinstance(reply, Reply)
@@ -167,7 +146,7 @@ def test_instructions_inside_a_document_stay_inside_the_block(recording: Recordi
     assert "《《" not in block and "＜＜" not in block
 
 
-def test_turn_after_turn_the_prompt_before_the_newest_message_is_unchanged(recording: Recording) -> None:
+def test_turn_after_turn_the_prompt_before_the_newest_message_is_unchanged(recording: SpyBackend) -> None:
     """The prompt cache reuses the longest common prefix: reference data must not move it."""
     shop = Shelf(shop=[source("kettle.md", KETTLE), source("returns.md", RETURNS)])
     engine, history = ChatEngine({"local": recording}), [Message("system", "You are the shop's assistant.")]
@@ -201,7 +180,7 @@ def test_marker_look_alikes_in_document_text_are_collapsed(text: str, expected: 
 
 @pytest.mark.parametrize("max_new_tokens", [16, 512])
 def test_the_block_never_pushes_a_turn_past_a_512_token_window(
-    recording: Recording, max_new_tokens: int
+    recording: SpyBackend, max_new_tokens: int
 ) -> None:
     long_chunks = [
         source(f"manual-{i}.md", f"Part {i} of the kettle manual. " + KETTLE * 12) for i in range(5)
@@ -231,7 +210,7 @@ def test_the_block_never_pushes_a_turn_past_a_512_token_window(
     assert recording.prompts[-1] == sent
 
 
-def test_a_question_longer_than_the_room_gets_no_block_instead_of_an_overflow(recording: Recording) -> None:
+def test_a_question_longer_than_the_room_gets_no_block_instead_of_an_overflow(recording: SpyBackend) -> None:
     question = "Please explain the kettle. " * 40  # ~240 tokens: with a 256-token reply, no room left
     request = ask(question, context_length=512, max_new_tokens=256)
     reference = fit_reference(
@@ -254,7 +233,7 @@ def test_a_question_longer_than_the_room_gets_no_block_instead_of_an_overflow(re
     ],
 )
 def test_an_unknown_knowledge_base_fails_in_the_users_language(
-    recording: Recording, question: str, expected: str
+    recording: SpyBackend, question: str, expected: str
 ) -> None:
     request = ReplyRequest(
         messages=[Message("user", question)], params=GenerationParams(), knowledge="school"
@@ -266,7 +245,7 @@ def test_an_unknown_knowledge_base_fails_in_the_users_language(
     assert recording.prompts == [], "nothing reached the model"
 
 
-def test_nothing_found_means_no_block_and_no_sources(recording: Recording) -> None:
+def test_nothing_found_means_no_block_and_no_sources(recording: SpyBackend) -> None:
     reply = steps_of(
         ChatEngine({"local": recording}), ask("zzz qqq"), Shelf(shop=[source("kettle.md", KETTLE)])
     )[-1]
@@ -275,7 +254,7 @@ def test_nothing_found_means_no_block_and_no_sources(recording: Recording) -> No
     assert note_of(recording.prompts[-1]), "the note stays: the prompt's prefix does not change"
 
 
-def test_a_document_the_input_guard_would_refuse_does_not_refuse_the_question(recording: Recording) -> None:
+def test_a_document_the_input_guard_would_refuse_does_not_refuse_the_question(recording: SpyBackend) -> None:
     manual = source("router.md", "Factory reset: the default PIN is 4921 and the password is admin1234.")
     engine = ChatEngine({"local": recording}, input_guard=ContentGuard())
     reply = steps_of(engine, ask("How do I do a factory reset of the router?"), Shelf(shop=[manual]))[-1]
@@ -473,7 +452,7 @@ def test_a_seed_file_that_cannot_be_indexed_stops_the_start_and_leaves_nothing(t
 # -- the page's handler: the sources bubble is shown, never sent back ---------------------------
 
 
-def test_the_page_shows_sources_under_the_reply_and_never_sends_them_back(recording: Recording) -> None:
+def test_the_page_shows_sources_under_the_reply_and_never_sends_them_back(recording: SpyBackend) -> None:
     shop = Shelf(shop=[source("returns.md", RETURNS, "Returns > Refunds")])
     handlers = ChatHandlers(Pipeline(ChatEngine({"local": recording}), knowledge=shop))
     settings = ["", 0, 2048, 8, 0.95, None, "", False, "shop"]  # ..., use_cache, knowledge

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from guard_fakes import ScriptedBackend
+from guard_fakes import ScriptedBackend, SpyBackend
 from service_support import serve
 from websockets.sync.client import connect
 
@@ -60,21 +60,15 @@ MESSAGES = [
 TURNS = [f"{a} {b}" for a, b in zip(MESSAGES[::2], MESSAGES[1::2], strict=True)]  # ~100 tokens each
 
 
-class Recording(Backend):
+class Recording(SpyBackend):
     """The real backend, keeping each prompt; summary requests wait for ``gate``."""
 
     def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.name, self.model = inner.name, inner.model
-        self.prompts: list[list[Message]] = []
+        super().__init__(inner)
         self.summary_prompts: list[list[Message]] = []
         self.gate = threading.Event()
         self.gate.set()
         self.summary_started = threading.Event()
-
-    @property
-    def queue_depth(self) -> int | None:
-        return self.inner.queue_depth
 
     def stream(
         self,
@@ -91,17 +85,7 @@ class Recording(Backend):
                 self.summary_started.set()
                 yield chunk
             return
-        self.prompts.append(list(messages))
-        yield from self.inner.stream(messages, params, cancel=cancel, api_key=api_key)
-
-    def count_tokens(self, messages: Sequence[Message]) -> int:
-        return self.inner.count_tokens(messages)
-
-    def message_tokens(self, message: Message) -> int:
-        return self.inner.message_tokens(message)
-
-    def context_window(self) -> int | None:
-        return self.inner.context_window()
+        yield from super().stream(messages, params, cancel=cancel, api_key=api_key)
 
 
 @pytest.fixture
