@@ -110,17 +110,16 @@ def run_lanes(
     )
 
 
-def _timed(ctx, texts: Iterator[str]) -> Turn:  # noqa: ANN001
-    """Step ``texts`` to the end, llama.cpp's perf counters reset first. The engine's stream is a
-    generator (all its work is timed); llama-cpp-python renders its chat template in the call,
-    before the clock starts, so the comparison leans, by well under a millisecond, against the
-    engine."""
+def _timed(ctx, call: Callable[[], Iterator[str]]) -> Turn:  # noqa: ANN001
+    """Run ``call`` and step its texts to the end, llama.cpp's perf counters reset first. The
+    clock starts before the call: llama-cpp-python renders and tokenizes the prompt in the call
+    itself (several milliseconds late in a conversation), the engine in its first step."""
     import llama_cpp
 
     llama_cpp.llama_perf_context_reset(ctx)
     start = time.perf_counter()
     first, pieces = None, []
-    for text in texts:
+    for text in call():
         if text:
             first = first or time.perf_counter()
             pieces.append(text)
@@ -131,18 +130,29 @@ def _timed(ctx, texts: Iterator[str]) -> Turn:  # noqa: ANN001
 def raw_turn(llm, history: list[dict[str, str]], temperature: float, max_tokens: int) -> Turn:  # noqa: ANN001
     """llama-cpp-python's own chat call, sampling as the engine does (its repeat penalty): its KV
     prefix reuse is all the caching it has."""
-    chunks = llm.create_chat_completion(
-        history, temperature=temperature, max_tokens=max_tokens, repeat_penalty=REPEAT_PENALTY, stream=True
-    )
-    return _timed(llm.ctx, (c["choices"][0]["delta"].get("content") for c in chunks))
+
+    def texts() -> Iterator[str]:
+        chunks = llm.create_chat_completion(
+            history,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            repeat_penalty=REPEAT_PENALTY,
+            stream=True,
+        )
+        return (c["choices"][0]["delta"].get("content") for c in chunks)
+
+    return _timed(llm.ctx, texts)
 
 
 def engine_turn(engine, history: list[dict[str, str]], temperature: float, max_tokens: int) -> Turn:  # noqa: ANN001
     """From the call (input guards, fitting, prompt cache included) to the first text the user
     would see, timed from outside exactly as ``raw_turn`` is."""
     params = GenerationParams(temperature=temperature, max_new_tokens=max_tokens, context_length=N_CTX)
-    events = engine.stream(history, params)
-    return _timed(engine.backends["local"]._llm.ctx, (e.text for e in events if isinstance(e, TextDelta)))  # noqa: SLF001
+
+    def texts() -> Iterator[str]:
+        return (e.text for e in engine.stream(history, params) if isinstance(e, TextDelta))
+
+    return _timed(engine.backends["local"]._llm.ctx, texts)  # noqa: SLF001
 
 
 def http_reply(client: httpx.Client, max_tokens: int) -> Reply:
