@@ -18,6 +18,7 @@ failing assertion names its screenshot.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,7 @@ from pathlib import Path
 import pytest
 from guard_fakes import ScriptedBackend
 from playwright.sync_api import Browser, BrowserContext, Locator, Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from support import free_port
 
 from chat import ChatEngine, Settings
@@ -146,6 +148,18 @@ def brand_shades() -> set[str]:
     return {"rgb({}, {}, {})".format(*(int(h[i : i + 2], 16) for i in (1, 3, 5))) for h in hexes}
 
 
+def settled_background(page: Page, selector: str, expected: set[str]) -> str:
+    """The element's background colour once it is one of ``expected``, or after 5 s whatever it
+    is: a button's background is a CSS transition, and a read mid-way gives a colour in between
+    (a clean CI run once read rgb(7, 91, 64) between two shades)."""
+    read = f"getComputedStyle(document.querySelector({selector!r})).backgroundColor"
+    with contextlib.suppress(PlaywrightTimeoutError):
+        page.wait_for_function(
+            f"(expected) => expected.includes({read})", arg=sorted(expected), timeout=5_000
+        )
+    return page.evaluate(read)
+
+
 def in_first_screen(page: Page, selector: str) -> bool:
     """The element is wholly inside the viewport with the page not scrolled."""
     return page.evaluate(
@@ -207,7 +221,7 @@ def test_first_screen_example_reply_list_and_reload(
         assert page.locator("#chatbot .placeholder").inner_text().strip() == WELCOME, shots.path
         assert page.locator(EXAMPLES).all_inner_texts() == list(persona.examples), shots.path
         assert page.locator("#footer").inner_text().strip() == FOOTER, shots.path
-        accent = page.evaluate("getComputedStyle(document.querySelector('#new-chat')).backgroundColor")
+        accent = settled_background(page, "#new-chat", brand_shades())
         assert accent in brand_shades(), f"{accent} is not a shade of {COLOR}: {shots.path}"
         assert in_first_screen(page, INPUT), f"the chat input is below the fold: {shots.path}"
         assert in_first_screen(page, "#chatbot .examples"), shots.path
