@@ -64,18 +64,34 @@ _rows = itertools.count(1)  # each row's conversations get their own messages (s
 @dataclass
 class Turn:
     """One reply timed from outside: seconds to the first text, the text, the prompt tokens it
-    evaluated and llama.cpp's own milliseconds of prompt evaluation (its perf counters)."""
+    evaluated and llama.cpp's own milliseconds of prompt evaluation (its perf counters); then its
+    decoding: seconds from the first text to the last (saving the prompt cache comes after), the
+    tokens llama.cpp decoded and its own milliseconds for them."""
 
     ttft: float
     text: str
     evaluated: float
     prompt_eval_ms: float
+    decode_s: float = float("nan")
+    decoded: int = 0
+    decode_ms: float = float("nan")
 
     @property
     def outside_ms(self) -> float:
         """Time to first token that is not llama.cpp evaluating the prompt: what a path adds
         around the model, without the model's own (noisy) compute."""
         return self.ttft * 1000 - self.prompt_eval_ms
+
+    @property
+    def rate(self) -> float:
+        """Decode tokens/s."""
+        return self.decoded / self.decode_s
+
+    @property
+    def decode_outside_ms(self) -> float:
+        """Per decoded token, the time not spent in llama.cpp's decode: sampling, detokenizing,
+        and everything a path adds (the engine's guards, parsers and generators)."""
+        return (self.decode_s * 1000 - self.decode_ms) / self.decoded
 
 
 # (history, temperature) -> the reply, timed
@@ -118,13 +134,23 @@ def _timed(ctx, call: Callable[[], Iterator[str]]) -> Turn:  # noqa: ANN001
 
     llama_cpp.llama_perf_context_reset(ctx)
     start = time.perf_counter()
-    first, pieces = None, []
+    first = last = None
+    pieces = []
     for text in call():
         if text:
-            first = first or time.perf_counter()
+            last = time.perf_counter()
+            first = first or last
             pieces.append(text)
     perf = llama_cpp.llama_perf_context(ctx)
-    return Turn((first or start) - start, "".join(pieces), float(perf.n_p_eval), perf.t_p_eval_ms)
+    return Turn(
+        (first or start) - start,
+        "".join(pieces),
+        float(perf.n_p_eval),
+        perf.t_p_eval_ms,
+        (last or start) - (first or start),
+        perf.n_eval,
+        perf.t_eval_ms,
+    )
 
 
 def raw_turn(llm, history: list[dict[str, str]], temperature: float, max_tokens: int) -> Turn:  # noqa: ANN001
@@ -239,74 +265,28 @@ def _pair_row(label: str, pairs: list[tuple[Turn, Turn]]) -> str:
     )
 
 
-@dataclass
-class Decode:
-    """One reply's decoding: wall seconds from its first text to its last (what the user watches;
-    saving the prompt cache comes after), the tokens llama.cpp decoded and its own milliseconds
-    for them (its perf counters)."""
-
-    seconds: float
-    tokens: int
-    llama_ms: float
-
-    @property
-    def rate(self) -> float:
-        return self.tokens / self.seconds
-
-    @property
-    def outside_ms(self) -> float:
-        """Per token, the time not spent in llama.cpp's decode: sampling, detokenizing, and
-        everything a path adds (the engine's guards, parsers and generators)."""
-        return (self.seconds * 1000 - self.llama_ms) / self.tokens
-
-
-def _decoded(ctx, texts: Iterator[str]) -> Decode:  # noqa: ANN001
-    import llama_cpp
-
-    llama_cpp.llama_perf_context_reset(ctx)
-    first = last = None
-    for text in texts:
-        if text:
-            last = time.perf_counter()
-            first = first or last
-    perf = llama_cpp.llama_perf_context(ctx)
-    return Decode((last or 0) - (first or 0), perf.n_eval, perf.t_eval_ms)
-
-
-def decode_speed(engine, llm, pairs: int = 6) -> tuple[list[Decode], list[Decode]]:  # noqa: ANN001
+def decode_speed(engine, llm, pairs: int = 6) -> tuple[list[Turn], list[Turn]]:  # noqa: ANN001
     """The engine's and raw llama-cpp-python's decoding of the same prompts (128 new tokens at
     0.7), back to back in alternating order: (engine runs, raw runs)."""
-    params = GenerationParams(temperature=0.7, max_new_tokens=128, context_length=N_CTX)
-    ctx = engine.backends["local"]._llm.ctx  # noqa: SLF001
-
-    def ours(history: list[dict[str, str]]) -> Decode:
-        events = engine.stream(history, params, use_cache=False)
-        return _decoded(ctx, (e.text for e in events if isinstance(e, TextDelta)))
-
-    def raw(history: list[dict[str, str]]) -> Decode:
-        chunks = llm.create_chat_completion(
-            history, temperature=0.7, max_tokens=128, repeat_penalty=REPEAT_PENALTY, stream=True
-        )
-        return _decoded(llm.ctx, (c["choices"][0]["delta"].get("content") for c in chunks))
-
-    runs: dict[Callable, list[Decode]] = {ours: [], raw: []}
+    paths = ((engine_turn, engine), (raw_turn, llm))
+    runs: dict[Callable, list[Turn]] = {engine_turn: [], raw_turn: []}
     for i in range(pairs):
         history = [{"role": "user", "content": f"Write a long story about lighthouse number {i}."}]
-        for path in (ours, raw) if i % 2 else (raw, ours):
-            runs[path].append(path(history))
-    return runs[ours], runs[raw]
+        for path, model in paths if i % 2 else reversed(paths):
+            runs[path].append(path(model, history, 0.7, 128))
+    return runs[engine_turn], runs[raw_turn]
 
 
-def decode_rows(ours: list[Decode], raw: list[Decode]) -> list[str]:
+def decode_rows(ours: list[Turn], raw: list[Turn]) -> list[str]:
     """Tokens/s as measured (noisy: the machine's speed moves by several percent from one reply
     to the next), then the same ratio at equal llama.cpp speed, from the time each path spends
     outside llama.cpp per token (what the engine can add)."""
     rate_ours = statistics.median(d.rate for d in ours)
     rate_raw = statistics.median(d.rate for d in raw)
     paired = statistics.median(o.rate / r.rate for o, r in zip(ours, raw, strict=True))
-    llama_ms = statistics.median(d.llama_ms / d.tokens for d in ours + raw)
-    out_ours = statistics.median(d.outside_ms for d in ours)
-    out_raw = statistics.median(d.outside_ms for d in raw)
+    llama_ms = statistics.median(d.decode_ms / d.decoded for d in ours + raw)
+    out_ours = statistics.median(d.decode_outside_ms for d in ours)
+    out_raw = statistics.median(d.decode_outside_ms for d in raw)
     return [
         f"| decode tokens/s, engine / raw, medians of {len(ours)} (median paired ratio) "
         f"| {rate_ours:.1f} / {rate_raw:.1f} = {rate_ours / rate_raw:.3f} ({paired:.3f}) |",
