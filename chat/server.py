@@ -6,6 +6,7 @@ the exact same app on a free port.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import threading
 import time
@@ -123,13 +124,30 @@ class Server:
         )
         return self.share_url
 
+    def _end_gradio_streams(self) -> None:
+        """End Gradio's session heartbeats: they never end on their own, so an open tab or API
+        client would hold a graceful shutdown for its whole grace period. Gradio's own server sets
+        this event when it closes; a mounted app is left to us. The event belongs to uvicorn's
+        loop, so it is set there."""
+        servers = getattr(self._server, "servers", None)
+        if not servers:
+            return
+        loop = servers[0].get_loop()
+        for route in self.app.routes:
+            event = getattr(getattr(route, "app", None), "stop_event", None)
+            if isinstance(event, asyncio.Event):
+                loop.call_soon_threadsafe(event.set)
+
     def wait(self) -> None:
         while self._thread.is_alive():
             self._thread.join(0.5)
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Stop serving; False when connections still open after 2 s had to be cut."""
+        self._end_gradio_streams()
         self._server.should_exit = True
         self._thread.join(2)
-        if self._thread.is_alive():  # an open keep-alive or SSE client (gradio_client) holds it
+        if self._thread.is_alive():  # a reply still streaming holds it
             self._server.force_exit = True
             self._thread.join(10)
+        return not self._server.force_exit

@@ -23,6 +23,14 @@ import httpx._transports.default as _httpx_transports  # noqa: E402
 
 _httpx_transports.create_ssl_context = functools.lru_cache(maxsize=16)(_httpx_transports.create_ssl_context)
 
+# gradio_client's Client.close() waits up to 1 s for its heartbeat thread, which sits in a read
+# until the server's next heartbeat (every 15 s), so every close took the whole second (21 s of
+# the suite). The thread is a daemon told to stop; it ends when its server stops (Server.stop
+# ends Gradio's heartbeat streams).
+import gradio_client  # noqa: E402
+
+gradio_client.Client.close = lambda self: self._kill_heartbeat.set()
+
 from support import free_port  # noqa: E402
 
 from chat import ChatEngine, Settings  # noqa: E402

@@ -9,8 +9,11 @@ import httpx
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
+from guard_fakes import ScriptedBackend
+from support import free_port
 
-from chat import ChatEngine, GenerationParams
+from chat import ChatEngine, GenerationParams, Settings
+from chat.server import Server, build_app
 
 LONG_TASK = "Count from 1 to 600, separated by commas."
 
@@ -164,3 +167,21 @@ def test_chinese_errors_are_in_chinese(client: Client) -> None:
     with pytest.raises(AppError) as info:
         client.predict(message="你好 " * 3000, max_new_tokens=64, context_length=1024, api_name="/chat")
     assert "消息太长" in str(info.value)
+
+
+def test_stopping_the_server_does_not_wait_for_idle_api_sessions() -> None:
+    """A connected gradio_client holds Gradio's heartbeat stream open, which never ends on its
+    own: stopping (a deploy's restart, Ctrl-C) ends it instead of waiting out the grace period
+    and cutting it."""
+    settings = Settings(n_ctx=2048, port=free_port())
+    server = Server(
+        build_app(ChatEngine({"local": ScriptedBackend(["Hello."])}), settings), "127.0.0.1", settings.port
+    )
+    server.start()
+    client = Client(server.local_url, verbose=False)
+    try:
+        assert client.predict(message="Hi", api_name="/chat") == "Hello."
+        assert client.heartbeat.is_alive()  # the stream this is about is open
+        assert server.stop(), "the server had to cut open connections"
+    finally:
+        client.close()
