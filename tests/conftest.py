@@ -132,3 +132,15 @@ def e5_server() -> Iterator[str]:
 
     with e5.e5_server() as base:
         yield base
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules that drive Chromium run first: they are the longest, and under pytest-xdist
+    (``-n``, each worker takes whole modules) a long module handed out last runs alone at the end."""
+    in_browser = {item.module for item in items if item.get_closest_marker("browser")}
+    items.sort(key=lambda item: item.module not in in_browser)  # stable: modules stay whole
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """A worker per core, at most 4: each holds the model, its apps and a Chromium."""
+    return max(1, min(4, os.cpu_count() or 1))

@@ -16,10 +16,14 @@ from chat.messages import GenerationParams, Message
 
 
 class SpyBackend(Backend):
-    """Delegates to a real backend; counts the requests that reach it and keeps their prompts."""
+    """Delegates to a real backend; counts the requests that reach it and keeps their prompts.
 
-    def __init__(self, inner: Backend) -> None:
+    With ``reply``, those chunks answer instead of ``inner``, which still counts every token:
+    for tests about the prompt the model gets, not what it says (no prompt is evaluated)."""
+
+    def __init__(self, inner: Backend, *, reply: Sequence[str] | None = None) -> None:
         self.inner = inner
+        self.reply = reply
         self.name = inner.name
         self.model = inner.model
         self.calls = 0
@@ -41,7 +45,13 @@ class SpyBackend(Backend):
         with self._lock:
             self.calls += 1
             self.prompts.append(list(messages))
+        if self.reply is not None:
+            return self._scripted(messages)
         return self.inner.stream(messages, params, cancel=cancel, api_key=api_key)
+
+    def _scripted(self, messages: Sequence[Message]) -> Iterator[Chunk]:
+        yield from self.reply
+        yield Finish("stop", prompt_tokens=self.inner.count_tokens(messages))
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return self.inner.count_tokens(messages)

@@ -11,8 +11,8 @@ a second visitor who sees none of it and whose long first message titles the lis
 On a desktop the persona (and its examples) can be switched. A logged-in user finds on a second
 device (another browser context) what the first one wrote.
 
-The backend is scripted (tests/guard_fakes.py), slowed so a reply streams for about a second:
-the model is not the point here. Screenshots go to artifacts/screenshots/layout-*.png, and each
+The backend is scripted (tests/guard_fakes.py), and holds its last chunk until the page has been
+seen streaming: the model is not the point here. Screenshots go to artifacts/screenshots/layout-*.png, and each
 failing assertion names its screenshot.
 """
 
@@ -71,7 +71,10 @@ LONG = {  # a first message longer than a title: the list shows two lines of it,
 
 
 class SlowScripted(ScriptedBackend):
-    """The scripted reply, a chunk every 0.15 s, so the page shows it while it streams."""
+    """The scripted reply, a chunk every 0.05 s. While ``gate`` is set and not open, the last
+    chunk waits for it (30 s at most): the page is seen mid-stream however busy the machine is."""
+
+    gate: threading.Event | None = None
 
     def stream(
         self,
@@ -82,7 +85,9 @@ class SlowScripted(ScriptedBackend):
         api_key: str | None = None,
     ) -> Iterator[Chunk]:
         for chunk in super().stream(messages, params, cancel=cancel, api_key=api_key):
-            time.sleep(0.15)
+            time.sleep(0.05)
+            if chunk == self.chunks[-1] and self.gate is not None:
+                self.gate.wait(30)
             yield chunk
 
 
@@ -90,6 +95,7 @@ class SlowScripted(ScriptedBackend):
 class App:
     url: str
     server: Server
+    backend: SlowScripted
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +113,10 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         primary_color=COLOR,
         feedback_log="",
     )
-    server = Server(
-        build_app(ChatEngine({"local": SlowScripted(CHUNKS)}), settings), "127.0.0.1", settings.port
-    )
+    backend = SlowScripted(CHUNKS)
+    server = Server(build_app(ChatEngine({"local": backend}), settings), "127.0.0.1", settings.port)
     server.start()
-    yield App(server.local_url, server)
+    yield App(server.local_url, server, backend)
     server.stop()
 
 
@@ -240,6 +245,7 @@ def test_first_screen_example_reply_list_and_reload(
                 assert page.locator(EXAMPLES).all_inner_texts() == list(chosen.examples), shots.path
 
         # -- an example is sent, and its reply streams in within the screen
+        app.backend.gate = threading.Event()  # the last chunk waits until the page is seen
         page.locator(EXAMPLES).first.click()
         page.wait_for_selector(STOP)  # still streaming
         page.locator(BOT, has_text=CHUNKS[0].strip()).first.wait_for()
@@ -248,6 +254,7 @@ def test_first_screen_example_reply_list_and_reload(
         assert in_first_screen(page, BOT), (
             f"the streaming reply is not visible without scrolling: {streaming}"
         )
+        app.backend.gate.set()
         page.wait_for_function(
             "([sel, text]) => [...document.querySelectorAll(sel)].some(e => e.innerText.trim() === text)",
             arg=[BOT, REPLY],

@@ -1,7 +1,8 @@
 """Answers from a knowledge base, with their sources: the reference block and every way in.
 
-The block tests run the real SmolLM2 (``local_backend``) behind a recording wrapper, so the
-prompt the model received is checked as it was, counted by the model's own tokenizer. ``Shelf``
+The block tests put the real SmolLM2 (``local_backend``) behind a recording wrapper, so the
+prompt is checked as the model would receive it, counted by the model's own tokenizer; the reply
+is scripted (what the model says is not the point) except in one run that checks the window. ``Shelf``
 is a small stand-in for ``KnowledgeBase`` where only the block's handling is under test (its
 ``search`` ranks by shared words); the end-to-end tests use the real knowledge base.
 """
@@ -68,8 +69,8 @@ def source(document: str, text: str, heading: str = "") -> Source:
 
 @pytest.fixture
 def recording(local_backend: Backend) -> SpyBackend:
-    """The real model, keeping the messages of every prompt it was asked to answer."""
-    return SpyBackend(local_backend)
+    """The real model's tokenizer and window, keeping every prompt; a scripted reply."""
+    return SpyBackend(local_backend, reply=["Within ", "30 days."])
 
 
 def steps_of(engine: ChatEngine, request: ReplyRequest, library: Shelf) -> list[Step]:
@@ -203,11 +204,12 @@ def test_the_block_never_pushes_a_turn_past_a_512_token_window(
     assert exact + min(max_new_tokens, 256) <= 512
     if max_new_tokens > 16:
         return  # the reply would take 256 tokens: one real run (below) is enough
-    steps = steps_of(ChatEngine({"local": recording}), request, Shelf(shop=long_chunks))
+    model = SpyBackend(recording.inner)  # the model itself answers: llama.cpp holds it to the window
+    steps = steps_of(ChatEngine({"local": model}), request, Shelf(shop=long_chunks))
     reply = steps[-1]
     assert isinstance(reply, Reply), reply
     assert reply.stats.prompt_tokens + reply.stats.completion_tokens <= 512
-    assert recording.prompts[-1] == sent
+    assert model.prompts[-1] == sent
 
 
 def test_a_question_longer_than_the_room_gets_no_block_instead_of_an_overflow(recording: SpyBackend) -> None:
@@ -263,7 +265,7 @@ def test_a_document_the_input_guard_would_refuse_does_not_refuse_the_question(re
     assert "4921" in block_of(recording.prompts[-1])
 
 
-# -- every way in: the real app, the real knowledge base, the real model ----------------------
+# -- every way in: the real app, the real knowledge base, the model's tokenizer ---------------
 
 RETURNS_MD = f"# Returns\n\n## Refunds\n\n{RETURNS}\n".encode()
 KETTLE_MD = f"# Aurora kettle\n\n{KETTLE}\n".encode()
@@ -274,9 +276,11 @@ QUESTION = "How many days do I have to return an item for a refund?"
 @pytest.fixture(scope="module")
 def kb_app(local_backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The whole app (FastAPI + Gradio) with its own data folder, and a ``shop`` knowledge base
-    uploaded through the API."""
+    uploaded through the API. The reply is scripted: the sources are the point here (the page's
+    test, tests/test_browser_knowledge.py, has the model answer from them)."""
     folder = tmp_path_factory.mktemp("kb-app")
-    with serve(ChatEngine({"local": local_backend}), data_dir=str(folder)) as url:
+    backend = SpyBackend(local_backend, reply=["Within ", "30 days."])
+    with serve(ChatEngine({"local": backend}), data_dir=str(folder)) as url:
         for name, data in (("returns.md", RETURNS_MD), ("kettle.md", KETTLE_MD), ("退货.md", RETURNS_ZH)):
             upload(url, "shop", name, data)
         yield url
