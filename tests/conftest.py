@@ -135,10 +135,12 @@ def e5_server() -> Iterator[str]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules that drive Chromium run first: they are the longest, and under pytest-xdist
-    (``-n``, each worker takes whole modules) a long module handed out last runs alone at the end."""
-    in_browser = {item.module for item in items if item.get_closest_marker("browser")}
-    items.sort(key=lambda item: item.module not in in_browser)  # stable: modules stay whole
+    """Modules that drive Chromium run first, then those with slow tests: under pytest-xdist
+    (each worker takes whole modules, in this order: ``--no-loadscope-reorder``), a long module
+    handed out last would run alone at the end."""
+    browser = {item.module for item in items if item.get_closest_marker("browser")}
+    slow = {item.module for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: (item.module not in browser, item.module not in slow))  # stable
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
