@@ -134,15 +134,6 @@ def e5_server() -> Iterator[str]:
         yield base
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules that drive Chromium run first, then those with slow tests: under pytest-xdist
-    (each worker takes whole modules, in this order: ``--no-loadscope-reorder``), a long module
-    handed out last would run alone at the end."""
-    browser = {item.module for item in items if item.get_closest_marker("browser")}
-    slow = {item.module for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: (item.module not in browser, item.module not in slow))  # stable
-
-
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """A worker per core, at most 4: each holds the model, its apps and a Chromium."""
     return max(1, min(4, os.cpu_count() or 1))
