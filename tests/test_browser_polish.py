@@ -426,3 +426,28 @@ def test_stop_marks_a_cut_reply_once_and_a_finished_reply_never(message: str, la
     assert frame[-1].content == "one two three"
     finished = [*history[:1], {"role": "assistant", "content": "one two three"}]
     assert handlers.mark_stopped(finished, SESSION) == gr.skip()  # Stop pressed too late marks nothing
+
+
+def test_chatinterfaces_copy_of_a_stopped_history_keeps_the_mark() -> None:
+    """ChatInterface copies the page's chatbot into its history when the cut reply ends; when
+    that copy was taken before Stop's mark arrived and is handled after the mark's own copy (a
+    loaded machine), it would drop the mark from the next turn: its copies keep it instead."""
+    handlers = ChatHandlers(ChatEngine({"local": ScriptedBackend(["one ", "two ", "three"])}))
+    with gr.Blocks() as demo:
+        chat = gr.ChatInterface(lambda message, history: "")  # only its events matter here
+        handlers.attach_stop_mark(demo, chat)
+    copies = [f for f in demo.fns.values() if f.outputs == [chat.chatbot_state, chat.chatbot_value]]
+    assert len(copies) > 2 and all(f.fn == handlers.keep_mark for f in copies), "ChatInterface changed"
+
+    reply = frames(handlers.ui("Hello there", [], "", 0.0, 512, 16, 1.0, request=SESSION))
+    next(reply)
+    reply.close()  # Stop
+    history = [{"role": "user", "content": "Hello there"}, {"role": "assistant", "content": "one "}]
+    handlers.mark_stopped(history, SESSION)
+    state, value = handlers.keep_mark(history, SESSION)  # the copy taken before the mark
+    assert state is value and state[:2] == history and len(state) == 3
+    assert state[-1]["metadata"]["id"] == "stopped" and state[-1]["role"] == "assistant"
+    assert handlers.keep_mark(state, SESSION)[0] == state  # a copy with the mark: as it is
+    assert handlers.keep_mark(history[:1], SESSION)[0] == history[:1]  # Undo: not that history
+    other = [history[0], {"role": "assistant", "content": "another conversation's reply"}]
+    assert handlers.keep_mark(other, SESSION)[0] == other  # as long, but not the one Stop marked

@@ -145,6 +145,8 @@ class _Turn:
     def __init__(self) -> None:
         self.ended = False
         self.closed = threading.Event()
+        self.stopped: tuple[int, str] | None = None  # the history Stop marked: length, last text
+        self.mark: gr.ChatMessage | None = None  # and the mark it added
 
     def track(self, steps: Generator[Step, None, None]) -> Generator[Step, None, None]:
         try:
@@ -326,19 +328,35 @@ class ChatHandlers:
         steps = self.pipeline.run(reply, cancel=cancel)
         return EventPump(turn.track(steps) if turn is not None else steps, cancel, self.budget)
 
-    def attach_stop_mark(self, chat: gr.ChatInterface) -> None:
+    def attach_stop_mark(self, demo: gr.Blocks, chat: gr.ChatInterface) -> None:
         """Mark a reply Stop cuts short (inside ``with demo:``). ChatInterface copies the chatbot
-        into its own history when the cancelled reply ends, possibly before the mark arrives:
-        the mark is copied there again after it, so the next turn keeps it."""
+        into its own history when the cancelled reply ends, in a request of its own that may be
+        handled before or after the mark's: the mark is copied there after it, and ChatInterface's
+        copies (``keep_mark`` replaces them) keep it, so the next turn shows it either way."""
+        self._chatbot = chat.chatbot
         chat.textbox.stop(
             self.mark_stopped, chat.chatbot, chat.chatbot, queue=False, api_visibility="private"
         ).then(
-            lambda history: (history, history),
+            self.keep_mark,
             chat.chatbot,
             [chat.chatbot_state, chat.chatbot_value],
             queue=False,
             api_visibility="private",
         )
+        for block_fn in demo.fns.values():
+            if block_fn.inputs == [chat.chatbot] and block_fn.outputs == [
+                chat.chatbot_state,
+                chat.chatbot_value,
+            ]:
+                block_fn.fn = self.keep_mark  # Gradio has no hook for it: its copy is ``lambda x: (x, x)``
+
+    def keep_mark(self, history: list[dict[str, Any]] | None, request: gr.Request = None) -> tuple[Any, Any]:
+        """The chatbot's messages as ChatInterface's history (its state and value). A copy made
+        from the page before Stop's mark arrived, of the very history Stop marked, gets the mark."""
+        turn = self._turns.get(getattr(request, "session_hash", None) or "")
+        if turn is not None and turn.mark is not None and history and _shape(history) == turn.stopped:
+            history = [*history, *self._chatbot.preprocess(self._chatbot.postprocess([turn.mark]))]
+        return history, history
 
     def mark_stopped(self, history: list[dict[str, Any]] | None, request: gr.Request = None) -> Any:
         """Stop's own handler: Gradio closes the reply's generator and keeps its last frame, so
@@ -351,7 +369,8 @@ class ChatHandlers:
         turn.closed.wait(STOP_WAIT)
         users = [m for m in history if isinstance(m, dict) and m.get("role") == "user"]
         lang = detect_language(content_text(users[-1].get("content")) if users else "")
-        return [*history, stopped_mark(lang)]
+        turn.stopped, turn.mark = _shape(history), stopped_mark(lang)
+        return [*history, turn.mark]
 
     def validate(self, message: Any) -> dict[str, Any]:
         """Refuse a blocked or over-long message before it enters the chat: it stays in the
@@ -441,6 +460,13 @@ def interrupted_mark(lang: Lang) -> gr.ChatMessage:
     return gr.ChatMessage(
         content="", metadata={"title": "⚠️ " + t("notice.interrupted", lang), "status": "done"}
     )
+
+
+def _shape(history: list[Any]) -> tuple[int, str]:
+    """A history's length and its last message's text: enough to tell Stop's from another one
+    (an Undo, another conversation opened)."""
+    last = history[-1] if history else None
+    return len(history), content_text(last.get("content")) if isinstance(last, dict) else ""
 
 
 def _is_stopped_mark(message: Any) -> bool:

@@ -249,7 +249,7 @@ def build_ui(
         knowledge_panel.wire(demo, persona)
         conversations.wire(chat, conversation_id, synced)
         chatbot.like(handlers.like, [chatbot], None, queue=False, api_visibility="private")
-        handlers.attach_stop_mark(chat)
+        handlers.attach_stop_mark(demo, chat)
         export_md.click(lambda h: handlers.export(h, "md"), chatbot, download, api_visibility="private")
         export_json.click(lambda h: handlers.export(h, "json"), chatbot, download, api_visibility="private")
         upload.upload(
