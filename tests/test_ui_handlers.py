@@ -6,6 +6,7 @@ import threading
 
 import gradio as gr
 import pytest
+from guard_fakes import ScriptedBackend
 from support import frames
 
 from chat import ChatEngine, GenerationParams, InvalidRequest, Message, TextDelta
@@ -25,6 +26,15 @@ def test_ui_streams_bubbles_and_ends_with_stats(engine: ChatEngine) -> None:
     assert bubbles[-1].content.strip()
     assert "**local**" in stats and "tokens" in stats and "tok/s" in stats
     assert all(o[1] == "" for o in outputs[:-1])  # stats appear when the reply is done
+
+
+def test_a_reply_faster_than_the_eye_reaches_the_page_in_few_frames_and_whole() -> None:
+    """200 chunks at once: a frame each would make the browser re-render the reply 200 times."""
+    chunks = [f"w{i} " for i in range(200)]
+    outputs = run_ui(ChatEngine({"local": ScriptedBackend(chunks)}), "Count.")
+    assert len(outputs) < 20, f"{len(outputs)} frames for one reply"
+    bubbles, stats = outputs[-1]
+    assert bubbles[-1].content == "".join(chunks) and stats
 
 
 def test_gradio_history_shapes_are_understood() -> None:
