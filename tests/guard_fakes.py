@@ -1,8 +1,8 @@
 """Backends for guard and cache tests.
 
-``SpyBackend`` is the real model with a call counter and a record of its prompts. ``ScriptedBackend`` is a fake, used only
-for what the real model cannot produce on demand: a given phrase split across given chunks, or
-a failure after some text.
+``SpyBackend`` is the real model with a call counter and a record of its prompts.
+``ScriptedBackend`` is a fake, used only for what the real model cannot produce on demand: a
+given phrase split across given chunks, or a failure after some text.
 """
 
 from __future__ import annotations

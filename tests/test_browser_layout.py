@@ -12,8 +12,8 @@ On a desktop the persona (and its examples) can be switched. A logged-in user fi
 device (another browser context) what the first one wrote.
 
 The backend is scripted (tests/guard_fakes.py), and holds its last chunk until the page has been
-seen streaming: the model is not the point here. Screenshots go to artifacts/screenshots/layout-*.png, and each
-failing assertion names its screenshot.
+seen streaming: the model is not the point here. Screenshots go to
+artifacts/screenshots/layout-*.png, and each failing assertion names its screenshot.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 The block tests put the real SmolLM2 (``local_backend``) behind a recording wrapper, so the
 prompt is checked as the model would receive it, counted by the model's own tokenizer; the reply
-is scripted (what the model says is not the point) except in one run that checks the window. ``Shelf``
-is a small stand-in for ``KnowledgeBase`` where only the block's handling is under test (its
+is scripted (what the model says is not the point) except in one run that checks the window.
+``Shelf`` is a small stand-in for ``KnowledgeBase`` where only the block's handling is under test (its
 ``search`` ranks by shared words); the end-to-end tests use the real knowledge base.
 """
 

@@ -252,27 +252,22 @@ class ChatHandlers:
                         pass  # the refusal replaces the whole reply
                     case Notice(text=notice):
                         notices.append(_notice(notice))
-                    case ThinkingDelta(text=delta):
-                        thinking += delta
-                        if time.monotonic() - frame_sent >= FRAME_SECONDS:
-                            frame_sent = time.monotonic()
-                            reply_so_far = [gr.ChatMessage(text)] if text else []
-                            yield [*notices, *thinking_bubble(thinking, lang), *reply_so_far], ""
-                    case TextDelta(text=delta):
-                        text += delta
-                        if time.monotonic() - frame_sent >= FRAME_SECONDS:
-                            frame_sent = time.monotonic()
-                            yield [*notices, *thinking_bubble(thinking, lang), gr.ChatMessage(text)], ""
+                    case ThinkingDelta(text=delta) | TextDelta(text=delta):
+                        if isinstance(step, ThinkingDelta):
+                            thinking += delta
+                        else:
+                            text += delta
+                        if (now := time.monotonic()) - frame_sent >= FRAME_SECONDS:
+                            frame_sent = now
+                            yield [*notices, *_so_far(thinking, text, lang)], ""
                     case Refusal(stage="input", text=refusal):
                         yield [*notices, _notice("⚠️ " + refusal)], ""
                     case Failure(error=error):
                         error_bubble = _notice("⚠️ " + _user_message(error, lang))
-                        shown = [*thinking_bubble(thinking, lang), *([gr.ChatMessage(text)] if text else [])]
-                        yield [*notices, *shown, error_bubble], ""
+                        yield [*notices, *_so_far(thinking, text, lang), error_bubble], ""
                     case Cancelled():
-                        reply_bubbles = [gr.ChatMessage(step.text)] if step.text else []
-                        reply_bubbles = [*thinking_bubble(step.thinking, lang), *reply_bubbles]
-                        yield [*notices, *reply_bubbles, stopped_mark(lang)], format_stats(step.stats, lang)
+                        cut = _so_far(step.thinking, step.text, lang)
+                        yield [*notices, *cut, stopped_mark(lang)], format_stats(step.stats, lang)
                     case Reply():
                         reply_bubbles = [*thinking_bubble(step.thinking, lang), gr.ChatMessage(step.text)]
                         sources = sources_bubble(step.sources, lang)
@@ -471,6 +466,11 @@ def interrupted_mark(lang: Lang) -> gr.ChatMessage:
     return gr.ChatMessage(
         content="", metadata={"title": "⚠️ " + t("notice.interrupted", lang), "status": "done"}
     )
+
+
+def _so_far(thinking: str, text: str, lang: Lang) -> list[gr.ChatMessage]:
+    """A reply as far as it got: its thinking (collapsed), then its text when there is any."""
+    return [*thinking_bubble(thinking, lang), *([gr.ChatMessage(text)] if text else [])]
 
 
 def _shape(history: list[Any]) -> tuple[int, str]:
