@@ -169,6 +169,10 @@ def test_closing_the_event_stream_frees_the_model(base: str, local_backend) -> N
     wait_idle(local_backend)
     assert local_backend.queue_depth == 0
     assert time.monotonic() - started < 15  # 1500 tokens would take far longer
+    # the gauge drops as the request's handler unwinds, just after the model is freed
+    deadline = time.monotonic() + 5
+    while metric(scrape(base), "chat_in_flight_requests", entry="rest") and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert metric(scrape(base), "chat_in_flight_requests", entry="rest") == 0
 
 
