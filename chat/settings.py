@@ -55,7 +55,10 @@ class Settings:
         default=None,
     )
     threads: int | None = _opt(
-        "CHAT_THREADS", "CPU threads for generation (default: llama.cpp's choice)", parse=int, default=None
+        "CHAT_THREADS",
+        "CPU threads of the local model, for the prompt and the reply (default: llama.cpp's choice)",
+        parse=int,
+        default=None,
     )
     prompt_cache_bytes: int = _opt(
         "CHAT_PROMPT_CACHE_BYTES",

@@ -14,6 +14,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # spinning thread takes the core its partner needs (500 prompt tokens: 16-20 s spinning, 9 s
 # sleeping, with other work running). Set before llama_cpp loads; servers the tests start inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# With a pytest-xdist worker per core, each model (the session's, and the apps tests start) gets
+# one thread: two threads on a shared core cost 8-45% more CPU per prompt token, and the suite is
+# CPU-bound. Alone (``-n 0``), llama.cpp chooses.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")) >= (os.cpu_count() or 1):
+    os.environ.setdefault("CHAT_THREADS", "1")
 
 # One TLS context per set of options for the whole session: every httpx.get()/post() and every
 # gradio_client call builds a new client, and each loaded the CA bundle again (30-40 ms; 40 s of
@@ -137,3 +142,19 @@ def e5_server() -> Iterator[str]:
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """A worker per core, at most 4: each holds the model, its apps and a Chromium."""
     return max(1, min(4, os.cpu_count() or 1))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules that drive Chromium first, then the others by size (pyproject passes
+    ``--no-loadscope-reorder``, so xdist hands out whole modules in this order). The browser
+    modules are the longest: started last, one of them would run alone on one core at the end."""
+    from collections import Counter
+
+    sizes = Counter(item.module.__name__ for item in items if item.module is not None)
+    chromium = {item.module.__name__ for item in items if "browser" in item.fixturenames}
+
+    def cost(item: pytest.Item) -> tuple[bool, int]:
+        name = item.module.__name__ if item.module is not None else ""
+        return name not in chromium, -sizes[name]
+
+    items.sort(key=cost)  # stable: each module's tests keep their order

@@ -155,6 +155,16 @@ def test_copied_gguf_loads(tmp_path: Path) -> None:
         backend.close()
 
 
+def test_threads_bound_the_prompt_as_well_as_the_reply() -> None:
+    """CHAT_THREADS leaves the other cores to other work: llama.cpp's own default would still
+    evaluate prompts on every core."""
+    backend = build_local_backend(Settings(n_ctx=256, threads=1))
+    try:
+        assert (backend._llm.n_threads, backend._llm.n_threads_batch) == (1, 1)
+    finally:
+        backend.close()
+
+
 def test_hub_download_reports_progress_and_fills_the_cache(tmp_path: Path) -> None:
     """A download from a Hub stand-in on loopback (the real Hub needs the internet)."""
     from fake_hub import serve

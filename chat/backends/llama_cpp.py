@@ -63,6 +63,8 @@ class LlamaCppBackend(Backend):
                 n_ctx=n_ctx,
                 n_gpu_layers=n_gpu_layers,
                 n_threads=n_threads,
+                # the prompt too: llama.cpp would otherwise take every core for it
+                n_threads_batch=n_threads,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
