@@ -14,11 +14,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # spinning thread takes the core its partner needs (500 prompt tokens: 16-20 s spinning, 9 s
 # sleeping, with other work running). Set before llama_cpp loads; servers the tests start inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# With a pytest-xdist worker per core, each model (the session's, and the apps tests start) gets
-# one thread: two threads on a shared core cost 8-45% more CPU per prompt token, and the suite is
-# CPU-bound. Alone (``-n 0``), llama.cpp chooses.
-if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")) >= (os.cpu_count() or 1):
-    os.environ.setdefault("CHAT_THREADS", "1")
 
 # One TLS context per set of options for the whole session: every httpx.get()/post() and every
 # gradio_client call builds a new client, and each loaded the CA bundle again (30-40 ms; 40 s of
