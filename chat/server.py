@@ -22,6 +22,7 @@ from chat.knowledge import open_knowledge
 from chat.knowledge.seed import seed_knowledge
 from chat.personas import load_persona_list
 from chat.service import register
+from chat.service.asset_cache import AssetCache
 from chat.service.conversations import visitor_key
 from chat.settings import Settings
 from chat.store import open_store
@@ -49,6 +50,9 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
     if settings.knowledge_seed:  # sample knowledge bases, into those still empty
         seed_knowledge(knowledge, Path(settings.knowledge_seed))
 
+    # Gradio's JavaScript, styles and fonts from memory after the first request; added before
+    # the door (chat.service.access), so the door, wrapped around it, still sees every request.
+    app.add_middleware(AssetCache)
     # /api, /ws, /v1, /metrics, /healthz, /readyz
     service = register(app, engine, settings, store, visitor_key=visitor_key(settings), knowledge=knowledge)
 
