@@ -146,3 +146,9 @@ def test_memory_is_bounded_and_the_least_recent_go_first() -> None:
             assert client.post("/assets/a").status_code == 200
         assert served[4:] == ["huge", "cookie", "a"] * 2
         assert cache.bytes <= 10_000
+
+    served.clear()
+    small = AssetCache(files_app({"a": 20_000}, served), max_bytes=10_000)
+    with TestClient(small) as client:  # larger than the whole cache: served, never kept
+        assert [len(client.get("/assets/a").content) for _ in range(2)] == [20_000] * 2
+        assert served == ["a", "a"] and small.bytes == 0

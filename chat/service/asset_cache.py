@@ -26,6 +26,7 @@ BROWSER_CACHING = {
 }
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # a page's assets take about 3 MB compressed
 MAX_ENTRY_BYTES = 8 * 1024 * 1024  # a larger file is served as Gradio serves it, every time
+ENTRY_OVERHEAD = 512  # bytes counted for an entry's key and headers
 # What a 304 repeats of the kept response
 _VALIDATORS = (b"etag", b"last-modified", b"cache-control", b"vary")
 
@@ -44,8 +45,9 @@ class AssetCache:
     def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.app = app
         self._responses: LRUCache[tuple[str, bytes, bytes], _Response] = LRUCache(
-            maxsize=max_bytes, getsizeof=lambda response: len(response.body) + 512
+            maxsize=max_bytes, getsizeof=lambda response: len(response.body) + ENTRY_OVERHEAD
         )
+        self._largest = min(MAX_ENTRY_BYTES, max_bytes - ENTRY_OVERHEAD)  # LRUCache refuses more
         self.hits = 0
         self.misses = 0
 
@@ -93,7 +95,7 @@ class AssetCache:
             elif message["type"] == "http.response.body" and start is not None:
                 body.append(message.get("body", b""))
                 size += len(body[-1])
-                if size > MAX_ENTRY_BYTES:
+                if size > self._largest:
                     start = None
                 elif not message.get("more_body", False):
                     headers = list(start.get("headers", []))
