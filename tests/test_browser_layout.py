@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from guard_fakes import ScriptedBackend
-from playwright.sync_api import Browser, BrowserContext, Locator, Page
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, Route
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from support import free_port
 
@@ -314,6 +314,50 @@ def test_first_screen_example_reply_list_and_reload(
     finally:
         context.close()
         stranger.close()
+
+
+def test_a_phone_visitor_who_opens_the_list_before_the_page_has_loaded_keeps_it_open(
+    app: App, browser: Browser
+) -> None:
+    """The page's load event opens the list on a wide screen only. It used to close it on a
+    phone, under the finger of a visitor who had just opened it. The load event's answers are
+    held until the visitor has opened the list."""
+    width, height = VIEWPORTS["phone"]
+    context = browser.new_context(locale="zh-CN", viewport={"width": width, "height": height})
+    context.set_default_timeout(30_000)
+    held: list[Route] = []
+    try:
+        page = context.new_page()
+        holding = True
+
+        def hold(route: Route) -> None:
+            if holding:
+                held.append(route)
+            else:
+                route.continue_()
+
+        page.route("**/gradio_api/run/predict", hold)
+        page.goto(app.url, wait_until="domcontentloaded")
+        page.wait_for_selector(INPUT)
+        deadline = time.monotonic() + 30
+        while not held:
+            assert time.monotonic() < deadline, "the page sent no load event"
+            page.wait_for_timeout(20)
+        assert not sidebar_open(page)
+        page.locator("#sidebar .toggle-button").click()
+        page.wait_for_function("() => document.querySelector('#sidebar').classList.contains('open')")
+        holding = False
+        for route in held:
+            route.continue_()
+        persona = default_persona(load_persona_list(), "zh")
+        assert persona is not None
+        page.wait_for_function(  # the load event has landed: the Chinese persona's examples
+            "(first) => document.querySelector('#chatbot .examples .example-text')?.innerText === first",
+            arg=persona.examples[0],
+        )
+        assert sidebar_open(page), Shots("phone-early-list").take(page, "after-load")
+    finally:
+        context.close()
 
 
 def test_a_logged_in_user_finds_the_conversation_on_another_device(browser: Browser, tmp_path: Path) -> None:

@@ -221,7 +221,8 @@ def build_ui(
             lang = request_language(accept_language=request.headers.get("accept-language", ""))
             chosen = default_persona(persona_list, lang)
             return (
-                gr.Sidebar(open=(width or 0) >= WIDE_SCREEN),
+                # only ever opened here: on a phone the visitor may have opened it already
+                gr.Sidebar(open=True) if (width or 0) >= WIDE_SCREEN else gr.skip(),
                 branding.header(lang),
                 branding.footer_text(lang),
                 chosen.title if chosen else None,
