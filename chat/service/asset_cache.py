@@ -33,7 +33,8 @@ _VALIDATORS = (b"etag", b"last-modified", b"cache-control", b"vary")
 
 @dataclass(frozen=True)
 class _Response:
-    status: int
+    """A kept 200 response (only those are kept)."""
+
     headers: list[tuple[bytes, bytes]]
     body: bytes
 
@@ -69,13 +70,11 @@ class AssetCache:
         kept = self._responses.get(key)
         if kept is not None:  # the event loop's thread only: no lock needed
             self.hits += 1
+            status, reply, body = 200, kept.headers, kept.body
             if _unchanged(headers, kept):  # a browser revalidating its copy (Gradio sends it all)
-                same = [(k, v) for k, v in kept.headers if k.lower() in _VALIDATORS]
-                await send({"type": "http.response.start", "status": 304, "headers": same})
-                await send({"type": "http.response.body", "body": b""})
-                return
-            await send({"type": "http.response.start", "status": kept.status, "headers": kept.headers})
-            await send({"type": "http.response.body", "body": kept.body})
+                status, reply, body = 304, [(k, v) for k, v in kept.headers if k.lower() in _VALIDATORS], b""
+            await send({"type": "http.response.start", "status": status, "headers": reply})
+            await send({"type": "http.response.body", "body": body})
             return
         self.misses += 1
         await self.app(scope, receive, _with_header(self._recording(key, send), policy))
@@ -98,8 +97,7 @@ class AssetCache:
                 if size > self._largest:
                     start = None
                 elif not message.get("more_body", False):
-                    headers = list(start.get("headers", []))
-                    self._responses[key] = _Response(start["status"], headers, b"".join(body))
+                    self._responses[key] = _Response(list(start.get("headers", [])), b"".join(body))
             else:  # another kind of message (a server extension): not kept
                 start = None
 
