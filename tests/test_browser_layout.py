@@ -138,11 +138,16 @@ def open_page(context: BrowserContext, url: str, first_example: str) -> Page:
     page = context.new_page()
     page.goto(url, wait_until="domcontentloaded")
     page.wait_for_selector(INPUT)
+    wait_for_examples(page, first_example)
+    return page
+
+
+def wait_for_examples(page: Page, first: str) -> None:
+    """Until the chat's first example is ``first``: the load event set the persona it comes from."""
     page.wait_for_function(
         "(first) => document.querySelector('#chatbot .examples .example-text')?.innerText === first",
-        arg=first_example,
+        arg=first,
     )
-    return page
 
 
 def brand_shades() -> set[str]:
@@ -351,10 +356,7 @@ def test_a_phone_visitor_who_opens_the_list_before_the_page_has_loaded_keeps_it_
             route.continue_()
         persona = default_persona(load_persona_list(), "zh")
         assert persona is not None
-        page.wait_for_function(  # the load event has landed: the Chinese persona's examples
-            "(first) => document.querySelector('#chatbot .examples .example-text')?.innerText === first",
-            arg=persona.examples[0],
-        )
+        wait_for_examples(page, persona.examples[0])  # the load event has landed
         assert sidebar_open(page), Shots("phone-early-list").take(page, "after-load")
     finally:
         context.close()
