@@ -3,9 +3,11 @@ knowledge base with its sources in a collapsed block under the reply (there agai
 conversation is reopened after a reload), and the admin panel uploads, lists and deletes
 documents.
 
-Debian's Chromium (Playwright) against the whole app (``build_app`` on uvicorn) with the
-session's real SmolLM2 and the real knowledge base in the app's own data folder. Screenshots go
-to ``artifacts/screenshots/``.
+Debian's Chromium (Playwright) against the whole app (``build_app`` on uvicorn) with the real
+knowledge base in the app's own data folder. The reply is scripted over the session's SmolLM2
+(tests/guard_fakes.py ``SpyBackend``: the real tokenizer counts, no prompt is evaluated): the
+sources under it are the point, and the test checks they were in the prompt. Screenshots go to
+``artifacts/screenshots/``.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from guard_fakes import SpyBackend
 from playwright.sync_api import Browser, Page
 from support import free_port
 
 from chat import ChatEngine, Settings
-from chat.backends.base import Backend
+from chat.backends.llama_cpp import LlamaCppBackend
 from chat.knowledge import KnowledgeBase
+from chat.knowledge.context import BEGIN
 from chat.server import Server, build_app
 from chat.ui import I18N
 
@@ -38,12 +42,20 @@ RETURNS_MD = (
 RETURNS_ZH = "# 退货政策\n\n商品在签收后三十天内可以无理由退货，退款五个工作日内原路退回。\n".encode()
 
 
+REPLY = ["Within ", "30 days. ", "三十天内。"]
+
+
+@pytest.fixture(scope="module")
+def model(local_backend: LlamaCppBackend) -> SpyBackend:
+    return SpyBackend(local_backend, reply=REPLY)
+
+
 @pytest.fixture(scope="module")
 def shop_app(
-    local_backend: Backend, tmp_path_factory: pytest.TempPathFactory
+    model: SpyBackend, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, KnowledgeBase]]:
     settings = Settings(port=free_port(), data_dir=str(tmp_path_factory.mktemp("kb-page")))
-    app = build_app(ChatEngine({"local": local_backend}), settings)
+    app = build_app(ChatEngine({"local": model}), settings)
     library: KnowledgeBase = app.state.knowledge
     library.add_document("shop", "returns.md", RETURNS_MD)  # after the page was built: load finds it
     library.add_document("shop", "退货.md", RETURNS_ZH)
@@ -90,6 +102,7 @@ def shot(page: Page, name: str) -> Path:
 )
 def test_the_shop_persona_answers_with_its_sources_collapsed_under_the_reply(
     shop_app: tuple[str, KnowledgeBase],
+    model: SpyBackend,
     browser: Browser,
     locale: str,
     persona: str,
@@ -101,9 +114,6 @@ def test_the_shop_persona_answers_with_its_sources_collapsed_under_the_reply(
     page = open_page(browser, url, locale)
     try:
         labels = I18N.translations["zh" if locale.startswith("zh") else "en"]
-        tokens = page.get_by_label(f"number input for {labels['max_new_tokens']}")
-        tokens.fill("16")  # a short reply: the sources are the point
-        tokens.press("Enter")
         page.get_by_label(labels["persona"]).click()
         page.get_by_role("option", name=persona, exact=True).click()
         page.wait_for_function("(sel) => document.querySelector(sel).value === 'shop'", arg=SELECTOR)
@@ -118,7 +128,10 @@ def test_the_shop_persona_answers_with_its_sources_collapsed_under_the_reply(
             "collapsed: the sources are not rendered yet"
         )
         replies = [b.get_attribute("aria-label") for b in page.locator(BOT).all()]
-        assert any(r and r != "bot's message: " for r in replies), "the reply itself is shown"
+        assert "bot's message: " + "".join(REPLY) in replies, "the reply itself is shown"
+        prompt = "\n".join(m.content for m in model.prompts[-1])
+        assert BEGIN in prompt and question in prompt  # the model was given the knowledge base's answer
+        assert ("30 days" if locale == "en-US" else "三十天") in prompt
         shot(page, f"knowledge_sources_collapsed_{locale}")
 
         block.click()
