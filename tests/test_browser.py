@@ -15,6 +15,7 @@ textbox, which keeps the text.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 from support import free_port
@@ -705,28 +707,49 @@ def test_like_and_dislike_write_the_feedback_log(app: App, page: Page) -> None:
     assert disliked["message_index"] == liked["message_index"]
 
 
+@contextlib.contextmanager
+def model_held_by_an_api_client(app: App) -> Iterator[Call]:
+    """Another client (``/api/chat``) keeps the model busy with a long greedy story while the
+    block runs; leaving closes its event stream, which stops the story and frees the model."""
+    before, leave = len(app.spy.calls), threading.Event()
+    body = {
+        "user_input": LONG_STORY + " Make it an epic.",  # greedy: it surely runs to its budget
+        "stream": True,
+        "context": {"temperature": 0, "max_new_tokens": 2048},
+    }
+
+    def client() -> None:
+        with httpx.stream("POST", app.url + "api/chat", json=body, timeout=120) as response:
+            for line in response.iter_lines():
+                if leave.is_set() or line in ("event: done", "event: error"):
+                    return
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not (len(app.spy.calls) > before and app.spy.calls[before].streamed):  # the model is busy
+        assert time.monotonic() < deadline and thread.is_alive(), "the API client never got the model"
+        time.sleep(0.02)
+    try:
+        yield app.spy.calls[before]
+    finally:
+        leave.set()
+        thread.join(30)
+
+
 def test_a_second_page_sees_its_queue_position(app: App, open_page, request: pytest.FixtureRequest) -> None:
-    busy, english, chinese = open_page(), open_page(), open_page("zh-CN")
-    # Greedy, so the story surely runs to its budget (at 0.7 it may end early, before Stop)
-    set_number(busy, "temperature", 0)
-    set_max_new_tokens(busy, 2048)
+    english, chinese = open_page(), open_page("zh-CN")
     for page in (english, chinese):
         set_max_new_tokens(page, 16)
-    before = len(app.spy.calls)
-    record_stream(busy)
-    type_message(busy, LONG_STORY + " Make it an epic.")
-    busy.wait_for_function("window.__snapshots.length >= 2")  # the model is busy
-
-    type_message(english, "Say hello.")
-    english.locator(BOT, has_text=t("notice.waiting", "en", position=1)).wait_for()
-    type_message(chinese, "你好，请问你是谁？")
-    chinese.locator(BOT, has_text=t("notice.waiting", "zh", position=2)).wait_for()
-    assert "正在排队等待模型" in chinese.locator(BOT).last.inner_text()
-    screenshot(english, request)
-    screenshot(chinese, request, "-zh")
-
-    busy.locator(STOP).click()
-    assert app.spy.wait_new_call(before).done is None
+    with model_held_by_an_api_client(app) as busy:
+        type_message(english, "Say hello.")
+        english.locator(BOT, has_text=t("notice.waiting", "en", position=1)).wait_for()
+        type_message(chinese, "你好，请问你是谁？")
+        chinese.locator(BOT, has_text=t("notice.waiting", "zh", position=2)).wait_for()
+        assert "正在排队等待模型" in chinese.locator(BOT).last.inner_text()
+        screenshot(english, request)
+        screenshot(chinese, request, "-zh")
+    assert busy.finished.wait(30) and busy.done is None  # cut short when its client left
     for page in (english, chinese):
         wait_idle(page)
         reply = reply_labels(page)[-1]
