@@ -487,7 +487,7 @@ BLOCKED = [
 ]
 
 
-def test_blocked_messages_show_the_refusal(app: App, page: Page) -> None:
+def test_blocked_messages_show_the_refusal_and_the_conversation_goes_on(app: App, page: Page) -> None:
     for message, expected in BLOCKED:  # one after the other, as a user rewording would
         assert refuse(app, page, message) == expected, message
         assert user_texts(page) == [] and notices(page) == []  # the chat never saw any of them
@@ -496,10 +496,7 @@ def test_blocked_messages_show_the_refusal(app: App, page: Page) -> None:
     assert page.locator("#stats").inner_text().strip() == ""
     assert_no_traceback(page)
 
-
-def test_the_conversation_goes_on_after_a_refusal(app: App, page: Page) -> None:
     set_max_new_tokens(page, 16)
-    refuse(app, page, "password: hunter2")
     call = send(app, page, "What is the capital of France?")  # replaces the refused text
     assert call.done is not None, notices(page)[-1:]
     assert page.locator(REFUSAL).count() == 0  # the refusal went away with the text
@@ -508,32 +505,53 @@ def test_the_conversation_goes_on_after_a_refusal(app: App, page: Page) -> None:
     assert reply_labels(page) == [call.done.text]
 
 
-def test_a_refused_secret_is_not_kept_in_the_browser_history(
+def test_the_browser_history_keeps_the_conversation_over_a_reload_but_not_a_refused_secret(
     app: App, page: Page, request: pytest.FixtureRequest
 ) -> None:
     assert refuse(app, page, "my password: hunter2") == t("error.input_credentials", "en")
     screenshot(page, request, "-refused")
-    set_max_new_tokens(page, 8)
-    call = send(app, page, "Hello!")  # the conversation is saved after each turn
+    set_max_new_tokens(page, 16)
+    call = send(app, page, "Remember the word pineapple.")  # the conversation is saved after each turn
     page.locator(HISTORY_ITEM).wait_for()
     assert all("hunter2" not in m.content for m in call.messages)
     assert "hunter2" not in page.locator(CHAT).inner_text()
-    assert user_texts(page) == ["Hello!"]
+    assert user_texts(page) == ["Remember the word pineapple."]
     titles = page.locator(HISTORY_CELLS).all_inner_texts()
-    assert len(titles) == 1 and "Hello!" in titles[0] and "hunter2" not in titles[0], titles
+    assert len(titles) == 1 and "pineapple" in titles[0] and "hunter2" not in titles[0], titles
 
-    # what the browser kept: reload (a new chat) and open the saved conversation
+    # what the browser kept: a reload starts a new chat, and the saved one is a click away
     page.reload(wait_until="domcontentloaded")
+    page.locator(HISTORY_ITEM).wait_for()
+    assert page.locator(USER).count() == 0
+    assert "pineapple" in page.locator(HISTORY_ITEM).inner_text()
     page.locator(HISTORY_ITEM).click()
     wait_for_reply(page, call.done.text)
-    assert user_texts(page) == ["Hello!"]
+    assert user_texts(page) == ["Remember the word pineapple."]
+    assert reply_labels(page) == [call.done.text]
     assert "hunter2" not in page.locator(CHAT).inner_text()
 
 
-def test_retry_undo_and_edit(app: App, page: Page) -> None:
+def test_the_buttons_under_a_reply_like_dislike_retry_edit_and_undo(app: App, page: Page) -> None:
     set_max_new_tokens(page, 16)
     first = send(app, page, "Name a colour.")
     assert first.options["use_cache"] is True
+
+    conversation = [
+        {"role": "user", "content": "Name a colour."},
+        {"role": "assistant", "content": first.done.text},
+    ]
+    before = len(feedback_lines(app))
+    buttons = page.locator(".message-buttons-left").last
+    buttons.get_by_role("button", name="Like", exact=True).click()
+    liked = wait_for_feedback(app, before + 1)
+    assert liked["rating"] == "like"
+    assert liked["conversation"] == conversation
+    assert liked["model"].startswith("local:")
+    buttons.get_by_role("button", name="Dislike", exact=True).click()
+    disliked = wait_for_feedback(app, before + 2)
+    assert disliked["rating"] == "dislike"
+    assert disliked["conversation"] == conversation
+    assert disliked["message_index"] == liked["message_index"]
 
     retry = turn(app, page, lambda: page.get_by_role("button", name="Retry").last.click())
     assert [(m.role, m.content) for m in retry.messages] == [(m.role, m.content) for m in first.messages]
@@ -562,20 +580,6 @@ def test_retry_undo_and_edit(app: App, page: Page) -> None:
     assert page.locator(INPUT).input_value() == "Name a fruit."  # back in the box to rework
 
 
-def test_conversation_is_kept_in_the_browser_history_after_reload(app: App, page: Page) -> None:
-    set_max_new_tokens(page, 16)
-    call = send(app, page, "Remember the word pineapple.")
-    page.locator(HISTORY_ITEM).wait_for()
-    page.reload(wait_until="domcontentloaded")
-    page.locator(HISTORY_ITEM).wait_for()
-    assert page.locator(USER).count() == 0  # a reload starts a new chat…
-    assert "pineapple" in page.locator(HISTORY_ITEM).inner_text()
-    page.locator(HISTORY_ITEM).click()  # …and the saved one is a click away
-    wait_for_reply(page, call.done.text)
-    assert user_texts(page) == ["Remember the word pineapple."]
-    assert reply_labels(page) == [call.done.text]
-
-
 # -- rendering, files and feedback ---------------------------------------------------------------
 
 MARKDOWN_REPLY = (
@@ -597,8 +601,13 @@ def clipboard(page: Page) -> str:
     return page.evaluate("navigator.clipboard.readText()")
 
 
-def test_markdown_and_code_render_with_copy_buttons(app: App, open_page, tmp_path: Path) -> None:
+def test_an_imported_conversation_renders_markdown_and_code_with_copy_buttons(
+    app: App, open_page, tmp_path: Path
+) -> None:
     page = open_page(permissions=["clipboard-read", "clipboard-write"])
+    set_max_new_tokens(page, 16)
+    send(app, page, "Remember the word mango.")
+    page.locator(HISTORY_ITEM).wait_for()  # saved in the browser's history: the import keeps it
     conversation = [
         {"role": "user", "content": "Show me some Markdown."},
         {"role": "assistant", "content": MARKDOWN_REPLY},
@@ -618,11 +627,13 @@ def test_markdown_and_code_render_with_copy_buttons(app: App, open_page, tmp_pat
     page.wait_for_function("async () => (await navigator.clipboard.readText()).includes('**bold**')")
     assert clipboard(page) == MARKDOWN_REPLY
 
-    set_max_new_tokens(page, 16)  # a model reply gets a copy button too
-    call = send(app, page, "Thanks. Now say goodbye.")
+    call = send(app, page, "Thanks. Now say goodbye.")  # a model reply gets a copy button too
     buttons = page.locator(".message-buttons-left").last
     assert buttons.get_by_role("button", name="Copy message").is_visible()
     assert reply_labels(page) == [MARKDOWN_REPLY, call.done.text]
+    page.locator(HISTORY_CELLS, has_text="Show me some Markdown").wait_for()  # saved
+    titles = page.locator(HISTORY_CELLS).all_inner_texts()
+    assert len(titles) == 2 and any("mango" in title for title in titles), titles
 
 
 def download(page: Page, button: str, suffix: str, into: Path) -> Path:
@@ -686,27 +697,6 @@ def wait_for_feedback(app: App, count: int, timeout: float = 15.0) -> dict[str, 
     return lines[count - 1]
 
 
-def test_like_and_dislike_write_the_feedback_log(app: App, page: Page) -> None:
-    set_max_new_tokens(page, 16)
-    call = send(app, page, "Say something kind.")
-    conversation = [
-        {"role": "user", "content": "Say something kind."},
-        {"role": "assistant", "content": call.done.text},
-    ]
-    before = len(feedback_lines(app))
-    buttons = page.locator(".message-buttons-left").last
-    buttons.get_by_role("button", name="Like", exact=True).click()
-    liked = wait_for_feedback(app, before + 1)
-    assert liked["rating"] == "like"
-    assert liked["conversation"] == conversation
-    assert liked["model"].startswith("local:")
-    buttons.get_by_role("button", name="Dislike", exact=True).click()
-    disliked = wait_for_feedback(app, before + 2)
-    assert disliked["rating"] == "dislike"
-    assert disliked["conversation"] == conversation
-    assert disliked["message_index"] == liked["message_index"]
-
-
 @contextlib.contextmanager
 def model_held_by_an_api_client(app: App) -> Iterator[Call]:
     """Another client (``/api/chat``) keeps the model busy with a long greedy story while the
@@ -755,16 +745,3 @@ def test_a_second_page_sees_its_queue_position(app: App, open_page, request: pyt
         reply = reply_labels(page)[-1]
         assert reply and "Waiting" not in reply and "排队" not in reply
         assert "token" in page.locator("#stats").inner_text()
-
-
-def test_import_keeps_the_current_saved_conversation(app: App, page: Page, tmp_path: Path) -> None:
-    set_max_new_tokens(page, 16)
-    send(app, page, "Remember the word mango.")
-    page.locator(HISTORY_ITEM).wait_for()  # saved in the browser's history
-    imported = [{"role": "user", "content": "Hi there."}, {"role": "assistant", "content": "Hello!"}]
-    import_conversation(page, write_conversation(tmp_path / "other.json", imported))
-    wait_for_reply(page, "Hello!")
-    send(app, page, "Say goodbye.")
-    page.locator(HISTORY_CELLS, has_text="Hi there").wait_for()  # saved
-    titles = page.locator(HISTORY_CELLS).all_inner_texts()
-    assert any("mango" in title for title in titles), titles
