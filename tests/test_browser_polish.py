@@ -1,6 +1,7 @@
 """The page's finish in a real browser (Debian's Chromium via Playwright): Stop marks the cut
-reply, the Enter that confirms a Chinese input method's candidate does not send, every control
-has an accessible name, and the keyboard alone sends a message.
+reply, every control has an accessible name (on the idle page, while a reply streams, after it
+is stopped), the Enter that confirms a Chinese input method's candidate does not send, and the
+keyboard alone sends a message.
 
 The app is the whole one (``build_app`` on uvicorn, with a store in a temporary folder). The model
 is not the point here, so its backend is ``Words``, a scripted stand-in that streams numbered
@@ -201,9 +202,17 @@ def tab_to(page: Page, predicate: str, limit: int = 80) -> None:
     [("en-US", "Tell me a very long story."), ("zh-CN", "给我讲一个很长的故事。")],
     ids=["en-US", "zh-CN"],
 )
-def test_stop_marks_the_cut_reply_and_keeps_its_text(app: App, open_page, locale: str, message: str) -> None:
+def test_stop_marks_the_cut_reply_and_keeps_its_text_and_every_control_has_a_name(
+    app: App, open_page, locale: str, message: str
+) -> None:
     lang = lang_of(locale)
     page = open_page(locale)
+    assert page.evaluate("document.documentElement.lang").lower().startswith(lang)
+    for closed in page.locator("button[aria-expanded='false']").all():  # accordions, menus
+        if closed.is_visible():
+            closed.click()
+    assert unnamed_controls(page) == [], "idle page"
+
     app.backend.words, app.backend.cut = 2000, threading.Event()
     before = len(app.backend.requests)
     page.locator(INPUT).fill(message)
@@ -212,6 +221,8 @@ def test_stop_marks_the_cut_reply_and_keeps_its_text(app: App, open_page, locale
     stop.wait_for()
     page.wait_for_function(f"""() => [...document.querySelectorAll("{BOT}")]
         .some(el => (el.getAttribute("aria-label") || "").includes("w5 "))""")
+    assert unnamed_controls(page) == [], "while a reply streams (Stop shown)"
+    assert page.locator(STOP).get_attribute("aria-label") == t("page.stop", lang)
     stop.focus()  # the keyboard presses Stop too (a click waits for the growing page to settle)
     page.keyboard.press("Enter")
     assert app.backend.cut.wait(10), "the server went on generating after Stop"
@@ -222,6 +233,9 @@ def test_stop_marks_the_cut_reply_and_keeps_its_text(app: App, open_page, locale
     assert [n.strip() for n in page.locator(NOTICE).all_inner_texts()] == [mark]
     shown = replies(page)[-1]
     assert shown.startswith("w0 w1 w2 w3 w4 w5") and "w1999" not in shown  # the partial text stays
+    # after a reply: copy, retry, undo, like and dislike buttons, and the notice's toggle
+    assert unnamed_controls(page) == [], "after a stopped reply"
+    assert page.locator(SUBMIT).get_attribute("aria-label") == t("page.send", lang)
 
     # The store keeps the turn as stopped, with the text the user saw (and at most the word or
     # two that were on their way to the page when Stop arrived).
@@ -343,33 +357,6 @@ def test_enter_confirming_a_pinyin_candidate_does_not_send(app: App, open_page) 
 
 
 # -- names and the keyboard ----------------------------------------------------------------------
-
-
-@pytest.mark.browser
-@pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
-def test_every_control_has_an_accessible_name(app: App, open_page, locale: str) -> None:
-    lang = lang_of(locale)
-    page = open_page(locale)
-    assert page.evaluate("document.documentElement.lang").lower().startswith(lang)
-    for closed in page.locator("button[aria-expanded='false']").all():  # accordions, menus
-        if closed.is_visible():
-            closed.click()
-    assert unnamed_controls(page) == [], "idle page"
-
-    app.backend.words = 2000
-    before = len(app.backend.requests)
-    page.locator(INPUT).fill("Hello" if lang == "en" else "你好")
-    page.locator(INPUT).press("Enter")
-    page.locator(STOP).wait_for()
-    wait_requests(app, before + 1)
-    assert unnamed_controls(page) == [], "while a reply streams (Stop shown)"
-    assert page.locator(STOP).get_attribute("aria-label") == t("page.stop", lang)
-    page.locator(STOP).click()
-    wait_idle(page)
-    page.locator(NOTICE).first.wait_for()
-    # after a reply: copy, retry, undo, like and dislike buttons, and the notice's toggle
-    assert unnamed_controls(page) == [], "after a stopped reply"
-    assert page.locator(SUBMIT).get_attribute("aria-label") == t("page.send", lang)
 
 
 @pytest.mark.browser
