@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from guard_fakes import SpyBackend
 
 from chat import ChatEngine, ContextOverflow, GenerationParams, InvalidRequest, Message, Notice, Settings
 from chat.backends.llama_cpp import LlamaCppBackend
@@ -73,8 +74,15 @@ def test_over_long_history_is_trimmed_oldest_first(local_backend) -> None:
     assert local_backend.count_tokens(one_more) > 1024 - 128
 
 
-def test_engine_trims_and_tells_the_user(engine: ChatEngine) -> None:
-    events = list(engine.stream(long_history(40), GenerationParams(max_new_tokens=8, context_length=384)))
+@pytest.fixture
+def scripted(local_backend: LlamaCppBackend) -> ChatEngine:
+    """For tests about the prompt the engine fits, not what the model says: a scripted reply,
+    counted with the real tokenizer (no prompt is evaluated)."""
+    return ChatEngine({"local": SpyBackend(local_backend, reply=["Four."])})
+
+
+def test_engine_trims_and_tells_the_user(scripted: ChatEngine) -> None:
+    events = list(scripted.stream(long_history(40), GenerationParams(max_new_tokens=8, context_length=384)))
     notices = [e for e in events if isinstance(e, Notice) and e.kind == "trimmed"]
     assert len(notices) == 1
     assert "earlier message" in notices[0].text
@@ -83,12 +91,12 @@ def test_engine_trims_and_tells_the_user(engine: ChatEngine) -> None:
     assert done.stats.prompt_tokens <= 384 - 8
 
 
-def test_trim_notice_in_chinese(engine: ChatEngine) -> None:
+def test_trim_notice_in_chinese(scripted: ChatEngine) -> None:
     history = long_history(40)
     history[-1] = Message("user", "最新的问题：二加二等于几？")
     notices = [
         e
-        for e in engine.stream(history, GenerationParams(max_new_tokens=8, context_length=256))
+        for e in scripted.stream(history, GenerationParams(max_new_tokens=8, context_length=256))
         if isinstance(e, Notice)
     ]
     assert "省略了较早的" in notices[0].text

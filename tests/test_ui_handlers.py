@@ -6,7 +6,7 @@ import threading
 
 import gradio as gr
 import pytest
-from guard_fakes import ScriptedBackend
+from guard_fakes import ScriptedBackend, SpyBackend
 from support import frames
 
 from chat import ChatEngine, GenerationParams, InvalidRequest, Message, TextDelta
@@ -79,7 +79,9 @@ def test_history_with_unknown_roles_is_rejected() -> None:
         history_to_messages([{"role": "system", "content": "sneaky"}])
 
 
-def test_trim_notice_is_a_titled_bubble_not_part_of_the_reply(engine: ChatEngine) -> None:
+def test_trim_notice_is_a_titled_bubble_not_part_of_the_reply(local_backend) -> None:
+    # the trimming is the point, not the reply: scripted over the real tokenizer (no prompt is evaluated)
+    engine = ChatEngine({"local": SpyBackend(local_backend, reply=["Coffee ", "came later."])})
     history = []
     for i in range(30):
         history += [
@@ -89,7 +91,7 @@ def test_trim_notice_is_a_titled_bubble_not_part_of_the_reply(engine: ChatEngine
     bubbles, stats = run_ui(engine, "And coffee?", history, "", 0.7, 512, 32, 0.95)[-1]
     notice = bubbles[0]
     assert notice.metadata["title"].endswith("left out to fit the context length.")
-    assert bubbles[-1].content and bubbles[-1].metadata in (None, {})
+    assert bubbles[-1].content == "Coffee came later." and bubbles[-1].metadata in (None, {})
     assert "old messages left out" in stats
 
 
