@@ -382,7 +382,7 @@ def test_page_labels_follow_the_browser_locale(app: App, open_page, locale: str,
 
 
 def test_replies_stream_in_for_chinese_and_english(app: App, page: Page) -> None:
-    set_max_new_tokens(page, 64)
+    set_max_new_tokens(page, 32)
     for message, lang in [
         ("请介绍一下长城的历史。", "zh"),
         ("Tell me a long story about a brave mouse.", "en"),
