@@ -377,19 +377,17 @@ def test_a_logged_in_user_finds_the_conversation_on_another_device(browser: Brow
     assert persona is not None
     devices = [browser.new_context(locale="en-US", viewport={"width": 1440, "height": 900}) for _ in range(2)]
     try:
-        pages = []
         for device in devices:
             device.set_default_timeout(30_000)
             assert device.request.post(
                 server.local_url + "login", form={"username": "ana", "password": "secret-pass"}
             ).ok
-            pages.append(open_page(device, server.local_url, persona.examples[0]))
-        laptop, phone = pages
+        laptop = open_page(devices[0], server.local_url, persona.examples[0])
         laptop.locator(EXAMPLES).nth(1).click()
         laptop.locator(LIST_ITEMS, has_text=persona.examples[1]).wait_for()
         laptop.wait_for_selector(STOP, state="detached")
 
-        phone.reload(wait_until="domcontentloaded")
+        phone = open_page(devices[1], server.local_url, persona.examples[0])  # logged in, opened later
         phone.locator(LIST_ITEMS, has_text=persona.examples[1]).click()
         phone.wait_for_function(
             "([sel, text]) => [...document.querySelectorAll(sel)].some(e => e.innerText.trim() === text)",
