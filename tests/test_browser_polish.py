@@ -356,7 +356,7 @@ def test_enter_confirming_a_pinyin_candidate_does_not_send(app: App, open_page) 
         assert app.backend.requests[-1][-1].content == "你好", ime
 
 
-# -- names and the keyboard ----------------------------------------------------------------------
+# -- the keyboard --------------------------------------------------------------------------------
 
 
 @pytest.mark.browser

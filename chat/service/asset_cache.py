@@ -1,7 +1,7 @@
 """Gradio's page assets served from memory after their first request, and kept by browsers.
 
 Gradio serves its JavaScript, style sheets and fonts (``/assets/...``, ``/static/...``) from the
-installed package and compresses each response again on every request: a page load asks for 88 of
+installed package and compresses each response again on every request: a page load asks for 85 of
 them, about 0.3 s of a core per new visitor, and sends no ``Cache-Control``, so a returning visitor
 asks again. They change only when Gradio is upgraded, which restarts the process. So the first
 response for each path, ``Accept-Encoding`` and ``Origin`` is kept (compressed, within a memory
@@ -24,7 +24,7 @@ BROWSER_CACHING = {
     "/assets/": b"public, max-age=31536000, immutable",  # hashed names: a new build, a new name
     "/static/": b"public, max-age=86400",  # Gradio's fonts and scripts, names without a hash
 }
-DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # a page's 86 assets took 0.5 MB (Brotli), per encoding
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # a page's 85 assets took 0.5 MB (Brotli), per encoding
 MAX_ENTRY_BYTES = 8 * 1024 * 1024  # a larger file is served as Gradio serves it, every time
 ENTRY_OVERHEAD = 512  # bytes counted for an entry's key and headers
 # What a 304 repeats of the kept response
