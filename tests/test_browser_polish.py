@@ -417,8 +417,9 @@ def test_stop_marks_a_cut_reply_once_and_a_finished_reply_never(message: str, la
 
 def test_chatinterfaces_copy_of_a_stopped_history_keeps_the_mark() -> None:
     """ChatInterface copies the page's chatbot into its history when the cut reply ends; when
-    that copy was taken before Stop's mark arrived and is handled after the mark's own copy (a
-    loaded machine), it would drop the mark from the next turn: its copies keep it instead."""
+    that copy was taken before Stop's mark arrived (perhaps with a late word of the reply) and is
+    handled after the mark's own copy (a loaded machine), it would drop the mark from the next
+    turn: its copies keep it instead."""
     handlers = ChatHandlers(ChatEngine({"local": ScriptedBackend(["one ", "two ", "three"])}))
     with gr.Blocks() as demo:
         chat = gr.ChatInterface(lambda message, history: "")  # only its events matter here
@@ -435,6 +436,9 @@ def test_chatinterfaces_copy_of_a_stopped_history_keeps_the_mark() -> None:
     assert state is value and state[:2] == history and len(state) == 3
     assert state[-1]["metadata"]["id"] == "stopped" and state[-1]["role"] == "assistant"
     assert handlers.keep_mark(state, SESSION)[0] == state  # a copy with the mark: as it is
+    # a copy from a page that got one more word after Stop: the marked history the page shows
+    late = [history[0], {"role": "assistant", "content": "one two "}]
+    assert handlers.keep_mark(late, SESSION)[0] == state
     assert handlers.keep_mark(history[:1], SESSION)[0] == history[:1]  # Undo: not that history
     other = [history[0], {"role": "assistant", "content": "another conversation's reply"}]
     assert handlers.keep_mark(other, SESSION)[0] == other  # as long, but not the one Stop marked

@@ -172,6 +172,14 @@ async def wait_depth(backend: EchoBackend, depth: int) -> None:
             await anyio.sleep(0.02)
 
 
+async def wait_shown(chat: PageChat, text: str) -> None:
+    """Until the page was sent ``text``: a request joins the queue a moment before its notice
+    reaches the page."""
+    with anyio.fail_after(30):
+        while text not in chat.text:
+            await anyio.sleep(0.02)
+
+
 def test_waiting_page_requests_hold_no_thread(app: App) -> None:
     backend = app.backend
     backend.gate.clear()  # the first request holds the model until the test lets it answer
@@ -219,6 +227,7 @@ def test_stop_frees_a_waiting_and_a_running_page_request(app: App) -> None:
             await wait_depth(backend, 1)
             tasks.start_soon(waiting.run)
             await wait_depth(backend, 2)
+            await wait_shown(waiting, "position 1 in the queue")
             await waiting.stop()  # it leaves the model's queue at once: no thread was waiting in it
             await wait_depth(backend, 1)
             await running.stop()  # the running reply stops and frees the model
@@ -226,7 +235,6 @@ def test_stop_frees_a_waiting_and_a_running_page_request(app: App) -> None:
 
     anyio.run(main)
     assert "echo:" not in running.text + waiting.text
-    assert "position 1 in the queue" in waiting.text
 
 
 def test_a_closed_tab_leaves_the_models_queue(app: App) -> None:

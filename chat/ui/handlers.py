@@ -151,7 +151,7 @@ class _Turn:
     def __init__(self) -> None:
         self.ended = False
         self.closed = threading.Event()
-        self.stopped: tuple[int, str] | None = None  # the history Stop marked: length, last text
+        self.stopped: list[Any] | None = None  # the history Stop marked, as the page had it
         self.mark: gr.ChatMessage | None = None  # and the mark it added
 
     def track(self, steps: Generator[Step, None, None]) -> Generator[Step, None, None]:
@@ -337,8 +337,9 @@ class ChatHandlers:
     def attach_stop_mark(self, demo: gr.Blocks, chat: gr.ChatInterface) -> None:
         """Mark a reply Stop cuts short (inside ``with demo:``). ChatInterface copies the chatbot
         into its own history when the cancelled reply ends, in a request of its own that may be
-        handled before or after the mark's: the mark is copied there after it, and ChatInterface's
-        copies (``keep_mark`` replaces them) keep it, so the next turn shows it either way."""
+        handled before or after the mark's, and taken from a page that may have got a late word or
+        two of the reply after Stop: the mark is copied there after it, and ChatInterface's copies
+        (``keep_mark`` replaces them) keep it, so the next turn shows it either way."""
         self._chatbot = chat.chatbot
         chat.textbox.stop(
             self.mark_stopped, chat.chatbot, chat.chatbot, queue=False, api_visibility="private"
@@ -358,10 +359,18 @@ class ChatHandlers:
 
     def keep_mark(self, history: list[dict[str, Any]] | None, request: gr.Request = None) -> tuple[Any, Any]:
         """The chatbot's messages as ChatInterface's history (its state and value). A copy made
-        from the page before Stop's mark arrived, of the very history Stop marked, gets the mark."""
+        from the page before Stop's mark arrived, of the turn Stop marked, is the marked history
+        the page shows (the words that reached the page after Stop are not shown there either)."""
         turn = self._turns.get(getattr(request, "session_hash", None) or "")
-        if turn is not None and turn.mark is not None and history and _shape(history) == turn.stopped:
-            history = [*history, *self._chatbot.preprocess(self._chatbot.postprocess([turn.mark]))]
+        if (
+            turn is not None
+            and turn.mark is not None
+            and turn.stopped is not None
+            and history
+            and not _is_stopped_mark(history[-1])
+            and _same_turn(history, turn.stopped)
+        ):
+            history = [*turn.stopped, *self._chatbot.preprocess(self._chatbot.postprocess([turn.mark]))]
         return history, history
 
     def mark_stopped(self, history: list[dict[str, Any]] | None, request: gr.Request = None) -> Any:
@@ -375,7 +384,7 @@ class ChatHandlers:
         turn.closed.wait(STOP_WAIT)
         users = [m for m in history if isinstance(m, dict) and m.get("role") == "user"]
         lang = detect_language(content_text(users[-1].get("content")) if users else "")
-        turn.stopped, turn.mark = _shape(history), stopped_mark(lang)
+        turn.stopped, turn.mark = list(history), stopped_mark(lang)
         return [*history, turn.mark]
 
     def validate(self, message: Any) -> dict[str, Any]:
@@ -473,11 +482,19 @@ def _so_far(thinking: str, text: str, lang: Lang) -> list[gr.ChatMessage]:
     return [*thinking_bubble(thinking, lang), *([gr.ChatMessage(text)] if text else [])]
 
 
-def _shape(history: list[Any]) -> tuple[int, str]:
-    """A history's length and its last message's text: enough to tell Stop's from another one
-    (an Undo, another conversation opened)."""
-    last = history[-1] if history else None
-    return len(history), content_text(last.get("content")) if isinstance(last, dict) else ""
+def _same_turn(history: list[Any], stopped: list[Any]) -> bool:
+    """``history`` is the turn Stop marked, its reply perhaps a word or two longer (words that
+    reached the page after Stop), and not another one (an Undo, another conversation opened)."""
+    asked, reply = _split_turn(history)
+    asked_then, reply_then = _split_turn(stopped)
+    return asked == asked_then and reply.startswith(reply_then)
+
+
+def _split_turn(history: list[Any]) -> tuple[list[tuple[str, str]], str]:
+    """The messages up to the last user message (role, text), and the reply's text after it."""
+    texts = [(m.get("role", ""), content_text(m.get("content"))) for m in history if isinstance(m, dict)]
+    asked = max((i + 1 for i, (role, _) in enumerate(texts) if role == "user"), default=0)
+    return texts[:asked], "".join(text for _, text in texts[asked:])
 
 
 def _is_stopped_mark(message: Any) -> bool:
