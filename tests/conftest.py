@@ -15,6 +15,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # sleeping, with other work running). Set before llama_cpp loads; servers the tests start inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# Gradio imported as app.py imports it, without rewriting its type stubs (chat.gradio_stubs):
+# each xdist worker imports it once.
+from chat.gradio_stubs import skip_stub_regeneration  # noqa: E402
+
+skip_stub_regeneration()
+
 # One TLS context per set of options for the whole session: every httpx.get()/post() and every
 # gradio_client call builds a new client, and each loaded the CA bundle again (30-40 ms; 40 s of
 # the suite's CPU). The tests talk plain HTTP on loopback; what is shared is the same context

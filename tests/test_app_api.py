@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from gradio.routes import App
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from guard_fakes import ScriptedBackend
@@ -202,20 +201,3 @@ def test_an_idle_apps_queue_polls_every_10_ms_not_every_millisecond() -> None:
         route.app.get_blocks() for route in app.routes if hasattr(getattr(route, "app", None), "get_blocks")
     ]
     assert blocks._queue.sleep_when_free == QUEUE_POLL_SECONDS == 0.01
-
-
-def test_building_the_app_makes_gradios_app_twice_not_six_times(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Gradio makes a whole FastAPI app whenever a Blocks is created, closed or queued; the page
-    keeps the queue's and the mount's (one_gradio_app). A Gradio upgrade that moves the calls
-    shows here, and the app still answers (every other test)."""
-    made: list[bool] = []
-    real = App.create_app
-
-    def counting(*args: object, **kwargs: object) -> object:
-        made.append(True)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(App, "create_app", staticmethod(counting))
-    build_app(ChatEngine({"local": ScriptedBackend(["Hello."])}), Settings(n_ctx=2048))
-    assert len(made) == 2
-    assert App.create_app is counting  # one_gradio_app put back what it found
