@@ -1,0 +1,173 @@
+"""Does the page keep up with a streamed reply, on a desktop and on a phone-class CPU?
+
+The app (``build_app``, store off) over a backend that streams a reply at a model's pace (words
+``--interval`` seconds apart: the point is the page, not the model). Debian's Chromium opens the
+page, sends a message and waits until the whole reply is shown. For each pace of frames
+(``chat.ui.handlers.FRAME_SECONDS``, the most frames a second the page is sent) and each CPU
+(Chromium's own throttling: 1x, and 4x as Lighthouse does for a mid-range phone), it measures:
+
+- frames: how many times the reply grew on the page;
+- page CPU: the page's renderer process for the whole turn;
+- lag: from the server's last word to the page showing it (a page that cannot render frames as
+  fast as they come falls behind, and the lag grows with the reply).
+
+Prints a Markdown table. Rows alternate, so the machine's drift falls on all of them.
+
+    python bench/bench_stream_frames.py [--words 200] [--interval 0.016] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from chat.gradio_stubs import skip_stub_regeneration  # noqa: E402
+
+skip_stub_regeneration()
+
+import psutil  # noqa: E402
+from playwright.sync_api import Page, sync_playwright  # noqa: E402
+from support import free_port  # noqa: E402
+
+import chat.ui.handlers  # noqa: E402
+from chat import ChatEngine, Settings  # noqa: E402
+from chat.backends.base import Backend, Chunk, Finish  # noqa: E402
+from chat.messages import GenerationParams, Message  # noqa: E402
+from chat.server import Server, build_app  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+INPUT = "#chat-input textarea[data-testid='textbox']"
+BOT = "#chatbot [data-testid='bot']"
+FRAME_PACES = (0.05, 0.1, 0.2)
+THROTTLES = (1, 4)
+
+
+class PacedBackend(Backend):
+    """Streams ``words`` words ``interval`` seconds apart, numbered so the page's text shows how
+    far it got; records when the last one left."""
+
+    name = "local"
+    model = "paced"
+
+    def __init__(self, words: int, interval: float) -> None:
+        self.words, self.interval = words, interval
+        self.last_sent = 0.0
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        cancel: threading.Event | None = None,
+        api_key: str | None = None,
+    ) -> Iterator[Chunk]:
+        for n in range(self.words):
+            if cancel is not None and cancel.is_set():
+                yield Finish("cancelled")
+                return
+            time.sleep(self.interval)
+            yield f"w{n} "
+        self.last_sent = time.monotonic()
+        yield Finish("stop")
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        return sum(len(m.content) // 4 + 4 for m in messages)
+
+
+def renderer_cpu() -> float:
+    """CPU seconds of every Chromium renderer process (the page's, and any other)."""
+    total = 0.0
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "--type=renderer" in " ".join(proc.cmdline()):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def one_turn(page: Page, backend: PacedBackend, turn: int) -> tuple[int, float, float]:
+    """Frames, page CPU and lag of one streamed reply."""
+    last = f"w{backend.words - 1}"
+    page.evaluate(
+        """() => { window.__frames = 0;
+            window.__observer?.disconnect();
+            window.__observer = new MutationObserver(() => { window.__frames += 1; });
+            window.__observer.observe(document.querySelector('#chatbot'),
+                {subtree: true, childList: true, characterData: true}); }"""
+    )
+    cpu = renderer_cpu()
+    page.locator(INPUT).fill(f"Tell me a story, number {turn}.")
+    page.locator(INPUT).press("Enter")
+    page.wait_for_function(
+        f"""() => {{ const bots = document.querySelectorAll("{BOT}");
+            return bots.length === {turn + 1} && bots[bots.length - 1].innerText.includes("{last}"); }}""",
+        timeout=180_000,
+        polling=10,
+    )
+    shown = time.monotonic()
+    frames = page.evaluate("window.__frames")
+    time.sleep(0.5)  # the turn's last events (stats, the conversation list) land
+    return frames, renderer_cpu() - cpu, shown - backend.last_sent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--words", type=int, default=200)
+    parser.add_argument("--interval", type=float, default=1 / 60, help="seconds between words")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+
+    backend = PacedBackend(args.words, args.interval)
+    settings = Settings(port=free_port(), store=False)
+    server = Server(build_app(ChatEngine({"local": backend}), settings), host="127.0.0.1", port=settings.port)
+    server.start()
+    results: dict[tuple[int, float], list[tuple[int, float, float]]] = {}
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            for _ in range(args.rounds):
+                for throttle in THROTTLES:
+                    for pace in FRAME_PACES:
+                        chat.ui.handlers.FRAME_SECONDS = pace
+                        context = browser.new_context(viewport={"width": 390, "height": 844})
+                        page = context.new_page()
+                        page.goto(server.local_url, wait_until="domcontentloaded")
+                        page.wait_for_selector(INPUT)
+                        context.new_cdp_session(page).send(
+                            "Emulation.setCPUThrottlingRate", {"rate": throttle}
+                        )
+                        results.setdefault((throttle, pace), []).append(one_turn(page, backend, 0))
+                        context.close()
+            browser.close()
+    finally:
+        server.stop()
+
+    seconds = args.words * args.interval
+    print(f"{args.words} words, one every {args.interval * 1000:.0f} ms ({seconds:.1f} s of reply); ")
+    print(f"390x844 page, median of {args.rounds} turns per row\n")
+    print("| CPU | frames at most every | frames seen | page CPU (s) | lag after the last word (s) |")
+    print("|---|---:|---:|---:|---:|")
+    for (throttle, pace), runs in results.items():
+        frames = statistics.median(r[0] for r in runs)
+        cpu = statistics.median(r[1] for r in runs)
+        lag = statistics.median(r[2] for r in runs)
+        label = "desktop (1x)" if throttle == 1 else f"phone-class ({throttle}x slower)"
+        print(f"| {label} | {pace:.2f} s | {frames:.0f} | {cpu:.2f} | {lag:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
