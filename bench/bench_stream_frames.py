@@ -37,12 +37,13 @@ from chat.gradio_stubs import skip_stub_regeneration  # noqa: E402
 skip_stub_regeneration()
 
 import psutil  # noqa: E402
+from guard_fakes import ScriptedBackend  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 from support import free_port  # noqa: E402
 
 import chat.ui.handlers  # noqa: E402
 from chat import ChatEngine, Settings  # noqa: E402
-from chat.backends.base import Backend, Chunk, Finish  # noqa: E402
+from chat.backends.base import Chunk  # noqa: E402
 from chat.messages import GenerationParams, Message  # noqa: E402
 from chat.server import Server, build_app  # noqa: E402
 
@@ -54,14 +55,12 @@ FRAME_PACES = (0.05, 0.1, 0.2)
 THROTTLES = (1, 4)
 
 
-class PacedBackend(Backend):
-    """Streams ``words`` words ``interval`` seconds apart, numbered so the page's text shows how
-    far it got; records when the last one left."""
-
-    name = "local"
-    model = "paced"
+class PacedBackend(ScriptedBackend):
+    """Streams ``words`` numbered words (the page's text shows how far it got) ``interval``
+    seconds apart; records when the last one left."""
 
     def __init__(self, words: int, interval: float) -> None:
+        super().__init__([f"w{n} " for n in range(words)])
         self.words, self.interval = words, interval
         self.last_sent = 0.0
 
@@ -73,17 +72,12 @@ class PacedBackend(Backend):
         cancel: threading.Event | None = None,
         api_key: str | None = None,
     ) -> Iterator[Chunk]:
-        for n in range(self.words):
-            if cancel is not None and cancel.is_set():
-                yield Finish("cancelled")
-                return
-            time.sleep(self.interval)
-            yield f"w{n} "
-        self.last_sent = time.monotonic()
-        yield Finish("stop")
-
-    def count_tokens(self, messages: Sequence[Message]) -> int:
-        return sum(len(m.content) // 4 + 4 for m in messages)
+        for chunk in super().stream(messages, params, cancel=cancel, api_key=api_key):
+            if isinstance(chunk, str):
+                time.sleep(self.interval)
+            else:
+                self.last_sent = time.monotonic()
+            yield chunk
 
 
 def renderer_cpu() -> float:

@@ -138,7 +138,7 @@ STOP_WAIT = 5.0  # seconds Stop's mark waits for the reply's generator to close
 # 10 ms apart took Chromium 3.3 s of CPU at a frame per chunk, 1.8 s at this pace (2 cores,
 # headless): a fast model kept a phone busy for frames the eye cannot tell apart. The reply's end
 # always arrives whole. A page on a CPU 4x slower (bench/bench_stream_frames.py) keeps up at this
-# pace: a 200-word reply at 60 words a second ends on it 0.4 s after the server sent it.
+# pace: a 200-word reply at 60 words a second ends on it about 0.5 s after the server sent it.
 FRAME_SECONDS = 0.05
 # seconds between repeats of an unchanged queue notice: each frame lets Gradio see a closed tab
 WAITING_REFRESH = 1.0
