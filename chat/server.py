@@ -107,7 +107,7 @@ def one_gradio_app() -> Iterator[None]:
     """Build Blocks without the FastAPI apps Gradio makes and throws away. Gradio builds a whole
     app (about 85 routes) each time a Blocks is created or closed, four times for our page, and
     again when it is queued; ``queue()``'s is the one kept (its queue reads the root path there).
-    0.85 s of CPU per start before, 0.35 s now. Inside the block ``Blocks.app`` stays None."""
+    build_app: 0.78 s of CPU before, 0.34 s (bench/bench_startup.py). Inside, ``Blocks.app`` is None."""
     with _GRADIO_APP_LOCK:
         real = vars(App)["create_app"]  # the staticmethod itself, put back as it was
         App.create_app = staticmethod(lambda *args, **kwargs: None)

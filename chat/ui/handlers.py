@@ -11,6 +11,8 @@ queued request's step would block there until its turn).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 import time
@@ -152,7 +154,7 @@ class _Turn:
     def __init__(self) -> None:
         self.ended = False
         self.closed = threading.Event()
-        self.stopped: list[Any] | None = None  # the history Stop marked, as the page had it
+        self.stopped: tuple[str, str] | None = None  # the turn Stop marked (_turn_key)
         self.mark: gr.ChatMessage | None = None  # and the mark it added
 
     def track(self, steps: Generator[Step, None, None]) -> Generator[Step, None, None]:
@@ -360,8 +362,8 @@ class ChatHandlers:
 
     def keep_mark(self, history: list[dict[str, Any]] | None, request: gr.Request = None) -> tuple[Any, Any]:
         """The chatbot's messages as ChatInterface's history (its state and value). A copy made
-        from the page before Stop's mark arrived, of the turn Stop marked, is the marked history
-        the page shows (the words that reached the page after Stop are not shown there either)."""
+        from the page before Stop's mark arrived, of the turn Stop marked (perhaps with a word or
+        two more, as the store keeps it), gets the mark."""
         turn = self._turns.get(getattr(request, "session_hash", None) or "")
         if (
             turn is not None
@@ -371,7 +373,7 @@ class ChatHandlers:
             and not _is_stopped_mark(history[-1])
             and _same_turn(history, turn.stopped)
         ):
-            history = [*turn.stopped, *self._chatbot.preprocess(self._chatbot.postprocess([turn.mark]))]
+            history = [*history, *self._chatbot.preprocess(self._chatbot.postprocess([turn.mark]))]
         return history, history
 
     def mark_stopped(self, history: list[dict[str, Any]] | None, request: gr.Request = None) -> Any:
@@ -385,7 +387,7 @@ class ChatHandlers:
         turn.closed.wait(STOP_WAIT)
         users = [m for m in history if isinstance(m, dict) and m.get("role") == "user"]
         lang = detect_language(content_text(users[-1].get("content")) if users else "")
-        turn.stopped, turn.mark = list(history), stopped_mark(lang)
+        turn.stopped, turn.mark = _turn_key(history), stopped_mark(lang)
         return [*history, turn.mark]
 
     def validate(self, message: Any) -> dict[str, Any]:
@@ -483,19 +485,20 @@ def _so_far(thinking: str, text: str, lang: Lang) -> list[gr.ChatMessage]:
     return [*thinking_bubble(thinking, lang), *([gr.ChatMessage(text)] if text else [])]
 
 
-def _same_turn(history: list[Any], stopped: list[Any]) -> bool:
+def _same_turn(history: list[Any], stopped: tuple[str, str]) -> bool:
     """``history`` is the turn Stop marked, its reply perhaps a word or two longer (words that
     reached the page after Stop), and not another one (an Undo, another conversation opened)."""
-    asked, reply = _split_turn(history)
-    asked_then, reply_then = _split_turn(stopped)
-    return asked == asked_then and reply.startswith(reply_then)
+    asked, reply = _turn_key(history)
+    return asked == stopped[0] and reply.startswith(stopped[1])
 
 
-def _split_turn(history: list[Any]) -> tuple[list[tuple[str, str]], str]:
-    """The messages up to the last user message (role, text), and the reply's text after it."""
+def _turn_key(history: list[Any]) -> tuple[str, str]:
+    """A digest of the messages up to the last user message, and the reply's text after it:
+    what tells one turn from another, kept per session without keeping its history."""
     texts = [(m.get("role", ""), content_text(m.get("content"))) for m in history if isinstance(m, dict)]
     asked = max((i + 1 for i, (role, _) in enumerate(texts) if role == "user"), default=0)
-    return texts[:asked], "".join(text for _, text in texts[asked:])
+    digest = hashlib.sha256(json.dumps(texts[:asked], ensure_ascii=False).encode()).hexdigest()
+    return digest, "".join(text for _, text in texts[asked:])
 
 
 def _is_stopped_mark(message: Any) -> bool:
