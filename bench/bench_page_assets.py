@@ -4,7 +4,7 @@ Builds the app as ``app.py`` does (``build_app`` over ``build_engine``), twice: 
 with ``chat.service.asset_cache.AssetCache`` taken out. Each is served by uvicorn in this process;
 Debian's Chromium (Playwright) opens the page in a fresh browser context, as a new visitor, until
 the chat is ready. Measured: the server's CPU time per page load (this process: the browser runs
-in its own), the whole load's wall time, and the part of the server's CPU spent on the 88 asset
+in its own), the whole load's wall time, and the part of the server's CPU spent on the 85 asset
 requests, replayed by ``httpx`` from a second process.
 
 Both apps share the machine's cores with Chromium; compare rows, not machines.
