@@ -61,7 +61,7 @@ class PacedBackend(ScriptedBackend):
 
     def __init__(self, words: int, interval: float) -> None:
         super().__init__([f"w{n} " for n in range(words)])
-        self.words, self.interval = words, interval
+        self.interval = interval
         self.last_sent = 0.0
 
     def stream(
@@ -93,9 +93,9 @@ def renderer_cpu() -> float:
     return total
 
 
-def one_turn(page: Page, backend: PacedBackend, turn: int) -> tuple[int, float, float]:
-    """Frames, page CPU and lag of one streamed reply."""
-    last = f"w{backend.words - 1}"
+def one_turn(page: Page, backend: PacedBackend) -> tuple[int, float, float]:
+    """Frames, page CPU and lag of the streamed reply to a new page's first message."""
+    last = backend.chunks[-1].strip()
     page.evaluate(
         """() => { window.__frames = 0;
             window.__observer?.disconnect();
@@ -104,11 +104,11 @@ def one_turn(page: Page, backend: PacedBackend, turn: int) -> tuple[int, float, 
                 {subtree: true, childList: true, characterData: true}); }"""
     )
     cpu = renderer_cpu()
-    page.locator(INPUT).fill(f"Tell me a story, number {turn}.")
+    page.locator(INPUT).fill("Tell me a story.")
     page.locator(INPUT).press("Enter")
     page.wait_for_function(
         f"""() => {{ const bots = document.querySelectorAll("{BOT}");
-            return bots.length === {turn + 1} && bots[bots.length - 1].innerText.includes("{last}"); }}""",
+            return bots.length === 1 && bots[0].innerText.includes("{last}"); }}""",
         timeout=180_000,
         polling=10,
     )
@@ -144,7 +144,7 @@ def main() -> None:
                         context.new_cdp_session(page).send(
                             "Emulation.setCPUThrottlingRate", {"rate": throttle}
                         )
-                        results.setdefault((throttle, pace), []).append(one_turn(page, backend, 0))
+                        results.setdefault((throttle, pace), []).append(one_turn(page, backend))
                         context.close()
             browser.close()
     finally:
