@@ -74,8 +74,10 @@ CHROMIUM_ARGS = [
 def local_backend() -> Iterator[LlamaCppBackend]:
     """The embedded SmolLM2-135M, loaded once: a real llama.cpp model, no mock."""
     # reproducible: tests compare greedy replies across runs and entry points; the prompt-cache
-    # tests (tests/test_prompt_cache.py) turn it off to measure the cache.
-    backend = build_local_backend(Settings(n_ctx=TEST_N_CTX, reproducible=True))
+    # tests (tests/test_prompt_cache.py) turn it off to measure the cache. One thread: there is a
+    # worker per core, and llama.cpp's default of a thread per core for prompts made the workers'
+    # models spin against each other (5-9% more CPU over the model-heavy modules, measured).
+    backend = build_local_backend(Settings(n_ctx=TEST_N_CTX, reproducible=True, threads=1))
     yield backend
     backend.close()
 
