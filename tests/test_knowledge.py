@@ -35,6 +35,7 @@ from chat.knowledge import (
     KnowledgeError,
     UnsupportedType,
     open_knowledge,
+    terms,
 )
 from chat.knowledge.chunk import CHUNK_CHARS, Block, chunk, split_text
 from chat.knowledge.terms import query_terms
@@ -258,13 +259,20 @@ def test_replace_delete_and_isolation(kb: KnowledgeBase) -> None:
     assert kb.list_documents("shop") == [] and [k.name for k in kb.list_knowledge()] == ["school"]
 
 
-def test_knowledge_survives_a_restart(tmp_path: Path) -> None:
+def test_knowledge_survives_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    warmed = []  # jieba's dictionary is loaded ahead of the first question only if there are documents
+    monkeypatch.setattr(terms, "warm_up", lambda: warmed.append(True))
     settings = Settings(data_dir=str(tmp_path), store=False)
     kb = open_knowledge(settings, None)
     info = kb.add_document("手册", "kettle.md", "# 除垢\n\n每月用白醋给水壶除垢一次。".encode())
     kb.close()
     assert (tmp_path / "knowledge.db").exists()
+    assert warmed == []
     again = open_knowledge(settings, None)
+    for thread in threading.enumerate():
+        if thread.name == "jieba-warm-up":
+            thread.join(5)
+    assert warmed == [True]
     try:
         found = again.search("手册", "水壶多久除垢一次？")
         assert [(s.document_id, s.heading) for s in found] == [(info.id, "除垢")]
