@@ -37,7 +37,7 @@ import gradio_client  # noqa: E402
 
 gradio_client.Client.close = lambda self: self._kill_heartbeat.set()
 
-from support import free_port  # noqa: E402
+from support import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
 
 from chat import ChatEngine, Settings  # noqa: E402
 from chat.backends.llama_cpp import LlamaCppBackend  # noqa: E402
@@ -48,26 +48,6 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 TEST_N_CTX = 2048
-CHROMIUM = "/usr/bin/chromium"  # Debian's (.ci/run installs it), never a downloaded browser
-# Chromium keeps only the last --disable-features switch, so ours repeats Playwright's own list
-# (1.65's; test_browser_launch checks the pair) before adding what tests never look at: headless
-# Chromium builds each new window's omnibox popup, WebUI pages in a renderer of their own, about
-# 1.3 CPU-seconds per page opened (a third of loading the chat page itself).
-PLAYWRIGHT_DISABLED_FEATURES = (
-    "AvoidUnnecessaryBeforeUnloadCheckSync,DestroyProfileOnBrowserClose,HttpsUpgrades,"
-    "HttpsFirstBalancedModeAutoEnable,LensOverlay,MediaRouter,PaintHolding,ThirdPartyStoragePartitioning,"
-    "AvoidCorsURLLoaderRestartOnRedirect,TcpPortRandomizationWin,OptimizationHints,"
-    "NetworkTimeServiceQuerying,AimEnabled,PreconnectToSearch,msForceBrowserSignIn,"
-    "msEdgeUpdateLaunchServicesPreferredVersion"
-)
-NO_BROWSER_UI = "WebUIOmniboxPopup,WebUIOmniboxAimPopup,WebUIOmniboxFullPopup"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    f"--disable-features={PLAYWRIGHT_DISABLED_FEATURES},{NO_BROWSER_UI}",
-]
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,27 @@ from anyio.from_thread import start_blocking_portal
 
 T = TypeVar("T")
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's (.ci/run installs it), never a downloaded browser
+# Chromium keeps only the last --disable-features switch, so ours repeats Playwright's own list
+# (1.65's; test_browser_launch checks the pair) before adding what tests never look at: headless
+# Chromium builds each new window's omnibox popup, WebUI pages in a renderer of their own, about
+# 1.3 CPU-seconds per page opened (a third of loading the chat page itself).
+PLAYWRIGHT_DISABLED_FEATURES = (
+    "AvoidUnnecessaryBeforeUnloadCheckSync,DestroyProfileOnBrowserClose,HttpsUpgrades,"
+    "HttpsFirstBalancedModeAutoEnable,LensOverlay,MediaRouter,PaintHolding,ThirdPartyStoragePartitioning,"
+    "AvoidCorsURLLoaderRestartOnRedirect,TcpPortRandomizationWin,OptimizationHints,"
+    "NetworkTimeServiceQuerying,AimEnabled,PreconnectToSearch,msForceBrowserSignIn,"
+    "msEdgeUpdateLaunchServicesPreferredVersion"
+)
+NO_BROWSER_UI = "WebUIOmniboxPopup,WebUIOmniboxAimPopup,WebUIOmniboxFullPopup"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    f"--disable-features={PLAYWRIGHT_DISABLED_FEATURES},{NO_BROWSER_UI}",
+]
+
 
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
