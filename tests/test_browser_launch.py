@@ -1,9 +1,9 @@
 """The tests' Chromium: Playwright's own settings kept, and no browser UI built for each page.
 
 Headless Chromium (the full browser, not the old headless shell) builds every new window's
-omnibox popup, WebUI pages in a renderer of their own that no test looks at; conftest turns that
-off. Chromium keeps only the last ``--disable-features`` switch, so conftest's must repeat the list
-Playwright passes before it.
+omnibox popup, WebUI pages in a renderer of their own that no test looks at; the tests' switches
+(``support.CHROMIUM_ARGS``) turn that off. Chromium keeps only the last ``--disable-features``
+switch, so ours must repeat the list Playwright passes before it.
 """
 
 from __future__ import annotations
