@@ -22,6 +22,9 @@ from websockets.sync.client import connect
 from chat import ChatEngine, GenerationParams
 
 LONG_TASK = "Count from 1 to 600, separated by commas."
+# Greedy, it runs to its budget; sampled at 0.7 it sometimes stopped after 11 tokens, before the
+# test could see the model busy (measured).
+HOLD_THE_MODEL = {"max_new_tokens": 1500, "temperature": 0}
 MAX_BODY = 64 * 1024
 
 
@@ -157,7 +160,7 @@ def test_request_id_is_taken_from_the_caller(base: str) -> None:
 
 
 def test_closing_the_event_stream_frees_the_model(base: str, local_backend) -> None:
-    request = {"user_input": LONG_TASK, "stream": True, "context": {"max_new_tokens": 1500}}
+    request = {"user_input": LONG_TASK, "stream": True, "context": HOLD_THE_MODEL}
     with httpx.stream("POST", base + "api/chat", json=request, timeout=120) as response:
         deltas = 0
         for name, _ in sse_events(response.iter_lines()):
@@ -304,7 +307,7 @@ def test_websocket_bad_frames_get_errors_not_a_disconnect(base: str) -> None:
 
 def test_websocket_cancel_and_reset(base: str, local_backend, engine: ChatEngine) -> None:
     with connect(ws_url(base)) as ws:
-        ws.send(json.dumps({"user_input": LONG_TASK, "context": {"max_new_tokens": 1500}}))
+        ws.send(json.dumps({"user_input": LONG_TASK, "context": HOLD_THE_MODEL}))
         deltas = 0
         while deltas < 3:
             deltas += json.loads(ws.recv(timeout=60))["type"] == "delta"
@@ -321,7 +324,7 @@ def test_websocket_cancel_and_reset(base: str, local_backend, engine: ChatEngine
 
 def test_websocket_disconnect_frees_the_model(base: str, local_backend) -> None:
     with connect(ws_url(base)) as ws:
-        ws.send(json.dumps({"user_input": LONG_TASK, "context": {"max_new_tokens": 1500}}))
+        ws.send(json.dumps({"user_input": LONG_TASK, "context": HOLD_THE_MODEL}))
         deltas = 0
         while deltas < 3:
             deltas += json.loads(ws.recv(timeout=60))["type"] == "delta"
