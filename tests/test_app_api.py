@@ -15,9 +15,8 @@ from support import free_port
 from chat import ChatEngine, GenerationParams, Settings
 from chat.server import QUEUE_POLL_SECONDS, Server, build_app
 
-LONG_TASK = (
-    "Count from 1 to 600, separated by commas."  # held greedy (temperature 0): sampled, it may stop at once
-)
+# Asked greedy (temperature 0) where a test holds the model: sampled, it may stop at once.
+LONG_TASK = "Count from 1 to 600, separated by commas."
 
 
 @pytest.fixture

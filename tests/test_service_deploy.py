@@ -28,9 +28,8 @@ from websockets.sync.client import connect
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
-LONG_TASK = (
-    "Count from 1 to 600, separated by commas."  # held greedy (temperature 0): sampled, it may stop at once
-)
+# Asked greedy (temperature 0) where a test holds the model: sampled, it may stop at once.
+LONG_TASK = "Count from 1 to 600, separated by commas."
 
 
 def tool(name: str) -> str:
