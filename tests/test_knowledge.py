@@ -269,11 +269,11 @@ def test_knowledge_survives_a_restart(tmp_path: Path, monkeypatch: pytest.Monkey
     assert (tmp_path / "knowledge.db").exists()
     assert warmed == []
     again = open_knowledge(settings, None)
-    for thread in threading.enumerate():
-        if thread.name == "jieba-warm-up":
-            thread.join(5)
-    assert warmed == [True]
     try:
+        for thread in threading.enumerate():
+            if thread.name == "jieba-warm-up":
+                thread.join(5)
+        assert warmed == [True]
         found = again.search("手册", "水壶多久除垢一次？")
         assert [(s.document_id, s.heading) for s in found] == [(info.id, "除垢")]
     finally:
