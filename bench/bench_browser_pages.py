@@ -30,7 +30,7 @@ skip_stub_regeneration()
 
 from guard_fakes import ScriptedBackend  # noqa: E402
 from playwright.sync_api import Browser, sync_playwright  # noqa: E402
-from support import CHROMIUM, CHROMIUM_ARGS, NO_BROWSER_UI, free_port  # noqa: E402
+from support import CHROMIUM, CHROMIUM_ARGS, HEADLESS_ARGS, free_port  # noqa: E402
 
 from chat import ChatEngine, Settings  # noqa: E402
 from chat.server import Server, build_app  # noqa: E402
@@ -40,7 +40,7 @@ BOT = "#chatbot [data-testid='bot']"
 IDLE = "() => document.querySelector('#chat-input button.stop-button') === null"
 VARIANTS = {
     "tests' switches": CHROMIUM_ARGS,
-    "Playwright's alone": [arg for arg in CHROMIUM_ARGS if NO_BROWSER_UI not in arg],
+    "Playwright's alone": HEADLESS_ARGS,
 }
 
 

@@ -30,14 +30,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from playwright.sync_api import Browser, sync_playwright  # noqa: E402
-from support import free_port  # noqa: E402
+from support import CHROMIUM, HEADLESS_ARGS, free_port  # noqa: E402
 
 from chat import Settings, factory  # noqa: E402
 from chat.server import Server, build_app  # noqa: E402
 from chat.service.asset_cache import AssetCache  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 READY = "[data-testid='dataset-cell-0-0'], #chatbot .placeholder"
 FETCH_ALL = (  # each asset request again, with the browser's Accept-Encoding and Origin
     "import httpx, json, sys\n"
@@ -99,7 +97,7 @@ def main() -> None:
     parser.add_argument("--loads", type=int, default=8, help="page loads per app (after a first)")
     args = parser.parse_args()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=HEADLESS_ARGS)
         rows = {
             name: measure(browser, cached, args.loads)
             for name, cached in (("as shipped", True), ("without AssetCache", False))

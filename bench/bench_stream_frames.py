@@ -39,7 +39,7 @@ skip_stub_regeneration()
 import psutil  # noqa: E402
 from guard_fakes import ScriptedBackend  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
-from support import free_port  # noqa: E402
+from support import CHROMIUM, HEADLESS_ARGS, free_port  # noqa: E402
 
 import chat.ui.handlers  # noqa: E402
 from chat import ChatEngine, Settings  # noqa: E402
@@ -47,8 +47,6 @@ from chat.backends.base import Chunk  # noqa: E402
 from chat.messages import GenerationParams, Message  # noqa: E402
 from chat.server import Server, build_app  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 INPUT = "#chat-input textarea[data-testid='textbox']"
 BOT = "#chatbot [data-testid='bot']"
 FRAME_PACES = (0.05, 0.1, 0.2)
@@ -132,7 +130,7 @@ def main() -> None:
     results: dict[tuple[int, float], list[tuple[int, float, float]]] = {}
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=HEADLESS_ARGS)
             for _ in range(args.rounds):
                 for throttle in THROTTLES:
                     for pace in FRAME_PACES:
