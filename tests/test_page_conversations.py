@@ -20,6 +20,7 @@ from support import frames
 from chat import ChatEngine, Settings
 from chat.errors import ConfigError
 from chat.i18n import t
+from chat.knowledge import KnowledgeBase
 from chat.personas import load_persona_list
 from chat.service.identity import OWNER_KEY
 from chat.store import Store
@@ -228,6 +229,30 @@ def test_the_page_lists_from_the_store_or_keeps_the_browser_history(store: Store
     assert len(listing) == 1 and listing[0]["props"]["visible"] is kept
     # Gradio's own panel of chats saved in the browser is a second Dataset beside the examples'
     assert len([c for c in components if c["type"] == "dataset"]) == (1 if kept else 2)
+
+
+def test_no_event_outputs_a_container(store: Store, tmp_path: Path) -> None:
+    """Gradio's page refreshes, on every streamed frame for the rest of its life, the loading state
+    of each component any event has output, copying its props and those of all its children: the
+    sidebar as the load event's output made each frame copy the whole settings panel (a streamed
+    turn cost the page 16% more CPU, bench/bench_stream_frames.py). The sidebar opens in the
+    browser instead."""
+    engine = ChatEngine({"local": ScriptedBackend(REPLY)})
+    knowledge = KnowledgeBase(store.engine)
+    demo = build_ui(engine, personas=load_persona_list(), max_context=2048, store=store, knowledge=knowledge)
+    config = demo.get_config_file()
+
+    def containers(node: dict[str, Any]) -> Iterator[int]:
+        for child in node.get("children", []):
+            if child.get("children"):  # a block with blocks inside
+                yield child["id"]
+                yield from containers(child)
+
+    inside = set(containers(config["layout"]))
+    by_id = {c["id"]: c for c in config["components"]}
+    assert any(by_id[i]["type"] == "sidebar" for i in inside)  # the walk finds the containers
+    outputs = {i for dependency in config["dependencies"] for i in dependency["outputs"]}
+    assert outputs and not outputs & inside, [by_id[i]["type"] for i in outputs & inside]
 
 
 # -- personas and branding -----------------------------------------------------------------------

@@ -28,7 +28,7 @@ from chat.ui.handlers import CHAT_CONCURRENCY, ChatHandlers
 from chat.ui.knowledge import knowledge_controls
 from chat.ui.labels import I18N
 from chat.ui.profile import profile_form
-from chat.ui.sidebar import WIDE_SCREEN, ConversationList
+from chat.ui.sidebar import OPEN_SIDEBAR_JS, ConversationList
 
 # Gradio keeps its own copy of every file a handler returns (exports) or a user uploads (imports)
 # and never deletes it unless told: every 10 minutes, drop the copies older than an hour.
@@ -124,10 +124,9 @@ def build_ui(
     with gr.Blocks(title=branding.page_title, fill_height=True, delete_cache=GRADIO_CACHE_LIFETIME) as demo:
         conversation_id = gr.State(None)
         synced = gr.State(0)  # the page's message count after the last stored turn (chat.ui.sidebar)
-        viewport = gr.Number(0, visible=False)  # the browser's width, read on page load
         _loading_banner(engine)
         attach_assets(demo)  # names for icon buttons, IME-safe Enter, focus and contrast
-        with gr.Sidebar(label=I18N("conversations"), open=False, elem_id="sidebar") as sidebar:
+        with gr.Sidebar(label=I18N("conversations"), open=False, elem_id="sidebar"):
             listing = conversations.render()
             profile_form(store, engine)  # the owner's profile (chat.ui.profile)
             with gr.Accordion(I18N("controls"), open=True, elem_id="settings"):
@@ -217,12 +216,10 @@ def build_ui(
         stats.render()
         footer = gr.Markdown(branding.footer_text("en"), elem_id="footer")
 
-        def on_load(width: float | None, request: gr.Request) -> tuple[object, ...]:
+        def on_load(request: gr.Request) -> tuple[object, ...]:
             lang = request_language(accept_language=request.headers.get("accept-language", ""))
             chosen = default_persona(persona_list, lang)
             return (
-                # only ever opened here: on a phone the visitor may have opened it already
-                gr.Sidebar(open=True) if (width or 0) >= WIDE_SCREEN else gr.skip(),
                 branding.header(lang),
                 branding.footer_text(lang),
                 chosen.title if chosen else None,
@@ -231,9 +228,9 @@ def build_ui(
 
         demo.load(
             on_load,
-            viewport,
-            [sidebar, header, footer, persona, listing],
-            js="(width) => window.innerWidth",
+            None,
+            [header, footer, persona, listing],
+            js=OPEN_SIDEBAR_JS,
             queue=False,
             api_visibility="private",
         )

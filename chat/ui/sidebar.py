@@ -31,6 +31,15 @@ from chat.ui.labels import I18N
 log = logging.getLogger(__name__)
 LIST_LIMIT = 200
 WIDE_SCREEN = 1024  # px: from this width the sidebar starts open
+# Opened in the browser, not by a load event's output: Gradio's page refreshes the loading state of
+# every component an event has output, and of all its children, on each streamed frame for the
+# rest of the page's life; the sidebar as an output made each frame copy the whole settings panel.
+# Only ever opened here: on a phone the visitor may have opened it already.
+OPEN_SIDEBAR_JS = f"""() => {{
+    const sidebar = document.querySelector("#sidebar");
+    if (window.innerWidth >= {WIDE_SCREEN} && sidebar && !sidebar.classList.contains("open"))
+        sidebar.querySelector(".toggle-button")?.click();
+}}"""
 # On a narrow screen the sidebar covers the chat: choosing a conversation (or a new one) closes it.
 CLOSE_SIDEBAR_JS = f"""(...values) => {{
     const sidebar = document.querySelector("#sidebar");
