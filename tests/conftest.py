@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -145,17 +148,37 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+DURATIONS = Path(__file__).with_name("durations.json")  # seconds per module, from a whole run
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store-durations",
+        action="store_true",
+        help=f"write each module's seconds (setup, calls, teardown) to {DURATIONS.name} after the run",
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules that drive Chromium first, then the others by size (pyproject passes
-    ``--no-loadscope-reorder``, so xdist hands out whole modules in this order). The browser
-    modules are the longest: started last, one of them would run alone on one core at the end."""
-    from collections import Counter
+    """The longest modules first, by the seconds each took in a measured run (``durations.json``;
+    a module not in it counts a second per test). pyproject passes ``--no-loadscope-reorder``, so
+    xdist hands out whole modules in this order, and a worker takes its next module while its last
+    two tests still run: a long module of few tests handed out last held one worker 14 s after the
+    other had finished."""
+    measured = json.loads(DURATIONS.read_text("utf-8")) if DURATIONS.exists() else {}
+    sizes = Counter(item.path.name for item in items)
+    items.sort(key=lambda item: -measured.get(item.path.name, sizes[item.path.name]))  # stable
 
-    sizes = Counter(item.module.__name__ for item in items if item.module is not None)
-    chromium = {item.module.__name__ for item in items if "browser" in item.fixturenames}
 
-    def cost(item: pytest.Item) -> tuple[bool, int]:
-        name = item.module.__name__ if item.module is not None else ""
-        return name not in chromium, -sizes[name]
+_seconds: Counter[str] = Counter()
 
-    items.sort(key=cost)  # stable: each module's tests keep their order
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _seconds[Path(report.nodeid.split("::")[0]).name] += report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """With ``--store-durations``, in the process that saw every report (xdist's controller)."""
+    if session.config.getoption("store_durations") and not hasattr(session.config, "workerinput"):
+        table = {name: round(seconds, 1) for name, seconds in sorted(_seconds.items())}
+        DURATIONS.write_text(json.dumps(table, indent=1) + "\n", "utf-8")
