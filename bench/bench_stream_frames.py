@@ -2,8 +2,9 @@
 
 The app (``build_app``, store off) over a backend that streams a reply at a model's pace (words
 ``--interval`` seconds apart: the point is the page, not the model). Debian's Chromium opens the
-page, sends a message and waits until the whole reply is shown. For each pace of frames
-(``chat.ui.handlers.FRAME_SECONDS``, the most frames a second the page is sent) and each CPU
+page, sends a message and waits until the whole reply is shown. For each pace of frames (as
+shipped, ``chat.ui.handlers.frame_seconds``: slower as the conversation grows; or a fixed least
+time between two frames) and each CPU
 (Chromium's own throttling: 1x, and 4x as Lighthouse does for a mid-range phone), it measures:
 
 - frames: how many times the reply grew on the page;
@@ -11,17 +12,23 @@ page, sends a message and waits until the whole reply is shown. For each pace of
 - lag: from the server's last word to the page showing it (a page that cannot render frames as
   fast as they come falls behind, and the lag grows with the reply).
 
+Each row is measured on a new chat and on one that already holds ``--history`` turns (imported
+through the page's Import button, each reply about 150 words): a frame costs the page more as the
+conversation grows.
+
 Prints a Markdown table. Rows alternate, so the machine's drift falls on all of them.
 
-    python bench/bench_stream_frames.py [--words 200] [--interval 0.016] [--rounds 2]
+    python bench/bench_stream_frames.py [--words 200] [--interval 0.016] [--history 30] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -49,7 +56,13 @@ from chat.server import Server, build_app  # noqa: E402
 
 INPUT = "#chat-input textarea[data-testid='textbox']"
 BOT = "#chatbot [data-testid='bot']"
-FRAME_PACES = (0.05, 0.1, 0.2)
+IMPORT_INPUT = "input[type='file'][accept='.json']"
+PAST_REPLY = " ".join(
+    ["Here is **what I found** about that:"]
+    + [f"point {n} of the answer, with some detail." for n in range(20)]
+)  # about 150 words
+FRAME_PACES = (None, 0.05, 0.1, 0.2)  # None: as shipped
+SHIPPED = (chat.ui.handlers.FRAME_SECONDS, chat.ui.handlers.FRAME_SECONDS_MAX)
 THROTTLES = (1, 4)
 
 
@@ -91,9 +104,27 @@ def renderer_cpu() -> float:
     return total
 
 
+def import_history(page: Page, turns: int, folder: Path) -> None:
+    """Load a conversation of ``turns`` past turns into the page, as a user's Import does."""
+    messages: list[dict[str, str]] = []
+    for n in range(turns):
+        messages += [
+            {"role": "user", "content": f"Question {n}?"},
+            {"role": "assistant", "content": PAST_REPLY},
+        ]
+    path = folder / f"history-{turns}.json"
+    path.write_text(json.dumps({"version": 1, "messages": messages}), "utf-8")
+    page.locator("#sidebar .toggle-button").click()  # the Import button is in the sidebar's
+    page.locator("button.label-wrap", has_text="Conversation").click()  # "Conversation" panel
+    page.locator(IMPORT_INPUT).set_input_files(str(path))
+    page.locator("#sidebar .toggle-button").click()
+    page.wait_for_function(f'document.querySelectorAll("{BOT}").length === {turns}', timeout=60_000)
+
+
 def one_turn(page: Page, backend: PacedBackend) -> tuple[int, float, float]:
-    """Frames, page CPU and lag of the streamed reply to a new page's first message."""
+    """Frames, page CPU and lag of the streamed reply to the page's next message."""
     last = backend.chunks[-1].strip()
+    before = page.locator(BOT).count()
     page.evaluate(
         """() => { window.__frames = 0;
             window.__observer?.disconnect();
@@ -106,7 +137,7 @@ def one_turn(page: Page, backend: PacedBackend) -> tuple[int, float, float]:
     page.locator(INPUT).press("Enter")
     page.wait_for_function(
         f"""() => {{ const bots = document.querySelectorAll("{BOT}");
-            return bots.length === 1 && bots[0].innerText.includes("{last}"); }}""",
+            return bots.length > {before} && bots[bots.length - 1].innerText.includes("{last}"); }}""",
         timeout=180_000,
         polling=10,
     )
@@ -120,6 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--words", type=int, default=200)
     parser.add_argument("--interval", type=float, default=1 / 60, help="seconds between words")
+    parser.add_argument("--history", type=int, default=30, help="past turns in the longer chat")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
@@ -127,23 +159,28 @@ def main() -> None:
     settings = Settings(port=free_port(), store=False)
     server = Server(build_app(ChatEngine({"local": backend}), settings), host="127.0.0.1", port=settings.port)
     server.start()
-    results: dict[tuple[int, float], list[tuple[int, float, float]]] = {}
+    results: dict[tuple[int, int, float], list[tuple[int, float, float]]] = {}
+    folder = Path(tempfile.mkdtemp())
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=HEADLESS_ARGS)
             for _ in range(args.rounds):
-                for throttle in THROTTLES:
-                    for pace in FRAME_PACES:
-                        chat.ui.handlers.FRAME_SECONDS = pace
-                        context = browser.new_context(viewport={"width": 390, "height": 844})
-                        page = context.new_page()
-                        page.goto(server.local_url, wait_until="domcontentloaded")
-                        page.wait_for_selector(INPUT)
-                        context.new_cdp_session(page).send(
-                            "Emulation.setCPUThrottlingRate", {"rate": throttle}
-                        )
-                        results.setdefault((throttle, pace), []).append(one_turn(page, backend))
-                        context.close()
+                for history in (0, args.history):
+                    for throttle in THROTTLES:
+                        for pace in FRAME_PACES:
+                            least, most = SHIPPED if pace is None else (pace, pace)
+                            chat.ui.handlers.FRAME_SECONDS, chat.ui.handlers.FRAME_SECONDS_MAX = least, most
+                            context = browser.new_context(viewport={"width": 390, "height": 844})
+                            page = context.new_page()
+                            page.goto(server.local_url, wait_until="domcontentloaded")
+                            page.wait_for_selector(INPUT)
+                            if history:
+                                import_history(page, history, folder)
+                            context.new_cdp_session(page).send(
+                                "Emulation.setCPUThrottlingRate", {"rate": throttle}
+                            )
+                            results.setdefault((history, throttle, pace), []).append(one_turn(page, backend))
+                            context.close()
             browser.close()
     finally:
         server.stop()
@@ -151,14 +188,16 @@ def main() -> None:
     seconds = args.words * args.interval
     print(f"{args.words} words, one every {args.interval * 1000:.0f} ms ({seconds:.1f} s of reply); ")
     print(f"390x844 page, median of {args.rounds} turns per row\n")
-    print("| CPU | frames at most every | frames seen | page CPU (s) | lag after the last word (s) |")
-    print("|---|---:|---:|---:|---:|")
-    for (throttle, pace), runs in results.items():
+    print("| chat | CPU | frames at most every | frames seen | page CPU (s) | lag after the last word (s) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for (history, throttle, pace), runs in results.items():
         frames = statistics.median(r[0] for r in runs)
         cpu = statistics.median(r[1] for r in runs)
         lag = statistics.median(r[2] for r in runs)
         label = "desktop (1x)" if throttle == 1 else f"phone-class ({throttle}x slower)"
-        print(f"| {label} | {pace:.2f} s | {frames:.0f} | {cpu:.2f} | {lag:.2f} |")
+        chat_label = f"{history} turns before" if history else "new"
+        paced = "as shipped" if pace is None else f"{pace:.2f} s"
+        print(f"| {chat_label} | {label} | {paced} | {frames:.0f} | {cpu:.2f} | {lag:.2f} |")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import gradio as gr
 import pytest
@@ -11,6 +12,7 @@ from support import frames
 
 from chat import ChatEngine, GenerationParams, InvalidRequest, Message, TextDelta
 from chat.ui import ChatHandlers, format_stats, history_to_messages
+from chat.ui.handlers import FRAME_SECONDS, FRAME_SECONDS_MAX, build_request, frame_seconds
 
 DEFAULTS = ("", 0.7, 2048, 32, 0.95)  # system prompt, temperature, context, max new tokens, top-p
 
@@ -35,6 +37,37 @@ def test_a_reply_faster_than_the_eye_reaches_the_page_in_few_frames_and_whole() 
     assert len(outputs) < 20, f"{len(outputs)} frames for one reply"
     bubbles, stats = outputs[-1]
     assert bubbles[-1].content == "".join(chunks) and stats
+
+
+class PacedBackend(ScriptedBackend):
+    """A model's pace: a chunk every 10 ms."""
+
+    def stream(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        for chunk in super().stream(*args, **kwargs):
+            time.sleep(0.01)
+            yield chunk
+
+
+def test_the_longer_the_conversation_the_fewer_frames_of_a_reply() -> None:
+    """Each frame costs the page more as the chat grows (bench/bench_stream_frames.py): after 30
+    turns of 1,000 characters the same streamed reply reaches the page in fewer frames, and whole."""
+    long_chat: list[dict[str, str]] = []
+    for n in range(30):
+        long_chat += [
+            {"role": "user", "content": f"Question {n}?"},
+            {"role": "assistant", "content": "x" * 1000},
+        ]
+    assert frame_seconds(build_request("Hi", [], "")) == pytest.approx(FRAME_SECONDS, rel=0.01)
+    assert frame_seconds(build_request("Hi", long_chat, "")) >= 4 * FRAME_SECONDS
+    assert frame_seconds(build_request("Hi", long_chat * 10, "")) == FRAME_SECONDS_MAX
+
+    chunks = [f"w{i} " for i in range(80)]  # 0.8 s
+    engine = ChatEngine({"local": PacedBackend(chunks)})
+    settings = ("", 0.7, 32_768, 100, 0.95)
+    new = run_ui(engine, "Count.", [], *settings)
+    long = run_ui(engine, "Count.", long_chat, *settings)
+    assert 2 * len(long) < len(new), (len(long), len(new))
+    assert new[-1][0][-1].content == long[-1][0][-1].content == "".join(chunks)
 
 
 def test_gradio_history_shapes_are_understood() -> None:

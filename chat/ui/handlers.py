@@ -135,16 +135,26 @@ def format_stats(stats: Stats, lang: Lang = "en") -> str:
 
 
 STOP_WAIT = 5.0  # seconds Stop's mark waits for the reply's generator to close
-# The growing reply reaches the page at most 20 times a second: every frame costs the server a
-# diff of the chat and the browser a re-render of the reply's Markdown. A reply of 150 chunks
-# 10 ms apart took Chromium 3.3 s of CPU at a frame per chunk, 1.8 s at this pace (2 cores,
+# The growing reply reaches a new chat's page at most 20 times a second: every frame costs the
+# server a diff of the chat and the browser a re-render of the reply's Markdown. A reply of 150
+# chunks 10 ms apart took Chromium 3.3 s of CPU at a frame per chunk, 1.8 s at this pace (2 cores,
 # headless): a fast model kept a phone busy for frames the eye cannot tell apart. The reply's end
-# always arrives whole. A page on a CPU 4x slower (bench/bench_stream_frames.py) keeps up at this
-# pace: a 200-word reply at 60 words a second ends on it about 0.5 s after the server sent it.
+# always arrives whole. A frame costs the page more the longer the conversation (Gradio copies
+# the whole chat for each), so the pace slows with it (frame_seconds): on a CPU 4x slower, after 30
+# turns, a 200-word reply at 60 words a second ended on the page 7.4 s after the server sent it at
+# 20 frames a second, 1.4 s at 5 (bench/bench_stream_frames.py).
 FRAME_SECONDS = 0.05
+FRAME_CHARS = 8_000  # each 8,000 characters of conversation add FRAME_SECONDS between frames
+FRAME_SECONDS_MAX = 0.3
 # seconds between repeats of an unchanged queue notice: each frame lets Gradio see a closed tab
 WAITING_REFRESH = 1.0
 CHAT_CONCURRENCY = 16  # replies each chat event (the page's, ``/chat``) runs at once (chat.ui.layout)
+
+
+def frame_seconds(messages: Sequence[Message]) -> float:
+    """The least time between two frames of a reply streamed after ``messages``."""
+    shown = sum(len(m.content) for m in messages)
+    return min(FRAME_SECONDS_MAX, FRAME_SECONDS * (1 + shown / FRAME_CHARS))
 
 
 class _Turn:
@@ -227,6 +237,7 @@ class ChatHandlers:
         try:
             messages = build_request(message, history, system_prompt)
             params = build_params(temperature, context_length, max_new_tokens, top_p)
+            pace = frame_seconds(messages)
             reply = ReplyRequest(
                 messages=messages,
                 params=params,
@@ -260,7 +271,7 @@ class ChatHandlers:
                             thinking += delta
                         else:
                             text += delta
-                        if (now := time.monotonic()) - frame_sent >= FRAME_SECONDS:
+                        if (now := time.monotonic()) - frame_sent >= pace:
                             frame_sent = now
                             yield [*notices, *_so_far(thinking, text, lang)], ""
                     case Refusal(stage="input", text=refusal):
