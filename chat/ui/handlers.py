@@ -141,8 +141,8 @@ STOP_WAIT = 5.0  # seconds Stop's mark waits for the reply's generator to close
 # headless): a fast model kept a phone busy for frames the eye cannot tell apart. The reply's end
 # always arrives whole. A frame costs the page more the longer the conversation (Gradio copies
 # the whole chat for each), so the pace slows with it (frame_seconds): on a CPU 4x slower, after 30
-# turns, a 200-word reply at 60 words a second ended on the page 7.4 s after the server sent it at
-# 20 frames a second, 1.4 s at 5 (bench/bench_stream_frames.py).
+# turns, a 200-word reply at 60 words a second ended on the page 8.6 s after the server sent it at
+# 20 frames a second, 0.6 s at this pace (bench/bench_stream_frames.py).
 FRAME_SECONDS = 0.05
 FRAME_CHARS = 8_000  # each 8,000 characters of conversation add FRAME_SECONDS between frames
 FRAME_SECONDS_MAX = 0.3
