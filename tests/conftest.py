@@ -178,7 +178,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """With ``--store-durations``, in the process that saw every report (xdist's controller)."""
+    """With ``--store-durations``, in the process that saw every report (xdist's controller): the
+    modules that ran replace their old figures, the others keep theirs."""
     if session.config.getoption("store_durations") and not hasattr(session.config, "workerinput"):
-        table = {name: round(seconds, 1) for name, seconds in sorted(_seconds.items())}
-        DURATIONS.write_text(json.dumps(table, indent=1) + "\n", "utf-8")
+        table = json.loads(DURATIONS.read_text("utf-8")) if DURATIONS.exists() else {}
+        table.update({name: round(seconds, 1) for name, seconds in _seconds.items()})
+        DURATIONS.write_text(json.dumps(dict(sorted(table.items())), indent=1) + "\n", "utf-8")
