@@ -322,12 +322,21 @@ def test_first_screen_example_reply_list_and_reload(
         stranger.close()
 
 
+# Gradio's loading overlay (spinner, timer, fading) inside the blocks ``selector`` names, as shown
+LOADING_OVERLAYS = """(selector) => [...document.querySelectorAll(selector)]
+    .flatMap(block => [...block.querySelectorAll("[data-testid='status-tracker']")])
+    .filter(t => getComputedStyle(t).opacity !== "0" && t.getBoundingClientRect().height > 0)
+    .map(t => t.closest("[id]").id + ": " + t.innerText)"""
+
+
 def test_a_phone_visitor_who_opens_the_list_before_the_page_has_loaded_keeps_it_open(
     app: App, browser: Browser
 ) -> None:
     """The page's load event opens the list on a wide screen only. It used to close it on a
     phone, under the finger of a visitor who had just opened it. The load event's answers are
-    held until the visitor has opened the list."""
+    held until the visitor has opened the list. Meanwhile the header and footer, which the load
+    event fills in the reader's language, show no spinner and timer (they did, faded, on a slow
+    first load)."""
     width, height = VIEWPORTS["phone"]
     context = browser.new_context(locale="zh-CN", viewport={"width": width, "height": height})
     context.set_default_timeout(30_000)
@@ -350,6 +359,8 @@ def test_a_phone_visitor_who_opens_the_list_before_the_page_has_loaded_keeps_it_
             assert time.monotonic() < deadline, "the page sent no load event"
             page.wait_for_timeout(20)
         assert not sidebar_open(page)
+        shown = page.evaluate(LOADING_OVERLAYS, "#brand, #footer")
+        assert shown == [], Shots("phone-early-list").take(page, "loading")
         page.locator("#sidebar .toggle-button").click()
         page.wait_for_function("() => document.querySelector('#sidebar').classList.contains('open')")
         holding = False

@@ -177,10 +177,15 @@ class KnowledgeControls:
 
     def wire(self, demo: gr.Blocks, persona: gr.Dropdown) -> None:
         """Events: the persona picks its knowledge base; the admin panel lists, uploads, deletes."""
-        persona.change(self.for_persona, persona, self.selector, queue=False, api_visibility="private")
+        quiet = {
+            "queue": False,
+            "show_progress": "hidden",
+            "api_visibility": "private",
+        }  # instant, no spinner
+        persona.change(self.for_persona, persona, self.selector, **quiet)
         listing = [self.documents, self.document, self.target]
-        demo.load(self.loaded, self.target, [self.selector, *listing], queue=False, api_visibility="private")
-        self.target.change(self.listed, self.target, listing, queue=False, api_visibility="private")
+        demo.load(self.loaded, self.target, [self.selector, *listing], **quiet)
+        self.target.change(self.listed, self.target, listing, **quiet)
         after = [self.status, *listing, self.selector, self.files]
         self.upload.click(self.add, [self.target, self.files, self.selector], after, api_visibility="private")
         self.delete.click(

@@ -232,6 +232,7 @@ def build_ui(
             [header, footer, persona, listing],
             js=OPEN_SIDEBAR_JS,
             queue=False,
+            show_progress="hidden",  # no spinner over the header and footer on the first screen
             api_visibility="private",
         )
         persona.change(
@@ -242,6 +243,7 @@ def build_ui(
             persona,
             [system_prompt, chatbot],
             queue=False,
+            show_progress="hidden",
             api_visibility="private",
         )
         knowledge_panel.wire(demo, persona)

@@ -101,7 +101,9 @@ class ConversationList:
         opened = [conversation_id, synced, chat.chatbot_value, self.new_title]
         listing.input(self.open, listing, opened, js=CLOSE_SIDEBAR_JS, **private)
         self.new_button.click(new_chat, None, [*opened, listing], js=CLOSE_SIDEBAR_JS, **private)
-        search.change(self.search, [search, conversation_id], listing, queue=False, **private)
+        search.change(
+            self.search, [search, conversation_id], listing, queue=False, show_progress="hidden", **private
+        )
         self.rename_button.click(self.rename, [conversation_id, self.new_title, search], listing, **private)
         self.delete_button.click(self.delete, [conversation_id, search], [*opened, listing], **private)
         # the chatbot's own clear starts a new chat; the cleared one stays in the list
