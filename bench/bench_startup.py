@@ -4,8 +4,8 @@ Two things the app skips, each measured both ways, alternately, in the same run:
 
 - ``chat.gradio_stubs.skip_stub_regeneration``: Gradio rewrites its components' type stubs on
   every import. Each row is a fresh ``python -c "import chat.server"`` (CPU time of the child).
-- ``chat.server.one_gradio_app``: Gradio builds a FastAPI app each time a Blocks is created,
-  closed or queued, and throws it away. Each row is one ``build_app`` in this process (after a warm-up),
+- ``chat.server.one_gradio_app``: Gradio builds a FastAPI app each time a Blocks is created or
+  closed, and throws it away. Each row is one ``build_app`` in this process (after a warm-up),
   over a scripted backend: the model is not what is measured.
 
 CPU seconds, not wall time: the figures hold on a busy machine. Prints a Markdown table.

@@ -73,9 +73,9 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
             branding=branding,
             knowledge=knowledge,
         )
-        demo.queue(max_size=settings.max_queue)
+    demo.queue(max_size=settings.max_queue)  # its app is the one Gradio's queue reads its paths from
     quiet_queue(demo)
-    gr.mount_gradio_app(
+    return gr.mount_gradio_app(
         app,
         demo,
         path="/",
@@ -90,8 +90,6 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
         run_history=False,  # it would keep every call, the session API key included, in the browser
         **page_options(branding),
     )
-    demo.app = served_gradio_app(app, demo)  # Gradio's queue runs events on ``Blocks.app``
-    return app
 
 
 # How often Gradio's queue looks for work while it has none. Gradio 5 polls every 1 ms off
@@ -106,10 +104,10 @@ _GRADIO_APP_LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def one_gradio_app() -> Iterator[None]:
-    """Build and queue Blocks without the FastAPI apps Gradio makes and throws away. Gradio builds
-    a whole app (about 85 routes) each time a Blocks is created or closed, four times for our page,
-    and again when it is queued, besides the one ``mount_gradio_app`` serves (bench/bench_startup.py).
-    Inside, ``Blocks.app`` is None: ``served_gradio_app`` names the served one after the mount."""
+    """Build Blocks without the FastAPI apps Gradio makes and throws away. Gradio builds a whole
+    app (about 85 routes) each time a Blocks is created or closed, four times for our page, and
+    again when it is queued; ``queue()``'s is the one kept (its queue reads the root path there).
+    build_app: 0.78 s of CPU before, 0.34 s (bench/bench_startup.py). Inside, ``Blocks.app`` is None."""
     with _GRADIO_APP_LOCK:
         real = vars(App)["create_app"]  # the staticmethod itself, put back as it was
         App.create_app = staticmethod(lambda *args, **kwargs: None)
@@ -117,15 +115,6 @@ def one_gradio_app() -> Iterator[None]:
             yield
         finally:
             App.create_app = real
-
-
-def served_gradio_app(app: FastAPI, demo: gr.Blocks) -> App:
-    """The Gradio app ``mount_gradio_app`` put on ``app`` for ``demo``."""
-    for route in app.routes:
-        mounted = getattr(route, "app", None)
-        if isinstance(mounted, App) and mounted.get_blocks() is demo:
-            return mounted
-    raise RuntimeError("the Gradio app is not mounted")
 
 
 def quiet_queue(demo: gr.Blocks) -> None:
