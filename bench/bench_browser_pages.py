@@ -30,13 +30,11 @@ skip_stub_regeneration()
 
 from guard_fakes import ScriptedBackend  # noqa: E402
 from playwright.sync_api import Browser, sync_playwright  # noqa: E402
-from support import CHROMIUM, CHROMIUM_ARGS, HEADLESS_ARGS, free_port  # noqa: E402
+from support import BOT, CHROMIUM, CHROMIUM_ARGS, HEADLESS_ARGS, INPUT, free_port  # noqa: E402
 
 from chat import ChatEngine, Settings  # noqa: E402
 from chat.server import Server, build_app  # noqa: E402
 
-INPUT = "#chat-input textarea[data-testid='textbox']"
-BOT = "#chatbot [data-testid='bot']"
 IDLE = "() => document.querySelector('#chat-input button.stop-button') === null"
 VARIANTS = {
     "tests' switches": CHROMIUM_ARGS,

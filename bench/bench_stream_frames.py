@@ -46,7 +46,7 @@ skip_stub_regeneration()
 import psutil  # noqa: E402
 from guard_fakes import ScriptedBackend  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
-from support import CHROMIUM, HEADLESS_ARGS, free_port  # noqa: E402
+from support import BOT, CHROMIUM, HEADLESS_ARGS, INPUT, free_port  # noqa: E402
 
 import chat.ui.handlers  # noqa: E402
 from chat import ChatEngine, Settings  # noqa: E402
@@ -54,8 +54,6 @@ from chat.backends.base import Chunk  # noqa: E402
 from chat.messages import GenerationParams, Message  # noqa: E402
 from chat.server import Server, build_app  # noqa: E402
 
-INPUT = "#chat-input textarea[data-testid='textbox']"
-BOT = "#chatbot [data-testid='bot']"
 IMPORT_INPUT = "input[type='file'][accept='.json']"
 PAST_REPLY = " ".join(
     ["Here is **what I found** about that:"]

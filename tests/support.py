@@ -27,6 +27,10 @@ NO_BROWSER_UI = "WebUIOmniboxPopup,WebUIOmniboxAimPopup,WebUIOmniboxFullPopup"
 HEADLESS_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 CHROMIUM_ARGS = [*HEADLESS_ARGS, f"--disable-features={PLAYWRIGHT_DISABLED_FEATURES},{NO_BROWSER_UI}"]
 
+# The chat page's message box and the model's messages in it, for the tests and benches that drive it
+INPUT = "#chat-input textarea[data-testid='textbox']"
+BOT = "#chatbot [data-testid='bot']"
+
 
 def free_port() -> int:
     """A loopback port nobody listens on right now."""

@@ -20,6 +20,7 @@ import pytest
 from guard_fakes import ScriptedBackend
 from playwright.sync_api import Browser, expect
 from service_support import serve, service_engine, sse_events
+from support import BOT, INPUT
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -551,9 +552,6 @@ def test_basic_callers_cannot_read_or_end_the_doors_session(login_app: str) -> N
 
 # --- 6. the page, in a real browser, behind the door ----------------------------------------------
 
-CHAT_INPUT = "#chat-input textarea[data-testid='textbox']"
-BOT = "#chatbot [data-testid='bot']"
-
 
 @pytest.mark.browser
 def test_the_page_logs_in_chats_and_shows_the_limit(browser: Browser) -> None:
@@ -569,12 +567,12 @@ def test_the_page_logs_in_chats_and_shows_the_limit(browser: Browser) -> None:
             page.locator("input[type='password']").first.fill(PASSWORD)
             page.keyboard.press("Enter")
             for n in (1, 2):
-                page.locator(CHAT_INPUT).fill(f"Say ok {n}.")
-                page.locator(CHAT_INPUT).press("Enter")
+                page.locator(INPUT).fill(f"Say ok {n}.")
+                page.locator(INPUT).press("Enter")
                 expect(page.locator(BOT).nth(n - 1)).to_contain_text("Hello there.", timeout=30_000)
-                expect(page.locator(CHAT_INPUT)).to_be_enabled(timeout=30_000)
-            page.locator(CHAT_INPUT).fill("Say ok 3.")
-            page.locator(CHAT_INPUT).press("Enter")
+                expect(page.locator(INPUT)).to_be_enabled(timeout=30_000)
+            page.locator(INPUT).fill("Say ok 3.")
+            page.locator(INPUT).press("Enter")
             expect(page.get_by_text("too many requests").first).to_be_visible(timeout=30_000)
         finally:
             context.close()

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page
-from support import free_port
+from support import BOT, INPUT, free_port
 
 from chat import Settings, factory
 from chat.backends import registry
@@ -46,9 +46,7 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshot
 
 CHAT = "#chatbot"
 USER = "#chatbot [data-testid='user']"
-BOT = "#chatbot [data-testid='bot']"
 NOTICE = "#chatbot [data-testid='bot'] .thought-group"
-INPUT = "#chat-input textarea[data-testid='textbox']"
 SUBMIT = "#chat-input button.submit-button"
 STOP = "#chat-input button.stop-button"
 REFUSAL = "#chat-input div.validation-error"  # the validator's message (the textarea gets the class too)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from guard_fakes import SpyBackend
 from playwright.sync_api import Browser, Page
-from support import free_port
+from support import BOT, INPUT, free_port
 
 from chat import ChatEngine, Settings
 from chat.backends.llama_cpp import LlamaCppBackend
@@ -30,8 +30,6 @@ from chat.ui import I18N
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
-INPUT = "#chat-input textarea[data-testid='textbox']"
-BOT = "#chatbot [data-testid='bot']"
 # the titled bubble whose title starts with ``title``: notices are titled bubbles too
 SOURCES = "#chatbot .thought-group:has(.title:has-text('{title}'))"
 SELECTOR = "#knowledge input"

@@ -30,7 +30,7 @@ import pytest
 from guard_fakes import ScriptedBackend
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, Route
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-from support import free_port
+from support import BOT, free_port
 
 from chat import ChatEngine, Settings
 from chat.backends.base import Chunk
@@ -61,7 +61,6 @@ REPLY = "".join(CHUNKS)
 INPUT = "#chat-input textarea"
 STOP = "#chat-input button.stop-button"
 USER = "#chatbot [data-testid='user']"
-BOT = "#chatbot [data-testid='bot']"
 EXAMPLES = "#chatbot .examples button.example"
 LIST_ITEMS = "#conversation-list label"
 LONG = {  # a first message longer than a title: the list shows two lines of it, not five

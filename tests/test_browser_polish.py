@@ -24,7 +24,7 @@ import pytest
 from guard_fakes import ScriptedBackend
 from playwright.sync_api import Browser, Page, expect
 from service_support import serve
-from support import frames
+from support import BOT, INPUT, frames
 
 from chat import ChatEngine
 from chat.backends.base import Backend, Chunk, Finish
@@ -34,11 +34,9 @@ from chat.ui import ChatHandlers, history_to_messages
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 
-INPUT = "#chat-input textarea[data-testid='textbox']"
 SUBMIT = "#chat-input button.submit-button"
 STOP = "#chat-input button.stop-button"
 USER = "#chatbot [data-testid='user']"
-BOT = "#chatbot [data-testid='bot']"
 NOTICE = "#chatbot [data-testid='bot'] .thought-group"
 IDLE_JS = f"""() => {{
     const box = document.querySelector("{INPUT}");

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser
-from support import free_port
+from support import BOT, INPUT, free_port
 from test_reasoning import ANSWER, CHUNKS, THOUGHT, Thinker
 
 from chat import ChatEngine, Message, Settings
@@ -22,8 +22,6 @@ from chat.server import Server, build_app
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
-INPUT = "#chat-input textarea[data-testid='textbox']"
-BOT = "#chatbot [data-testid='bot']"
 THOUGHT_TITLE = "#chatbot .thought-group .title"
 THOUGHT_BODY = "#chatbot .thought-group .content"
 # Opened and done sliding open: the body shows the thinking at its full height.
