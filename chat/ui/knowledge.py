@@ -177,11 +177,8 @@ class KnowledgeControls:
 
     def wire(self, demo: gr.Blocks, persona: gr.Dropdown) -> None:
         """Events: the persona picks its knowledge base; the admin panel lists, uploads, deletes."""
-        quiet = {
-            "queue": False,
-            "show_progress": "hidden",
-            "api_visibility": "private",
-        }  # instant, no spinner
+        # instant updates: no queue, no spinner
+        quiet = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
         persona.change(self.for_persona, persona, self.selector, **quiet)
         listing = [self.documents, self.document, self.target]
         demo.load(self.loaded, self.target, [self.selector, *listing], **quiet)
