@@ -166,6 +166,7 @@ class _Turn:
         self.closed = threading.Event()
         self.stopped: tuple[str, str] | None = None  # the turn Stop marked (_turn_key)
         self.mark: gr.ChatMessage | None = None  # and the mark it added
+        self.marked_reply: list[Any] = []  # the reply's messages as the page showed them at Stop
 
     def track(self, steps: Generator[Step, None, None]) -> Generator[Step, None, None]:
         try:
@@ -352,8 +353,8 @@ class ChatHandlers:
         """Mark a reply Stop cuts short (inside ``with demo:``). ChatInterface copies the chatbot
         into its own history when the cancelled reply ends, in a request of its own that may be
         handled before or after the mark's, and taken from a page that may have got a late word or
-        two of the reply after Stop: the mark is copied there after it, and ChatInterface's copies
-        (``keep_mark`` replaces them) keep it, so the next turn shows it either way."""
+        two of the reply after Stop: ChatInterface's copies (``keep_mark`` replaces them) take the
+        reply as Stop marked it, so the next turn shows the cut reply as the page showed it."""
         self._chatbot = chat.chatbot
         chat.textbox.stop(
             self.mark_stopped, chat.chatbot, chat.chatbot, queue=False, api_visibility="private"
@@ -373,8 +374,9 @@ class ChatHandlers:
 
     def keep_mark(self, history: list[dict[str, Any]] | None, request: gr.Request = None) -> tuple[Any, Any]:
         """The chatbot's messages as ChatInterface's history (its state and value). A copy made
-        from the page before Stop's mark arrived, of the turn Stop marked (perhaps with a word or
-        two more, as the store keeps it), gets the mark."""
+        from the page before Stop's mark arrived, of the turn Stop marked, gets the reply as Stop
+        marked it: a word or two that reached the page after Stop would otherwise show up in the
+        cut reply when the next turn renders the history."""
         turn = self._turns.get(getattr(request, "session_hash", None) or "")
         if (
             turn is not None
@@ -384,7 +386,8 @@ class ChatHandlers:
             and not _is_stopped_mark(history[-1])
             and _same_turn(history, turn.stopped)
         ):
-            history = [*history, *self._chatbot.preprocess(self._chatbot.postprocess([turn.mark]))]
+            mark = self._chatbot.preprocess(self._chatbot.postprocess([turn.mark]))
+            history = [*history[: _asked(history)], *turn.marked_reply, *mark]
         return history, history
 
     def mark_stopped(self, history: list[dict[str, Any]] | None, request: gr.Request = None) -> Any:
@@ -399,6 +402,7 @@ class ChatHandlers:
         users = [m for m in history if isinstance(m, dict) and m.get("role") == "user"]
         lang = detect_language(content_text(users[-1].get("content")) if users else "")
         turn.stopped, turn.mark = _turn_key(history), stopped_mark(lang)
+        turn.marked_reply = history[_asked(history) :]
         return [*history, turn.mark]
 
     def validate(self, message: Any) -> dict[str, Any]:
@@ -503,11 +507,17 @@ def _same_turn(history: list[Any], stopped: tuple[str, str]) -> bool:
     return asked == stopped[0] and reply.startswith(stopped[1])
 
 
+def _asked(history: list[Any]) -> int:
+    """How many messages lead up to the reply: those up to the last user message."""
+    roles = [m.get("role") if isinstance(m, dict) else None for m in history]
+    return max((i + 1 for i, role in enumerate(roles) if role == "user"), default=0)
+
+
 def _turn_key(history: list[Any]) -> tuple[str, str]:
     """A digest of the messages up to the last user message, and the reply's text after it:
     what tells one turn from another, kept per session without keeping its history."""
     texts = [(m.get("role", ""), content_text(m.get("content"))) for m in history if isinstance(m, dict)]
-    asked = max((i + 1 for i, (role, _) in enumerate(texts) if role == "user"), default=0)
+    asked = _asked(history)
     digest = hashlib.sha256(json.dumps(texts[:asked], ensure_ascii=False).encode()).hexdigest()
     return digest, "".join(text for _, text in texts[asked:])
 
