@@ -291,7 +291,8 @@ class Settings:
     )
     data_dir: str = _opt(
         "CHAT_DATA_DIR",
-        "directory for the SQLite store (default: /data when writable, as on a Space, else ./data)",
+        "directory for the SQLite store and the embedded model's Q8_0 copy "
+        "(default: /data when writable, as on a Space, else ./data)",
         default="",
     )
     database_url: str = _opt(

@@ -54,13 +54,14 @@ TEST_N_CTX = 2048
 
 
 @pytest.fixture(scope="session")
-def local_backend() -> Iterator[LlamaCppBackend]:
-    """The embedded SmolLM2-135M, loaded once: a real llama.cpp model, no mock."""
+def local_backend(data_dir: str) -> Iterator[LlamaCppBackend]:
+    """The embedded SmolLM2-135M (as the app loads it: its Q8_0 copy), loaded once: a real
+    llama.cpp model, no mock."""
     # reproducible: tests compare greedy replies across runs and entry points; the prompt-cache
     # tests (tests/test_prompt_cache.py) turn it off to measure the cache. One thread: there is a
     # worker per core, and llama.cpp's default of a thread per core for prompts made the workers'
     # models spin against each other (5-9% more CPU over the model-heavy modules, measured).
-    backend = build_local_backend(Settings(n_ctx=TEST_N_CTX, reproducible=True, threads=1))
+    backend = build_local_backend(Settings(n_ctx=TEST_N_CTX, reproducible=True, threads=1, data_dir=data_dir))
     yield backend
     backend.close()
 
@@ -96,16 +97,17 @@ def real_engine() -> Iterator[ChatEngine]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """Apps the tests build or start (``python app.py``) keep their conversations in a temporary
-    folder, never in ./data."""
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Apps the tests build or start (``python app.py``) keep their data in a temporary folder,
+    never in ./data: their conversations, and the embedded model's Q8_0 copy (chat.requantize),
+    made once in it for the worker's session."""
     import chat.store.engine
 
     with pytest.MonkeyPatch.context() as patch:
-        folder = tmp_path_factory.mktemp("store")
+        folder = tmp_path_factory.mktemp("data")
         patch.setattr(chat.store.engine, "SPACE_DATA_DIR", folder)
         patch.setenv("CHAT_DATA_DIR", str(folder))
-        yield folder
+        yield str(folder)
 
 
 @pytest.fixture(scope="session")

@@ -120,10 +120,10 @@ def test_single_message_too_long_gets_clear_error(engine: ChatEngine, local_back
 
 
 @pytest.fixture(scope="module")
-def small_window_backend() -> Iterator[LlamaCppBackend]:
+def small_window_backend(data_dir: str) -> Iterator[LlamaCppBackend]:
     """The same model loaded with a 512-token window (0.5 s to load): filling it costs a quarter of
     what filling the session model's 2,048 would."""
-    backend = build_local_backend(Settings(n_ctx=512, reproducible=True))
+    backend = build_local_backend(Settings(n_ctx=512, reproducible=True, data_dir=data_dir))
     yield backend
     backend.close()
 

@@ -155,10 +155,10 @@ def test_copied_gguf_loads(tmp_path: Path) -> None:
         backend.close()
 
 
-def test_threads_bound_the_prompt_as_well_as_the_reply() -> None:
+def test_threads_bound_the_prompt_as_well_as_the_reply(data_dir: str) -> None:
     """CHAT_THREADS leaves the other cores to other work: llama.cpp's own default would still
     evaluate prompts on every core."""
-    backend = build_local_backend(Settings(n_ctx=256, threads=1))
+    backend = build_local_backend(Settings(n_ctx=256, threads=1, data_dir=data_dir))
     try:
         assert (backend._llm.n_threads, backend._llm.n_threads_batch) == (1, 1)
     finally:

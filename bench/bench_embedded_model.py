@@ -1,0 +1,143 @@
+"""The embedded model as shipped (Q4_1) against its Q8_0 copy (chat.requantize), and the copy with
+flash attention: prompt and reply speed on this CPU, and how often greedy replies stay the same.
+
+Each configuration is llama-cpp-python's own ``Llama`` on the same file the app would load; the
+rounds alternate between them, and every figure is the median over rounds. Prompts evaluate from
+an empty cache. Prints a Markdown table.
+
+    python bench/bench_embedded_model.py [--rounds 3] [--threads 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from llama_cpp import Llama  # noqa: E402
+
+from chat.models import embedded_model_path  # noqa: E402
+from chat.requantize import q8_copy  # noqa: E402
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "Write a haiku about rain.",
+    "How do I return an item I bought online?",
+    "Give me three tips for studying.",
+    "请介绍一下你自己。",
+    "Why is the sky blue?",
+    "Write a short email asking for a refund.",
+    "北京是哪个国家的首都？",
+]
+LONG_TURNS = 12  # a conversation of about 1,000 prompt tokens
+REPLY_TOKENS = 48
+
+
+def long_conversation() -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": "You are a helpful shop assistant."}]
+    for i in range(LONG_TURNS):
+        messages.append({"role": "user", "content": f"Question {i}: {QUESTIONS[i % len(QUESTIONS)]}"})
+        messages.append({"role": "assistant", "content": "Here is a careful answer. " * 6})
+    messages.append({"role": "user", "content": "Thank you. One more: how long does shipping take?"})
+    return messages
+
+
+def measure(path: Path, threads: int, flash_attn: bool) -> tuple[float, float, float, list[str], int]:
+    """(prompt tokens/s of the long conversation, reply tokens/s after it, reply tokens/s of a
+    new chat's turn, greedy replies to QUESTIONS, the prompt's tokens)."""
+    llm = Llama(
+        str(path),
+        n_ctx=2048,
+        n_threads=threads,
+        n_threads_batch=threads,
+        flash_attn=flash_attn,
+        verbose=False,
+    )
+    try:
+        prompt = llm.tokenize(_render(llm, long_conversation()), special=True)
+        llm.reset()
+        start = time.perf_counter()
+        llm.eval(prompt)
+        prompt_speed = len(prompt) / (time.perf_counter() - start)
+        start = time.perf_counter()
+        out = llm.create_completion(prompt, max_tokens=REPLY_TOKENS, temperature=0)
+        long_reply = out["usage"]["completion_tokens"] / (time.perf_counter() - start)
+        replies, tokens, seconds = [], 0, 0.0
+        for question in QUESTIONS:
+            llm.reset()
+            start = time.perf_counter()
+            out = llm.create_chat_completion(
+                [{"role": "user", "content": question}], temperature=0, max_tokens=REPLY_TOKENS
+            )
+            seconds += time.perf_counter() - start
+            tokens += out["usage"]["completion_tokens"]
+            replies.append(out["choices"][0]["message"]["content"])
+        return prompt_speed, long_reply, tokens / seconds, replies, len(prompt)
+    finally:
+        llm.close()
+
+
+def _render(llm: Llama, messages: list[dict[str, str]]) -> bytes:
+    """The conversation through the GGUF's own chat template, as the app renders it."""
+    from chat.backends.llama_cpp import _template_formatter
+
+    return _template_formatter(llm)(messages=messages).prompt.encode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+
+    shipped = embedded_model_path()
+    copy = q8_copy(shipped, Path(tempfile.mkdtemp(prefix="bench-q8-")))
+    configs = [
+        ("Q4_1 as shipped (before)", shipped, False),
+        ("Q8_0 copy (the app now)", copy, False),
+        ("Q8_0 copy, flash attention (not taken)", copy, True),
+    ]
+    rows = []
+    for threads in args.threads:
+        results: dict[str, list[tuple[float, float, float, list[str], int]]] = {
+            name: [] for name, *_ in configs
+        }
+        for _ in range(args.rounds):
+            for name, path, flash in configs:
+                results[name].append(measure(path, threads, flash))
+        baseline = results[configs[0][0]][0][3]
+        prompt_tokens = results[configs[0][0]][0][4]
+        for name, *_ in configs:
+            runs = results[name]
+            same = sum(a == b for a, b in zip(runs[0][3], baseline, strict=True))
+            rows.append(
+                (
+                    name,
+                    threads,
+                    statistics.median(r[0] for r in runs),
+                    statistics.median(r[1] for r in runs),
+                    statistics.median(r[2] for r in runs),
+                    same,
+                )
+            )
+    print(
+        f"SmolLM2-135M-Instruct, {os.cpu_count()} cores, median of {args.rounds} rounds; prompt: a "
+        f"{LONG_TURNS}-turn conversation ({prompt_tokens} tokens) from an empty cache; replies {REPLY_TOKENS} tokens, greedy\n"
+    )
+    print(
+        "| model file | threads | prompt tok/s | reply tok/s after it | new chat reply tok/s | greedy replies as before |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, threads, prompt, after, fresh, same in rows:
+        print(f"| {name} | {threads} | {prompt:.0f} | {after:.0f} | {fresh:.0f} | {same}/{len(QUESTIONS)} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The embedded model's Q8_0 copy (chat.requantize): made once, the same model, never in the way."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from llama_cpp import LLAMA_FTYPE_MOSTLY_Q4_1, LLAMA_FTYPE_MOSTLY_Q8_0
+
+from chat.backends.llama_cpp import LlamaCppBackend
+from chat.models import embedded_model_path
+from chat.requantize import q8_copy
+
+
+def file_type(path: Path) -> int:
+    """``general.file_type`` from a GGUF's header, read with llama.cpp's own loader (vocab only)."""
+    from llama_cpp import Llama
+
+    llm = Llama(str(path), vocab_only=True, verbose=False)
+    try:
+        return int(llm.metadata["general.file_type"])
+    finally:
+        llm.close()
+
+
+def test_the_app_loads_the_embedded_model_as_q8_0_with_its_chat_template(
+    local_backend: LlamaCppBackend, data_dir: str
+) -> None:
+    shipped = embedded_model_path()
+    assert local_backend.model == "SmolLM2-135M-Instruct.Q8_0"
+    assert local_backend.model_path.is_relative_to(Path(data_dir) / "models")
+    assert local_backend._llm.metadata["general.file_type"] == str(LLAMA_FTYPE_MOSTLY_Q8_0)
+    assert file_type(shipped) == LLAMA_FTYPE_MOSTLY_Q4_1  # the wheel's file is never touched
+    from llama_cpp import Llama
+
+    original = Llama(str(shipped), vocab_only=True, verbose=False)
+    try:
+        kept = {k: v for k, v in original.metadata.items() if k != "general.file_type"}
+        assert {k: local_backend._llm.metadata.get(k) for k in kept} == kept  # template, tokenizer
+    finally:
+        original.close()
+
+
+def test_the_copy_is_made_once_and_an_older_one_is_removed(tmp_path: Path, caplog) -> None:
+    stale = tmp_path / "1234-5678"
+    stale.mkdir()
+    (stale / "SmolLM2-135M-Instruct.Q8_0.gguf").write_bytes(b"GGUF from an older release")
+    with caplog.at_level(logging.INFO, "chat.requantize"):
+        copy = q8_copy(embedded_model_path(), tmp_path)
+    assert copy.name == "SmolLM2-135M-Instruct.Q8_0.gguf" and file_type(copy) == LLAMA_FTYPE_MOSTLY_Q8_0
+    assert [p.name for p in tmp_path.iterdir()] == [copy.parent.name]  # the older copy is gone
+    assert [p.name for p in copy.parent.iterdir()] == [copy.name]  # no partial file left
+    assert "stored SmolLM2-135M-Instruct.Q4_1.gguf as Q8_0" in caplog.text
+    made = copy.stat().st_mtime_ns
+    caplog.clear()
+    with caplog.at_level(logging.INFO, "chat.requantize"):
+        assert q8_copy(embedded_model_path(), tmp_path) == copy
+    assert copy.stat().st_mtime_ns == made and not caplog.text  # the next start reuses it
+
+
+def test_a_folder_that_cannot_hold_the_copy_loads_the_shipped_file(tmp_path: Path, caplog) -> None:
+    blocked = tmp_path / "data"
+    blocked.write_text("a file where the folder should be")
+    with caplog.at_level(logging.WARNING, "chat.requantize"):
+        assert q8_copy(embedded_model_path(), blocked / "models") == embedded_model_path()
+    assert "loading it as shipped" in caplog.text
+    assert "Traceback" not in caplog.text
