@@ -337,11 +337,15 @@ def test_enter_confirming_a_pinyin_candidate_does_not_send(app: App, open_page) 
     page = open_page("zh-CN")
     app.backend.words = 3
     box = page.locator(INPUT)
+    posts: list[str] = []  # events the page posted to the server: a send starts with one
+    page.on("request", lambda r: r.method == "POST" and "/gradio_api/" in r.url and posts.append(r.url))
     for sent, ime in enumerate((InputMethod, DispatchedEvents, CompositionEndsFirst)):
         method, before = ime(), len(app.backend.requests)
         box.focus()
+        posted = len(posts)
         method.compose_and_press_enter(page)
-        page.wait_for_timeout(1500)  # a send would have cleared and disabled the box by now
+        page.wait_for_timeout(500)  # a send would have posted its first event within milliseconds
+        assert len(posts) == posted, f"{ime}: the page posted an event"
         assert box.input_value() == getattr(method, "pending", "nihao") and box.is_enabled(), ime
         assert user_texts(page) == ["你好"] * sent and len(app.backend.requests) == before, ime
         method.commit(page)
@@ -349,6 +353,7 @@ def test_enter_confirming_a_pinyin_candidate_does_not_send(app: App, open_page) 
         box.press("Enter")  # a plain Enter after the composition ended sends
         wait_requests(app, before + 1)
         wait_idle(page)
+        assert len(posts) > posted, ime  # the watch above sees a send
         assert user_texts(page) == ["你好"] * (sent + 1), ime
         assert len(app.backend.requests) == before + 1, ime
         assert app.backend.requests[-1][-1].content == "你好", ime
