@@ -11,6 +11,7 @@ go to ``artifacts/screenshots/``. Lighthouse's full audit is ``bench/lighthouse_
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -22,7 +23,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 from guard_fakes import ScriptedBackend
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Request, expect
 from service_support import serve
 from support import BOT, INPUT, frames
 
@@ -337,8 +338,15 @@ def test_enter_confirming_a_pinyin_candidate_does_not_send(app: App, open_page) 
     page = open_page("zh-CN")
     app.backend.words = 3
     box = page.locator(INPUT)
-    posts: list[str] = []  # events the page posted to the server: a send starts with one
-    page.on("request", lambda r: r.method == "POST" and "/gradio_api/" in r.url and posts.append(r.url))
+    posts: list[object] = []  # events the page posted with the textbox's text as an input: sends
+
+    def watch(request: Request) -> None:
+        if request.method == "POST" and "/gradio_api/" in request.url:
+            body = json.loads(request.post_data or "{}")
+            if {"nihao", "你好"} & {value for value in body.get("data", []) if isinstance(value, str)}:
+                posts.append(body.get("fn_index"))
+
+    page.on("request", watch)
     for sent, ime in enumerate((InputMethod, DispatchedEvents, CompositionEndsFirst)):
         method, before = ime(), len(app.backend.requests)
         box.focus()
