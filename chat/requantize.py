@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 SOURCE_TYPE = "Q4_1"
 COPY_TYPE = "Q8_0"
+FOLDER = "embedded-model"  # in the data directory
+_STAMP = re.compile(r"[0-9a-f]+-[0-9a-f]+")  # a copy's folder: the source's size and mtime
 
 
 def q8_copy(source: Path, folder: Path) -> Path:
@@ -53,8 +56,8 @@ def q8_copy(source: Path, folder: Path) -> Path:
             partial.unlink(missing_ok=True)
         return source
     log.info("stored %s as %s in %.1f s: %s", source.name, COPY_TYPE, time.monotonic() - started, copy)
-    for older in folder.iterdir():
-        if older != home and older.is_dir():
+    for older in folder.iterdir():  # only this function's own folders: another file here is kept
+        if older != home and older.is_dir() and _STAMP.fullmatch(older.name):
             shutil.rmtree(older, ignore_errors=True)
     return copy
 

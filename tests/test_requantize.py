@@ -9,7 +9,7 @@ from llama_cpp import LLAMA_FTYPE_MOSTLY_Q4_1, LLAMA_FTYPE_MOSTLY_Q8_0
 
 from chat.backends.llama_cpp import LlamaCppBackend
 from chat.models import embedded_model_path
-from chat.requantize import q8_copy
+from chat.requantize import FOLDER, q8_copy
 
 
 def file_type(path: Path) -> int:
@@ -28,7 +28,7 @@ def test_the_app_loads_the_embedded_model_as_q8_0_with_its_chat_template(
 ) -> None:
     shipped = embedded_model_path()
     assert local_backend.model == "SmolLM2-135M-Instruct.Q8_0"
-    assert local_backend.model_path.is_relative_to(Path(data_dir) / "models")
+    assert local_backend.model_path.is_relative_to(Path(data_dir) / FOLDER)
     assert local_backend._llm.metadata["general.file_type"] == str(LLAMA_FTYPE_MOSTLY_Q8_0)
     assert file_type(shipped) == LLAMA_FTYPE_MOSTLY_Q4_1  # the wheel's file is never touched
     from llama_cpp import Llama
@@ -45,10 +45,11 @@ def test_the_copy_is_made_once_and_an_older_one_is_removed(tmp_path: Path, caplo
     stale = tmp_path / "1234-5678"
     stale.mkdir()
     (stale / "SmolLM2-135M-Instruct.Q8_0.gguf").write_bytes(b"GGUF from an older release")
+    (tmp_path / "mine").mkdir()  # not a copy: kept
     with caplog.at_level(logging.INFO, "chat.requantize"):
         copy = q8_copy(embedded_model_path(), tmp_path)
     assert copy.name == "SmolLM2-135M-Instruct.Q8_0.gguf" and file_type(copy) == LLAMA_FTYPE_MOSTLY_Q8_0
-    assert [p.name for p in tmp_path.iterdir()] == [copy.parent.name]  # the older copy is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([copy.parent.name, "mine"])  # older copy gone
     assert [p.name for p in copy.parent.iterdir()] == [copy.name]  # no partial file left
     assert "stored SmolLM2-135M-Instruct.Q4_1.gguf as Q8_0" in caplog.text
     made = copy.stat().st_mtime_ns

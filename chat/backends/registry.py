@@ -114,10 +114,10 @@ def build_local(settings: Settings, *, progress: Progress | None = None, backgro
         )
     path = resolve_model(settings.model, progress=progress)
     if not settings.model:  # the embedded default: its Q8_0 copy, for the CPU's fast kernels
-        from chat.requantize import q8_copy
+        from chat import requantize
         from chat.store.engine import data_dir
 
-        path = q8_copy(path, data_dir(settings.data_dir) / "models")
+        path = requantize.q8_copy(path, data_dir(settings.data_dir) / requantize.FOLDER)
     if progress:
         progress(Phrase("loading.file", name=path.name))
     return LlamaCppBackend(

@@ -516,7 +516,10 @@ def _asked(history: list[Any]) -> int:
 def _turn_key(history: list[Any]) -> tuple[str, str]:
     """A digest of the messages up to the last user message, and the reply's text after it:
     what tells one turn from another, kept per session without keeping its history."""
-    texts = [(m.get("role", ""), content_text(m.get("content"))) for m in history if isinstance(m, dict)]
+    texts = [
+        (m.get("role", ""), content_text(m.get("content"))) if isinstance(m, dict) else ("", "")
+        for m in history
+    ]
     asked = _asked(history)
     digest = hashlib.sha256(json.dumps(texts[:asked], ensure_ascii=False).encode()).hexdigest()
     return digest, "".join(text for _, text in texts[asked:])
