@@ -36,9 +36,7 @@ def q8_copy(source: Path, folder: Path) -> Path:
     temporary name and renamed, so replicas starting together never load a half-written file."""
     stamp = source.stat()
     home = folder / f"{stamp.st_size:x}-{stamp.st_mtime_ns:x}"
-    copy = home / source.name.replace(f".{SOURCE_TYPE}.", f".{COPY_TYPE}.")
-    if copy == home / source.name:
-        copy = home / f"{source.stem}.{COPY_TYPE}.gguf"
+    copy = home / f"{source.stem.removesuffix('.' + SOURCE_TYPE)}.{COPY_TYPE}.gguf"
     if copy.is_file():
         return copy
     started = time.monotonic()
