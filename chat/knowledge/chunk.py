@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from chat.knowledge.errors import DocumentTooLong
+
 CHUNK_CHARS = 800  # a chunk's most characters: a few sentences, a few hundred tokens
 HEADING_CHARS = 200  # a heading longer than this is kept shortened in the path
 # A sentence: up to Chinese end punctuation, or English punctuation followed by a space (so 3.5
@@ -47,19 +49,22 @@ def table_row(header: list[str], cells: list[str]) -> Block | None:
     return Block("row", " | ".join(parts)) if parts else None
 
 
-def chunk(blocks: Iterable[Block], *, max_chars: int = CHUNK_CHARS) -> list[Chunk]:
+def chunk(blocks: Iterable[Block], *, max_chars: int = CHUNK_CHARS, max_chunks: int = 0) -> list[Chunk]:
     """The document's chunks in reading order; paragraphs of one section share a chunk while
-    they fit in ``max_chars``."""
+    they fit in ``max_chars``. ``blocks`` is read as it comes, so past ``max_chunks`` chunks
+    (when given) ``DocumentTooLong`` stops the parser too."""
     chunks: list[Chunk] = []
     path: list[tuple[int, str]] = []
     pending: list[str] = []
 
-    def heading() -> str:
-        return " > ".join(title for _, title in path)
+    def add(text: str) -> None:
+        if max_chunks and len(chunks) >= max_chunks:
+            raise DocumentTooLong(reason="knowledge.limit_chunks", limit=max_chunks)
+        chunks.append(Chunk(" > ".join(title for _, title in path), text))
 
     def flush() -> None:
         if pending:
-            chunks.append(Chunk(heading(), "\n\n".join(pending)))
+            add("\n\n".join(pending))
             pending.clear()
 
     for block in blocks:
@@ -73,7 +78,8 @@ def chunk(blocks: Iterable[Block], *, max_chars: int = CHUNK_CHARS) -> list[Chun
             path.append((block.level, " ".join(text.split())[:HEADING_CHARS]))
         elif block.kind == "row":
             flush()
-            chunks.extend(Chunk(heading(), piece) for piece in split_text(text, max_chars))
+            for piece in split_text(text, max_chars):
+                add(piece)
         else:
             for piece in split_text(text, max_chars):
                 if pending and sum(len(p) + 2 for p in pending) + len(piece) > max_chars:
@@ -91,12 +97,13 @@ def split_text(text: str, max_chars: int = CHUNK_CHARS) -> list[str]:
     current = ""
     for match in _SENTENCE.finditer(text):
         sentence = match.group()
-        while len(sentence) > max_chars:  # one sentence longer than a chunk: cut it hard
+        if len(sentence) > max_chars:  # one sentence longer than a chunk: cut it hard
             if current.strip():
                 pieces.append(current.strip())
                 current = ""
-            pieces.append(sentence[:max_chars].strip())
-            sentence = sentence[max_chars:]
+            cut = (len(sentence) - 1) // max_chars * max_chars  # by index: a long text is copied once
+            pieces += [sentence[i : i + max_chars].strip() for i in range(0, cut, max_chars)]
+            sentence = sentence[cut:]
         if len(current) + len(sentence.rstrip()) > max_chars:
             pieces.append(current.strip())
             current = ""

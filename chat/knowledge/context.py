@@ -9,17 +9,21 @@ The newest message is always kept when a conversation is fitted, so old turns ar
 reference data is; the block is sized here so that the system prompt, the note and the newest
 message with its block leave the reply at least ``min(max_new_tokens, window // 2)`` tokens: it
 can never push a turn past the window. Document text cannot close the block early: runs of angle
-brackets and their look-alikes are collapsed, so no chunk can spell a marker.
+brackets and their look-alikes are collapsed, so no chunk can spell a marker, read as the guard
+reads text (``chat.guards.normalise``): full-width and compatibility forms folded, and invisible
+characters or spaces between two brackets no reason to keep both.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from chat.engine import with_reference
+from chat.guards.normalise import TEXT_TABLE
 from chat.i18n import Lang
 from chat.knowledge.errors import KnowledgeNotFound
 from chat.messages import Message
@@ -31,9 +35,12 @@ SEARCH_LIMIT = 5  # chunks retrieved per turn; fitting may keep fewer
 MIN_EXCERPT_TOKENS = 48  # below this, a shortened chunk says too little to be worth its place
 BEGIN = "<<<REFERENCE>>>"
 END = "<<<END REFERENCE>>>"
-_OPENERS = "<＜﹤‹〈⟨《«"
-_CLOSERS = ">＞﹥›〉⟩》»"
-_RUNS = re.compile(f"[{_OPENERS}]{{2,}}|[{_CLOSERS}]{{2,}}")
+# Brackets a marker could be spelled with, as the guard's normalising leaves them (it folds
+# ＜ ﹤ to <, 〈 to 〈); ᐸ and ᐳ are letters that look like brackets.
+_OPENERS = "<‹〈⟨《«≪⋘❮❬⟪⧼˂ᐸ"
+_CLOSERS = ">›〉⟩》»≫⋙❯❭⟫⧽˃ᐳ"
+# over each character's shape: < and > brackets, ~ invisible, " " space, x anything else
+_RUNS = re.compile(r"<(?:[~ ]*<)+|>(?:[~ ]*>)+")
 
 # The system note, in English whatever the user writes: it must not change between turns (the
 # prompt cache), and Chinese costs a small model's tokenizer several times as many tokens.
@@ -81,8 +88,30 @@ def retrieve(library: Library | None, knowledge: str, query: str) -> list[Source
 
 
 def neutralised(text: str) -> str:
-    """Document text that cannot spell a block marker: ``<<<``, ``《《`` and the like become one."""
-    return _RUNS.sub(lambda run: run[0][0], text)
+    """Document text that cannot spell a block marker: ``<<<``, ``《《``, ``＜\u200b＜`` and the
+    like become their first bracket."""
+    shapes = "".join(map(_shape, text))
+    kept: list[str] = []
+    last = 0
+    for run in _RUNS.finditer(shapes):
+        kept += [text[last : run.start()], text[run.start()]]
+        last = run.end()
+    return "".join(kept) + text[last:] if kept else text
+
+
+@functools.lru_cache(maxsize=4096)
+def _shape(ch: str) -> str:
+    """One character as ``_RUNS`` sees it (one character for one, so positions map back)."""
+    if ch in _OPENERS or ch in _CLOSERS:
+        return "<" if ch in _OPENERS else ">"
+    if ch.isalnum():  # a letter is no bracket (and Chinese needs no folding to say so)
+        return "x"
+    base = ch.translate(TEXT_TABLE)
+    if not base:
+        return "~"
+    if base.isspace():
+        return " "
+    return "<" if base in _OPENERS else ">" if base in _CLOSERS else "x"
 
 
 def entry(index: int, source: Source) -> str:

@@ -3,6 +3,7 @@ table rows with their header cells; scripts, styles and page furniture (nav, foo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from html.parser import HTMLParser
 
 from chat.knowledge.chunk import Block, table_row
@@ -13,6 +14,7 @@ _BREAKS = {
     "blockquote", "pre", "dd", "dt", "dl", "figcaption", "hr", "table", "caption", "form",
 }  # fmt: skip
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
+_PIECE = 1024 * 1024  # characters fed at once: blocks leave early, an unclosed tag is not rescanned often
 
 
 class _Reader(HTMLParser):
@@ -95,10 +97,19 @@ class _Reader(HTMLParser):
         self.text.clear()
 
 
-def html(text: str) -> list[Block]:
+def html(text: str) -> Iterator[Block]:
+    """The page's blocks, fed to the parser a piece at a time so they leave as they are read."""
     reader = _Reader()
-    reader.feed(text)
+    for start in range(0, len(text), _PIECE):
+        reader.feed(text[start : start + _PIECE])
+        yield from _taken(reader.blocks)
     reader.close()
     reader.end_row()
     reader.flush()
-    return reader.blocks
+    yield from _taken(reader.blocks)
+
+
+def _taken(blocks: list[Block]) -> list[Block]:
+    done = blocks[:]
+    blocks.clear()
+    return done

@@ -4,6 +4,11 @@ PDFs have no reliable structure in their text layer: each page's text becomes pa
 at blank lines), cut at sentence ends by the chunker, under the headings of the bookmarks (the
 outline) that point to that page. Word files keep their structure:
 paragraphs styled "Heading N" or "Title" are headings, tables give one row block per row.
+
+Both are compressed, so both are read within ``chat.knowledge.limits``: a PDF page by page (its
+page count bounded), a .docx after its XML parts were inflated through a streaming decompressor
+that stops at the byte budget whatever the zip's headers declare (zipfile's own ``read()``
+inflates a member whole before it compares it with its declared size).
 """
 
 from __future__ import annotations
@@ -12,16 +17,22 @@ import io
 import logging
 import re
 import zipfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pypdf
 from pypdf.errors import DependencyError, PyPdfError
 
 from chat.knowledge.chunk import Block, table_row
-from chat.knowledge.errors import BrokenDocument, EncryptedDocument
+from chat.knowledge.errors import BrokenDocument, DocumentTooLong, EncryptedDocument
+from chat.knowledge.limits import Limits
 from chat.knowledge.parse import paragraphs
 
-UNPACKED_MAX = 200 * 1024 * 1024  # what a .docx may inflate to; real ones stay far below
+_PIECE = 64 * 1024  # bytes inflated at a time
+_CENTRAL = b"PK\x01\x02"  # a central directory entry: one per file in the archive
+# parts python-docx reads for text; the others (images, fonts, embedded files) are kept empty
+_TEXT_PARTS = (".xml", ".rels")
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an encrypted Office file is an OLE container, not a zip
 _HEADING_STYLE = re.compile(r"^(?:heading|标题)\s*(\d)$", re.I)
 # What the libraries raise on malformed input besides their own errors: the parse seam turns any
@@ -30,28 +41,47 @@ _MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError, Asser
 _MALFORMED += (RecursionError, zipfile.BadZipFile, NotImplementedError)
 
 
-def pdf(data: bytes) -> list[Block]:
+def pdf(data: bytes, limits: Limits) -> Iterator[Block]:
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # it warns about every repairable flaw
     try:
-        reader = pypdf.PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            try:  # an owner password only (printing restricted): readable with the empty password
-                opened = reader.decrypt("") != pypdf.PasswordType.NOT_DECRYPTED
-            except (DependencyError, PyPdfError, *_MALFORMED):
-                opened = False
-            if not opened:
-                raise EncryptedDocument()
-        pages = [page.extract_text() or "" for page in reader.pages]
-        headings = _outline(reader)
-    except EncryptedDocument:
+        with _pdf_bounds(limits):
+            reader = pypdf.PdfReader(io.BytesIO(data))
+            if reader.is_encrypted:
+                try:  # an owner password only (printing restricted): readable with the empty password
+                    opened = reader.decrypt("") != pypdf.PasswordType.NOT_DECRYPTED
+                except (DependencyError, PyPdfError, *_MALFORMED):
+                    opened = False
+                if not opened:
+                    raise EncryptedDocument()
+            if len(reader.pages) > limits.pages:
+                raise DocumentTooLong(reason="knowledge.limit_pages", limit=limits.pages)
+            headings = _outline(reader)
+    except (EncryptedDocument, DocumentTooLong):
         raise
     except (PyPdfError, *_MALFORMED):
         raise BrokenDocument(reason="knowledge.not_valid", kind="PDF") from None
-    blocks: list[Block] = []
-    for number, page in enumerate(pages):
-        blocks += [Block("heading", title, level) for level, title in headings.get(number, [])]
-        blocks += [Block("text", p) for p in paragraphs(page)]
-    return blocks
+    for number in range(len(reader.pages)):  # a page at a time: the text bound stops the reading
+        try:
+            with _pdf_bounds(limits):  # not across a yield: the bounds live in a context variable
+                page = reader.pages[number].extract_text() or ""
+        except (PyPdfError, *_MALFORMED):
+            raise BrokenDocument(reason="knowledge.not_valid", kind="PDF") from None
+        yield from (Block("heading", title, level) for level, title in headings.get(number, []))
+        yield from (Block("text", p) for p in paragraphs(page))
+
+
+def _pdf_bounds(limits: Limits) -> AbstractContextManager[Any]:
+    """pypdf's own bounds on an inflated stream, lowered to the archive budget."""
+    most = limits.unpacked
+    return pypdf.apply_configuration(
+        maximum_declared_stream_length=most,
+        array_based_stream_maximum_output_length=most,
+        lzw_maximum_output_length=most,
+        run_length_maximum_output_length=most,
+        zlib_maximum_output_length=most,
+        brotli_maximum_output_length=most,
+        stream_decoding_work_maximum_length=4 * most,
+    )
 
 
 def _outline(reader: Any) -> dict[int, list[tuple[int, str]]]:
@@ -75,7 +105,7 @@ def _outline(reader: Any) -> dict[int, list[tuple[int, str]]]:
     return found
 
 
-def docx(data: bytes) -> list[Block]:
+def docx(data: bytes, limits: Limits) -> Iterator[Block]:
     if data.startswith(_OLE):
         raise EncryptedDocument()
     import docx as python_docx
@@ -84,27 +114,46 @@ def docx(data: bytes) -> list[Block]:
     from lxml.etree import LxmlError
 
     try:
-        unpacked = sum(entry.file_size for entry in zipfile.ZipFile(io.BytesIO(data)).infolist())
-        if unpacked > UNPACKED_MAX:  # a zip bomb: refused before anything is inflated
-            raise BrokenDocument(reason="knowledge.unpacked", limit=UNPACKED_MAX)
-        document = python_docx.Document(io.BytesIO(data))
-        blocks: list[Block] = []
+        document = python_docx.Document(io.BytesIO(inflated(data, limits)))
         for item in document.iter_inner_content():
             if isinstance(item, Table):
-                blocks.extend(_table(item))
+                yield from _table(item)
                 continue
             text = item.text.strip()
             style = item.style.name if item.style is not None else ""
             match = _HEADING_STYLE.match(style or "")
             if match:
-                blocks.append(Block("heading", text, int(match.group(1)) or 1))
+                yield Block("heading", text, int(match.group(1)) or 1)
             elif style == "Title":
-                blocks.append(Block("heading", text, 1))
+                yield Block("heading", text, 1)
             elif text:
-                blocks.append(Block("text", text))
+                yield Block("text", text)
     except (OpcError, LxmlError, *_MALFORMED):
         raise BrokenDocument(reason="knowledge.not_valid", kind="Word (.docx)") from None
-    return blocks
+
+
+def inflated(data: bytes, limits: Limits) -> bytes:
+    """The archive again, stored uncompressed, with its text parts inflated a piece at a time
+    until ``limits.unpacked`` bytes in all (``BrokenDocument`` past it: a zip bomb), whatever
+    sizes the headers declare; zipfile checks each member against its declared size and CRC."""
+    if data.count(_CENTRAL) > limits.entries:  # counted in the bytes: the header's count may lie
+        raise BrokenDocument(reason="knowledge.entries", limit=limits.entries)
+    left = limits.unpacked
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as stored:
+        for info in source.infolist():
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise zipfile.BadZipFile("Word writes deflate only")  # bzip2/lzma inflate unbounded
+            parts: list[bytes] = []
+            if info.filename.lower().endswith(_TEXT_PARTS):
+                with source.open(info) as member:
+                    while piece := member.read(_PIECE):
+                        left -= len(piece)
+                        if left < 0:
+                            raise BrokenDocument(reason="knowledge.unpacked", limit=limits.unpacked)
+                        parts.append(piece)
+            stored.writestr(info.filename, b"".join(parts))
+    return out.getvalue()
 
 
 def _table(table: object) -> list[Block]:

@@ -1,6 +1,8 @@
 """Files to ``Block``s: Markdown, plain text and CSV here; HTML in ``markup``; PDF and Word in
 ``office``. The file type is the name's extension; every failure is a ``KnowledgeError`` with a
-message the operator can act on, never a parser's traceback.
+message the operator can act on, never a parser's traceback. Every parser yields its blocks as it
+reads, so a document past a bound of ``chat.knowledge.limits`` is dropped before the rest of it
+is read into memory.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import PurePath
 
 from chat.knowledge.chunk import Block, table_row
 from chat.knowledge.errors import BrokenDocument, EmptyDocument, UnsupportedType
+from chat.knowledge.limits import Limits, bounded
 
 TYPES = (".md", ".markdown", ".txt", ".csv", ".html", ".htm", ".pdf", ".docx")
 
@@ -24,6 +27,8 @@ _RULE = re.compile(r"^ {0,3}([-*_])(?:\s*\1){2,}\s*$")
 _FRONT_MATTER = re.compile(r"\A---\n.*?\n(?:---|\.\.\.)\n", re.S)  # YAML metadata of static sites
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
+_BLANK = re.compile(r"\n\s*\n")
+_NEWLINE = re.compile("\n")
 
 
 def file_type(filename: str) -> str:
@@ -34,27 +39,26 @@ def file_type(filename: str) -> str:
     return suffix
 
 
-def parse(filename: str, data: bytes) -> list[Block]:
-    """The document's blocks; ``EmptyDocument`` when it holds no text."""
+def parse(filename: str, data: bytes, limits: Limits | None = None) -> Iterator[Block]:
+    """The document's blocks as they are read: ``UnsupportedType`` or ``EmptyDocument`` (no
+    bytes) at once; ``EmptyDocument`` (no text) or a bound crossed while reading."""
     suffix = file_type(filename)
     if not data.strip():
         raise EmptyDocument()
     from chat.knowledge import markup, office  # imported here: python-docx and pypdf load slowly
 
-    parsers: dict[str, Callable[[bytes], list[Block]]] = {
+    limits = limits or Limits()
+    parsers: dict[str, Callable[[bytes], Iterable[Block]]] = {
         ".md": lambda d: markdown(decode(d)),
         ".markdown": lambda d: markdown(decode(d)),
         ".txt": lambda d: plain(decode(d)),
         ".csv": lambda d: table(decode(d)),
         ".html": lambda d: markup.html(decode(d)),
         ".htm": lambda d: markup.html(decode(d)),
-        ".pdf": office.pdf,
-        ".docx": office.docx,
+        ".pdf": lambda d: office.pdf(d, limits),
+        ".docx": lambda d: office.docx(d, limits),
     }
-    blocks = parsers[suffix](data)
-    if not any(b.text.strip() for b in blocks if b.kind != "heading"):
-        raise EmptyDocument()
-    return blocks
+    return bounded(parsers[suffix](data), limits)
 
 
 def decode(data: bytes) -> str:
@@ -76,10 +80,20 @@ def decode(data: bytes) -> str:
 
 def paragraphs(text: str) -> Iterator[str]:
     """Paragraphs separated by blank lines, each with its lines joined."""
-    for part in re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n")):
+    for part in _pieces(text.replace("\r\n", "\n").replace("\r", "\n"), _BLANK):
         lines = [line.strip() for line in part.split("\n") if line.strip()]
         if lines:
             yield join_lines(lines)
+
+
+def _pieces(text: str, separator: re.Pattern[str]) -> Iterator[str]:
+    """``separator.split(text)`` one piece at a time (a list of a large file's lines is many
+    times the file's size)."""
+    start = 0
+    for gap in separator.finditer(text):
+        yield text[start : gap.start()]
+        start = gap.end()
+    yield text[start:]
 
 
 def join_lines(lines: list[str]) -> str:
@@ -91,76 +105,79 @@ def join_lines(lines: list[str]) -> str:
     return text
 
 
-def plain(text: str) -> list[Block]:
-    return [Block("text", p) for p in paragraphs(text)]
+def plain(text: str) -> Iterator[Block]:
+    return (Block("text", p) for p in paragraphs(text))
 
 
-def table(text: str) -> list[Block]:
+def table(text: str) -> Iterator[Block]:
     """CSV (or semicolon/tab separated): one row block per line, with the header's names."""
     sample = text[:8192]
     try:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
     except csv.Error:
         dialect = csv.excel
+    header: list[str] | None = None
     try:
-        rows = [row for row in csv.reader(io.StringIO(text), dialect) if any(c.strip() for c in row)]
+        for row in csv.reader(io.StringIO(text), dialect):
+            if not any(c.strip() for c in row):
+                continue
+            if header is None:
+                header = row
+            elif (block := table_row(header, row)) is not None:
+                yield block
     except csv.Error:
         raise BrokenDocument(reason="knowledge.csv") from None
-    if not rows:
-        return []
-    header, body = rows[0], rows[1:]
-    return [block for row in body if (block := table_row(header, row)) is not None]
 
 
-def markdown(text: str) -> list[Block]:
+def markdown(text: str) -> Iterator[Block]:
     """Headings (``#`` and underlined), paragraphs, code blocks as text, and pipe tables."""
-    blocks: list[Block] = []
     para: list[str] = []
     rows: list[str] = []
     fence = ""
 
-    def flush() -> None:
+    def flush() -> list[Block]:
+        done: list[Block] = []
         if para:
-            blocks.append(Block("text", join_lines(para) if not fence else "\n".join(para)))
+            done.append(Block("text", join_lines(para) if not fence else "\n".join(para)))
             para.clear()
         if rows:
-            blocks.extend(_pipe_table(rows))
+            done.extend(_pipe_table(rows))
             rows.clear()
+        return done
 
     text = _FRONT_MATTER.sub("", text.replace("\r\n", "\n").replace("\r", "\n"), count=1)
-    for raw in text.split("\n"):
+    for raw in _pieces(text, _NEWLINE):
         line = raw.rstrip()
         opening = _FENCE.match(line)
         if fence:
             if opening and opening.group(1) == fence:
-                flush()
+                yield from flush()
                 fence = ""
             else:
                 para.append(line)
             continue
         if opening:
-            flush()
+            yield from flush()
             fence = opening.group(1)
             continue
         heading = _ATX.match(line)
         if heading:
-            flush()
-            blocks.append(Block("heading", _plain(heading.group(2)), len(heading.group(1))))
+            yield from flush()
+            yield Block("heading", _plain(heading.group(2)), len(heading.group(1)))
         elif line.strip().startswith("|") and line.count("|") >= 2:
             if para:
-                flush()
+                yield from flush()
             rows.append(line)
         elif _SETEXT.match(line) and len(para) == 1 and not rows:
             title = para.pop()
-            blocks.append(Block("heading", _plain(title), 1 if "=" in line else 2))
+            yield Block("heading", _plain(title), 1 if "=" in line else 2)
         elif not line.strip() or (_RULE.match(line) and not para):  # a blank line or a thematic break
-            flush()
+            yield from flush()
         else:
             if rows:
-                flush()
+                yield from flush()
             para.append(line.strip())
-    flush()
-    return blocks
+    yield from flush()
 
 
 def _plain(text: str) -> str:
