@@ -49,4 +49,25 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The speech model cannot be loaded; the operator has been told in the log.",
         "zh": "无法加载语音模型，详情已写入服务器日志。",
     },
+    # -- the page's microphone, speaker buttons and settings (chat/ui/assets/voice.js) ---------
+    "voice.page.mic": {"en": "Speak a message", "zh": "语音输入"},
+    "voice.page.mic_stop": {"en": "Stop recording", "zh": "停止录音"},
+    "voice.page.listening": {
+        "en": "Listening… press the microphone again (or Esc) to stop.",
+        "zh": "正在听……再按一次麦克风（或 Esc）结束。",
+    },
+    "voice.page.transcribing": {"en": "Transcribing…", "zh": "正在识别……"},
+    "voice.page.read": {"en": "Read aloud", "zh": "朗读"},
+    "voice.page.settings": {"en": "Voice", "zh": "语音"},
+    "voice.page.send_now": {"en": "Send a recording at once", "zh": "录音后立即发送"},
+    "voice.page.read_all": {"en": "Read every reply aloud", "zh": "自动朗读每条回复"},
+    "voice.page.mic_denied": {
+        "en": "The microphone is blocked: allow it in the browser's site settings.",
+        "zh": "麦克风被阻止：请在浏览器的网站设置中允许使用。",
+    },
+    "voice.page.no_mic": {
+        "en": "This browser cannot record here (a microphone needs HTTPS or localhost).",
+        "zh": "此浏览器无法在这里录音（麦克风需要 HTTPS 或 localhost）。",
+    },
+    "voice.page.failed": {"en": "Voice failed: try again.", "zh": "语音出错，请重试。"},
 }

@@ -40,6 +40,13 @@ class Voice:
         self.recordings = recordings
         self.browser_speech = browser_speech
 
+    @property
+    def page_speech(self) -> str:
+        """Who reads replies on the page: ``server``, ``browser`` (its own synthesis) or ``off``."""
+        if self.speaker is not None:
+            return "server"
+        return "browser" if self.browser_speech else "off"
+
     def hear(self, data: bytes, filename: str = "", language: str | None = None) -> Transcript:
         """The words in an upload. ``language``: the user's (``zh``, ``zh-TW``, ``en``), or None
         to let the model tell. Raises ``VoiceError`` for audio a person must fix."""
