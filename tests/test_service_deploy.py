@@ -89,7 +89,9 @@ def test_dockerfile_healthcheck_command_probes_healthz(local_backend) -> None:
 def nginx_config(replicas: list[str], port: int, prefix: Path) -> str:
     """The shipped config with this test's upstreams, port and writable paths."""
     text = NGINX_CONF.read_text(encoding="utf-8")
-    servers = "\n".join(f"        server {r} max_fails=3 fail_timeout=10s;" for r in replicas)
+    options = re.search(r"server app\d+:7860( [^;]*);", text)
+    assert options is not None
+    servers = "\n".join(f"        server {r}{options[1]};" for r in replicas)
     text, count = re.subn(r"(?:^ *server app\d+:7860[^;]*;\n)+", servers + "\n", text, flags=re.M)
     assert count == 1
     text = text.replace("listen 8080;", f"listen 127.0.0.1:{port};")
@@ -134,21 +136,34 @@ def proxy(local_backend, tmp_path_factory) -> Iterator[str]:
             process.wait(10)
 
 
-def test_sticky_cookie_keeps_a_visitor_on_one_replica(proxy: str) -> None:
-    first = httpx.get(proxy + "healthz")
-    cookie = first.cookies.get("chat_sticky")
-    assert cookie == "127.0.0.1"
+def test_a_visitor_stays_on_one_replica(proxy: str) -> None:
+    """Affinity rides on the visitor cookie the app hands out with its first answer."""
+    first = httpx.get(proxy + "api/conversations")
+    visitor = first.cookies.get("chat_visitor")
+    assert visitor and "chat_sticky" not in first.cookies  # nginx sets no cookie of its own
     served = {
-        httpx.get(proxy + "healthz", cookies={"chat_sticky": cookie}).headers["x-served-by"] for _ in range(8)
+        httpx.get(proxy + "healthz", cookies={"chat_visitor": visitor}).headers["x-served-by"]
+        for _ in range(8)
     }
-    assert served == {first.headers["x-served-by"]}
-    again = httpx.get(proxy + "healthz", cookies={"chat_sticky": cookie})
-    assert "chat_sticky" not in again.cookies  # set once
+    assert len(served) == 1
     spread = {
-        httpx.get(proxy + "healthz", cookies={"chat_sticky": f"visitor-{i}"}).headers["x-served-by"]
+        httpx.get(proxy + "healthz", cookies={"chat_visitor": f"visitor-{i}"}).headers["x-served-by"]
         for i in range(16)
     }
     assert len(spread) == 2  # different visitors use both replicas
+    pinned = {
+        httpx.get(proxy + "healthz", cookies={"chat_visitor": f"visitor-{i}", "chat_sticky": "pin"}).headers[
+            "x-served-by"
+        ]
+        for i in range(8)
+    }
+    assert len(pinned) == 1  # an explicit chat_sticky pin wins over the visitor
+    # A client without cookies that names its conversation stays with it too.
+    by_conversation = [
+        httpx.get(proxy + "healthz", headers={"X-Conversation-Id": f"c{i % 8}"}).headers["x-served-by"]
+        for i in range(16)
+    ]
+    assert by_conversation[:8] == by_conversation[8:] and len(set(by_conversation)) == 2
 
 
 def test_gradio_queue_works_through_the_proxy(proxy: str) -> None:
