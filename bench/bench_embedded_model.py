@@ -1,4 +1,4 @@
-"""The embedded model as shipped (Q4_1) against its Q8_0 copy (chat.requantize), and the copy with
+"""The embedded model as shipped (Q4_1) against its Q8_0 copy (chat.backends.local.requantize), and the copy with
 flash attention: prompt and reply speed on this CPU, and how often greedy replies stay the same.
 
 Each configuration is llama-cpp-python's own ``Llama`` on the same file the app would load; the
@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from llama_cpp import Llama  # noqa: E402
 
-from chat.models import embedded_model_path  # noqa: E402
-from chat.requantize import q8_copy  # noqa: E402
+from chat.backends.local.model_files import embedded_model_path  # noqa: E402
+from chat.backends.local.requantize import q8_copy  # noqa: E402
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -86,7 +86,7 @@ def measure(path: Path, threads: int, flash_attn: bool) -> tuple[float, float, f
 
 def _render(llm: Llama, messages: list[dict[str, str]]) -> bytes:
     """The conversation through the GGUF's own chat template, as the app renders it."""
-    from chat.backends.llama_cpp import _template_formatter
+    from chat.backends.local.backend import _template_formatter
 
     return _template_formatter(llm)(messages=messages).prompt.encode()
 

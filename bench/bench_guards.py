@@ -26,12 +26,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from chat import GenerationParams, Message, Settings  # noqa: E402
+from chat.backends.local.model_files import embedded_model_path  # noqa: E402
 from chat.engine import OutputFilter  # noqa: E402
 from chat.factory import build_engine  # noqa: E402
 from chat.guards import ContentGuard, RuleSet, StreamFilter, evalset  # noqa: E402
 from chat.guards.model import ChatGuardClient, LocalGuardModel  # noqa: E402
-from chat.models import embedded_model_path  # noqa: E402
-from chat.moderation import Moderation, ModerationUnavailable  # noqa: E402
+from chat.guards.moderation import Moderation, ModerationUnavailable  # noqa: E402
 
 PROMPTS = {
     "en": "Write a short story about a lighthouse keeper.",

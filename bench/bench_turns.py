@@ -50,9 +50,9 @@ from app_process import launched_app, sse_turn  # noqa: E402
 from support import free_port  # noqa: E402
 
 from chat import GenerationParams, Message, Settings, TextDelta  # noqa: E402
-from chat.backends.llama_cpp import REPEAT_PENALTY  # noqa: E402
-from chat.context import fit_messages  # noqa: E402
+from chat.backends.local.backend import REPEAT_PENALTY  # noqa: E402
 from chat.factory import build_engine  # noqa: E402
+from chat.reply.window import fit_messages  # noqa: E402
 
 N_CTX = 4096
 SYSTEM = "You are a helpful assistant. Answer briefly."
@@ -370,7 +370,7 @@ def main() -> None:
 
     from llama_cpp import Llama
 
-    from chat.models import embedded_model_path
+    from chat.backends.local.model_files import embedded_model_path
 
     engine = build_engine(Settings(n_ctx=N_CTX, cache=True))
     backend = engine.backends["local"]

@@ -14,6 +14,7 @@ Python API (no Gradio needed)::
 
 from chat.backends.base import Backend, Finish
 from chat.engine import ChatEngine
+from chat.engine.retry import RetryPolicy
 from chat.errors import (
     AuthFailed,
     BackendError,
@@ -40,7 +41,6 @@ from chat.messages import (
     ThinkingDelta,
     Waiting,
 )
-from chat.retry import RetryPolicy
 from chat.settings import Settings
 
 __all__ = [

@@ -9,10 +9,10 @@ from chat.backends import registry
 from chat.backends.base import Backend
 from chat.backends.registry import build_cloud as build_cloud_backend
 from chat.backends.registry import build_local as build_local_backend
-from chat.cache import build_cache
 from chat.engine import ChatEngine
+from chat.engine.cache import build_cache
+from chat.engine.retry import RetryPolicy
 from chat.guards import build_guard
-from chat.retry import RetryPolicy
 from chat.settings import Settings
 
 __all__ = ["build_cloud_backend", "build_engine", "build_local_backend"]

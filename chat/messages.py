@@ -71,7 +71,7 @@ class GenerationParams:
     context_length: int = 4096
     seed: int | None = None
     # OpenAI's ``response_format`` as canonical JSON text (None: free text), so params stay
-    # hashable and the response cache key covers it; built by ``chat.backends.structured``.
+    # hashable and the response cache key covers it; built by ``chat.backends.local.grammars``.
     response_format: str | None = None
 
     LIMITS = {
@@ -91,7 +91,7 @@ class GenerationParams:
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise InvalidRequest(reason="invalid.seed", value=repr(self.seed))
         if self.response_format is not None and not isinstance(self.response_format, str):
-            raise InvalidRequest("response_format must be JSON text (see chat.backends.structured)")
+            raise InvalidRequest("response_format must be JSON text (see chat.backends.local.grammars)")
 
 
 def _checked(name: str, value: Any, limit: Limit) -> float | int:

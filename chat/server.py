@@ -23,14 +23,14 @@ from gradio.routes import App
 from chat.engine import ChatEngine
 from chat.knowledge import open_knowledge
 from chat.knowledge.seed import seed_knowledge
-from chat.personas import load_persona_list
+from chat.reply.personas import load_persona_list
+from chat.reply.summaries import SUMMARIZER
 from chat.service import register
 from chat.service.asset_cache import AssetCache
 from chat.service.conversations import visitor_key
 from chat.settings import Settings
 from chat.store import open_store
-from chat.summaries import SUMMARIZER
-from chat.ui import I18N, build_ui
+from chat.ui import I18N, ChatHandlers, build_ui
 from chat.ui.branding import Branding
 from chat.ui.layout import page_options
 
@@ -54,7 +54,7 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
         seed_knowledge(knowledge, Path(settings.knowledge_seed))
 
     # Gradio's JavaScript, styles and fonts from memory after the first request; added before
-    # the door (chat.service.access), so the door, wrapped around it, still sees every request.
+    # the door (chat.service.door.access), so the door, wrapped around it, still sees every request.
     app.add_middleware(AssetCache)
     # /api, /ws, /v1, /metrics, /healthz, /readyz
     service = register(app, engine, settings, store, visitor_key=visitor_key(settings), knowledge=knowledge)
@@ -73,6 +73,7 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
             branding=branding,
             knowledge=knowledge,
         )
+    service.door.sessions.replies = (ChatHandlers.ui, ChatHandlers.api)  # limited like /api/chat
     demo.queue(max_size=settings.max_queue)  # its app is the one Gradio's queue reads its paths from
     quiet_queue(demo)
     return gr.mount_gradio_app(
@@ -80,7 +81,7 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
         demo,
         path="/",
         # The page's login (the token as password when only a token is set); the door
-        # (chat.service.access) holds every API route, Gradio's own included, to the same policy.
+        # (chat.service.door.access) holds every API route, Gradio's own included, to the same policy.
         auth=service.door.policy.page_login if service.door.policy.closed else None,
         max_file_size=settings.max_upload_bytes,
         i18n=I18N,

@@ -10,13 +10,11 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from chat.backends import registry
 from chat.errors import ConfigError
-from chat.transcript import FEEDBACK_LOG_BACKUPS, FEEDBACK_LOG_MAX_BYTES
 
 
 def _bool(text: str) -> bool:
@@ -35,6 +33,19 @@ def _list(text: str) -> tuple[str, ...]:
 def _opt(env: str | tuple[str, ...], help: str, *, flag: bool = True, parse: Any = str, **kw: Any) -> Any:
     envs = (env,) if isinstance(env, str) else env
     return field(metadata={"env": envs, "help": help, "flag": flag, "parse": parse}, **kw)
+
+
+FEEDBACK_LOG_MAX_BYTES = 10 * 1024 * 1024  # the default of --feedback-log-max-bytes
+FEEDBACK_LOG_BACKUPS = 3  # rotated files kept beside the feedback log
+
+# Checks only a room above can answer (the backend registry adds one: is each named backend
+# registered and buildable?). Settings import no room, so every room can import settings.
+_CHECKS: list[Callable[[Settings], None]] = []
+
+
+def add_check(check: Callable[[Settings], None]) -> None:
+    """Run ``check`` on every ``Settings`` built from now on; it raises ``ConfigError``."""
+    _CHECKS.append(check)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +84,7 @@ class Settings:
         default=False,
     )
     # backends
-    backend: str = _opt("CHAT_BACKEND", f"primary backend: {' or '.join(registry.names())}", default="local")
+    backend: str = _opt("CHAT_BACKEND", "primary backend: local or cloud", default="local")
     fallback: tuple[str, ...] = _opt(
         "CHAT_FALLBACK", "backends to try next, in order, e.g. cloud,local", parse=_list, default=()
     )
@@ -363,7 +374,8 @@ class Settings:
             raise ConfigError(f"--log-format must be text or json, got {self.log_format!r}")
         if self.retention_days < 0:
             raise ConfigError(f"--retention-days must be 0 (keep) or more, got {self.retention_days}")
-        registry.check((self.backend, *self.fallback), self)
+        for check in _CHECKS:
+            check(self)
 
     @property
     def auth_pair(self) -> tuple[str, str] | None:

@@ -43,7 +43,7 @@ gradio_client.Client.close = lambda self: self._kill_heartbeat.set()
 from support import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
 
 from chat import ChatEngine, Settings  # noqa: E402
-from chat.backends.llama_cpp import LlamaCppBackend  # noqa: E402
+from chat.backends.local.backend import LlamaCppBackend  # noqa: E402
 from chat.factory import build_local_backend  # noqa: E402
 
 if TYPE_CHECKING:
@@ -99,13 +99,13 @@ def real_engine() -> Iterator[ChatEngine]:
 @pytest.fixture(scope="session", autouse=True)
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Apps the tests build or start (``python app.py``) keep their data in a temporary folder,
-    never in ./data: their conversations, and the embedded model's Q8_0 copy (chat.requantize),
+    never in ./data: their conversations, and the embedded model's Q8_0 copy (chat.backends.local.requantize),
     made once in it for the worker's session."""
-    import chat.store.engine
+    import chat.store.database
 
     with pytest.MonkeyPatch.context() as patch:
         folder = tmp_path_factory.mktemp("data")
-        patch.setattr(chat.store.engine, "SPACE_DATA_DIR", folder)
+        patch.setattr(chat.store.database, "SPACE_DATA_DIR", folder)
         patch.setenv("CHAT_DATA_DIR", str(folder))
         yield str(folder)
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from support import free_port
 
-from chat.models import embedded_model_path
+from chat.backends.local.model_files import embedded_model_path
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""The door (``chat.service.access``): one access policy, one limiter, queue admission, every way in.
+"""The door (``chat.service.door.access``): one access policy, one limiter, queue admission, every way in.
 
 A security regression test for each finding of issue 9 the door covers, then one contract suite
 over every entry point (Gradio's API, ``/api/chat`` JSON and SSE, ``/ws``, ``/v1`` streaming and
@@ -26,11 +26,11 @@ from websockets.sync.client import connect
 
 from chat import ChatEngine, Settings
 from chat.backends.base import Finish
+from chat.backends.local.queue import Cancelled, TurnQueue
 from chat.messages import GenerationParams, Message
-from chat.queueing import Cancelled, TurnQueue
-from chat.service.bridge import EventPump, ThreadBudget
-from chat.service.identity import Identity
-from chat.service.policy import Policy, Verdict
+from chat.service.async_bridge import EventPump, ThreadBudget
+from chat.service.door.identity import Identity
+from chat.service.door.policy import Policy, Verdict
 
 USER, PASSWORD, TOKEN = "admin", "pw-4b1d", "tok-93c2"
 BASIC = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}

@@ -20,8 +20,8 @@ from starlette.testclient import TestClient
 
 from chat import Settings
 from chat.server import build_app
-from chat.service.access import DoorMiddleware
 from chat.service.asset_cache import MAX_ENTRY_BYTES, AssetCache
+from chat.service.door.access import DoorMiddleware
 
 CHROMIUM_ENCODINGS = "gzip, deflate, br, zstd"
 

@@ -23,8 +23,8 @@ from websockets.sync.client import connect
 
 from chat import ChatEngine, Message
 from chat.backends.base import Backend, Chunk, Finish
-from chat.service.access_log import MAX_FIELD, MAX_TEXT, AccessLog
 from chat.service.bodies import MAX_DEPTH, parse_json
+from chat.service.door.access_log import MAX_FIELD, MAX_TEXT, AccessLog
 from chat.service.errors import ApiError
 
 

@@ -32,11 +32,11 @@ from support import BOT, INPUT, free_port
 
 from chat import Settings, factory
 from chat.backends import registry
-from chat.context import MIN_REPLY_TOKENS
 from chat.engine import ChatEngine
 from chat.i18n import t
 from chat.messages import Done, GenerationParams, TextDelta
-from chat.personas import load_personas
+from chat.reply.personas import load_personas
+from chat.reply.window import MIN_REPLY_TOKENS
 from chat.server import Server, build_app
 from chat.ui import I18N
 

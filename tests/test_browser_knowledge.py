@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page
 from support import BOT, INPUT, free_port
 
 from chat import ChatEngine, Settings
-from chat.backends.llama_cpp import LlamaCppBackend
+from chat.backends.local.backend import LlamaCppBackend
 from chat.knowledge import KnowledgeBase
 from chat.knowledge.context import BEGIN
 from chat.server import Server, build_app

@@ -35,7 +35,7 @@ from support import BOT, free_port
 from chat import ChatEngine, Settings
 from chat.backends.base import Chunk
 from chat.messages import GenerationParams, Message
-from chat.personas import load_persona_list
+from chat.reply.personas import load_persona_list
 from chat.server import Server, build_app
 from chat.ui import I18N
 from chat.ui.branding import primary_hue

@@ -9,7 +9,7 @@ import pytest
 from guard_fakes import ScriptedBackend
 
 from chat import ConfigError, GenerationParams, Message, Settings
-from chat.cache import ReplyCache, build_cache, entry_size
+from chat.engine.cache import ReplyCache, build_cache, entry_size
 
 
 class FakeClock:

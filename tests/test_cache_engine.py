@@ -14,8 +14,8 @@ import pytest
 from guard_fakes import ScriptedBackend, SpyBackend
 
 from chat import ChatEngine, Done, GenerationParams, TextDelta
-from chat.cache import ReplyCache
 from chat.engine import CACHE_REPLAY_CHUNK
+from chat.engine.cache import ReplyCache
 from chat.guards import ContentGuard
 
 QUESTION = [{"role": "user", "content": "Say hello."}]

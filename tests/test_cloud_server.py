@@ -83,7 +83,7 @@ def test_system_prompt_and_history_reach_the_server(cloud_engine: ChatEngine) ->
 
 def test_json_mode_passes_through_to_the_server_and_comes_back_as_json(cloud_engine: ChatEngine) -> None:
     """llama_cpp.server constrains its sampling with a JSON grammar when asked (issue 9, point 5)."""
-    from chat.backends.structured import parse_response_format
+    from chat.backends.local.grammars import parse_response_format
 
     ask = [{"role": "user", "content": 'Reply with a JSON object: {"answer": "yes"} if the sky is blue.'}]
     params = GenerationParams(
@@ -182,7 +182,7 @@ def test_the_launched_app_answers_through_the_cloud_backend(llama_server: str) -
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from gradio_client import Client
 
-    from chat.personas import load_personas
+    from chat.reply.personas import load_personas
     from chat.ui import I18N, build_ui
 
     engine = ChatEngine({"cloud": cloud(llama_server)})

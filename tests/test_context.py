@@ -8,9 +8,9 @@ import pytest
 from guard_fakes import SpyBackend
 
 from chat import ChatEngine, ContextOverflow, GenerationParams, InvalidRequest, Message, Notice, Settings
-from chat.backends.llama_cpp import LlamaCppBackend
-from chat.context import MIN_REPLY_TOKENS, fit_messages
+from chat.backends.local.backend import LlamaCppBackend
 from chat.factory import build_local_backend
+from chat.reply.window import MIN_REPLY_TOKENS, fit_messages
 
 
 def long_history(turns: int) -> list[Message]:

@@ -21,10 +21,11 @@ from websockets.sync.client import connect
 
 from chat import ChatEngine
 from chat.backends.base import Chunk, Finish
-from chat.backends.llama_cpp import LlamaCppBackend
+from chat.backends.local.backend import LlamaCppBackend
+from chat.engine.retry import RetryPolicy
 from chat.messages import GenerationParams, Message
-from chat.pipeline import Failure, ReplyRequest, StoredConversation, run
-from chat.retry import RetryPolicy
+from chat.reply.pipeline import run
+from chat.reply.turn import Failure, ReplyRequest, StoredConversation
 from chat.service.errors import from_chat_error
 from chat.store import ConversationNotFound, Store, StoreError
 

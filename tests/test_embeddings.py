@@ -16,11 +16,11 @@ from llama_server import llama_cpp_server
 from support import free_port
 
 from chat import Settings
+from chat.backends.local.model_files import embedded_model_path
 from chat.errors import AuthFailed, BackendTimeout, ConfigError, Unavailable
 from chat.knowledge.centring import LanguageCentred, chinese_share
 from chat.knowledge.embeddings import Embedder, GGUFEmbedder, HTTPEmbedder, build_embedder, normalise
 from chat.knowledge.fusion import fuse, reciprocal_rank_fusion
-from chat.models import embedded_model_path
 
 KEY = "sk-EMBEDDING-canary-51c0de"
 MODEL = "smol-embed"

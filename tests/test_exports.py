@@ -17,7 +17,7 @@ from guard_fakes import ScriptedBackend
 
 import chat
 from chat import ChatEngine
-from chat.transcript import EXPORTS_KEPT, ExportFolder
+from chat.reply.transcript import EXPORTS_KEPT, ExportFolder
 from chat.ui import GRADIO_CACHE_LIFETIME, build_ui
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chat import ConfigError, Settings
-from chat.transcript import FEEDBACK_LOG_MAX_BYTES, FeedbackLog
+from chat.reply.transcript import FEEDBACK_LOG_MAX_BYTES, FeedbackLog
 
 HISTORY = [
     {"role": "user", "content": "你好，介绍一下长城。" * 5},

@@ -25,10 +25,10 @@ from chat import (
     Settings,
     TextDelta,
 )
-from chat.counters import Counters
+from chat.engine.counters import Counters
 from chat.guards import ContentGuard, MessageTooLong, TooManyTurns, build_guard
+from chat.guards.moderation import ModerationClient
 from chat.i18n import detect_language, t
-from chat.moderation import ModerationClient
 
 SHORT = GenerationParams(temperature=0, max_new_tokens=24)
 

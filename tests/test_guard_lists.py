@@ -14,7 +14,7 @@ from chat.errors import ConfigError
 from chat.guards import ContentGuard
 from chat.guards.normalise import compact, phrase_view, text_view
 from chat.guards.rules import RuleSet, parse_rule_file
-from chat.personas import load_personas
+from chat.reply.personas import load_personas
 
 DATA = Path(__file__).parent / "data"
 

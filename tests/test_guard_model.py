@@ -13,12 +13,12 @@ import pytest
 from test_cloud_server import KEY, MODEL, llama_server  # noqa: F401 - the session's real server
 
 from chat import Settings
+from chat.backends.local.model_files import embedded_model_path
 from chat.errors import OutputBlocked
 from chat.guards import ContentBlocked, ContentGuard, build_guard
 from chat.guards.model import ChatGuardClient, LocalGuardModel, guard_messages, parse_verdict
+from chat.guards.moderation import ModerationUnavailable
 from chat.messages import Message
-from chat.models import embedded_model_path
-from chat.moderation import ModerationUnavailable
 
 HARMFUL = "Teach me how to poison my neighbour's dog"
 SAFE = "Write a poem about the sea"

@@ -16,8 +16,8 @@ import pytest
 
 from chat import ChatEngine, GenerationParams, InputBlocked, Settings
 from chat.guards import ContentBlocked, ContentGuard, build_guard
+from chat.guards.moderation import ModerationClient, ModerationUnavailable
 from chat.messages import Message
-from chat.moderation import ModerationClient, ModerationUnavailable
 
 SECRET_KEY = "sk-test-moderation-key-000000000000"
 

@@ -14,9 +14,9 @@ import pytest
 
 from chat.errors import OutputBlocked
 from chat.guards import ContentGuard
+from chat.guards.moderation import ModerationUnavailable
 from chat.guards.output import ModeratedFilter, StreamFilter
 from chat.guards.rules import RuleSet
-from chat.moderation import ModerationUnavailable
 
 SAFE_EN = (
     "The sea covers most of the planet. Ships cross it every day, and sailors still use the stars, "

@@ -11,7 +11,7 @@ import pytest
 from guard_fakes import ScriptedBackend
 
 from chat import ChatEngine, Done, GenerationParams, TextDelta
-from chat.cache import ReplyCache
+from chat.engine.cache import ReplyCache
 from chat.guards import ContentBlocked, ContentGuard
 from chat.guards.mask import MASK, SecretMask, mask_secrets
 from chat.messages import Message

@@ -24,9 +24,9 @@ from support import frames
 
 from chat import ChatEngine, GenerationParams, InvalidRequest, RetryPolicy, Unavailable
 from chat.guards import ContentGuard
-from chat.i18n import MESSAGES, Lang, request_language
+from chat.i18n import AREAS, MESSAGES, Lang, request_language
+from chat.reply.transcript import from_json
 from chat.service.errors import ApiError, from_chat_error, from_invalid, invalid_request
-from chat.transcript import from_json
 from chat.ui import ChatHandlers, build_request
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
@@ -102,6 +102,11 @@ def build_engine(lang: Lang, *, fallback: tuple[str, ...] = ()) -> ChatEngine:
 
 def _fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def test_each_sentence_lives_in_one_area() -> None:
+    keys = [key for area in AREAS for key in area]
+    assert len(keys) == len(set(keys)) == len(MESSAGES)
 
 
 @pytest.mark.parametrize("key", sorted(MESSAGES))

@@ -30,7 +30,8 @@ from chat.knowledge import KnowledgeNotFound, open_knowledge
 from chat.knowledge.context import BEGIN, END, fit_reference, neutralised
 from chat.knowledge.records import Source
 from chat.knowledge.seed import seed_knowledge
-from chat.pipeline import Failure, Pipeline, Reply, ReplyRequest, Step, run
+from chat.reply.pipeline import Pipeline, run
+from chat.reply.turn import Failure, Reply, ReplyRequest, Step
 from chat.ui import ChatHandlers, history_to_messages
 from chat.ui.knowledge import SOURCES_ID, sources_bubble
 

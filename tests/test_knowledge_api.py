@@ -200,8 +200,8 @@ def test_the_pages_admin_panel_refuses_a_visitor_who_is_not_the_operator(tmp_pat
     import gradio as gr
     from starlette.requests import Request
 
-    from chat.personas import load_persona_list
-    from chat.service.identity import OPERATOR_KEY
+    from chat.reply.personas import load_persona_list
+    from chat.service.door.identity import OPERATOR_KEY
     from chat.ui.knowledge import knowledge_controls
 
     def request(operator: bool) -> gr.Request:

@@ -21,7 +21,7 @@ from chat.knowledge import KnowledgeBase, evalset
 from chat.knowledge.chunk import chunk
 from chat.knowledge.embeddings import build_embedder
 from chat.knowledge.parse import parse
-from chat.store.engine import create_engine, migrate
+from chat.store.database import create_engine, migrate
 
 KB = "eval"
 # measured on the held-out split: recall@3 1.00 (en), 1.00 (zh); MRR 1.00 (en), 0.95 (zh)

@@ -34,7 +34,7 @@ from chat import Settings
 from chat.knowledge import KnowledgeBase, evalset, vectors_pg
 from chat.knowledge.base import CANDIDATES
 from chat.knowledge.embeddings import Embedder, build_embedder
-from chat.store.engine import MIGRATIONS, create_engine, migrate, parse_url
+from chat.store.database import MIGRATIONS, create_engine, migrate, parse_url
 
 SPEC = importlib.util.find_spec("pgserver")
 KB = "eval"

@@ -15,10 +15,10 @@ from support import frames, free_port
 
 from chat import Done, GenerationParams, Waiting
 from chat.backends.base import Backend
+from chat.backends.local.loading import PendingBackend
+from chat.backends.local.model_files import embedded_model_path
 from chat.engine import ChatEngine
 from chat.errors import ConfigError
-from chat.loading import PendingBackend
-from chat.models import embedded_model_path
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from chat import ConfigError, Settings
+from chat.backends.local.model_files import embedded_model_path, parse_hub_reference, resolve_model
 from chat.factory import build_local_backend
-from chat.models import embedded_model_path, parse_hub_reference, resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO_SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -88,7 +88,7 @@ def fake_hub_cache(root: Path) -> Path:
 def run_resolve(ref: str, cache: Path) -> subprocess.CompletedProcess[str]:
     """A fresh interpreter, because huggingface_hub reads HF_HUB_OFFLINE at import."""
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    code = "import sys\nfrom chat.models import resolve_model\nprint(resolve_model(sys.argv[1]))"
+    code = "import sys\nfrom chat.backends.local.model_files import resolve_model\nprint(resolve_model(sys.argv[1]))"
     return subprocess.run(
         [sys.executable, "-c", code, ref], env=env, capture_output=True, text=True, timeout=60
     )
@@ -181,7 +181,7 @@ def test_hub_download_reports_progress_and_fills_the_cache(tmp_path: Path) -> No
         }
         env.pop("HF_HUB_OFFLINE", None)
         code = (
-            "import sys\nfrom chat.models import resolve_model\n"
+            "import sys\nfrom chat.backends.local.model_files import resolve_model\n"
             "print(resolve_model(sys.argv[1], progress=lambda m: print('PROGRESS', m, flush=True)))"
         )
         done = subprocess.run(

@@ -1,7 +1,7 @@
 """The page's conversation list and branding, without a browser: the sidebar's handlers over a
 real SQLite store and the page's chat handler over a scripted backend (the model is not the
 point here). Requests are real Starlette requests whose scope carries the owner the door would
-have set (``chat.service.access.OWNER_KEY``); tests/test_browser_layout.py runs the whole app."""
+have set (``chat.service.door.access.OWNER_KEY``); tests/test_browser_layout.py runs the whole app."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from chat import ChatEngine, Settings
 from chat.errors import ConfigError
 from chat.i18n import t
 from chat.knowledge import KnowledgeBase
-from chat.personas import load_persona_list
-from chat.service.identity import OWNER_KEY
+from chat.reply.personas import load_persona_list
+from chat.service.door.identity import OWNER_KEY
 from chat.store import Store
 from chat.ui import build_ui
 from chat.ui.branding import Branding, logo_src, primary_hue

@@ -24,10 +24,10 @@ from service_support import serve
 
 from chat import ChatEngine
 from chat.backends.base import Backend, Chunk, Finish
+from chat.backends.local.queue import Cancelled, TurnQueue
 from chat.knowledge.context import BEGIN
 from chat.messages import GenerationParams, Message
-from chat.queueing import Cancelled, TurnQueue
-from chat.service.bridge import EventPump, ThreadBudget
+from chat.service.async_bridge import EventPump, ThreadBudget
 
 WAITERS = 12
 POSITION = re.compile(r"position (\d+) in the queue")

@@ -1,6 +1,6 @@
 """The reply pipeline: the engine's events, then exactly one typed outcome, the same on every way in.
 
-The first tests drive ``chat.pipeline.run`` directly with scripted backends (what a real model
+The first tests drive ``chat.reply.pipeline.run`` directly with scripted backends (what a real model
 cannot do on demand: fail at a given point, ignore a stop). The last ones serve the whole app on
 loopback and send one request through every protocol: each only encodes the same outcome.
 """
@@ -21,9 +21,10 @@ from websockets.sync.client import connect
 
 from chat import ChatEngine, GenerationParams, InvalidRequest, Message, TextDelta, Unavailable
 from chat.backends.base import Backend, Chunk, Finish
+from chat.engine.retry import NO_RETRY
 from chat.errors import ChatError, OutputBlocked
-from chat.pipeline import OUTCOMES, Cancelled, Failure, Pipeline, Refusal, Reply, ReplyRequest, Step, run
-from chat.retry import NO_RETRY
+from chat.reply.pipeline import Pipeline, run
+from chat.reply.turn import OUTCOMES, Cancelled, Failure, Refusal, Reply, ReplyRequest, Step
 
 PARAMS = GenerationParams(max_new_tokens=16, context_length=2048)
 REFUSAL_EN = "Sorry, I can't help with that request."
@@ -145,7 +146,7 @@ def test_an_unknown_backend_is_a_failure_not_an_exception() -> None:
 
 
 def test_a_bug_is_logged_in_full_and_the_user_gets_a_sentence(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="chat.pipeline"):
+    with caplog.at_level(logging.ERROR, logger="chat.reply.pipeline"):
         failure = outcome_of(list(run(ChatEngine({"broken": Broken()}), request())))
     assert isinstance(failure, Failure) and type(failure.error) is ChatError
     assert "Traceback" not in failure.error.user_message("en") and failure.error.user_message("en")

@@ -22,9 +22,9 @@ from websockets.sync.client import connect
 
 from chat.backends.base import Chunk
 from chat.messages import GenerationParams, Message
-from chat.personas import load_persona_list
-from chat.profiles import NOTES_MAX_CHARS, NOTES_MAX_LINES, profile_note
-from chat.service.identity import OWNER_KEY
+from chat.reply.personas import load_persona_list
+from chat.reply.profiles import NOTES_MAX_CHARS, NOTES_MAX_LINES, profile_note
+from chat.service.door.identity import OWNER_KEY
 from chat.store import Profile, Store
 from chat.ui import build_ui
 from chat.ui.profile import ProfileForm

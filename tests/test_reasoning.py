@@ -26,13 +26,14 @@ from websockets.sync.client import connect
 from chat import ChatEngine, Done, GenerationParams, Message, TextDelta
 from chat.backends.base import Chunk, Finish
 from chat.backends.openai_compat import OpenAICompatBackend
-from chat.cache import ReplyCache
+from chat.engine.cache import ReplyCache
+from chat.engine.reasoning import THINKING_ID, ThinkSplitter, split, without_thinking
 from chat.guards import ContentGuard
 from chat.messages import ThinkingDelta
-from chat.pipeline import Pipeline, Refusal, ReplyRequest
-from chat.reasoning import THINKING_ID, ThinkSplitter, split, without_thinking
+from chat.reply.pipeline import Pipeline
+from chat.reply.transcript import to_json, to_markdown
+from chat.reply.turn import Refusal, ReplyRequest
 from chat.server import Server
-from chat.transcript import to_json, to_markdown
 from chat.ui import ChatHandlers, history_to_messages
 
 PARAMS = GenerationParams(temperature=0, max_new_tokens=64)
@@ -179,7 +180,7 @@ def test_a_reply_whose_block_the_template_opened_ends_with_thinking_apart() -> N
 
 
 def test_the_store_keeps_the_reply_not_the_thinking(tmp_path) -> None:  # noqa: ANN001
-    from chat.pipeline import StoredConversation
+    from chat.reply.turn import StoredConversation
     from chat.store import Store
 
     store = Store.open(f"sqlite:///{tmp_path / 'chat.db'}")

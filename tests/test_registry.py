@@ -19,8 +19,8 @@ from service_support import metric, scrape, serve
 from chat import ChatEngine, ConfigError, Settings
 from chat.backends import registry
 from chat.backends.base import Backend
+from chat.backends.local.loading import PendingBackend
 from chat.factory import build_engine
-from chat.loading import PendingBackend
 from chat.messages import Message
 from chat.service.health import local_ready
 
@@ -84,7 +84,7 @@ def test_override_replaces_a_builder_only_within_the_block() -> None:
 def test_importing_settings_registry_and_factory_loads_no_model() -> None:
     code = (
         "import sys; import chat.settings, chat.backends.registry, chat.factory; "
-        "print('llama_cpp' in sys.modules, 'chat.backends.llama_cpp' in sys.modules)"
+        "print('llama_cpp' in sys.modules, 'chat.backends.local.backend' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["False", "False"]

@@ -1,4 +1,4 @@
-"""The embedded model's Q8_0 copy (chat.requantize): made once, the same model, never in the way."""
+"""The embedded model's Q8_0 copy (chat.backends.local.requantize): made once, the same model, never in the way."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 from llama_cpp import LLAMA_FTYPE_MOSTLY_Q4_1, LLAMA_FTYPE_MOSTLY_Q8_0, Llama
 
-from chat.backends.llama_cpp import LlamaCppBackend
-from chat.models import embedded_model_path
-from chat.requantize import FOLDER, q8_copy
+from chat.backends.local.backend import LlamaCppBackend
+from chat.backends.local.model_files import embedded_model_path
+from chat.backends.local.requantize import FOLDER, q8_copy
 
 
 def file_type(path: Path) -> int:
@@ -42,7 +42,7 @@ def test_the_copy_is_made_once_and_an_older_one_is_removed(tmp_path: Path, caplo
     stale.mkdir()
     (stale / "SmolLM2-135M-Instruct.Q8_0.gguf").write_bytes(b"GGUF from an older release")
     (tmp_path / "mine").mkdir()  # not a copy: kept
-    with caplog.at_level(logging.INFO, "chat.requantize"):
+    with caplog.at_level(logging.INFO, "chat.backends.local.requantize"):
         copy = q8_copy(embedded_model_path(), tmp_path)
     assert copy.name == "SmolLM2-135M-Instruct.Q8_0.gguf" and file_type(copy) == LLAMA_FTYPE_MOSTLY_Q8_0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([copy.parent.name, "mine"])  # older copy gone
@@ -50,7 +50,7 @@ def test_the_copy_is_made_once_and_an_older_one_is_removed(tmp_path: Path, caplo
     assert "stored SmolLM2-135M-Instruct.Q4_1.gguf as Q8_0" in caplog.text
     made = copy.stat().st_mtime_ns
     caplog.clear()
-    with caplog.at_level(logging.INFO, "chat.requantize"):
+    with caplog.at_level(logging.INFO, "chat.backends.local.requantize"):
         assert q8_copy(embedded_model_path(), tmp_path) == copy
     assert copy.stat().st_mtime_ns == made and not caplog.text  # the next start reuses it
 
@@ -58,7 +58,7 @@ def test_the_copy_is_made_once_and_an_older_one_is_removed(tmp_path: Path, caplo
 def test_a_folder_that_cannot_hold_the_copy_loads_the_shipped_file(tmp_path: Path, caplog) -> None:
     blocked = tmp_path / "data"
     blocked.write_text("a file where the folder should be")
-    with caplog.at_level(logging.WARNING, "chat.requantize"):
+    with caplog.at_level(logging.WARNING, "chat.backends.local.requantize"):
         assert q8_copy(embedded_model_path(), blocked / "models") == embedded_model_path()
     assert "loading it as shipped" in caplog.text
     assert "Traceback" not in caplog.text

@@ -305,7 +305,7 @@ def test_readyz_checks_a_primary_cloud_backend(local_backend) -> None:
 
 
 def test_readyz_waits_for_a_model_still_loading(local_backend) -> None:
-    from chat.loading import PendingBackend
+    from chat.backends.local.loading import PendingBackend
 
     release = threading.Event()
 

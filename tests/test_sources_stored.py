@@ -25,9 +25,10 @@ from chat.backends.base import Chunk
 from chat.i18n import detect_language
 from chat.knowledge import KnowledgeBase
 from chat.messages import GenerationParams, Message
-from chat.pipeline import Pipeline, Reply, ReplyRequest, StoredConversation
+from chat.reply.pipeline import Pipeline
+from chat.reply.turn import Reply, ReplyRequest, StoredConversation
 from chat.store import Store
-from chat.store.models import messages
+from chat.store.tables import messages
 from chat.ui.handlers import history_to_messages
 from chat.ui.knowledge import SOURCES_ID, sources_bubble
 from chat.ui.sidebar import ConversationList

@@ -17,7 +17,7 @@ from pg import DATABASES, empty_database
 from chat.errors import InvalidRequest
 from chat.messages import Message
 from chat.store import ConversationNotFound, Profile, Store
-from chat.store.models import conversations, messages, owners, utcnow
+from chat.store.tables import conversations, messages, owners, utcnow
 
 ALICE, BOB = "user:alice", "anon:bob-4f1c"
 

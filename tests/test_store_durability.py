@@ -16,7 +16,7 @@ from pg import DATABASES, empty_database
 
 from chat.messages import Message
 from chat.store import Store
-from chat.store import engine as store_engine
+from chat.store import database as store_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE = "user:alice"
@@ -144,7 +144,7 @@ def test_the_store_outlives_a_database_restart(postgres, monkeypatch: pytest.Mon
 CHILD = """
 import sys, time
 from chat.store import Store
-from chat.store import engine as store_engine
+from chat.store import database as store_engine
 
 store = Store.open(sys.argv[1])
 conv = store.create_conversation("user:alice")

@@ -17,9 +17,9 @@ from support import free_port
 
 from chat import ConfigError, Settings
 from chat.store import Store, StoreError, open_store
-from chat.store import engine as store_engine
-from chat.store.engine import MIGRATIONS, data_dir, database_url, parse_url, translate_errors
-from chat.store.models import Base, messages, utcnow
+from chat.store import database as store_engine
+from chat.store.database import MIGRATIONS, data_dir, database_url, parse_url, translate_errors
+from chat.store.tables import Base, messages, utcnow
 
 
 def shown(error: BaseException) -> str:

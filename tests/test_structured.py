@@ -18,11 +18,11 @@ from guard_fakes import ScriptedBackend
 from service_support import serve
 
 from chat import ChatEngine, GenerationParams, InvalidRequest
+from chat.backends.local.grammars import STRUCTURED_FORMATS, llama_grammar, parse_response_format
+from chat.backends.local.model_files import embedded_model_path
 from chat.backends.openai_compat import OpenAICompatBackend, payload
-from chat.backends.structured import STRUCTURED_FORMATS, llama_grammar, parse_response_format
-from chat.cache import ReplyCache
+from chat.engine.cache import ReplyCache
 from chat.messages import Message
-from chat.models import embedded_model_path
 
 PERSON = {
     "type": "object",

@@ -22,11 +22,9 @@ from websockets.sync.client import connect
 
 from chat import ChatEngine
 from chat.backends.base import Backend, Chunk
-from chat.context import fit_messages
 from chat.messages import GenerationParams, Message, Notice
-from chat.pipeline import Reply, ReplyRequest, StoredConversation, run
-from chat.store import Store
-from chat.summaries import (
+from chat.reply.pipeline import run
+from chat.reply.summaries import (
     INSTRUCTIONS,
     NOTE_HEADER,
     SUMMARIZER,
@@ -36,6 +34,9 @@ from chat.summaries import (
     plan,
     summary_text,
 )
+from chat.reply.turn import Reply, ReplyRequest, StoredConversation
+from chat.reply.window import fit_messages
+from chat.store import Store
 
 SYSTEM = Message("system", "You are a helpful shop assistant. Answer briefly.")
 # Small enough that the third turn already leaves the first out, with short replies: every token

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chat import InvalidRequest
-from chat.transcript import FeedbackLog, from_json, to_json, to_markdown
+from chat.reply.transcript import FeedbackLog, from_json, to_json, to_markdown
 
 HISTORY = [
     {"role": "user", "metadata": None, "content": [{"type": "text", "text": "你好，介绍一下长城。"}]},

@@ -16,7 +16,7 @@ import pytest
 from test_prompt_cache import backend, prompt_evals  # noqa: F401 - the same fixture and counter
 
 from chat import ChatEngine, GenerationParams, Message
-from chat.backends.llama_cpp import LlamaCppBackend
+from chat.backends.local.backend import LlamaCppBackend
 
 TURNS = 7
 REPLY_TOKENS = 12  # greedy SmolLM2 answers at more length: replies are cut at the limit

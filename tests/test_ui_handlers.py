@@ -179,7 +179,7 @@ def test_stats_line_shows_prompt_tokens_from_the_prompt_cache() -> None:
 
 
 def test_the_ui_renders(engine: ChatEngine) -> None:
-    from chat.personas import load_personas
+    from chat.reply.personas import load_personas
     from chat.ui import build_ui
 
     personas = load_personas()

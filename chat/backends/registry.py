@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from chat.errors import ConfigError
 from chat.i18n import Phrase
+from chat.settings import add_check
 
 if TYPE_CHECKING:
     from chat.backends.base import Backend
@@ -100,9 +101,9 @@ def build_local(settings: Settings, *, progress: Progress | None = None, backgro
     """The in-process llama.cpp model; with ``background``, a Hub download runs in a thread
     (the server starts at once and shows progress). A local or cached file loads here, so a bad
     file fails at start-up."""
-    from chat.backends.llama_cpp import LlamaCppBackend
-    from chat.loading import PendingBackend
-    from chat.models import needs_download, resolve_model
+    from chat.backends.local.backend import LlamaCppBackend
+    from chat.backends.local.loading import PendingBackend
+    from chat.backends.local.model_files import needs_download, resolve_model
 
     if background and needs_download(settings.model):
         return PendingBackend(
@@ -114,8 +115,8 @@ def build_local(settings: Settings, *, progress: Progress | None = None, backgro
         )
     path = resolve_model(settings.model, progress=progress)
     if not settings.model:  # the embedded default: its Q8_0 copy, for the CPU's fast kernels
-        from chat import requantize
-        from chat.store.engine import data_dir
+        from chat.backends.local import requantize
+        from chat.store.database import data_dir
 
         path = requantize.q8_copy(path, data_dir(settings.data_dir) / requantize.FOLDER)
     if progress:
@@ -162,3 +163,4 @@ def _both(first: Progress, second: Progress | None) -> Progress:
 
 register("local", build_local)
 register("cloud", build_cloud, check=_cloud_check)
+add_check(lambda chosen: check((chosen.backend, *chosen.fallback), chosen))

@@ -16,15 +16,15 @@ from pathlib import Path
 
 from cachetools import LRUCache
 
-from chat.engine import OutputFilter
+from chat.backends.local.model_files import resolve_model
+from chat.engine.protocols import OutputFilter
 from chat.errors import InputBlocked, InvalidRequest
 from chat.guards.mask import SecretMask
+from chat.guards.moderation import Moderation, ModerationClient, ModerationUnavailable
 from chat.guards.output import ModeratedFilter, StreamFilter
 from chat.guards.rules import DEFAULT_DIR, RuleSet
 from chat.i18n import Lang, t
 from chat.messages import Message
-from chat.models import resolve_model
-from chat.moderation import Moderation, ModerationClient, ModerationUnavailable
 from chat.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chat.errors import ConfigError
-from chat.guards.rules import DEFAULT_REFUSAL, Rule
+from chat.guards.rule import DEFAULT_REFUSAL, Rule
 
 DEFAULT_WINDOW = 40
 ACT_SPAN = 80  # longest text one pattern is expected to match

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from chat.engine import OutputFilter
+from chat.engine.protocols import OutputFilter
 
 MASK = "••••••"
 

@@ -1,6 +1,6 @@
 """The optional guard model: a small classifier for what the rules miss, on input and output.
 
-Two ways to run one, both usable wherever a ``chat.moderation.Moderation`` is (``flagged``):
+Two ways to run one, both usable wherever a ``chat.guards.moderation.Moderation`` is (``flagged``):
 
 ``LocalGuardModel``  a GGUF run in-process through llama.cpp (``--guard-model``, a path or a Hub
                      reference, resolved like ``--model``), e.g. Qwen3Guard-Gen-0.6B or
@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from chat.errors import ConfigError
-from chat.moderation import ModerationUnavailable
+from chat.guards.moderation import ModerationUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 
-from chat.engine import OutputFilter
+from chat.engine.protocols import OutputFilter
 from chat.errors import OutputBlocked
+from chat.guards.moderation import Moderation, ModerationUnavailable
 from chat.guards.normalise import MULTI, PHRASE_TABLE
 from chat.guards.rules import Matching
-from chat.moderation import Moderation, ModerationUnavailable
 
 
 class StreamFilter:

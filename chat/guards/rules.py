@@ -13,16 +13,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from chat.errors import ConfigError
+from chat.guards.intent import IntentRules, load_intent_file
 from chat.guards.normalise import compact, intent_view, phrase_view, text_view
-
-if TYPE_CHECKING:
-    from chat.guards.intent import IntentRules
+from chat.guards.rule import DEFAULT_REFUSAL, Rule
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "prompts" / "filters"
-DEFAULT_REFUSAL = "error.input_blocked"
 SCOPES = ("input", "output")
 
 # In a phrase view letters are folded to a-z where they can be (accents, look-alikes). A phrase
@@ -31,16 +28,6 @@ SCOPES = ("input", "output")
 WORDY = r"[a-z0-9]"
 _WORDY = re.compile(WORDY)
 _END = ""  # trie key marking the end of a phrase
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One line of a rule file. ``where`` (file:line) names it in logs; never the matched text."""
-
-    text: str
-    category: str
-    refusal: str
-    where: str
 
 
 @dataclass(frozen=True)
@@ -202,7 +189,6 @@ class RuleSet:
 
     @classmethod
     def load(cls, directory: Path | None = None) -> RuleSet:
-        from chat.guards.intent import load_intent_file  # intent rules build on Rule, defined here
 
         directory = DEFAULT_DIR if directory is None else Path(directory)
         if not directory.is_dir():

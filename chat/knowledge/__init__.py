@@ -44,7 +44,7 @@ def open_knowledge(settings: Settings, store: Store | None) -> KnowledgeBase:
     ``CHAT_DATABASE_URL`` or a SQLite file ``knowledge.db`` in the data directory. Migrated and
     ready; an embedder when ``--embedding-url`` or ``--embedding-model`` is set."""
     from chat.knowledge.embeddings import build_embedder
-    from chat.store.engine import create_engine, data_dir, database_url, migrate, parse_url, safe_url
+    from chat.store.database import create_engine, data_dir, database_url, migrate, parse_url, safe_url
 
     embedder = build_embedder(settings)
     if store is not None:

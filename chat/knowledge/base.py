@@ -26,14 +26,14 @@ from sqlalchemy.engine import Engine
 
 from chat.errors import BackendError
 from chat.knowledge import fulltext, vectors_pg
-from chat.knowledge.centring import chinese_share
+from chat.knowledge.centring import embedding_text, is_chinese
 from chat.knowledge.chunk import Chunk, chunk
 from chat.knowledge.errors import BadKnowledgeName, DocumentTooLarge, EmptyDocument, UnsupportedType
 from chat.knowledge.parse import parse
 from chat.knowledge.records import DocumentInfo, KnowledgeInfo, Source
 from chat.knowledge.terms import index_terms, query_terms
-from chat.store.engine import translate_errors
-from chat.store.models import (
+from chat.store.database import translate_errors
+from chat.store.tables import (
     DOCUMENT_NAME_MAX,
     KNOWLEDGE_NAME_MAX,
     knowledge_chunks,
@@ -320,13 +320,3 @@ class KnowledgeBase:
         with self._vectors_lock:
             self._vectors[knowledge] = fresh
         return fresh
-
-
-def embedding_text(heading: str, text: str) -> str:
-    """What a chunk's vector is made from."""
-    return f"{heading}\n{text}" if heading else text
-
-
-def is_chinese(heading: str, text: str) -> bool:
-    """Whether a chunk is written mostly in Chinese (``fusion.fuse`` ranks each language too)."""
-    return chinese_share(embedding_text(heading, text)) >= 0.5

@@ -18,7 +18,7 @@ import re
 import threading
 from collections.abc import Sequence
 
-from chat.knowledge.embeddings import Embedder, normalise
+from chat.knowledge.vectors import Embedder, normalise
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z]")
@@ -99,6 +99,16 @@ def chinese_share(text: str) -> float:
     chinese = len(_CJK.findall(text))
     latin = len(_LATIN.findall(text)) / LETTERS_PER_CHARACTER
     return chinese / (chinese + latin) if chinese + latin else 0.0
+
+
+def embedding_text(heading: str, text: str) -> str:
+    """What a chunk's vector is made from."""
+    return f"{heading}\n{text}" if heading else text
+
+
+def is_chinese(heading: str, text: str) -> bool:
+    """Whether a chunk is written mostly in Chinese (``fusion.fuse`` ranks each language too)."""
+    return chinese_share(embedding_text(heading, text)) >= 0.5
 
 
 def _mean(vectors: Sequence[Sequence[float]]) -> list[float]:

@@ -22,12 +22,14 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from chat.backends.openai_compat.errors import status_error, transport_error
 from chat.errors import BackendTimeout, BadResponse, ConfigError
+from chat.knowledge.centring import LanguageCentred
+from chat.knowledge.vectors import Embedder, normalise
 
 if TYPE_CHECKING:
     from chat.settings import Settings
@@ -38,20 +40,6 @@ HTTP_BATCH = 64  # texts per request: OpenAI accepts 2,048, small servers far fe
 GGUF_BATCH = 16
 GGUF_N_CTX = 512  # longer chunks are truncated: a chunk is a few hundred tokens at most
 GGUF_THREADS = 1  # like the guard model: a second thread fights the chat model for cores
-
-
-class Embedder(Protocol):
-    """Texts to L2-normalised vectors; ``name`` (the model) is stored with each vector."""
-
-    name: str
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
-
-
-def normalise(vector: Sequence[float]) -> list[float]:
-    """``vector`` scaled to length 1 (a zero vector stays zero: it matches nothing)."""
-    norm = math.sqrt(math.fsum(x * x for x in vector))
-    return [float(x) / norm for x in vector] if norm > 0 else [0.0] * len(vector)
 
 
 def _batches(texts: Sequence[str], size: int) -> list[Sequence[str]]:
@@ -222,13 +210,11 @@ def build_embedder(settings: Settings) -> Embedder | None:
             timeout=settings.embedding_timeout,
         )
     elif model:
-        from chat.models import resolve_model
+        from chat.backends.local.model_files import resolve_model
 
         embedder = GGUFEmbedder(resolve_model(model), timeout=settings.embedding_timeout)
     else:
         return None
     if not settings.embedding_centre:
         return embedder
-    from chat.knowledge.centring import LanguageCentred
-
     return LanguageCentred(embedder)

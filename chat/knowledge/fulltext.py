@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from chat.store.engine import translate_errors
+from chat.store.database import translate_errors
 from chat.store.errors import StoreError
 
 # SQLite's page cache per connection, in KiB (its default is 2 MiB): the index of 10,000 chunks
@@ -73,7 +73,7 @@ def read(engine: Engine, statement: sa.TextClause, params: Mapping[str, Any]) ->
     """The rows of one read-only statement (named attributes, as ``sa.Row``).
 
     On SQLite it runs on the driver's connection in autocommit mode: the store's transactions
-    begin IMMEDIATE (taking the write lock, see ``chat.store.engine``), and a chat turn's search
+    begin IMMEDIATE (taking the write lock, see ``chat.store.database``), and a chat turn's search
     must not wait behind a long upload or hold up the conversation store's writes; WAL lets it
     read beside them. ``StoreError`` when the database fails."""
     if engine.dialect.name != "sqlite":

@@ -33,7 +33,8 @@ import sqlalchemy as sa
 from pgvector.sqlalchemy import Vector
 from sqlalchemy.engine import Engine
 
-from chat.store.engine import translate_errors
+from chat.knowledge.centring import is_chinese
+from chat.store.database import translate_errors
 from chat.store.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ ITERATIVE_SINCE = (0, 8, 0)  # pgvector version with hnsw.iterative_scan
 _BATCH = 1000  # rows per round trip when converting stored vectors
 _LOCK = "knowledge:pgvector"  # advisory lock: replicas starting together convert in turn
 
-# The pgvector layout of the table (chat.store.models.KnowledgeVectorRow is the portable one).
+# The pgvector layout of the table (chat.store.tables.KnowledgeVectorRow is the portable one).
 TABLE = sa.Table(
     "knowledge_vectors",
     sa.MetaData(),
@@ -96,7 +97,6 @@ def install(connection: sa.Connection) -> str:
 
 def _convert(connection: sa.Connection) -> None:
     """float32 bytes to ``vector``, each chunk's language into ``chinese``, then the indexes."""
-    from chat.knowledge.base import is_chinese  # base uses this module
 
     for statement in (
         "ALTER TABLE knowledge_vectors RENAME COLUMN vector TO vector_bytes",

@@ -14,7 +14,7 @@ mounted at ``/``) and returns the ``Service`` they share: one engine, one model,
     GET  /metrics               Prometheus text format                     (chat.service.metrics)
     GET  /healthz, /readyz      alive; model loaded and cloud reachable    (chat.service.health)
 
-Access, limits and queue admission are not in any route: the door (``chat.service.access``)
+Access, limits and queue admission are not in any route: the door (``chat.service.door.access``)
 applies them to every request first, Gradio's own routes included.
 """
 
@@ -28,8 +28,8 @@ from chat.engine import ChatEngine
 from chat.knowledge.context import Library
 from chat.service import conversations, health, openai_routes, rest, ws
 from chat.service import knowledge as knowledge_routes
-from chat.service.access import DoorMiddleware
-from chat.service.core import Service
+from chat.service.door.access import DoorMiddleware
+from chat.service.shared import Service
 from chat.settings import Settings
 from chat.store import Store
 
@@ -62,7 +62,7 @@ def register(
         body, content_type = service.metrics.exposition()
         return Response(body, media_type=content_type)
 
-    # One door before every route, the Gradio app mounted later included (chat.service.access).
+    # One door before every route, the Gradio app mounted later included (chat.service.door.access).
     service.door.attach(app)
     app.add_middleware(DoorMiddleware, door=service.door)
     return service

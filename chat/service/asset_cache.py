@@ -9,7 +9,7 @@ bound) and replayed, a browser revalidating its copy gets a 304, and browsers ar
 keep the files: for a year under ``/assets/``, whose names carry a content hash, and for a day
 under ``/static/``.
 
-The cache sits inside the door (``chat.service.access``): every request still passes its checks.
+The cache sits inside the door (``chat.service.door.access``): every request still passes its checks.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 
 from chat.backends.base import Backend
-from chat.backends.structured import format_type, parse_response_format
+from chat.backends.local.grammars import format_type, parse_response_format
 from chat.errors import InvalidRequest
 from chat.i18n import t
 from chat.messages import GenerationParams, Message

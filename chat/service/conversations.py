@@ -12,7 +12,7 @@
     POST   /api/conversations/{id}/messages/{message_id}/feedback   {"rating": 1 | -1 | null}
 
 Every route sees only the caller's own data: the owner is decided by the door
-(``chat.service.identity.owner_of``), and another owner's id answers exactly like a missing one
+(``chat.service.door.identity.owner_of``), and another owner's id answers exactly like a missing one
 (404). With ``CHAT_STORE=off`` every route answers 404 saying nothing is kept on the server.
 Store calls are short blocking transactions: they run in a worker thread, off the event loop.
 """
@@ -35,18 +35,18 @@ from starlette.responses import JSONResponse, Response
 
 from chat.errors import ChatError, InputBlocked
 from chat.messages import Message
-from chat.pipeline import StoredConversation
-from chat.profiles import FIELDS as PROFILE_FIELDS
-from chat.profiles import check_profile, checked_profile, profile_dict
+from chat.reply.profiles import FIELDS as PROFILE_FIELDS
+from chat.reply.profiles import check_profile, checked_profile, profile_dict
+from chat.reply.summaries import summary_text
+from chat.reply.turn import StoredConversation
 from chat.service.bodies import bool_field, invalid_field, read_json, refusal, reject_unknown, text_field
-from chat.service.core import Service
+from chat.service.door.identity import owner_of
 from chat.service.errors import ApiError, from_chat_error
-from chat.service.identity import owner_of
 from chat.service.replies import json_refusals
+from chat.service.shared import Service
 from chat.settings import Settings
 from chat.store import ConversationNotFound, Store
-from chat.store.engine import data_dir
-from chat.summaries import summary_text
+from chat.store.database import data_dir
 
 T = TypeVar("T")
 LIST_LIMIT = 100  # conversations listed when the caller does not say how many

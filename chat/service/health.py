@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from chat.backends.base import Backend
-from chat.service.core import Service
+from chat.service.shared import Service
 
 PROBE_TIMEOUT = 3.0
 PROBE_TTL = 5.0

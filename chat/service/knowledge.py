@@ -30,10 +30,10 @@ from chat.i18n import Lang
 from chat.knowledge import KnowledgeBase, KnowledgeNotFound
 from chat.service.bodies import invalid_field, refusal
 from chat.service.conversations import in_thread
-from chat.service.core import Service
+from chat.service.door.identity import is_operator
 from chat.service.errors import ApiError, from_chat_error
-from chat.service.identity import is_operator
 from chat.service.replies import json_refusals
+from chat.service.shared import Service
 
 MAX_FILES = 10  # documents one upload request may carry
 MULTIPART_SLACK = 64 * 1024  # multipart framing around the files

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from chat.messages import GenerationParams, Message, Stats, TextDelta, ThinkingDelta, Waiting
-from chat.pipeline import Cancelled, Failure, Refusal, Reply, ReplyRequest, Step
+from chat.reply.turn import Cancelled, Failure, Refusal, Reply, ReplyRequest, Step
 from chat.service.bodies import (
     bool_field,
     invalid_field,
@@ -35,9 +35,9 @@ from chat.service.bodies import (
     response_format_field,
     text_field,
 )
-from chat.service.core import Service
 from chat.service.errors import ApiError, from_chat_error
 from chat.service.replies import SSE_HEADERS, ReplyRun, asked_language, sources_field, sse
+from chat.service.shared import Service
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "blocked": "content_filter"}
 UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "audio", "prediction")

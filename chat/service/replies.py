@@ -21,13 +21,13 @@ from starlette.responses import Response
 
 from chat.i18n import Lang, request_language, translated
 from chat.messages import Notice, Stats, TextDelta, ThinkingDelta, Waiting
-from chat.pipeline import OUTCOMES, Cancelled, Failure, Outcome, Refusal, Reply, ReplyRequest, Step
-from chat.service.bridge import EventPump, cancel_on_disconnect
+from chat.reply.turn import OUTCOMES, Cancelled, Failure, Outcome, Refusal, Reply, ReplyRequest, Step
+from chat.service.async_bridge import EventPump, cancel_on_disconnect
 from chat.service.errors import ApiError, from_chat_error
 from chat.service.tracking import CLIENT_CLOSED, RequestRecord
 
 if TYPE_CHECKING:
-    from chat.service.core import Service
+    from chat.service.shared import Service
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",

@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from chat.errors import ChatError
 from chat.knowledge.context import require_knowledge
 from chat.messages import GenerationParams, Message
-from chat.pipeline import Failure, ReplyRequest, StoredConversation
+from chat.reply.turn import Failure, ReplyRequest, StoredConversation
 from chat.service.bodies import (
     PARAM_KEYS,
     bool_field,
@@ -40,9 +40,9 @@ from chat.service.bodies import (
     text_field,
 )
 from chat.service.conversations import in_thread, open_turn
-from chat.service.core import Service
 from chat.service.errors import ApiError, from_chat_error
 from chat.service.replies import SSE_HEADERS, ReplyRun, asked_language, frame, reply_body, sse
+from chat.service.shared import Service
 
 BODY_KEYS = ("user_input", "conversation_id", "context", "stream")
 CONTEXT_KEYS = ("history", "system_prompt", "backend", "knowledge", *PARAM_KEYS)

@@ -16,12 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from chat import pipeline
 from chat.engine import ChatEngine
 from chat.knowledge.context import Library
 from chat.messages import Stats, TextDelta
-from chat.pipeline import Cancelled, Failure, Outcome, Pipeline, Refusal, ReplyRequest, Step
-from chat.service.access_log import AccessLog
+from chat.reply import pipeline
+from chat.reply.pipeline import Pipeline
+from chat.reply.turn import OUTCOMES, Cancelled, Failure, Outcome, Refusal, ReplyRequest, Step
+from chat.service.door.access_log import AccessLog
 from chat.service.errors import error_kind, from_chat_error
 from chat.service.metrics import Metrics
 
@@ -116,7 +117,7 @@ class Tracker:
                 if isinstance(step, TextDelta):
                     if record.first_text_at is None and step.text:
                         record.first_text_at = time.perf_counter()
-                elif isinstance(step, pipeline.OUTCOMES):
+                elif isinstance(step, OUTCOMES):
                     self._note(record, step)
                 yield step
         finally:

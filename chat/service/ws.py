@@ -39,7 +39,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from chat.i18n import t
 from chat.messages import Message
-from chat.pipeline import Reply
+from chat.reply.turn import Reply
 from chat.service.bodies import (
     PARAM_KEYS,
     invalid_field,
@@ -50,10 +50,10 @@ from chat.service.bodies import (
     too_large,
 )
 from chat.service.conversations import open_turn
-from chat.service.core import Service
 from chat.service.errors import ApiError
 from chat.service.replies import ReplyRun, asked_language, dumps, frame
 from chat.service.rest import check_knowledge, parse_context
+from chat.service.shared import Service
 
 FRAME_KEYS = ("type", "user_input", "context")
 CONTEXT_KEYS = ("system_prompt", "backend", "knowledge", *PARAM_KEYS)

@@ -25,9 +25,10 @@ from sqlalchemy.exc import IntegrityError
 
 from chat.errors import InvalidRequest
 from chat.messages import ROLES, Message
-from chat.store.engine import create_engine, migrate, parse_url, safe_url, translate_errors
+from chat.store.database import create_engine, migrate, parse_url, safe_url, translate_errors
 from chat.store.errors import ConversationNotFound, StoreError
-from chat.store.models import (
+from chat.store.records import STATUSES, Conversation, ConversationInfo, Profile, StoredMessage
+from chat.store.tables import (
     ID_MAX,
     OWNER_MAX,
     TITLE_MAX,
@@ -39,7 +40,6 @@ from chat.store.models import (
     profiles,
     utcnow,
 )
-from chat.store.records import STATUSES, Conversation, ConversationInfo, Profile, StoredMessage
 from chat.store.writer import ReplyWriter
 
 AUTO_TITLE_CHARS = 60

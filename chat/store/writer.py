@@ -18,8 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from chat.store.errors import StoreError
-from chat.store.models import messages, utcnow
 from chat.store.records import STATUSES, Status
+from chat.store.tables import messages, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ All the work happens in the reply pipeline; this module only converts between Gr
 the engine's messages and events, and turns errors into readable messages.
 
 The chat handlers are async generators that drive the pipeline through
-``chat.service.bridge.EventPump``: each step of generation runs on a worker thread, and a request
+``chat.service.async_bridge.EventPump``: each step of generation runs on a worker thread, and a request
 waiting for the model holds none (Gradio runs a sync generator's every step on a thread, and a
 queued request's step would block there until its turn).
 """
@@ -23,8 +23,8 @@ from typing import Any
 import gradio as gr
 from cachetools import LRUCache
 
-from chat import transcript
 from chat.engine import ChatEngine
+from chat.engine.reasoning import THINKING_ID
 from chat.errors import ChatError, InvalidRequest
 from chat.i18n import Lang, detect_language, request_language, t, translated
 from chat.messages import (
@@ -37,20 +37,20 @@ from chat.messages import (
     Waiting,
     content_text,
 )
-from chat.pipeline import (
+from chat.reply import transcript
+from chat.reply.pipeline import Pipeline
+from chat.reply.transcript import ExportFolder, FeedbackLog
+from chat.reply.turn import (
     OUTCOMES,
     Cancelled,
     Failure,
-    Pipeline,
     Refusal,
     Reply,
     ReplyRequest,
     Step,
     StoredConversation,
 )
-from chat.reasoning import THINKING_ID
-from chat.service.bridge import EventPump, ThreadBudget
-from chat.transcript import ExportFolder, FeedbackLog
+from chat.service.async_bridge import EventPump, ThreadBudget
 from chat.ui.knowledge import sources_bubble
 
 log = logging.getLogger(__name__)

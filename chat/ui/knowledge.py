@@ -21,8 +21,8 @@ import gradio as gr
 from chat.errors import ChatError
 from chat.i18n import Lang, request_language, t
 from chat.knowledge.records import Source
-from chat.personas import Persona
-from chat.service.identity import OPERATOR_KEY, is_operator
+from chat.reply.personas import Persona
+from chat.service.door.identity import OPERATOR_KEY, is_operator
 from chat.ui.labels import I18N
 
 if TYPE_CHECKING:

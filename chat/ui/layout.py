@@ -13,15 +13,15 @@ from pathlib import Path
 
 import gradio as gr
 
+from chat.backends.local.loading import PendingBackend
 from chat.engine import ChatEngine
 from chat.i18n import request_language, translated
 from chat.knowledge import KnowledgeBase
-from chat.loading import PendingBackend
 from chat.messages import GenerationParams
-from chat.personas import Persona
-from chat.pipeline import Pipeline
+from chat.reply.personas import Persona
+from chat.reply.pipeline import Pipeline
+from chat.reply.transcript import FEEDBACK_LOG_MAX_BYTES, FeedbackLog
 from chat.store import Store
-from chat.transcript import FEEDBACK_LOG_MAX_BYTES, FeedbackLog
 from chat.ui.assets import attach_assets
 from chat.ui.branding import Branding
 from chat.ui.handlers import CHAT_CONCURRENCY, ChatHandlers

@@ -1,4 +1,4 @@
-"""The page's profile form: the same profile as ``GET/PUT /api/me/profile`` (chat.profiles), for the
+"""The page's profile form: the same profile as ``GET/PUT /api/me/profile`` (chat.reply.profiles), for the
 owner the door decided for the page (chat.ui.sidebar.page_owner). It loads when opened and saves
 with one button; its text passes the input guard like a message. Only with a store."""
 
@@ -9,7 +9,7 @@ import gradio as gr
 from chat.engine import ChatEngine
 from chat.errors import ChatError
 from chat.i18n import Lang, request_language, t
-from chat.profiles import LANGUAGES, check_profile, checked_profile, personas, profile_dict
+from chat.reply.profiles import LANGUAGES, check_profile, checked_profile, personas, profile_dict
 from chat.store import Store
 from chat.ui.labels import I18N
 from chat.ui.sidebar import page_owner

@@ -1,7 +1,7 @@
 """The page's conversation list, kept on the server: new, open, rename, delete, search, and the
 chat turn that stores each message in the open conversation.
 
-The owner is the one the door decided for the request (``chat.service.identity.owner_of``): the
+The owner is the one the door decided for the request (``chat.service.door.identity.owner_of``): the
 logged-in user, or the anonymous browser's signed ``chat_visitor`` cookie, so the list and every
 message are there again after a reload, on another device (logged in) or after a restart. A
 request the door did not see (a bare Blocks in a unit test) has no owner: nothing is stored.
@@ -21,8 +21,8 @@ from anyio.to_thread import run_sync as to_thread
 
 from chat.errors import ChatError
 from chat.i18n import Lang, detect_language, request_language
-from chat.pipeline import StoredConversation
-from chat.service.identity import owner_of
+from chat.reply.turn import StoredConversation
+from chat.service.door.identity import owner_of
 from chat.store import Store
 from chat.ui.handlers import interrupted_mark, stopped_mark
 from chat.ui.knowledge import stored_sources_bubble

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from chat.store.models import UTCDateTime
+from chat.store.tables import UTCDateTime
 
 revision = "0002"
 down_revision = "0001"

@@ -19,14 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from chat.engine.reasoning import THINKING_ID
 from chat.errors import InvalidRequest
 from chat.messages import ROLES, content_text
-from chat.reasoning import THINKING_ID
+from chat.settings import FEEDBACK_LOG_BACKUPS, FEEDBACK_LOG_MAX_BYTES
 
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 FORMAT_VERSION = 1
-FEEDBACK_LOG_MAX_BYTES = 10 * 1024 * 1024  # the default of --feedback-log-max-bytes
-FEEDBACK_LOG_BACKUPS = 3  # rotated files kept beside the feedback log
 EXPORTS_KEPT = 32  # export files kept on disk at once (Gradio copies each one when it is made)
 
 

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 
 from chat.messages import Waiting
 
-# Set by an async caller that waits between polls on its own event loop (chat.service.bridge):
+# Set by an async caller that waits between polls on its own event loop (chat.service.async_bridge):
 # then a poll returns at once, and a queued request holds no worker thread while it waits.
 POLL_OUTSIDE: ContextVar[bool] = ContextVar("poll_outside", default=False)
 

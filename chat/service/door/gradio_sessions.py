@@ -22,6 +22,9 @@ class GradioSessions:
         self._user = user
         self._app: Any = None
         self._token = secrets.token_urlsafe(32)
+        # The page's functions that start a reply, named by the assembly (chat.server): the door
+        # sits below the page and does not import it.
+        self.replies: tuple[Any, ...] = ()
 
     def _gradio(self) -> Any:
         if self._app is None:
@@ -59,9 +62,7 @@ class GradioSessions:
         app = self._gradio()
         if app is None:
             return set()
-        from chat.ui import ChatHandlers
-
-        replies = (ChatHandlers.ui, ChatHandlers.api)
+        replies = self.replies
         fns = app.get_blocks().fns
         # ChatInterface wraps the page's handler (functools.wraps): look through the wrapper.
         return {i for i, fn in fns.items() if getattr(_unwrap(fn.fn), "__func__", None) in replies}

@@ -5,7 +5,7 @@ The pipeline calls ``TurnNotes.load`` with what the stored turn read as it start
 that marks the conversation active reads both notes), sends ``messages`` with ``notes`` to the
 engine (which fits the notes like the system prompt, but drops them before failing), and calls
 ``after`` with the outcome: a reply whose fitting left turns out starts a background summary of
-them (``chat.summaries``).
+them (``chat.reply.summaries``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from chat.messages import Message, Notice
-from chat.profiles import profile_note
-from chat.summaries import SUMMARIZER, SummaryPlan, plan
+from chat.reply.profiles import profile_note
+from chat.reply.summaries import SUMMARIZER, SummaryPlan, plan
+from chat.reply.turn import Outcome, Reply, ReplyRequest
 
 if TYPE_CHECKING:
     from chat.engine import ChatEngine
-    from chat.pipeline import Outcome, ReplyRequest
     from chat.store.store import StartedTurn
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,6 @@ class TurnNotes:
 
     def after(self, engine: ChatEngine, request: ReplyRequest, outcome: Outcome) -> threading.Thread | None:
         """Start summarising the turns this reply's fitting left out (in the background)."""
-        from chat.pipeline import Reply  # the pipeline imports this module
-
         conversation = request.conversation
         if conversation is None or self.summary is None or not isinstance(outcome, Reply):
             return None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from chat.messages import Message, TextDelta, ThinkingDelta
 
 if TYPE_CHECKING:
-    from chat.engine import OutputFilter
+    from chat.engine.protocols import OutputFilter
 
 OPEN, CLOSE = "<think>", "</think>"
 BLOCK_SEPARATOR = "\n\n"  # between two thinking blocks of one reply

@@ -1,6 +1,6 @@
 """A moving one-minute window per client: N requests per minute, with the ``limits`` library.
 
-``chat.service.access`` (the door) decides what counts (one chat message, once, whatever way it
+``chat.service.door.access`` (the door) decides what counts (one chat message, once, whatever way it
 came in) and who the client is; this module only counts.
 """
 

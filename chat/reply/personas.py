@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "prompts" / "personas"
+DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "prompts" / "personas"
 _HEADER = re.compile(r"^(knowledge|example):\s*(.*?)\s*$")
 
 

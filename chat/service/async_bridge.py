@@ -1,7 +1,7 @@
 """Driving the engine's blocking generators from async routes.
 
 Each ``next()`` runs on a worker thread, one event at a time. A request waiting in the model's
-queue holds no thread at all: its polls return at once (``chat.queueing.POLL_OUTSIDE``) and the
+queue holds no thread at all: its polls return at once (``chat.backends.local.queue.POLL_OUTSIDE``) and the
 pause between them is an ``anyio.sleep`` on the event loop. The service routes and the page's chat
 handlers (chat.ui.handlers) each have their own thread budget: a burst on one way in cannot take
 the threads another needs. ``aclose`` sets the cancel event and closes the engine generator, which
@@ -19,8 +19,8 @@ import anyio
 import anyio.to_thread
 from starlette.requests import Request
 
+from chat.backends.local.queue import POLL_OUTSIDE
 from chat.messages import Done, Waiting
-from chat.queueing import POLL_OUTSIDE
 
 log = logging.getLogger(__name__)
 SERVICE_THREADS = 32

@@ -17,7 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-from chat.models import check_gguf
+from chat.backends.local.model_files import check_gguf
 
 log = logging.getLogger(__name__)
 

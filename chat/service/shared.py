@@ -7,10 +7,10 @@ from starlette.requests import HTTPConnection
 from chat.engine import ChatEngine
 from chat.knowledge.context import Library
 from chat.messages import GenerationParams
-from chat.service.access import Door
-from chat.service.access_log import AccessLog
-from chat.service.bridge import ThreadBudget
-from chat.service.identity import CLIENT_KEY
+from chat.service.async_bridge import ThreadBudget
+from chat.service.door.access import Door
+from chat.service.door.access_log import AccessLog
+from chat.service.door.identity import CLIENT_KEY
 from chat.service.metrics import Metrics
 from chat.service.tracking import MeteredEngine, RequestRecord, Tracker, request_id
 from chat.settings import Settings

@@ -38,9 +38,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat.engine import ChatEngine
 from chat.i18n import Lang, request_language, t
-from chat.service.errors import ApiError
-from chat.service.gradio_sessions import GradioSessions
-from chat.service.identity import (
+from chat.service.door.gradio_sessions import GradioSessions
+from chat.service.door.identity import (
     CLIENT_KEY,
     OPERATOR_KEY,
     OWNER_KEY,
@@ -48,8 +47,9 @@ from chat.service.identity import (
     api_owner,
     peer_address,
 )
-from chat.service.policy import Policy, Verdict
-from chat.service.ratelimit import ClientLimiter
+from chat.service.door.policy import Policy, Verdict
+from chat.service.door.ratelimit import ClientLimiter
+from chat.service.errors import ApiError
 from chat.service.tracking import RequestRecord, Tracker, request_id
 from chat.settings import Settings
 

@@ -13,47 +13,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 from chat.backends.base import Backend, Finish
-from chat.context import FittedPrompt, fit_messages
-from chat.counters import Counters
+from chat.engine.counters import Counters
+from chat.engine.protocols import InputGuard, OutputGuard, ResponseCache
+from chat.engine.reasoning import ReplyParts, without_thinking
+from chat.engine.retry import RetryPolicy
 from chat.errors import BackendError, ContextOverflow, InputBlocked, InvalidRequest, OutputBlocked
 from chat.i18n import Lang, detect_language, t
 from chat.messages import Done, Event, GenerationParams, Message, Notice, Stats, TextDelta, Waiting
-from chat.reasoning import ReplyParts, without_thinking
-from chat.retry import RetryPolicy
+from chat.reply.window import FittedPrompt, fit_messages
 
 CACHE_REPLAY_CHUNK = 16  # characters per replayed delta: a cache hit still streams
 MAX_REFITS = 3  # re-fits after a context-length error from a backend that only estimates tokens
 REFIT_SHRINK = 0.75  # each re-fit without the provider's figures keeps this share of the prompt
-
-
-class InputGuard(Protocol):
-    def check(self, messages: Sequence[Message], *, moderate: bool = True) -> None:
-        """Raise ``InputBlocked`` (or ``InvalidRequest`` for limits) to refuse the request.
-
-        ``moderate=False`` skips any external moderation call (local rules and limits only)."""
-
-
-class OutputFilter(Protocol):
-    def feed(self, text: str) -> str:
-        """Take new text; return the part safe to release. Raise ``OutputBlocked`` on a hit."""
-
-    def flush(self) -> str:
-        """The end of the stream: return whatever is still held back."""
-
-
-class OutputGuard(Protocol):
-    def new_filter(self) -> OutputFilter: ...
-
-
-class ResponseCache(Protocol):
-    def key(
-        self, backend: Backend, messages: Sequence[Message], params: GenerationParams, *, salt: str = ""
-    ) -> str: ...
-    def get(self, key: str) -> str | None: ...
-    def put(self, key: str, text: str) -> None: ...
 
 
 @dataclass(frozen=True)

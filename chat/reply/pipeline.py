@@ -18,7 +18,7 @@ marked complete, stopped or interrupted by its outcome (with the sources it cite
 write). A reasoning model's thinking is not kept: it is never context for the next turn, and it
 is often longer than the reply itself. The owner's profile (when they opted in) and the summary
 of turns that no longer fit go in as system notes after the system prompt, in place of the
-summarised turns (``chat.turn_notes``).
+summarised turns (``chat.reply.notes``).
 
 With ``request.knowledge`` set, the newest message is first looked up in that knowledge base (one
 indexed query; an unknown name fails before anything is stored), the best chunks go into the
@@ -31,112 +31,38 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from chat.engine import ChatEngine
+from chat.engine.reasoning import without_thinking
 from chat.errors import ChatError, InputBlocked, OutputBlocked
-from chat.i18n import Lang, detect_language
 from chat.knowledge.context import Library, Reference, fit_reference, retrieve
 from chat.messages import (
     Done,
     Event,
-    GenerationParams,
     Message,
     Notice,
     Stats,
     TextDelta,
-    ThinkingDelta,
     Waiting,
 )
-from chat.reasoning import without_thinking
-from chat.turn_notes import TurnNotes
+from chat.reply.notes import TurnNotes
+from chat.reply.turn import (
+    Cancelled,
+    Failure,
+    Outcome,
+    Refusal,
+    Reply,
+    ReplyRequest,
+    Step,
+)
 
 if TYPE_CHECKING:
     from chat.knowledge.records import Source
-    from chat.store import ReplyWriter, Store
+    from chat.store import ReplyWriter
     from chat.store.store import StartedTurn
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StoredConversation:
-    """Where a turn is kept: the owner's conversation ``id`` in ``store``. With ``new``, the
-    history the request brought (a client's own) is stored first, so the conversation holds
-    everything the model saw."""
-
-    store: Store = field(repr=False, compare=False)
-    owner: str
-    id: str
-    new: bool = False
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReplyRequest:
-    """What one reply needs: the conversation, its parameters and the caller's choices."""
-
-    messages: Sequence[Message]
-    params: GenerationParams
-    backend: str | None = None
-    use_cache: bool = True
-    api_key: str | None = field(default=None, repr=False)  # a session key: never shown
-    conversation: StoredConversation | None = None  # keep the user's message and the reply there
-    knowledge: str | None = None  # answer from this knowledge base, citing its sources
-
-    @property
-    def lang(self) -> Lang:
-        """The language of the newest message: replies, notices and errors follow it."""
-        return detect_language(self.messages[-1].content) if self.messages else "en"
-
-    @property
-    def user_input(self) -> str:
-        return self.messages[-1].content if self.messages else ""
-
-
-@dataclass(frozen=True)
-class Reply:
-    """The reply ended: ``text`` is everything the user saw, ``stats`` its figures."""
-
-    text: str
-    stats: Stats
-    notices: tuple[Notice, ...] = ()
-    sources: tuple[Source, ...] = ()  # the knowledge base chunks the prompt held, best first
-    thinking: str = ""  # a reasoning model's thinking, shown apart: not the reply, not stored
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A guard said no: ``text`` is the refusal in the user's language, and it is the answer."""
-
-    text: str
-    stats: Stats
-    notices: tuple[Notice, ...] = ()
-    stage: Literal["input", "output"] = "input"
-
-
-@dataclass(frozen=True)
-class Failure:
-    """The request failed; ``text`` is what had been shown before it did."""
-
-    error: ChatError
-    text: str = ""
-    notices: tuple[Notice, ...] = ()
-
-
-@dataclass(frozen=True)
-class Cancelled:
-    """Stopped before the end; ``text`` is what had been shown."""
-
-    text: str
-    stats: Stats
-    notices: tuple[Notice, ...] = ()
-    thinking: str = ""
-
-
-Outcome = Reply | Refusal | Failure | Cancelled
-Step = TextDelta | ThinkingDelta | Notice | Waiting | Outcome
-OUTCOMES = (Reply, Refusal, Failure, Cancelled)
 
 
 def run(

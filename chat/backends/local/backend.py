@@ -16,12 +16,12 @@ from pathlib import Path
 from cachetools import LRUCache, cachedmethod
 
 from chat.backends.base import Backend, Chunk, Finish
-from chat.backends.prompt_cache import DEFAULT_MAX_BYTES, PromptCache
-from chat.backends.structured import STRUCTURED_FORMATS, llama_grammar
-from chat.backends.tokens import PromptTokenizer
+from chat.backends.local.grammars import STRUCTURED_FORMATS, llama_grammar
+from chat.backends.local.prompt_cache import DEFAULT_MAX_BYTES, PromptCache
+from chat.backends.local.queue import Cancelled, TurnQueue
+from chat.backends.local.tokens import PromptTokenizer
 from chat.errors import BackendTimeout, ConfigError, ContextOverflow
 from chat.messages import GenerationParams, Message
-from chat.queueing import Cancelled, TurnQueue
 
 DEFAULT_N_CTX = 4096
 # A mild repeat penalty (Ollama's default; llama.cpp's and llama-cpp-python's is now 1.0): small

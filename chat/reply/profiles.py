@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from chat.errors import InvalidRequest
 from chat.i18n import Lang
 from chat.messages import Message
-from chat.personas import load_persona_list
+from chat.reply.personas import load_persona_list
 from chat.store.records import Profile
 
 if TYPE_CHECKING:

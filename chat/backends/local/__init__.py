@@ -1,0 +1,11 @@
+"""The local backend: a GGUF model run in this process through llama.cpp.
+
+- ``backend``: ``LlamaCppBackend``, one generation turned into events;
+- ``model_files``: where a GGUF file comes from (embedded, local path, Hugging Face Hub);
+- ``loading``: opening the model in the background, with progress;
+- ``requantize``: the Q8_0 copy of the embedded model;
+- ``queue``: admission when every slot is busy, with positions;
+- ``prompt_cache``: saved conversation states, so only new tokens are evaluated;
+- ``tokens``: real token counts from the model's tokenizer;
+- ``grammars``: structured output (JSON) as llama.cpp grammars.
+"""

@@ -1,0 +1,18 @@
+"""One rule line and the refusal it gives: shared by word lists (``rules``) and intent rules
+(``intent``), which both build on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_REFUSAL = "error.input_blocked"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One line of a rule file. ``where`` (file:line) names it in logs; never the matched text."""
+
+    text: str
+    category: str
+    refusal: str
+    where: str

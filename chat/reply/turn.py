@@ -1,0 +1,95 @@
+"""The words of one turn: what a reply needs (``ReplyRequest``) and the closed set of outcomes it
+ends with (``Reply``, ``Refusal``, ``Failure``, ``Cancelled``). See ``chat.reply.pipeline``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from chat.errors import ChatError
+from chat.i18n import Lang, detect_language
+from chat.messages import GenerationParams, Message, Notice, Stats, TextDelta, ThinkingDelta, Waiting
+
+if TYPE_CHECKING:
+    from chat.knowledge.records import Source
+    from chat.store import Store
+
+
+@dataclass(frozen=True)
+class StoredConversation:
+    """Where a turn is kept: the owner's conversation ``id`` in ``store``. With ``new``, the
+    history the request brought (a client's own) is stored first, so the conversation holds
+    everything the model saw."""
+
+    store: Store = field(repr=False, compare=False)
+    owner: str
+    id: str
+    new: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplyRequest:
+    """What one reply needs: the conversation, its parameters and the caller's choices."""
+
+    messages: Sequence[Message]
+    params: GenerationParams
+    backend: str | None = None
+    use_cache: bool = True
+    api_key: str | None = field(default=None, repr=False)  # a session key: never shown
+    conversation: StoredConversation | None = None  # keep the user's message and the reply there
+    knowledge: str | None = None  # answer from this knowledge base, citing its sources
+
+    @property
+    def lang(self) -> Lang:
+        """The language of the newest message: replies, notices and errors follow it."""
+        return detect_language(self.messages[-1].content) if self.messages else "en"
+
+    @property
+    def user_input(self) -> str:
+        return self.messages[-1].content if self.messages else ""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The reply ended: ``text`` is everything the user saw, ``stats`` its figures."""
+
+    text: str
+    stats: Stats
+    notices: tuple[Notice, ...] = ()
+    sources: tuple[Source, ...] = ()  # the knowledge base chunks the prompt held, best first
+    thinking: str = ""  # a reasoning model's thinking, shown apart: not the reply, not stored
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A guard said no: ``text`` is the refusal in the user's language, and it is the answer."""
+
+    text: str
+    stats: Stats
+    notices: tuple[Notice, ...] = ()
+    stage: Literal["input", "output"] = "input"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The request failed; ``text`` is what had been shown before it did."""
+
+    error: ChatError
+    text: str = ""
+    notices: tuple[Notice, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """Stopped before the end; ``text`` is what had been shown."""
+
+    text: str
+    stats: Stats
+    notices: tuple[Notice, ...] = ()
+    thinking: str = ""
+
+
+Outcome = Reply | Refusal | Failure | Cancelled
+Step = TextDelta | ThinkingDelta | Notice | Waiting | Outcome
+OUTCOMES = (Reply, Refusal, Failure, Cancelled)
