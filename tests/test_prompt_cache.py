@@ -36,7 +36,7 @@ def backend(local_backend: LlamaCppBackend) -> Iterator[LlamaCppBackend]:
     cache = local_backend.prompt_cache
     saved = (cache.max_bytes, local_backend.reproducible)
     cache.clear()
-    local_backend._llm.reset()
+    local_backend.reset()
     local_backend.reproducible = False
     yield local_backend
     cache.max_bytes, local_backend.reproducible = saved
@@ -47,9 +47,9 @@ def backend(local_backend: LlamaCppBackend) -> Iterator[LlamaCppBackend]:
 def prompt_evals(backend: LlamaCppBackend) -> Iterator[list[int]]:
     """Collects how many prompt tokens llama.cpp itself decoded inside the block."""
     out: list[int] = []
-    llama_cpp.llama_perf_context_reset(backend._llm.ctx)
+    llama_cpp.llama_perf_context_reset(backend.context)
     yield out
-    out.append(llama_cpp.llama_perf_context(backend._llm.ctx).n_p_eval)
+    out.append(llama_cpp.llama_perf_context(backend.context).n_p_eval)
 
 
 def conversation(tag: str) -> list[Message]:
@@ -66,9 +66,10 @@ def take_turn(engine: ChatEngine, backend: LlamaCppBackend, messages: list[Messa
 
 @pytest.mark.parametrize("temperature", [0.7, 0.0])
 def test_interleaved_conversations_evaluate_only_new_tokens(backend, temperature: float) -> None:
-    """Four users take turns: after its first turn, each conversation comes back from the cache."""
+    """More users than slots take turns: after its first turn, each conversation comes back from
+    its own slot or, when others took the slot meanwhile, from the prompt cache."""
     engine = ChatEngine({"local": backend})
-    count = 4
+    count = backend.parallel + 2
     convs = {f"c{i}-{count}-{temperature}": None for i in range(count)}
     histories = {tag: conversation(tag) for tag in convs}
     previous: dict[str, int] = {}
@@ -84,31 +85,33 @@ def test_interleaved_conversations_evaluate_only_new_tokens(backend, temperature
                 assert stats.cached_prompt_tokens >= previous[tag]
                 assert stats.evaluated_prompt_tokens <= new_tokens(backend, messages)
             previous[tag] = stats.prompt_tokens
-    assert len(backend.prompt_cache) >= count - 1  # the others wait in the cache
+    assert len(backend.prompt_cache) >= count - backend.parallel  # the others wait in the cache
 
 
 def test_eviction_under_a_small_limit_still_answers(backend) -> None:
+    """A slot's state is saved when another conversation takes the slot (least recently used
+    first), and the cache drops its least recently used entry when it is full."""
     engine = ChatEngine({"local": backend})
-    a, b, c = conversation("evict-a"), conversation("evict-b"), conversation("evict-c")
+    convs = [conversation(f"evict-{i}") for i in range(backend.parallel + 1)]
     first = "Name a fruit, and tell me which colour it has when it is ripe."
-    for messages in (a, b):
+    for messages in convs:  # the last one takes conversation 0's slot: 0 is saved
         take_turn(engine, backend, messages, first, 0.7)
     one_entry = backend.prompt_cache.bytes
-    assert one_entry > 0
+    assert one_entry > 0 and len(backend.prompt_cache) == 1
     backend.prompt_cache.max_bytes = int(one_entry * 1.5)  # room for one saved conversation
-    take_turn(engine, backend, c, first, 0.7)  # saves b: a is evicted
+    take_turn(engine, backend, conversation("evict-extra"), first, 0.7)  # saves 1: 0 is evicted
     assert backend.prompt_cache.evictions >= 1
     assert backend.prompt_cache.bytes <= backend.prompt_cache.max_bytes
-    stats, decoded = take_turn(engine, backend, a, "Name another fruit.", 0.7)
-    # a's state is gone: only the shared system-prompt prefix (if that) is reused...
-    assert stats.evaluated_prompt_tokens == decoded > new_tokens(backend, a)
+    stats, decoded = take_turn(engine, backend, convs[0], "Name another fruit.", 0.7)
+    # 0's state is gone: only the shared system-prompt prefix (if that) is reused...
+    assert stats.evaluated_prompt_tokens == decoded > new_tokens(backend, convs[0])
     # ...and the reply is still a real one.
     assert stats.finish_reason in ("stop", "length") and stats.completion_tokens > 0
-    # a's turn saved c, evicting b: the most recently used conversation is the one kept.
-    stats, _ = take_turn(engine, backend, c, "Name another fruit.", 0.7)
-    assert stats.evaluated_prompt_tokens <= new_tokens(backend, c)
-    stats, _ = take_turn(engine, backend, b, "Name another fruit.", 0.7)
-    assert stats.evaluated_prompt_tokens > new_tokens(backend, b)
+    # 0's turn took 2's slot, saving 2 and evicting 1: the most recently used is the one kept.
+    stats, _ = take_turn(engine, backend, convs[2], "Name another fruit.", 0.7)
+    assert stats.evaluated_prompt_tokens <= new_tokens(backend, convs[2])
+    stats, _ = take_turn(engine, backend, convs[1], "Name another fruit.", 0.7)
+    assert stats.evaluated_prompt_tokens > new_tokens(backend, convs[1])
 
 
 def test_edit_in_the_middle_evaluates_from_the_first_changed_token(backend) -> None:

@@ -24,6 +24,17 @@ class Finish:
 
 
 Chunk = str | ThinkingDelta | Waiting | Finish  # ThinkingDelta: a reasoning field apart from the text
+@dataclass(frozen=True)
+class BatchStats:
+    """A batching backend's state, for /metrics: its slots and the decode steps so far."""
+
+    slots: int  # sequences decoded at once at most
+    active: int  # sequences holding a slot now
+    waiting: int  # requests waiting for a slot
+    steps: int  # decode steps since start
+    step_tokens: int  # tokens decoded in those steps (their ratio is the mean batch size)
+
+
 
 
 class Backend(ABC):
@@ -42,6 +53,18 @@ class Backend(ABC):
     def queue_depth(self) -> int | None:
         """Requests waiting for or holding the model, for backends that queue (else None)."""
         return None
+
+    def batch_stats(self) -> BatchStats | None:
+        """Slots and steps of a backend that batches several requests (else None)."""
+        return None
+
+    def room_for_background(self) -> bool:
+        """True when background work (a summary) can run now without delaying a user."""
+        return not self.queue_depth
+
+    def user_waiting(self) -> bool:
+        """True when a request waits for the model behind the ones it is serving."""
+        return (self.queue_depth or 0) > 1
 
     def readiness(self) -> str | None:
         """None when the backend can serve; else why not ("model loading", "model closed")."""

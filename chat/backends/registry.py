@@ -128,6 +128,7 @@ def build_local(settings: Settings, *, progress: Progress | None = None, backgro
         n_threads=settings.threads,
         prompt_cache_bytes=settings.prompt_cache_bytes,
         reproducible=settings.reproducible,
+        parallel=settings.parallel,
     )
 
 

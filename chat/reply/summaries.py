@@ -267,7 +267,7 @@ class Summarizer:
         while pending:
             if self._closing.is_set():
                 return
-            if _busy(backend) or backend.readiness() is not None:
+            if not backend.room_for_background() or backend.readiness() is not None:
                 self.stats.busy += 1
                 return
             previous = record.text
@@ -283,11 +283,6 @@ class Summarizer:
                 return  # deleted meanwhile
             self.stats.made += 1
             pending = pending[count:]
-
-
-def _busy(backend: Backend) -> bool:
-    depth = backend.queue_depth
-    return depth is not None and depth > 0
 
 
 def _chunk(
@@ -340,7 +335,7 @@ def _generate(
         for chunk in chunks:
             if isinstance(chunk, str):
                 text.append(out.feed(chunk) if out else chunk)
-                if (backend.queue_depth or 0) > 1 or closing.is_set():  # a user waits: give way
+                if backend.user_waiting() or closing.is_set():  # a user waits: give way
                     cancel.set()
                     return None
             elif isinstance(chunk, Waiting):  # queued behind someone: not our turn

@@ -133,7 +133,35 @@ class EngineCollector(Collector):
             if value is not None:
                 depth.add_metric([name], value)
         yield depth
+        yield from _batch_metrics(self.engine)
         info = GaugeMetricFamily("chat_backend_info", "The configured backends", labels=["backend", "model"])
         for name, backend in self.engine.backends.items():
             info.add_metric([name, backend.model], 1)
         yield info
+
+
+def _batch_metrics(engine: ChatEngine) -> Iterator[Metric]:
+    """Slots in use, requests waiting for one, and decode steps of the batching backends."""
+    families = {
+        "slots": GaugeMetricFamily(
+            "chat_batch_slots", "Sequences a backend decodes at once at most", labels=["backend"]
+        ),
+        "active": GaugeMetricFamily(
+            "chat_batch_active_sequences", "Sequences holding a slot", labels=["backend"]
+        ),
+        "waiting": GaugeMetricFamily("chat_batch_waiting", "Requests waiting for a slot", labels=["backend"]),
+        "steps": CounterMetricFamily(
+            "chat_batch_steps", "Decode steps (one llama_decode each)", labels=["backend"]
+        ),
+        "step_tokens": CounterMetricFamily(
+            "chat_batch_step_tokens",
+            "Tokens decoded in all steps (per step: the batch size)",
+            labels=["backend"],
+        ),
+    }
+    for name, backend in engine.backends.items():
+        stats = backend.batch_stats()
+        if stats is not None:
+            for field, family in families.items():
+                family.add_metric([name], getattr(stats, field))
+    yield from families.values()

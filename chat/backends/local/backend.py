@@ -8,25 +8,31 @@ conversation's evaluated prefix, so a returning conversation evaluates only its 
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from cachetools import LRUCache, cachedmethod
 
-from chat.backends.base import Backend, Chunk, Finish
+from chat.backends.base import Backend, BatchStats, Chunk, Finish
 from chat.backends.local.grammars import STRUCTURED_FORMATS, llama_grammar
 from chat.backends.local.prompt_cache import DEFAULT_MAX_BYTES, PromptCache
-from chat.backends.local.queue import Cancelled, TurnQueue
+from chat.backends.local.queue import POLL_OUTSIDE, Cancelled, TurnQueue
+from chat.backends.local.sampling import REPEAT_PENALTY, Sampling
+from chat.backends.local.scheduler import Job, Scheduler
 from chat.backends.local.tokens import PromptTokenizer
 from chat.errors import BackendTimeout, ConfigError, ContextOverflow
-from chat.messages import GenerationParams, Message
+from chat.messages import GenerationParams, Message, Waiting
 
 DEFAULT_N_CTX = 4096
-# A mild repeat penalty (Ollama's default; llama.cpp's and llama-cpp-python's is now 1.0): small
-# models loop without it. It costs llama.cpp's sampler about 0.2 ms per token (bench_turns.py).
-REPEAT_PENALTY = 1.1
+DEFAULT_PARALLEL = 4
+# With several sequences the model handle only tokenizes and renders: the scheduler owns the
+# context that decodes, so the handle's own context is kept small.
+HANDLE_N_CTX = 64
+WAIT_POLL = 0.2  # seconds between a queued request's looks at its position
 RENDER_MEMO = 8  # rendered prompts kept: fitting counts the prompt the stream then generates
 MESSAGE_MEMO = 4096  # per-message token counts kept for fitting long conversations
 _PROBE = {"role": "system", "content": "."}  # a fixed first message: isolates one message's tokens
@@ -52,6 +58,7 @@ class LlamaCppBackend(Backend):
         n_threads: int | None = None,
         prompt_cache_bytes: int = DEFAULT_MAX_BYTES,
         reproducible: bool = False,
+        parallel: int = DEFAULT_PARALLEL,
     ) -> None:
         from llama_cpp import Llama
 
@@ -60,7 +67,7 @@ class LlamaCppBackend(Backend):
         try:
             self._llm = Llama(
                 model_path=str(model_path),
-                n_ctx=n_ctx,
+                n_ctx=n_ctx if parallel == 1 else HANDLE_N_CTX,
                 n_gpu_layers=n_gpu_layers,
                 n_threads=n_threads,
                 # the prompt too: llama.cpp would otherwise take every core for it
@@ -76,8 +83,20 @@ class LlamaCppBackend(Backend):
         self.model_path = model_path
         self.n_gpu_layers = n_gpu_layers
         self.reproducible = reproducible
+        self.n_ctx = n_ctx
+        self.parallel = parallel
         self.prompt_cache = PromptCache(self._llm, max_bytes=prompt_cache_bytes)
         self._queue = TurnQueue()
+        self.scheduler: Scheduler | None = None
+        if parallel > 1:
+            self.scheduler = Scheduler(
+                self._llm,
+                n_ctx=n_ctx,
+                parallel=parallel,
+                prompt_cache=self.prompt_cache,
+                n_threads=self._llm.context_params.n_threads,
+                n_threads_batch=self._llm.context_params.n_threads_batch,
+            )
         self._formatter = _template_formatter(self._llm)
         self._tokenizer = PromptTokenizer(self._llm, self._formatter)
         self._rendered: LRUCache[tuple[Message, ...], _Prompt] = LRUCache(maxsize=RENDER_MEMO)
@@ -88,11 +107,41 @@ class LlamaCppBackend(Backend):
     # -- Backend ------------------------------------------------------------------------------
 
     def context_window(self) -> int:
-        return self._llm.n_ctx()
+        return self.n_ctx
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.depth
+        return self._queue.depth if self.scheduler is None else self.scheduler.depth
+
+    def batch_stats(self) -> BatchStats | None:
+        scheduler = self.scheduler
+        if scheduler is None:
+            return None
+        return BatchStats(
+            self.parallel, scheduler.active, scheduler.waiting, scheduler.steps, scheduler.batch_tokens
+        )
+
+    def room_for_background(self) -> bool:
+        if self.scheduler is None:
+            return super().room_for_background()
+        return self.scheduler.waiting == 0 and self.scheduler.active < self.parallel
+
+    def user_waiting(self) -> bool:
+        if self.scheduler is None:
+            return super().user_waiting()
+        return self.scheduler.waiting > 0
+
+    @property
+    def context(self) -> Any:
+        """The llama.cpp context that decodes (llama.cpp's own counters live on it)."""
+        return self._llm.ctx if self.scheduler is None else self.scheduler.ctx
+
+    def reset(self) -> None:
+        """Forget every evaluated token (the next prompt is evaluated from its start)."""
+        if self.scheduler is None:
+            self._llm.reset()
+        else:
+            self.scheduler.reset()
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """Exact prompt length: the model's own chat template, rendered and tokenized once."""
@@ -119,6 +168,9 @@ class LlamaCppBackend(Backend):
     ) -> Iterator[Chunk]:
         deadline = None if time_left is None else time.monotonic() + time_left
         grammar = llama_grammar(params.response_format)  # before the queue: a bad schema costs no turn
+        if self.scheduler is not None:
+            yield from self._stream_batched(self._prompt(messages), params, grammar, cancel, deadline)
+            return
         try:
             for waiting in self._queue.wait_turn(cancel):
                 if deadline is not None and time.monotonic() >= deadline:
@@ -138,9 +190,74 @@ class LlamaCppBackend(Backend):
         return "model closed" if self._llm is None else None
 
     def close(self) -> None:
+        scheduler, self.scheduler = getattr(self, "scheduler", None), None
+        if scheduler is not None:
+            scheduler.close()
         llm, self._llm = getattr(self, "_llm", None), None
         if llm is not None:
             llm.close()
+
+    # -- one generation among others, in a slot of the scheduler ---------------------------------
+
+    def _stream_batched(
+        self,
+        prompt: _Prompt,
+        params: GenerationParams,
+        grammar: object,
+        cancel: threading.Event | None,
+        deadline: float | None,
+    ) -> Iterator[Chunk]:
+        self._check_fits(prompt.tokens)
+        job = Job(
+            tokens=prompt.tokens,
+            sampling=Sampling(params.temperature, params.top_p, params.seed, grammar),
+            max_tokens=params.max_new_tokens,
+            stop=prompt.stop,
+            deadline=deadline,
+            # Opt-in: greedy replies identical run to run. Other sequences in the batch change
+            # the arithmetic's grouping, which can change an argmax: such a reply runs alone.
+            exclusive=self.reproducible and params.temperature == 0,
+        )
+        scheduler = self.scheduler
+        scheduler.submit(job)
+        try:
+            while not job.admitted.is_set():
+                if cancel is not None and cancel.is_set():
+                    yield Finish("cancelled")
+                    return
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise BackendTimeout(
+                        "no turn on the local model before the total timeout", backend=self.name
+                    )
+                if not POLL_OUTSIDE.get() and job.admitted.wait(WAIT_POLL):
+                    break
+                position = scheduler.position(job)
+                if position:
+                    yield Waiting(position)
+            while True:
+                try:
+                    item = job.out.get(timeout=WAIT_POLL)
+                except queue.Empty:
+                    if cancel is not None and cancel.is_set():
+                        job.cancel.set()  # the scheduler ends it within a step, with a Finish
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, Finish):
+                    return
+        finally:
+            job.cancel.set()  # a closed stream (Stop, a closed tab) frees its slot at the next step
+            scheduler.wake()
+
+    def _check_fits(self, tokens: list[int]) -> None:
+        if len(tokens) >= self.n_ctx:
+            raise ContextOverflow(
+                f"prompt needs {len(tokens)} tokens, the window is {self.n_ctx}",
+                needed=len(tokens),
+                available=self.n_ctx,
+                reserved=0,
+            )
 
     # -- one generation, holding the model's turn -----------------------------------------------
 
@@ -153,13 +270,7 @@ class LlamaCppBackend(Backend):
         deadline: float | None,
     ) -> Iterator[Chunk]:
         tokens = prompt.tokens
-        if len(tokens) >= self._llm.n_ctx():
-            raise ContextOverflow(
-                f"prompt needs {len(tokens)} tokens, the window is {self._llm.n_ctx()}",
-                needed=len(tokens),
-                available=self._llm.n_ctx(),
-                reserved=0,
-            )
+        self._check_fits(tokens)
         if self.reproducible and params.temperature == 0:
             # Opt-in: greedy replies identical to a fresh start. A reused prefix evaluates in
             # different batches, which can change an argmax (see README, "Prompt cache").

@@ -123,27 +123,43 @@ class PromptCache:
         return best_id, best_prefix
 
     def _save_live(self, live: np.ndarray) -> None:
-        if self.max_bytes <= 0 or len(live) == 0:
+        self.save(self._llm.ctx, SEQ, live)
+
+    def save(self, ctx: Any, seq: int, tokens: np.ndarray) -> None:
+        """Keep sequence ``seq``'s KV cells, which hold ``tokens``, unless an entry holds them all."""
+        if self.max_bytes <= 0 or len(tokens) == 0:
             return
-        shared = {i: common_prefix(e.tokens, live) for i, e in self._entries.items()}
-        if any(n == len(live) for n in shared.values()):
+        shared = {i: common_prefix(e.tokens, tokens) for i, e in self._entries.items()}
+        if any(n == len(tokens) for n in shared.values()):
             return  # a saved entry already holds all of it
-        # Entries the live sequence extends say nothing it does not: drop them.
+        # Entries the sequence extends say nothing it does not: drop them.
         for entry_id in [i for i, n in shared.items() if n == len(self._entries[i].tokens)]:
             self._drop(entry_id)
-        ctx = self._llm.ctx
-        size = _llama().llama_state_seq_get_size(ctx, SEQ)
-        if size <= 0 or size + live.nbytes > self.max_bytes:
+        size = _llama().llama_state_seq_get_size(ctx, seq)
+        if size <= 0 or size + tokens.nbytes > self.max_bytes:
             return
         state = np.empty(size, dtype=np.uint8)
-        written = _llama().llama_state_seq_get_data(ctx, _pointer(state), size, SEQ)
+        written = _llama().llama_state_seq_get_data(ctx, _pointer(state), size, seq)
         if written != size:
             return
-        self._evict_for(size + live.nbytes)
-        entry = _Entry(live, state)
+        self._evict_for(size + tokens.nbytes)
+        entry = _Entry(tokens.copy(), state)
         self._entries[self._next_id] = entry
         self._next_id += 1
         self.bytes += entry.nbytes
+
+    def best(self, tokens: np.ndarray) -> tuple[int | None, int]:
+        """The saved entry sharing the longest prefix with ``tokens``, and that prefix's length."""
+        return self._best(tokens)
+
+    def pop(self, entry_id: int) -> _Entry:
+        """Take an entry out (to restore it: the sequence then holds it, saving it is the caller's)."""
+        return self._drop(entry_id)
+
+    def restore(self, ctx: Any, seq: int, entry: _Entry) -> np.ndarray | None:
+        """Load ``entry`` into sequence ``seq``: its tokens, or None if llama.cpp refused it."""
+        read = _llama().llama_state_seq_set_data(ctx, _pointer(entry.state), entry.state.nbytes, seq)
+        return entry.tokens if read else None
 
     def _restore(self, entry: _Entry) -> bool:
         """Load ``entry`` as the live sequence; False (and an empty model) if llama.cpp refused it."""

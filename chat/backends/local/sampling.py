@@ -1,0 +1,121 @@
+"""One sampler chain per sequence, and the text its tokens spell.
+
+Every request in a batch samples from its own logits with its own chain, so temperature, top-p,
+the repeat penalty, the seed and a ``response_format`` grammar never leak between users. The chain
+is the one llama-cpp-python's ``Llama`` builds for ``create_completion``, so a request samples the
+same way whichever path serves it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import llama_cpp
+
+# A mild repeat penalty (Ollama's default): small models loop without it.
+REPEAT_PENALTY = 1.1
+PENALTY_LAST_N = 64  # llama-cpp-python's ``last_n_tokens_size``
+TOP_K = 40
+MIN_P = 0.05
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How one request picks its tokens."""
+
+    temperature: float
+    top_p: float
+    seed: int | None = None
+    grammar: Any = None  # a llama_cpp.LlamaGrammar, or None
+    repeat_penalty: float = REPEAT_PENALTY
+
+
+class SamplerChain:
+    """A llama.cpp sampler chain for one sequence; ``sample`` picks and accepts a token."""
+
+    def __init__(self, vocab: Any, sampling: Sampling) -> None:
+        params = llama_cpp.llama_sampler_chain_default_params()
+        self._chain = llama_cpp.llama_sampler_chain_init(params)
+        add = self._add
+        n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+        add(
+            llama_cpp.llama_sampler_init_penalties(n_vocab, PENALTY_LAST_N, sampling.repeat_penalty, 0.0, 0.0)
+        )
+        grammar = sampling.grammar
+        if grammar is not None:
+            add(
+                llama_cpp.llama_sampler_init_grammar(
+                    vocab,
+                    grammar._grammar.encode("utf-8"),  # noqa: SLF001 - LlamaGrammar's GBNF text
+                    grammar._root.encode("utf-8"),  # noqa: SLF001
+                )
+            )
+        if sampling.temperature == 0:
+            add(llama_cpp.llama_sampler_init_greedy())
+            return
+        seed = sampling.seed if sampling.seed is not None else random.randrange(2**32)
+        add(llama_cpp.llama_sampler_init_top_k(TOP_K))
+        add(llama_cpp.llama_sampler_init_typical(1.0, 1))
+        add(llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1))
+        add(llama_cpp.llama_sampler_init_min_p(MIN_P, 1))
+        add(llama_cpp.llama_sampler_init_temp(sampling.temperature))
+        add(llama_cpp.llama_sampler_init_dist(seed))
+
+    def _add(self, sampler: Any) -> None:
+        llama_cpp.llama_sampler_chain_add(self._chain, sampler)
+
+    def sample(self, ctx: Any, batch_index: int) -> int:
+        return llama_cpp.llama_sampler_sample(self._chain, ctx, batch_index)
+
+    def free(self) -> None:
+        if self._chain is not None:
+            llama_cpp.llama_sampler_free(self._chain)
+            self._chain = None
+
+
+class TextOut:
+    """Sampled tokens to text: UTF-8 split across tokens, and the template's stop strings.
+
+    Text that could be the start of a stop string is held back until the next token settles it,
+    so a stop string never reaches the user, not even in part.
+    """
+
+    def __init__(self, vocab: Any, stop: list[str]) -> None:
+        self._vocab = vocab
+        self._stop = [s for s in stop if s]
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._held = ""
+        self._buffer = (ctypes.c_char * 64)()
+
+    def push(self, token: int) -> tuple[str, bool]:
+        """The text now safe to show, and whether a stop string ended the reply."""
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, self._buffer, len(self._buffer), 0, False)
+        piece = bytes(self._buffer[: max(n, 0)])
+        text = self._held + self._decoder.decode(piece)
+        for stop in self._stop:
+            at = text.find(stop)
+            if at != -1:
+                self._held = ""
+                return text[:at], True
+        keep = _held_back(text, self._stop)
+        self._held = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep], False
+
+    def flush(self) -> str:
+        text, self._held = self._held + self._decoder.decode(b"", final=True), ""
+        return text
+
+
+def _held_back(text: str, stops: list[str]) -> int:
+    """Length of the longest end of ``text`` that begins some stop string."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest

@@ -1,0 +1,396 @@
+"""Continuous batching: several conversations share one llama.cpp context and one decode per step.
+
+On a CPU, decoding is bound by reading the weights; one ``llama_decode`` over the next token of
+every active sequence reads them once for all. One thread owns the context. Each step it builds
+one batch: the pending token of every decoding sequence, plus at most ``PREFILL_CHUNK`` prompt
+tokens of sequences still being evaluated (so a long prompt never stalls the others for more than
+one chunk); decodes it; and lets each sequence sample from its own logits with its own chain.
+
+The KV cache is one unified pool of ``n_ctx x parallel`` cells: every sequence may grow to the
+per-conversation window ``n_ctx`` (fitting, notices and summaries work as with one sequence), and
+all of them at full length still fit. Unified cells let a sequence copy a prefix from another
+(``llama_memory_seq_cp`` shares the cells, nothing is evaluated or copied).
+
+A request takes a free slot (sequence id). The slot is chosen for what it already holds: the slot
+whose tokens share the longest prefix with the prompt (a conversation coming back finds its own
+state), else a saved state from the prompt cache restored into the least recently used free slot,
+else a prefix copied from any slot (the system prompt every chat of a persona starts with). A
+slot's state is saved to the prompt cache before it is overwritten. More requests than slots wait
+first-come, first-served.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+import numpy as np
+
+from chat.backends.base import Finish
+from chat.backends.local.prompt_cache import PromptCache, common_prefix
+from chat.backends.local.sampling import SamplerChain, Sampling, TextOut
+
+log = logging.getLogger(__name__)
+
+PREFILL_CHUNK = 128  # prompt tokens evaluated per step, shared by the sequences still prefilling
+N_BATCH = 512  # llama.cpp's batch: every decoding sequence's token plus the prefill chunk
+SAVE_MIN_TOKENS = 8  # a slot's state is saved before it is overwritten when it holds more than this
+COPY_MIN_TOKENS = 16  # a prefix is copied from another slot when it saves at least this much
+
+
+@dataclass(eq=False)
+class Job:
+    """One request: its prompt and how to sample it; the scheduler fills ``out`` as it runs."""
+
+    tokens: list[int]
+    sampling: Sampling
+    max_tokens: int | None
+    stop: list[str]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    deadline: float | None = None
+    exclusive: bool = False  # runs alone from an empty sequence (reproducible greedy replies)
+    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # str pieces, then a Finish
+    admitted: threading.Event = field(default_factory=threading.Event)
+
+
+class _Slot:
+    """One sequence id of the context and what its KV cells hold."""
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.tokens = np.zeros(0, dtype=np.intc)  # the tokens in its KV cells, positions 0..n-1
+        self.job: Job | None = None
+        self.pending: list[int] = []  # prompt tokens still to evaluate
+        self.chain: SamplerChain | None = None
+        self.text: TextOut | None = None
+        self.last = -1  # the sampled token the next step evaluates
+        self.generated = 0
+        self.cached = 0
+        self.index = -1  # where this slot's logits are in the current batch
+        self.used_at = 0.0
+
+    def evaluated(self, tokens: Sequence[int]) -> None:
+        self.tokens = np.concatenate([self.tokens, np.asarray(tokens, dtype=np.intc)])
+
+
+class Scheduler:
+    """Owns a llama.cpp context of ``parallel`` sequences and the one thread that decodes it."""
+
+    def __init__(
+        self,
+        llm: Any,
+        *,
+        n_ctx: int,
+        parallel: int,
+        prompt_cache: PromptCache,
+        n_threads: int,
+        n_threads_batch: int,
+    ) -> None:
+        self.n_ctx = n_ctx
+        self.parallel = parallel
+        self.prompt_cache = prompt_cache
+        self._vocab = llm._model.vocab  # noqa: SLF001 - the vocabulary handle llama.cpp's API needs
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx * parallel
+        params.n_batch = params.n_ubatch = N_BATCH
+        params.n_seq_max = parallel
+        params.kv_unified = True
+        params.n_threads, params.n_threads_batch = n_threads, n_threads_batch
+        params.no_perf = False
+        self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)  # noqa: SLF001
+        if not self.ctx:
+            raise ValueError("failed to create the batched llama.cpp context")
+        self._memory = llama_cpp.llama_get_memory(self.ctx)
+        self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
+        self._slots = [_Slot(seq) for seq in range(parallel)]
+        self._waiting: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self.steps = 0
+        self.batch_tokens = 0  # tokens decoded in all steps (batch size per step = this / steps)
+        self._thread = threading.Thread(target=self._run, name="llama-scheduler", daemon=True)
+        self._thread.start()
+
+    # -- what request threads call ------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("the model is closed")
+            self._waiting.append(job)
+            self._cond.notify_all()
+
+    def position(self, job: Job) -> int:
+        """1 for the next request to get a slot; 0 once it has one."""
+        with self._cond:
+            try:
+                return self._waiting.index(job) + 1
+            except ValueError:
+                return 0
+
+    def wake(self) -> None:
+        """Look at the waiting requests now (one was cancelled)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting plus those holding a slot."""
+        with self._cond:
+            return len(self._waiting) + self.active
+
+    @property
+    def active(self) -> int:
+        return sum(slot.job is not None for slot in self._slots)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def reset(self) -> None:
+        """Empty every idle slot's KV cells (a slot in use keeps its own)."""
+        with self._cond:
+            for slot in self._slots:
+                if slot.job is None:
+                    llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+                    slot.tokens = slot.tokens[:0]
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        if self.ctx:
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+
+    # -- the scheduler thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closing and not self._waiting and self.active == 0:
+                    self._cond.wait()
+                if self._closing:
+                    break
+                admit = self._admissible()
+            for job, slot in admit:
+                self._start(job, slot)
+            if self.active:
+                try:
+                    self._step()
+                except Exception as exc:  # noqa: BLE001 - a failed step ends its requests, not the thread
+                    log.exception("a decoding step failed")
+                    self._fail_all(exc)
+            elif not admit:
+                with self._cond:
+                    self._cond.wait(0.05)  # only cancelled requests wait: look again shortly
+        self._fail_all(RuntimeError("the model is closed"))
+        for job in self._waiting:
+            job.out.put(Finish("cancelled"))
+
+    def _admissible(self) -> list[tuple[Job, _Slot]]:
+        """Pop the requests that get a slot now (under the lock), each with the slot it takes."""
+        for job in [j for j in self._waiting if j.cancel.is_set()]:
+            self._waiting.remove(job)
+            job.admitted.set()
+            job.out.put(Finish("cancelled"))
+        admit: list[tuple[Job, _Slot]] = []
+        free = [s for s in self._slots if s.job is None]
+        busy = len(self._slots) - len(free)
+        if any(s.job is not None and s.job.exclusive for s in self._slots):
+            return admit
+        for job in list(self._waiting):
+            if not free:
+                break
+            if job.exclusive and (busy or admit):
+                break  # runs alone: wait for the running ones to end
+            slot = self._choose(job, free)
+            free.remove(slot)
+            self._waiting.remove(job)
+            slot.job = job  # claimed under the lock, so ``active`` counts it
+            admit.append((job, slot))
+            if job.exclusive:
+                break
+        return admit
+
+    def _choose(self, job: Job, free: list[_Slot]) -> _Slot:
+        """The free slot that already holds most of the prompt, else the least recently used."""
+        prompt = np.asarray(job.tokens, dtype=np.intc)
+        best = max(free, key=lambda s: (common_prefix(s.tokens, prompt), -s.used_at))
+        if common_prefix(best.tokens, prompt) >= COPY_MIN_TOKENS:
+            return best
+        return min(free, key=lambda s: s.used_at)
+
+    def _start(self, job: Job, slot: _Slot) -> None:
+        """Make the slot's KV cells the best available prefix of the prompt; evaluate the rest."""
+        prompt = np.asarray(job.tokens, dtype=np.intc)
+        try:
+            kept = 0 if job.exclusive else self._reuse(slot, prompt)
+            if job.exclusive:
+                self._save(slot, prompt, 0)
+            # at least the prompt's last token is evaluated: its logits pick the first reply token
+            kept = min(kept, len(prompt) - 1)
+            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, kept, -1)
+            slot.tokens = prompt[:kept].copy()
+            slot.pending = list(job.tokens[kept:])
+            slot.cached = kept
+            slot.generated = 0
+            slot.chain = SamplerChain(self._vocab, job.sampling)
+            slot.text = TextOut(self._vocab, job.stop)
+            slot.used_at = time.monotonic()
+        except Exception as exc:  # noqa: BLE001 - a bad grammar ends its own request only
+            self._finish(slot, None, error=exc)
+            return
+        finally:
+            job.admitted.set()
+
+    def _reuse(self, slot: _Slot, prompt: np.ndarray) -> int:
+        """Tokens of ``prompt`` the slot holds after restoring or copying the best prefix."""
+        own = common_prefix(slot.tokens, prompt)
+        entry_id, saved = self.prompt_cache.best(prompt)
+        donor, shared = None, 0
+        for other in self._slots:
+            if other is not slot:
+                n = common_prefix(other.tokens, prompt)
+                if n > shared:
+                    donor, shared = other, n
+        if max(saved, shared) < own + COPY_MIN_TOKENS:
+            self._save(slot, prompt, own)
+            return own
+        if saved >= shared and entry_id is not None:
+            # out of the cache before the slot is saved, so saving cannot evict it first
+            entry = self.prompt_cache.pop(entry_id)
+            self._save(slot, prompt, 0)
+            restored = self.prompt_cache.restore(self.ctx, slot.seq, entry)
+            if restored is not None:
+                slot.tokens = restored
+                return saved
+            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+            slot.tokens = prompt[:0]
+            return 0
+        self._save(slot, prompt, 0)
+        llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+        llama_cpp.llama_memory_seq_cp(self._memory, donor.seq, slot.seq, 0, shared)
+        slot.tokens = prompt[:shared].copy()
+        return shared
+
+    def _save(self, slot: _Slot, prompt: np.ndarray, keep: int) -> None:
+        """Save the slot's state to the prompt cache when the prompt overwrites much of it."""
+        if len(slot.tokens) - keep > SAVE_MIN_TOKENS:
+            self.prompt_cache.save(self.ctx, slot.seq, slot.tokens)
+
+    def _step(self) -> None:
+        batch = self._batch
+        n = 0
+        for slot in self._slots:
+            slot.index = -1
+            job = slot.job
+            if job is None or slot.pending:
+                continue
+            if job.cancel.is_set() or (job.deadline is not None and time.monotonic() >= job.deadline):
+                self._finish(slot, "cancelled" if job.cancel.is_set() else "timeout")
+                continue
+            n = self._add(batch, n, slot, [slot.last], logits=True)
+        budget = PREFILL_CHUNK
+        for slot in sorted(
+            (s for s in self._slots if s.job is not None and s.pending), key=lambda s: s.used_at
+        ):
+            if slot.job.cancel.is_set():
+                self._finish(slot, "cancelled")
+                continue
+            if budget <= 0:
+                break
+            chunk = slot.pending[:budget]
+            n = self._add(batch, n, slot, chunk, logits=len(chunk) == len(slot.pending))
+            del slot.pending[: len(chunk)]
+            budget -= len(chunk)
+        if n == 0:
+            return
+        batch.n_tokens = n
+        status = llama_cpp.llama_decode(self.ctx, batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode returned {status}")
+        self.steps += 1
+        self.batch_tokens += n
+        for slot in self._slots:
+            if slot.index >= 0 and slot.job is not None:
+                self._sampled(slot, slot.chain.sample(self.ctx, slot.index))
+
+    def _add(self, batch: Any, n: int, slot: _Slot, tokens: list[int], *, logits: bool) -> int:
+        position = len(slot.tokens)
+        for offset, token in enumerate(tokens):
+            batch.token[n] = token
+            batch.pos[n] = position + offset
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = slot.seq
+            batch.logits[n] = False
+            n += 1
+        if logits:
+            batch.logits[n - 1] = True
+            slot.index = n - 1
+        slot.evaluated(tokens)
+        return n
+
+    def _sampled(self, slot: _Slot, token: int) -> None:
+        job = slot.job
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            self._finish(slot, "stop")
+            return
+        slot.generated += 1
+        text, stopped = slot.text.push(token)
+        if text:
+            job.out.put(text)
+        if stopped:
+            slot.text = None  # what it held back is the stop string's start: never shown
+            self._finish(slot, "stop")
+        elif (job.max_tokens is not None and slot.generated >= job.max_tokens) or len(
+            slot.tokens
+        ) + 1 >= self.n_ctx:
+            self._finish(slot, "length")
+        else:
+            slot.last = token
+
+    def _finish(self, slot: _Slot, reason: str | None, *, error: BaseException | None = None) -> None:
+        job = slot.job
+        if slot.chain is not None:
+            slot.chain.free()
+            slot.chain = None
+        if slot.pending:  # a prefill cut short: what it evaluated is still a valid prefix
+            slot.pending = []
+        if job is not None:
+            if error is not None:
+                job.out.put(error)
+            else:
+                tail = slot.text.flush() if slot.text is not None else ""
+                if tail:
+                    job.out.put(tail)
+                job.out.put(
+                    Finish(
+                        reason or "stop",
+                        prompt_tokens=len(job.tokens),
+                        completion_tokens=slot.generated,
+                        cached_prompt_tokens=slot.cached,
+                    )
+                )
+        slot.job, slot.text = None, None
+        slot.used_at = time.monotonic()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _fail_all(self, exc: BaseException) -> None:
+        for slot in self._slots:
+            if slot.job is not None:
+                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+                slot.tokens = slot.tokens[:0]
+                self._finish(slot, None, error=exc)
