@@ -222,7 +222,9 @@ class Settings:
         default=64,
     )
     feedback_log: str = _opt(
-        "CHAT_FEEDBACK_LOG", "JSON-lines file where likes and dislikes are written", default="feedback.jsonl"
+        "CHAT_FEEDBACK_LOG",
+        "JSON-lines file where likes and dislikes are also written (empty: off, the store keeps them)",
+        default="",
     )
     feedback_log_max_bytes: int = _opt(
         "CHAT_FEEDBACK_LOG_MAX_BYTES",

@@ -322,8 +322,9 @@ class ChatEngine:
             for part in parts.flush():
                 (shown if isinstance(part, TextDelta) else thought).append(part.text)
                 yield part
-        except OutputBlocked:
+        except OutputBlocked as exc:
             self.counters.add("blocked_output")
+            stats.extra["guard_category"] = exc.fields.get("category", "")  # for the operator page
             notice = t("error.output_blocked", lang)
             yield Notice("blocked", notice)
             stats.finish_reason = "blocked"

@@ -54,9 +54,15 @@ class ContentBlocked(InputBlocked):
     """
 
     def __init__(
-        self, detail: str, *, key: str = InputBlocked.key, position: int | None = None, total: int = 0
+        self,
+        detail: str,
+        *,
+        key: str = InputBlocked.key,
+        position: int | None = None,
+        total: int = 0,
+        category: str = "",
     ) -> None:
-        super().__init__(detail)
+        super().__init__(detail, category=category)  # counted by category on the operator page
         self.key = key
         self.position = position
         self.total = total
@@ -138,7 +144,9 @@ class ContentGuard:
         rule = self.rules.check_input(message.content)
         if rule is not None:
             log.info("input blocked by %s (%s)", rule.where, rule.category)
-            raise ContentBlocked(f"input rule {rule.where} ({rule.category})", key=rule.refusal)
+            raise ContentBlocked(
+                f"input rule {rule.where} ({rule.category})", key=rule.refusal, category=rule.category
+            )
         if model is not None:
             _ask(model, message.content, "the guard model")
         with self._memo_lock:
@@ -155,16 +163,21 @@ class ContentGuard:
         return stream
 
 
+_CATEGORIES = {"external moderation": "moderation", "the guard model": "guard_model"}  # by ``who``
+
+
 def _ask(classifier: Moderation, text: str, who: str) -> None:
     """Refuse ``text`` if ``classifier`` flags it or gives no verdict (fail closed)."""
     try:
         flagged = classifier.flagged(text)
     except ModerationUnavailable as exc:
         log.warning("input refused: %s unavailable (%s)", who, exc)
-        raise ContentBlocked(f"{who} unavailable: {exc}", key="error.moderation_unavailable") from None
+        raise ContentBlocked(
+            f"{who} unavailable: {exc}", key="error.moderation_unavailable", category=_CATEGORIES[who]
+        ) from None
     if flagged:
         log.info("input blocked by %s", who)
-        raise ContentBlocked(f"flagged by {who}")
+        raise ContentBlocked(f"flagged by {who}", category=_CATEGORIES[who])
 
 
 def build_guard(settings: Settings) -> ContentGuard:

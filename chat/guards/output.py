@@ -65,7 +65,9 @@ class StreamFilter:
     def _release(self, *, final: bool) -> str:
         hit, undecided = self._matching.first_hit(self._view, self._scan, final=final)
         if hit is not None:
-            raise OutputBlocked(f"output rule {hit.rule.where} ({hit.rule.category})")
+            raise OutputBlocked(
+                f"output rule {hit.rule.where} ({hit.rule.category})", category=hit.rule.category
+            )
         cut = len(self._view)
         if not final:
             hold = self._matching.hold_from(self._view, self._scan)
@@ -124,9 +126,9 @@ class ModeratedFilter:
         try:
             flagged = self._moderation.flagged(self._approved + segment)
         except ModerationUnavailable as exc:
-            raise OutputBlocked(f"moderation unavailable: {exc}") from None
+            raise OutputBlocked(f"moderation unavailable: {exc}", category="moderation") from None
         if flagged:
-            raise OutputBlocked("flagged by external moderation")
+            raise OutputBlocked("flagged by external moderation", category="moderation")
         self._approved += segment
         self._waiting = self._waiting[upto:]
         return segment

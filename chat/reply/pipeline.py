@@ -118,7 +118,8 @@ def run(
             yield event
     except (InputBlocked, OutputBlocked) as exc:
         stage: Literal["input", "output"] = "input" if isinstance(exc, InputBlocked) else "output"
-        stats = Stats(backend=backend, finish_reason="blocked")
+        category = str(exc.fields.get("category", ""))  # counted on the operator page
+        stats = Stats(backend=backend, finish_reason="blocked", extra={"guard_category": category})
         outcome = Refusal(exc.user_message(request.lang), stats, tuple(notices), stage)
     except ChatError as exc:
         if cancel.is_set():  # a retry wait or a model load, cut short by Stop
@@ -141,6 +142,8 @@ def run(
     if writer is not None:
         sources = outcome.sources if isinstance(outcome, Reply) else ()
         _finish_turn(writer, _status(outcome), outcome.text, sources)
+    if writer is not None and not isinstance(outcome, Failure):
+        outcome.stats.extra["message_id"] = writer.message_id  # the stored reply: its figures, its rating
     memory.after(engine, request, outcome)  # a summary of the turns left out, in the background
     yield outcome
 

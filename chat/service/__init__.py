@@ -26,6 +26,7 @@ from starlette.responses import Response
 
 from chat.engine import ChatEngine
 from chat.knowledge.context import Library
+from chat.service import admin as admin_routes
 from chat.service import conversations, health, openai_routes, rest, ws
 from chat.service import knowledge as knowledge_routes
 from chat.service.door.access import DoorMiddleware
@@ -54,6 +55,7 @@ def register(
     rest.register(app, service)
     conversations.register(app, service)
     knowledge_routes.register(app, service)
+    admin_routes.register(app, service)
     ws.register(app, service)
     openai_routes.register(app, service)
 

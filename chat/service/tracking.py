@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,8 @@ class Tracker:
         self.metrics = metrics
         self.log = log
         self.knowledge = knowledge  # the knowledge bases a request may name
+        # notes each outcome for the operator page (chat.service.reply_journal); None: not noted
+        self.journal: Callable[[RequestRecord, ReplyRequest, Outcome], None] | None = None
 
     def backend_label(self, name: str | None) -> str:
         """A configured backend's name; anything else (a client's typo or junk) is ``unknown``."""
@@ -119,6 +121,8 @@ class Tracker:
                         record.first_text_at = time.perf_counter()
                 elif isinstance(step, OUTCOMES):
                     self._note(record, step)
+                    if self.journal is not None:
+                        self.journal(record, request, step)
                 yield step
         finally:
             gauge.dec()

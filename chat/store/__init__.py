@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 
 from chat.settings import Settings
+from chat.store import operator_tables  # noqa: F401 - its tables join the schema (migration 0006)
 from chat.store.database import data_dir, database_url, safe_url
 from chat.store.errors import ConversationNotFound, StoreError
 from chat.store.records import STATUSES, Conversation, ConversationInfo, Profile, Status, StoredMessage
