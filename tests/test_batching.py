@@ -1,0 +1,258 @@
+"""Several users at once on the local model: one batch per step, each sequence its own reply.
+
+The real SmolLM2 model through the scheduler (chat.backends.local.scheduler), no mock. Timings
+are never asserted; the tests assert what a user sees (their own reply, a Stop that frees a
+slot at once, a clear error) and what the scheduler did (sequences decoded together).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from chat import GenerationParams, Message
+from chat.backends.base import Finish
+from chat.backends.local.backend import LlamaCppBackend
+from chat.backends.local.grammars import parse_response_format
+from chat.errors import ChatError, ContextOverflow
+from chat.messages import Waiting
+
+CODE_WORDS = ["amber", "cobalt", "juniper", "saffron", "violet", "walnut"]
+ESSAYS = ["Rome", "Egypt", "China", "Greece", "the Inca"]
+LONG_TASK = "Write a long, detailed essay about the history of {}."  # greedy: hundreds of tokens
+
+
+@pytest.fixture
+def backend(local_backend: LlamaCppBackend) -> Iterator[LlamaCppBackend]:
+    """The shared model, batching: the session's reproducible mode runs greedy replies alone."""
+    assert local_backend.scheduler is not None and local_backend.parallel >= 4
+    saved = local_backend.reproducible
+    local_backend.reproducible = False
+    yield local_backend
+    local_backend.reproducible = saved
+    wait_idle(local_backend)
+
+
+def wait_idle(backend: LlamaCppBackend, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while backend.queue_depth and time.monotonic() < end:
+        time.sleep(0.02)
+    assert backend.queue_depth == 0
+
+
+def only_word(word: str) -> str:
+    """A response_format whose only valid output is ``{"code": "<word>"}``."""
+    schema = {
+        "type": "object",
+        "properties": {"code": {"type": "string", "enum": [word]}},
+        "required": ["code"],
+        "additionalProperties": False,
+    }
+    return parse_response_format({"type": "json_schema", "json_schema": {"name": "code", "schema": schema}})
+
+
+def ask(text: str) -> list[Message]:
+    return [Message("system", "You are a helpful assistant."), Message("user", text)]
+
+
+class Stream:
+    """One request on its own thread, recording what it received and when."""
+
+    def __init__(self, backend: LlamaCppBackend, messages: list[Message], params: GenerationParams) -> None:
+        self.chunks = backend.stream(messages, params)
+        self.text: list[str] = []
+        self.waited = False
+        self.finish: Finish | None = None
+        self.error: BaseException | None = None
+        self.first_text = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for chunk in self.chunks:
+                if isinstance(chunk, Waiting):
+                    self.waited = True
+                elif isinstance(chunk, Finish):
+                    self.finish = chunk
+                elif isinstance(chunk, str):
+                    self.text.append(chunk)
+                    self.first_text.set()
+                if self.stop.is_set():
+                    break
+        except ChatError as exc:
+            self.error = exc
+        finally:
+            self.chunks.close()
+            self.first_text.set()
+
+    def join(self, timeout: float = 120.0) -> Stream:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive()
+        return self
+
+
+def test_each_stream_gets_its_own_reply(backend: LlamaCppBackend) -> None:
+    """More streams than slots at once, each held by a grammar to its own code word: a token
+    delivered to the wrong sequence would break its JSON or its word."""
+    before = backend.batch_stats()
+    streams = [
+        Stream(
+            backend,
+            ask(f"Reply with the code word {w}."),
+            GenerationParams(temperature=0.9, response_format=only_word(w)),
+        )
+        for w in CODE_WORDS
+    ]
+    most_active = 0
+    while any(s.thread.is_alive() for s in streams):
+        most_active = max(most_active, backend.batch_stats().active)
+        time.sleep(0.002)
+    for word, stream in zip(CODE_WORDS, streams, strict=True):
+        stream.join()
+        assert stream.error is None
+        assert json.loads("".join(stream.text)) == {"code": word}
+        assert stream.finish is not None and stream.finish.reason == "stop"
+    after = backend.batch_stats()
+    assert most_active >= 2  # sequences held slots together...
+    assert after.step_tokens - before.step_tokens > after.steps - before.steps  # ...and shared steps
+
+
+def test_stop_frees_the_slot_for_a_waiting_request(backend: LlamaCppBackend) -> None:
+    long = GenerationParams(temperature=0.0, max_new_tokens=200)
+    running = [
+        Stream(backend, [Message("user", LONG_TASK.format(e))], long) for e in ESSAYS[: backend.parallel]
+    ]
+    for stream in running:
+        assert stream.first_text.wait(60)
+    waiting = Stream(backend, ask("Name a colour."), GenerationParams(temperature=0.0, max_new_tokens=8))
+    deadline = time.monotonic() + 10
+    while not waiting.waited and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert waiting.waited and not waiting.text  # every slot is taken: it waits its turn
+    running[0].stop.set()  # Stop: the stream is closed mid-reply
+    running[0].join()
+    assert waiting.join(60).finish is not None  # the freed slot served it...
+    assert all(s.thread.is_alive() for s in running[1:])  # ...while the others still ran
+    for stream in running[1:]:
+        stream.join()
+        assert stream.error is None and stream.finish.reason == "length"
+        assert stream.finish.completion_tokens == 200
+
+
+def test_mixed_parameters_in_one_batch_keep_their_own_behaviour(backend: LlamaCppBackend) -> None:
+    question = ask("What is the capital of France? Answer in one sentence.")
+    greedy = GenerationParams(temperature=0.0, max_new_tokens=24)
+    backend.reset()
+    alone = Stream(backend, question, greedy).join()
+    others = [
+        Stream(
+            backend,
+            ask("Write a wild poem about the moon."),
+            GenerationParams(temperature=1.2, top_p=0.5, max_new_tokens=48),
+        ),
+        Stream(
+            backend,
+            ask("Give me JSON about a cat."),
+            GenerationParams(temperature=1.0, response_format=only_word("cat")),
+        ),
+    ]
+    backend.reset()
+    batched = Stream(backend, question, greedy).join()
+    for stream in others:
+        stream.join()
+    assert json.loads("".join(others[1].text)) == {"code": "cat"}  # the grammar stayed its own
+    assert not "".join(others[0].text).lstrip().startswith("{")  # and did not leak to the poem
+    # Greedy stays greedy among sampled neighbours; the first words cannot depend on them.
+    assert "".join(batched.text)[:20] == "".join(alone.text)[:20]
+
+
+def test_a_lone_greedy_reply_matches_one_at_a_time(local_backend: LlamaCppBackend, data_dir: str) -> None:
+    """The scheduler samples as llama-cpp-python's own path does (--parallel 1)."""
+    serial = LlamaCppBackend(local_backend.model_path, n_ctx=local_backend.n_ctx, n_threads=1, parallel=1)
+    try:
+        question = ask("Name three animals that live in the sea.")
+        params = GenerationParams(temperature=0.0, max_new_tokens=24)
+        local_backend.reset()
+        assert "".join(Stream(local_backend, question, params).join().text) == "".join(
+            Stream(serial, question, params).join().text
+        )
+    finally:
+        serial.close()
+
+
+def test_bad_requests_fail_alone(backend: LlamaCppBackend) -> None:
+    long = GenerationParams(temperature=0.0, max_new_tokens=120)
+    good = [Stream(backend, [Message("user", LONG_TASK.format(e))], long) for e in ESSAYS[:2]]
+    for stream in good:
+        assert stream.first_text.wait(60)
+    with pytest.raises(ContextOverflow):
+        list(backend.stream(ask("word " * 3000), long))
+    with pytest.raises(ChatError):
+        list(
+            backend.stream(
+                ask("Hi"),
+                GenerationParams(
+                    response_format='{"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}'
+                ),
+            )
+        )
+    for stream in good:
+        stream.join()
+        assert stream.error is None and stream.finish.completion_tokens == 120
+
+
+def test_http_users_are_served_together(app_url: str, local_backend: LlamaCppBackend) -> None:
+    app_url = app_url.rstrip("/")
+    """Four users through /api/chat at once: every first token comes before any reply ends (one
+    at a time, the fourth would see its first token after three whole replies), and a client that
+    hangs up frees its slot."""
+    marks: dict[int, list[float]] = {}
+
+    def user(i: int) -> None:
+        context = {"temperature": 0.8, "max_new_tokens": 96}
+        body = {"user_input": LONG_TASK.format(ESSAYS[i]), "stream": True, "context": context}
+        with httpx.stream("POST", f"{app_url}/api/chat", json=body, timeout=120) as response:
+            assert response.status_code == 200
+            first = None
+            for line in response.iter_lines():
+                if first is None and line.startswith("event: delta"):
+                    first = time.monotonic()
+            marks[i] = [first, time.monotonic()]
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(marks) == 4
+    assert max(first for first, _ in marks.values()) < min(end for _, end in marks.values())
+
+    body = {
+        "user_input": LONG_TASK.format("Mali"),
+        "stream": True,
+        "context": {"temperature": 0.0, "max_new_tokens": 500},
+    }
+    with httpx.stream("POST", f"{app_url}/api/chat", json=body, timeout=60) as response:
+        for line in response.iter_lines():
+            if line.startswith("event: delta"):
+                break  # the user closes the tab mid-reply
+    wait_idle(local_backend)
+
+
+def test_metrics_show_the_batch(app_url: str) -> None:
+    app_url = app_url.rstrip("/")
+    text = httpx.get(f"{app_url}/metrics", timeout=10).text
+    for name in (
+        "chat_batch_slots",
+        "chat_batch_active_sequences",
+        "chat_batch_waiting",
+        "chat_batch_steps_total",
+    ):
+        assert f'{name}{{backend="local"}}' in text
