@@ -58,3 +58,7 @@ class ReplyJournal:
             record_reply(self.store.engine, facts)
         except ChatError:
             log.warning("the reply's figures could not be stored (request %s)", record.id)
+        except Exception as exc:  # noqa: BLE001 - a figure never fails a reply the user already has
+            log.error(
+                "the reply's figures could not be stored (request %s): %s", record.id, type(exc).__name__
+            )
