@@ -7,21 +7,53 @@ stop, an error, a notice or a cache hit the same way.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from chat.errors import InvalidRequest
 
-Role = Literal["system", "user", "assistant"]
-ROLES: tuple[Role, ...] = ("system", "user", "assistant")
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[Role, ...] = ("system", "user", "assistant", "tool")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model asked for: ``arguments`` is JSON text, as the model wrote it."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ToolCall:
+        """From OpenAI's ``{"id", "type": "function", "function": {"name", "arguments"}}``."""
+        function = data.get("function") if isinstance(data, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        arguments = function.get("arguments", "{}") if isinstance(function, dict) else None
+        if not isinstance(name, str) or not isinstance(data.get("id"), str) or not isinstance(arguments, str):
+            raise InvalidRequest(reason="invalid.tool_call")
+        return cls(data["id"], name, arguments)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 @dataclass(frozen=True)
 class Message:
-    """One chat message. Equal content means equal objects, so messages work as cache keys."""
+    """One chat message. Equal content means equal objects, so messages work as cache keys.
+
+    An assistant message may carry the ``tool_calls`` it asked for; a ``tool`` message is one
+    call's result and names the call it answers (``tool_call_id``)."""
 
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
 
     @classmethod
     def from_dict(cls, data: Any) -> Message:
@@ -31,10 +63,27 @@ class Message:
         role = data.get("role")
         if role not in ROLES:
             raise InvalidRequest(reason="invalid.message_role", roles=", ".join(ROLES), role=repr(role))
-        return cls(role=role, content=content_text(data.get("content")))
+        calls = data.get("tool_calls") if role == "assistant" else None
+        if calls is not None and not isinstance(calls, list):
+            raise InvalidRequest(reason="invalid.tool_call")
+        call_id = data.get("tool_call_id", "") if role == "tool" else ""
+        if role == "tool" and (not isinstance(call_id, str) or not call_id):
+            raise InvalidRequest(reason="invalid.tool_call_id")
+        tool_calls = tuple(ToolCall.from_dict(c) for c in calls or ())
+        return cls(role, content_text(data.get("content")), tool_calls, call_id)
 
-    def to_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [call.to_dict() for call in self.tool_calls]
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+def last_user(messages: Sequence[Message]) -> int:
+    """The index of the newest user message (the results of tool calls may follow it)."""
+    return max(i for i, m in enumerate(messages) if m.role == "user")
 
 
 def content_text(content: Any) -> str:
@@ -73,6 +122,9 @@ class GenerationParams:
     # OpenAI's ``response_format`` as canonical JSON text (None: free text), so params stay
     # hashable and the response cache key covers it; built by ``chat.backends.local.grammars``.
     response_format: str | None = None
+    # The tools offered and OpenAI's ``tool_choice``, as canonical JSON text (None: no tools);
+    # built by ``chat.tools.offer``.
+    tools: str | None = None
 
     LIMITS = {
         "temperature": Limit(0.0, 2.0),
@@ -92,6 +144,8 @@ class GenerationParams:
             raise InvalidRequest(reason="invalid.seed", value=repr(self.seed))
         if self.response_format is not None and not isinstance(self.response_format, str):
             raise InvalidRequest("response_format must be JSON text (see chat.backends.local.grammars)")
+        if self.tools is not None and not isinstance(self.tools, str):
+            raise InvalidRequest("tools must be JSON text (see chat.tools.offer)")
 
 
 def _checked(name: str, value: Any, limit: Limit) -> float | int:
@@ -165,13 +219,33 @@ class Stats:
 
 
 @dataclass(frozen=True)
+class ToolUse:
+    """A tool the app ran for the model: its ``name`` as people read it ("shop.get_order_status"),
+    the arguments (JSON text), the result as shown (masked, guarded), how the call ended
+    (``status``: ok, error, timeout, unavailable, unknown, invalid, blocked, cancelled, declined)
+    and how long it took, in seconds."""
+
+    id: str
+    name: str
+    arguments: str
+    result: str
+    status: str
+    duration: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Done:
     """The reply ended. ``text`` is the full reply the user saw; ``thinking`` what the model
-    thought before it (shown apart, not part of the reply)."""
+    thought before it (shown apart, not part of it); ``tool_calls`` the calls the model asked for
+    and nobody has run yet."""
 
     text: str
     stats: Stats
     thinking: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
-Event = TextDelta | ThinkingDelta | Notice | Waiting | Done
+Event = TextDelta | ThinkingDelta | Notice | Waiting | ToolUse | Done

@@ -29,7 +29,9 @@ from chat.service import register
 from chat.service.asset_cache import AssetCache
 from chat.service.conversations import visitor_key
 from chat.settings import Settings
+from chat.service.mcp_server import mount_mcp_server
 from chat.store import open_store
+from chat.tools.registry import open_tools
 from chat.ui import I18N, ChatHandlers, build_ui
 from chat.ui.branding import Branding
 from chat.ui.layout import page_options
@@ -52,19 +54,25 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
     app.router.on_shutdown.append(knowledge.close)
     if settings.knowledge_seed:  # sample knowledge bases, into those still empty
         seed_knowledge(knowledge, Path(settings.knowledge_seed))
+    personas = load_persona_list()
+    if settings.mcp_config:  # the operator's MCP servers: the tool loop on every way in that answers
+        engine.tools = open_tools(settings, personas)
+        app.router.on_shutdown.append(engine.tools.close)
 
     # Gradio's JavaScript, styles and fonts from memory after the first request; added before
     # the door (chat.service.door.access), so the door, wrapped around it, still sees every request.
     app.add_middleware(AssetCache)
     # /api, /ws, /v1, /metrics, /healthz, /readyz
     service = register(app, engine, settings, store, visitor_key=visitor_key(settings), knowledge=knowledge)
+    if settings.mcp_server:  # /gradio_api/mcp/, behind the same door
+        mount_mcp_server(app, service, personas, one_gradio_app)
 
     max_context = min(b.context_window() or settings.n_ctx for b in engine.backends.values())
     branding = Branding.from_settings(settings)
     with one_gradio_app():
         demo = build_ui(
             service.observed("gradio"),  # the same engine, counted in /metrics and the request log
-            personas=load_persona_list(),
+            personas=personas,
             max_context=max_context,
             feedback_log=Path(settings.feedback_log) if settings.feedback_log else None,
             feedback_log_max_bytes=settings.feedback_log_max_bytes,

@@ -326,6 +326,22 @@ class Settings:
         default="",
         repr=False,
     )
+    # tools (chat/tools, docs/tools.md)
+    mcp_config: str = _opt(
+        "CHAT_MCP_CONFIG", 'MCP servers the assistant may call: a JSON file {"mcpServers": {...}}', default=""
+    )
+    max_tool_rounds: int = _opt(
+        "CHAT_MAX_TOOL_ROUNDS",
+        "tool calling rounds one reply may take before it must answer",
+        parse=int,
+        default=4,
+    )
+    tool_timeout: float = _opt(
+        "CHAT_TOOL_TIMEOUT", "seconds one tool call may take", parse=float, default=30.0
+    )
+    mcp_server: bool = _opt(
+        "CHAT_MCP_SERVER", "serve the app as an MCP server at /gradio_api/mcp/", parse=_bool, default=False
+    )
     # page branding (chat/ui/branding.py); empty: neutral bilingual defaults
     title: str = _opt("CHAT_TITLE", "page title and header (default: Chat / 聊天)", default="")
     description: str = _opt(
@@ -350,7 +366,7 @@ class Settings:
             raise ConfigError("--auth must look like user:password")
         positive = ("cache_max_entries", "cache_max_bytes", "cache_ttl", "max_message_chars", "max_turns")
         positive += ("guard_timeout", "embedding_timeout")
-        positive += ("knowledge_max_bytes",)
+        positive += ("knowledge_max_bytes", "max_tool_rounds", "tool_timeout")
         for name in (*positive, "feedback_log_max_bytes", "max_ws_per_client", "ws_idle_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")

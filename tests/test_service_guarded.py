@@ -227,7 +227,7 @@ def test_wrong_types_get_a_clear_400(open_app: str, body: dict, fragment: str) -
         ),
         (
             {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]},
-            "tools is not supported",
+            "tools[0] must be",
         ),
         ({"messages": [{"role": "assistant", "content": "hi"}]}, "last message must come from the user"),
     ],

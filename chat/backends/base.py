@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from chat.messages import GenerationParams, Message, ThinkingDelta, Waiting
+from chat.messages import GenerationParams, Message, ThinkingDelta, ToolCall, Waiting
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,10 @@ class Finish:
     cached_prompt_tokens: int | None = None  # prompt tokens reused from a prompt cache, not evaluated
 
 
-Chunk = str | ThinkingDelta | Waiting | Finish  # ThinkingDelta: a reasoning field apart from the text
+# ThinkingDelta: a reasoning field apart from the text; ToolCall: a whole call the model asked for
+Chunk = str | ThinkingDelta | Waiting | ToolCall | Finish
+
+
 @dataclass(frozen=True)
 class BatchStats:
     """A batching backend's state, for /metrics: its slots and the decode steps so far."""
@@ -33,8 +36,6 @@ class BatchStats:
     waiting: int  # requests waiting for a slot
     steps: int  # decode steps since start
     step_tokens: int  # tokens decoded in those steps (their ratio is the mean batch size)
-
-
 
 
 class Backend(ABC):
@@ -48,6 +49,9 @@ class Backend(ABC):
     # ``response_format`` types ``stream`` honours (``params.response_format``); others get a 400
     response_formats: frozenset[str] = frozenset({"text"})
     base_url: str | None = None  # a remote API's base URL, probed by /readyz; None: in-process
+    # True: ``stream`` sends ``params.tools`` to the model and yields ``ToolCall``s; False: the
+    # engine renders tools as prompt text and reads calls back (``chat.tools.text_form``)
+    native_tools: bool = False
 
     @property
     def queue_depth(self) -> int | None:

@@ -15,6 +15,7 @@ deltas; ``ReplyParts`` adds the output guard (the thinking is shown too, so it i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from chat.messages import Message, TextDelta, ThinkingDelta
@@ -139,7 +140,7 @@ def without_thinking(messages: Iterable[Message]) -> list[Message]:
     """The conversation with thinking removed from assistant messages (a client may send back
     a reply with its ``<think>`` block); user and system messages are left as written."""
     return [
-        Message(m.role, split(m.content)[0]) if m.role == "assistant" and "think>" in m.content else m
+        replace(m, content=split(m.content)[0]) if m.role == "assistant" and "think>" in m.content else m
         for m in messages
     ]
 

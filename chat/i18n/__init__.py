@@ -10,14 +10,21 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from chat.i18n import admin, invalid, knowledge_bases, refusals, replies
+from chat.i18n import admin, invalid, knowledge_bases, refusals, replies, tools
 
 Lang = Literal["en", "zh"]
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 # Each area keeps its own sentences; a key is in exactly one of them (tests/test_i18n.py).
-AREAS = (replies.MESSAGES, admin.MESSAGES, invalid.MESSAGES, refusals.MESSAGES, knowledge_bases.MESSAGES)
+AREAS = (
+    replies.MESSAGES,
+    admin.MESSAGES,
+    invalid.MESSAGES,
+    refusals.MESSAGES,
+    knowledge_bases.MESSAGES,
+    tools.MESSAGES,
+)
 MESSAGES: dict[str, dict[Lang, str]] = {key: entry for area in AREAS for key, entry in area.items()}  # type: ignore[misc]
 
 

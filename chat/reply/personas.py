@@ -5,6 +5,7 @@ optional ``name: value`` header lines, then a blank line and the system prompt::
 
     # Shop support
     knowledge: shop                    # answer from the "shop" knowledge base
+    tools: shop.get_order_status       # the MCP tools it may call (patterns; "none": none)
     example: Where is my order?        # shown on an empty chat (repeat for several)
 
     You are the online support of a shop...
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "prompts" / "personas"
-_HEADER = re.compile(r"^(knowledge|example):\s*(.*?)\s*$")
+_HEADER = re.compile(r"^(knowledge|example|tools):\s*(.*?)\s*$")
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,14 @@ class Persona:
     prompt: str
     knowledge: str | None = None  # the knowledge base it answers from
     examples: tuple[str, ...] = ()
+    tools: tuple[str, ...] | None = None  # tool name patterns it may call (None: every tool)
 
 
 def parse_persona(path: Path) -> Persona:
     key, _, lang = path.name.removesuffix(".md").partition(".")
     first, _, rest = path.read_text(encoding="utf-8").partition("\n")
     lines = rest.strip().splitlines()
-    headers: dict[str, list[str]] = {"knowledge": [], "example": []}
+    headers: dict[str, list[str]] = {"knowledge": [], "example": [], "tools": []}
     while lines and (match := _HEADER.match(lines[0])):
         if match[2]:
             headers[match[1]].append(match[2])
@@ -48,6 +50,9 @@ def parse_persona(path: Path) -> Persona:
         prompt="\n".join(lines).strip(),
         knowledge=headers["knowledge"][0] if headers["knowledge"] else None,
         examples=tuple(headers["example"]),
+        tools=tuple(p.strip() for line in headers["tools"] for p in line.split(",") if p.strip())
+        if headers["tools"]
+        else None,
     )
 
 

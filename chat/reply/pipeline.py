@@ -44,9 +44,11 @@ from chat.messages import (
     Notice,
     Stats,
     TextDelta,
+    ToolUse,
     Waiting,
 )
 from chat.reply.notes import TurnNotes
+from chat.tools.loop import stream_with_tools
 from chat.reply.turn import (
     Cancelled,
     Failure,
@@ -81,6 +83,7 @@ def run(
     backend = request.backend or engine.default_backend
     notices: list[Notice] = []
     shown: list[str] = []
+    uses: list[ToolUse] = []  # the operator's tools run for this reply
     outcome: Outcome | None = None
     events: Iterator[Event] | None = None
     writer: ReplyWriter | None = None
@@ -95,22 +98,15 @@ def run(
         yield from memory.notices
         if request.knowledge:  # the note on every such turn (a stable prefix), chunks when found
             reference = yield from _reference(engine, request, found, cancel, memory.notes)
-        events = engine.stream(
-            memory.messages,
-            request.params,
-            backend=request.backend,
-            cancel=cancel,
-            use_cache=request.use_cache,
-            api_key=request.api_key,
-            notes=[*memory.notes, *([reference.note] if reference.note else [])],
-            reference=reference.block,
-        )
+        events = _events(engine, request, memory, reference, cancel)
         for event in events:
             if isinstance(event, Done):
-                outcome = _ended(event, tuple(notices), reference.sources)
+                outcome = _ended(event, tuple(notices), reference.sources, tuple(uses))
                 break
             if isinstance(event, Notice):
                 notices.append(event)
+            elif isinstance(event, ToolUse):
+                uses.append(event)
             elif isinstance(event, TextDelta):
                 shown.append(event.text)
                 if writer is not None:
@@ -141,11 +137,38 @@ def run(
         outcome = Failure(ChatError("the reply ended without a result"), "".join(shown), tuple(notices))
     if writer is not None:
         sources = outcome.sources if isinstance(outcome, Reply) else ()
-        _finish_turn(writer, _status(outcome), outcome.text, sources)
+        _finish_turn(writer, _status(outcome), outcome.text, sources, getattr(outcome, "tools", ()))
     if writer is not None and not isinstance(outcome, Failure):
         outcome.stats.extra["message_id"] = writer.message_id  # the stored reply: its figures, its rating
     memory.after(engine, request, outcome)  # a summary of the turns left out, in the background
     yield outcome
+
+
+def _events(
+    engine: ChatEngine,
+    request: ReplyRequest,
+    memory: TurnNotes,
+    reference: Reference,
+    cancel: threading.Event,
+) -> Iterator[Event]:
+    """The engine's events for this turn, through the tool loop when the operator's tools are on
+    offer to this conversation (its persona's set, ``chat.tools.registry``)."""
+    kwargs = {
+        "backend": request.backend,
+        "cancel": cancel,
+        "api_key": request.api_key,
+        "notes": [*memory.notes, *([reference.note] if reference.note else [])],
+        "reference": reference.block,
+    }
+    registry = engine.tools if request.server_tools else None
+    tools = registry.for_messages(request.messages) if registry is not None else None
+    if tools is None:
+        use_cache = request.use_cache and request.params.tools is None  # calls are not replayed
+        return engine.stream(memory.messages, request.params, use_cache=use_cache, **kwargs)
+    rounds = registry.max_rounds
+    return stream_with_tools(
+        engine, memory.messages, request.params, tools, max_rounds=rounds, lang=request.lang, **kwargs
+    )
 
 
 def _start_turn(engine: ChatEngine, request: ReplyRequest) -> StartedTurn | None:
@@ -180,12 +203,14 @@ def _finish_turn(
     status: Literal["complete", "stopped", "interrupted"],
     text: str,
     sources: Sequence[Source] = (),
+    tools: Sequence[ToolUse] = (),
 ) -> None:
     """The reply's last write, with the sources it showed (display-only: ``Store.history`` never
     gives them back to the model); a failing database is logged, never turned into a failed
     reply the user has already read."""
     try:
-        writer.finish(status, text=text, sources=[source.to_dict() for source in sources])
+        sources_ = [source.to_dict() for source in sources]
+        writer.finish(status, text=text, sources=sources_, tool_calls=[use.to_dict() for use in tools])
     except ChatError:
         log.warning("reply %s: the final write to the store failed", writer.message_id)
 
@@ -220,13 +245,23 @@ def _reference(
     )
 
 
-def _ended(done: Done, notices: tuple[Notice, ...], sources: tuple[Source, ...] = ()) -> Outcome:
+def _ended(
+    done: Done, notices: tuple[Notice, ...], sources: tuple[Source, ...] = (), uses: tuple[ToolUse, ...] = ()
+) -> Outcome:
     match done.stats.finish_reason:
         case "blocked":
             return Refusal(done.text, done.stats, notices, "output")
         case "cancelled":
-            return Cancelled(done.text, done.stats, notices, thinking=done.thinking)
-    return Reply(done.text, done.stats, notices, sources, thinking=done.thinking)
+            return Cancelled(done.text, done.stats, notices, thinking=done.thinking, tools=uses)
+    return Reply(
+        done.text,
+        done.stats,
+        notices,
+        sources,
+        thinking=done.thinking,
+        tool_calls=done.tool_calls,
+        tools=uses,
+    )
 
 
 class Pipeline:

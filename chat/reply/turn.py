@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING, Literal
 
 from chat.errors import ChatError
 from chat.i18n import Lang, detect_language
-from chat.messages import GenerationParams, Message, Notice, Stats, TextDelta, ThinkingDelta, Waiting
+from chat.messages import (
+    GenerationParams,
+    Message,
+    Notice,
+    Stats,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolUse,
+    Waiting,
+)
 
 if TYPE_CHECKING:
     from chat.knowledge.records import Source
@@ -39,15 +49,18 @@ class ReplyRequest:
     api_key: str | None = field(default=None, repr=False)  # a session key: never shown
     conversation: StoredConversation | None = None  # keep the user's message and the reply there
     knowledge: str | None = None  # answer from this knowledge base, citing its sources
+    # may use the operator's MCP tools (chat.tools); not on /v1, where a client runs its own
+    server_tools: bool = True
 
     @property
     def lang(self) -> Lang:
         """The language of the newest message: replies, notices and errors follow it."""
-        return detect_language(self.messages[-1].content) if self.messages else "en"
+        return detect_language(self.user_input)
 
     @property
     def user_input(self) -> str:
-        return self.messages[-1].content if self.messages else ""
+        """The newest user message (a client's tool results may follow it)."""
+        return next((m.content for m in reversed(self.messages) if m.role == "user"), "")
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,8 @@ class Reply:
     notices: tuple[Notice, ...] = ()
     sources: tuple[Source, ...] = ()  # the knowledge base chunks the prompt held, best first
     thinking: str = ""  # a reasoning model's thinking, shown apart: not the reply, not stored
+    tool_calls: tuple[ToolCall, ...] = ()  # calls the model asked the client to run (/v1)
+    tools: tuple[ToolUse, ...] = ()  # the operator's tools the app ran for this reply, in order
 
 
 @dataclass(frozen=True)
@@ -88,8 +103,9 @@ class Cancelled:
     stats: Stats
     notices: tuple[Notice, ...] = ()
     thinking: str = ""
+    tools: tuple[ToolUse, ...] = ()
 
 
 Outcome = Reply | Refusal | Failure | Cancelled
-Step = TextDelta | ThinkingDelta | Notice | Waiting | Outcome
+Step = TextDelta | ThinkingDelta | Notice | Waiting | ToolUse | Outcome
 OUTCOMES = (Reply, Refusal, Failure, Cancelled)

@@ -4,7 +4,10 @@ Any OpenAI client library works with ``base_url="http://host:7860/v1"`` and, whe
 ``CHAT_API_TOKEN`` is set, that token as its API key. Filters, cache, retry and fallback apply
 as on every other entry point. ``model`` picks a backend by name ("local", "cloud") or by its
 model name; anything else means the default backend. A filtered request is answered with the
-refusal and ``finish_reason: "content_filter"``. Tools, ``n > 1`` and logprobs are refused.
+refusal and ``finish_reason: "content_filter"``. ``tools``, ``tool_choice`` and
+``parallel_tool_calls`` are taken as OpenAI defines them (``chat.tools.offer``): a reply that calls
+the client's tools carries ``tool_calls`` with ``finish_reason: "tool_calls"``, streamed as OpenAI
+streams them; the server's own MCP tools are never mixed in here. ``n > 1`` and logprobs are refused.
 ``response_format`` (JSON mode, JSON schema) is honoured by every backend that may answer, or
 refused with a 400 naming the one that cannot. A reasoning model's thinking comes apart from
 the reply, as DeepSeek sends it: ``reasoning_content`` in the message and in stream deltas.
@@ -23,7 +26,8 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from chat.messages import GenerationParams, Message, Stats, TextDelta, ThinkingDelta, Waiting
+from chat.errors import InvalidRequest
+from chat.messages import GenerationParams, Message, Stats, TextDelta, ThinkingDelta, ToolCall, Waiting
 from chat.reply.turn import Cancelled, Failure, Refusal, Reply, ReplyRequest, Step
 from chat.service.bodies import (
     bool_field,
@@ -35,12 +39,13 @@ from chat.service.bodies import (
     response_format_field,
     text_field,
 )
-from chat.service.errors import ApiError, from_chat_error
+from chat.service.errors import ApiError, from_chat_error, from_invalid
 from chat.service.replies import SSE_HEADERS, ReplyRun, asked_language, sources_field, sse
 from chat.service.shared import Service
+from chat.tools.offer import parse_offer
 
-FINISH_REASONS = {"stop": "stop", "length": "length", "blocked": "content_filter"}
-UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "audio", "prediction")
+FINISH_REASONS = {"stop": "stop", "length": "length", "blocked": "content_filter", "tool_calls": "tool_calls"}
+UNSUPPORTED = ("functions", "function_call", "audio", "prediction")
 
 
 def parse_completion(body: dict[str, Any], service: Service) -> tuple[list[Message], GenerationParams, str]:
@@ -70,8 +75,19 @@ def parse_completion(body: dict[str, Any], service: Service) -> tuple[list[Messa
     values.pop("context_length", None)
     backend = _backend_for(body.get("model"), service)
     response_format = response_format_field(body.get("response_format"), service.engine.chain(backend))
-    params = replace(params_from(values, service.defaults), response_format=response_format)
+    params = replace(
+        params_from(values, service.defaults), response_format=response_format, tools=_tools(body)
+    )
     return messages, params, backend
+
+
+def _tools(body: dict[str, Any]) -> str | None:
+    """The client's ``tools``, ``tool_choice`` and ``parallel_tool_calls`` as canonical JSON."""
+    try:
+        offer = parse_offer(body.get("tools"), body.get("tool_choice"), body.get("parallel_tool_calls"))
+    except InvalidRequest as exc:
+        raise from_invalid(exc) from None
+    return offer.canonical() if offer is not None else None
 
 
 def _last_text(messages: Any) -> Any:
@@ -117,7 +133,9 @@ def register(app: FastAPI, service: Service) -> None:
         except ApiError as exc:
             service.tracker.reject(record, exc.kind, exc.status)
             return exc.response(record.id, asked_language(request, _last_text(body.get("messages"))))
-        chat = ReplyRequest(messages=messages, params=params, backend=backend, knowledge=knowledge)
+        chat = ReplyRequest(
+            messages=messages, params=params, backend=backend, knowledge=knowledge, server_tools=False
+        )
         run = ReplyRun(service, record, chat)
         completion = Completion(service, run, backend)
         if stream:
@@ -136,10 +154,14 @@ class Completion:
         self.model = service.engine.backends[backend].model if backend in service.engine.backends else backend
         self.headers = {"X-Request-ID": run.record.id}
 
-    def body(self, text: str, stats: Stats, thinking: str = "") -> dict[str, Any]:
-        message = {"role": "assistant", "content": text}
+    def body(
+        self, text: str, stats: Stats, thinking: str = "", calls: tuple[ToolCall, ...] = ()
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": text}
         if thinking:
             message["reasoning_content"] = thinking
+        if calls:
+            message.update(content=text or None, tool_calls=[call.to_dict() for call in calls])
         return {
             "id": self.id,
             "object": "chat.completion",
@@ -178,7 +200,8 @@ class Completion:
         if isinstance(outcome, Failure):
             return from_chat_error(outcome.error, self.lang).response(self.run.record.id)
         thinking = "" if isinstance(outcome, Refusal) else outcome.thinking
-        body = {**self.body(outcome.text, outcome.stats, thinking), **self._sources(outcome)}
+        calls = outcome.tool_calls if isinstance(outcome, Reply) else ()
+        body = {**self.body(outcome.text, outcome.stats, thinking, calls), **self._sources(outcome)}
         return JSONResponse(body, headers=self.headers)
 
     async def stream(self, usage_wanted: bool) -> Response:
@@ -218,12 +241,29 @@ class Completion:
                 lines = (
                     [self.chunk({"content": step.text})] if isinstance(step, Refusal) and not texted else []
                 )
+                lines += self._calls(step.tool_calls if isinstance(step, Reply) else ())
                 finish = FINISH_REASONS.get(step.stats.finish_reason, "stop")
                 lines.append(self.chunk({}, finish, **self._sources(step)))
                 if usage_wanted:
                     lines.append(sse(None, {**self.chunk_head(), "choices": [], "usage": _usage(step.stats)}))
                 return [*lines, "data: [DONE]\n\n"]
         return []  # a notice: OpenAI chunks have no place for it
+
+    def _calls(self, calls: tuple[ToolCall, ...]) -> list[str]:
+        """Each call as OpenAI streams it: its index, id and name, then its arguments."""
+        lines = []
+        for index, call in enumerate(calls):
+            head = {
+                "index": index,
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": ""},
+            }
+            lines.append(self.chunk({"tool_calls": [head]}))
+            lines.append(
+                self.chunk({"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]})
+            )
+        return lines
 
     def _sources(self, outcome: Reply | Refusal | Cancelled) -> dict[str, Any]:
         """``{"sources": [...]}`` when the request named a knowledge base; plain OpenAI otherwise."""

@@ -20,7 +20,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from chat.i18n import Lang, request_language, translated
-from chat.messages import Notice, Stats, TextDelta, ThinkingDelta, Waiting
+from chat.messages import Notice, Stats, TextDelta, ThinkingDelta, ToolUse, Waiting
 from chat.reply.turn import OUTCOMES, Cancelled, Failure, Outcome, Refusal, Reply, ReplyRequest, Step
 from chat.service.async_bridge import EventPump, cancel_on_disconnect
 from chat.service.errors import ApiError, from_chat_error
@@ -116,6 +116,8 @@ def frame(step: Step, record: RequestRecord, lang: Lang) -> tuple[str, dict[str,
             return "thinking", {"text": text}
         case Notice(kind=kind, text=text):
             return "notice", {"kind": kind, "text": text}
+        case ToolUse():
+            return "tool_call", step.to_dict()
         case Waiting(position=position, status=status):
             return "waiting", {
                 "position": position,
@@ -142,6 +144,7 @@ def reply_body(outcome: Reply | Refusal | Cancelled, record: RequestRecord) -> d
         **stats_fields(outcome.stats),
         "notices": [{"kind": n.kind, "text": n.text} for n in outcome.notices],
         "sources": sources_field(outcome),
+        "tool_calls": [use.to_dict() for use in getattr(outcome, "tools", ())],
     }
 
 

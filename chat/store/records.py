@@ -31,6 +31,8 @@ class StoredMessage:
     # The knowledge-base passages an answer used, best first (``Source.to_dict``): shown under
     # the reply, never sent back to the model (``to_message`` leaves them out).
     sources: tuple[dict[str, Any], ...] = ()
+    # The operator's tools the app ran for the reply (``ToolUse.to_dict``), shown, never sent back.
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
     def to_message(self) -> Message:
         return Message(self.role, self.content)
@@ -43,6 +45,7 @@ class StoredMessage:
             "status": self.status,
             "rating": self.rating,
             "sources": [dict(source) for source in self.sources],  # as /api/chat's "sources"
+            "tool_calls": [dict(call) for call in self.tool_calls],  # as /api/chat's "tool_calls"
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
         }

@@ -520,14 +520,15 @@ def _messages(c: sa.Connection, conversation_ids: list[str]) -> dict[str, list[S
             m.updated_at,
             feedback.c.rating,
             m.sources,
+            m.tool_calls,
         )
         .select_from(messages.outerjoin(feedback, feedback.c.message_id == m.id))
         .where(m.conversation_id.in_(conversation_ids))
         .order_by(m.conversation_id, m.id)
     )
     grouped: dict[str, list[StoredMessage]] = {}
-    for conversation_id, *fields, sources in c.execute(query):
-        message = StoredMessage(*fields, sources=tuple(sources or ()))
+    for conversation_id, *fields, sources, tool_calls in c.execute(query):
+        message = StoredMessage(*fields, sources=tuple(sources or ()), tool_calls=tuple(tool_calls or ()))
         grouped.setdefault(conversation_id, []).append(message)
     return grouped
 

@@ -28,7 +28,10 @@ _UPDATE = (  # built once: the statement a streaming reply runs every second
     .where(messages.c.id == sa.bindparam("message_id"))
     .values(content=sa.bindparam("text"), status=sa.bindparam("status"), updated_at=sa.bindparam("now"))
 )
-_FINISH_WITH_SOURCES = _UPDATE.values(sources=sa.bindparam("sources", type_=messages.c.sources.type))
+_FINISH_WITH_EXTRAS = _UPDATE.values(  # the final write of a reply that used sources or tools
+    sources=sa.bindparam("sources", type_=messages.c.sources.type),
+    tool_calls=sa.bindparam("tool_calls", type_=messages.c.tool_calls.type),
+)
 
 
 class ReplyWriter:
@@ -62,6 +65,7 @@ class ReplyWriter:
         self._written = clock()
         self._status: Status = "streaming"
         self._sources: list[dict[str, Any]] | None = None  # written by the final write only
+        self._tool_calls: list[dict[str, Any]] | None = None  # likewise
         self._gone = False  # the conversation was deleted meanwhile: nothing left to write into
 
     @property
@@ -91,11 +95,12 @@ class ReplyWriter:
         *,
         text: str | None = None,
         sources: Sequence[Mapping[str, Any]] | None = None,
+        tool_calls: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         """Write the final text (``text`` replaces what was appended, e.g. the guarded reply),
         status and, in the same statement, the ``sources`` the answer used (JSON-able dicts,
-        ``{"document", "heading", "text", "score", ...}``, best first). Raises ``StoreError``
-        when the database fails."""
+        ``{"document", "heading", "text", "score", ...}``, best first) and the ``tool_calls``
+        the app ran for it (``ToolUse.to_dict``). Raises ``StoreError`` when the database fails."""
         if status not in STATUSES or status == "streaming":
             raise ValueError(f"final status must be complete, stopped or interrupted, got {status!r}")
         if self._status != "streaming":
@@ -104,6 +109,8 @@ class ReplyWriter:
             self._parts = [text]
         if sources:
             self._sources = [dict(source) for source in sources]
+        if tool_calls:
+            self._tool_calls = [dict(call) for call in tool_calls]
         self._status = status
         self._write()
 
@@ -117,11 +124,11 @@ class ReplyWriter:
                 "status": self._status,
                 "now": utcnow(),
             }
-            if self._sources is None:
+            if self._sources is None and self._tool_calls is None:
                 updated = c.execute(_UPDATE, values).rowcount
             else:
-                values["sources"] = self._sources
-                updated = c.execute(_FINISH_WITH_SOURCES, values).rowcount
+                values.update(sources=self._sources, tool_calls=self._tool_calls)
+                updated = c.execute(_FINISH_WITH_EXTRAS, values).rowcount
         self._gone = not updated
         self._written = self._clock()
 

@@ -34,6 +34,7 @@ from chat.messages import (
     Stats,
     TextDelta,
     ThinkingDelta,
+    ToolUse,
     Waiting,
     content_text,
 )
@@ -52,6 +53,7 @@ from chat.reply.turn import (
 )
 from chat.service.async_bridge import EventPump, ThreadBudget
 from chat.ui.knowledge import sources_bubble
+from chat.ui.tool_blocks import tool_block
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +269,8 @@ class ChatHandlers:
                         pass  # the refusal replaces the whole reply
                     case Notice(text=notice):
                         notices.append(_notice(notice))
+                    case ToolUse():  # a collapsed block per call, before the reply
+                        notices.append(tool_block(step, lang))
                     case ThinkingDelta(text=delta) | TextDelta(text=delta):
                         if isinstance(step, ThinkingDelta):
                             thinking += delta

@@ -26,6 +26,7 @@ from chat.service.door.identity import owner_of
 from chat.store import Store
 from chat.ui.handlers import interrupted_mark, stopped_mark
 from chat.ui.knowledge import stored_sources_bubble
+from chat.ui.tool_blocks import tool_blocks
 from chat.ui.labels import I18N
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ class ConversationList:
         for m in found.messages:
             if m.role == "user":
                 asked = detect_language(m.content)
+            shown.extend(tool_blocks(m.tool_calls, asked))  # the calls the reply made, as they streamed
             if m.role != "system" and (m.content or m.role == "user"):
                 shown.append({"role": m.role, "content": m.content})
             shown.extend(stored_sources_bubble(m.sources, asked))  # under the reply that used them

@@ -39,9 +39,11 @@ from chat.errors import (
     BadResponse,
     ConfigError,
     ContextOverflow,
+    InvalidRequest,
     Unavailable,
 )
-from chat.messages import GenerationParams, Message, ThinkingDelta
+from chat.messages import GenerationParams, Message, ThinkingDelta, ToolCall
+from chat.tools.offer import ToolOffer
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class OpenAICompatBackend(Backend):
     accepts_time_left = True  # the engine passes what is left of the request's total time
     accepts_api_key = True  # a session may bring its own key
     response_formats = frozenset({"text", "json_object", "json_schema"})  # passed to the API
+    native_tools = True  # tools and tool_choice are sent on; streamed tool_calls read back
 
     def __init__(
         self,
@@ -212,6 +215,7 @@ class OpenAICompatBackend(Backend):
             if reader.finish_reason is None:
                 # llama_cpp.server ends a stream this way on a context overflow; proxies on a cut.
                 raise Unavailable("the stream ended before the reply was complete", backend=self.name)
+        yield from reader.calls()
         yield Finish(
             reader.finish_reason or "unknown",  # [DONE] without finish_reason: an interrupted reply
             prompt_tokens=count(reader.usage.get("prompt_tokens")),
@@ -231,12 +235,16 @@ class OpenAICompatBackend(Backend):
             if isinstance(choices, list) and choices and isinstance(choices[0], dict)
             else None
         )
-        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+        if not isinstance(message, dict) or not isinstance(message.get("content") or "", str):
             raise BadResponse(f"HTTP {status} JSON without choices", backend=self.name)
         if thinking := reasoning_text(message):
             yield ThinkingDelta(thinking)
-        if message["content"]:
+        if message.get("content"):
             yield message["content"]
+        try:
+            yield from [ToolCall.from_dict(call) for call in message.get("tool_calls") or ()]
+        except InvalidRequest:
+            raise BadResponse(f"HTTP {status} JSON with malformed tool_calls", backend=self.name) from None
         usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else {}
         yield Finish(
             str(choices[0].get("finish_reason") or "stop"),
@@ -260,4 +268,7 @@ def payload(model: str, messages: Sequence[Message], params: GenerationParams) -
         body["seed"] = params.seed
     if params.response_format is not None:
         body["response_format"] = json.loads(params.response_format)  # canonical JSON, validated
+    offer = ToolOffer.load(params.tools)
+    if offer is not None:
+        body.update(offer.openai_fields())
     return body

@@ -11,7 +11,7 @@ import httpx
 from httpx_sse import ServerSentEvent
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder  # pinned 0.4.3; see sse_batches
 
-from chat.messages import ThinkingDelta
+from chat.messages import ThinkingDelta, ToolCall
 
 MAX_ERROR_BODY = 64 * 1024  # an error body larger than this is not worth reading
 # Where a delta carries a reasoning model's thinking: DeepSeek and vLLM / SGLang with a reasoning
@@ -38,6 +38,11 @@ class ChunkReader:
         self.usage: Mapping[str, Any] = {}
         self.events = 0  # content and reasoning events: the token count when the API sends no usage
         self.done = False
+        self._calls: dict[int, dict[str, str]] = {}  # tool calls by index, their pieces joined
+
+    def calls(self) -> list[ToolCall]:
+        """The tool calls the stream asked for, whole, in index order."""
+        return [ToolCall(c["id"], c["name"], c["arguments"] or "{}") for _, c in sorted(self._calls.items())]
 
     def read(self, batch: list[ServerSentEvent]) -> tuple[list[Piece], StreamFailure | None]:
         """The batch's text and thinking in order, each run joined (one update for a burst), and
@@ -73,8 +78,26 @@ class ChunkReader:
                 if text and isinstance(text, str):
                     _add(texts, text)
                     self.events += 1
+                self._read_calls(delta.get("tool_calls"))
             if choice.get("finish_reason"):
                 self.finish_reason = str(choice["finish_reason"])
+
+    def _read_calls(self, deltas: Any) -> None:
+        """OpenAI streams a call as its index, id and name first, then its arguments in pieces."""
+        for delta in deltas if isinstance(deltas, list) else ():
+            if not isinstance(delta, dict):
+                continue
+            index = delta.get("index", len(self._calls))
+            call = self._calls.setdefault(
+                index if isinstance(index, int) else 0, {"id": "", "name": "", "arguments": ""}
+            )
+            function = delta.get("function") if isinstance(delta.get("function"), dict) else {}
+            for key, value in (("id", delta.get("id")), ("name", function.get("name"))):
+                if isinstance(value, str) and value:
+                    call[key] = value
+            if isinstance(function.get("arguments"), str):
+                call["arguments"] += function["arguments"]
+            self.events += 1
 
 
 def reasoning_text(message: Mapping[str, Any]) -> str:

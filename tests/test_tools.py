@@ -1,0 +1,141 @@
+"""Tools without the app: the OpenAI tool fields, the MCP config file, the call formats a local
+model writes, and a named call held to its schema by the real embedded model's grammar."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chat import ChatEngine
+from chat.errors import ConfigError, InvalidRequest
+from chat.messages import Done, GenerationParams, Message, ToolCall
+from chat.tools.config import load_config
+from chat.tools.offer import parse_offer
+from chat.tools.text_form import CallReader, parse_calls, render
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city now.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 20}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def test_tool_fields_are_checked_with_a_clear_message_in_both_languages() -> None:
+    offer = parse_offer([WEATHER], {"type": "function", "function": {"name": "get_weather"}}, False)
+    assert offer is not None and offer.named == "get_weather" and not offer.parallel
+    assert parse_offer(None, "auto") is None
+    with pytest.raises(InvalidRequest) as caught:
+        parse_offer([WEATHER], {"type": "function", "function": {"name": "get_time"}})
+    assert "get_time" in caught.value.user_message("en") and "get_weather" in caught.value.user_message("en")
+    assert "不在 tools 中" in caught.value.user_message("zh")
+    with pytest.raises(InvalidRequest, match="letters, digits"):
+        parse_offer([{"type": "function", "function": {"name": "has space"}}])
+    with pytest.raises(InvalidRequest):
+        parse_offer([WEATHER], "sometimes")
+
+
+def test_tool_messages_travel_in_openai_shape() -> None:
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+    }
+    asked = Message.from_dict({"role": "assistant", "content": None, "tool_calls": [call]})
+    answered = Message.from_dict({"role": "tool", "tool_call_id": "call_1", "content": "4 °C"})
+    assert asked.tool_calls == (ToolCall("call_1", "get_weather", '{"city": "Oslo"}'),)
+    assert asked.to_dict()["tool_calls"] == [call] and answered.to_dict()["tool_call_id"] == "call_1"
+    with pytest.raises(InvalidRequest):
+        Message.from_dict({"role": "tool", "content": "no id"})
+
+
+def test_calls_in_the_forms_local_models_write_and_text_that_is_not_one() -> None:
+    calls, rest = parse_calls('Let me look.\n<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>')
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [("f", {"a": 1})] and rest == "Let me look."
+    calls, _ = parse_calls('<|python_tag|>{"name": "f", "parameters": {"a": 2}}')  # Llama 3
+    assert json.loads(calls[0].arguments) == {"a": 2}
+    assert parse_calls('Use {"name": "f"} in code') == ([], 'Use {"name": "f"} in code')
+    assert parse_calls("<tool_call>{broken") == ([], "<tool_call>{broken")
+
+
+def test_nothing_that_may_start_a_call_is_shown_before_it_is_known() -> None:
+    reader = CallReader()
+    shown = [
+        reader.feed(p) for p in ["Checking", " now <tool", '_call>{"name": "f", "arguments": {}}</tool_call>']
+    ]
+    assert shown == ["Checking", " now ", ""]
+    calls, rest = reader.finish()
+    assert [c.name for c in calls] == ["f"] and rest == ""
+    reader = CallReader()
+    assert "".join(reader.feed(p) for p in ["a <to", "ol> b"]) + reader.finish()[1] == "a <tool> b"
+
+
+def test_history_with_calls_is_rendered_as_text_for_a_template_without_tools() -> None:
+    offer = parse_offer([WEATHER])
+    call = ToolCall("c1", "get_weather", '{"city": "Oslo"}')
+    shown = render(
+        [
+            Message("system", "Be brief."),
+            Message("user", "Weather in Oslo?"),
+            Message("assistant", "", tool_calls=(call,)),
+            Message("tool", "4 °C", tool_call_id="c1"),
+        ],
+        offer,
+    )
+    assert [m.role for m in shown] == ["system", "user", "assistant", "user"]
+    assert "<tools>" in shown[0].content and '"get_weather"' in shown[0].content
+    assert (
+        shown[2].content.startswith("<tool_call>")
+        and shown[3].content == "<tool_response>\n4 °C\n</tool_response>"
+    )
+
+
+def test_mcp_config_file(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("SHOP_TOKEN", "s3cret")
+    path = tmp_path / "mcp.json"
+    path.write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "shop": {
+                        "url": "http://127.0.0.1:1/mcp",
+                        "headers": {"Authorization": "Bearer ${SHOP_TOKEN}"},
+                    },
+                    "files": {"command": "python", "args": ["x.py"], "acting": ["write_*"]},
+                    "old": {"url": "http://x/mcp", "disabled": True},
+                }
+            }
+        )
+    )
+    shop, files = load_config(path)
+    assert shop.headers == {"Authorization": "Bearer s3cret"} and "s3cret" not in repr(shop)
+    assert files.transport == "stdio" and files.acting == ("write_*",)
+    path.write_text(json.dumps({"mcpServers": {"x": {"url": "http://h/${MISSING_VAR}"}}}))
+    with pytest.raises(ConfigError, match="MISSING_VAR"):
+        load_config(path)
+    path.write_text(json.dumps({"mcpServers": {"x": {"url": "http://h", "command": "y"}}}))
+    with pytest.raises(ConfigError, match="either 'url'"):
+        load_config(path)
+
+
+def test_a_named_call_from_the_local_model_is_held_to_the_schema(engine: ChatEngine) -> None:
+    """The real SmolLM2: its judgement is not tested (it calls tools poorly), only that a named
+    tool_choice makes llama.cpp's grammar give a call whose arguments fit the schema."""
+    offer = parse_offer([WEATHER], {"type": "function", "function": {"name": "get_weather"}})
+    params = GenerationParams(temperature=0, max_new_tokens=48, tools=offer.canonical())
+    done = next(
+        e
+        for e in engine.stream([Message("user", "What is the weather in Paris?")], params)
+        if isinstance(e, Done)
+    )
+    assert done.stats.finish_reason == "tool_calls" and done.text == ""
+    (call,) = done.tool_calls
+    arguments = json.loads(call.arguments)
+    assert call.name == "get_weather" and isinstance(arguments["city"], str) and len(arguments["city"]) <= 20
