@@ -51,8 +51,8 @@ from support import free_port  # noqa: E402
 
 from chat import GenerationParams, Message, Settings, TextDelta  # noqa: E402
 from chat.backends.local.backend import REPEAT_PENALTY  # noqa: E402
+from chat.engine.window import fit_messages  # noqa: E402
 from chat.factory import build_engine  # noqa: E402
-from chat.reply.window import fit_messages  # noqa: E402
 
 N_CTX = 4096
 SYSTEM = "You are a helpful assistant. Answer briefly."

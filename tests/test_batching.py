@@ -15,12 +15,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from chat import GenerationParams, Message
+from chat import ChatEngine, GenerationParams, Message
 from chat.backends.base import Finish
 from chat.backends.local.backend import LlamaCppBackend
 from chat.backends.local.grammars import parse_response_format
 from chat.errors import ChatError, ContextOverflow
 from chat.messages import Waiting
+from chat.service.door.access import Admission
 
 CODE_WORDS = ["amber", "cobalt", "juniper", "saffron", "violet", "walnut"]
 ESSAYS = ["Rome", "Egypt", "China", "Greece", "the Inca"]
@@ -136,6 +137,9 @@ def test_stop_frees_the_slot_for_a_waiting_request(backend: LlamaCppBackend) -> 
     while not waiting.waited and time.monotonic() < deadline:
         time.sleep(0.01)
     assert waiting.waited and not waiting.text  # every slot is taken: it waits its turn
+    engine = ChatEngine({"local": backend})
+    assert Admission(engine, max_queue=1).full()  # --max-queue counts those waiting for a slot
+    assert not Admission(engine, max_queue=2).full()
     running[0].stop.set()  # Stop: the stream is closed mid-reply
     running[0].join()
     assert waiting.join(60).finish is not None  # the freed slot served it...

@@ -33,10 +33,10 @@ from support import BOT, INPUT, free_port
 from chat import Settings, factory
 from chat.backends import registry
 from chat.engine import ChatEngine
+from chat.engine.window import MIN_REPLY_TOKENS
 from chat.i18n import t
 from chat.messages import Done, GenerationParams, TextDelta
 from chat.reply.personas import load_personas
-from chat.reply.window import MIN_REPLY_TOKENS
 from chat.server import Server, build_app
 from chat.ui import I18N
 

@@ -9,8 +9,8 @@ from guard_fakes import SpyBackend
 
 from chat import ChatEngine, ContextOverflow, GenerationParams, InvalidRequest, Message, Notice, Settings
 from chat.backends.local.backend import LlamaCppBackend
+from chat.engine.window import MIN_REPLY_TOKENS, fit_messages
 from chat.factory import build_local_backend
-from chat.reply.window import MIN_REPLY_TOKENS, fit_messages
 
 
 def long_history(turns: int) -> list[Message]:

@@ -34,6 +34,7 @@ from chat import Settings
 from chat.knowledge import KnowledgeBase, evalset, vectors_pg
 from chat.knowledge.base import CANDIDATES
 from chat.knowledge.embeddings import Embedder, build_embedder
+from chat.store import vector_column
 from chat.store.database import MIGRATIONS, create_engine, migrate, parse_url
 
 SPEC = importlib.util.find_spec("pgserver")
@@ -79,7 +80,7 @@ def engine(pgvector_server: pg.PostgresServer) -> Iterator[sa.Engine]:
 
 def column_type(engine: sa.Engine) -> str:
     with engine.connect() as c:
-        return str(c.execute(vectors_pg._COLUMN_TYPE).scalar())
+        return str(c.execute(vector_column._COLUMN_TYPE).scalar())
 
 
 def migrate_to(engine: sa.Engine, revision: str, *, down: bool = False) -> None:
@@ -104,7 +105,7 @@ def test_vectors_are_pgvector_and_ranked_by_the_database(engine: sa.Engine, tmp_
     with engine.connect() as c:
         listed = sa.text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'knowledge_vectors'")
         indexes = {row.indexname: row.indexdef for row in c.execute(listed)}
-        names = [vectors_pg.index_name(OddlyNamed.name, 4, chinese) for chinese in (True, False)]
+        names = [vector_column.index_name(OddlyNamed.name, 4, chinese) for chinese in (True, False)]
         assert all("USING hnsw" in indexes[n] and "'key:words''100%'::text" in indexes[n] for n in names)
         query = vectors_pg.ranking_query(OddlyNamed.name, 4)
         params = {"query": [0.5, 0.5, 0.5, 0.5], "knowledge": "shop", "depth": 20}
@@ -175,7 +176,7 @@ def test_concurrent_first_uploads_of_a_model_all_succeed(engine: sa.Engine) -> N
             sa.text("SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%USING hnsw%'")
         ).scalars()
         assert sorted(made) == sorted(
-            vectors_pg.index_name(KeywordEmbedder.name, 4, zh) for zh in (True, False)
+            vector_column.index_name(KeywordEmbedder.name, 4, zh) for zh in (True, False)
         )
     assert len(kb.search("shop", "退款", limit=10)) == 6
 
@@ -193,7 +194,7 @@ def test_vectors_stored_before_pgvector_are_converted_and_back(
 
     try:
         with monkeypatch.context() as without:  # as on a PostgreSQL without pgvector
-            without.setattr(vectors_pg, "install", lambda connection: "off")
+            without.setattr(vector_column, "install", lambda connection: "off")
             migrate(engine)
             old = KnowledgeBase(engine, embedder=KeywordEmbedder())
             old.add_document("shop", "returns.md", RETURNS_MD.encode())
@@ -213,7 +214,7 @@ def test_vectors_stored_before_pgvector_are_converted_and_back(
         migrate_to(engine, "0003", down=True)
         assert column_type(engine) == "bytea"
         with monkeypatch.context() as without:
-            without.setattr(vectors_pg, "install", lambda connection: "off")
+            without.setattr(vector_column, "install", lambda connection: "off")
             assert answers(KnowledgeBase(engine, embedder=KeywordEmbedder())) == before
     finally:
         engine.dispose()
@@ -310,7 +311,7 @@ def test_a_chinese_question_finds_the_english_document_as_in_memory(
     try:
         migrate(sqlite)
         with monkeypatch.context() as without:  # PostgreSQL's full text, vectors in memory
-            without.setattr(vectors_pg, "install", lambda connection: "off")
+            without.setattr(vector_column, "install", lambda connection: "off")
             migrate(plain)
             in_memory = KnowledgeBase(plain, embedder=embedder)
         on_pgvector, on_sqlite = (

@@ -16,7 +16,7 @@ import pytest
 
 from chat import ChatEngine, GenerationParams, Message, Notice
 from chat.backends.local.backend import LlamaCppBackend
-from chat.reply.window import fit_messages
+from chat.engine.window import fit_messages
 
 REPLY_TOKENS = 12
 # Template joins between the previous reply and the new message (<|im_end|>, newlines, the

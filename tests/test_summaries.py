@@ -22,6 +22,7 @@ from websockets.sync.client import connect
 
 from chat import ChatEngine
 from chat.backends.base import Backend, Chunk
+from chat.engine.window import fit_messages
 from chat.messages import GenerationParams, Message, Notice
 from chat.reply.pipeline import run
 from chat.reply.summaries import (
@@ -35,7 +36,6 @@ from chat.reply.summaries import (
     summary_text,
 )
 from chat.reply.turn import Reply, ReplyRequest, StoredConversation
-from chat.reply.window import fit_messages
 from chat.store import Store
 
 SYSTEM = Message("system", "You are a helpful shop assistant. Answer briefly.")

@@ -26,7 +26,6 @@ from sqlalchemy.engine import Engine
 
 from chat.errors import BackendError
 from chat.knowledge import fulltext, vectors_pg
-from chat.knowledge.centring import embedding_text, is_chinese
 from chat.knowledge.chunk import Chunk, chunk
 from chat.knowledge.errors import BadKnowledgeName, DocumentTooLarge, EmptyDocument, UnsupportedType
 from chat.knowledge.parse import parse
@@ -41,6 +40,7 @@ from chat.store.tables import (
     knowledge_vectors,
     utcnow,
 )
+from chat.store.vector_column import embedding_text, is_chinese
 
 if TYPE_CHECKING:
     from chat.knowledge.embeddings import Embedder

@@ -14,15 +14,11 @@ same-language recall unchanged (bench/bench_knowledge.py).
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Sequence
 
+from chat.i18n.language import chinese_share
 from chat.knowledge.vectors import Embedder, normalise
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LATIN = re.compile(r"[A-Za-z]")
-LETTERS_PER_CHARACTER = 3  # a Chinese character carries about as much as three Latin letters
 
 ENGLISH = (
     "The weather will be sunny tomorrow with a light breeze in the afternoon.",
@@ -92,23 +88,6 @@ CHINESE = (
     "一阵大风把花园的篱笆吹倒了。",
     "商业街上的那家店正在招周末店员。",
 )
-
-
-def chinese_share(text: str) -> float:
-    """0 for English, 1 for Chinese, in between for a text that mixes them (0 with neither)."""
-    chinese = len(_CJK.findall(text))
-    latin = len(_LATIN.findall(text)) / LETTERS_PER_CHARACTER
-    return chinese / (chinese + latin) if chinese + latin else 0.0
-
-
-def embedding_text(heading: str, text: str) -> str:
-    """What a chunk's vector is made from."""
-    return f"{heading}\n{text}" if heading else text
-
-
-def is_chinese(heading: str, text: str) -> bool:
-    """Whether a chunk is written mostly in Chinese (``fusion.fuse`` ranks each language too)."""
-    return chinese_share(embedding_text(heading, text)) >= 0.5
 
 
 def _mean(vectors: Sequence[Sequence[float]]) -> list[float]:

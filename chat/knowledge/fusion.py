@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
-from chat.knowledge.centring import chinese_share
+from chat.i18n.language import chinese_share
 
 K = 60
 

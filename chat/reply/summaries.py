@@ -12,7 +12,7 @@ text, how many of the oldest history messages it replaces (``covers``) and a fin
 last of them, so the cut is found again even if a client sends a slightly different history.
 On the next turns the pipeline leaves those messages out and sends the summary as a clearly
 marked system note right after the system prompt; fitting treats the note like the system
-prompt but lets it go before failing (``chat.reply.window``), so it always stays inside the budget.
+prompt but lets it go before failing (``chat.engine.window``), so it always stays inside the budget.
 
 The job never competes with a user for the one local model: it starts only when nobody is
 queued, gives way (Stop, within a token) as soon as someone else asks for the model, and is

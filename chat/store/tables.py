@@ -99,8 +99,6 @@ class MessageRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # The knowledge-base passages an answer used (issue 13): [{"document", "heading", "text", "score"}]
     sources: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON(), nullable=True, default=None)
-    # The operator's tools the app ran for a reply (issue 31): [{"id", "name", "arguments", "result", ...}]
-    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON(), nullable=True, default=None)
 
 
 class FeedbackRow(Base):
@@ -166,7 +164,7 @@ class KnowledgeChunkRow(Base):
 class KnowledgeVectorRow(Base):
     """A chunk's embedding (float32, little-endian) and the model that made it: the portable
     layout. On a PostgreSQL with pgvector, migration 0004 turns ``vector`` into pgvector's type and
-    adds ``chinese`` (``chat.knowledge.vectors_pg.TABLE`` describes that layout)."""
+    adds ``chinese`` (``chat.store.vector_column.TABLE`` describes that layout)."""
 
     __tablename__ = "knowledge_vectors"
 

@@ -107,8 +107,11 @@ class Admission:
 
     def full(self) -> bool:
         backend = self.engine.backends.get(self.engine.default_backend)
-        depth = backend.queue_depth if backend is not None else None
-        return depth is not None and depth > self.max_queue
+        if backend is None or backend.queue_depth is None:
+            return False
+        batch = backend.batch_stats()
+        running = batch.slots if batch is not None else 1
+        return backend.queue_depth > self.max_queue + running - 1
 
 
 class Door:

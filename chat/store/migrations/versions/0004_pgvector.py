@@ -2,7 +2,7 @@
 
 Only on a PostgreSQL where the ``vector`` extension can be enabled; on SQLite, or without
 pgvector, nothing changes and the vectors stay float32 bytes ranked in memory (a later start
-converts them once pgvector is installed). ``chat.knowledge.vectors_pg`` does the work.
+converts them once pgvector is installed). ``chat.store.vector_column`` does the work.
 
 Revision ID: 0004
 Revises: 0003
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from chat.knowledge import vectors_pg
+from chat.store import vector_column
 
 revision = "0004"
 down_revision = "0003"
@@ -22,8 +22,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    vectors_pg.install(op.get_bind())  # why it did not, if so, is logged at start (prepare)
+    vector_column.install(op.get_bind())  # why it did not, if so, is logged at start (prepare)
 
 
 def downgrade() -> None:
-    vectors_pg.uninstall(op.get_bind())
+    vector_column.uninstall(op.get_bind())
