@@ -169,6 +169,13 @@ def test_open_rename_search_delete_and_owners_apart(
 
     cleared = sidebar.delete(first, "", erin)
     assert cleared[:4] == (None, 0, [], "") and cleared[4].choices == [("How do I return an item?", second)]
+    assert sidebar.open(first, erin) == (None, 0, [], "")  # gone from the page at once
+    undone = sidebar.undo(first, "", erin)  # Undo within the time: all of it comes back, open
+    assert undone[0] == first and undone[6].value == first and len(undone[6].choices) == 2
+    assert sidebar.undo(first, "", erin)[0] == gr.skip()  # nothing left to undo
+    sidebar.delete(first, "", erin)
+    assert store.get_conversation("anon:erin", first) is not None  # the store waits for the undo time
+    sidebar.pending.flush()
     assert store.get_conversation("anon:erin", first) is None
 
 

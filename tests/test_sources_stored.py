@@ -29,7 +29,7 @@ from chat.reply.pipeline import Pipeline
 from chat.reply.turn import Reply, ReplyRequest, StoredConversation
 from chat.store import Store
 from chat.store.tables import messages
-from chat.ui.handlers import history_to_messages
+from chat.ui.convert import history_to_messages
 from chat.ui.knowledge import SOURCES_ID, sources_bubble
 from chat.ui.sidebar import ConversationList
 

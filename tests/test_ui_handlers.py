@@ -12,6 +12,7 @@ from support import frames
 
 from chat import ChatEngine, GenerationParams, InvalidRequest, Message, TextDelta
 from chat.ui import ChatHandlers, format_stats, history_to_messages
+from chat.i18n import t
 from chat.ui.handlers import FRAME_SECONDS, FRAME_SECONDS_MAX, build_request, frame_seconds
 
 DEFAULTS = ("", 0.7, 2048, 32, 0.95)  # system prompt, temperature, context, max new tokens, top-p
@@ -26,7 +27,8 @@ def test_ui_streams_bubbles_and_ends_with_stats(engine: ChatEngine) -> None:
     assert len(outputs) >= 3
     bubbles, stats = outputs[-1]
     assert bubbles[-1].content.strip()
-    assert "**local**" in stats and "tokens" in stats and "tok/s" in stats
+    assert "**local**" in stats and "tokens" in stats and "tokens a second" in stats
+    assert t("stats.finish_length", "en") in stats
     assert all(o[1] == "" for o in outputs[:-1])  # stats appear when the reply is done
 
 
@@ -164,18 +166,29 @@ def test_stats_line_mentions_cache_fallback_and_retries() -> None:
     from chat import Stats
 
     line = format_stats(Stats(backend="cloud", model="gpt", from_cache=True, fallback=True, retries=2))
-    assert "from cache" in line and "fallback" in line and "2 retries" in line
+    assert t("stats.from_cache", "en") in line and t("stats.fallback", "en") in line and "2 retries" in line
 
 
-def test_stats_line_shows_prompt_tokens_from_the_prompt_cache() -> None:
+def test_stats_line_speaks_plain_words_in_the_pages_language() -> None:
+    """No jargon ("prompt 0 cached + 61 evaluated", "finish: length") and no English on a
+    Chinese page."""
     from chat import Stats
 
     stats = Stats(
-        backend="local", model="m", completion_tokens=9, cached_prompt_tokens=480, evaluated_prompt_tokens=22
+        backend="local",
+        model="m",
+        completion_tokens=9,
+        time_to_first_token=0.12,
+        tokens_per_second=40.0,
+        cached_prompt_tokens=480,
+        evaluated_prompt_tokens=22,
+        finish_reason="length",
     )
-    assert "prompt 480 cached + 22 evaluated" in format_stats(stats)
-    assert "480 个来自缓存" in format_stats(stats, "zh")
-    assert "cached" not in format_stats(Stats(backend="cloud", model="m", completion_tokens=9))
+    assert format_stats(stats) == "**local** · `m` · 9 tokens · first word after 120 ms · 40 tokens a second · stopped at the length limit"
+    zh = format_stats(stats, "zh")
+    assert zh == "**local** · `m` · 9 个 token · 120 毫秒后开始回答 · 每秒 40 个 token · 已达到长度上限"
+    assert "length" not in zh and "cached" not in format_stats(stats)
+    assert "1.5 s" in format_stats(Stats(backend="local", model="m", time_to_first_token=1.5))
 
 
 def test_the_ui_renders(engine: ChatEngine) -> None:

@@ -119,6 +119,39 @@ MESSAGES: dict[str, dict[str, str]] = {
     "page.stop": {"en": "Stop", "zh": "停止"},
     "page.details": {"en": "Show or hide details", "zh": "展开或收起详情"},
     "page.skip": {"en": "Skip to the message box", "zh": "跳到消息输入框"},
+    "page.sidebar": {"en": "Show or hide the sidebar", "zh": "显示或隐藏侧栏"},
+    "page.reset": {"en": "Reset to the default value", "zh": "恢复默认值"},
+    "page.number": {"en": "{name}: value", "zh": "{name}：数值"},
+    "page.range": {"en": "{name}: slider", "zh": "{name}：滑块"},
+    "page.copy": {"en": "Copy message", "zh": "复制消息"},
+    "page.copy_all": {"en": "Copy conversation", "zh": "复制整个对话"},
+    "page.clear": {"en": "Clear the chat", "zh": "清空对话"},
+    "page.like": {"en": "Like", "zh": "赞"},
+    "page.liked": {"en": "Liked", "zh": "已赞"},
+    "page.dislike": {"en": "Dislike", "zh": "踩"},
+    "page.disliked": {"en": "Disliked", "zh": "已踩"},
+    "page.retry": {"en": "Retry", "zh": "重新生成"},
+    "page.undo": {"en": "Undo", "zh": "撤销"},
+    "page.edit": {"en": "Edit", "zh": "编辑"},
+    "page.chat_log": {"en": "Conversation", "zh": "对话内容"},
+    "page.footer_nav": {"en": "Page footer", "zh": "页脚"},
+    "page.no_conversations": {
+        "en": "No conversations yet: each chat you start is kept here.",
+        "zh": "还没有对话：开始聊天后，对话会保存在这里。",
+    },
+    "page.no_match": {"en": "No conversation matches “{search}”.", "zh": "没有与“{search}”匹配的对话。"},
+    "page.knowledge_unused": {
+        "en": "No persona uses {names}: choose it under “Knowledge base” to answer from it.",
+        "zh": "还没有角色使用 {names}：在“知识库”中选择它，回答就会参考其中的文档。",
+    },
+    # the first-visit hint of a Chinese page on the embedded English model (chat/ui/model_hint.py)
+    "page.model_hint": {
+        "en": "The demo model ({model}) understands English only: its replies in other languages are "
+        "unreliable. For Chinese, the operator can choose a Chinese-capable GGUF with --model (or "
+        "CHAT_MODEL), for example {suggested}.",
+        "zh": "当前的演示模型（{model}）只懂英文，用中文提问时回答并不可靠。若要用中文聊天，请让管理员用 "
+        "--model（或环境变量 CHAT_MODEL）换一个支持中文的 GGUF 模型，例如 {suggested}。",
+    },
     "thinking.title": {"en": "Thinking", "zh": "思考过程"},  # a reasoning model's collapsed block
     "notice.reply_budget": {
         "en": "The context length leaves room for a reply of at most {tokens} tokens ({asked} asked).",
@@ -132,17 +165,19 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The reply reached the max new tokens limit.",
         "zh": "回复已达到最大生成长度。",
     },
-    "stats.from_cache": {"en": "from cache", "zh": "来自缓存"},
+    # the stats line under the chat (chat.ui.bubbles.format_stats), in plain words
+    "stats.from_cache": {"en": "answered from the cache", "zh": "来自缓存的回答"},
     "stats.tokens": {"en": "{n} tokens", "zh": "{n} 个 token"},
-    "stats.first_token": {"en": "first token {ms} ms", "zh": "首个 token {ms} 毫秒"},
-    "stats.fallback": {"en": "fallback", "zh": "备用后端"},
+    "stats.first_token": {"en": "first word after {time}", "zh": "{time}后开始回答"},
+    "stats.speed": {"en": "{n} tokens a second", "zh": "每秒 {n} 个 token"},
+    "stats.fallback": {"en": "answered by the backup model", "zh": "由备用模型回答"},
     "stats.retries": {"en": "{n} retries", "zh": "重试 {n} 次"},
     "stats.dropped": {"en": "{n} old messages left out", "zh": "省略了 {n} 条旧消息"},
-    "stats.prompt_cache": {
-        "en": "prompt {cached} cached + {evaluated} evaluated",
-        "zh": "提示词 {cached} 个来自缓存，{evaluated} 个新计算",
-    },
-    "stats.finish": {"en": "finish: {reason}", "zh": "结束原因：{reason}"},
+    "stats.finish_length": {"en": "stopped at the length limit", "zh": "已达到长度上限"},
+    "stats.finish_cancelled": {"en": "stopped", "zh": "已停止"},
+    "stats.finish_blocked": {"en": "withheld", "zh": "已屏蔽"},
+    "stats.finish_error": {"en": "failed", "zh": "出错"},
+    "stats.finish_timeout": {"en": "cut off by the time limit", "zh": "已达到时间上限"},
     "notice.loading": {
         "en": "The model is loading, please wait… ({status})",
         "zh": "模型加载中，请稍候……（{status}）",

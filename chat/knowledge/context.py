@@ -188,3 +188,12 @@ def _shortened(text: str, room: int, cost: Callable[[Message], int]) -> str:
             break
         cut = cut[: max(int(len(cut) * room / need * 0.9), 1)].rstrip() + " …"
     return cut
+
+
+# BEGIN and END as a small model copies them into a reply: brackets fewer, or missing on one side
+_ECHOED = re.compile(r"[<>]{2,}\s*(?:END\s+)?REFERENCE\s*[<>]*|(?:END\s+)?REFERENCE\s*>{2,}")
+
+
+def without_markers(text: str) -> str:
+    """A reply without the block markers a small model may copy from its prompt into it."""
+    return _ECHOED.sub("", text).strip() if "REFERENCE" in text else text

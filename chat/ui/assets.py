@@ -15,13 +15,23 @@ import gradio as gr
 from chat.i18n import t
 
 FOLDER = Path(__file__).with_name("assets")
-LABELS = {"send": "page.send", "stop": "page.stop", "details": "page.details", "skip": "page.skip"}
+# the sentences page.js names things with, from chat.i18n (the page's area, chat/i18n/page.py)
+LABELS = {
+    name: f"page.{name}"
+    for name in (
+        "send", "stop", "details", "skip", "sidebar", "reset", "number", "range", "copy", "copy_all", "clear",
+        "like", "liked", "dislike", "disliked", "retry", "undo", "edit", "chat_log", "footer_nav",
+        "no_conversations", "no_match",
+    )
+}  # fmt: skip
 
 
 @cache
 def page_script() -> str:
     """``page.js`` called with its labels (both languages: the browser picks) and ``page.css``."""
-    labels = {lang: {name: t(key, lang) for name, key in LABELS.items()} for lang in ("en", "zh")}
+    # {name} and {search} stay as they are: the page fills them in
+    fields = {"name": "{name}", "search": "{search}"}
+    labels = {lang: {name: t(key, lang, **fields) for name, key in LABELS.items()} for lang in ("en", "zh")}
     script = (FOLDER / "page.js").read_text(encoding="utf-8")
     css = (FOLDER / "page.css").read_text(encoding="utf-8")
     return f"() => (\n{script}\n)({json.dumps(labels, ensure_ascii=False)}, {json.dumps(css)})"

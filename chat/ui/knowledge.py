@@ -3,9 +3,9 @@
 
 ``knowledge_controls(library, personas)`` renders the selector and the admin accordion where it
 is called; the layout passes ``controls.selector`` to the chat as an additional input and calls
-``controls.wire(demo, persona)`` once the page's components exist. The admin panel is on the page
-like the rest of it: behind the login when one is configured (as the upload API is behind the
-door); on an open app anyone can upload, as the README says.
+``controls.wire(demo, persona)`` once the page's components exist. The admin panel shows only to
+the operator (as the door counts them: behind a login, or on the server itself); its handlers
+check again.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SOURCES_ID = "sources"  # the sources bubble's metadata id: display-only, like every titled bubble
 SNIPPET_CHARS = 240  # of each source's text shown under a reply
+OPERATOR_JS = "(operator) => { document.body.classList.toggle('chat-operator', operator === true); }"
 UPLOAD_TYPES = [".md", ".txt", ".pdf", ".docx", ".html", ".htm", ".csv"]
 
 
@@ -82,6 +83,8 @@ class KnowledgeControls:
     library: KnowledgeBase | None
     personas: dict[str, Persona]
     selector: gr.Dropdown
+    hint: gr.Markdown  # under the selector: the knowledge bases no persona uses
+    operator: gr.Checkbox  # hidden: whether the page's reader is the operator (page.css shows the panel)
     target: gr.Dropdown  # the knowledge base the admin panel works on (a new name may be typed)
     files: gr.File
     upload: gr.Button
@@ -93,11 +96,20 @@ class KnowledgeControls:
     def names(self) -> list[str]:
         return _names(self.library)
 
-    def for_persona(self, title: str | None) -> gr.Dropdown:
+    def for_persona(self, title: str | None, knowledge: str | None = None) -> gr.Dropdown:
+        """The selector on ``knowledge`` when it still exists ("": none), else on the persona's own."""
         names = self.names()
-        return gr.Dropdown(
-            choices=_choices(names), value=persona_knowledge(self.personas.get(title or ""), names) or ""
-        )
+        chosen = knowledge in names or knowledge == ""
+        value = knowledge if chosen else persona_knowledge(self.personas.get(title or ""), names)
+        return gr.Dropdown(choices=_choices(names), value=value or "")
+
+    def unused(self, lang: Lang, names: Sequence[str] | None = None) -> gr.Markdown:
+        """A hint under the selector naming the knowledge bases no persona answers from (a new
+        one is used only once chosen here)."""
+        used = {p.knowledge for p in self.personas.values()}
+        unused = [name for name in (self.names() if names is None else names) if name not in used]
+        text = t("page.knowledge_unused", lang, names="、".join(unused) if lang == "zh" else ", ".join(unused))
+        return gr.Markdown("ℹ️ " + text if unused else "", visible=bool(unused))
 
     def listed(self, knowledge: str | None, request: gr.Request | None) -> tuple[Any, ...]:
         """The admin panel's list of ``knowledge``'s documents, and the choices around it."""
@@ -169,21 +181,33 @@ class KnowledgeControls:
     ) -> tuple[Any, ...]:
         names = self.names()
         selector = gr.Dropdown(choices=_choices(names), value=selected if selected in names else "")
-        return (gr.Markdown(status), *self.listed(knowledge, request), selector, gr.File(value=None))
+        listed = self.listed(knowledge, request)
+        return (
+            gr.Markdown(status),
+            *listed,
+            selector,
+            gr.File(value=None),
+            self.unused(_lang(request), names),
+        )
 
     def loaded(self, knowledge: str | None, request: gr.Request) -> tuple[Any, ...]:
-        """On page load: knowledge bases made since the page was built, and the admin list."""
-        return gr.Dropdown(choices=_choices(self.names())), *self.listed(knowledge, request)
+        """On page load: the admin panel for the operator only, with its list, and the hint."""
+        operator = self.library is not None and _operator(request)
+        listed = self.listed(knowledge, request) if operator else (gr.skip(),) * 3
+        return operator, *listed, self.unused(_lang(request))
 
     def wire(self, demo: gr.Blocks, persona: gr.Dropdown) -> None:
         """Events: the persona picks its knowledge base; the admin panel lists, uploads, deletes."""
         # instant updates: no queue, no spinner
         quiet = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
-        persona.change(self.for_persona, persona, self.selector, **quiet)
+        persona.input(self.for_persona, persona, self.selector, **quiet)
         listing = [self.documents, self.document, self.target]
-        demo.load(self.loaded, self.target, [self.selector, *listing], **quiet)
+        # the panel shows by a class on the page (chat/ui/assets/page.css): no event outputs a container
+        demo.load(self.loaded, self.target, [self.operator, *listing, self.hint], **quiet).then(
+            None, self.operator, None, js=OPERATOR_JS, queue=False
+        )
         self.target.change(self.listed, self.target, listing, **quiet)
-        after = [self.status, *listing, self.selector, self.files]
+        after = [self.status, *listing, self.selector, self.files, self.hint]
         self.upload.click(self.add, [self.target, self.files, self.selector], after, api_visibility="private")
         self.delete.click(
             self.remove, [self.target, self.document, self.selector], after, api_visibility="private"
@@ -204,6 +228,9 @@ def knowledge_controls(library: KnowledgeBase | None, personas: Sequence[Persona
         visible=library is not None,
         elem_id="knowledge",
     )
+    hint = gr.Markdown(visible=False, elem_id="knowledge-hint")
+    # hidden until the page's load event finds the operator behind it
+    operator = gr.Checkbox(False, visible=False, elem_id="knowledge-operator")
     with gr.Accordion(
         I18N("knowledge_admin"), open=False, visible=library is not None, elem_id="knowledge-admin"
     ):
@@ -226,7 +253,18 @@ def knowledge_controls(library: KnowledgeBase | None, personas: Sequence[Persona
         delete = gr.Button(I18N("knowledge_delete"), size="sm", variant="stop", elem_id="knowledge-delete")
         status = gr.Markdown(elem_id="knowledge-status")
     return KnowledgeControls(
-        library, by_title, selector, target, files, upload, documents, document, delete, status
+        library,
+        by_title,
+        selector,
+        hint,
+        operator,
+        target,
+        files,
+        upload,
+        documents,
+        document,
+        delete,
+        status,
     )
 
 

@@ -1,15 +1,19 @@
 """The page: a chat-first layout around the chat handlers.
 
 A left sidebar holds the conversation list (kept on the server, chat.ui.sidebar) and the
-settings; the chat, with the deployment's title, welcome text, example prompts and footer
-(chat.ui.branding), fills the rest. On a phone the sidebar starts closed, so the conversation and
-its input fill the first screen; on a desktop it starts open.
+settings (chat.ui.settings_panel); the chat, with the deployment's title, welcome text, example
+prompts and footer (chat.ui.branding), fills the rest. On a phone the sidebar starts closed, so the
+conversation and its input fill the first screen; on a desktop it starts open. A reload brings back
+the open conversation and the settings (chat.ui.page_state).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -25,9 +29,11 @@ from chat.store import Store
 from chat.ui.assets import attach_assets
 from chat.ui.branding import Branding
 from chat.ui.handlers import CHAT_CONCURRENCY, ChatHandlers
-from chat.ui.knowledge import knowledge_controls
 from chat.ui.labels import I18N
+from chat.ui.model_hint import ModelHint
+from chat.ui.page_state import READ_JS, PageState, conversation_of, open_of, parsed, settings_of
 from chat.ui.profile import profile_form
+from chat.ui.settings_panel import SettingsPanel, default_persona, examples, persona_list, settings_panel
 from chat.ui.sidebar import OPEN_SIDEBAR_JS, ConversationList
 
 # Gradio keeps its own copy of every file a handler returns (exports) or a user uploads (imports)
@@ -44,29 +50,11 @@ PAGE_CSS = """
     -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden;  /* a long title: two lines and … */
 }
 #chatbot { flex-grow: 1; min-height: 16rem; }
-@media (max-width: 640px) { #chatbot { height: calc(100dvh - 13.5rem) !important; } }
+@media (max-width: 640px) { #chatbot { height: calc(100dvh - 15rem) !important; } }
 """
+MESSAGE_MAX_LINES = 8  # a long paste scrolls inside the message box instead of pushing the chat away
 
-
-def _persona_list(personas: Mapping[str, str] | Sequence[Persona]) -> list[Persona]:
-    if isinstance(personas, Mapping):  # {title: prompt}: no language, no examples
-        return [Persona(key=title, lang="", title=title, prompt=prompt) for title, prompt in personas.items()]
-    return list(personas)
-
-
-def default_persona(personas: Sequence[Persona], lang: str) -> Persona | None:
-    """The first persona's counterpart in the reader's language (a zh browser gets the Chinese
-    general assistant), else the first persona in that language, else the first."""
-    if not personas:
-        return None
-    first = personas[0]
-    same_key = [p for p in personas if p.key == first.key and p.lang == lang]
-    same_lang = [p for p in personas if p.lang == lang]
-    return (same_key or same_lang or [first])[0]
-
-
-def _examples(persona: Persona | None) -> list[dict[str, str]]:
-    return [{"text": text} for text in persona.examples] if persona else []
+__all__ = ["GRADIO_CACHE_LIFETIME", "build_ui", "default_persona", "page_options"]
 
 
 def _loading_banner(engine: ChatEngine) -> None:
@@ -95,6 +83,149 @@ def page_options(branding: Branding | None = None) -> dict[str, object]:
     return {"theme": branding.theme(), "css": PAGE_CSS}
 
 
+@dataclass
+class Page:
+    """The page's parts that its load event and its wiring reach."""
+
+    branding: Branding
+    handlers: ChatHandlers
+    conversations: ConversationList
+    panel: SettingsPanel
+    state: PageState
+    hint: ModelHint
+    chat: gr.ChatInterface
+    header: gr.HTML
+    footer: gr.Markdown
+    stats: gr.Markdown
+    conversation_id: gr.State
+    synced: gr.State
+
+    def load_outputs(self) -> list[Any]:
+        opened = [self.conversation_id, self.synced, self.chat.chatbot_value, self.conversations.new_title]
+        return [
+            self.header,
+            self.footer,
+            self.hint.text,
+            self.hint.close,
+            *self.panel.saved_fields,
+            self.chat.chatbot,
+            self.chat.chatbot_state,  # ChatInterface's history: the next turn's context
+            *opened,
+            self.conversations.listing,
+        ]
+
+    def loaded(self, saved: Any, request: gr.Request) -> tuple[Any, ...]:
+        """The page in the reader's language, as the browser last left it: the settings, and the
+        conversation that was open (when it is still there)."""
+        lang = request_language(accept_language=request.headers.get("accept-language", ""))
+        saved = parsed(saved)
+        settings = self.panel.restored(settings_of(saved), lang)
+        persona = self.panel.by_title.get(settings[0] or "")
+        cid, count, shown, title, rated, _ = self.conversations.open_page(open_of(saved), request)
+        # straight into the chatbot: a load event without the queue does not pass a State's change on
+        chatbot = gr.Chatbot(examples=examples(persona) or None, feedback_value=rated.feedback_value)
+        if cid:
+            chatbot = gr.Chatbot(
+                value=shown, examples=examples(persona) or None, feedback_value=rated.feedback_value
+            )
+        return (
+            self.branding.header(lang),
+            self.branding.footer_text(lang),
+            *self.hint.shown(lang, saved),
+            *settings,
+            chatbot,
+            shown if cid else gr.skip(),
+            cid,
+            count,
+            shown if cid else gr.skip(),
+            title,
+            self.conversations.refreshed(request, cid),  # a store that is away: the list as it was
+        )
+
+    def restore_conversation(self, saved: Any, conversation_id: str | None) -> tuple[Any, Any, Any]:
+        """A conversation opened again answers with the persona and knowledge base it had."""
+        return self.panel.of_conversation(conversation_of(parsed(saved), conversation_id))
+
+    def wire(self, demo: gr.Blocks) -> None:
+        panel, chat = self.panel, self.chat
+        demo.load(
+            self.loaded,
+            self.state.carrier,
+            self.load_outputs(),
+            js=f"(...values) => {{ ({OPEN_SIDEBAR_JS})(); return ({READ_JS})(...values); }}",
+            queue=False,
+            show_progress="hidden",  # no spinner over the header and footer on the first screen
+            api_visibility="private",
+        )
+        panel.wire(chat.chatbot)
+        panel.knowledge.wire(demo, panel.persona)
+        self.conversations.wire(chat, self.conversation_id, self.synced, self.stats)
+        restored = [panel.persona, panel.system_prompt, panel.knowledge.selector]
+        for opening in (self.conversations.opening, self.conversations.undoing):
+            opening.then(
+                self.restore_conversation,
+                [self.state.carrier, self.conversation_id],
+                restored,
+                js=READ_JS,
+                queue=False,
+                show_progress="hidden",
+                api_visibility="private",
+            )
+        self.state.wire(self.conversations.listing)
+        self.hint.wire()
+        chat.chatbot.like(self.handlers.like, [chat.chatbot], None, queue=False, api_visibility="private")
+        self.handlers.attach_stop_mark(demo, chat)
+        keep_placeholder(demo, chat)
+
+
+@dataclass
+class FilesPanel:
+    """The sidebar's accordion to export the chat as Markdown or JSON and import a JSON file."""
+
+    export_md: gr.Button
+    export_json: gr.Button
+    download: gr.File
+    upload: gr.UploadButton
+
+    @classmethod
+    def render(cls) -> FilesPanel:
+        with gr.Accordion(I18N("conversation"), open=False):
+            return cls(
+                gr.Button(I18N("export_md"), size="sm"),
+                gr.Button(I18N("export_json"), size="sm"),
+                gr.File(label=I18N("download"), interactive=False, elem_id="export-file"),
+                gr.UploadButton(I18N("import_json"), file_types=[".json"], size="sm"),
+            )
+
+    def wire(self, page: Page) -> None:
+        handlers, conversations, chatbot = page.handlers, page.conversations, page.chat.chatbot
+        private: dict[str, Any] = {"api_visibility": "private"}
+        self.export_md.click(lambda h: handlers.export(h, "md"), chatbot, self.download, **private)
+        self.export_json.click(lambda h: handlers.export(h, "json"), chatbot, self.download, **private)
+        opened = [page.conversation_id, page.synced, page.chat.chatbot_value, conversations.new_title]
+        self.upload.upload(conversations.imported, self.upload, [*opened, conversations.listing], **private)
+
+
+def keep_placeholder(demo: gr.Blocks, chat: gr.ChatInterface) -> None:
+    """ChatInterface blanks the message box's placeholder when a message is sent or retried and
+    never puts it back; its two handlers that do so leave the placeholder alone instead."""
+    textbox = type(chat.textbox)
+    for block_fn in demo.fns.values():
+        if block_fn.fn == chat._clear_and_save_textbox:  # noqa: SLF001 - no hook for it
+            block_fn.fn = lambda message: (textbox("", interactive=False), message)
+        elif (
+            block_fn.outputs == [chat.textbox]
+            and getattr(block_fn.fn, "__name__", "") == "<lambda>"
+            and not inspect.iscoroutinefunction(block_fn.fn)
+        ):
+            try:
+                blanks = block_fn.fn().get("placeholder") == ""  # Retry's update(placeholder="")
+            except (TypeError, AttributeError):
+                blanks = False
+            if blanks:
+                block_fn.fn = lambda: gr.update(interactive=False)
+
+
 def build_ui(
     engine: ChatEngine | Pipeline,
     *,
@@ -116,147 +247,91 @@ def build_ui(
     handlers = ChatHandlers(engine, feedback=feedback)
     conversations = ConversationList(store)
     engine = handlers.engine  # the engine under a tracked pipeline
-    persona_list = _persona_list(personas)
-    by_title = {p.title: p for p in persona_list}
-    first = persona_list[0] if persona_list else None
-    backend_choices = [(f"{name} · {b.model}", name) for name, b in engine.backends.items()]
-    kept = store is not None
     with gr.Blocks(title=branding.page_title, fill_height=True, delete_cache=GRADIO_CACHE_LIFETIME) as demo:
-        conversation_id = gr.State(None)
-        synced = gr.State(0)  # the page's message count after the last stored turn (chat.ui.sidebar)
         _loading_banner(engine)
         attach_assets(demo)  # names for icon buttons, IME-safe Enter, focus and contrast
         with gr.Sidebar(label=I18N("conversations"), open=False, elem_id="sidebar"):
-            listing = conversations.render()
+            conversations.render()
             profile_form(store, engine)  # the owner's profile (chat.ui.profile)
             with gr.Accordion(I18N("controls"), open=True, elem_id="settings"):
-                persona = gr.Dropdown(
-                    list(by_title), value=first.title if first else None, label=I18N("persona")
+                panel = settings_panel(
+                    engine,
+                    persona_list(personas),
+                    max_context=max_context,
+                    defaults=defaults,
+                    cache_default=cache_default,
+                    knowledge=knowledge,
                 )
-                system_prompt = gr.Textbox(
-                    first.prompt if first else "", label=I18N("system_prompt"), lines=4
-                )
-                temperature = gr.Slider(
-                    0, 2, value=defaults.temperature, step=0.05, label=I18N("temperature")
-                )
-                context_length = gr.Slider(
-                    256, max_context, value=defaults.context_length, step=64, label=I18N("context_length")
-                )
-                max_new_tokens = gr.Slider(
-                    1, 2048, value=defaults.max_new_tokens, step=1, label=I18N("max_new_tokens")
-                )
-                top_p = gr.Slider(0, 1, value=defaults.top_p, step=0.01, label=I18N("top_p"))
-                backend = gr.Dropdown(
-                    backend_choices,
-                    value=engine.default_backend,
-                    label=I18N("backend"),
-                    visible=len(backend_choices) > 1,
-                )
-                api_key = gr.Textbox(
-                    "",
-                    type="password",
-                    label=I18N("api_key"),
-                    visible=any(b.accepts_api_key for b in engine.backends.values()),
-                    elem_id="api-key",
-                )
-                use_cache = gr.Checkbox(
-                    cache_default, label=I18N("use_cache"), visible=engine.cache is not None
-                )
-                knowledge_panel = knowledge_controls(knowledge, persona_list)  # selector + admin
-            with gr.Accordion(I18N("conversation"), open=False):
-                export_md = gr.Button(I18N("export_md"), size="sm")
-                export_json = gr.Button(I18N("export_json"), size="sm")
-                download = gr.File(label=I18N("download"), interactive=False, elem_id="export-file")
-                upload = gr.UploadButton(I18N("import_json"), file_types=[".json"], size="sm")
-        header = gr.HTML(branding.header("en"), elem_id="brand")
-        stats = gr.Markdown(render=False, elem_id="stats")
-        chatbot = gr.Chatbot(
-            label=I18N("title"),
-            show_label=False,
-            scale=1,
-            buttons=["copy", "copy_all"],
-            placeholder=branding.description or I18N("welcome"),
-            elem_id="chatbot",
-            feedback_options=("Like", "Dislike"),
-        )
-        chat = gr.ChatInterface(
-            conversations.chat(handlers.ui),
-            chatbot=chatbot,
-            additional_inputs=[
-                conversation_id,
-                synced,
-                system_prompt,
-                temperature,
-                context_length,
-                max_new_tokens,
-                top_p,
-                backend,
-                api_key,
-                use_cache,
-                knowledge_panel.selector,
-            ],
-            additional_outputs=[stats, conversation_id, synced, listing],
-            api_name="chat_ui",
-            api_visibility="undocumented",
-            textbox=gr.Textbox(
-                label=I18N("message"),
-                placeholder=I18N("placeholder"),
-                submit_btn=True,
-                stop_btn=True,
-                elem_id="chat-input",
-            ),
-            examples=[[e["text"]] for e in _examples(first)] or None,
-            cache_examples=False,
-            validator=handlers.validate,
-            save_history=not kept,
-            editable=True,
-            concurrency_limit=CHAT_CONCURRENCY,
-            fill_height=True,
-        )
-        stats.render()
-        footer = gr.Markdown(branding.footer_text("en"), elem_id="footer")
-
-        def on_load(request: gr.Request) -> tuple[object, ...]:
-            lang = request_language(accept_language=request.headers.get("accept-language", ""))
-            chosen = default_persona(persona_list, lang)
-            return (
-                branding.header(lang),
-                branding.footer_text(lang),
-                chosen.title if chosen else None,
-                conversations.refreshed(request, None),  # a store that is away: an empty list
-            )
-
-        demo.load(
-            on_load,
-            None,
-            [header, footer, persona, listing],
-            js=OPEN_SIDEBAR_JS,
-            queue=False,
-            show_progress="hidden",  # no spinner over the header and footer on the first screen
-            api_visibility="private",
-        )
-        persona.change(
-            lambda name: (
-                by_title[name].prompt if name in by_title else "",
-                gr.Chatbot(examples=_examples(by_title.get(name)) or None),
-            ),
-            persona,
-            [system_prompt, chatbot],
-            queue=False,
-            show_progress="hidden",
-            api_visibility="private",
-        )
-        knowledge_panel.wire(demo, persona)
-        conversations.wire(chat, conversation_id, synced)
-        chatbot.like(handlers.like, [chatbot], None, queue=False, api_visibility="private")
-        handlers.attach_stop_mark(demo, chat)
-        export_md.click(lambda h: handlers.export(h, "md"), chatbot, download, api_visibility="private")
-        export_json.click(lambda h: handlers.export(h, "json"), chatbot, download, api_visibility="private")
-        upload.upload(
-            handlers.import_conversation,
-            upload,
-            [chat.chatbot_value, chat.conversation_id],
-            api_visibility="private",
-        ).then(lambda: (None, 0), None, [conversation_id, synced], queue=False, api_visibility="private")
+            files = FilesPanel.render()
+        page = chat_page(handlers, conversations, panel, branding, kept=store is not None)
+        page.wire(demo)
+        files.wire(page)
         gr.api(handlers.api, api_name="chat", concurrency_limit=CHAT_CONCURRENCY)
     return demo
+
+
+def chat_page(
+    handlers: ChatHandlers,
+    conversations: ConversationList,
+    panel: SettingsPanel,
+    branding: Branding,
+    *,
+    kept: bool,
+) -> Page:
+    """The chat column: the header, the first-visit hint, the chat with its message box, the
+    stats line and the footer. ``kept``: conversations are stored on the server."""
+    conversation_id = gr.State(None)
+    synced = gr.State(0)  # the page's message count after the last stored turn (chat.ui.sidebar)
+    state = PageState.render(panel.saved_fields)
+    header = gr.HTML(branding.header("en"), elem_id="brand")
+    hint = ModelHint(handlers.engine)
+    stats = gr.Markdown(render=False, elem_id="stats")
+    first = panel.personas[0] if panel.personas else None
+    chatbot = gr.Chatbot(
+        label=I18N("title"),
+        show_label=False,
+        scale=1,
+        buttons=["copy", "copy_all"],
+        placeholder=branding.description or I18N("welcome"),
+        elem_id="chatbot",
+        feedback_options=("Like", "Dislike"),
+    )
+    chat = gr.ChatInterface(
+        conversations.chat(handlers.ui),
+        chatbot=chatbot,
+        additional_inputs=[conversation_id, synced, *panel.chat_inputs],
+        additional_outputs=[stats, conversation_id, synced, conversations.listing],
+        api_name="chat_ui",
+        api_visibility="undocumented",
+        textbox=gr.Textbox(
+            label=I18N("message"),
+            placeholder=I18N("placeholder"),
+            submit_btn=True,
+            stop_btn=True,
+            max_lines=MESSAGE_MAX_LINES,
+            elem_id="chat-input",
+        ),
+        examples=[[e["text"]] for e in examples(first)] or None,
+        cache_examples=False,
+        validator=handlers.validate,
+        save_history=not kept,
+        editable=True,
+        concurrency_limit=CHAT_CONCURRENCY,
+        fill_height=True,
+    )
+    stats.render()
+    footer = gr.Markdown(branding.footer_text("en"), elem_id="footer")
+    return Page(
+        branding,
+        handlers,
+        conversations,
+        panel,
+        state,
+        hint,
+        chat,
+        header,
+        footer,
+        stats,
+        conversation_id,
+        synced,
+    )

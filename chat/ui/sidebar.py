@@ -14,6 +14,7 @@ import logging
 import typing
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -21,12 +22,14 @@ from anyio.to_thread import run_sync as to_thread
 
 from chat.errors import ChatError
 from chat.i18n import Lang, detect_language, request_language
+from chat.knowledge.context import without_markers
+from chat.reply import transcript
 from chat.reply.turn import StoredConversation
 from chat.service.door.identity import owner_of
 from chat.store import Store
-from chat.ui.handlers import interrupted_mark, stopped_mark
+from chat.ui.bubbles import interrupted_mark, stopped_mark
+from chat.ui.deletion import UNDO_SECONDS, PendingDeletes
 from chat.ui.knowledge import stored_sources_bubble
-from chat.ui.tool_blocks import tool_blocks
 from chat.ui.labels import I18N
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,7 @@ class ConversationList:
 
     def __init__(self, store: Store | None) -> None:
         self.store = store
+        self.pending = PendingDeletes(store)  # deleted on the page, undoable for a few seconds
 
     def render(self) -> gr.Radio:
         """The list's controls (inside the sidebar; hidden without a store); returns the list."""
@@ -87,28 +91,58 @@ class ConversationList:
             label=I18N("search"), visible=kept, elem_id="conversation-search", max_lines=1
         )
         self.listing = gr.Radio([], label=I18N("conversations"), visible=kept, elem_id="conversation-list")
+        # each shown and hidden by itself: no event outputs a container (tests/test_page_conversations.py)
+        self.undo_bar = [
+            gr.Markdown(I18N("deleted"), visible=False, elem_id="delete-undo"),
+            gr.Button(I18N("undo"), size="sm", visible=False, elem_id="undo-delete"),
+        ]
+        self.undo_button = self.undo_bar[1]
+        self.deleted = gr.State(None)  # the conversation Undo would bring back
+        self.undo_timer = gr.Timer(UNDO_SECONDS, active=False)
         with gr.Accordion(I18N("manage"), open=False, visible=kept):
             self.new_title = gr.Textbox(label=I18N("rename_to"), max_lines=1, elem_id="rename-title")
             self.rename_button = gr.Button(I18N("rename"), size="sm", elem_id="rename")
             self.delete_button = gr.Button(I18N("delete"), size="sm", variant="stop", elem_id="delete")
+            self.confirm = [
+                gr.Markdown(I18N("delete_confirm"), visible=False, elem_id="delete-confirm"),
+                gr.Button(I18N("delete_yes"), size="sm", variant="stop", visible=False, elem_id="delete-yes"),
+                gr.Button(I18N("delete_no"), size="sm", visible=False, elem_id="delete-no"),
+            ]
+            self.confirm_button, self.cancel_button = self.confirm[1:]
         return self.listing
 
-    def wire(self, chat: gr.ChatInterface, conversation_id: gr.State, synced: gr.State) -> None:
+    def wire(
+        self, chat: gr.ChatInterface, conversation_id: gr.State, synced: gr.State, stats: gr.Markdown
+    ) -> None:
         """The list's events (after ``render``, inside the Blocks). Opening and New chat are
         queued: the chatbot follows ``chatbot_value`` through a state change, which queue=False
-        skips."""
+        skips. ``self.opening`` and ``self.undoing`` are the events that open a conversation
+        (the layout restores its persona after them)."""
         private: dict[str, Any] = {"api_visibility": "private"}
+        quick: dict[str, Any] = {"queue": False, "show_progress": "hidden", **private}
         listing, search = self.listing, self.search_box
         opened = [conversation_id, synced, chat.chatbot_value, self.new_title]
-        listing.input(self.open, listing, opened, js=CLOSE_SIDEBAR_JS, **private)
-        self.new_button.click(new_chat, None, [*opened, listing], js=CLOSE_SIDEBAR_JS, **private)
-        search.change(
-            self.search, [search, conversation_id], listing, queue=False, show_progress="hidden", **private
-        )
+        shown = [*opened, chat.chatbot, stats]  # the chat with its ratings, and no stale stats line
+        self.opening = listing.input(self.open_page, listing, shown, js=CLOSE_SIDEBAR_JS, **private)
+        self.new_button.click(new_chat, None, [*opened, listing, stats], js=CLOSE_SIDEBAR_JS, **private)
+        search.change(self.search, [search, conversation_id], listing, **quick)
         self.rename_button.click(self.rename, [conversation_id, self.new_title, search], listing, **private)
-        self.delete_button.click(self.delete, [conversation_id, search], [*opened, listing], **private)
-        # the chatbot's own clear starts a new chat; the cleared one stays in the list
-        chat.chatbot.clear(lambda: (None, 0), None, [conversation_id, synced], queue=False, **private)
+        self.delete_button.click(lambda cid: _shown(3, bool(cid)), conversation_id, self.confirm, **quick)
+        self.cancel_button.click(lambda: _shown(3, False), None, self.confirm, **quick)
+        undo = [*self.undo_bar, self.deleted, self.undo_timer]
+        self.confirm_button.click(
+            self.delete_page,
+            [conversation_id, search],
+            [*opened, listing, stats, *self.confirm, *undo],
+            **private,
+        )
+        self.undoing = self.undo_button.click(
+            self.undo, [self.deleted, search], [*shown, listing, *undo], **private
+        )
+        self.undo_timer.tick(lambda: (*_shown(2, False), None, gr.Timer(active=False)), None, undo, **quick)
+        # the chatbot's own clear starts a new chat; the cleared one stays in the list, unselected
+        chat.chatbot.clear(new_chat, None, [*opened, listing, stats], **quick)
+        chat.chatbot.undo(lambda: "", None, stats, **quick)
         chat.chatbot.like(self.like, [chat.chatbot, conversation_id], None, **private)
 
     def choices(self, owner: str | None, search: str = "") -> list[tuple[str, str]]:
@@ -116,7 +150,8 @@ class ConversationList:
         if self.store is None or owner is None:
             return []
         found = self.store.list_conversations(owner, search=search.strip() or None, limit=LIST_LIMIT)
-        return [(info.title or "…", info.id) for info in found]
+        hidden = self.pending.hidden(owner)
+        return [(info.title or "…", info.id) for info in found if info.id not in hidden]
 
     def listed(self, request: gr.Request, search: str = "", selected: str | None = None) -> gr.Radio:
         """The list as a Radio update (``selected`` stays marked when it is still there)."""
@@ -135,29 +170,37 @@ class ConversationList:
     ) -> tuple[str | None, int, list[dict], str]:
         """The chosen conversation: its id, its message count, its messages for the chatbot (with
         each answer's sources block, as it was shown when it streamed), and its title."""
+        return self.open_page(conversation_id, request)[:4]
+
+    def open_page(self, conversation_id: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """``open``, then the chatbot with each reply's like or dislike, and an empty stats line."""
         owner = page_owner(request)
+        closed = (None, 0, [], "", gr.Chatbot(feedback_value=[]), "")
         if self.store is None or owner is None or not conversation_id:
-            return None, 0, [], ""
+            return closed
         try:
             found = self.store.get_conversation(owner, conversation_id)
         except ChatError as exc:
             raise _error(exc, request) from None
-        if found is None:  # deleted meanwhile (another tab or device)
-            return None, 0, [], ""
+        if found is None or found.id in self.pending.hidden(owner):  # deleted meanwhile
+            return closed
         shown: list[Any] = []
+        rated: list[int | None] = []  # the stored rating behind each shown message
         asked: Lang = "en"  # the sources' title follows the question, as when it streamed
         for m in found.messages:
             if m.role == "user":
                 asked = detect_language(m.content)
-            shown.extend(tool_blocks(m.tool_calls, asked))  # the calls the reply made, as they streamed
             if m.role != "system" and (m.content or m.role == "user"):
-                shown.append({"role": m.role, "content": m.content})
+                content = without_markers(m.content) if m.role == "assistant" else m.content
+                shown.append({"role": m.role, "content": content})
             shown.extend(stored_sources_bubble(m.sources, asked))  # under the reply that used them
             if m.status == "stopped":  # marked as it was when Stop cut it short
                 shown.append(stopped_mark(_lang(request)))
             elif m.status == "interrupted":  # the server went away mid-reply
                 shown.append(interrupted_mark(_lang(request)))
-        return found.id, len(shown), shown, found.title
+            rated.extend([m.rating] * (len(shown) - len(rated)))
+        ratings = _feedback(shown, rated)
+        return found.id, len(shown), shown, found.title, gr.Chatbot(feedback_value=ratings), ""
 
     def rename(self, conversation_id: str | None, title: str, search: str, request: gr.Request) -> gr.Radio:
         owner = page_owner(request)
@@ -169,14 +212,53 @@ class ConversationList:
         return self.listed(request, search, conversation_id)
 
     def delete(self, conversation_id: str | None, search: str, request: gr.Request) -> tuple[Any, ...]:
-        """Delete the open conversation; the page then shows a new, empty chat."""
+        """Delete the open conversation (the store drops it after the undo time); the page then
+        shows a new, empty chat."""
         owner = page_owner(request)
         if self.store is not None and owner is not None and conversation_id:
-            try:
-                self.store.delete(owner, conversation_id)
-            except ChatError as exc:
-                raise _error(exc, request) from None
+            self.pending.schedule(owner, conversation_id)
         return None, 0, [], "", self.listed(request, search)
+
+    def delete_page(self, conversation_id: str | None, search: str, request: gr.Request) -> tuple[Any, ...]:
+        """``delete`` as the confirmation's button does it: with an empty stats line, the
+        confirmation closed, and Undo offered for ``UNDO_SECONDS``."""
+        deleted = bool(conversation_id)
+        return (
+            *self.delete(conversation_id, search, request),
+            "",
+            *_shown(3, False),
+            *_shown(2, deleted),
+            conversation_id,
+            gr.Timer(active=deleted),
+        )
+
+    def undo(self, conversation_id: str | None, search: str, request: gr.Request) -> tuple[Any, ...]:
+        """Bring back the conversation just deleted, open."""
+        owner = page_owner(request)
+        if owner is None or not conversation_id or not self.pending.undo(owner, conversation_id):
+            kept = (gr.skip(),) * 6
+        else:
+            kept = self.open_page(conversation_id, request)
+        hidden = (*_shown(2, False), None, gr.Timer(active=False))
+        return *kept, self.listed(request, search, conversation_id), *hidden
+
+    def imported(self, path: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """An imported JSON file as a new conversation, listed and open at once (without a store,
+        only on the page). A bad file is explained in the browser's language."""
+        if not path:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        owner = page_owner(request)
+        try:
+            messages = transcript.from_json(Path(path).read_bytes())
+            if self.store is None or owner is None:
+                return None, 0, messages, "", gr.skip()
+            created = self.store.create_conversation(owner)
+            for m in messages:
+                self.store.add_message(owner, created.id, m["role"], m["content"])
+            opened = self.open(created.id, request)
+        except ChatError as exc:
+            raise _error(exc, request) from None
+        return *opened, self.listed(request, "", created.id)
 
     def like(
         self,
@@ -307,6 +389,29 @@ class ConversationList:
         return found is not None and not found.messages
 
 
-def new_chat() -> tuple[None, int, list, str, gr.Radio]:
-    """A new, empty chat: stored only once its first message is sent."""
-    return None, 0, [], "", gr.Radio(value=None)
+def new_chat() -> tuple[None, int, list, str, gr.Radio, str]:
+    """A new, empty chat (stored only once its first message is sent), with no stats line."""
+    return None, 0, [], "", gr.Radio(value=None), ""
+
+
+def _feedback(shown: list[Any], rated: list[int | None]) -> list[str | None]:
+    """The chatbot's ``feedback_value``: one entry per run of assistant bubbles (a reply with its
+    notices and sources), "Like", "Dislike" or None."""
+    runs: list[str | None] = []
+    for i, message in enumerate(shown):
+        if _role(message) != "assistant":
+            continue
+        if i == 0 or _role(shown[i - 1]) != "assistant":
+            runs.append(None)
+        if rated[i]:
+            runs[-1] = "Like" if rated[i] > 0 else "Dislike"
+    return runs
+
+
+def _shown(count: int, visible: bool) -> tuple[Any, ...]:
+    """``count`` components shown or hidden (the delete confirmation's three, Undo's two)."""
+    return tuple(gr.update(visible=visible) for _ in range(count))
+
+
+def _role(message: Any) -> str | None:
+    return message.get("role") if isinstance(message, dict) else getattr(message, "role", None)
