@@ -123,7 +123,7 @@ class GenerationParams:
     # hashable and the response cache key covers it; built by ``chat.backends.local.grammars``.
     response_format: str | None = None
     # The tools offered and OpenAI's ``tool_choice``, as canonical JSON text (None: no tools);
-    # built by ``chat.tools.offer``.
+    # built by ``chat.backends.tool_offer``.
     tools: str | None = None
 
     LIMITS = {
@@ -145,7 +145,7 @@ class GenerationParams:
         if self.response_format is not None and not isinstance(self.response_format, str):
             raise InvalidRequest("response_format must be JSON text (see chat.backends.local.grammars)")
         if self.tools is not None and not isinstance(self.tools, str):
-            raise InvalidRequest("tools must be JSON text (see chat.tools.offer)")
+            raise InvalidRequest("tools must be JSON text (see chat.backends.tool_offer)")
 
 
 def _checked(name: str, value: Any, limit: Limit) -> float | int:

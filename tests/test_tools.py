@@ -8,10 +8,10 @@ import json
 import pytest
 
 from chat import ChatEngine
+from chat.backends.tool_offer import parse_offer
 from chat.errors import ConfigError, InvalidRequest
 from chat.messages import Done, GenerationParams, Message, ToolCall
 from chat.tools.config import load_config
-from chat.tools.offer import parse_offer
 from chat.tools.text_form import CallReader, parse_calls, render
 
 WEATHER = {

@@ -23,7 +23,9 @@ from chat.engine.retry import RetryPolicy
 from chat.engine.window import FittedPrompt, fit_messages
 from chat.errors import BackendError, ContextOverflow, InputBlocked, InvalidRequest, OutputBlocked
 from chat.i18n import Lang, detect_language, t
-from chat.messages import Done, Event, GenerationParams, Message, Notice, Stats, TextDelta, Waiting
+from chat.messages import Done, Event, GenerationParams, Message, Notice, Stats, TextDelta, ToolCall, Waiting
+from chat.messages import last_user as _last_user
+from chat.tools.text_form import for_tools
 
 CACHE_REPLAY_CHUNK = 16  # characters per replayed delta: a cache hit still streams
 MAX_REFITS = 3  # re-fits after a context-length error from a backend that only estimates tokens
@@ -52,6 +54,7 @@ class _Outcome:
     stats: Stats
     prompt: tuple[Message, ...]
     thinking: str = ""
+    calls: tuple[ToolCall, ...] = ()  # tool calls the model asked for
 
 
 class _Retry(Exception):  # noqa: N818 - a signal, not an error
@@ -91,6 +94,7 @@ class ChatEngine:
         self.cache = cache
         self.counters = Counters()
         self._clock = clock
+        self.tools: Any = None  # the operator's MCP tools (chat.tools.ToolRegistry), set by the app
 
     @property
     def default_backend(self) -> str:
@@ -129,14 +133,14 @@ class ChatEngine:
         """
         params = params or GenerationParams()
         msgs = without_thinking(_checked_messages(messages))  # thinking is never context
-        lang = detect_language(msgs[-1].content)
+        lang = detect_language(msgs[_last_user(msgs)].content)
         chain = self.chain(backend)
         self.counters.add("requests")
-        self.check_input(msgs)
+        self.check_input(msgs[: _last_user(msgs) + 1])  # tool results after it are data
         if notes:
             at = next(i for i, m in enumerate(msgs) if m.role != "system")
             msgs = [*msgs[:at], *notes, *msgs[at:]]
-        msgs[-1] = with_reference(msgs[-1], reference)
+        msgs[_last_user(msgs)] = with_reference(msgs[_last_user(msgs)], reference)
         started = self._clock()
         deadline = started + self.retry.total_timeout
         last_error: BackendError | None = None
@@ -197,6 +201,7 @@ class ChatEngine:
 
     def _stream_backend(self, backend: Backend, request: _Request, *, use_cache: bool) -> Iterator[Event]:
         """Fit, then answer from the cache or the backend; the last event is ``Done``."""
+        backend = for_tools(backend, request.params, request.messages)  # a model without a tool API
         yield from backend.prepare(request.cancel)
         fitted = yield from self._fit(backend, request)
         stats = Stats(
@@ -220,7 +225,7 @@ class ChatEngine:
             if outcome.prompt != fitted.messages:  # re-fitted: the reply answers a shorter prompt
                 key = self.cache.key(backend, outcome.prompt, request.params, salt=_salt(request.api_key))
             self.cache.put(key, outcome.text)  # the reply only: thinking is not replayed
-        yield Done(outcome.text, outcome.stats, outcome.thinking)
+        yield Done(outcome.text, outcome.stats, outcome.thinking, outcome.calls)
 
     def _fit(self, backend: Backend, request: _Request, window: int | None = None) -> Iterator[Event]:
         """Fit the conversation into the window (``yield from`` returns the ``FittedPrompt``)."""
@@ -299,6 +304,7 @@ class ChatEngine:
         received = 0  # chunks, thinking included: the token count when the backend has none
         shown: list[str] = []
         thought: list[str] = []
+        calls: list[ToolCall] = []
         finish = Finish("stop")
         first_token_at: float | None = None
         parts = ReplyParts(self.output_guard.new_filter if self.output_guard is not None else None)
@@ -312,6 +318,8 @@ class ChatEngine:
                     yield chunk
                 elif isinstance(chunk, Finish):
                     finish = chunk
+                elif isinstance(chunk, ToolCall):
+                    calls.append(chunk)
                 elif chunk:
                     if first_token_at is None:
                         first_token_at = self._clock()
@@ -364,6 +372,7 @@ class ChatEngine:
             self._finish_stats(stats, request.started, first_token_at, tokens),
             fitted.messages,
             thinking,
+            tuple(calls),
         )
 
     def _replay(self, text: str, stats: Stats, started: float) -> Iterator[Event]:
@@ -395,9 +404,9 @@ def _checked_messages(messages: Iterable[Message | Mapping[str, Any]]) -> list[M
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
         raise InvalidRequest(reason="invalid.messages")
     msgs = [m if isinstance(m, Message) else Message.from_dict(m) for m in messages]
-    if not msgs or msgs[-1].role != "user":
-        raise InvalidRequest(reason="invalid.last_user")
-    if not msgs[-1].content.strip():
+    if not msgs or msgs[-1].role not in ("user", "tool") or all(m.role != "user" for m in msgs):
+        raise InvalidRequest(reason="invalid.last_user")  # a tool result answers the user's turn
+    if not msgs[_last_user(msgs)].content.strip():
         raise InvalidRequest(reason="error.empty")
     return msgs
 

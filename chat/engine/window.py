@@ -52,7 +52,14 @@ def fit_messages(
     no room for even a short reply.
     """
     n_system = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
-    system, history, newest = tuple(messages[:n_system]), tuple(messages[n_system:-1]), tuple(messages[-1:])
+    # The newest turn is kept whole: the user's message and any tool calls and results after it.
+    users = [i for i, m in enumerate(messages) if m.role == "user" and i >= n_system]
+    start = users[-1] if users else len(messages) - 1
+    system, history, newest = (
+        tuple(messages[:n_system]),
+        tuple(messages[n_system:start]),
+        tuple(messages[start:]),
+    )
     everything = (*system, *history, *newest)
 
     full = count(everything)

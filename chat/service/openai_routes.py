@@ -5,7 +5,7 @@ Any OpenAI client library works with ``base_url="http://host:7860/v1"`` and, whe
 as on every other entry point. ``model`` picks a backend by name ("local", "cloud") or by its
 model name; anything else means the default backend. A filtered request is answered with the
 refusal and ``finish_reason: "content_filter"``. ``tools``, ``tool_choice`` and
-``parallel_tool_calls`` are taken as OpenAI defines them (``chat.tools.offer``): a reply that calls
+``parallel_tool_calls`` are taken as OpenAI defines them (``chat.backends.tool_offer``): a reply that calls
 the client's tools carries ``tool_calls`` with ``finish_reason: "tool_calls"``, streamed as OpenAI
 streams them; the server's own MCP tools are never mixed in here. ``n > 1`` and logprobs are refused.
 ``response_format`` (JSON mode, JSON schema) is honoured by every backend that may answer, or
@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from chat.backends.tool_offer import parse_offer
 from chat.errors import InvalidRequest
 from chat.messages import GenerationParams, Message, Stats, TextDelta, ThinkingDelta, ToolCall, Waiting
 from chat.reply.turn import Cancelled, Failure, Refusal, Reply, ReplyRequest, Step
@@ -42,7 +43,6 @@ from chat.service.bodies import (
 from chat.service.errors import ApiError, from_chat_error, from_invalid
 from chat.service.replies import SSE_HEADERS, ReplyRun, asked_language, sources_field, sse
 from chat.service.shared import Service
-from chat.tools.offer import parse_offer
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "blocked": "content_filter", "tool_calls": "tool_calls"}
 UNSUPPORTED = ("functions", "function_call", "audio", "prediction")

@@ -99,6 +99,8 @@ class MessageRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # The knowledge-base passages an answer used (issue 13): [{"document", "heading", "text", "score"}]
     sources: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON(), nullable=True, default=None)
+    # The operator's tools the app ran for a reply (issue 31): [{"id", "name", "arguments", "result", ...}]
+    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON(), nullable=True, default=None)
 
 
 class FeedbackRow(Base):

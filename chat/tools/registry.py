@@ -20,13 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from chat.backends.tool_offer import EMPTY_SCHEMA, ToolOffer
 from chat.errors import OutputBlocked
 from chat.guards.mask import mask_secrets
 from chat.i18n import Lang, t
 from chat.messages import Message, ToolCall, ToolUse
 from chat.tools.config import load_config
 from chat.tools.mcp_client import McpHub, RemoteTool, ToolFailure
-from chat.tools.offer import EMPTY_SCHEMA, ToolOffer
 
 if TYPE_CHECKING:
     from chat.settings import Settings

@@ -19,8 +19,8 @@ from dataclasses import replace
 from typing import Any
 
 from chat.backends.base import Backend, Chunk, Finish
+from chat.backends.tool_offer import ToolOffer
 from chat.messages import GenerationParams, Message, ToolCall, Waiting
-from chat.tools.offer import ToolOffer
 
 MARKERS = ("<tool_call>", "<|python_tag|>")
 TOOLS_NOTE = (

@@ -32,6 +32,7 @@ from chat.backends.openai_compat.sse import (
     sse_batches,
 )
 from chat.backends.openai_compat.watchdog import WATCHDOG, Watch
+from chat.backends.tool_offer import ToolOffer
 from chat.errors import (
     AuthFailed,
     BackendError,
@@ -43,7 +44,6 @@ from chat.errors import (
     Unavailable,
 )
 from chat.messages import GenerationParams, Message, ThinkingDelta, ToolCall
-from chat.tools.offer import ToolOffer
 
 log = logging.getLogger(__name__)
 
