@@ -1,5 +1,5 @@
-"""Tools without the app: the OpenAI tool fields, the MCP config file, the call formats a local
-model writes, and a named call held to its schema by the real embedded model's grammar."""
+"""Tools without the app: the OpenAI tool fields, tool messages, the MCP config file and the call
+formats a local model writes (the real model's grammar-held call: tests/test_tools_app.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-from chat import ChatEngine
 from chat.backends.tool_offer import parse_offer
 from chat.errors import ConfigError, InvalidRequest
-from chat.messages import Done, GenerationParams, Message, ToolCall
+from chat.messages import Message, ToolCall
 from chat.tools.config import load_config
 from chat.tools.text_form import CallReader, parse_calls, render
 
@@ -123,19 +122,3 @@ def test_mcp_config_file(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     path.write_text(json.dumps({"mcpServers": {"x": {"url": "http://h", "command": "y"}}}))
     with pytest.raises(ConfigError, match="either 'url'"):
         load_config(path)
-
-
-def test_a_named_call_from_the_local_model_is_held_to_the_schema(engine: ChatEngine) -> None:
-    """The real SmolLM2: its judgement is not tested (it calls tools poorly), only that a named
-    tool_choice makes llama.cpp's grammar give a call whose arguments fit the schema."""
-    offer = parse_offer([WEATHER], {"type": "function", "function": {"name": "get_weather"}})
-    params = GenerationParams(temperature=0, max_new_tokens=48, tools=offer.canonical())
-    done = next(
-        e
-        for e in engine.stream([Message("user", "What is the weather in Paris?")], params)
-        if isinstance(e, Done)
-    )
-    assert done.stats.finish_reason == "tool_calls" and done.text == ""
-    (call,) = done.tool_calls
-    arguments = json.loads(call.arguments)
-    assert call.name == "get_weather" and isinstance(arguments["city"], str) and len(arguments["city"]) <= 20

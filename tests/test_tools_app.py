@@ -13,14 +13,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import gradio as gr
 import httpx
 import pytest
 from scripted_model import ScriptedModel
+from starlette.requests import Request
 from support import frames, free_port
 from tool_servers import LEAKED_KEY
 
 from chat import ChatEngine, Settings
 from chat.backends.openai_compat import OpenAICompatBackend
+from chat.service.door.identity import OWNER_KEY, api_owner
+from chat.ui.sidebar import ConversationList
 
 TOKEN = "tools-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -196,6 +200,13 @@ def test_api_chat_runs_the_mcp_tool_and_keeps_the_call_with_the_turn(world: Worl
     stored = httpx.get(world.url + f"api/conversations/{answer['conversation_id']}", headers=AUTH).json()
     reply = stored["messages"][-1]
     assert reply["tool_calls"][0]["name"] == "shop.get_order_status" and reply["content"] == answer["reply"]
+    # Reopened on the page: the call's block comes back before the reply, as it streamed.
+    scope = {"type": "http", "headers": [], "state": {OWNER_KEY: api_owner(TOKEN)}}
+    opened = ConversationList(world.app.state.store).open(
+        answer["conversation_id"], gr.Request(Request(scope))
+    )
+    titles = [(m.metadata or {}).get("title") if isinstance(m, gr.ChatMessage) else None for m in opened[2]]
+    assert titles.index("Tool: shop.get_order_status") == len(titles) - 2  # then the reply
 
 
 def test_every_way_a_call_can_fail_is_a_result_and_the_reply_still_comes(world: World) -> None:
@@ -319,3 +330,23 @@ def test_the_mcp_server_offers_curated_tools_behind_the_door(world: World) -> No
         world.url + "gradio_api/mcp/", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     )
     assert no_token.status_code == 401
+
+
+def test_an_acting_tool_runs_only_after_the_user_says_yes(world: World) -> None:
+    asked = world.chat('call shop__cancel_order {"order_id": "E5"}')
+    assert [u["status"] for u in asked["tool_calls"]] == ["declined"]
+    (confirm,) = [n for n in asked["notices"] if n["kind"] == "confirm"]
+    assert "shop.cancel_order" in confirm["text"] and "yes" in confirm["text"]
+    again = {
+        "user_input": "yes",
+        "conversation_id": asked["conversation_id"],
+        "context": {"backend": "cloud"},
+    }
+    done = httpx.post(world.url + "api/chat", json=again, headers=AUTH, timeout=30).json()
+    assert [(u["name"], u["status"], u["result"]) for u in done["tool_calls"]] == [
+        ("shop.cancel_order", "ok", "Order E5 is cancelled.")
+    ]
+    assert done["reply"] == "Tool said: Order E5 is cancelled."
+    # A yes with nothing held (or in another conversation) runs nothing.
+    other = world.chat("yes")
+    assert other["tool_calls"] == []

@@ -167,7 +167,14 @@ def _events(
         return engine.stream(memory.messages, request.params, use_cache=use_cache, **kwargs)
     rounds = registry.max_rounds
     return stream_with_tools(
-        engine, memory.messages, request.params, tools, max_rounds=rounds, lang=request.lang, **kwargs
+        engine,
+        memory.messages,
+        request.params,
+        tools,
+        max_rounds=rounds,
+        lang=request.lang,
+        asked=request.messages,  # an acting call is held under the conversation as sent
+        **kwargs,
     )
 
 

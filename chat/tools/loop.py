@@ -54,12 +54,22 @@ def stream_with_tools(
     api_key: str | None = None,
     notes: Sequence[Message] = (),
     reference: str = "",
+    asked: Sequence[Message] = (),
 ) -> Iterator[Event]:
-    """Events of one reply that may call ``tools``; the last one is ``Done``."""
+    """Events of one reply that may call ``tools``; the last one is ``Done``. ``asked`` is the
+    conversation as the client sent it: an acting call is held under it for the user's yes."""
     conversation = list(messages)
     offer = tools.offer()
     shown: list[str] = []
     thought: list[str] = []
+    held = tools.registry.held.confirmed(asked)
+    if held is not None and held.name in tools.tools:  # the user said yes: it runs first
+        use, result = tools.run(held, lang=lang, guard=engine.output_guard, cancel=cancel, confirmed=True)
+        yield use
+        conversation += [
+            Message("assistant", "", tool_calls=(held,)),
+            Message("tool", result, tool_call_id=held.id),
+        ]
     for round_number in range(max_rounds + 1):
         last = round_number == max_rounds
         round_params = replace(params, tools=offer.with_choice("none" if last else "auto").canonical())
@@ -104,6 +114,9 @@ def stream_with_tools(
             use, result = tools.run(call, lang=lang, guard=engine.output_guard, cancel=cancel)
             yield use
             conversation.append(Message("tool", result, tool_call_id=call.id))
+            if use.status == "declined" and asked:
+                tools.registry.held.hold(asked, call)
+                yield Notice("confirm", t("tools.confirm", lang, name=use.name, arguments=use.arguments))
         if cancel is not None and cancel.is_set():
             yield Done(
                 "\n\n".join(shown), replace(done.stats, finish_reason="cancelled"), "\n\n".join(thought)

@@ -26,6 +26,7 @@ from chat.guards.mask import mask_secrets
 from chat.i18n import Lang, t
 from chat.messages import Message, ToolCall, ToolUse
 from chat.tools.config import load_config
+from chat.tools.confirm import HeldCalls
 from chat.tools.mcp_client import McpHub, RemoteTool, ToolFailure
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class ToolRegistry:
         self.timeout = timeout
         self.max_rounds = max_rounds
         self._patterns = {p.prompt: p.tools for p in personas if p.prompt}
+        self.held = HeldCalls()  # acting calls waiting for the user's yes (chat.tools.confirm)
 
     def close(self) -> None:
         if self.hub is not None:
@@ -176,7 +178,10 @@ class ToolSet:
         if problem:
             return "invalid", f"Error: the arguments do not fit {tool.wire}'s schema: {problem}"
         if tool.acting and not confirmed:
-            return "declined", "The user did not confirm this action, so it was not run."
+            return "declined", (
+                "This tool acts, so it waits for the user's confirmation and was not run. Tell the "
+                "user what it would do; they confirm by replying yes."
+            )
         hub = self.registry.hub
         assert hub is not None
         try:

@@ -27,7 +27,7 @@ from chat.engine import ChatEngine
 from chat.errors import ChatError
 from chat.i18n import Lang, detect_language, request_language, t, translated
 from chat.knowledge.context import without_markers
-from chat.messages import Message, Notice, TextDelta, ThinkingDelta, Waiting
+from chat.messages import Message, Notice, TextDelta, ThinkingDelta, ToolUse, Waiting
 from chat.reply.pipeline import Pipeline
 from chat.reply.transcript import ExportFolder, FeedbackLog
 from chat.reply.turn import (
@@ -47,6 +47,7 @@ from chat.ui.convert import build_params, build_request
 from chat.ui.files import PageFiles
 from chat.ui.knowledge import sources_bubble
 from chat.ui.stop_marks import StopMarks, Turn
+from chat.ui.tool_blocks import tool_block
 
 # The growing reply reaches a new chat's page at most 20 times a second: every frame costs the
 # server a diff of the chat and the browser a re-render of the reply's Markdown; a frame costs more
@@ -190,6 +191,8 @@ class ChatHandlers(StopMarks, ApiChat, PageFiles):
                     pass  # the refusal replaces the whole reply
                 case Notice(text=text):
                     shown.notices.append(notice(text))
+                case ToolUse():  # a collapsed block per call, before the reply
+                    shown.notices.append(tool_block(step, lang))
                 case ThinkingDelta(text=delta):
                     shown.thinking += delta
                 case TextDelta(text=delta):

@@ -31,6 +31,7 @@ from chat.ui.bubbles import interrupted_mark, stopped_mark
 from chat.ui.deletion import UNDO_SECONDS, PendingDeletes
 from chat.ui.knowledge import stored_sources_bubble
 from chat.ui.labels import I18N
+from chat.ui.tool_blocks import tool_blocks
 
 log = logging.getLogger(__name__)
 LIST_LIMIT = 200
@@ -190,6 +191,7 @@ class ConversationList:
         for m in found.messages:
             if m.role == "user":
                 asked = detect_language(m.content)
+            shown.extend(tool_blocks(m.tool_calls, asked))  # the calls the reply made, as they streamed
             if m.role != "system" and (m.content or m.role == "user"):
                 content = without_markers(m.content) if m.role == "assistant" else m.content
                 shown.append({"role": m.role, "content": content})
