@@ -48,7 +48,6 @@ from chat.messages import (
     Waiting,
 )
 from chat.reply.notes import TurnNotes
-from chat.tools.loop import stream_with_tools
 from chat.reply.turn import (
     Cancelled,
     Failure,
@@ -58,6 +57,7 @@ from chat.reply.turn import (
     ReplyRequest,
     Step,
 )
+from chat.tools.loop import stream_with_tools
 
 if TYPE_CHECKING:
     from chat.knowledge.records import Source
