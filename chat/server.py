@@ -28,8 +28,8 @@ from chat.reply.summaries import SUMMARIZER
 from chat.service import register
 from chat.service.asset_cache import AssetCache
 from chat.service.conversations import visitor_key
-from chat.settings import Settings
 from chat.service.mcp_server import mount_mcp_server
+from chat.settings import Settings
 from chat.store import open_store
 from chat.tools.registry import open_tools
 from chat.ui import I18N, ChatHandlers, build_ui
