@@ -456,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_table() -> str:
-    """The README's configuration table, generated so it cannot drift from the code."""
+    """The settings table of docs/configuration.md, generated so it cannot drift from the code."""
     rows = ["| flag | environment variable | default | meaning |", "|---|---|---|---|"]
     for f in fields(Settings):
         meta = f.metadata
@@ -467,5 +467,5 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":  # python -m chat.settings > regenerates the README table
+if __name__ == "__main__":  # python -m chat.settings: the table for docs/configuration.md
     print(settings_table())
