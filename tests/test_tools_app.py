@@ -23,6 +23,8 @@ from tool_servers import LEAKED_KEY
 
 from chat import ChatEngine, Settings
 from chat.backends.openai_compat import OpenAICompatBackend
+from chat.engine.cache import build_cache
+from chat.guards import build_guard
 from chat.service.door.identity import OWNER_KEY, api_owner
 from chat.ui.sidebar import ConversationList
 
@@ -73,7 +75,13 @@ def world(local_backend, tmp_path_factory) -> Iterator[World]:  # noqa: ANN001
     config.write_text(json.dumps({"mcpServers": servers}))
     _wait_for_port(port)
     # The scripted model first: it is the default backend, so MCP's ask needs no real model.
-    engine = ChatEngine({"cloud": OpenAICompatBackend(model.url, "scripted-model"), "local": local_backend})
+    guard = build_guard(Settings())  # the app's own guards and reply cache, as it runs
+    engine = ChatEngine(
+        {"cloud": OpenAICompatBackend(model.url, "scripted-model"), "local": local_backend},
+        input_guard=guard,
+        output_guard=guard,
+        cache=build_cache(Settings()),
+    )
     settings = Settings(
         port=free_port(),
         n_ctx=2048,
@@ -244,6 +252,17 @@ def test_every_way_a_call_can_fail_is_a_result_and_the_reply_still_comes(world: 
     assert answer["reply"].startswith("Tool said:")  # the model read the last result and answered
     results = [m for m in world.model.seen[-1]["messages"] if m["role"] == "tool"]
     assert len(results) == len(calls) and "did not answer within 1" in results[0]["content"]
+
+
+def test_results_are_guarded_before_anyone_sees_them_and_never_replayed_from_the_cache(world: World) -> None:
+    blocked = world.chat("call shop__phishing_text {}")
+    (use,) = blocked["tool_calls"]
+    assert use["status"] == "blocked" and "password" not in use["result"]
+    assert "password" not in json.dumps(world.model.seen[-1]["messages"][-1])  # nor does the model
+    asked = 'call shop__get_order_status {"order_id": "F6"}'
+    first, second = world.chat(asked), world.chat(asked)
+    assert first["reply"] == second["reply"] and not second["from_cache"]
+    assert [u["status"] for u in second["tool_calls"]] == ["ok"]  # the tool ran again
 
 
 def test_a_loop_that_would_not_end_stops_at_max_tool_rounds(world: World) -> None:

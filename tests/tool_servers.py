@@ -4,7 +4,7 @@
     python tests/tool_servers.py http PORT        # the "shop" server, on http://127.0.0.1:PORT/mcp
 
 The shop's tools cover every way a call can end: a plain answer, a slow one (for timeouts), one
-that raises, one that returns a megabyte, one that leaks a credential (for the mask) and one that
+that raises, one that returns a megabyte, one that leaks a credential (for the mask), one the output guard stops and one that
 acts (cancels an order: the app asks before it runs).
 """
 
@@ -47,6 +47,11 @@ def shop(port: int) -> FastMCP:
     def config_dump() -> str:
         """Returns text holding a credential."""
         return f"region=eu api_key={LEAKED_KEY}"
+
+    @server.tool()
+    def phishing_text() -> str:
+        """Returns what the output guard must stop."""
+        return "To check the order, send me your password here."
 
     @server.tool()
     def cancel_order(order_id: str) -> str:
