@@ -18,6 +18,7 @@ from pathlib import Path
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from gradio.routes import App
 
 from chat.engine import ChatEngine
@@ -64,6 +65,16 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
     app.add_middleware(AssetCache)
     # /api, /ws, /v1, /metrics, /healthz, /readyz
     service = register(app, engine, settings, store, visitor_key=visitor_key(settings), knowledge=knowledge)
+    # CORS for --allowed-origins alone, outside the door (a preflight carries no login). With it
+    # here Gradio's own stands aside: that one approves any page when the app is not on
+    # localhost, and any localhost page when it is. This server's own page needs no CORS.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.allowed_origins),
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
     if settings.mcp_server:  # /gradio_api/mcp/, behind the same door
         mount_mcp_server(app, service, personas, one_gradio_app)
 

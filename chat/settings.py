@@ -214,7 +214,12 @@ class Settings:
     )
     port: int = _opt(("CHAT_PORT", "GRADIO_SERVER_PORT"), "port to listen on", parse=int, default=7860)
     share: bool = _opt("CHAT_SHARE", "create a public gradio.live link", parse=_bool, default=False)
-    auth: str = _opt("CHAT_AUTH", "require a login, user:pass", default="", repr=False)
+    auth: str = _opt(
+        "CHAT_AUTH",
+        "require a login, user:pass (set the variable: a flag shows in the process list)",
+        default="",
+        repr=False,
+    )
     max_queue: int = _opt(
         "CHAT_MAX_QUEUE",
         "requests that may wait in the queue before new ones are refused",
@@ -288,6 +293,12 @@ class Settings:
         "largest document that may be added to a knowledge base, in bytes",
         parse=int,
         default=20971520,
+    )
+    knowledge_max_chars: int = _opt(
+        "CHAT_KNOWLEDGE_MAX_CHARS", "most characters of text one document may hold", parse=int, default=4000000
+    )
+    knowledge_max_chunks: int = _opt(
+        "CHAT_KNOWLEDGE_MAX_CHUNKS", "most chunks one document may be cut into", parse=int, default=10000
     )
     knowledge_seed: str = _opt(
         "CHAT_KNOWLEDGE_SEED",
@@ -366,6 +377,7 @@ class Settings:
             raise ConfigError("--auth must look like user:password")
         positive = ("cache_max_entries", "cache_max_bytes", "cache_ttl", "max_message_chars", "max_turns")
         positive += ("guard_timeout", "embedding_timeout")
+        positive += ("knowledge_max_chars", "knowledge_max_chunks")
         positive += ("knowledge_max_bytes", "max_tool_rounds", "tool_timeout")
         for name in (*positive, "feedback_log_max_bytes", "max_ws_per_client", "ws_idle_timeout"):
             if getattr(self, name) <= 0:

@@ -158,12 +158,11 @@ def test_openapi_page_documents_the_knowledge_routes(app: tuple[str, Path]) -> N
 
 def test_without_a_login_only_the_servers_own_machine_may_change_documents(tmp_path: Path) -> None:
     """An open app (no login, no token) serves everyone, but adding or deleting documents is the
-    operator's: a client behind the trusted proxy (a visitor of a deployed app) gets 403, in its
-    language, while reading still works; the server's own machine may."""
+    operator's: a request a proxy forwarded (a visitor of a deployed app) gets 403, in its
+    language, while reading still works; the server's own machine, straight in, may. (Behind a
+    trusted proxy nobody may: tests/test_hardening.py.)"""
     with (
-        serve(
-            service_engine(ScriptedBackend(["ok"])), data_dir=str(tmp_path), trusted_proxies=("127.0.0.0/8",)
-        ) as url,
+        serve(service_engine(ScriptedBackend(["ok"])), data_dir=str(tmp_path)) as url,
         httpx.Client(base_url=url, timeout=30) as http,
     ):
         visitor = {"X-Forwarded-For": "203.0.113.7"}

@@ -40,6 +40,26 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "it unpacks to more than {limit} bytes",
         "zh": "解压后超过 {limit} 字节",
     },
+    "knowledge.too_long": {"en": "The document is too long: {detail}.", "zh": "文档过长：{detail}。"},
+    "knowledge.limit_chars": {
+        "en": "its text is over {limit} characters (CHAT_KNOWLEDGE_MAX_CHARS); split it into smaller documents",
+        "zh": "其文字超过 {limit} 个字符（CHAT_KNOWLEDGE_MAX_CHARS）；请拆分成较小的文档",
+    },
+    "knowledge.limit_chunks": {
+        "en": "it makes more than {limit} chunks (CHAT_KNOWLEDGE_MAX_CHUNKS); split it into smaller documents",
+        "zh": "它会切分成超过 {limit} 个片段（CHAT_KNOWLEDGE_MAX_CHUNKS）；请拆分成较小的文档",
+    },
+    "knowledge.limit_pages": {"en": "it has more than {limit} pages", "zh": "它超过 {limit} 页"},
+    "knowledge.entries": {"en": "it holds more than {limit} files", "zh": "其中包含超过 {limit} 个文件"},
+    "knowledge.bad_document_name": {
+        "en": "The file name cannot be used: {detail}.",
+        "zh": "无法使用该文件名：{detail}。",
+    },
+    "knowledge.name_empty": {"en": "it has no visible characters", "zh": "其中没有可见字符"},
+    "knowledge.name_long": {
+        "en": "it is {length} characters long; the most is {limit}",
+        "zh": "它有 {length} 个字符，最多 {limit} 个",
+    },
     # the page's knowledge panel and the sources under a reply (chat/ui/knowledge.py)
     "knowledge.sources": {"en": "Sources ({count})", "zh": "参考来源（{count}）"},
     "knowledge.col_document": {"en": "Document", "zh": "文档"},

@@ -106,6 +106,19 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "send the request body as JSON with 'Content-Type: application/json'",
         "zh": "请以 JSON 发送请求体，并设置 'Content-Type: application/json'",
     },
+    "api.cross_site": {
+        "en": "a page of another site cannot change this app's data (CHAT_ALLOWED_ORIGINS lists the sites that may)",
+        "zh": "其他网站的页面不能修改本应用的数据（CHAT_ALLOWED_ORIGINS 列出允许的网站）",
+    },
+    "api.logout": {
+        "en": "/logout ends the session of the browser page that sends it; a token or a login header has none",
+        "zh": "/logout 只结束发送它的浏览器页面的会话；令牌或登录标头没有可结束的会话",
+    },
+    "api.multipart": {
+        "en": "the upload cannot be read: send the document in a multipart/form-data field named 'file', "
+        "with headers (the file name among them) under 4 KB",
+        "zh": "无法读取上传内容：请以名为 'file' 的 multipart/form-data 字段发送文档，其标头（包括文件名）不超过 4 KB",
+    },
     "api.origin": {
         "en": "this page's origin may not open /ws (see CHAT_ALLOWED_ORIGINS)",
         "zh": "该页面的来源不允许打开 /ws（见 CHAT_ALLOWED_ORIGINS）",

@@ -106,9 +106,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "notice.stopped": {"en": "Stopped.", "zh": "已停止。"},
     "knowledge.operator_only": {
-        "en": "Only the operator can add or delete documents: set a login (--auth) or an API token "
-        "(CHAT_API_TOKEN), or use the app on the server itself.",
-        "zh": "只有管理员可以添加或删除文档：请设置登录（--auth）或 API 令牌（CHAT_API_TOKEN），或在服务器本机上使用。",
+        "en": "Only the operator can add or delete documents: set a login (CHAT_AUTH) or an API token "
+        "(CHAT_API_TOKEN), or use the app on the server itself, not through a proxy.",
+        "zh": "只有管理员可以添加或删除文档：请设置登录（CHAT_AUTH）或 API 令牌（CHAT_API_TOKEN），"
+        "或在服务器本机上直接使用（不经代理）。",
     },
     "notice.interrupted": {
         "en": "Interrupted: the server stopped before this reply was finished.",

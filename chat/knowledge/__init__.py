@@ -19,15 +19,18 @@ from typing import TYPE_CHECKING
 from chat.knowledge import terms
 from chat.knowledge.base import KnowledgeBase, check_name
 from chat.knowledge.errors import (
+    BadDocumentName,
     BadKnowledgeName,
     BrokenDocument,
     DocumentTooLarge,
+    DocumentTooLong,
     EmptyDocument,
     EncryptedDocument,
     KnowledgeError,
     KnowledgeNotFound,
     UnsupportedType,
 )
+from chat.knowledge.limits import Limits
 from chat.knowledge.records import DocumentInfo, KnowledgeInfo, Source
 from chat.settings import Settings
 
@@ -59,7 +62,10 @@ def open_knowledge(settings: Settings, store: Store | None) -> KnowledgeBase:
         engine, owned = create_engine(url), True
         migrate(engine)
     log.info("knowledge bases: %s", safe_url(engine.url))
-    base = KnowledgeBase(engine, max_bytes=settings.knowledge_max_bytes, embedder=embedder, owns_engine=owned)
+    limits = Limits(chars=settings.knowledge_max_chars, chunks=settings.knowledge_max_chunks)
+    base = KnowledgeBase(
+        engine, max_bytes=settings.knowledge_max_bytes, limits=limits, embedder=embedder, owns_engine=owned
+    )
     if base.list_knowledge():
         # jieba's dictionary takes 1.3 s of CPU and 60 MB to load: not on the first
         # question's clock, and not at all until there are documents (the first upload loads it)
@@ -68,16 +74,19 @@ def open_knowledge(settings: Settings, store: Store | None) -> KnowledgeBase:
 
 
 __all__ = [
+    "BadDocumentName",
     "BadKnowledgeName",
     "BrokenDocument",
     "DocumentInfo",
     "DocumentTooLarge",
+    "DocumentTooLong",
     "EmptyDocument",
     "EncryptedDocument",
     "KnowledgeBase",
     "KnowledgeError",
     "KnowledgeInfo",
     "KnowledgeNotFound",
+    "Limits",
     "Source",
     "UnsupportedType",
     "check_name",

@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 import threading
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from sqlalchemy.engine import Engine
 from chat.errors import BackendError
 from chat.knowledge import fulltext, vectors_pg
 from chat.knowledge.chunk import Chunk, chunk
-from chat.knowledge.errors import BadKnowledgeName, DocumentTooLarge, EmptyDocument, UnsupportedType
+from chat.knowledge.errors import BadDocumentName, BadKnowledgeName, DocumentTooLarge, EmptyDocument
+from chat.knowledge.limits import Limits
 from chat.knowledge.parse import parse
 from chat.knowledge.records import DocumentInfo, KnowledgeInfo, Source
 from chat.knowledge.terms import index_terms, query_terms
@@ -57,6 +59,7 @@ _VECTOR_STAMP = sa.text(
 )
 _EXISTS = sa.text("SELECT 1 FROM knowledge_documents WHERE knowledge = :knowledge LIMIT 1")
 _NAME = re.compile(rf"^(?!\.)[\w.-]{{1,{KNOWLEDGE_NAME_MAX}}}$")
+_UNSEEN = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))  # control and format characters, line breaks
 
 
 def check_name(knowledge: str) -> str:
@@ -68,13 +71,15 @@ def check_name(knowledge: str) -> str:
 
 
 def document_name(filename: str) -> str:
-    """The file name without any folders a browser or client put in front of it."""
-    name = PurePath(filename.replace("\\", "/")).name.strip()
+    """The file name without any folders a browser or client put in front of it, and without
+    control or format characters (a NUL, a newline, a right-to-left override that disguises the
+    extension); ``BadDocumentName`` when nothing is left or it is longer than the store keeps."""
+    shown = "".join(c for c in filename if unicodedata.category(c) not in _UNSEEN)
+    name = PurePath(shown.replace("\\", "/")).name.strip()
     if not name:
-        raise UnsupportedType(kind=repr(filename[:80]), types="")
-    if len(name) > DOCUMENT_NAME_MAX:  # keep the extension: it decides the parser
-        suffix = PurePath(name).suffix[:16]
-        name = name[: DOCUMENT_NAME_MAX - len(suffix)] + suffix
+        raise BadDocumentName(reason="knowledge.name_empty")
+    if len(name) > DOCUMENT_NAME_MAX:
+        raise BadDocumentName(reason="knowledge.name_long", length=len(name), limit=DOCUMENT_NAME_MAX)
     return name
 
 
@@ -103,11 +108,13 @@ class KnowledgeBase:
         engine: Engine,
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        limits: Limits | None = None,
         embedder: Embedder | None = None,
         owns_engine: bool = False,
     ) -> None:
         self.engine = engine
         self.max_bytes = max_bytes
+        self.limits = limits or Limits()
         self.embedder = embedder
         self._owns_engine = owns_engine
         self._vectors: dict[str, _Vectors] = {}
@@ -135,7 +142,7 @@ class KnowledgeBase:
         name = document_name(filename)
         if len(data) > self.max_bytes:
             raise DocumentTooLarge(size=len(data), limit=self.max_bytes)
-        chunks = chunk(parse(name, data))
+        chunks = chunk(parse(name, data, self.limits), max_chunks=self.limits.chunks)
         title = PurePath(name).stem.replace("_", " ").replace("-", " ")
         terms = [index_terms(title, c.heading, c.text) for c in chunks]
         if not any(terms):

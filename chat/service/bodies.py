@@ -25,7 +25,8 @@ PARAM_KEYS = ("temperature", "top_p", "max_new_tokens", "context_length", "seed"
 MAX_DEPTH = 100  # nesting levels a body may have: far more than any real request, far below recursion limits
 JSON_SPACE = " \t\r\n"
 _START_KINDS = {"[": "array", '"': "string", "t": "boolean", "f": "boolean", "n": "null"}
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+# A JSON string once its escaped backslashes and quotes are gone: no backtracking on any input
+_STRING = re.compile(rb'"[^"]*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _BRACKET_STEP = [1 if b in b"[{" else -1 for b in range(256)]
 
@@ -49,8 +50,17 @@ def _bad_json(key: str, **fields: object) -> ApiError:
     return refusal(400, "invalid_json", key, **fields)
 
 
+def is_json(content_type: str) -> bool:
+    """``application/json`` or ``application/<something>+json``, whatever the parameters."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object; 413 past ``limit`` bytes (declared or streamed), else 400."""
+    """The body as a JSON object; 415 unless it is sent as JSON (a page of another site can send
+    text/plain without asking first), 413 past ``limit`` bytes (declared or streamed), else 400."""
+    if not is_json(request.headers.get("content-type", "")):
+        raise refusal(415, "unsupported_media_type", "api.json_only")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
@@ -78,7 +88,7 @@ def parse_json(raw: bytes | str) -> dict[str, Any]:
     if kind:
         raise _bad_json("api.not_object", kind=kind)
     too_deep = _bad_json("api.too_deep", limit=MAX_DEPTH)
-    if body[0] == "{" and _depth(body) > MAX_DEPTH:
+    if body[0] == "{" and too_deeply_nested(body.encode()):
         raise too_deep
     try:  # an object, or not JSON at all (which fails at its first character)
         data = json.loads(text)
@@ -103,10 +113,15 @@ def _decoded(raw: bytes | str) -> str:
         raise _bad_json("api.not_utf8") from None
 
 
-def _depth(text: str) -> int:
-    """How deeply the arrays and objects of ``text`` nest (brackets inside strings do not count)."""
-    brackets = _STRING.sub("", text).encode().translate(None, _NOT_BRACKETS)
-    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+def too_deeply_nested(raw: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether the arrays and objects of a JSON body nest deeper than ``limit``, found without
+    recursing or backtracking: escaped backslashes and quotes go first (left to right, as a
+    parser pairs them), then every string with any brackets in it, then all but the brackets."""
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = _STRING.sub(b"", unescaped).translate(None, _NOT_BRACKETS)
+    if brackets.count(b"[") + brackets.count(b"{") <= limit:
+        return False  # too few to nest that deep
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets))) > limit
 
 
 def invalid(message: str) -> ApiError:

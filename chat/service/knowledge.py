@@ -141,8 +141,8 @@ async def _files(request: Request, limit: int) -> AsyncIterator[list[UploadFile]
         form = await Request(request.scope, counted).form(max_files=MAX_FILES, max_fields=MAX_FILES)
     except _TooLarge:
         raise refusal(413, "payload_too_large", "api.too_large", limit=limit) from None
-    except (MultiPartException, HTTPException):  # a malformed body, or more parts than allowed
-        raise invalid_field("api.file_required") from None
+    except (MultiPartException, HTTPException):  # a malformed body, too many parts, long headers
+        raise invalid_field("api.multipart") from None
     try:
         files = [part for part in form.getlist("file") if isinstance(part, UploadFile)]
         if not files:
@@ -153,7 +153,9 @@ async def _files(request: Request, limit: int) -> AsyncIterator[list[UploadFile]
 
 
 def _naming(exc: ApiError, filename: str) -> ApiError:
+    shown = filename if len(filename) <= 80 else filename[:80] + "…"
+
     def text(lang: Lang) -> str:
-        return f"{filename}: {exc.body(lang=lang)['error']['message']}"
+        return f"{shown}: {exc.body(lang=lang)['error']['message']}"
 
     return ApiError(exc.status, exc.kind, headers=exc.headers, text=text)

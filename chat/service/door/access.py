@@ -14,9 +14,10 @@ its own ``/gradio_api`` routes), so no route can forget a check:
    ``/gradio_api`` routes) needs the login as HTTP Basic, the bearer token, or the session cookie
    of a logged-in page. ``CHAT_METRICS_TOKEN`` opens ``/metrics`` alone. ``/healthz`` is always
    open. A refusal is one 401 whatever part was wrong; secrets are compared in constant time.
-3. **Shape.** ``/api/chat`` and ``/v1/chat/completions`` take JSON only (415 otherwise); ``/ws``
-   takes same-origin pages and ``--allowed-origins`` only (403 otherwise); Gradio uploads over
-   ``--max-upload-bytes`` get 413.
+3. **Shape.** Another site's writes, and ``/ws`` from its pages, get 403 (``door.crossing``);
+   ``/logout`` ends the caller's own session only; ``/api/chat`` and ``/v1/chat/completions``
+   take JSON only (415); Gradio's bodies (any JSON outside ``/api``, ``/v1``) nested deeper than
+   ``MAX_DEPTH`` get 400 unparsed; Gradio uploads over ``--max-upload-bytes`` get 413.
 4. **Limits.** Each request that starts a reply (REST, OpenAI, Gradio's queue, ``/run`` and
    ``/call``; a ``/ws`` message through ``admit_message``) is checked against the primary model's
    queue (``--max-queue``) and counts once against ``CHAT_RATE_LIMIT``; a full queue or a spent
@@ -31,13 +32,15 @@ import secrets
 from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat.engine import ChatEngine
 from chat.i18n import Lang, request_language, t
+from chat.service.bodies import MAX_DEPTH, is_json, too_deeply_nested
+from chat.service.door.crossing import SAFE_METHODS, Origins
 from chat.service.door.gradio_sessions import GradioSessions
 from chat.service.door.identity import (
     CLIENT_KEY,
@@ -60,6 +63,7 @@ GRADIO_MAX_BODY = 32 * 1024 * 1024  # a Gradio event's body, read to find which 
 
 # POST routes that start a reply and take a JSON body
 JSON_CHAT_ROUTES = ("/api/chat", "/v1/chat/completions")
+_SERVICE = ("/api/", "/v1/")  # routes whose JSON chat.service.bodies reads, within MAX_DEPTH
 # Gradio routes that can run an event: a chat event among them counts as one message
 _GRADIO_RUN = re.compile(r"^/gradio_api/(?:queue/join|(?:run|api|call|call/v2)/(?P<name>[^/]+))/?$")
 # /gradio_api routes the login page itself needs before anyone is logged in
@@ -132,6 +136,7 @@ class Door:
         self.limiter = ClientLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
         self._mints = ClientLimiter(VISITOR_MINTS_PER_MINUTE) if settings.share else None
         self.admission = Admission(engine, settings.max_queue)
+        self.origins = Origins(settings.allowed_origins)
         self.tracker = tracker
         user = self.policy.login[0] if self.policy.login else "api"
         self.sessions = GradioSessions(host_app, user)
@@ -181,8 +186,10 @@ class Door:
                 mint = self._mints.hit(address) is None
         scope.setdefault("state", {})[CLIENT_KEY] = client
         # With a login or token configured, whoever passes the door is the operator's; without
-        # one, only a client on this machine is (an open Space must not let visitors delete docs).
-        scope["state"][OPERATOR_KEY] = self.policy.closed or self.identity.is_local(address)
+        # one, only a client on this machine is (an open Space must not let visitors delete docs),
+        # and never one a proxy forwarded: behind it, every visitor may arrive from loopback.
+        local = self.identity.is_local(address) and not self.identity.forwarded(scope, headers)
+        scope["state"][OPERATOR_KEY] = self.policy.closed or local
         refusal, body = await self._check(scope, headers, cookies, path, client, lang, receive)
         if refusal is not None:
             await self._refuse(scope, receive, send, refusal, headers, path, client)
@@ -223,6 +230,12 @@ class Door:
         if kind is Kind.OPEN:
             return None, None
         websocket = scope["type"] == "websocket"
+        method = scope.get("method", "")
+        proxied = self.identity.is_trusted(peer_address(scope))
+        if not websocket and method not in SAFE_METHODS and self.origins.cross_site(headers, proxied=proxied):
+            return ApiError(403, "cross_site", t("api.cross_site", lang)), None
+        if path.rstrip("/") == "/logout":
+            return self._logout(scope, headers, cookies, lang, proxied=proxied), None
         query = parse_qs(scope.get("query_string", b"").decode("latin-1")) if websocket else {}
         verdict = self.policy.verdict(
             headers.get("authorization", ""), (query.get("token") or [""])[0], metrics=kind is Kind.METRICS
@@ -237,34 +250,53 @@ class Door:
         if needed and verdict is Verdict.NONE and not self.sessions.logged_in(cookies):
             return self._unauthorized(client, lang), None
         if websocket:
-            if not self._origin_allowed(
-                headers, address_trusted=self.identity.is_trusted(peer_address(scope))
-            ):
+            if not self.origins.allowed_origin(headers, proxied=proxied):
                 return ApiError(403, "forbidden_origin", t("api.origin", lang)), None
             return None, None
-        method = scope.get("method", "")
-        if method != "POST":
+        if method in SAFE_METHODS:
             return None, None
-        if path.rstrip("/") == "/login" and self.limiter is not None:  # Gradio's login form
+        return await self._check_body(path, headers, client, lang, receive)
+
+    async def _check_body(
+        self, path: str, headers: dict[str, str], client: str, lang: Lang, receive: Receive
+    ) -> tuple[ApiError | None, bytes | None]:
+        """A write's shape and limits; the body when it was read (the route gets it replayed)."""
+        route, content_type = path.rstrip("/"), headers.get("content-type", "")
+        if route == "/login" and self.limiter is not None:  # Gradio's login form
             wait = self.limiter.wait(client)  # a spent budget cannot guess passwords either
             return (self._rate_refusal(wait, lang) if wait is not None else None), None
-        if path.rstrip("/") in JSON_CHAT_ROUTES:
-            if not _is_json(headers.get("content-type", "")):
-                return ApiError(415, "unsupported_media_type", t("api.json_only", lang)), None
-            return self._admit(client, lang), None
-        if path.rstrip("/") == "/gradio_api/upload":
+        if route in JSON_CHAT_ROUTES and not is_json(content_type):
+            return ApiError(415, "unsupported_media_type", t("api.json_only", lang)), None
+        if route == "/gradio_api/upload":
             return self._check_upload(headers, lang), None
+        body = None
+        # The service's routes parse their JSON within the same bound (chat.service.bodies); any
+        # other route may recurse into it, and Gradio reads a body as JSON whatever its type.
+        if route.startswith("/gradio_api/") or (is_json(content_type) and not route.startswith(_SERVICE)):
+            # The page sends the whole conversation with each message: far more than an API body.
+            limit = max(self.settings.max_body_bytes, GRADIO_MAX_BODY)
+            body = await _read_body(receive, limit)
+            if body is None:
+                return ApiError(413, "payload_too_large", t("api.too_large", lang, limit=limit)), None
+            if too_deeply_nested(body):  # json.loads would recurse once per level
+                return ApiError(400, "invalid_json", t("api.too_deep", lang, limit=MAX_DEPTH)), body
+        if route in JSON_CHAT_ROUTES:
+            return self._admit(client, lang), body
         match = _GRADIO_RUN.match(path)
-        if match is None:
-            return None, None
-        # The page sends the whole conversation with each message: allow far more than an API body.
-        limit = max(self.settings.max_body_bytes, GRADIO_MAX_BODY)
-        body = await _read_body(receive, limit)
-        if body is None:
-            return ApiError(413, "payload_too_large", t("api.too_large", lang, limit=limit)), None
-        if self._is_gradio_chat(match.group("name"), body):
+        if match is not None and self._is_gradio_chat(match.group("name"), body or b""):
             return self._admit(client, lang), body
         return None, body
+
+    def _logout(
+        self, scope: Scope, headers: dict[str, str], cookies: dict[str, str], lang: Lang, *, proxied: bool
+    ) -> ApiError | None:
+        """Gradio's ``/logout`` ends every session of the user: here it ends the caller's own, and
+        only for the app's own page or the address bar; a token or a login header has no session."""
+        if headers.get("authorization") or not self.origins.own_page(headers, proxied=proxied):
+            return ApiError(403, "forbidden", t("api.logout", lang))
+        self.sessions.end_own(cookies)
+        scope["query_string"] = b"all_session=false"  # Gradio clears the cookies, ends nothing else
+        return None
 
     def _owner(
         self, verdict: Verdict, authorization: str, query: dict[str, list[str]], cookies: dict[str, str]
@@ -312,17 +344,6 @@ class Door:
             self._chat_fns = self.sessions.chat_fn_ids()
         return fn_id in self._chat_fns
 
-    def _origin_allowed(self, headers: dict[str, str], *, address_trusted: bool) -> bool:
-        origin = headers.get("origin", "")
-        if not origin:
-            return True  # not a browser: browsers always send Origin on a WebSocket handshake
-        if origin.rstrip("/") in self.settings.allowed_origins:
-            return True
-        host = headers.get("host", "")
-        if address_trusted and headers.get("x-forwarded-host"):
-            host = headers["x-forwarded-host"].split(",")[0].strip()
-        return bool(host) and urlsplit(origin).netloc.lower() == host.lower()
-
     async def _refuse(
         self,
         scope: Scope,
@@ -356,11 +377,6 @@ class Door:
             return
         await send({"type": "http.response.start", "status": refusal.status, "headers": raw})
         await send({"type": "http.response.body", "body": payload})
-
-
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

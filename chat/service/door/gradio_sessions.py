@@ -38,19 +38,21 @@ class GradioSessions:
 
     def logged_in(self, cookies: dict[str, str]) -> bool:
         app = self._gradio()
-        if app is None:
-            return False
-        for name in (f"access-token-{app.cookie_id}", f"access-token-unsecure-{app.cookie_id}"):
-            token = cookies.get(name)
-            if token and token in app.tokens:
-                return True
-        return False
+        return app is not None and any(token in app.tokens for token in _session_tokens(app, cookies))
+
+    def end_own(self, cookies: dict[str, str]) -> None:
+        """Forget the sessions in this request's own cookies; the user's other browsers, and the
+        session the door grants to token callers, stay logged in."""
+        app = self._gradio()
+        for token in _session_tokens(app, cookies) if app is not None else []:
+            if token != self._token:
+                app.tokens.pop(token, None)
 
     def grant(self, scope: Scope) -> None:
         app = self._gradio()
         if app is None:
             return
-        app.tokens[self._token] = self._user  # again each time: a /logout with it removes it
+        app.tokens[self._token] = self._user  # again each time: no login or logout elsewhere ends it
         cookie = f"access-token-{app.cookie_id}={self._token}".encode()
         headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
         old = [v for k, v in scope["headers"] if k == b"cookie"]
@@ -77,6 +79,11 @@ class GradioSessions:
         if api_name:
             return next((i for i, fn in fns.items() if fn.api_name == api_name), None)
         return None
+
+
+def _session_tokens(app: Any, cookies: dict[str, str]) -> list[str]:
+    names = (f"access-token-{app.cookie_id}", f"access-token-unsecure-{app.cookie_id}")
+    return [cookies[name] for name in names if cookies.get(name)]
 
 
 def _unwrap(fn: Any) -> Any:

@@ -17,6 +17,8 @@ CLIENT_KEY = "chat_client"  # scope["state"][CLIENT_KEY]: the client's identity 
 OWNER_KEY = "chat_owner"  # scope["state"][OWNER_KEY]: whose conversations the request may see
 VISITOR_COOKIE = "chat_visitor"
 OPERATOR_KEY = "chat_operator"  # scope["state"][OPERATOR_KEY]: may manage the operator's data
+# headers a proxy adds: a request with any of them came through one, listed or not
+FORWARDING_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded", "x-forwarded-host")
 
 
 def api_owner(token: str) -> str:
@@ -27,7 +29,8 @@ def api_owner(token: str) -> str:
 def is_operator(conn: HTTPConnection) -> bool:
     """Whether this request may change what every user relies on (the knowledge bases), as the
     door decided: anyone who passed a configured login or token, else only a client on the
-    server's own machine (never through ``--share``, where every visitor arrives from loopback)."""
+    server's own machine (never through ``--share``, where every visitor arrives from loopback,
+    nor through a proxy, which may stand on the same machine)."""
     return bool(conn.scope.get("state", {}).get(OPERATOR_KEY))
 
 
@@ -86,6 +89,11 @@ class Identity:
 
     def _sign(self, value: str) -> str:
         return hmac.new(self._secret, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def forwarded(self, scope: Scope, headers: dict[str, str]) -> bool:
+        """A request that came through a proxy: from a ``--trusted-proxies`` peer, or carrying a
+        proxy's headers (an unlisted proxy on this machine would make every visitor local)."""
+        return self.is_trusted(peer_address(scope)) or any(h in headers for h in FORWARDING_HEADERS)
 
     def is_local(self, address: str) -> bool:
         """A client on this machine (not a proxied or shared-link visitor)."""
