@@ -192,7 +192,7 @@ def _start_turn(engine: ChatEngine, request: ReplyRequest) -> StartedTurn | None
     store, owner = conversation.store, conversation.owner
     if conversation.new:
         for message in without_thinking(request.messages[:-1]):
-            if message.role != "system":
+            if message.role in ("user", "assistant"):  # a client's own tool results are not kept
                 store.add_message(owner, conversation.id, message.role, message.content)
     return store.start_turn(owner, conversation.id, request.user_input)
 
