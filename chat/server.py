@@ -91,6 +91,7 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
             store=store,
             branding=branding,
             knowledge=knowledge,
+            voice=service.voice,  # the microphone and speaker buttons (chat.ui.voice)
         )
     service.door.sessions.replies = (ChatHandlers.ui, ChatHandlers.api)  # limited like /api/chat
     demo.queue(max_size=settings.max_queue)  # its app is the one Gradio's queue reads its paths from

@@ -37,6 +37,8 @@ def _opt(env: str | tuple[str, ...], help: str, *, flag: bool = True, parse: Any
 
 FEEDBACK_LOG_MAX_BYTES = 10 * 1024 * 1024  # the default of --feedback-log-max-bytes
 FEEDBACK_LOG_BACKUPS = 3  # rotated files kept beside the feedback log
+STT_PROVIDERS = ("local", "off")  # besides an OpenAI-compatible base URL (chat/voice)
+TTS_PROVIDERS = ("espeak", "browser", "off")
 
 # Checks only a room above can answer (the backend registry adds one: is each named backend
 # registered and buildable?). Settings import no room, so every room can import settings.
@@ -205,6 +207,33 @@ class Settings:
         "subtract each language's mean vector (en, zh) so questions find documents in the other language",
         parse=_bool,
         default=True,
+    )
+    # voice (chat/voice, docs/voice.md)
+    stt: str = _opt(
+        "CHAT_STT", "speech to text: local, off, or an OpenAI-compatible base URL", default="local"
+    )
+    stt_model: str = _opt(
+        "CHAT_STT_MODEL",
+        "local: a CTranslate2 Whisper folder or Hub name (default: the embedded Whisper base); URL: its model",
+        default="",
+    )
+    stt_api_key: str = _opt("CHAT_STT_API_KEY", "API key for --stt's URL", flag=False, default="", repr=False)
+    tts: str = _opt(
+        "CHAT_TTS",
+        "text to speech: espeak, browser (the page's own), off, or an OpenAI-compatible URL",
+        default="espeak",
+    )
+    tts_model: str = _opt(
+        "CHAT_TTS_MODEL", "with a --tts URL: the model name there (default tts-1)", default=""
+    )
+    tts_api_key: str = _opt("CHAT_TTS_API_KEY", "API key for --tts's URL", flag=False, default="", repr=False)
+    max_audio_seconds: float = _opt(
+        "CHAT_MAX_AUDIO_SECONDS", "longest recording transcribed, in seconds", parse=float, default=300.0
+    )
+    voice_recordings: str = _opt(
+        "CHAT_VOICE_RECORDINGS",
+        "folder that keeps each recording and its transcript (default: none kept)",
+        default="",
     )
     # server
     host: str = _opt(
@@ -379,6 +408,10 @@ class Settings:
         positive += ("guard_timeout", "embedding_timeout")
         positive += ("knowledge_max_chars", "knowledge_max_chunks")
         positive += ("knowledge_max_bytes", "max_tool_rounds", "tool_timeout")
+        positive += ("max_audio_seconds",)
+        for flag, value, names in (("stt", self.stt, STT_PROVIDERS), ("tts", self.tts, TTS_PROVIDERS)):
+            if value not in names and not value.startswith(("http://", "https://")):
+                raise ConfigError(f"--{flag} must be {', '.join(names)} or an http(s):// URL, got {value!r}")
         for name in (*positive, "feedback_log_max_bytes", "max_ws_per_client", "ws_idle_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")

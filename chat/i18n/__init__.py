@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from chat.i18n import admin, invalid, knowledge_bases, refusals, replies, tools
+from chat.i18n import admin, invalid, knowledge_bases, refusals, replies, tools, voice
 
 Lang = Literal["en", "zh"]
 
@@ -24,6 +24,7 @@ AREAS = (
     refusals.MESSAGES,
     knowledge_bases.MESSAGES,
     tools.MESSAGES,
+    voice.MESSAGES,
 )
 MESSAGES: dict[str, dict[Lang, str]] = {key: entry for area in AREAS for key, entry in area.items()}  # type: ignore[misc]
 

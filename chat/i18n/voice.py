@@ -33,6 +33,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "input must be text of 1 to {limit} characters",
         "zh": "input 必须是 1 到 {limit} 个字符的文本",
     },
+    "voice.nothing_to_say": {
+        "en": "There is nothing in this text that can be read aloud.",
+        "zh": "这段文字里没有可以朗读的内容。",
+    },
     "voice.bad_choice": {
         "en": "{field} must be one of: {choices}",
         "zh": "{field} 只能是以下之一：{choices}",

@@ -11,6 +11,7 @@ mounted at ``/``) and returns the ``Service`` they share: one engine, one model,
                                 the operator's documents                   (chat.service.knowledge)
     POST /v1/chat/completions   OpenAI-compatible, streaming and not       (chat.service.openai_routes)
     GET  /v1/models
+    POST /v1/audio/transcriptions, /v1/audio/speech   OpenAI-compatible voice  (chat.service.audio_routes)
     GET  /metrics               Prometheus text format                     (chat.service.metrics)
     GET  /healthz, /readyz      alive; model loaded and cloud reachable    (chat.service.health)
 
@@ -27,7 +28,7 @@ from starlette.responses import Response
 from chat.engine import ChatEngine
 from chat.knowledge.context import Library
 from chat.service import admin as admin_routes
-from chat.service import conversations, health, openai_routes, rest, ws
+from chat.service import audio_routes, conversations, health, openai_routes, rest, ws
 from chat.service import knowledge as knowledge_routes
 from chat.service.door.access import DoorMiddleware
 from chat.service.shared import Service
@@ -58,6 +59,7 @@ def register(
     admin_routes.register(app, service)
     ws.register(app, service)
     openai_routes.register(app, service)
+    audio_routes.register(app, service, service.voice)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
     async def metrics(request: Request) -> Response:

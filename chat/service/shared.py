@@ -15,6 +15,7 @@ from chat.service.metrics import Metrics
 from chat.service.tracking import MeteredEngine, RequestRecord, Tracker, request_id
 from chat.settings import Settings
 from chat.store import Store
+from chat.voice import build_voice
 
 DEFAULT_CONTEXT = 4096
 
@@ -35,6 +36,7 @@ class Service:
         self.metrics = Metrics(engine)
         self.log = AccessLog(fmt=settings.log_format, user_text=settings.log_user_text)
         self.knowledge = knowledge  # the knowledge bases a chat request may name (None: none)
+        self.voice = build_voice(settings)  # speech to and from text; nothing loads until used
         self.tracker = Tracker(engine, self.metrics, self.log, knowledge=knowledge)
         # access, limits, queue admission; visitor_key signs anonymous owners' cookies
         self.door = Door(settings, engine, self.tracker, visitor_key=visitor_key)

@@ -35,6 +35,8 @@ from chat.ui.page_state import READ_JS, PageState, conversation_of, open_of, par
 from chat.ui.profile import profile_form
 from chat.ui.settings_panel import SettingsPanel, default_persona, examples, persona_list, settings_panel
 from chat.ui.sidebar import OPEN_SIDEBAR_JS, ConversationList
+from chat.ui.voice import attach_voice
+from chat.voice import Voice
 
 # Gradio keeps its own copy of every file a handler returns (exports) or a user uploads (imports)
 # and never deletes it unless told: every 10 minutes, drop the copies older than an hour.
@@ -238,6 +240,7 @@ def build_ui(
     store: Store | None = None,
     branding: Branding | None = None,
     knowledge: KnowledgeBase | None = None,
+    voice: Voice | None = None,
 ) -> gr.Blocks:
     """The page. With ``store`` the conversation list comes from the server; without it (no
     store, ``CHAT_STORE=off``) past chats are kept in the browser only, as Gradio does."""
@@ -250,6 +253,7 @@ def build_ui(
     with gr.Blocks(title=branding.page_title, fill_height=True, delete_cache=GRADIO_CACHE_LIFETIME) as demo:
         _loading_banner(engine)
         attach_assets(demo)  # names for icon buttons, IME-safe Enter, focus and contrast
+        attach_voice(demo, voice)  # microphone in the message box, speaker per reply
         with gr.Sidebar(label=I18N("conversations"), open=False, elem_id="sidebar"):
             conversations.render()
             profile_form(store, engine)  # the owner's profile (chat.ui.profile)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chat.errors import ConfigError
-from chat.settings import add_check
 from chat.voice.desk import Voice
 from chat.voice.errors import VoiceError
 from chat.voice.recordings import Recordings
@@ -28,21 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Voice", "VoiceError", "build_voice"]
 
-STT_CHOICES = ("local", "off")
-TTS_CHOICES = ("espeak", "browser", "off")
-
 
 def _is_url(value: str) -> bool:
     return value.startswith(("http://", "https://"))
-
-
-def check(settings: Settings) -> None:
-    """``--stt`` / ``--tts`` name a provider or a URL; the audio limit is positive."""
-    for flag, value, choices in (("stt", settings.stt, STT_CHOICES), ("tts", settings.tts, TTS_CHOICES)):
-        if value not in choices and not _is_url(value):
-            raise ConfigError(f"--{flag} must be {', '.join(choices)} or an http(s):// URL, got {value!r}")
-    if settings.max_audio_seconds <= 0:
-        raise ConfigError(f"--max-audio-seconds must be positive, got {settings.max_audio_seconds}")
 
 
 def build_voice(settings: Settings) -> Voice:
@@ -81,6 +67,3 @@ def _speaker(settings: Settings) -> Speaker | None:
     from chat.voice.espeak import Espeak
 
     return Espeak()
-
-
-add_check(check)

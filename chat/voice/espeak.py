@@ -3,7 +3,8 @@
 The library comes from the ``espeakng-loader`` wheel (libespeak-ng 1.52 with its data, the
 Mandarin dictionary included), else from the system (Debian's ``libespeak-ng1``). espeak-ng is a
 formant synthesiser: robotic but clear, and hundreds of times faster than real time on one core.
-Its library keeps global state, so one synthesis runs at a time.
+Its library keeps global state (voice, rate, callback), so the process holds it once and one
+synthesis runs at a time.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import threading
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-from chat.voice.audio import FORMATS, encode
+import numpy as np
+
+from chat.voice.audio import FORMATS, SILENCE_RMS, encode, loudness
 from chat.voice.base import Speech
 from chat.voice.errors import BadVoiceRequest, ModelMissing
 
@@ -66,60 +69,80 @@ def library_paths() -> tuple[str, str | None]:
     return found, None
 
 
-class Espeak:
-    name = "espeak"
-    formats = tuple(FORMATS)
+class _Library:
+    """libespeak-ng, loaded and initialised once per process: its voice, rate and synthesis
+    callback are global, so every ``Espeak`` shares this one object and its lock."""
 
     def __init__(self) -> None:
-        self._lib: ctypes.CDLL | None = None
-        self._rate = 22050
-        self._lock = threading.Lock()
+        path, data = library_paths()
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError as exc:
+            raise ModelMissing(f"espeak-ng cannot be loaded from {path}: {exc}") from None
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int]
+        lib.espeak_Synth.argtypes += [ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        rate = lib.espeak_Initialize(
+            AUDIO_OUTPUT_SYNCHRONOUS, 0, data.encode() if data else None, INITIALIZE_DONT_EXIT
+        )
+        if rate <= 0:
+            raise ModelMissing(f"espeak-ng found no voice data (folder {data or 'built in'})")
+        self.lib, self.rate = lib, rate
+        self.lock = threading.Lock()
         self._chunks: list[bytes] = []
         self._callback = _Callback(self._collect)  # kept: the library holds a pointer to it
+        lib.espeak_SetSynthCallback(self._callback)
 
     def _collect(self, wav: ctypes.Array, count: int, events: int) -> int:
         if count > 0:
             self._chunks.append(ctypes.string_at(wav, count * 2))
         return 0  # go on
 
-    def _load(self) -> ctypes.CDLL:
-        if self._lib is None:
-            path, data = library_paths()
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError as exc:
-                raise ModelMissing(f"espeak-ng cannot be loaded from {path}: {exc}") from None
-            lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-            lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-            lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-            lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int]
-            lib.espeak_Synth.argtypes += [ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
-            rate = lib.espeak_Initialize(
-                AUDIO_OUTPUT_SYNCHRONOUS, 0, data.encode() if data else None, INITIALIZE_DONT_EXIT
-            )
-            if rate <= 0:
-                raise ModelMissing(f"espeak-ng found no voice data (folder {data or 'built in'})")
-            lib.espeak_SetSynthCallback(self._callback)
-            self._lib, self._rate = lib, rate
-        return self._lib
+    def synthesise(self, text: str, voice: str, speed: int) -> bytes | None:
+        """16-bit mono samples at ``self.rate``; None when espeak-ng has no such voice."""
+        data = text.encode("utf-8") + b"\0"
+        with self.lock:
+            if self.lib.espeak_SetVoiceByName(voice.encode("utf-8", "replace")) != 0:
+                return None
+            self.lib.espeak_SetParameter(RATE, speed, 0)
+            self._chunks = []
+            self.lib.espeak_Synth(data, len(data), 0, POS_CHARACTER, 0, CHARS_UTF8, None, None)
+            self.lib.espeak_Synchronize()
+            pcm, self._chunks = b"".join(self._chunks), []
+        return pcm
+
+
+_library: _Library | None = None
+_library_lock = threading.Lock()
+
+
+def _shared_library() -> _Library:
+    global _library
+    with _library_lock:
+        if _library is None:
+            _library = _Library()
+        return _library
+
+
+class Espeak:
+    name = "espeak"
+    formats = tuple(FORMATS)
 
     def pcm(self, text: str, *, language: str, voice: str = "") -> tuple[bytes, int]:
         """16-bit mono samples and their rate."""
         default_voice, speed = VOICES.get(language, VOICES["en"])
         name = default_voice if not voice or voice in OPENAI_VOICES else voice
-        data = text.encode("utf-8") + b"\0"
-        with self._lock:
-            lib = self._load()
-            if lib.espeak_SetVoiceByName(name.encode("utf-8", "replace")) != 0:
-                raise BadVoiceRequest("voice.bad_voice", value=voice[:40])
-            lib.espeak_SetParameter(RATE, speed, 0)
-            self._chunks = []
-            lib.espeak_Synth(data, len(data), 0, POS_CHARACTER, 0, CHARS_UTF8, None, None)
-            lib.espeak_Synchronize()
-            pcm, self._chunks = b"".join(self._chunks), []
-        return pcm, self._rate
+        library = _shared_library()
+        pcm = library.synthesise(text, name, speed)
+        if pcm is None:
+            raise BadVoiceRequest("voice.bad_voice", value=voice[:40])
+        return pcm, library.rate
 
     def speak(self, text: str, *, language: str, voice: str = "", response_format: str = "wav") -> Speech:
         pcm, rate = self.pcm(text, language=language, voice=voice)
+        if loudness(np.frombuffer(pcm, np.int16) / 32768.0) < SILENCE_RMS:  # only marks, no words
+            raise BadVoiceRequest("voice.nothing_to_say")
         audio, media_type = encode(pcm, rate, response_format)
         return Speech(audio=audio, media_type=media_type, response_format=response_format)

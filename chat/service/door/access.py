@@ -20,8 +20,8 @@ its own ``/gradio_api`` routes), so no route can forget a check:
    ``MAX_DEPTH`` get 400 unparsed; Gradio uploads over ``--max-upload-bytes`` get 413.
 4. **Limits.** Each request that starts a reply (REST, OpenAI, Gradio's queue, ``/run`` and
    ``/call``; a ``/ws`` message through ``admit_message``) is checked against the primary model's
-   queue (``--max-queue``) and counts once against ``CHAT_RATE_LIMIT``; a full queue or a spent
-   budget is 429 with ``Retry-After``.
+   queue (``--max-queue``) and counts once against ``CHAT_RATE_LIMIT``, as does each
+   ``/v1/audio`` request; a full queue or a spent budget is 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ GRADIO_MAX_BODY = 32 * 1024 * 1024  # a Gradio event's body, read to find which 
 
 # POST routes that start a reply and take a JSON body
 JSON_CHAT_ROUTES = ("/api/chat", "/v1/chat/completions")
+# POST routes of speech to or from text (chat.service.audio_routes): one unit of the budget each
+AUDIO_ROUTES = ("/v1/audio/transcriptions", "/v1/audio/speech")
 _SERVICE = ("/api/", "/v1/")  # routes whose JSON chat.service.bodies reads, within MAX_DEPTH
 # Gradio routes that can run an event: a chat event among them counts as one message
 _GRADIO_RUN = re.compile(r"^/gradio_api/(?:queue/join|(?:run|api|call|call/v2)/(?P<name>[^/]+))/?$")
@@ -154,6 +156,10 @@ class Door:
         if self.admission.full():
             message = t("api.queue_full", lang, seconds=QUEUE_RETRY_AFTER)
             return ApiError(429, "queue_full", message, headers={"Retry-After": str(QUEUE_RETRY_AFTER)})
+        return self._spend(client, lang)
+
+    def _spend(self, client: str, lang: Lang) -> ApiError | None:
+        """One unit of the client's ``CHAT_RATE_LIMIT`` budget; a spent budget is a 429."""
         if self.limiter is not None:
             wait = self.limiter.hit(client)
             if wait is not None:
@@ -267,6 +273,8 @@ class Door:
             return (self._rate_refusal(wait, lang) if wait is not None else None), None
         if route in JSON_CHAT_ROUTES and not is_json(content_type):
             return ApiError(415, "unsupported_media_type", t("api.json_only", lang)), None
+        if route in AUDIO_ROUTES:
+            return self._spend(client, lang), None
         if route == "/gradio_api/upload":
             return self._check_upload(headers, lang), None
         body = None

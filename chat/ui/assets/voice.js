@@ -205,7 +205,7 @@
       audio.addEventListener("ended", () => { URL.revokeObjectURL(url); done(); });
       if (playing?.button !== button) return; // another reading started meanwhile
       playing = { stop: () => { audio.pause(); URL.revokeObjectURL(url); }, button };
-      await audio.play().catch(() => say(text.failed, true));
+      await audio.play().catch(() => { say(text.failed, true); done(); });
     } catch (error) {
       if (error?.name !== "AbortError") say(text.failed, true);
     }
