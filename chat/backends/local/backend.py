@@ -94,8 +94,6 @@ class LlamaCppBackend(Backend):
                 n_ctx=n_ctx,
                 parallel=parallel,
                 prompt_cache=self.prompt_cache,
-                n_threads=self._llm.context_params.n_threads,
-                n_threads_batch=self._llm.context_params.n_threads_batch,
             )
         self._formatter = _template_formatter(self._llm)
         self._tokenizer = PromptTokenizer(self._llm, self._formatter)
@@ -235,11 +233,11 @@ class LlamaCppBackend(Backend):
                 if position:
                     yield Waiting(position)
             while True:
+                if cancel is not None and cancel.is_set():
+                    job.cancel.set()  # the scheduler ends it within a step, with a Finish
                 try:
                     item = job.out.get(timeout=WAIT_POLL)
                 except queue.Empty:
-                    if cancel is not None and cancel.is_set():
-                        job.cancel.set()  # the scheduler ends it within a step, with a Finish
                     continue
                 if isinstance(item, BaseException):
                     raise item

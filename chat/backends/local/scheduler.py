@@ -90,19 +90,17 @@ class Scheduler:
         n_ctx: int,
         parallel: int,
         prompt_cache: PromptCache,
-        n_threads: int,
-        n_threads_batch: int,
     ) -> None:
         self.n_ctx = n_ctx
         self.parallel = parallel
         self.prompt_cache = prompt_cache
         self._vocab = llm._model.vocab  # noqa: SLF001 - the vocabulary handle llama.cpp's API needs
-        params = llama_cpp.llama_context_default_params()
+        # the handle's own settings (attention kind, RoPE, threads), with room for every sequence
+        params = type(llm.context_params).from_buffer_copy(llm.context_params)
         params.n_ctx = n_ctx * parallel
         params.n_batch = params.n_ubatch = N_BATCH
         params.n_seq_max = parallel
         params.kv_unified = True
-        params.n_threads, params.n_threads_batch = n_threads, n_threads_batch
         params.no_perf = False
         self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)  # noqa: SLF001
         if not self.ctx:
@@ -236,9 +234,9 @@ class Scheduler:
         """Make the slot's KV cells the best available prefix of the prompt; evaluate the rest."""
         prompt = np.asarray(job.tokens, dtype=np.intc)
         try:
-            kept = 0 if job.exclusive else self._reuse(slot, prompt)
             if job.exclusive:
-                self._save(slot, prompt, 0)
+                self._clear_for(slot)
+            kept = 0 if job.exclusive else self._reuse(slot, prompt)
             # at least the prompt's last token is evaluated: its logits pick the first reply token
             kept = min(kept, len(prompt) - 1)
             llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, kept, -1)
@@ -285,6 +283,15 @@ class Scheduler:
         slot.tokens = prompt[:shared].copy()
         return shared
 
+    def _clear_for(self, alone: _Slot) -> None:
+        """Empty the whole KV cache (the idle slots' states saved first), so ``alone`` runs as on
+        a fresh context: other sequences' cells change how attention's sums are grouped."""
+        for slot in self._slots:
+            if slot.job is None or slot is alone:
+                self._save(slot, slot.tokens[:0], 0)
+                slot.tokens = slot.tokens[:0]
+        llama_cpp.llama_memory_clear(self._memory, True)
+
     def _save(self, slot: _Slot, prompt: np.ndarray, keep: int) -> None:
         """Save the slot's state to the prompt cache when the prompt overwrites much of it."""
         if len(slot.tokens) - keep > SAVE_MIN_TOKENS:
@@ -302,7 +309,8 @@ class Scheduler:
                 self._finish(slot, "cancelled" if job.cancel.is_set() else "timeout")
                 continue
             n = self._add(batch, n, slot, [slot.last], logits=True)
-        budget = PREFILL_CHUNK
+        # a chunk bounds how long prefill stalls the decoding sequences; with none, take a whole batch
+        budget = PREFILL_CHUNK if n else N_BATCH
         for slot in sorted(
             (s for s in self._slots if s.job is not None and s.pending), key=lambda s: s.used_at
         ):
