@@ -1,9 +1,11 @@
 """The local backend: one in-process llama.cpp model shared by every session.
 
-Generation is serialised by a ``TurnQueue``; closing the stream (Stop, a closed tab) ends the
-token loop at the next token and frees the model for the next request in the queue. Each prompt
-is rendered with the GGUF's own chat template and tokenized once; a ``PromptCache`` keeps every
-conversation's evaluated prefix, so a returning conversation evaluates only its new tokens.
+With ``--parallel`` above 1 (the default), a ``Scheduler`` decodes several conversations in one
+batch per step; with 1, generation is serialised by a ``TurnQueue``. Either way, closing the
+stream (Stop, a closed tab) ends generation within a token and frees the model for the next
+request. Each prompt is rendered with the GGUF's own chat template and tokenized once; a
+``PromptCache`` keeps conversations' evaluated prefixes, so a returning conversation evaluates
+only its new tokens.
 """
 
 from __future__ import annotations
