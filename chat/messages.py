@@ -81,6 +81,12 @@ class Message:
         return out
 
 
+def system_end(messages: Sequence[Message]) -> int:
+    """Where the leading system messages end: the index of the first other message (the length
+    when there is none). Notes go in here, after the system prompt."""
+    return next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
+
+
 def last_user(messages: Sequence[Message]) -> int:
     """The index of the newest user message (the results of tool calls may follow it)."""
     return max(i for i, m in enumerate(messages) if m.role == "user")

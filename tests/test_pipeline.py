@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import httpx
 import pytest
@@ -313,3 +314,50 @@ def test_a_json_client_that_leaves_cancels_its_reply_and_frees_the_backend() -> 
     line = json.loads(lines[-1])
     assert (line["status"], line["outcome"], line["finish_reason"]) == (499, "cancelled", "cancelled")
     assert in_flight == 0
+
+
+class CountingGuard(WordGuard):
+    """The word guard, remembering each set of messages it judged."""
+
+    def __init__(self) -> None:
+        self.judged: list[list[str]] = []
+
+    def check(self, messages: Sequence[Message], *, moderate: bool = True) -> None:
+        self.judged.append([m.content for m in messages])
+        super().check(messages, moderate=moderate)
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["stateless", "stored"])
+def test_one_turn_judges_its_message_once_and_detects_its_language_once(
+    stored: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chat import i18n
+    from chat.engine import guarded
+    from chat.reply import turn
+    from chat.reply.turn import StoredConversation
+    from chat.store import Store
+
+    detected: list[str] = []
+
+    def detect(text: str) -> i18n.Lang:
+        detected.append(text)
+        return i18n.detect_language(text)
+
+    monkeypatch.setattr(turn, "detect_language", detect)
+    monkeypatch.setattr(guarded, "detect_language", detect)
+    guard = CountingGuard()
+    engine = ChatEngine({"scripted": ScriptedBackend(["你好", "！"])}, input_guard=guard, retry=NO_RETRY)
+    store = Store.open(f"sqlite:///{tmp_path / 'chat.db'}") if stored else None
+    conversation = None
+    if store is not None:
+        conversation = StoredConversation(store, "user:ada", store.create_conversation("user:ada").id)
+    messages = [Message("system", "Be brief."), Message("user", "你好")]
+    request = ReplyRequest(messages=messages, params=PARAMS, conversation=conversation)
+    try:
+        steps = list(run(engine, request))
+    finally:
+        if store is not None:
+            store.close()
+    assert isinstance(steps[-1], Reply) and steps[-1].text == "你好！"
+    assert guard.judged == [["Be brief.", "你好"]]  # once, by the pipeline; the engine trusts it
+    assert detected == ["你好"] and request.lang == "zh" and detected == ["你好"]

@@ -23,7 +23,18 @@ from chat.engine.retry import RetryPolicy
 from chat.engine.window import FittedPrompt, fit_messages
 from chat.errors import BackendError, ContextOverflow, InputBlocked, InvalidRequest, OutputBlocked
 from chat.i18n import Lang, detect_language, t
-from chat.messages import Done, Event, GenerationParams, Message, Notice, Stats, TextDelta, ToolCall, Waiting
+from chat.messages import (
+    Done,
+    Event,
+    GenerationParams,
+    Message,
+    Notice,
+    Stats,
+    TextDelta,
+    ToolCall,
+    Waiting,
+    system_end,
+)
 from chat.messages import last_user as _last_user
 from chat.tools.text_form import for_tools
 
@@ -121,8 +132,14 @@ class ChatEngine:
         api_key: str | None = None,
         notes: Sequence[Message] = (),
         reference: str = "",
+        lang: Lang | None = None,
+        checked: bool = False,
     ) -> Iterator[Event]:
         """Yield events for one reply; the last one is ``Done``. Errors raise ``ChatError``.
+
+        ``lang`` is the user's language when the caller already knows it; ``checked`` says the
+        caller's input guard has passed these messages (the reply pipeline runs it once per turn,
+        before anything is stored), so it does not run again here.
 
         ``notes``: system messages the app adds after the system prompt (a summary, a profile,
         how to read reference data); ``reference``: text put before the newest message (retrieved
@@ -133,12 +150,14 @@ class ChatEngine:
         """
         params = params or GenerationParams()
         msgs = without_thinking(_checked_messages(messages))  # thinking is never context
-        lang = detect_language(msgs[_last_user(msgs)].content)
+        newest = _last_user(msgs)
+        lang = lang or detect_language(msgs[newest].content)
         chain = self.chain(backend)
         self.counters.add("requests")
-        self.check_input(msgs[: _last_user(msgs) + 1])  # tool results after it are data
+        if not checked:
+            self.check_input(msgs[: newest + 1])  # tool results after it are data
         if notes:
-            at = next(i for i, m in enumerate(msgs) if m.role != "system")
+            at = system_end(msgs)
             msgs = [*msgs[:at], *notes, *msgs[at:]]
         msgs[_last_user(msgs)] = with_reference(msgs[_last_user(msgs)], reference)
         started = self._clock()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from itertools import accumulate
 
 from chat.errors import ContextOverflow
-from chat.messages import Message
+from chat.messages import Message, system_end
 
 TokenCounter = Callable[[Sequence[Message]], int]
 MessageCounter = Callable[[Message], int]
@@ -51,7 +51,7 @@ def fit_messages(
     the backend). Raises ``ContextOverflow`` when the system prompt and the newest message leave
     no room for even a short reply.
     """
-    n_system = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
+    n_system = system_end(messages)
     # The newest turn is kept whole: the user's message and any tool calls and results after it.
     users = [i for i, m in enumerate(messages) if m.role == "user" and i >= n_system]
     start = users[-1] if users else len(messages) - 1

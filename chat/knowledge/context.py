@@ -26,7 +26,7 @@ from chat.engine import with_reference
 from chat.guards.normalise import TEXT_TABLE
 from chat.i18n import Lang
 from chat.knowledge.errors import KnowledgeNotFound
-from chat.messages import Message
+from chat.messages import Message, system_end
 
 if TYPE_CHECKING:
     from chat.knowledge.records import Source
@@ -146,7 +146,7 @@ def fit_reference(
     ``MIN_EXCERPT_TOKENS``). ``messages`` is what fitting never drops (system prompt, other
     notes, newest message); ``count`` is the backend's exact prompt length, ``cost`` one
     message's (memoised) share, used to choose before the choice is counted exactly."""
-    system = list(messages[: min(_leading_system(messages), len(messages) - 1)])
+    system = list(messages[: min(system_end(messages), len(messages) - 1)])
     newest = messages[-1]
     cost = cost or (lambda message: count([message]))
     reserve = min(max_new_tokens, window // 2)
@@ -172,10 +172,6 @@ def fit_reference(
             return Reference(guide, text, tuple(source for source, _ in chosen), tokens)
         chosen.pop()
     return Reference(guide, "", (), base)
-
-
-def _leading_system(messages: Sequence[Message]) -> int:
-    return next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
 
 
 def _shortened(text: str, room: int, cost: Callable[[Message], int]) -> str:

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from chat.messages import Message, Notice
+from chat.messages import Message, Notice, system_end
 from chat.reply.profiles import profile_note
 from chat.reply.summaries import SUMMARIZER, SummaryPlan, plan
 from chat.reply.turn import Outcome, Reply, ReplyRequest
@@ -43,7 +43,7 @@ class TurnNotes:
         if started is None or not messages:
             return cls(messages)
         raw, profile = started.summary, started.profile
-        at = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
+        at = system_end(messages)
         history = [m for m in messages[at:-1] if m.role != "system"]
         summary = plan(raw, history)
         lang = request.lang

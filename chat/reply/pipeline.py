@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from chat.engine import ChatEngine
@@ -46,6 +47,7 @@ from chat.messages import (
     TextDelta,
     ToolUse,
     Waiting,
+    system_end,
 )
 from chat.reply.notes import TurnNotes
 from chat.reply.turn import (
@@ -67,6 +69,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class _Turn:
+    """What one turn has gathered so far, kept whatever step fails: the notices shown, the text
+    streamed, the tools run, the stored reply being written, the prompt's parts."""
+
+    request: ReplyRequest
+    backend: str
+    memory: TurnNotes
+    checked: bool = False  # the input guard passed the user's messages
+    notices: list[Notice] = field(default_factory=list)
+    shown: list[str] = field(default_factory=list)
+    uses: list[ToolUse] = field(default_factory=list)
+    writer: ReplyWriter | None = None
+    reference: Reference = field(default_factory=lambda: Reference(None, "", (), 0))
+
+    def text(self) -> str:
+        return "".join(self.shown)
+
+
 def run(
     engine: ChatEngine,
     request: ReplyRequest,
@@ -80,91 +101,121 @@ def run(
     ``knowledge`` holds the knowledge bases ``request.knowledge`` may name.
     """
     cancel = cancel or threading.Event()
-    backend = request.backend or engine.default_backend
-    notices: list[Notice] = []
-    shown: list[str] = []
-    uses: list[ToolUse] = []  # the operator's tools run for this reply
+    turn = _Turn(request, request.backend or engine.default_backend, TurnNotes(list(request.messages)))
     outcome: Outcome | None = None
     events: Iterator[Event] | None = None
-    writer: ReplyWriter | None = None
-    reference = Reference(None, "", (), 0)
-    memory = TurnNotes(list(request.messages))
     try:
-        found = retrieve(knowledge, request.knowledge, request.user_input) if request.knowledge else []
-        started = _start_turn(engine, request)
-        writer = started.writer if started is not None else None
-        memory = TurnNotes.load(request, started)  # profile and summary notes; summarised turns go
-        notices.extend(memory.notices)
-        yield from memory.notices
-        if request.knowledge:  # the note on every such turn (a stable prefix), chunks when found
-            reference = yield from _reference(engine, request, found, cancel, memory.notes)
-        events = _events(engine, request, memory, reference, cancel)
-        for event in events:
-            if isinstance(event, Done):
-                outcome = _ended(event, tuple(notices), reference.sources, tuple(uses))
-                break
-            if isinstance(event, Notice):
-                notices.append(event)
-            elif isinstance(event, ToolUse):
-                uses.append(event)
-            elif isinstance(event, TextDelta):
-                shown.append(event.text)
-                if writer is not None:
-                    writer.append(event.text)
-            yield event
+        yield from _assemble(engine, turn, knowledge, cancel)
+        events = _events(engine, turn, cancel)
+        outcome = yield from _relay(events, turn)
     except (InputBlocked, OutputBlocked) as exc:
-        stage: Literal["input", "output"] = "input" if isinstance(exc, InputBlocked) else "output"
-        category = str(exc.fields.get("category", ""))  # counted on the operator page
-        stats = Stats(backend=backend, finish_reason="blocked", extra={"guard_category": category})
-        outcome = Refusal(exc.user_message(request.lang), stats, tuple(notices), stage)
+        outcome = _refusal(exc, turn)
     except ChatError as exc:
         if cancel.is_set():  # a retry wait or a model load, cut short by Stop
-            outcome = Cancelled(
-                "".join(shown), Stats(backend=backend, finish_reason="cancelled"), tuple(notices)
-            )
+            stats = Stats(backend=turn.backend, finish_reason="cancelled")
+            outcome = Cancelled(turn.text(), stats, tuple(turn.notices))
         else:
-            outcome = Failure(exc, "".join(shown), tuple(notices))
+            outcome = Failure(exc, turn.text(), tuple(turn.notices))
     except Exception:  # noqa: BLE001 - the one seam: a bug is logged in full, the user gets a sentence
         log.exception("unexpected error in a chat reply")
-        outcome = Failure(ChatError("unexpected error"), "".join(shown), tuple(notices))
+        outcome = Failure(ChatError("unexpected error"), turn.text(), tuple(turn.notices))
     finally:
         cancel.set()  # wakes a backend that is waiting or generating, then close() ends it
         if events is not None:
             events.close()
-        if writer is not None and outcome is None:  # closed mid-reply: Stop or a client that left
-            _finish_turn(writer, "stopped", "".join(shown))
+        if turn.writer is not None and outcome is None:  # closed mid-reply: Stop or a client that left
+            _finish_turn(turn.writer, "stopped", turn.text())
     if outcome is None:  # pragma: no cover - the engine always ends with Done or an error
-        outcome = Failure(ChatError("the reply ended without a result"), "".join(shown), tuple(notices))
-    if writer is not None:
-        sources = outcome.sources if isinstance(outcome, Reply) else ()
-        _finish_turn(writer, _status(outcome), outcome.text, sources, getattr(outcome, "tools", ()))
-    if writer is not None and not isinstance(outcome, Failure):
-        outcome.stats.extra["message_id"] = writer.message_id  # the stored reply: its figures, its rating
-    memory.after(engine, request, outcome)  # a summary of the turns left out, in the background
+        outcome = Failure(ChatError("the reply ended without a result"), turn.text(), tuple(turn.notices))
+    _close(engine, turn, outcome)
     yield outcome
 
 
-def _events(
-    engine: ChatEngine,
-    request: ReplyRequest,
-    memory: TurnNotes,
-    reference: Reference,
-    cancel: threading.Event,
-) -> Iterator[Event]:
+def _assemble(
+    engine: ChatEngine, turn: _Turn, knowledge: Library | None, cancel: threading.Event
+) -> Iterator[Step]:
+    """The turn's prompt, assembled once, in this order: the knowledge base looked up (an unknown
+    name fails first), the input guard's one verdict on what the user wrote (before anything is
+    stored: a refused message may hold a password), the user's message stored, the profile and
+    summary notes, then the reference fitted to the backend that will answer. The engine gets
+    the verdict with the prompt and does not judge again."""
+    request = turn.request
+    found = retrieve(knowledge, request.knowledge, request.user_input) if request.knowledge else []
+    asked = _asked(request.messages)
+    if asked:
+        engine.check_input(asked)
+        turn.checked = True
+    started = _start_turn(request)
+    turn.writer = started.writer if started is not None else None
+    turn.memory = TurnNotes.load(request, started)  # profile and summary notes; summarised turns go
+    turn.notices.extend(turn.memory.notices)
+    yield from turn.memory.notices
+    if request.knowledge:  # the note on every such turn (a stable prefix), chunks when found
+        turn.reference = yield from _reference(engine, request, found, cancel, turn.memory.notes)
+
+
+def _asked(messages: Sequence[Message]) -> list[Message]:
+    """What the input guard judges: the messages up to the newest user message (tool results
+    after it are data), without a reasoning model's thinking; none without a user message (the
+    engine then refuses the request as invalid)."""
+    messages = without_thinking(messages)
+    users = [i for i, m in enumerate(messages) if m.role == "user"]
+    return messages[: users[-1] + 1] if users else []
+
+
+def _relay(events: Iterator[Event], turn: _Turn) -> Generator[Step, None, Outcome | None]:
+    """Pass the engine's events on, keeping what the outcome needs; the outcome at ``Done``."""
+    for event in events:
+        if isinstance(event, Done):
+            return _ended(event, tuple(turn.notices), turn.reference.sources, tuple(turn.uses))
+        if isinstance(event, Notice):
+            turn.notices.append(event)
+        elif isinstance(event, ToolUse):
+            turn.uses.append(event)
+        elif isinstance(event, TextDelta):
+            turn.shown.append(event.text)
+            if turn.writer is not None:
+                turn.writer.append(event.text)
+        yield event
+    return None
+
+
+def _refusal(exc: InputBlocked | OutputBlocked, turn: _Turn) -> Refusal:
+    stage: Literal["input", "output"] = "input" if isinstance(exc, InputBlocked) else "output"
+    category = str(exc.fields.get("category", ""))  # counted on the operator page
+    stats = Stats(backend=turn.backend, finish_reason="blocked", extra={"guard_category": category})
+    return Refusal(exc.user_message(turn.request.lang), stats, tuple(turn.notices), stage)
+
+
+def _close(engine: ChatEngine, turn: _Turn, outcome: Outcome) -> None:
+    """The stored reply's last write, and a summary of the turns left out (in the background)."""
+    if turn.writer is not None:
+        sources = outcome.sources if isinstance(outcome, Reply) else ()
+        _finish_turn(turn.writer, _status(outcome), outcome.text, sources, getattr(outcome, "tools", ()))
+        if not isinstance(outcome, Failure):
+            outcome.stats.extra["message_id"] = turn.writer.message_id  # its figures, its rating
+    turn.memory.after(engine, turn.request, outcome)
+
+
+def _events(engine: ChatEngine, turn: _Turn, cancel: threading.Event) -> Iterator[Event]:
     """The engine's events for this turn, through the tool loop when the operator's tools are on
     offer to this conversation (its persona's set, ``chat.tools.registry``)."""
+    request, memory, reference = turn.request, turn.memory, turn.reference
     kwargs = {
         "backend": request.backend,
         "cancel": cancel,
         "api_key": request.api_key,
         "notes": [*memory.notes, *([reference.note] if reference.note else [])],
         "reference": reference.block,
+        "checked": turn.checked,
     }
     registry = engine.tools if request.server_tools else None
     tools = registry.for_messages(request.messages) if registry is not None else None
     if tools is None:
         use_cache = request.use_cache and request.params.tools is None  # calls are not replayed
-        return engine.stream(memory.messages, request.params, use_cache=use_cache, **kwargs)
+        return engine.stream(
+            memory.messages, request.params, use_cache=use_cache, lang=request.lang, **kwargs
+        )
     rounds = registry.max_rounds
     return stream_with_tools(
         engine,
@@ -178,17 +229,13 @@ def _events(
     )
 
 
-def _start_turn(engine: ChatEngine, request: ReplyRequest) -> StartedTurn | None:
+def _start_turn(request: ReplyRequest) -> StartedTurn | None:
     """Store the user's message and start the reply (a ``streaming`` row), reading the turn's
     notes; ``ChatError`` (``StoreError``, ``ConversationNotFound``) when that fails, before
-    anything is generated.
-
-    The input guard runs first: a refused message (it may hold a password) is never stored. Its
-    passed verdicts are memoised, so the engine's own check costs little after this one."""
+    anything is generated."""
     conversation = request.conversation
     if conversation is None:
         return None
-    engine.check_input(list(request.messages))
     store, owner = conversation.store, conversation.owner
     if conversation.new:
         for message in without_thinking(request.messages[:-1]):
@@ -232,7 +279,7 @@ def _reference(
     """The reference block for ``found``, fitted to the first backend that will answer beside the
     system prompt, the other ``notes`` and the newest message (``yield from`` returns the
     ``Reference``; a model still loading reports its progress meanwhile)."""
-    at = next((i for i, m in enumerate(request.messages) if m.role != "system"), 0)
+    at = system_end(request.messages)
     kept = [*request.messages[:at], *notes, *request.messages[-1:]]  # what fitting never drops
     backend = engine.chain(request.backend)[0]
     yield from backend.prepare(cancel)

@@ -3,6 +3,7 @@ ends with (``Reply``, ``Refusal``, ``Failure``, ``Cancelled``). See ``chat.reply
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -52,9 +53,10 @@ class ReplyRequest:
     # may use the operator's MCP tools (chat.tools); not on /v1, where a client runs its own
     server_tools: bool = True
 
-    @property
+    @functools.cached_property
     def lang(self) -> Lang:
-        """The language of the newest message: replies, notices and errors follow it."""
+        """The language of the newest user message, detected once per request: replies, notices
+        and errors follow it."""
         return detect_language(self.user_input)
 
     @property

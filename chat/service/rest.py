@@ -81,20 +81,28 @@ def parse_context(
     return ReplyRequest(messages=messages, params=params, backend=backend, knowledge=knowledge)
 
 
-def parse_chat(
-    body: dict[str, Any], defaults: GenerationParams, turn: tuple[StoredConversation, list[Message]] | None
-) -> ReplyRequest:
-    """The reply a checked body asks for; ``turn`` is its stored conversation and history. A
-    continued conversation's stored history replaces any the client sent; a new one keeps what
-    was sent (the pipeline stores it before the new message)."""
+def parse_chat(body: dict[str, Any], defaults: GenerationParams) -> tuple[ReplyRequest, list[Message]]:
+    """The reply a checked body asks for, read once, and the history the client sent."""
     context = object_field(body, "context")
     reject_unknown(context, CONTEXT_KEYS, "context")
     history = messages_field(context.get("history"), "context.history")
     user_input = text_field(body, "user_input", "", required=True)
-    if turn is not None and not turn[0].new:
-        history = turn[1]
-    chat = parse_context(context, user_input, defaults, history=history)
-    return replace(chat, conversation=turn[0]) if turn else chat
+    return parse_context(context, user_input, defaults, history=history), history
+
+
+def in_conversation(
+    chat: ReplyRequest, sent: list[Message], turn: tuple[StoredConversation, list[Message]] | None
+) -> ReplyRequest:
+    """The request in its stored conversation (``turn``: the conversation and its stored history).
+    A continued conversation's stored history replaces the ``sent`` one; a new conversation keeps
+    what was sent (the pipeline stores it before the new message)."""
+    if turn is None:
+        return chat
+    conversation, stored = turn
+    if conversation.new:
+        return replace(chat, conversation=conversation)
+    system = chat.messages[: len(chat.messages) - len(sent) - 1]  # the system prompt, if any
+    return replace(chat, messages=[*system, *stored, chat.messages[-1]], conversation=conversation)
 
 
 def register(app: FastAPI, service: Service) -> None:
@@ -111,10 +119,10 @@ def register(app: FastAPI, service: Service) -> None:
             body = await read_json(request, service.max_body)
             reject_unknown(body, BODY_KEYS, "api.where_body")
             stream = bool_field(body, "stream")
-            asked = parse_chat(body, service.defaults, None)  # refused before anything is stored
+            asked, sent = parse_chat(body, service.defaults)  # refused before anything is stored
             await check_knowledge(service, asked.knowledge)
             turn = await open_turn(service, request, text_field(body, "conversation_id", ""))
-            chat = parse_chat(body, service.defaults, turn)
+            chat = in_conversation(asked, sent, turn)
         except ApiError as exc:
             service.tracker.reject(record, exc.kind, exc.status)
             return exc.response(record.id, asked_language(request, body.get("user_input")))

@@ -55,6 +55,7 @@ def stream_with_tools(
     notes: Sequence[Message] = (),
     reference: str = "",
     asked: Sequence[Message] = (),
+    checked: bool = False,
 ) -> Iterator[Event]:
     """Events of one reply that may call ``tools``; the last one is ``Done``. ``asked`` is the
     conversation as the client sent it: an acting call is held under it for the user's yes."""
@@ -84,6 +85,8 @@ def stream_with_tools(
             api_key=api_key,
             notes=[*notes, DATA_NOTE],
             reference=reference,
+            lang=lang,
+            checked=checked,  # the pipeline's input guard passed the user's messages once
         )
         try:
             for event in events:
