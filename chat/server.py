@@ -28,10 +28,10 @@ from chat.reply.personas import load_persona_list
 from chat.reply.summaries import SUMMARIZER
 from chat.service import register
 from chat.service.asset_cache import AssetCache
-from chat.service.conversations import visitor_key
 from chat.service.mcp_server import mount_mcp_server
 from chat.settings import Settings
 from chat.store import open_store
+from chat.store.keys import visitor_key
 from chat.tools.registry import open_tools
 from chat.ui import I18N, ChatHandlers, build_ui
 from chat.ui.branding import Branding
@@ -64,7 +64,9 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
     # the door (chat.service.door.access), so the door, wrapped around it, still sees every request.
     app.add_middleware(AssetCache)
     # /api, /ws, /v1, /metrics, /healthz, /readyz
-    service = register(app, engine, settings, store, visitor_key=visitor_key(settings), knowledge=knowledge)
+    service = register(
+        app, engine, settings, store, visitor_key=visitor_key(settings, store), knowledge=knowledge
+    )
     # CORS for --allowed-origins alone, outside the door (a preflight carries no login). With it
     # here Gradio's own stands aside: that one approves any page when the app is not on
     # localhost, and any localhost page when it is. This server's own page needs no CORS.

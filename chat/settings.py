@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from chat.errors import ConfigError
 
@@ -274,6 +275,14 @@ class Settings:
         default="",
         repr=False,
     )
+    redis_url: str = _opt(
+        "CHAT_REDIS_URL",
+        "redis://host:6379/0 that replicas share for one rate limit and one response cache "
+        "(environment only; empty: each process its own)",
+        flag=False,
+        default="",
+        repr=False,
+    )
     rate_limit: int = _opt(
         "CHAT_RATE_LIMIT",
         "chat requests per minute per client, UI and APIs together (0: no limit); over it: 429",
@@ -361,7 +370,7 @@ class Settings:
     cookie_secret: str = _opt(
         "CHAT_COOKIE_SECRET",
         "key that signs anonymous browsers' chat_visitor cookie; the same on every replica "
-        "(environment only; default: a key kept in the data directory)",
+        "(environment only; default: a key kept in the database)",
         flag=False,
         default="",
         repr=False,
@@ -437,6 +446,8 @@ class Settings:
             raise ConfigError(f"--log-format must be text or json, got {self.log_format!r}")
         if self.retention_days < 0:
             raise ConfigError(f"--retention-days must be 0 (keep) or more, got {self.retention_days}")
+        if self.redis_url and urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError("CHAT_REDIS_URL must start with redis://, rediss:// or unix://")
         for check in _CHECKS:
             check(self)
 

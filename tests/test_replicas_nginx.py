@@ -1,7 +1,8 @@
 """Two replicas of the app (``python app.py`` subprocesses, the real embedded model) sharing one real
 PostgreSQL, behind the shipped deploy/nginx.conf on loopback (issue 12's scale-out test): a
 conversation started through one replica continues through the other, from the stored history,
-and both list it.
+and both list it. No CHAT_COOKIE_SECRET: the replicas, started together on an empty database,
+sign visitors' cookies with the one key they keep there (issue 32).
 
 nginx keeps a visitor on one replica by its ``chat_sticky`` cookie; the test picks the replica by
 choosing that cookie, as two devices (or a failover) of the same visitor would land on two.
@@ -65,7 +66,6 @@ def proxy(postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {
         **os.environ,
         "CHAT_DATABASE_URL": postgres.create_database(f"replicas_{secrets.token_hex(4)}"),
-        "CHAT_COOKIE_SECRET": secrets.token_hex(16),  # the same on every replica
         "CHAT_TRUSTED_PROXIES": "127.0.0.1",
         "CHAT_STORE": "on",
         "CHAT_RATE_LIMIT": "0",
@@ -120,7 +120,7 @@ def test_a_conversation_continues_on_the_other_replica(proxy: str) -> None:
         first, served = chat(on_a, "My name is Ana and my order number is 4417.")
         assert served == a
         cid = first["conversation_id"]
-        visitor = on_a.cookies["chat_visitor"]  # the anonymous owner, signed with the shared secret
+        visitor = on_a.cookies["chat_visitor"]  # the anonymous owner, signed with the stored key
 
         with httpx.Client(
             base_url=proxy, timeout=120, cookies={"chat_sticky": sticky_b, "chat_visitor": visitor}

@@ -28,7 +28,7 @@ def shown(error: BaseException) -> str:
 
 
 TABLES = {"alembic_version", "owners", "conversations", "messages", "feedback", "profiles"}
-TABLES |= {"knowledge_documents", "knowledge_chunks", "knowledge_vectors"}
+TABLES |= {"knowledge_documents", "knowledge_chunks", "knowledge_vectors", "server_keys"}
 TABLES |= {"reply_facts", "export_log"}  # the operator page (chat.store.operator_tables)
 # The knowledge full-text index is dialect-specific DDL in the migration, not in the models: the
 # FTS5 table (and its shadow tables) on SQLite, a GIN expression index on PostgreSQL.

@@ -113,8 +113,9 @@ def build_local(settings: Settings, *, progress: Progress | None = None, backgro
             n_ctx=settings.n_ctx,
             response_formats=LlamaCppBackend.response_formats,
         )
-    path = resolve_model(settings.model, progress=progress)
-    if not settings.model:  # the embedded default: its Q8_0 copy, for the CPU's fast kernels
+    model = settings.model or default_model(progress)
+    path = resolve_model(model, progress=progress)
+    if not model:  # the embedded default: its Q8_0 copy, for the CPU's fast kernels
         from chat.backends.local import requantize
         from chat.store.database import data_dir
 
@@ -130,6 +131,18 @@ def build_local(settings: Settings, *, progress: Progress | None = None, backgro
         reproducible=settings.reproducible,
         parallel=settings.parallel,
     )
+
+
+def default_model(progress: Progress | None = None) -> str:
+    """What an empty ``CHAT_MODEL`` loads, said in the start-up log: the Chinese-capable model a
+    Space preloaded into the Hub cache (``chat.backends.space_model``), else "" (the embedded
+    SmolLM2)."""
+    from chat.backends.space_model import preloaded_model
+
+    found = preloaded_model()
+    if progress:
+        progress(Phrase("loading.preloaded", name=found.name) if found else Phrase("loading.embedded"))
+    return str(found) if found else ""
 
 
 def build_cloud(settings: Settings, *, progress: Progress | None = None, background: bool = False) -> Backend:

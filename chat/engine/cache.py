@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from cachetools import TTLCache
 
 from chat.backends.base import Backend
+from chat.engine.protocols import ResponseCache
 from chat.messages import GenerationParams, Message
 from chat.settings import Settings
 
@@ -109,10 +110,20 @@ class ReplyCache:
             return self._cache.currsize
 
 
-def build_cache(settings: Settings) -> ReplyCache | None:
-    """The cache ``settings`` describe, or None when it is turned off (``CHAT_CACHE=false``)."""
+def build_cache(settings: Settings) -> ResponseCache | None:
+    """The cache ``settings`` describe: in Redis with ``CHAT_REDIS_URL`` (this one its fallback),
+    else in this process; None when it is turned off (``CHAT_CACHE=false``)."""
     if not settings.cache:
         return None
-    return ReplyCache(
-        max_entries=settings.cache_max_entries, max_bytes=settings.cache_max_bytes, ttl=settings.cache_ttl
-    )
+    bounds = {
+        "max_entries": settings.cache_max_entries,
+        "max_bytes": settings.cache_max_bytes,
+        "ttl": settings.cache_ttl,
+    }
+    local = ReplyCache(**bounds)
+    if not settings.redis_url:
+        return local
+    from chat.engine.shared_cache import SharedReplyCache
+    from chat.redis_link import shared_link
+
+    return SharedReplyCache(shared_link(settings.redis_url), local, **bounds)

@@ -197,6 +197,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "正在从 Hugging Face Hub 获取 {source}……",
     },
     "loading.file": {"en": "Loading {name}…", "zh": "正在加载 {name}……"},
+    "loading.preloaded": {
+        "en": "No model set: using {name}, preloaded from the Hugging Face Hub",
+        "zh": "未指定模型：使用从 Hugging Face Hub 预加载的 {name}",
+    },
+    "loading.embedded": {
+        "en": "No model set: using the embedded SmolLM2-135M (no model preloaded from the Hub)",
+        "zh": "未指定模型：使用内置的 SmolLM2-135M（没有从 Hub 预加载的模型）",
+    },
     "loading.ready": {"en": "Ready", "zh": "已就绪"},
     "loading.downloading": {
         "en": "Downloading {label}: {percent}% ({done} of {total} MB)",

@@ -19,12 +19,7 @@ Store calls are short blocking transactions: they run in a worker thread, off th
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import hashlib
-import logging
-import os
-import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -44,13 +39,10 @@ from chat.service.door.identity import owner_of
 from chat.service.errors import ApiError, from_chat_error
 from chat.service.replies import json_refusals
 from chat.service.shared import Service
-from chat.settings import Settings
 from chat.store import ConversationNotFound, Store
-from chat.store.database import data_dir
 
 T = TypeVar("T")
 LIST_LIMIT = 100  # conversations listed when the caller does not say how many
-VISITOR_KEY_FILE = "visitor.key"
 LIST_PARAMETERS = [
     {"name": "search", "in": "query", "schema": {"type": "string"}, "description": "in titles and messages"},
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
@@ -68,32 +60,6 @@ FEEDBACK_SCHEMA = {
     "required": ["rating"],
     "properties": {"rating": {"enum": [1, -1, None]}},
 }
-log = logging.getLogger(__name__)
-
-
-def visitor_key(settings: Settings) -> bytes | None:
-    """The key that signs anonymous owners' ``chat_visitor`` cookies, so a browser keeps its
-    conversations across restarts (and replicas): ``CHAT_COOKIE_SECRET``; else, with SQLite, a
-    random key kept in the data directory; else None (a new key per process)."""
-    if settings.cookie_secret:
-        return hashlib.sha256(settings.cookie_secret.encode()).digest()
-    if not settings.store:
-        return None
-    if settings.database_url:
-        log.warning("CHAT_COOKIE_SECRET is not set: anonymous visitors' conversations last one process")
-        return None
-    path = data_dir(settings.data_dir) / VISITOR_KEY_FILE
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):  # another process made it first: use that one
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(secrets.token_bytes(32))
-        key = path.read_bytes()
-    except OSError as exc:
-        log.warning("cannot keep the visitor key in %s (%s): it lasts one process", path, exc.strerror)
-        return None
-    return key if len(key) >= 32 else None
 
 
 def store_off() -> ApiError:

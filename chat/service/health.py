@@ -3,6 +3,8 @@
 Ready means every local model is loaded and, when the cloud backend is the primary one, its API
 answers (``GET {base_url}/models``, any status below 500 other than 401/403). The cloud probe
 is cached for a few seconds, so a load balancer polling every second does not become traffic.
+With ``CHAT_REDIS_URL``, ``redis`` says whether Redis answers; while it does not, the status is
+``degraded`` and still 200: the replica serves, with limits and cache of its own.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import anyio
 import httpx
 from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from chat.backends.base import Backend
+from chat.redis_link import shared_link
 from chat.service.shared import Service
 
 PROBE_TIMEOUT = 3.0
@@ -77,4 +81,8 @@ def register(app: FastAPI, service: Service) -> None:
             backends[name] = {"model": backend.model, "primary": primary, **state}
             ready = ready and state["ready"]
         body = {"status": "ready" if ready else "not ready", "backends": backends}
+        if service.settings.redis_url:
+            body["redis"] = await anyio.to_thread.run_sync(shared_link(service.settings.redis_url).status)
+            if ready and not body["redis"]["reachable"]:
+                body["status"] = "degraded"
         return JSONResponse(body, status_code=200 if ready else 503)

@@ -177,6 +177,16 @@ class KnowledgeVectorRow(Base):
     vector: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class ServerKeyRow(Base):
+    """A key the server made for itself (``chat.store.keys``): the visitor cookie key."""
+
+    __tablename__ = "server_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 # The tables, for Core statements: the store's hot paths skip the ORM's unit of work (a turn's
 # writes cost several times less), while the typed classes above stay the one schema definition.
 owners: sa.Table = OwnerRow.__table__  # type: ignore[assignment]
@@ -187,3 +197,4 @@ profiles: sa.Table = ProfileRow.__table__  # type: ignore[assignment]
 knowledge_documents: sa.Table = KnowledgeDocumentRow.__table__  # type: ignore[assignment]
 knowledge_chunks: sa.Table = KnowledgeChunkRow.__table__  # type: ignore[assignment]
 knowledge_vectors: sa.Table = KnowledgeVectorRow.__table__  # type: ignore[assignment]
+server_keys: sa.Table = ServerKeyRow.__table__  # type: ignore[assignment]

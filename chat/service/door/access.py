@@ -135,7 +135,8 @@ class Door:
         self.settings = settings
         self.policy = Policy(settings)
         self.identity = Identity(settings, visitor_key or secrets.token_bytes(32))
-        self.limiter = ClientLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
+        limit, shared = settings.rate_limit, settings.redis_url
+        self.limiter = ClientLimiter(limit, redis_url=shared) if limit > 0 else None
         self._mints = ClientLimiter(VISITOR_MINTS_PER_MINUTE) if settings.share else None
         self.admission = Admission(engine, settings.max_queue)
         self.origins = Origins(settings.allowed_origins)
