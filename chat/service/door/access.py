@@ -29,17 +29,17 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.requests import cookie_parser
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chat.engine import ChatEngine
 from chat.i18n import Lang, request_language, t
 from chat.service.bodies import MAX_DEPTH, is_json, too_deeply_nested
+from chat.service.door.asgi import on_failure, read_body, replay, with_cookie
 from chat.service.door.crossing import SAFE_METHODS, Origins
 from chat.service.door.gradio_sessions import GradioSessions
 from chat.service.door.identity import (
@@ -202,7 +202,7 @@ class Door:
             await self._refuse(scope, receive, send, refusal, headers, path, client)
             return
         if body is not None:
-            receive = _replay(body, receive)
+            receive = replay(body, receive)
         state = scope["state"]
         visitor = self.identity.visitor(cookies)
         wants_owner = state.get(OWNER_KEY) is None and (
@@ -212,11 +212,11 @@ class Door:
         # --share, from the tunnel): there only a page load mints, within its budget (see above).
         if mint or (wants_owner and visitor is None and not self.identity.keyed_on_visitor(address)):
             visitor, cookie = self.identity.mint()
-            send = _with_cookie(send, cookie)
+            send = with_cookie(send, cookie)
         if wants_owner:  # without a cookie the id lasts this request only
             state[OWNER_KEY] = f"anon:{visitor or secrets.token_urlsafe(16)}"
         if path.rstrip("/") == "/login" and self.limiter is not None:
-            send = _on_failure(send, lambda: self.limiter.hit(client) if self.limiter else None)
+            send = on_failure(send, lambda: self.limiter.hit(client) if self.limiter else None)
         await app(scope, receive, send)
 
     @staticmethod
@@ -284,7 +284,7 @@ class Door:
         if route.startswith("/gradio_api/") or (is_json(content_type) and not route.startswith(_SERVICE)):
             # The page sends the whole conversation with each message: far more than an API body.
             limit = max(self.settings.max_body_bytes, GRADIO_MAX_BODY)
-            body = await _read_body(receive, limit)
+            body = await read_body(receive, limit)
             if body is None:
                 return ApiError(413, "payload_too_large", t("api.too_large", lang, limit=limit)), None
             if too_deeply_nested(body):  # json.loads would recurse once per level
@@ -386,57 +386,6 @@ class Door:
             return
         await send({"type": "http.response.start", "status": refusal.status, "headers": raw})
         await send({"type": "http.response.body", "body": payload})
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None once it passes ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
-def _on_failure(send: Send, count: Callable[[], object]) -> Send:
-    """Call ``count`` when the response is an error (a wrong password on the login form)."""
-
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start" and message["status"] >= 400:
-            count()
-        await send(message)
-
-    return sending
-
-
-def _with_cookie(send: Send, cookie: str) -> Send:
-    async def sending(message: Message) -> None:
-        if message["type"] in ("http.response.start", "websocket.accept"):
-            message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode())]}
-        await send(message)
-
-    return sending
 
 
 class DoorMiddleware:
