@@ -84,9 +84,9 @@ def test_bad_recordings_are_refused_before_any_model(data: bytes, error: type, z
     assert caught.value.user_message("en") and "Traceback" not in caught.value.user_message("en")
 
 
-def test_a_long_recording_stops_decoding_at_the_limit() -> None:
-    """Ten minutes of quiet 8 kHz audio: refused after the limit's worth of decoding."""
-    tone = (np.sin(np.arange(8000 * 600) * 0.3) * 3000).astype(np.int16).tobytes()
+def test_a_long_recording_is_refused_while_it_decodes() -> None:
+    """A minute of tone against a 5 s limit is refused (decoding stops at the limit)."""
+    tone = (np.sin(np.arange(8000 * 60) * 0.3) * 3000).astype(np.int16).tobytes()
     with pytest.raises(AudioTooLong):
         decode(wav_bytes(tone, 8000), "long.wav", max_seconds=5)
 
