@@ -179,6 +179,13 @@ class Settings:
         default="",
         repr=False,
     )
+    guard_semantic: bool = _opt(
+        "CHAT_GUARD_SEMANTIC",
+        "the semantic guard layer: a sentence encoder and a classifier trained from the examples in "
+        "the filters directory's examples/ folder stop the requests the rules miss (off: rules alone)",
+        parse=_bool,
+        default=True,
+    )
     # knowledge base embeddings (off by default: full-text search alone needs no model)
     embedding_url: str = _opt(
         "CHAT_EMBEDDING_URL",

@@ -1,7 +1,8 @@
 """Input and output guards the engine runs on every request, from every entry point.
 
 ``ContentGuard`` is both the engine's ``InputGuard`` (limits, word lists, regular expressions,
-optional external moderation) and its ``OutputGuard`` (a fresh ``StreamFilter`` per reply).
+the semantic layer of ``chat.guards.semantic``, the optional guard model and external
+moderation) and its ``OutputGuard`` (a fresh ``StreamFilter`` per reply).
 Rules live in plain files (``prompts/filters/``); see ``chat.guards.rules`` for matching and
 ``chat.guards.normalise`` for what evasions are undone before it.
 """
@@ -13,6 +14,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cachetools import LRUCache
 
@@ -26,6 +28,9 @@ from chat.guards.rules import DEFAULT_DIR, RuleSet
 from chat.i18n import Lang, t
 from chat.messages import Message
 from chat.settings import Settings
+
+if TYPE_CHECKING:
+    from chat.guards.semantic import SemanticGuard
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +72,12 @@ class ContentBlocked(InputBlocked):
         self.position = position
         self.total = total
 
+    def refusal(self, lang: Lang = "en") -> str:
+        """The refusal itself; a layer with its own replies (``chat.guards.semantic``) overrides it."""
+        return super().user_message(lang)
+
     def user_message(self, lang: Lang = "en") -> str:
-        reason = super().user_message(lang)
+        reason = self.refusal(lang)
         if self.position is None:
             return reason
         if self.position == 0:
@@ -91,9 +100,11 @@ class ContentGuard:
         max_turns: int = DEFAULT_MAX_TURNS,
         moderation: Moderation | None = None,
         guard_model: Moderation | None = None,
+        semantic: SemanticGuard | None = None,
         memo_size: int = DEFAULT_MEMO_SIZE,
     ) -> None:
         self.rules = rules if rules is not None else RuleSet.load()
+        self.semantic = semantic
         self.max_message_chars = max_message_chars
         self.max_turns = max_turns
         self.moderation = moderation
@@ -135,7 +146,8 @@ class ContentGuard:
             _ask(self.moderation, newest, "external moderation")
 
     def _check_message(self, message: Message, model: Moderation | None) -> None:
-        """Rules, then the guard model; skipped when the same check passed this message before."""
+        """Rules, then the semantic layer (user messages: what a person asks), then the guard
+        model; skipped when the same check passed this message before."""
         seen = f"{message.role}\0{int(model is not None)}\0{message.content}"
         digest = hashlib.blake2b(seen.encode(), digest_size=16).digest()
         with self._memo_lock:
@@ -147,6 +159,8 @@ class ContentGuard:
             raise ContentBlocked(
                 f"input rule {rule.where} ({rule.category})", key=rule.refusal, category=rule.category
             )
+        if self.semantic is not None and message.role == "user":
+            self.semantic.check(message.content)
         if model is not None:
             _ask(model, message.content, "the guard model")
         with self._memo_lock:
@@ -181,7 +195,8 @@ def _ask(classifier: Moderation, text: str, who: str) -> None:
 
 
 def build_guard(settings: Settings) -> ContentGuard:
-    """The guard ``settings`` describe (rules directory, limits, moderation, guard model)."""
+    """The guard ``settings`` describe (rules directory, limits, moderation, semantic layer, guard
+    model)."""
     directory = Path(settings.filters_dir) if settings.filters_dir else DEFAULT_DIR
     moderation = None
     if settings.moderation_url:
@@ -197,7 +212,17 @@ def build_guard(settings: Settings) -> ContentGuard:
         max_turns=settings.max_turns,
         moderation=moderation,
         guard_model=build_guard_model(settings),
+        semantic=build_semantic(settings, directory),
     )
+
+
+def build_semantic(settings: Settings, directory: Path) -> SemanticGuard | None:
+    """The semantic layer from ``<filters dir>/examples/`` unless ``--guard-semantic false``."""
+    if not settings.guard_semantic:
+        return None
+    from chat.guards.semantic import SemanticGuard
+
+    return SemanticGuard.load(directory / "examples")
 
 
 def build_guard_model(settings: Settings) -> Moderation | None:
@@ -226,4 +251,5 @@ __all__ = [
     "TooManyTurns",
     "build_guard",
     "build_guard_model",
+    "build_semantic",
 ]
