@@ -21,18 +21,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.exc import IntegrityError
 
 from chat.errors import InvalidRequest
 from chat.messages import ROLES, Message
+from chat.store import queries
 from chat.store.database import create_engine, migrate, parse_url, safe_url, translate_errors
 from chat.store.errors import ConversationNotFound, StoreError
-from chat.store.records import STATUSES, Conversation, ConversationInfo, Profile, StoredMessage
+from chat.store.records import STATUSES, Conversation, ConversationInfo, Profile
 from chat.store.tables import (
-    ID_MAX,
-    OWNER_MAX,
-    TITLE_MAX,
-    UTCDateTime,
     conversations,
     feedback,
     messages,
@@ -42,7 +38,6 @@ from chat.store.tables import (
 )
 from chat.store.writer import ReplyWriter
 
-AUTO_TITLE_CHARS = 60
 MAX_LIST = 1000
 EXPORT_FORMAT = "chat-export/1"
 log = logging.getLogger(__name__)
@@ -127,11 +122,11 @@ class Store:
 
     def create_conversation(self, owner: str, *, title: str = "") -> ConversationInfo:
         """A new, empty conversation with an unguessable id (192 random bits)."""
-        _check_owner(owner)
+        queries.check_owner(owner)
         now = utcnow()
-        info = ConversationInfo(secrets.token_urlsafe(24), _check_title(title), now, now)
+        info = ConversationInfo(secrets.token_urlsafe(24), queries.check_title(title), now, now)
         with self._tx() as c:
-            _ensure_owner(c, owner)
+            queries.ensure_owner(c, owner)
             c.execute(
                 sa.insert(conversations).values(
                     id=info.id,
@@ -149,7 +144,7 @@ class Store:
     ) -> list[ConversationInfo]:
         """The owner's conversations, most recently active first; ``search`` matches the title or
         any message, ignoring case."""
-        _check_owner(owner)
+        queries.check_owner(owner)
         if isinstance(limit, bool) or not isinstance(limit, int):
             raise InvalidRequest(f"limit must be a whole number, got {limit!r}")
         if search is not None and not isinstance(search, str):
@@ -171,47 +166,49 @@ class Store:
 
     def get_conversation(self, owner: str, conversation_id: str) -> Conversation | None:
         """The conversation with all its messages, or None (also for another owner's id)."""
-        _check_owner(owner)
-        if not _valid_id(conversation_id):
+        queries.check_owner(owner)
+        if not queries.valid_id(conversation_id):
             return None
         with self._tx() as c:
-            row = c.execute(_owned(owner, conversation_id)).first()
+            row = c.execute(queries.owned_select(owner, conversation_id)).first()
             if row is None:
                 return None
-            return _conversation(row, _messages(c, [row.id]).get(row.id, []))
+            return queries.conversation_record(row, queries.stored_messages(c, [row.id]).get(row.id, []))
 
     def rename(self, owner: str, conversation_id: str, title: str) -> bool:
-        _check_owner(owner)
-        return self._update_conversation(owner, conversation_id, title=_check_title(title))
+        queries.check_owner(owner)
+        return self._update_conversation(owner, conversation_id, title=queries.check_title(title))
 
     def set_summary(self, owner: str, conversation_id: str, summary: str) -> bool:
         """Keep the summary of turns that no longer fit the context."""
-        _check_owner(owner)
+        queries.check_owner(owner)
         return self._update_conversation(owner, conversation_id, summary=str(summary))
 
     def _update_conversation(self, owner: str, conversation_id: str, **values: Any) -> bool:
-        if not _valid_id(conversation_id):
+        if not queries.valid_id(conversation_id):
             return False
         with self._tx() as c:
             return (
                 c.execute(
-                    _where_owned(sa.update(conversations), owner, conversation_id).values(**values)
+                    queries.where_owned(sa.update(conversations), owner, conversation_id).values(**values)
                 ).rowcount
                 > 0
             )
 
     def delete(self, owner: str, conversation_id: str) -> bool:
         """Delete one conversation with its messages and ratings. False when there was none."""
-        _check_owner(owner)
-        if not _valid_id(conversation_id):
+        queries.check_owner(owner)
+        if not queries.valid_id(conversation_id):
             return False
         with self._tx() as c:
-            return c.execute(_where_owned(sa.delete(conversations), owner, conversation_id)).rowcount > 0
+            return (
+                c.execute(queries.where_owned(sa.delete(conversations), owner, conversation_id)).rowcount > 0
+            )
 
     def delete_all(self, owner: str) -> int:
         """Delete everything kept about the owner (conversations, ratings, profile). Returns the
         number of conversations deleted."""
-        _check_owner(owner)
+        queries.check_owner(owner)
         with self._tx() as c:
             count = c.execute(sa.delete(conversations).where(conversations.c.owner_id == owner)).rowcount
             c.execute(sa.delete(owners).where(owners.c.id == owner))  # the profile goes with it
@@ -219,20 +216,22 @@ class Store:
 
     def export_all(self, owner: str) -> dict[str, Any]:
         """Everything kept about the owner, as a JSON-able dict ("export all my data")."""
-        _check_owner(owner)
+        queries.check_owner(owner)
         with self._tx() as c:
             rows = c.execute(
-                _conversation_columns()
+                queries.conversation_columns()
                 .where(conversations.c.owner_id == owner)
                 .order_by(conversations.c.created_at, conversations.c.id)
             ).all()
-            grouped = _messages(c, [row.id for row in rows])
-            profile = _profile(c, owner)
+            grouped = queries.stored_messages(c, [row.id for row in rows])
+            profile = queries.profile_record(c, owner)
         return {
             "format": EXPORT_FORMAT,
             "exported_at": utcnow().isoformat(),
             "profile": profile.to_dict() if profile else None,
-            "conversations": [_conversation(row, grouped.get(row.id, [])).to_dict() for row in rows],
+            "conversations": [
+                queries.conversation_record(row, grouped.get(row.id, [])).to_dict() for row in rows
+            ],
         }
 
     # --- messages -----------------------------------------------------------------------------
@@ -246,18 +245,20 @@ class Store:
             raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         if status not in STATUSES:
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-        owned = _owned_message(owner, conversation_id, content)
+        owned = queries.owned_message(owner, conversation_id, content)
         with self._quick() as c:
             # A user's message marks the conversation active (and may title it); the statement
             # also checks ownership. A crash before the insert leaves it touched, nothing more.
             if (
                 role == "user"
-                and not c.execute(_TOUCH, {**owned, "auto_title": _auto_title(content)}).rowcount
+                and not c.execute(
+                    queries.TOUCH, {**owned, "auto_title": queries.auto_title(content)}
+                ).rowcount
             ):
                 raise ConversationNotFound(conversation_id=conversation_id)
             # The insert checks ownership itself, so a reply starts in one statement.
             message_id = c.execute(
-                _INSERT_OWNED, {**owned, "role": role, "content": content, "status": status}
+                queries.INSERT_OWNED, {**owned, "role": role, "content": content, "status": status}
             )
             found = message_id.scalar()
         if found is None:
@@ -277,16 +278,20 @@ class Store:
         reading on the way what the turn's prompt may carry: the conversation's summary and the
         owner's profile. What the app does before a stored turn's first token, kept to two
         round trips (one transaction on SQLite) because it runs on every turn."""
-        owned = _owned_message(owner, conversation_id, content)
+        owned = queries.owned_message(owner, conversation_id, content)
         with self._quick() as c:
-            notes = c.execute(_TOUCH_AND_READ, {**owned, "auto_title": _auto_title(content)}).first()
+            notes = c.execute(
+                queries.TOUCH_AND_READ, {**owned, "auto_title": queries.auto_title(content)}
+            ).first()
             if notes is None:
                 raise ConversationNotFound(conversation_id=conversation_id)
-            ids = c.execute(_START_TURN, {**owned, "content": content}).scalars().all()
+            ids = c.execute(queries.START_TURN, {**owned, "content": content}).scalars().all()
         if len(ids) != 2:  # deleted between the two statements (each commits alone on PostgreSQL)
             raise ConversationNotFound(conversation_id=conversation_id)
         summary, *fields = notes
-        profile = None if fields[-1] is None else Profile(**dict(zip(_PROFILE_FIELDS, fields, strict=True)))
+        profile = (
+            None if fields[-1] is None else Profile(**dict(zip(queries.PROFILE_FIELDS, fields, strict=True)))
+        )
         writer = ReplyWriter(self._quick, max(ids), interval=interval, clock=clock)
         return StartedTurn(writer, summary or "", profile)
 
@@ -322,7 +327,7 @@ class Store:
 
     def set_feedback(self, owner: str, message_id: int, rating: int | None) -> bool:
         """Like (+1), dislike (-1) or clear (None) an assistant message of the owner's."""
-        _check_owner(owner)
+        queries.check_owner(owner)
         if rating not in (1, -1, None):
             raise InvalidRequest(f"rating must be 1, -1 or null, got {rating!r}")
         if isinstance(message_id, bool) or not isinstance(message_id, int):
@@ -346,17 +351,17 @@ class Store:
     # --- profiles -----------------------------------------------------------------------------
 
     def get_profile(self, owner: str) -> Profile | None:
-        _check_owner(owner)
+        queries.check_owner(owner)
         with self._tx() as c:
-            return _profile(c, owner)
+            return queries.profile_record(c, owner)
 
     def save_profile(self, owner: str, profile: Profile) -> None:
-        _check_owner(owner)
+        queries.check_owner(owner)
         for name, limit in PROFILE_LIMITS.items():
             if len(getattr(profile, name)) > limit:
                 raise InvalidRequest(f"{name} must be at most {limit} characters")
         with self._tx() as c:
-            _ensure_owner(c, owner)
+            queries.ensure_owner(c, owner)
             c.execute(sa.delete(profiles).where(profiles.c.owner_id == owner))
             c.execute(sa.insert(profiles).values(owner_id=owner, updated_at=utcnow(), **profile.to_dict()))
 
@@ -378,174 +383,3 @@ class Store:
                 )
             )
             return count
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-# A turn's statements, built once: SQLAlchemy then skips rebuilding and re-keying them per call.
-_OWNED = (conversations.c.id == sa.bindparam("conversation_id")) & (
-    conversations.c.owner_id == sa.bindparam("owner")
-)
-_TOUCH = (
-    sa.update(conversations)
-    .where(_OWNED)
-    .values(
-        updated_at=sa.bindparam("now"),
-        title=sa.case((conversations.c.title == "", sa.bindparam("auto_title")), else_=conversations.c.title),
-    )
-)
-_PROFILE_FIELDS = ("display_name", "language", "persona", "notes", "opt_in")
-# The touch also reads the turn's notes: the summary, and the profile's fields (NULL without one).
-_TOUCH_AND_READ = _TOUCH.returning(
-    conversations.c.summary,
-    *(
-        sa.select(profiles.c[name]).where(profiles.c.owner_id == sa.bindparam("owner")).scalar_subquery()
-        for name in _PROFILE_FIELDS
-    ),
-)
-_NOW = sa.bindparam("now", type_=UTCDateTime())
-_INSERT_OWNED = (
-    sa.insert(messages)
-    .from_select(
-        ["conversation_id", "role", "content", "status", "created_at", "updated_at"],
-        sa.select(
-            conversations.c.id,
-            sa.bindparam("role", type_=sa.String()),
-            sa.bindparam("content", type_=sa.Text()),
-            sa.bindparam("status", type_=sa.String()),
-            _NOW,
-            _NOW,
-        ).where(_OWNED),
-    )
-    .returning(messages.c.id)
-)
-# The user's message and the reply's ``streaming`` row in one statement; ids follow row order, so
-# the reply's is the larger.
-_START_TURN = (
-    sa.insert(messages)
-    .from_select(
-        ["conversation_id", "role", "content", "status", "created_at", "updated_at"],
-        sa.union_all(
-            sa.select(
-                conversations.c.id,
-                sa.literal("user"),
-                sa.bindparam("content", type_=sa.Text()),
-                sa.literal("complete"),
-                _NOW,
-                _NOW,
-            ).where(_OWNED),
-            sa.select(
-                conversations.c.id,
-                sa.literal("assistant"),
-                sa.literal(""),
-                sa.literal("streaming"),
-                _NOW,
-                _NOW,
-            ).where(_OWNED),
-        ),
-    )
-    .returning(messages.c.id)
-)
-
-
-def _check_owner(owner: str) -> None:
-    if not isinstance(owner, str) or not 0 < len(owner) <= OWNER_MAX:
-        raise InvalidRequest(f"owner must be text of 1 to {OWNER_MAX} characters")
-
-
-def _owned_message(owner: str, conversation_id: str, content: object) -> dict[str, Any]:
-    """The checked parameters every message statement shares; a bad id is simply not found."""
-    _check_owner(owner)
-    if not isinstance(content, str):
-        raise InvalidRequest(f"message content must be text, got {type(content).__name__}")
-    if not _valid_id(conversation_id):
-        raise ConversationNotFound(conversation_id=conversation_id)
-    return {"owner": owner, "conversation_id": conversation_id, "now": utcnow()}
-
-
-def _check_title(title: str) -> str:
-    if not isinstance(title, str):
-        raise InvalidRequest(f"title must be text, got {type(title).__name__}")
-    title = " ".join(title.split())
-    if len(title) > TITLE_MAX:
-        raise InvalidRequest(f"title must be at most {TITLE_MAX} characters, got {len(title)}")
-    return title
-
-
-def _auto_title(content: str) -> str:
-    text = " ".join(content.split())
-    return text if len(text) <= AUTO_TITLE_CHARS else text[: AUTO_TITLE_CHARS - 1] + "…"
-
-
-def _valid_id(conversation_id: object) -> bool:
-    return isinstance(conversation_id, str) and 0 < len(conversation_id) <= ID_MAX
-
-
-def _ensure_owner(c: sa.Connection, owner: str) -> None:
-    """Create the owner row once; a concurrent creator (another thread or replica) is fine."""
-    if c.execute(sa.select(owners.c.id).where(owners.c.id == owner)).first() is not None:
-        return
-    try:
-        with c.begin_nested():
-            c.execute(sa.insert(owners).values(id=owner, created_at=utcnow()))
-    except IntegrityError:
-        pass  # created meanwhile by another writer: exactly what we wanted
-
-
-def _where_owned(statement: Any, owner: str, conversation_id: str) -> Any:
-    return statement.where(conversations.c.id == conversation_id, conversations.c.owner_id == owner)
-
-
-def _conversation_columns() -> sa.Select[Any]:
-    conv = conversations.c
-    return sa.select(conv.id, conv.title, conv.created_at, conv.updated_at, conv.summary)
-
-
-def _owned(owner: str, conversation_id: str) -> sa.Select[Any]:
-    return _where_owned(_conversation_columns(), owner, conversation_id)
-
-
-def _messages(c: sa.Connection, conversation_ids: list[str]) -> dict[str, list[StoredMessage]]:
-    if not conversation_ids:
-        return {}
-    m = messages.c
-    query = (
-        sa.select(
-            m.conversation_id,
-            m.id,
-            m.role,
-            m.content,
-            m.status,
-            m.created_at,
-            m.updated_at,
-            feedback.c.rating,
-            m.sources,
-            m.tool_calls,
-        )
-        .select_from(messages.outerjoin(feedback, feedback.c.message_id == m.id))
-        .where(m.conversation_id.in_(conversation_ids))
-        .order_by(m.conversation_id, m.id)
-    )
-    grouped: dict[str, list[StoredMessage]] = {}
-    for conversation_id, *fields, sources, tool_calls in c.execute(query):
-        message = StoredMessage(*fields, sources=tuple(sources or ()), tool_calls=tuple(tool_calls or ()))
-        grouped.setdefault(conversation_id, []).append(message)
-    return grouped
-
-
-def _conversation(row: sa.Row[Any], stored: list[StoredMessage]) -> Conversation:
-    return Conversation(
-        id=row.id,
-        title=row.title,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        summary=row.summary,
-        messages=tuple(stored),
-    )
-
-
-def _profile(c: sa.Connection, owner: str) -> Profile | None:
-    row = c.execute(
-        sa.select(*(profiles.c[name] for name in _PROFILE_FIELDS)).where(profiles.c.owner_id == owner)
-    ).first()
-    return Profile(**row._asdict()) if row else None
