@@ -1,0 +1,177 @@
+"""Replicas that share everything, under load (issue 32).
+
+Replicas (``python app.py``) behind the shipped deploy/nginx.conf, one PostgreSQL, one Redis, a
+scripted OpenAI-compatible backend on loopback (every reply 24 tokens, 20 ms apart), all started
+together on an empty database with no CHAT_COOKIE_SECRET. Users each come from their own loopback
+address, half over ``/api/chat`` (SSE) and half over ``/ws``, continuing one conversation each.
+Before the load, a client sends ``limit + 5`` messages alternating replicas, and a question at
+temperature 0 is asked on one replica and again on another. When 40% of the turns are done and
+the first replica has a reply in flight, it is killed with SIGKILL and started again (as a
+container's restart policy would); its users carry on at once on the others.
+
+Printed: the latency the app tier adds (a reply through nginx and a replica, less the same reply
+straight from the backend), messages sent and stored (PostgreSQL) and lost, replies cut by the
+kill and replies marked interrupted, 429s against the limit, the cross-replica cache hit.
+
+    python bench/bench_replicas.py                              # 3 replicas, 30 users x 5 turns
+    python bench/bench_replicas.py --replicas 2 --users 6 --turns 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from replica_fleet import Fleet, fleet  # noqa: E402
+from replica_load import Load, baseline_seconds, run_users  # noqa: E402
+
+
+def pins(proxy: str, count: int) -> list[str]:
+    """``chat_sticky`` values that land on ``count`` different replicas."""
+    found: dict[str, str] = {}
+    for i in range(256):
+        served = httpx.get(proxy + "healthz", cookies={"chat_sticky": f"pin-{i}"}).headers["x-served-by"]
+        found.setdefault(served, f"pin-{i}")
+        if len(found) == count:
+            return list(found.values())
+    raise RuntimeError(f"nginx used only {len(found)} replicas")
+
+
+def over_the_limit(fleet_: Fleet, load: Load) -> tuple[int, int]:
+    """``limit + 5`` messages from one client, alternating replicas: (sent, refused with 429)."""
+    values = pins(fleet_.proxy, min(2, len(fleet_.replicas)))
+    clients = [
+        httpx.Client(
+            base_url=fleet_.proxy,
+            transport=httpx.HTTPTransport(local_address="127.0.2.1"),
+            cookies={"chat_sticky": value},
+            timeout=60,
+        )
+        for value in values
+    ]
+    refused, sent = 0, fleet_.rate_limit + 5
+    with clients[0], clients[-1]:
+        for k in range(sent):
+            text = f"greedy {k}"
+            body = {"user_input": text, "context": {"max_new_tokens": 8}}
+            response = clients[k % len(clients)].post("api/chat", json=body)
+            if response.status_code == 429:
+                refused += 1
+            else:
+                response.raise_for_status()
+                load.acked.add(text)
+    return sent, refused
+
+
+def cache_across_replicas(fleet_: Fleet, load: Load) -> bool:
+    """A temperature-0 question answered on one replica: a cache hit when asked on another."""
+    values = pins(fleet_.proxy, 2)
+    question = {"user_input": "What are your opening hours?", "context": {"temperature": 0}}
+    hits = []
+    for n, value in enumerate(values):
+        transport = httpx.HTTPTransport(local_address=f"127.0.3.{n + 1}")
+        pin = {"chat_sticky": value}
+        with httpx.Client(base_url=fleet_.proxy, transport=transport, cookies=pin, timeout=60) as client:
+            answer = client.post("api/chat", json=question)
+            answer.raise_for_status()
+            hits.append(answer.json()["from_cache"])
+    load.acked.add(question["user_input"])  # stored twice, once per conversation
+    load.repeated += 1
+    return hits == [False, True]
+
+
+def stored_figures(database_url: str) -> tuple[list[str], dict[str, int]]:
+    """Every user message's text, and assistant replies by status."""
+    url = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        texts = [row[0] for row in conn.execute("SELECT content FROM messages WHERE role = 'user'")]
+        statuses = dict(
+            conn.execute(
+                "SELECT status, count(*) FROM messages WHERE role = 'assistant' GROUP BY status"
+            ).fetchall()
+        )
+    return texts, statuses
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def run(
+    *, replicas: int, users: int, turns: int, rate_limit: int, database_url: str = ""
+) -> dict[str, object]:
+    """The whole run; returns the figures the table prints (the test asserts on them)."""
+    with tempfile.TemporaryDirectory(prefix="bench-replicas-") as folder:
+        workdir = Path(folder)
+        started = time.monotonic()
+        with fleet(workdir, replicas=replicas, rate_limit=rate_limit, database_url=database_url) as fleet_:
+            start_seconds = time.monotonic() - started
+            load = Load(turns=turns)
+            greedy_sent, greedy_refused = over_the_limit(fleet_, load)
+            cache_hit = cache_across_replicas(fleet_, load)
+            direct = baseline_seconds(fleet_.backend_url)
+            victim = fleet_.replicas[0]
+            restart = threading.Thread(target=victim.wait_ready)
+
+            def kill() -> None:
+                victim.kill()
+                victim.start()
+                restart.start()
+
+            asyncio.run(run_users(fleet_.proxy, users, load, kill_when=victim.address, kill=kill))
+            if restart.is_alive() or restart.ident is not None:
+                restart.join()
+            texts, statuses = stored_figures(fleet_.database_url)
+    added = [(seconds - direct) * 1000 for seconds in load.latencies]
+    stored = len(texts)
+    return {
+        "replicas": replicas,
+        "users x turns": f"{users} x {turns}",
+        "start, all replicas ready (s)": round(start_seconds, 1),
+        "latency added, p50 (ms)": round(percentile(added, 0.5)),
+        "latency added, p95 (ms)": round(percentile(added, 0.95)),
+        "backend's own reply time (ms)": round(direct * 1000),
+        "messages sent (acknowledged)": len(load.acked) + load.repeated,
+        "messages stored": stored,
+        "messages lost": len(load.acked - set(texts)),
+        "messages resent (no answer at all from the dying replica)": load.resent,
+        "replies cut by the kill": load.cut,
+        "replies marked interrupted": statuses.get("interrupted", 0),
+        "replies left streaming": statuses.get("streaming", 0),
+        "replica killed mid-run": load.killed,
+        "turns after the kill": load.after_kill,
+        "rate limit per minute": rate_limit,
+        "one client's messages, alternating replicas": greedy_sent,
+        "429s for them (limit + 5 sent: 5 expected)": greedy_refused,
+        "429s (other users)": load.refused,
+        "other errors": dict(load.errors),
+        "cache hit on another replica": cache_hit,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument("--users", type=int, default=30)
+    parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--rate-limit", type=int, default=20)
+    args = parser.parse_args()
+    figures = run(replicas=args.replicas, users=args.users, turns=args.turns, rate_limit=args.rate_limit)
+    print("| figure | value |\n|---|---|")
+    for name, value in figures.items():
+        shown = ("yes" if value else "no") if isinstance(value, bool) else (value or 0)
+        print(f"| {name} | {shown} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The processes of a scale-out deployment on loopback, for bench_replicas.py and its test:
+``python app.py`` replicas on the cloud backend (a scripted OpenAI-compatible server,
+tests/fault_server.py), one PostgreSQL, one Redis, and the shipped deploy/nginx.conf in front.
+
+A replica can be killed with SIGKILL and started again on its port, as a container's restart
+policy would; its start marks the replies the dead process left ``streaming`` as interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # pg.py, redis_server.py, fault_server.py, nginx config
+
+from fault_server import FaultServer  # noqa: E402
+from redis_server import redis_server  # noqa: E402
+from support import free_port  # noqa: E402
+from test_service_deploy import nginx_config, tool  # noqa: E402
+
+REPLY_STEP = "ok:24:20"  # each reply: 24 tokens, 20 ms apart (about 0.5 s, like a fast cluster)
+
+
+@dataclass
+class Replica:
+    port: int
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        command = [sys.executable, str(ROOT / "app.py"), "--port", str(self.port)]
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def wait_ready(self, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"http://{self.address}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.process is None or self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"replica {self.address} did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, replies in flight stay ``streaming`` in the database."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+@dataclass
+class Fleet:
+    proxy: str  # http://127.0.0.1:port/
+    replicas: list[Replica]
+    database_url: str
+    redis_url: str
+    backend_url: str  # the scripted backend's base URL, as the replicas call it
+    rate_limit: int
+    workdir: Path
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def replica_env(
+    workdir: Path, database_url: str, redis_url: str, backend_url: str, rate_limit: int
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "OPENAI_"))}
+    return {
+        **env,
+        "CHAT_BACKEND": "cloud",
+        "OPENAI_BASE_URL": backend_url,
+        "OPENAI_MODEL": "scripted",
+        "CHAT_DATABASE_URL": database_url,  # no CHAT_COOKIE_SECRET: the key comes from the database
+        "CHAT_REDIS_URL": redis_url,
+        "CHAT_RATE_LIMIT": str(rate_limit),
+        "CHAT_TRUSTED_PROXIES": "127.0.0.1",
+        "CHAT_FEEDBACK_LOG": str(workdir / "feedback.jsonl"),
+        "CHAT_DATA_DIR": str(workdir / "data"),
+        "CHAT_LOG_FORMAT": "json",
+    }
+
+
+@contextmanager
+def fleet(workdir: Path, *, replicas: int, rate_limit: int, database_url: str = ""):  # noqa: ANN201 - Iterator[Fleet]
+    """Everything running and ready; ``database_url``: an empty database to use (else a cluster
+    of its own, started here)."""
+    from pg import postgres_server
+
+    with ExitStack() as stack:
+        if not database_url:
+            server = stack.enter_context(postgres_server(durable=True))
+            database_url = server.create_database(f"fleet_{secrets.token_hex(4)}")
+        redis = stack.enter_context(redis_server(workdir))
+        backend = FaultServer().start()
+        stack.callback(backend.stop)
+        backend_url = backend.url(REPLY_STEP)
+        env = replica_env(workdir, database_url, redis.url, backend_url, rate_limit)
+        members = [Replica(free_port(), env, workdir / f"replica-{i}.log") for i in range(replicas)]
+        for member in members:  # all at once, on an empty database: they must agree on one key
+            member.start()
+            stack.callback(member.stop)
+        for member in members:
+            member.wait_ready()
+        proxy = stack.enter_context(nginx(workdir, [m.address for m in members]))
+        yield Fleet(
+            proxy, members, database_url, redis.url, backend_url, rate_limit, workdir, {"backend": backend}
+        )
+
+
+@contextmanager
+def nginx(workdir: Path, upstreams: list[str]):  # noqa: ANN201 - Iterator[str]
+    binary = tool("nginx")
+    port = free_port()
+    conf = workdir / "nginx.conf"
+    conf.write_text(nginx_config(upstreams, port, workdir), encoding="utf-8")
+    check = subprocess.run(
+        [binary, "-t", "-p", str(workdir), "-c", str(conf)], capture_output=True, text=True
+    )
+    if check.returncode != 0:
+        raise RuntimeError(check.stderr)
+    process = subprocess.Popen([binary, "-p", str(workdir), "-c", str(conf), "-g", "daemon off;"])
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(url + "healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError((workdir / "error.log").read_text())
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
