@@ -15,7 +15,15 @@ import pytest
 from chat.voice.audio import FORMATS, MAX_BYTES, decode, wav_bytes
 from chat.voice.chinese import in_users_script, whisper_language
 from chat.voice.desk import Voice
-from chat.voice.errors import AudioTooLarge, AudioTooLong, BadVoiceRequest, NoSpeech, NotAudio, VoiceOff
+from chat.voice.errors import (
+    AudioTooLarge,
+    AudioTooLong,
+    BadVoiceRequest,
+    ModelMissing,
+    NoSpeech,
+    NotAudio,
+    VoiceOff,
+)
 from chat.voice.espeak import Espeak
 from chat.voice.recordings import Recordings
 from chat.voice.speakable import speakable
@@ -131,3 +139,30 @@ def test_speech_refuses_what_it_cannot_say(speaker: Espeak) -> None:
 def test_speakable_leaves_out_markdown_marks_code_and_addresses() -> None:
     reply = "# Title\n\n**Bold** and _it_ see [the docs](https://x.io/a) or https://y.io.\n\n```py\nx = 1\n```\n- 第一点"
     assert speakable(reply) == "Title\nBold and it see the docs or\n第一点"
+
+
+def test_providers_follow_the_settings() -> None:
+    from chat import Settings
+    from chat.errors import ConfigError
+    from chat.voice import build_voice
+    from chat.voice.remote import RemoteSpeaker, RemoteTranscriber
+
+    default = build_voice(Settings())
+    assert isinstance(default.transcriber, LocalWhisper) and isinstance(default.speaker, Espeak)
+    assert default.recordings is None and default.max_seconds == 300  # nothing kept unless asked
+    quiet = build_voice(Settings(stt="off", tts="browser"))
+    assert quiet.transcriber is None and quiet.speaker is None and quiet.page_speech == "browser"
+    remote = build_voice(Settings(stt="http://127.0.0.1:9/v1", tts="https://speech.example/v1"))
+    assert isinstance(remote.transcriber, RemoteTranscriber) and isinstance(remote.speaker, RemoteSpeaker)
+    with pytest.raises(ConfigError, match="--stt must be local, off or an http"):
+        Settings(stt="whisper")
+    with pytest.raises(ConfigError, match="--max-audio-seconds"):
+        Settings(max_audio_seconds=0)
+
+
+def test_a_model_that_cannot_load_is_a_503_without_paths(speaker: Espeak) -> None:
+    voice = Voice(LocalWhisper("/no/such/model"), speaker)
+    with pytest.raises(ModelMissing) as caught:
+        voice.hear(voice.say(ENGLISH).audio, "q.wav", "en")
+    assert caught.value.status == 503
+    assert "/no/such" not in caught.value.user_message("en") and "语音模型" in caught.value.user_message("zh")

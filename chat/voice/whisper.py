@@ -39,9 +39,9 @@ class LocalWhisper:
     def __init__(self, model: str = "", *, threads: int | None = None, beam_size: int = 1) -> None:
         self.model_ref = model
         self.threads = threads or min(os.cpu_count() or 1, 4)
-        # Greedy decoding: on 2 cores 1.2x (English) to 1.8x (Mandarin) as fast as beam 5, with
-        # as many words right (bench/bench_voice.py); no temperature fallback, whose retries took
-        # a garbled 3 s clip from 1 s to 14 s.
+        # Greedy decoding: 10-20% less CPU than beam 5 on 2 cores with as many words right, more
+        # for Mandarin (bench/bench_voice.py); no temperature fallback, whose retries took a
+        # garbled 3 s clip from 1 s to 14 s.
         self.beam_size = beam_size
 
     @property
