@@ -94,11 +94,24 @@ async def open_turn(
 
 
 def register(app: FastAPI, service: Service) -> None:
+    """The routes of the caller's conversations, their data and their ratings."""
+
     def store_of() -> Store:
         if service.store is None:
             raise store_off()
         return service.store
 
+    _conversation_routes(app, service, store_of)
+    _my_data_routes(app, service, store_of)
+    _feedback_route(app, service, store_of)
+
+
+def _missing(conversation_id: str) -> ApiError:
+    """A 404 for a conversation that does not exist or is another owner's (the same answer)."""
+    return from_chat_error(ConversationNotFound(conversation_id=conversation_id))
+
+
+def _conversation_routes(app: FastAPI, service: Service, store_of: Callable[[], Store]) -> None:
     @app.get(
         "/api/conversations",
         tags=["conversations"],
@@ -125,7 +138,7 @@ def register(app: FastAPI, service: Service) -> None:
     async def get_conversation(request: Request, conversation_id: str) -> Response:
         found = await in_thread(store_of().get_conversation, owner_of(request), conversation_id)
         if found is None:
-            raise from_chat_error(ConversationNotFound(conversation_id=conversation_id))
+            raise _missing(conversation_id)
         data = found.to_dict()
         return JSONResponse({**data, "summary": summary_text(data["summary"])})
 
@@ -142,17 +155,17 @@ def register(app: FastAPI, service: Service) -> None:
         reject_unknown(body, ("title",), "api.where_body")
         title = text_field(body, "title", "", required=True)
         if not await in_thread(store.rename, owner_of(request), conversation_id, title):
-            raise from_chat_error(ConversationNotFound(conversation_id=conversation_id))
+            raise _missing(conversation_id)
         found = await in_thread(store.get_conversation, owner_of(request), conversation_id)
         if found is None:  # deleted in between
-            raise from_chat_error(ConversationNotFound(conversation_id=conversation_id))
+            raise _missing(conversation_id)
         return JSONResponse({"id": found.id, "title": found.title})
 
     @app.delete("/api/conversations/{conversation_id}", tags=["conversations"], summary="Delete one")
     @json_refusals
     async def delete_conversation(request: Request, conversation_id: str) -> Response:
         if not await in_thread(store_of().delete, owner_of(request), conversation_id):
-            raise from_chat_error(ConversationNotFound(conversation_id=conversation_id))
+            raise _missing(conversation_id)
         return JSONResponse({"id": conversation_id, "deleted": True})
 
     @app.delete("/api/conversations", tags=["conversations"], summary="Delete all my data")
@@ -161,6 +174,8 @@ def register(app: FastAPI, service: Service) -> None:
         count = await in_thread(store_of().delete_all, owner_of(request))
         return JSONResponse({"deleted": count})
 
+
+def _my_data_routes(app: FastAPI, service: Service, store_of: Callable[[], Store]) -> None:
     @app.get("/api/me/export", tags=["conversations"], summary="Export all my data (JSON)")
     @json_refusals
     async def export_all(request: Request) -> Response:
@@ -204,6 +219,8 @@ def register(app: FastAPI, service: Service) -> None:
         await in_thread(store.save_profile, owner_of(request), profile)
         return JSONResponse(profile_dict(profile))
 
+
+def _feedback_route(app: FastAPI, service: Service, store_of: Callable[[], Store]) -> None:
     @app.post(
         "/api/conversations/{conversation_id}/messages/{message_id}/feedback",
         tags=["conversations"],
@@ -222,7 +239,7 @@ def register(app: FastAPI, service: Service) -> None:
             raise invalid_field("api.not_choice", field="rating", choices="1, -1, null")
         found = await in_thread(store.get_conversation, owner, conversation_id)
         if found is None:
-            raise from_chat_error(ConversationNotFound(conversation_id=conversation_id))
+            raise _missing(conversation_id)
         replies = {m.id for m in found.messages if m.role == "assistant"}
         if not message_id.isdigit() or int(message_id) not in replies:
             raise refusal(404, "not_found", "api.not_found_message")
