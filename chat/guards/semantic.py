@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,9 @@ CLASSIFIER_FILE = "classifier.npz"  # generated: the weights trained from exactl
 L2 = 1e-3  # weight decay: chosen by cross-validation on the examples
 STEPS = 300  # full-batch Adam steps: the loss has flattened by then on ~1,500 examples
 LEARNING_RATE = 0.05
-WINDOW = 400  # characters embedded at once: a longer message is judged by its start and its end
+WINDOW = 200  # characters embedded at once: a longer message is judged piece by piece
+MAX_PIECES = 8  # pieces of one message embedded at most (its start and its end)
+_SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？\n]*")
 _NOT_REQUESTS = ("mention", "benign")
 
 
@@ -155,9 +158,22 @@ def target(label: str, category: str) -> str:
 
 
 def pieces(text: str) -> list[str]:
-    """What is embedded for ``text``: its intent view, or for a long one its start and end."""
+    """What is embedded for ``text``: its intent view whole, or for a long message runs of whole
+    sentences of at most ``WINDOW`` characters each (a request at the end of a long paste would
+    be drowned in one vector of all of it); past ``MAX_PIECES`` runs, the first and last ones."""
     view = intent_view(text)
-    return [view] if len(view) <= WINDOW else [view[:WINDOW], view[-WINDOW:]]
+    if len(view) <= WINDOW:
+        return [view]
+    runs: list[str] = []
+    for sentence in _SENTENCE.findall(view):
+        for start in range(0, len(sentence), WINDOW):
+            part = sentence[start : start + WINDOW].strip()
+            if runs and len(runs[-1]) + len(part) + 1 <= WINDOW:
+                runs[-1] = f"{runs[-1]} {part}"
+            elif part:
+                runs.append(part)
+    half = MAX_PIECES // 2
+    return runs if len(runs) <= MAX_PIECES else runs[:half] + runs[-half:]
 
 
 class SemanticRefusal(ContentBlocked):
