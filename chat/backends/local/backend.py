@@ -35,6 +35,7 @@ DEFAULT_PARALLEL = 4
 # context that decodes, so the handle's own context is kept small.
 HANDLE_N_CTX = 64
 WAIT_POLL = 0.2  # seconds between a queued request's looks at its position
+STOP_WAIT = 10.0  # seconds a closed stream waits for the scheduler to free its slot (one step)
 RENDER_MEMO = 8  # rendered prompts kept: fitting counts the prompt the stream then generates
 MESSAGE_MEMO = 4096  # per-message token counts kept for fitting long conversations
 _PROBE = {"role": "system", "content": "."}  # a fixed first message: isolates one message's tokens
@@ -220,11 +221,11 @@ class LlamaCppBackend(Backend):
         )
         scheduler = self.scheduler
         scheduler.submit(job)
+        ended = False
         try:
             while not job.admitted.is_set():
                 if cancel is not None and cancel.is_set():
-                    yield Finish("cancelled")
-                    return
+                    break  # the scheduler drops it from the queue and answers "cancelled"
                 if deadline is not None and time.monotonic() >= deadline:
                     raise BackendTimeout(
                         "no turn on the local model before the total timeout", backend=self.name
@@ -241,14 +242,17 @@ class LlamaCppBackend(Backend):
                     item = job.out.get(timeout=WAIT_POLL)
                 except queue.Empty:
                     continue
+                ended = isinstance(item, (BaseException, Finish))
                 if isinstance(item, BaseException):
                     raise item
                 yield item
-                if isinstance(item, Finish):
+                if ended:
                     return
         finally:
-            job.cancel.set()  # a closed stream (Stop, a closed tab) frees its slot at the next step
-            scheduler.wake()
+            if not ended:  # Stop, a closed tab: the slot is free when the stream is closed
+                job.cancel.set()
+                scheduler.wake()
+                _drain(job, STOP_WAIT)
 
     def _check_fits(self, tokens: list[int]) -> None:
         if len(tokens) >= self.n_ctx:
@@ -332,6 +336,18 @@ class LlamaCppBackend(Backend):
         tokens = self._tokenizer.tokenize(rendered.prompt, add_bos=not rendered.added_special)
         stop = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop] if rendered.stop else []
         return _Prompt(tokens, stop, rendered.stopping_criteria)
+
+
+def _drain(job: Job, timeout: float) -> None:
+    """Wait for the scheduler's last word on a cancelled job (its slot is then free)."""
+    end = time.monotonic() + timeout
+    while (left := end - time.monotonic()) > 0:
+        try:
+            item = job.out.get(timeout=left)
+        except queue.Empty:
+            return
+        if isinstance(item, (BaseException, Finish)):
+            return
 
 
 class _Prompt:
