@@ -127,3 +127,10 @@ def build_cache(settings: Settings) -> ResponseCache | None:
     from chat.redis_link import shared_link
 
     return SharedReplyCache(shared_link(settings.redis_url), local, **bounds)
+
+
+def session_salt(api_key: str | None) -> str:
+    """Separate cache entries per session key without ever storing the key itself."""
+    if not api_key:
+        return ""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]

@@ -16,11 +16,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from chat.backends.base import Backend, Finish
+from chat.engine.cache import session_salt
 from chat.engine.counters import Counters
 from chat.engine.protocols import InputGuard, OutputGuard, ResponseCache
 from chat.engine.reasoning import ReplyParts, without_thinking
 from chat.engine.retry import RetryPolicy
-from chat.engine.window import FittedPrompt, fit_messages
+from chat.engine.window import FittedPrompt, final_overflow, fit_messages, smaller_window
 from chat.errors import BackendError, ContextOverflow, InputBlocked, InvalidRequest, OutputBlocked
 from chat.i18n import Lang, detect_language, t
 from chat.messages import (
@@ -40,7 +41,6 @@ from chat.tools.text_form import for_tools
 
 CACHE_REPLAY_CHUNK = 16  # characters per replayed delta: a cache hit still streams
 MAX_REFITS = 3  # re-fits after a context-length error from a backend that only estimates tokens
-REFIT_SHRINK = 0.75  # each re-fit without the provider's figures keeps this share of the prompt
 
 
 @dataclass(frozen=True)
@@ -232,7 +232,7 @@ class ChatEngine:
         )
         key = None
         if self.cache is not None and use_cache:
-            key = self.cache.key(backend, fitted.messages, request.params, salt=_salt(request.api_key))
+            key = self.cache.key(backend, fitted.messages, request.params, salt=session_salt(request.api_key))
             cached = self.cache.get(key)
             if cached is not None:
                 self.counters.add("cache_hits")
@@ -242,7 +242,9 @@ class ChatEngine:
         outcome = yield from self._generate(backend, request, fitted, stats)
         if key is not None and outcome.stats.finish_reason == "stop" and outcome.text:
             if outcome.prompt != fitted.messages:  # re-fitted: the reply answers a shorter prompt
-                key = self.cache.key(backend, outcome.prompt, request.params, salt=_salt(request.api_key))
+                key = self.cache.key(
+                    backend, outcome.prompt, request.params, salt=session_salt(request.api_key)
+                )
             self.cache.put(key, outcome.text)  # the reply only: thinking is not replayed
         yield Done(outcome.text, outcome.stats, outcome.thinking, outcome.calls)
 
@@ -292,14 +294,14 @@ class ChatEngine:
                 # the history into a smaller window, with the same trimming and notice.
                 if backend.exact_token_count:
                     raise
-                window = _smaller_window(
+                window = smaller_window(
                     min(window, fitted.prompt_tokens + fitted.reply_tokens),
                     fitted.prompt_tokens,
                     fitted.reply_tokens,
                     exc,
                 )
                 if refits >= MAX_REFITS:
-                    raise _overflow(exc, fitted.prompt_tokens, window, fitted.reply_tokens) from None
+                    raise final_overflow(exc, fitted.prompt_tokens, window, fitted.reply_tokens) from None
                 refits += 1
                 attempt -= 1  # a re-fit is not a retry
                 fitted = yield from self._fit(backend, request, window)
@@ -374,12 +376,7 @@ class ChatEngine:
             )
         finally:
             chunks.close()
-        stats.finish_reason = finish.reason
-        if finish.prompt_tokens is not None:
-            stats.prompt_tokens = finish.prompt_tokens
-        if finish.cached_prompt_tokens is not None:
-            stats.cached_prompt_tokens = finish.cached_prompt_tokens
-            stats.evaluated_prompt_tokens = stats.prompt_tokens - finish.cached_prompt_tokens
+        _take_finish(stats, finish)
         if finish.reason == "length":
             yield Notice("length", t("notice.length", lang))
         elif finish.reason == "timeout":
@@ -430,34 +427,14 @@ def _checked_messages(messages: Iterable[Message | Mapping[str, Any]]) -> list[M
     return msgs
 
 
-def _smaller_window(window: int, prompt_tokens: int, reserve: int, exc: ContextOverflow) -> int:
-    """The window (in the backend's estimated tokens) to re-fit into after a provider overflow.
-
-    With the provider's limit and real prompt size, scale the estimate to fit (5% margin);
-    otherwise keep ``REFIT_SHRINK`` of the prompt. Always smaller than before.
-    """
-    prompt_budget = prompt_tokens * REFIT_SHRINK
-    limit, real = exc.fields.get("limit"), exc.fields.get("prompt_tokens")
-    if isinstance(limit, int) and isinstance(real, int) and real > 0 and prompt_tokens > 0:
-        scaled = (limit - reserve) * prompt_tokens / real * 0.95
-        prompt_budget = min(scaled, prompt_tokens * 0.95)
-    return min(window - 1, reserve + max(int(prompt_budget), 0))
-
-
-def _overflow(exc: ContextOverflow, needed: int, window: int, reserve: int) -> ContextOverflow:
-    """The user-facing overflow after the re-fits ran out, with figures the message can show."""
-    if "needed" in exc.fields:
-        return exc
-    return ContextOverflow(str(exc), needed=needed, available=max(window - reserve, 0), reserved=reserve)
-
-
-def _salt(api_key: str | None) -> str:
-    """Separate cache entries per session key without ever storing the key itself."""
-    if not api_key:
-        return ""
-    import hashlib
-
-    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+def _take_finish(stats: Stats, finish: Finish) -> None:
+    """The backend's own figures for the reply, where it gave them."""
+    stats.finish_reason = finish.reason
+    if finish.prompt_tokens is not None:
+        stats.prompt_tokens = finish.prompt_tokens
+    if finish.cached_prompt_tokens is not None:
+        stats.cached_prompt_tokens = finish.cached_prompt_tokens
+        stats.evaluated_prompt_tokens = stats.prompt_tokens - finish.cached_prompt_tokens
 
 
 def _sleep(seconds: float, cancel: threading.Event | None) -> bool:

@@ -127,3 +127,27 @@ def _trim(
             if tokens <= budget:
                 return FittedPrompt(prompt, tokens, later, reserve)
     raise AssertionError("the minimal prompt fits, so some cut must")  # pragma: no cover
+
+
+REFIT_SHRINK = 0.75  # each re-fit without the provider's figures keeps this share of the prompt
+
+
+def smaller_window(window: int, prompt_tokens: int, reserve: int, exc: ContextOverflow) -> int:
+    """The window (in the backend's estimated tokens) to re-fit into after a provider overflow.
+
+    With the provider's limit and real prompt size, scale the estimate to fit (5% margin);
+    otherwise keep ``REFIT_SHRINK`` of the prompt. Always smaller than before.
+    """
+    prompt_budget = prompt_tokens * REFIT_SHRINK
+    limit, real = exc.fields.get("limit"), exc.fields.get("prompt_tokens")
+    if isinstance(limit, int) and isinstance(real, int) and real > 0 and prompt_tokens > 0:
+        scaled = (limit - reserve) * prompt_tokens / real * 0.95
+        prompt_budget = min(scaled, prompt_tokens * 0.95)
+    return min(window - 1, reserve + max(int(prompt_budget), 0))
+
+
+def final_overflow(exc: ContextOverflow, needed: int, window: int, reserve: int) -> ContextOverflow:
+    """The user-facing overflow after the re-fits ran out, with figures the message can show."""
+    if "needed" in exc.fields:
+        return exc
+    return ContextOverflow(str(exc), needed=needed, available=max(window - reserve, 0), reserved=reserve)
