@@ -286,11 +286,21 @@ class Scheduler:
     def _clear_for(self, alone: _Slot) -> None:
         """Empty the whole KV cache (the idle slots' states saved first), so ``alone`` runs as on
         a fresh context: other sequences' cells change how attention's sums are grouped."""
-        for slot in self._slots:
-            if slot.job is None or slot is alone:
-                self._save(slot, slot.tokens[:0], 0)
-                slot.tokens = slot.tokens[:0]
+        self._save(alone, alone.tokens[:0], 0)
+        alone.tokens = alone.tokens[:0]
+        self._free_idle()
         llama_cpp.llama_memory_clear(self._memory, True)
+
+    def _free_idle(self) -> bool:
+        """Save and empty the idle slots' KV cells; False when none held any."""
+        freed = False
+        for slot in self._slots:
+            if slot.job is None and len(slot.tokens):
+                self._save(slot, slot.tokens[:0], 0)
+                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+                slot.tokens = slot.tokens[:0]
+                freed = True
+        return freed
 
     def _save(self, slot: _Slot, prompt: np.ndarray, keep: int) -> None:
         """Save the slot's state to the prompt cache when the prompt overwrites much of it."""
@@ -327,6 +337,8 @@ class Scheduler:
             return
         batch.n_tokens = n
         status = llama_cpp.llama_decode(self.ctx, batch)
+        if status == 1 and self._free_idle():  # no room for the batch: idle slots' cells go first
+            status = llama_cpp.llama_decode(self.ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status}")
         self.steps += 1
