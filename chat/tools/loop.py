@@ -11,13 +11,13 @@ gets the engine's events, a ``ToolUse`` per call, and one ``Done`` whose text is
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chat.i18n import Lang, t
-from chat.messages import Done, Event, GenerationParams, Message, Notice, TextDelta
+from chat.messages import Done, Event, GenerationParams, Message, Notice, TextDelta, ToolCall
 
 if TYPE_CHECKING:
     from chat.tools.registry import ToolSet
@@ -68,41 +68,24 @@ def stream_with_tools(
     thought: list[str] = []
     held = tools.registry.held.confirmed(asked)
     if held is not None and held.name in tools.tools:  # the user said yes: it runs first
-        use, result = tools.run(held, lang=lang, guard=engine.output_guard, cancel=cancel, confirmed=True)
-        yield use
-        conversation += [
-            Message("assistant", "", tool_calls=(held,)),
-            Message("tool", result, tool_call_id=held.id),
-        ]
+        conversation.append(Message("assistant", "", tool_calls=(held,)))
+        yield from _run_calls((held,), tools, conversation, engine, lang, cancel, (), confirmed=True)
     for round_number in range(max_rounds + 1):
         last = round_number == max_rounds
         round_params = replace(params, tools=offer.with_choice("none" if last else "auto").canonical())
-        done: Done | None = None
-        gap = bool(shown)  # a paragraph between one round's words and the next's
-        events = engine.stream(
+        done = yield from _round(
+            engine,
             conversation,
             round_params,
+            gap=bool(shown),  # a paragraph between one round's words and the next's
             backend=backend,
             cancel=cancel,
-            use_cache=False,
             api_key=api_key,
             notes=[*notes, DATA_NOTE],
             reference=reference,
             lang=lang,
             checked=checked,  # the pipeline's input guard passed the user's messages once
         )
-        try:
-            for event in events:
-                if isinstance(event, Done):
-                    done = event
-                    break
-                if gap and isinstance(event, TextDelta) and event.text:
-                    gap = False
-                    yield TextDelta("\n\n")
-                yield event
-        finally:
-            events.close()
-        assert done is not None, "the engine ends every reply with Done"
         if done.stats.finish_reason == "blocked":
             yield done  # the refusal is the whole answer
             return
@@ -116,16 +99,7 @@ def stream_with_tools(
             return
         calls = done.tool_calls if offer.parallel else done.tool_calls[:1]
         conversation.append(Message("assistant", done.text, tool_calls=calls))
-        runs = [
-            _POOL.submit(tools.run, c, lang=lang, guard=engine.output_guard, cancel=cancel) for c in calls
-        ]
-        for call, run in zip(calls, runs, strict=True):  # at once: a slow tool holds up no other
-            use, result = run.result()
-            yield use
-            conversation.append(Message("tool", result, tool_call_id=call.id))
-            if use.status == "declined" and asked:
-                tools.registry.held.hold(asked, call)
-                yield Notice("confirm", t("tools.confirm", lang, name=use.name, arguments=use.arguments))
+        yield from _run_calls(calls, tools, conversation, engine, lang, cancel, asked)
         if cancel is not None and cancel.is_set():
             yield Done(
                 "\n\n".join(shown), replace(done.stats, finish_reason="cancelled"), "\n\n".join(thought)
@@ -134,3 +108,48 @@ def stream_with_tools(
         if round_number + 1 == max_rounds:
             yield Notice("tool_rounds", t("tools.rounds", lang, n=max_rounds))
     raise AssertionError("the last round offers no tools, so it ends the loop")  # pragma: no cover
+
+
+def _round(
+    engine: Engine, conversation: Sequence[Message], params: GenerationParams, *, gap: bool, **stream: Any
+) -> Generator[Event, None, Done]:
+    """One guarded engine reply of the loop (never from the cache: calls are not replayed), its
+    events passed on, after a paragraph break when an earlier round spoke; returns its ``Done``."""
+    events = engine.stream(conversation, params, use_cache=False, **stream)
+    try:
+        for event in events:
+            if isinstance(event, Done):
+                return event
+            if gap and isinstance(event, TextDelta) and event.text:
+                gap = False
+                yield TextDelta("\n\n")
+            yield event
+    finally:
+        events.close()
+    raise AssertionError("the engine ends every reply with Done")
+
+
+def _run_calls(
+    calls: Sequence[ToolCall],
+    tools: ToolSet,
+    conversation: list[Message],
+    engine: Engine,
+    lang: Lang,
+    cancel: threading.Event | None,
+    asked: Sequence[Message],
+    *,
+    confirmed: bool = False,
+) -> Iterator[Event]:
+    """Run ``calls`` at once (a slow tool holds up no other), yield each ``ToolUse`` in order and
+    add its result to ``conversation``; an acting call is held for the user's yes."""
+    guard = engine.output_guard
+    runs = [
+        _POOL.submit(tools.run, c, lang=lang, guard=guard, cancel=cancel, confirmed=confirmed) for c in calls
+    ]
+    for call, run in zip(calls, runs, strict=True):
+        use, result = run.result()
+        yield use
+        conversation.append(Message("tool", result, tool_call_id=call.id))
+        if use.status == "declined" and asked:
+            tools.registry.held.hold(asked, call)
+            yield Notice("confirm", t("tools.confirm", lang, name=use.name, arguments=use.arguments))
