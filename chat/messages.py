@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from chat.errors import InvalidRequest
@@ -138,6 +138,13 @@ class GenerationParams:
         "max_new_tokens": Limit(1, 8192, integer=True),
         "context_length": Limit(64, 131072, integer=True),
     }
+
+    @classmethod
+    def within(cls, window: int) -> GenerationParams:
+        """The defaults every way in starts from (the page, its API, REST, /ws), the context
+        length capped at ``window``, the loaded model's."""
+        defaults = cls()
+        return replace(defaults, context_length=min(defaults.context_length, window))
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from guard_fakes import SpyBackend
@@ -177,3 +178,9 @@ def test_generation_params_are_validated(field: str, value, fragment: str) -> No
         GenerationParams(**{field: value})
     assert fragment in str(info.value)
     assert field in str(info.value)
+
+
+def test_every_way_in_starts_from_the_same_defaults_capped_at_the_loaded_window() -> None:
+    """The page, its Gradio API, REST and /ws all start from ``GenerationParams.within``."""
+    assert GenerationParams.within(10**6) == GenerationParams()
+    assert GenerationParams.within(2048) == replace(GenerationParams(), context_length=2048)

@@ -17,8 +17,6 @@ from chat.settings import Settings
 from chat.store import Store
 from chat.voice import build_voice
 
-DEFAULT_CONTEXT = 4096
-
 
 class Service:
     def __init__(
@@ -44,7 +42,7 @@ class Service:
         self.max_body = settings.max_body_bytes
         windows = [b.context_window() for b in engine.backends.values()]
         self.max_context = min([w for w in windows if w] or [settings.n_ctx])
-        self.defaults = GenerationParams(context_length=min(DEFAULT_CONTEXT, self.max_context))
+        self.defaults = GenerationParams.within(self.max_context)
 
     def observed(self, entry: str) -> MeteredEngine:
         """The engine for another entry point (the Gradio UI), counted under ``entry``."""

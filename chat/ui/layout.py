@@ -244,7 +244,7 @@ def build_ui(
 ) -> gr.Blocks:
     """The page. With ``store`` the conversation list comes from the server; without it (no
     store, ``CHAT_STORE=off``) past chats are kept in the browser only, as Gradio does."""
-    defaults = default_params or GenerationParams(context_length=min(2048, max_context))
+    defaults = default_params or GenerationParams.within(max_context)
     branding = branding or Branding()
     feedback = FeedbackLog(feedback_log, max_bytes=feedback_log_max_bytes) if feedback_log else None
     handlers = ChatHandlers(engine, feedback=feedback)
