@@ -330,6 +330,13 @@ class ChatEngine:
         first_token_at: float | None = None
         parts = ReplyParts(self.output_guard.new_filter if self.output_guard is not None else None)
         budget = {"time_left": request.deadline - self._clock()} if backend.accepts_time_left else {}
+
+        def settled(tokens: int, tool_calls: tuple[ToolCall, ...] = ()) -> _Outcome:
+            """The reply as the user saw it, with its figures (``tokens``: the reply's count)."""
+            text, thinking = parts.settle("".join(shown), "".join(thought))
+            figures = self._finish_stats(stats, request.started, first_token_at, tokens)
+            return _Outcome(text, figures, fitted.messages, thinking, tool_calls)
+
         chunks = backend.stream(
             fitted.messages, params, cancel=request.cancel, api_key=request.api_key, **budget
         )
@@ -367,13 +374,7 @@ class ChatEngine:
             self.counters.add("errors")
             yield Notice("interrupted", exc.user_message(lang))
             stats.finish_reason = "error"
-            text, thinking = parts.settle("".join(shown), "".join(thought))
-            return _Outcome(
-                text,
-                self._finish_stats(stats, request.started, first_token_at, received),
-                fitted.messages,
-                thinking,
-            )
+            return settled(received)
         finally:
             chunks.close()
         _take_finish(stats, finish)
@@ -382,14 +383,7 @@ class ChatEngine:
         elif finish.reason == "timeout":
             yield Notice("timeout", t("notice.timeout", lang))
         tokens = finish.completion_tokens if finish.completion_tokens is not None else received
-        text, thinking = parts.settle("".join(shown), "".join(thought))
-        return _Outcome(
-            text,
-            self._finish_stats(stats, request.started, first_token_at, tokens),
-            fitted.messages,
-            thinking,
-            tuple(calls),
-        )
+        return settled(tokens, tuple(calls))
 
     def _replay(self, text: str, stats: Stats, started: float) -> Iterator[Event]:
         first_token_at = self._clock()
