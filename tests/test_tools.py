@@ -4,15 +4,22 @@ formats a local model writes (the real model's grammar-held call: tests/test_too
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from chat.backends.tool_offer import parse_offer
 from chat.errors import ConfigError, InvalidRequest
 from chat.messages import Message, ToolCall
-from chat.tools.config import load_config
+from chat.tools.config import load_config, parse_server
+from chat.tools.mcp_client import McpHub, ToolFailure
 from chat.tools.text_form import CallReader, parse_calls, render
 
+SERVERS = Path(__file__).with_name("tool_servers.py")
 WEATHER = {
     "type": "function",
     "function": {
@@ -122,3 +129,24 @@ def test_mcp_config_file(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     path.write_text(json.dumps({"mcpServers": {"x": {"url": "http://h", "command": "y"}}}))
     with pytest.raises(ConfigError, match="either 'url'"):
         load_config(path)
+
+
+def test_a_server_that_goes_away_is_reconnected_and_its_tools_listed_again() -> None:
+    """A real stdio server whose process dies: the next call says the server is unavailable (a
+    result, not a crash), and the hub starts it again and lists its tools anew."""
+    server = parse_server("files", {"command": sys.executable, "args": [str(SERVERS), "stdio"]})
+    hub = McpHub([server]).start()
+    try:
+        assert "read_note" in [tool.name for tool in hub.tools()]
+        first = int(hub.call("files", "process_id", {}, timeout=10).text)
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(ToolFailure) as failed:
+            hub.call("files", "read_note", {"name": "x"}, timeout=10)
+        assert failed.value.kind == "unavailable"
+        deadline = time.monotonic() + 20
+        while not hub.connected("files") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "read_note" in [tool.name for tool in hub.tools()]
+        assert int(hub.call("files", "process_id", {}, timeout=10).text) != first
+    finally:
+        hub.close()

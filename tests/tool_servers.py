@@ -69,6 +69,11 @@ def files() -> FastMCP:
         """A note from the folder the server was given in its environment."""
         return f"{os.environ.get('NOTES_LABEL', '?')}: note {name} says hello"
 
+    @server.tool()
+    def process_id() -> int:
+        """The server process's id (the reconnection test ends it)."""
+        return os.getpid()
+
     return server
 
 

@@ -69,6 +69,7 @@ class _Link:
         self.tools: tuple[RemoteTool, ...] = ()
         self.tried = threading.Event()  # the first attempt ended, connected or not
         self.check: asyncio.Event | None = None  # set: ping the server, reconnect if it is gone
+        self.ended: anyio.Event | None = None  # set when this connection's transport ends
 
 
 class McpHub:
@@ -192,7 +193,9 @@ class McpHub:
                 command=config.command, args=list(config.args), env=config.env or None, cwd=config.cwd
             )
             read, write = await stack.enter_async_context(stdio_client(params))
-        session = await stack.enter_async_context(ClientSession(read, write))
+        session = await stack.enter_async_context(
+            ClientSession(await self._watched(link, read, stack), write)
+        )
         with anyio.fail_after(self.connect_timeout):  # in this task: the SDK's scopes must nest
             await session.initialize()
             listed = await session.list_tools()
@@ -202,12 +205,34 @@ class McpHub:
         )
         return session
 
+    async def _watched(self, link: _Link, read: Any, stack: contextlib.AsyncExitStack) -> Any:
+        """``read`` passed on to the session through a stream of ours, which notes when the
+        transport ends: the SDK fails the calls waiting then, but not the calls made after it."""
+        forward, watched = anyio.create_memory_object_stream[Any](0)
+        link.ended = ended = anyio.Event()
+
+        async def pass_on() -> None:
+            async with forward:
+                async for message in read:
+                    await forward.send(message)
+            ended.set()
+            link.session = None  # no new call starts on it; the supervisor reconnects
+            self._check(link)
+
+        tasks = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(tasks.cancel_scope.cancel)  # runs first on the way out: the stream ends too
+        tasks.start_soon(pass_on)
+        return watched
+
     async def _hold(self, link: _Link, session: Any) -> None:
-        """Keep the session until a failed call's ping finds the server gone (or the hub closes)."""
+        """Keep the session until its transport ends or a failed call's ping finds the server
+        gone (or the hub closes)."""
         assert link.check is not None
         while True:
             await link.check.wait()
             link.check.clear()
+            if link.ended is not None and link.ended.is_set():
+                raise ConnectionError("the server closed the connection")
             with anyio.fail_after(PING_TIMEOUT):
                 await session.send_ping()
 
@@ -215,13 +240,13 @@ class McpHub:
         from mcp.shared.exceptions import McpError
         from mcp.types import CONNECTION_CLOSED
 
-        session = link.session
-        if session is None:
+        session, ended = link.session, link.ended
+        if session is None or ended is None or ended.is_set():
             raise ToolFailure("unavailable")
         try:
             with anyio.fail_after(timeout):
-                result = await session.call_tool(
-                    tool, arguments, read_timeout_seconds=timedelta(seconds=timeout)
+                result = await _unless_ended(
+                    session.call_tool(tool, arguments, read_timeout_seconds=timedelta(seconds=timeout)), ended
                 )
         except TimeoutError:
             self._check(link)
@@ -244,6 +269,33 @@ class McpHub:
     def _check(link: _Link) -> None:
         if link.check is not None:
             link.check.set()
+
+
+class _Ended(Exception):  # noqa: N818 - a signal between two tasks
+    pass
+
+
+async def _unless_ended(call: Any, ended: anyio.Event) -> Any:
+    """``await call``, or ``ToolFailure`` when the transport ends first: the SDK fails the calls
+    waiting when it ends, but not one sent just after (it would wait out its whole timeout)."""
+    box: list[Any] = []
+    async with anyio.create_task_group() as tasks:
+
+        async def run() -> None:
+            try:
+                box.append(await call)
+            except Exception as exc:  # noqa: BLE001 - raised again below, in the caller's task
+                box.append(exc)
+            tasks.cancel_scope.cancel()
+
+        tasks.start_soon(run)
+        await ended.wait()
+        tasks.cancel_scope.cancel()
+    if not box:
+        raise ToolFailure("unavailable", "the server closed the connection")
+    if isinstance(box[0], Exception):
+        raise box[0]
+    return box[0]
 
 
 def result_text(result: Any) -> str:
