@@ -225,6 +225,23 @@ def test_a_pdf_is_read_within_its_page_and_text_bounds(monkeypatch: pytest.Monke
     assert len(read) == 2, "the reading stops at the page that crosses the text bound"
 
 
+def test_text_files_of_tiny_lines_cost_no_more_than_their_bound() -> None:
+    """A text file's own length is its text: past the bound it is refused before a line is read
+    (20 MB of one-letter headings took 46 s), and short paragraphs pack in linear time (a chunk
+    summed its pending pieces again for each new one: 48 s for 20 MB of one-letter lines)."""
+    import time
+
+    from chat.knowledge.chunk import Block, chunk
+
+    started = time.monotonic()
+    with pytest.raises(DocumentTooLong):
+        list(parse("headings.md", b"# a\n" * (MAX_CHARS // 4 + 1)))
+    assert time.monotonic() - started < 1
+    started = time.monotonic()
+    packed = chunk([Block("text", "ab")] * 400_000)
+    assert len(packed) == 2000 and time.monotonic() - started < 2
+
+
 # --- names and markers -------------------------------------------------------------------------
 
 

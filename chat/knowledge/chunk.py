@@ -56,6 +56,7 @@ def chunk(blocks: Iterable[Block], *, max_chars: int = CHUNK_CHARS, max_chunks: 
     chunks: list[Chunk] = []
     path: list[tuple[int, str]] = []
     pending: list[str] = []
+    size = 0  # of the pending pieces joined: kept as they come (a chunk may gather hundreds)
 
     def add(text: str) -> None:
         if max_chunks and len(chunks) >= max_chunks:
@@ -63,9 +64,11 @@ def chunk(blocks: Iterable[Block], *, max_chars: int = CHUNK_CHARS, max_chunks: 
         chunks.append(Chunk(" > ".join(title for _, title in path), text))
 
     def flush() -> None:
+        nonlocal size
         if pending:
             add("\n\n".join(pending))
             pending.clear()
+        size = 0
 
     for block in blocks:
         text = block.text.strip()
@@ -82,9 +85,10 @@ def chunk(blocks: Iterable[Block], *, max_chars: int = CHUNK_CHARS, max_chunks: 
                 add(piece)
         else:
             for piece in split_text(text, max_chars):
-                if pending and sum(len(p) + 2 for p in pending) + len(piece) > max_chars:
+                if pending and size + len(piece) > max_chars:
                     flush()
                 pending.append(piece)
+                size += len(piece) + 2
     flush()
     return chunks
 

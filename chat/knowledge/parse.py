@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import PurePath
 
 from chat.knowledge.chunk import Block, table_row
-from chat.knowledge.errors import BrokenDocument, EmptyDocument, UnsupportedType
+from chat.knowledge.errors import BrokenDocument, DocumentTooLong, EmptyDocument, UnsupportedType
 from chat.knowledge.limits import Limits, bounded
 
 TYPES = (".md", ".markdown", ".txt", ".csv", ".html", ".htm", ".pdf", ".docx")
@@ -48,13 +48,22 @@ def parse(filename: str, data: bytes, limits: Limits | None = None) -> Iterator[
     from chat.knowledge import markup, office  # imported here: python-docx and pypdf load slowly
 
     limits = limits or Limits()
+
+    def text(data: bytes) -> str:
+        """A text file's text (an HTML page's source), refused at once past the bound: reading
+        it a line or a tag at a time costs microseconds each."""
+        decoded = decode(data)
+        if len(decoded) > limits.chars:
+            raise DocumentTooLong(reason="knowledge.limit_chars", limit=limits.chars)
+        return decoded
+
     parsers: dict[str, Callable[[bytes], Iterable[Block]]] = {
-        ".md": lambda d: markdown(decode(d)),
-        ".markdown": lambda d: markdown(decode(d)),
-        ".txt": lambda d: plain(decode(d)),
-        ".csv": lambda d: table(decode(d)),
-        ".html": lambda d: markup.html(decode(d)),
-        ".htm": lambda d: markup.html(decode(d)),
+        ".md": lambda d: markdown(text(d)),
+        ".markdown": lambda d: markdown(text(d)),
+        ".txt": lambda d: plain(text(d)),
+        ".csv": lambda d: table(text(d)),
+        ".html": lambda d: markup.html(text(d)),  # the page's source, markup and all
+        ".htm": lambda d: markup.html(text(d)),
         ".pdf": lambda d: office.pdf(d, limits),
         ".docx": lambda d: office.docx(d, limits),
     }
