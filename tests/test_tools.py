@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from chat.backends.local.grammars import llama_grammar
 from chat.backends.tool_offer import parse_offer
 from chat.errors import ConfigError, InvalidRequest
 from chat.messages import Message, ToolCall
 from chat.tools.config import load_config, parse_server
 from chat.tools.mcp_client import McpHub, ToolFailure
-from chat.tools.text_form import CallReader, parse_calls, render
+from chat.tools.text_form import CallReader, forced_format, parse_calls, render
 
 SERVERS = Path(__file__).with_name("tool_servers.py")
 WEATHER = {
@@ -150,3 +151,14 @@ def test_a_server_that_goes_away_is_reconnected_and_its_tools_listed_again() -> 
         assert int(hub.call("files", "process_id", {}, timeout=10).text) != first
     finally:
         hub.close()
+
+
+def test_a_required_choice_over_several_tools_is_a_grammar_llama_cpp_accepts() -> None:
+    time_tool = {
+        "type": "function",
+        "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
+    }
+    offer = parse_offer([WEATHER, time_tool], "required")
+    response_format = forced_format(offer)
+    assert llama_grammar(response_format) is not None  # compiles: anyOf of the two calls
+    assert forced_format(parse_offer([WEATHER], "auto")) is None

@@ -272,6 +272,15 @@ def test_a_loop_that_would_not_end_stops_at_max_tool_rounds(world: World) -> Non
     assert len(world.model.seen) - before == 3 and world.model.seen[-1]["tool_choice"] == "none"
     assert any(n["kind"] == "tool_rounds" for n in answer["notices"])
     assert answer["reply"].startswith("Tool said: Order B2")
+    # The same reply as server-sent events: each call is an event of its own before "done".
+    body = {
+        "user_input": 'call shop__get_order_status {"order_id": "B3"}',
+        "stream": True,
+        "context": {"backend": "cloud"},
+    }
+    with httpx.stream("POST", world.url + "api/chat", json=body, headers=AUTH, timeout=30) as response:
+        events = [line[7:] for line in response.iter_lines() if line.startswith("event: ")]
+    assert events.index("tool_call") < events.index("done")
 
 
 def test_ws_streams_each_call_then_the_reply(world: World) -> None:
