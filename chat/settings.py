@@ -60,7 +60,16 @@ class Settings:
         default="",
     )
     n_ctx: int = _opt(
-        "CHAT_N_CTX", "context window the model is loaded with, in tokens", parse=int, default=4096
+        "CHAT_N_CTX",
+        "context window of each conversation on the local model, in tokens",
+        parse=int,
+        default=4096,
+    )
+    parallel: int = _opt(
+        "CHAT_PARALLEL",
+        "conversations the local model decodes at once, batched (1: one at a time; KV memory grows with it)",
+        parse=int,
+        default=4,
     )
     n_gpu_layers: int | None = _opt(
         "CHAT_N_GPU_LAYERS",
@@ -82,12 +91,16 @@ class Settings:
     )
     reproducible: bool = _opt(
         "CHAT_REPRODUCIBLE",
-        "at temperature 0, evaluate every prompt from an empty cache: identical replies, slower turns",
+        "at temperature 0, evaluate every prompt from an empty cache, alone: identical replies, slower turns",
         parse=_bool,
         default=False,
     )
     # backends
-    backend: str = _opt("CHAT_BACKEND", "primary backend: local or cloud", default="local")
+    backend: str = _opt(
+        "CHAT_BACKEND",
+        "primary backend: local or cloud",
+        default="local",
+    )
     fallback: tuple[str, ...] = _opt(
         "CHAT_FALLBACK", "backends to try next, in order, e.g. cloud,local", parse=_list, default=()
     )
@@ -340,7 +353,10 @@ class Settings:
         default=20971520,
     )
     knowledge_max_chars: int = _opt(
-        "CHAT_KNOWLEDGE_MAX_CHARS", "most characters of text one document may hold", parse=int, default=4000000
+        "CHAT_KNOWLEDGE_MAX_CHARS",
+        "most characters of text one document may hold",
+        parse=int,
+        default=4000000,
     )
     knowledge_max_chunks: int = _opt(
         "CHAT_KNOWLEDGE_MAX_CHUNKS", "most chunks one document may be cut into", parse=int, default=10000
@@ -414,6 +430,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.prompt_cache_bytes < 0:
             raise ConfigError(f"--prompt-cache-bytes must be 0 or more, got {self.prompt_cache_bytes}")
+        if not 1 <= self.parallel <= 64:
+            raise ConfigError(f"--parallel must be from 1 to 64, got {self.parallel}")
         if self.n_ctx < 64:
             raise ConfigError(f"--n-ctx must be at least 64, got {self.n_ctx}")
         if not 0 < self.port < 65536:
