@@ -15,13 +15,15 @@ time. So reading stops at the first bound crossed, with an error that names the 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from chat.knowledge.chunk import Block
 from chat.knowledge.errors import DocumentTooLong, EmptyDocument
+from chat.settings import Settings
 
-MAX_CHARS = 4_000_000  # as --knowledge-max-chars: about a 1,500-page book
-MAX_CHUNKS = 10_000  # as --knowledge-max-chunks
+_SETTINGS = {f.name: f.default for f in fields(Settings)}
+MAX_CHARS: int = _SETTINGS["knowledge_max_chars"]  # about a 1,500-page book
+MAX_CHUNKS: int = _SETTINGS["knowledge_max_chunks"]
 MAX_PAGES = 5_000
 UNPACKED_MAX = 32 * 1024 * 1024  # a long Word manual's XML stays far below
 ENTRIES_MAX = 5_000  # files in a .docx; a real one holds a few dozen
