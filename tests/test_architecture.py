@@ -81,12 +81,16 @@ def layout_map() -> str:
 
 def test_the_map_lists_every_module_and_the_rooms_each_room_imports() -> None:
     documented = DOC.read_text(encoding="utf-8").split(START)[1].split(END)[0]
-    assert documented == layout_map(), "run: python tests/test_architecture.py, and paste into docs/architecture.md"
+    assert documented == layout_map(), (
+        "run: python tests/test_architecture.py, and paste into docs/architecture.md"
+    )
 
 
 def test_no_room_and_its_lower_neighbour_import_each_other() -> None:
     uses = room_uses()
-    both = sorted({tuple(sorted((a, b))) for a, used in uses.items() for b in used if a in uses.get(b, set())})
+    both = sorted(
+        {tuple(sorted((a, b))) for a, used in uses.items() for b in used if a in uses.get(b, set())}
+    )
     assert both == [], f"rooms that import each other: {both}"
 
 

@@ -72,7 +72,9 @@ def test_bad_settings(argv: list[str], env: dict[str, str], fragment: str) -> No
 def test_the_configuration_page_settings_table_is_current() -> None:
     page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     documented = page.split("<!-- settings-table:start -->\n")[1].split("\n<!-- settings-table:end -->")[0]
-    assert documented == settings_table(), "run: python -m chat.settings, and paste into docs/configuration.md"
+    assert documented == settings_table(), (
+        "run: python -m chat.settings, and paste into docs/configuration.md"
+    )
 
 
 def start_app(*args: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
