@@ -10,12 +10,15 @@ from chat.backends.base import Backend
 from chat.backends.registry import build_cloud as build_cloud_backend
 from chat.backends.registry import build_local as build_local_backend
 from chat.engine import ChatEngine
-from chat.engine.cache import build_cache
+from chat.engine.cache import ReplyCache
+from chat.engine.protocols import ResponseCache
 from chat.engine.retry import RetryPolicy
+from chat.engine.shared_cache import SharedReplyCache
 from chat.guards import build_guard
+from chat.redis_link import shared_link
 from chat.settings import Settings
 
-__all__ = ["build_cloud_backend", "build_engine", "build_local_backend"]
+__all__ = ["build_cache", "build_cloud_backend", "build_engine", "build_local_backend"]
 
 
 def build_engine(
@@ -43,3 +46,19 @@ def build_engine(
         output_guard=guard,
         cache=build_cache(settings),
     )
+
+
+def build_cache(settings: Settings) -> ResponseCache | None:
+    """The cache ``settings`` describe: in Redis with ``CHAT_REDIS_URL`` (this one its fallback),
+    else in this process; None when it is turned off (``CHAT_CACHE=false``)."""
+    if not settings.cache:
+        return None
+    bounds = {
+        "max_entries": settings.cache_max_entries,
+        "max_bytes": settings.cache_max_bytes,
+        "ttl": settings.cache_ttl,
+    }
+    local = ReplyCache(**bounds)
+    if not settings.redis_url:
+        return local
+    return SharedReplyCache(shared_link(settings.redis_url), local, **bounds)

@@ -9,7 +9,8 @@ import pytest
 from guard_fakes import ScriptedBackend
 
 from chat import ConfigError, GenerationParams, Message, Settings
-from chat.engine.cache import ReplyCache, build_cache, entry_size
+from chat.engine.cache import ReplyCache, entry_size
+from chat.factory import build_cache
 
 
 class FakeClock:

@@ -23,7 +23,7 @@ from tool_servers import LEAKED_KEY
 
 from chat import ChatEngine, Settings
 from chat.backends.openai_compat import OpenAICompatBackend
-from chat.engine.cache import build_cache
+from chat.factory import build_cache
 from chat.guards import build_guard
 from chat.service.door.identity import OWNER_KEY, api_owner
 from chat.ui.sidebar import ConversationList

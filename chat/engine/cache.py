@@ -20,9 +20,7 @@ from collections.abc import Callable, Sequence
 from cachetools import TTLCache
 
 from chat.backends.base import Backend
-from chat.engine.protocols import ResponseCache
 from chat.messages import GenerationParams, Message
-from chat.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -108,25 +106,6 @@ class ReplyCache:
         with self._lock:
             self._cache.expire()
             return self._cache.currsize
-
-
-def build_cache(settings: Settings) -> ResponseCache | None:
-    """The cache ``settings`` describe: in Redis with ``CHAT_REDIS_URL`` (this one its fallback),
-    else in this process; None when it is turned off (``CHAT_CACHE=false``)."""
-    if not settings.cache:
-        return None
-    bounds = {
-        "max_entries": settings.cache_max_entries,
-        "max_bytes": settings.cache_max_bytes,
-        "ttl": settings.cache_ttl,
-    }
-    local = ReplyCache(**bounds)
-    if not settings.redis_url:
-        return local
-    from chat.engine.shared_cache import SharedReplyCache
-    from chat.redis_link import shared_link
-
-    return SharedReplyCache(shared_link(settings.redis_url), local, **bounds)
 
 
 def session_salt(api_key: str | None) -> str:
