@@ -158,9 +158,13 @@ def test_microphone_fills_the_box_and_replies_are_read(app_url: str, voice_brows
 
         assert record(page, 3.3).status == 200  # the words land in the box, to edit before sending
         page.wait_for_function(f"document.querySelector({INPUT!r}).value.includes('window for dinner')")
+        assert page.locator("#chatbot [data-testid='user']").count() == 0  # not sent
+        page.fill(INPUT, "")
+
+        page.check("#voice-send-now")
         page.check("#voice-read-all")
         with page.expect_response(lambda r: "/v1/audio/speech" in r.url, timeout=60_000) as read_out:
-            page.press(INPUT, "Enter")
+            assert record(page, 3.3).status == 200  # sent at once, and the reply read when complete
             page.wait_for_selector("#chatbot [data-testid='user']:has-text('window for dinner')")
         assert read_out.value.status == 200 and read_out.value.headers["content-type"] == "audio/mpeg"
 
