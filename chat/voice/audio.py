@@ -11,7 +11,6 @@ import io
 import wave
 from dataclasses import dataclass
 
-import av
 import numpy as np
 
 from chat.voice.errors import AudioTooLarge, AudioTooLong, NoSpeech, NotAudio
@@ -52,6 +51,8 @@ class Clip:
 
 def decode(data: bytes, filename: str, max_seconds: float) -> Clip:
     """The upload as samples; ``NotAudio``, ``AudioTooLarge``, ``AudioTooLong`` or ``NoSpeech``."""
+    import av  # FFmpeg's libraries load on the first recording, not when the app starts (~75 ms)
+
     if len(data) > MAX_BYTES:
         raise AudioTooLarge(MAX_BYTES)
     limit = int(max_seconds * RATE)
@@ -94,6 +95,8 @@ def loudness(samples: np.ndarray) -> float:
 
 def encode(pcm: bytes, rate: int, response_format: str) -> tuple[bytes, str]:
     """16-bit mono PCM as ``response_format`` (a key of ``FORMATS``): (bytes, media type)."""
+    import av
+
     container_name, codec, out_rate, media_type = FORMATS[response_format]
     if response_format == "wav":
         return wav_bytes(pcm, rate), media_type
