@@ -16,6 +16,8 @@ from playwright.sync_api import Browser, sync_playwright
 from service_support import serve, service_engine
 from support import CHROMIUM, CHROMIUM_ARGS, INPUT
 
+from chat.errors import Unavailable
+from chat.service.errors import from_chat_error
 from chat.voice.audio import decode, wav_bytes
 from chat.voice.desk import Voice
 from chat.voice.espeak import Espeak
@@ -54,6 +56,16 @@ def test_openai_providers_round_trip_through_this_server(app_url: str) -> None:
     assert speech.media_type == "audio/wav"
     heard = remote.hear(speech.audio, "invoice.wav", "en")
     assert "invoice" in heard.text.lower() and heard.language == "en"
+
+
+def test_a_speech_service_that_is_down_is_the_chat_backends_unavailable(spoken: bytes) -> None:
+    """Nothing listens on port 9 (discard): the provider says so as a chat backend would (503)."""
+    down = Voice(RemoteTranscriber("http://127.0.0.1:9/v1", ""), RemoteSpeaker("http://127.0.0.1:9/v1", ""))
+    with pytest.raises(Unavailable) as heard:
+        down.hear(spoken, "q.wav", "en")
+    with pytest.raises(Unavailable):
+        down.say("hello")
+    assert from_chat_error(heard.value).status == 503 and "127.0.0.1" not in heard.value.user_message("en")
 
 
 @pytest.mark.parametrize(
