@@ -525,6 +525,8 @@ def test_a_first_visit_blank_send_names_persona_ratings_delete_undo_and_reload(
     names = control_names(page)
     assert not [n for n in names if any(english in n for english in GRADIO_ENGLISH)], names
     assert {t("page.sidebar", lang), t("page.reset", lang), t("page.chat_log", lang)} <= set(names)
+    # one "Settings" on the page: Gradio's own (developer options) is not in the footer
+    expect(page.locator("footer")).not_to_contain_text(I18N.translations[lang]["controls"])
 
     # The conversation keeps its persona: start it as the tutor, switch, open it again.
     choose(page, "#persona", TUTOR[lang])
