@@ -19,7 +19,7 @@ from pathlib import Path
 
 from chat.guards import RuleSet, evalset
 from chat.guards.encoder import Encoder
-from chat.guards.semantic import SemanticGuard
+from chat.guards.semantic import SemanticGuard, pieces
 
 SPLIT = Path(__file__).resolve().parent.parent / "tests" / "data" / "guard_semantic" / "test.jsonl"
 CATEGORIES = (
@@ -95,15 +95,20 @@ def semantic_section() -> list[str]:
         *rows("rules + semantic", combined, items),
     ]
 
-    # The time one new message costs: an encoder whose memory holds nothing of these texts.
+    # The time one new message costs: an encoder whose memory holds nothing of these texts, and
+    # each normalised text once (most evasions normalise back to the plain text: a memory hit).
     fresh = SemanticGuard(semantic.classifier, _examples(semantic), Encoder(memo_size=1))
-    texts = [i.text for i in items] + [i.text for i in evalset.evasion_copy(items)]
+    views: dict[tuple[str, ...], str] = {}
+    for item in [*items, *evalset.evasion_copy(items)]:
+        views.setdefault(tuple(pieces(item.text)), item.text)
+    texts = list(views.values())
     fresh.verdict("warm up")
-    spent, rule_spent = [], []
+    spent, cpu, rule_spent = [], [], []
     for text in texts:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         fresh.verdict(text)
         spent.append(time.perf_counter() - start)
+        cpu.append(time.thread_time() - start_cpu)
         start = time.perf_counter()
         rules.check_input(text)
         rule_spent.append(time.perf_counter() - start)
@@ -113,8 +118,10 @@ def semantic_section() -> list[str]:
         "",
         "| cost per message | p50 | p95 | target | met |",
         "|---|---|---|---|---|",
-        f"| semantic layer: embedding + classifier ({len(texts)} messages, test split and evasion copy) "
+        f"| semantic layer: embedding + classifier ({len(texts)} distinct messages, test split and evasion copy) "
         f"| {statistics.median(spent) * 1000:.1f} ms | {p95:.1f} ms | <= 15 ms p95 | {'yes' if p95 <= 15 else 'NO'} |",
+        f"| semantic layer, CPU time of the calling thread (the encoder runs on it: one thread) "
+        f"| {percentile(cpu, 0.5):.1f} ms | {percentile(cpu, 0.95):.1f} ms | | |",
         f"| rule layer, same messages | {percentile(rule_spent, 0.5):.2f} ms | {percentile(rule_spent, 0.95):.2f} ms | | |",
         "",
         f"{os.cpu_count()} cores; load average while measured: {load}",
