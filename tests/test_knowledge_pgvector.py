@@ -27,6 +27,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from pgvector.sqlalchemy import Vector
 from test_knowledge import RETURNS_MD, KeywordEmbedder
 
@@ -238,7 +239,8 @@ def test_a_user_who_may_not_create_the_extension_migrates_and_ranks_in_memory(
             kb = KnowledgeBase(engine, embedder=KeywordEmbedder())
         assert column_type(engine) == "bytea" and kb._pg is None
         with engine.connect() as c:
-            assert c.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+            head = ScriptDirectory(str(MIGRATIONS)).get_current_head()  # every migration ran
+            assert c.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == head
         [record] = caplog.records  # once, at start, saying why
         assert "pgvector is not available" in record.getMessage()
         assert "permission denied" in record.getMessage()

@@ -12,10 +12,7 @@ from alembic import op
 
 from chat.store.tables import UTCDateTime
 
-revision = "0001"
-down_revision = None
-branch_labels = None
-depends_on = None
+revision, down_revision = "0001", None  # alembic's chain
 
 
 def upgrade() -> None:

@@ -4,10 +4,6 @@ The index is the one dialect-specific part of the schema: on SQLite an external-
 table (BM25 ranking; Porter stemming over words that ``chat.knowledge.terms`` already segmented)
 that triggers keep in step with ``knowledge_chunks``, cascade deletes included; on PostgreSQL a
 GIN index on ``to_tsvector('english', terms)``. ``chat.knowledge.fulltext`` queries them.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-26
 """
 
 from __future__ import annotations
@@ -17,10 +13,7 @@ from alembic import op
 
 from chat.store.tables import UTCDateTime
 
-revision = "0002"
-down_revision = "0001"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0002", "0001"  # alembic's chain
 
 SQLITE_INDEX = [
     "CREATE VIRTUAL TABLE knowledge_fts USING fts5(terms, content='knowledge_chunks', "

@@ -1,10 +1,6 @@
 """Sources of an answer: the knowledge-base passages a reply used, kept with the reply.
 
 A JSON list of ``{"document", "heading", "text", "score"}``; NULL for replies that used none.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-26
 """
 
 from __future__ import annotations
@@ -12,10 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0003", "0002"  # alembic's chain
 
 
 def upgrade() -> None:

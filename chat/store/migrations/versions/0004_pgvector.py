@@ -3,10 +3,6 @@
 Only on a PostgreSQL where the ``vector`` extension can be enabled; on SQLite, or without
 pgvector, nothing changes and the vectors stay float32 bytes ranked in memory (a later start
 converts them once pgvector is installed). ``chat.store.vector_column`` does the work.
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-26
 """
 
 from __future__ import annotations
@@ -15,10 +11,7 @@ from alembic import op
 
 from chat.store import vector_column
 
-revision = "0004"
-down_revision = "0003"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0004", "0003"  # alembic's chain
 
 
 def upgrade() -> None:

@@ -3,10 +3,6 @@
 A JSON list of ``{"id", "name", "arguments", "result", "status", "duration"}`` (``ToolUse.to_dict``)
 in the order they ran; NULL for replies that ran none. Shown again when the conversation is
 reopened, never sent back to the model as history.
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-06
 """
 
 from __future__ import annotations
@@ -14,10 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0005", "0004"  # alembic's chain
 
 
 def upgrade() -> None:

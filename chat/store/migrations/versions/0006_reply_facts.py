@@ -1,9 +1,5 @@
 """How replies went (``reply_facts``) and who took training exports (``export_log``), for the
 operator page and its exports (issue 34).
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-06
 """
 
 from __future__ import annotations
@@ -13,10 +9,7 @@ from alembic import op
 
 from chat.store.tables import UTCDateTime
 
-revision = "0006"
-down_revision = "0005"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0006", "0005"  # alembic's chain
 
 
 def _message(name: str) -> sa.Column:

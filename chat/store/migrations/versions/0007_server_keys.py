@@ -1,9 +1,4 @@
-"""Keys the server makes for itself, shared by every replica: the visitor cookie key (issue 32).
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-06
-"""
+"""Keys the server makes for itself, shared by every replica: the visitor cookie key (issue 32)."""
 
 from __future__ import annotations
 
@@ -12,10 +7,7 @@ from alembic import op
 
 from chat.store.tables import UTCDateTime
 
-revision = "0007"
-down_revision = "0006"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0007", "0006"  # alembic's chain
 
 
 def upgrade() -> None:
