@@ -6,8 +6,9 @@ together on an empty database with no CHAT_COOKIE_SECRET. Users each come from t
 address, half over ``/api/chat`` (SSE) and half over ``/ws``, continuing one conversation each.
 Before the load, a client sends ``limit + 5`` messages alternating replicas, and a question at
 temperature 0 is asked on one replica and again on another. When 40% of the turns are done and
-the first replica has a reply in flight, it is killed with SIGKILL and started again (as a
-container's restart policy would); its users carry on at once on the others.
+the first replica has a reply in flight (else at 60%), it is killed with SIGKILL and started
+again (as a container's restart policy would); its users carry on at once on the others. Users
+ask a shop's questions in plain words: the guard refuses what looks like a one-time code.
 
 Printed: the latency the app tier adds (a reply through nginx and a replica, less the same reply
 straight from the backend), messages sent and stored (PostgreSQL) and lost, replies cut by the
@@ -61,7 +62,7 @@ def over_the_limit(fleet_: Fleet, load: Load) -> tuple[int, int]:
     refused, sent = 0, fleet_.rate_limit + 5
     with clients[0], clients[-1]:
         for k in range(sent):
-            text = f"greedy {k}"
+            text = f"Hi, quick question {k}: are you open today?"
             body = {"user_input": text, "context": {"max_new_tokens": 8}}
             response = clients[k % len(clients)].post("api/chat", json=body)
             if response.status_code == 429:
@@ -145,6 +146,7 @@ def run(
         "messages stored": stored,
         "messages lost": len(load.acked - set(texts)),
         "messages resent (no answer at all from the dying replica)": load.resent,
+        "messages the guard refused (never stored)": load.blocked,
         "replies cut by the kill": load.cut,
         "replies marked interrupted": statuses.get("interrupted", 0),
         "replies left streaming": statuses.get("streaming", 0),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,7 +22,8 @@ from websockets.asyncio.client import connect
 
 CONTEXT = {"temperature": 0.7, "max_new_tokens": 64}
 THINK_SECONDS = (0.2, 0.8)  # a user's pause between a reply and the next message
-KILL_AT = 0.4  # share of all turns done when the victim is killed
+KILL_AT = 0.4  # share of all turns done when the victim is killed, if it has a reply in flight
+KILL_LATEST = 0.6  # ... and if it never has one by then, killed anyway
 
 
 @dataclass
@@ -33,6 +33,7 @@ class Load:
     acked: set[str] = field(default_factory=set)
     repeated: int = 0  # acknowledged messages whose text another also sent
     resent: int = 0  # messages sent again after no answer at all (their replica was dying)
+    blocked: int = 0  # refused by the guard (never stored, by design)
     refused: int = 0
     cut: int = 0
     done: int = 0
@@ -57,7 +58,8 @@ def baseline_seconds(backend_url: str, samples: int = 5) -> float:
 
 
 class Turns:
-    """Counts finished turns and kills the victim once, when 40% are done and it is busy."""
+    """Counts finished turns and kills the victim once: at 40% of the turns with a reply in flight
+    on it, else at 60%."""
 
     def __init__(self, total: int, load: Load, victim: str, kill: Callable[[], None]) -> None:
         self.total, self.load, self.victim, self.kill = total, load, victim, kill
@@ -69,7 +71,8 @@ class Turns:
 
     def maybe_kill(self) -> None:
         busy = self.load.in_flight[self.victim] > 0
-        if not self.load.killed and self.load.done >= KILL_AT * self.total and busy:
+        due = self.load.done >= (KILL_AT if busy else KILL_LATEST) * self.total
+        if not self.load.killed and due:
             self.load.killed = True
             self.kill()
 
@@ -170,12 +173,50 @@ class WsUser:
             await self.socket.close()
 
 
+NAMES = [
+    "Ana",
+    "Ben",
+    "Chen",
+    "Dara",
+    "Eli",
+    "Fang",
+    "Gus",
+    "Hana",
+    "Ivo",
+    "Jun",
+    "Kai",
+    "Lena",
+    "Mo",
+    "Nia",
+    "Omar",
+    "Pia",
+    "Quan",
+    "Rosa",
+    "Sam",
+    "Tao",
+]
+NAMES += ["Uma", "Vik", "Wen", "Xia", "Yara", "Zoe", "Ada", "Bo", "Cleo", "Dev"]
+QUESTIONS = [
+    "What time do you open on Saturday?",
+    "Can I return a jacket after two weeks?",
+    "Which tea do you recommend for the evening?",
+    "Is the blue scarf still in stock?",
+    "What time do you close on Sunday?",
+]
+
+
+def message(n: int, turn: int) -> str:
+    """A shop visitor's question, unique in the run for the first 30 users and 5 turns (more
+    repeat a text; a digit run is avoided: the guard reads one as a possible one-time code)."""
+    return f"Hi, I am {NAMES[n % len(NAMES)]}. {QUESTIONS[turn % len(QUESTIONS)]}"
+
+
 async def user(person: RestUser | WsUser, n: int, load: Load) -> None:
     """``load.turns`` messages; one not answered at all (its replica died first) is sent again,
     as a client does when its connection drops before any answer."""
     try:
         for turn in range(load.turns):
-            text = f"user {n} turn {turn} {secrets.token_hex(3)}"
+            text = message(n, turn)
             start = time.perf_counter()
             for tries in range(2):
                 attempt = await person.send(text)
@@ -183,7 +224,9 @@ async def user(person: RestUser | WsUser, n: int, load: Load) -> None:
                     break
                 load.resent += tries == 0
             load.refused += attempt.refused
-            if attempt.acked:
+            blocked = attempt.done is not None and attempt.done.get("blocked")
+            load.blocked += bool(blocked)  # the guard refused it: not stored, by design
+            if attempt.acked and not blocked:
                 load.acked.add(text)
             if attempt.done is not None:
                 person.conversation = attempt.done["conversation_id"]

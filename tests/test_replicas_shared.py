@@ -34,5 +34,7 @@ def test_replicas_share_limits_cache_and_visitors_and_survive_a_kill(postgres) -
     assert figures["replica killed mid-run"] is True and figures["turns after the kill"] > 0, shown
     assert figures["messages lost"] == 0, shown
     assert figures["messages stored"] == figures["messages sent (acknowledged)"], shown
-    assert figures["replies marked interrupted"] == figures["replies cut by the kill"], shown
+    # A reply whose last words were stored just before the kill is whole in the database though
+    # its client lost the end: hence at most, not exactly, the cut ones. None is left half-written.
+    assert figures["replies marked interrupted"] <= figures["replies cut by the kill"], shown
     assert figures["replies left streaming"] == 0 and figures["other errors"] == {}, shown
