@@ -164,6 +164,13 @@ def test_talk_about_secrets_passes(guard: ContentGuard, text: str) -> None:
     assert refusal(guard, text) is None
 
 
+def test_ids_and_random_tokens_are_not_pasted_secrets(guard: ContentGuard, semantic: SemanticGuard) -> None:
+    """The credentials category counts only when a secret is named (guard.toml's ``needs``)."""
+    for text in ["user 7 turn 3 9c41be", "Order 88213", "构建 5e2d1f0 失败了", "ticket 551 id 0b7e2a"]:
+        assert refusal(guard, text) is None, text
+    assert semantic.verdict("Save this for me: my netflix login / BlueOceanNight").label == "request"
+
+
 def test_a_long_message_is_judged_by_its_start_and_end(semantic: SemanticGuard) -> None:
     filler = "The weather was mild and we walked along the river for a while. " * 20
     request = REQUESTS["hacking_malware"][0]
@@ -250,6 +257,11 @@ def examples_copy(tmp_path: Path) -> Path:
             "drugs.mention.txt:2: a message over 1000",
         ),
         ("self_harm.mention.txt", b"fine\n\xff\xfe broken\n", "self_harm.mention.txt:2: not UTF-8"),
+        (
+            "guard.toml",
+            "[drugs]\nen = 'x'\nzh = 'y'\nneeds = '('\n",
+            "[drugs] needs is a bad regular expression",
+        ),
     ],
 )
 def test_a_broken_examples_file_names_the_file_and_line(

@@ -60,6 +60,7 @@ class CategoryReply:
     category: str
     text: dict[str, str]
     care: bool = False  # a caring reply with help lines, not a refusal
+    needs: re.Pattern[str] | None = None  # refused only when the message's text view matches
 
 
 def language(text: str) -> str:
@@ -149,10 +150,21 @@ def _replies(settings: dict) -> dict[str, CategoryReply]:
             if not all(isinstance(help_lines.get(lang), str) for lang in LANGS):
                 raise ConfigError(f"{SETTINGS_FILE}: [help_lines] needs an en and a zh text for [{category}]")
             text = {lang: text[lang].replace("{help_lines}", help_lines[lang]) for lang in LANGS}
-        replies[category] = CategoryReply(category, text, care)
+        replies[category] = CategoryReply(category, text, care, _needs(category, table.get("needs")))
     if not replies:
         raise ConfigError(f"{SETTINGS_FILE}: no category")
     return replies
+
+
+def _needs(category: str, value: object) -> re.Pattern[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{SETTINGS_FILE}: [{category}] needs must be a regular expression")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ConfigError(f"{SETTINGS_FILE}: [{category}] needs is a bad regular expression: {exc}") from None
 
 
 __all__ = ["DEFAULT_DIR", "LABELS", "CategoryReply", "Example", "Examples", "language", "load_examples"]

@@ -29,7 +29,7 @@ import numpy as np
 from chat.guards import ContentBlocked
 from chat.guards.encoder import Encoder, cached_vectors, shared_encoder, write_arrays
 from chat.guards.examples import DEFAULT_DIR, CategoryReply, Examples, load_examples
-from chat.guards.normalise import intent_view
+from chat.guards.normalise import intent_view, text_view
 from chat.i18n import Lang
 
 log = logging.getLogger(__name__)
@@ -100,13 +100,16 @@ class Classifier:
         """(n, classes) probabilities for (n, d) vectors."""
         return _softmax((vectors - self.mean) @ self.weights + self.bias)
 
-    def verdicts(self, vectors: np.ndarray, threshold: float) -> list[Verdict]:
+    def verdicts(
+        self, vectors: np.ndarray, threshold: float, excluded: frozenset[str] = frozenset()
+    ) -> list[Verdict]:
         """A request at ``threshold`` or above (of its likeliest category), else the likelier of
-        mention and benign."""
+        mention and benign. ``excluded`` categories do not count as requests."""
+        requests = self.requests & ~np.isin(self.classes, list(excluded)) if excluded else self.requests
         out = []
         for row in self.probabilities(vectors):
-            score = float(row[self.requests].sum())
-            category = self.classes[int(np.argmax(np.where(self.requests, row, -1.0)))]
+            score = float(row[requests].sum())
+            category = self.classes[int(np.argmax(np.where(requests, row, -1.0)))]
             if score >= threshold:
                 out.append(Verdict("request", category, score))
             else:
@@ -210,8 +213,13 @@ class SemanticGuard:
         return cls(classifier, examples, encoder)
 
     def verdict(self, text: str) -> Verdict:
-        """The most harmful verdict over the message's pieces."""
-        verdicts = self.classifier.verdicts(self.encoder.embed(pieces(text)), self.threshold)
+        """The most harmful verdict over the message's pieces. A category with a ``needs``
+        pattern (credentials: a secret's name) counts only when the message matches it."""
+        view = text_view(text)
+        excluded = frozenset(
+            c for c, r in self.replies.items() if r.needs is not None and not r.needs.search(view)
+        )
+        verdicts = self.classifier.verdicts(self.encoder.embed(pieces(text)), self.threshold, excluded)
         return max(verdicts, key=lambda v: v.score)
 
     def check(self, text: str) -> None:
