@@ -361,6 +361,13 @@ class Settings:
     knowledge_max_chunks: int = _opt(
         "CHAT_KNOWLEDGE_MAX_CHUNKS", "most chunks one document may be cut into", parse=int, default=10000
     )
+    knowledge_min_similarity: float = _opt(
+        "CHAT_KNOWLEDGE_MIN_SIMILARITY",
+        "with embeddings, a question whose nearest chunk is less similar gets no reference (0: always "
+        "one); measured for multilingual-e5-small in bench/bench_knowledge_relevance.py",
+        parse=float,
+        default=0.28,
+    )
     knowledge_seed: str = _opt(
         "CHAT_KNOWLEDGE_SEED",
         "folder of sample knowledge bases (a subfolder each, e.g. prompts/knowledge) loaded into those still empty",

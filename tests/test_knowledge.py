@@ -462,3 +462,20 @@ def test_a_cross_language_answer_gets_the_other_language_vote(sqlite_store: Stor
         "配送"
     ]
     assert kb.search("shop", "退款 发货", limit=2)[0].heading == "Returns > Refunds"
+
+
+def test_with_embeddings_an_unrelated_question_gets_no_chunks(sqlite_store: Store) -> None:
+    """Below the similarity floor (CHAT_KNOWLEDGE_MIN_SIMILARITY) nothing is offered as a
+    reference, even when full text finds words in common; a related question still finds its
+    chunk, in either language."""
+
+    class WithMars(KeywordEmbedder):
+        CONCEPTS = [*KeywordEmbedder.CONCEPTS, ("mars", "火星")]  # a concept no document has
+
+    kb = KnowledgeBase(sqlite_store.engine, embedder=WithMars(), min_similarity=0.5)
+    kb.add_document("shop", "returns.md", RETURNS_MD.encode())
+    assert kb.search("shop", "How long do refunds take?")[0].heading == "Returns > Refunds"
+    assert kb.search("shop", "退款要多久？")[0].heading == "Returns > Refunds"
+    unrelated = "Hello! How long is a day on Mars?"  # "long": a word the refunds chunk has too
+    assert kb.search("shop", unrelated) == []
+    assert KnowledgeBase(sqlite_store.engine, embedder=WithMars()).search("shop", unrelated)  # no floor

@@ -64,7 +64,12 @@ def open_knowledge(settings: Settings, store: Store | None) -> KnowledgeBase:
     log.info("knowledge bases: %s", safe_url(engine.url))
     limits = Limits(chars=settings.knowledge_max_chars, chunks=settings.knowledge_max_chunks)
     base = KnowledgeBase(
-        engine, max_bytes=settings.knowledge_max_bytes, limits=limits, embedder=embedder, owns_engine=owned
+        engine,
+        max_bytes=settings.knowledge_max_bytes,
+        limits=limits,
+        embedder=embedder,
+        min_similarity=settings.knowledge_min_similarity,
+        owns_engine=owned,
     )
     if base.list_knowledge():
         # jieba's dictionary takes 1.3 s of CPU and 60 MB to load: not on the first

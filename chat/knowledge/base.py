@@ -110,9 +110,13 @@ class KnowledgeBase:
         max_bytes: int = DEFAULT_MAX_BYTES,
         limits: Limits | None = None,
         embedder: Embedder | None = None,
+        min_similarity: float = 0.0,
         owns_engine: bool = False,
     ) -> None:
         self.engine = engine
+        # with embeddings, a question whose nearest chunk is less similar gets no chunks at all:
+        # full-text words in common are not enough (greetings and general questions share some)
+        self.min_similarity = min_similarity
         self.max_bytes = max_bytes
         self.limits = limits or Limits()
         self.embedder = embedder
@@ -267,10 +271,12 @@ class KnowledgeBase:
             return [Source(r.name, r.heading, r.text, float(r.score), r.document_id) for r in rows[:limit]]
         depth = limit * CANDIDATES
         if self._pg is not None:
-            dense, chinese = self._pg.nearest(knowledge, self._model, vector, depth)
+            dense, chinese, best = self._pg.ranked(knowledge, self._model, vector, depth)
         else:
             cached = self._load_vectors(knowledge)
-            dense, chinese = self._nearest(cached, vector), cached.chinese
+            (dense, best), chinese = self._ranked(cached, vector), cached.chinese
+        if best < self.min_similarity:  # the question is about none of these documents: no reference
+            return []
         fused = fuse([r.id for r in rows], dense, chinese.__contains__, query, depth=depth)[:limit]
         found = {r.id: r for r in rows}
         missing = [chunk_id for chunk_id, _ in fused if chunk_id not in found]
@@ -290,14 +296,19 @@ class KnowledgeBase:
         with self._tx() as c:
             return {r.id: r for r in c.execute(query.where(rows.c.id.in_(list(ids))))}
 
-    @staticmethod
-    def _nearest(cached: _Vectors, vector: Sequence[float]) -> list[int]:
+    @classmethod
+    def _nearest(cls, cached: _Vectors, vector: Sequence[float]) -> list[int]:
         """Every chunk id by cosine similarity to ``vector``, best first (vectors are normalised;
         ``fuse`` also ranks the chunks of the other language among all of them)."""
+        return cls._ranked(cached, vector)[0]
+
+    @staticmethod
+    def _ranked(cached: _Vectors, vector: Sequence[float]) -> tuple[list[int], float]:
+        """``_nearest``, and the best chunk's similarity (0 without chunks)."""
         if not cached.chunk_ids:
-            return []
+            return [], 0.0
         scores = cached.matrix @ np.asarray(vector, dtype=np.float32)
-        return [cached.chunk_ids[i] for i in np.argsort(-scores, kind="stable")]
+        return [cached.chunk_ids[i] for i in np.argsort(-scores, kind="stable")], float(scores.max())
 
     def _load_vectors(self, knowledge: str) -> _Vectors:
         """The knowledge base's vectors, read again only when its chunks changed (any replica's

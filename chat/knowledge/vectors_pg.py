@@ -97,12 +97,19 @@ class PgVectors:
     ) -> tuple[list[int], frozenset[int]]:
         """Chunk ids by cosine distance to ``vector``, nearest first: the ``depth`` nearest of
         each language merged; and which of them are Chinese."""
+        return self.ranked(knowledge, model, vector, depth)[:2]  # type: ignore[return-value]
+
+    def ranked(
+        self, knowledge: str, model: str, vector: Sequence[float], depth: int
+    ) -> tuple[list[int], frozenset[int], float]:
+        """``nearest``, and the nearest chunk's cosine similarity (0 without chunks)."""
         with translate_errors(self.engine.url), self.engine.connect() as c:
             c.execute(self._settings, {"n": str(EF_SEARCH)})
             params = {"query": vector, "knowledge": knowledge, "depth": depth}
             rows = c.execute(ranking_query(model, len(vector)), params).all()
         rows.sort(key=lambda r: (r.distance, r.chunk_id))
-        return [r.chunk_id for r in rows], frozenset(r.chunk_id for r in rows if r.chinese)
+        best = 1.0 - float(rows[0].distance) if rows else 0.0
+        return [r.chunk_id for r in rows], frozenset(r.chunk_id for r in rows if r.chinese), best
 
 
 def prepare(engine: Engine) -> PgVectors | None:
