@@ -11,8 +11,8 @@ from guard_fakes import ScriptedBackend, SpyBackend
 from support import frames
 
 from chat import ChatEngine, GenerationParams, InvalidRequest, Message, TextDelta
-from chat.ui import ChatHandlers, format_stats, history_to_messages
 from chat.i18n import t
+from chat.ui import ChatHandlers, format_stats, history_to_messages
 from chat.ui.handlers import FRAME_SECONDS, FRAME_SECONDS_MAX, build_request, frame_seconds
 
 DEFAULTS = ("", 0.7, 2048, 32, 0.95)  # system prompt, temperature, context, max new tokens, top-p
@@ -184,7 +184,10 @@ def test_stats_line_speaks_plain_words_in_the_pages_language() -> None:
         evaluated_prompt_tokens=22,
         finish_reason="length",
     )
-    assert format_stats(stats) == "**local** · `m` · 9 tokens · first word after 120 ms · 40 tokens a second · stopped at the length limit"
+    assert (
+        format_stats(stats)
+        == "**local** · `m` · 9 tokens · first word after 120 ms · 40 tokens a second · stopped at the length limit"
+    )
     zh = format_stats(stats, "zh")
     assert zh == "**local** · `m` · 9 个 token · 120 毫秒后开始回答 · 每秒 40 个 token · 已达到长度上限"
     assert "length" not in zh and "cached" not in format_stats(stats)
@@ -274,3 +277,19 @@ def test_an_unexpected_failure_is_a_generic_message_not_internals(engine: ChatEn
     assert bubbles[-1].metadata["title"] == "⚠️ 服务器出现问题，请重试。"
     assert "secret" not in str(info.value) and "Something went wrong" in str(info.value)
     assert "internal detail" in caplog.text  # the operator still sees what happened
+
+
+def test_a_chinese_page_speaks_chinese_around_an_english_message() -> None:
+    """The queue notice, the stats line and the marks follow the browser's language too: on a
+    Chinese page an English message still gets Chinese words around its reply."""
+    from types import SimpleNamespace
+
+    from chat.ui.handlers import page_language
+
+    zh_page = SimpleNamespace(headers={"accept-language": "zh-CN,zh;q=0.9"}, session_hash="zh-page")
+    en_page = SimpleNamespace(headers={"accept-language": "en-US"}, session_hash="en-page")
+    assert page_language("Hello", zh_page) == "zh" and page_language("你好", en_page) == "zh"
+    assert page_language("Hello", en_page) == "en" and page_language("Hello", None) == "en"
+    handlers = ChatHandlers(ChatEngine({"local": ScriptedBackend(["one ", "two"])}))
+    *_, (bubbles, stats) = frames(handlers.ui("Hello", [], *DEFAULTS, request=zh_page))
+    assert bubbles[-1].content == "one two" and t("stats.tokens", "zh", n=2) in stats
