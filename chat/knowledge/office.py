@@ -27,7 +27,7 @@ from pypdf.errors import DependencyError, PyPdfError
 from chat.knowledge.chunk import Block, table_row
 from chat.knowledge.errors import BrokenDocument, DocumentTooLong, EncryptedDocument
 from chat.knowledge.limits import Limits
-from chat.knowledge.parse import paragraphs
+from chat.knowledge.lines import paragraphs
 
 _PIECE = 64 * 1024  # bytes inflated at a time
 _CENTRAL = b"PK\x01\x02"  # a central directory entry: one per file in the archive

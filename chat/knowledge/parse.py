@@ -17,6 +17,7 @@ from pathlib import PurePath
 from chat.knowledge.chunk import Block, table_row
 from chat.knowledge.errors import BrokenDocument, DocumentTooLong, EmptyDocument, UnsupportedType
 from chat.knowledge.limits import Limits, bounded
+from chat.knowledge.lines import NEWLINE, join_lines, paragraphs, pieces
 
 TYPES = (".md", ".markdown", ".txt", ".csv", ".html", ".htm", ".pdf", ".docx")
 
@@ -27,8 +28,6 @@ _RULE = re.compile(r"^ {0,3}([-*_])(?:\s*\1){2,}\s*$")
 _FRONT_MATTER = re.compile(r"\A---\n.*?\n(?:---|\.\.\.)\n", re.S)  # YAML metadata of static sites
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
-_BLANK = re.compile(r"\n\s*\n")
-_NEWLINE = re.compile("\n")
 
 
 def file_type(filename: str) -> str:
@@ -87,33 +86,6 @@ def decode(data: bytes) -> str:
     raise BrokenDocument(reason="knowledge.encoding")
 
 
-def paragraphs(text: str) -> Iterator[str]:
-    """Paragraphs separated by blank lines, each with its lines joined."""
-    for part in _pieces(text.replace("\r\n", "\n").replace("\r", "\n"), _BLANK):
-        lines = [line.strip() for line in part.split("\n") if line.strip()]
-        if lines:
-            yield join_lines(lines)
-
-
-def _pieces(text: str, separator: re.Pattern[str]) -> Iterator[str]:
-    """``separator.split(text)`` one piece at a time (a list of a large file's lines is many
-    times the file's size)."""
-    start = 0
-    for gap in separator.finditer(text):
-        yield text[start : gap.start()]
-        start = gap.end()
-    yield text[start:]
-
-
-def join_lines(lines: list[str]) -> str:
-    """Hard-wrapped lines as one paragraph: a space between words, none between Chinese lines."""
-    text = lines[0]
-    for line in lines[1:]:
-        cjk_seam = text[-1] > "\u2e80" and line[0] > "\u2e80"
-        text += ("" if cjk_seam else " ") + line
-    return text
-
-
 def plain(text: str) -> Iterator[Block]:
     return (Block("text", p) for p in paragraphs(text))
 
@@ -155,7 +127,7 @@ def markdown(text: str) -> Iterator[Block]:
         return done
 
     text = _FRONT_MATTER.sub("", text.replace("\r\n", "\n").replace("\r", "\n"), count=1)
-    for raw in _pieces(text, _NEWLINE):
+    for raw in pieces(text, NEWLINE):
         line = raw.rstrip()
         opening = _FENCE.match(line)
         if fence:
