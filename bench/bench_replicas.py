@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import tempfile
 import threading
@@ -33,7 +34,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from replica_fleet import Fleet, fleet  # noqa: E402
-from replica_load import Load, baseline_seconds, run_users  # noqa: E402
+from replica_load import Load, baseline_seconds, run_users, spelled  # noqa: E402
 
 
 def pins(proxy: str, count: int) -> list[str]:
@@ -90,6 +91,26 @@ def cache_across_replicas(fleet_: Fleet, load: Load) -> bool:
     return hits == [False, True]
 
 
+def one_user_seconds(fleet_: Fleet, load: Load, turns: int = 5) -> list[float]:
+    """A lone user's turns through nginx and a replica (SSE), before the load: the app tier's own
+    cost, without 30 users and their load generator competing for the same cores."""
+    times = []
+    transport = httpx.HTTPTransport(local_address="127.0.4.1")
+    with httpx.Client(base_url=fleet_.proxy, transport=transport, timeout=60) as client:
+        conversation = ""
+        for turn in range(turns):
+            text = f"Hello, I am alone here: question {spelled(turn)}."
+            body = {"user_input": text, "stream": True, "conversation_id": conversation}
+            start = time.perf_counter()
+            with client.stream("POST", "api/chat", json=body) as response:
+                lines = list(response.iter_lines())
+            times.append(time.perf_counter() - start)
+            done = json.loads(next(line for line in reversed(lines) if line.startswith("data: "))[6:])
+            conversation = done["conversation_id"]
+            load.acked.add(text)
+    return times
+
+
 def stored_figures(database_url: str) -> tuple[list[str], dict[str, int]]:
     """Every user message's text, and assistant replies by status."""
     url = database_url.replace("postgresql+psycopg://", "postgresql://")
@@ -121,6 +142,7 @@ def run(
             greedy_sent, greedy_refused = over_the_limit(fleet_, load)
             cache_hit = cache_across_replicas(fleet_, load)
             direct = baseline_seconds(fleet_.backend_url)
+            alone = [(seconds - direct) * 1000 for seconds in one_user_seconds(fleet_, load)]
             victim = fleet_.replicas[0]
             restart = threading.Thread(target=victim.wait_ready)
 
@@ -135,10 +157,12 @@ def run(
             texts, statuses = stored_figures(fleet_.database_url)
     added = [(seconds - direct) * 1000 for seconds in load.latencies]
     stored = len(texts)
+    twice = stored - len(set(texts)) - load.repeated
     return {
         "replicas": replicas,
         "users x turns": f"{users} x {turns}",
         "start, all replicas ready (s)": round(start_seconds, 1),
+        "latency added, one user alone, median of 5 (ms)": round(percentile(alone, 0.5)),
         "latency added, p50 (ms)": round(percentile(added, 0.5)),
         "latency added, p95 (ms)": round(percentile(added, 0.95)),
         "backend's own reply time (ms)": round(direct * 1000),
@@ -146,6 +170,8 @@ def run(
         "messages stored": stored,
         "messages lost": len(load.acked - set(texts)),
         "messages resent (no answer at all from the dying replica)": load.resent,
+        "502s from nginx (a POST in flight to the killed replica)": load.bad_gateway,
+        "messages stored twice (resent, though the dying replica had kept it)": twice,
         "messages the guard refused (never stored)": load.blocked,
         "replies cut by the kill": load.cut,
         "replies marked interrupted": statuses.get("interrupted", 0),

@@ -34,6 +34,7 @@ class Load:
     repeated: int = 0  # acknowledged messages whose text another also sent
     resent: int = 0  # messages sent again after no answer at all (their replica was dying)
     blocked: int = 0  # refused by the guard (never stored, by design)
+    bad_gateway: int = 0  # 502s: a POST in flight to the replica when it was killed
     refused: int = 0
     cut: int = 0
     done: int = 0
@@ -99,7 +100,12 @@ class RestUser:
             async with self.client.stream("POST", "api/chat", json=body) as response:
                 if response.status_code != 200:
                     attempt.refused = response.status_code == 429
-                    self.load.errors.update([] if attempt.refused else [str(response.status_code)])
+                    # 502: nginx had sent the POST to the replica that died; nginx never resends
+                    # a POST, so the user does (the replica may have kept the message first)
+                    if response.status_code == 502:
+                        self.load.bad_gateway += 1
+                    elif not attempt.refused:
+                        self.load.errors.update([str(response.status_code)])
                     return attempt
                 attempt.acked, served = True, response.headers.get("x-served-by", "").split(",")[-1].strip()
                 self.load.in_flight[served] += 1
@@ -171,6 +177,14 @@ class WsUser:
     async def close(self) -> None:
         if self.socket is not None:
             await self.socket.close()
+
+
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def spelled(number: int) -> str:
+    """A number in words: the guard reads a run of digits as a possible one-time code."""
+    return " ".join(DIGITS[int(d)] for d in str(number))
 
 
 NAMES = [
