@@ -109,7 +109,7 @@ def build_app(engine: ChatEngine, settings: Settings) -> FastAPI:
         i18n=I18N,
         server_name=settings.host,
         server_port=settings.port,
-        footer_links=["api", "settings"],
+        footer_links=["api"],  # Gradio's own "Settings" would stand beside the page's settings
         run_history=False,  # it would keep every call, the session API key included, in the browser
         **page_options(branding),
     )

@@ -273,12 +273,13 @@ def label(page: Page, key: str) -> str:
 def set_number(page: Page, key: str, value: int | float) -> None:
     """Type into a slider's number box, as a user would, and wait for the slider to follow."""
     name = label(page, key)
-    box = page.get_by_label(f"number input for {name}")
+    lang = "zh" if page.evaluate("navigator.language").startswith("zh") else "en"
+    box = page.get_by_label(t("page.number", lang, name=name), exact=True)
     box.fill(str(value))
     box.press("Enter")
     page.wait_for_function(
         "([sel, v]) => document.querySelector(sel).value == v",
-        arg=[f"input[aria-label='range slider for {name}']", str(value)],
+        arg=[f"input[aria-label='{t('page.range', lang, name=name)}']", str(value)],
     )
 
 
@@ -433,16 +434,19 @@ def test_sliders_and_persona_reach_the_model(app: App, page: Page) -> None:
         "([el, v]) => el.value === v", arg=[system_prompt.element_handle(), personas[persona]]
     )
 
-    temperature = page.get_by_label("range slider for Temperature")
+    temperature = page.get_by_label(t("page.range", "en", name="Temperature"), exact=True)
     temperature.focus()
     temperature.press("Home")  # the slider's minimum: 0
-    context = page.get_by_label("range slider for Context length (tokens)")
+    context = page.get_by_label(t("page.range", "en", name="Context length (tokens)"), exact=True)
     context.focus()
     context.press("Home")  # 256
     for _ in range(4):
         context.press("ArrowRight")  # + 4 steps of 64
-    assert page.get_by_label("number input for Temperature").input_value() == "0"
-    assert page.get_by_label("number input for Context length (tokens)").input_value() == "512"
+    assert page.get_by_label(t("page.number", "en", name="Temperature"), exact=True).input_value() == "0"
+    assert (
+        page.get_by_label(t("page.number", "en", name="Context length (tokens)"), exact=True).input_value()
+        == "512"
+    )
     set_max_new_tokens(page, 24)
 
     call = send(app, page, "What is 7 times 8?")
@@ -456,7 +460,7 @@ def test_sliders_and_persona_reach_the_model(app: App, page: Page) -> None:
 
 
 def test_errors_show_as_readable_messages(app: App, page: Page) -> None:
-    context = page.get_by_label("range slider for Context length (tokens)")
+    context = page.get_by_label(t("page.range", "en", name="Context length (tokens)"), exact=True)
     context.focus()
     context.press("Home")  # 256 tokens, while max new tokens stays 512
     text = "Please summarise this. " + "The quick brown fox jumps over the lazy dog. " * 30

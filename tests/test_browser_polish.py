@@ -31,7 +31,7 @@ from chat import ChatEngine
 from chat.backends.base import Backend, Chunk, Finish
 from chat.i18n import Lang, t
 from chat.messages import GenerationParams, Message
-from chat.ui import ChatHandlers, history_to_messages
+from chat.ui import I18N, ChatHandlers, history_to_messages
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 
@@ -110,8 +110,12 @@ def open_page(browser: Browser, app: App, request: pytest.FixtureRequest) -> Ite
     """A fresh context in ``locale`` with the page loaded and its script run; screenshotted at the end."""
     contexts, pages = [], []
 
-    def open_(locale: str = "en-US") -> Page:
-        context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 800})
+    def open_(locale: str = "en-US", *, width: int = 1280, visitor: bool = False) -> Page:
+        # a visitor: a page that came through a proxy (its header says so) is not the operator's
+        headers = {"X-Forwarded-For": "203.0.113.7"} if visitor else {}
+        context = browser.new_context(
+            locale=locale, viewport={"width": width, "height": 800}, extra_http_headers=headers
+        )
         context.set_default_timeout(30_000)
         contexts.append(context)
         page = context.new_page()
@@ -453,3 +457,206 @@ def test_chatinterfaces_copy_of_a_stopped_history_keeps_the_mark() -> None:
     assert handlers.keep_mark(history[:1], SESSION)[0] == history[:1]  # Undo: not that history
     other = [history[0], {"role": "assistant", "content": "another conversation's reply"}]
     assert handlers.keep_mark(other, SESSION)[0] == other  # as long, but not the one Stop marked
+
+
+# -- a new user's first walk (issue 35) ----------------------------------------------------------
+
+TUTOR = {"en": "Tutor (English)", "zh": "学习辅导老师（中文）"}
+FIRST = {"en": "How do fractions work?", "zh": "分数是怎么回事？"}
+# names Gradio gives its controls in English whatever the page's language
+GRADIO_ENGLISH = (
+    "Toggle Sidebar", "Reset to default value", "number input for", "range slider for", "Copy message",
+    "Copy conversation", "chatbot conversation", "Gradio footer navigation",
+)  # fmt: skip
+
+
+def control_names(page: Page) -> list[str]:
+    """The names Chromium's accessibility tree gives every control on the page."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
+    finally:
+        cdp.detach()
+    return [
+        str((n.get("name") or {}).get("value", ""))
+        for n in nodes
+        if not n.get("ignored")
+        and (n.get("role") or {}).get("value") in {*CONTROL_ROLES, "log", "contentinfo"}
+    ]
+
+
+def choose(page: Page, dropdown: str, option: str) -> None:
+    page.locator(f"{dropdown} input").click()
+    page.locator("ul[role='listbox'] li", has_text=option).first.click()
+    page.wait_for_function(f"document.querySelector('{dropdown} input').value === {json.dumps(option)}")
+
+
+def open_manage(page: Page, lang: Lang) -> None:
+    """The sidebar's "Rename or delete" accordion, open."""
+    if not page.locator("#delete").is_visible():
+        page.get_by_text(I18N.translations[lang]["manage"], exact=True).click()
+    page.locator("#delete").wait_for()
+
+
+def listed(page: Page) -> list[str]:
+    return [label.strip() for label in page.locator("#conversation-list label").all_inner_texts()]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
+def test_a_first_visit_blank_send_names_persona_ratings_delete_undo_and_reload(
+    app: App, open_page, locale: str
+) -> None:
+    lang = lang_of(locale)
+    app.backend.words = 3
+    page = open_page(locale)
+    before = len(app.backend.requests)
+
+    # An empty or blank box sends nothing: Send is disabled, Enter does nothing, nothing is stored.
+    send = page.locator(SUBMIT)
+    assert send.is_disabled()
+    page.locator(INPUT).fill("   ")
+    page.locator(INPUT).press("Enter")
+    page.wait_for_timeout(300)  # a send would post at once and show the user's bubble
+    assert user_texts(page) == [] and len(app.backend.requests) == before and send.is_disabled()
+    assert page.locator("#conversation-list").get_attribute("data-empty") == t("page.no_conversations", lang)
+
+    # Every control is named in the page's language (Gradio's English names are replaced).
+    names = control_names(page)
+    assert not [n for n in names if any(english in n for english in GRADIO_ENGLISH)], names
+    assert {t("page.sidebar", lang), t("page.reset", lang), t("page.chat_log", lang)} <= set(names)
+    # one "Settings" on the page: Gradio's own (developer options) is not in the footer
+    expect(page.locator("footer")).not_to_contain_text(I18N.translations[lang]["controls"])
+
+    # The conversation keeps its persona: start it as the tutor, switch, open it again.
+    choose(page, "#persona", TUTOR[lang])
+    page.locator(INPUT).fill(FIRST[lang])
+    assert send.is_enabled()
+    page.locator(INPUT).press("Enter")
+    wait_requests(app, before + 1)
+    wait_idle(page)
+    assert page.locator(INPUT).get_attribute("placeholder")  # the placeholder stays after a send
+    stats = page.locator("#stats").inner_text()
+    assert t("stats.tokens", lang, n=3) in stats and "finish" not in stats and "evaluated" not in stats
+    page.locator("#new-chat").click()
+    page.wait_for_function("() => document.querySelector('#stats').innerText.trim() === ''")  # no stale line
+    choose(page, "#persona", "General assistant (English)" if lang == "en" else "通用助手（中文）")
+    page.locator("#conversation-list label", has_text=FIRST[lang]).click()
+    expect(page.locator("#persona input")).to_have_value(TUTOR[lang])
+    assert user_texts(page) == [FIRST[lang]]
+
+    # Like stands before Dislike; a like is kept and shown again when the conversation reopens.
+    like, dislike = (
+        page.locator("#chatbot button[data-feedback='like']"),
+        page.locator("#chatbot button[data-feedback='dislike']"),
+    )
+    assert like.bounding_box()["x"] < dislike.bounding_box()["x"]
+    like.click()
+    expect(like).to_have_attribute("aria-label", t("page.liked", lang))
+
+    # Delete asks first; Escape closes the question; Undo brings everything back, the like too.
+    open_manage(page, lang)
+    page.locator("#delete").click()
+    page.wait_for_function("document.activeElement === document.querySelector('#delete-yes')")
+    page.keyboard.press("Escape")
+    expect(page.locator("#delete-yes")).to_be_hidden()
+    assert listed(page) == [FIRST[lang]] and user_texts(page) == [FIRST[lang]]
+    page.locator("#delete").click()
+    page.locator("#delete-yes").click()
+    page.locator("#undo-delete").wait_for()
+    expect(page.locator("#conversation-list label")).to_have_count(0)
+    expect(page.locator(USER)).to_have_count(0)
+    page.locator("#undo-delete").click()
+    expect(page.locator("#conversation-list input:checked")).to_have_count(1)
+    expect(page.locator(USER)).to_have_text([FIRST[lang]])
+    expect(page.locator("#chatbot button[data-feedback='like']")).to_have_attribute(
+        "aria-label", t("page.liked", lang)
+    )
+
+    # A reload comes back to the open conversation and its settings.
+    page.reload(wait_until="domcontentloaded")
+    page.wait_for_selector(f"{USER}")
+    assert user_texts(page) == [FIRST[lang]]
+    assert page.locator("#persona input").input_value() == TUTOR[lang]
+    expect(page.locator("#chatbot button[data-feedback='like']")).to_have_attribute(
+        "aria-label", t("page.liked", lang)
+    )
+
+    # The trash button starts a new chat: nothing stays selected for Rename or Delete to act on.
+    page.get_by_role("button", name=t("page.clear", lang), exact=True).click()
+    expect(page.locator("#conversation-list input:checked")).to_have_count(0)
+    expect(page.locator(USER)).to_have_count(0)
+    assert listed(page) == [FIRST[lang]]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
+def test_model_hint_admin_panel_import_keyboard_and_touch_targets(
+    app: App, open_page, locale: str, tmp_path: Path
+) -> None:
+    """A Chinese page on the embedded English model says so (once); the knowledge admin panel is the
+    operator's; an imported file is listed and open at once; the list is one Tab stop; the skip
+    link is above the sidebar; on a phone Escape closes the sidebar and every control is 44 px."""
+    lang = lang_of(locale)
+    app.backend.model = "SmolLM2-135M-Instruct.Q8_0"  # as the embedded model is named when loaded
+    try:
+        page = open_page(locale)
+        hint = page.locator("#model-hint")
+        if lang == "zh":
+            expect(hint).to_contain_text("CHAT_MODEL")
+            page.locator("#model-hint-close").click()
+            expect(hint).to_be_hidden()
+        else:
+            expect(page.locator("#knowledge-admin")).to_be_visible()  # the operator's page (loopback)
+            expect(hint).to_be_hidden()
+        page.reload(wait_until="domcontentloaded")
+        page.wait_for_function("window.__chatPage === true")
+        expect(page.locator("#knowledge-admin")).to_be_visible()
+        assert not hint.is_visible()  # dismissed once, it stays away
+    finally:
+        app.backend.model = "words"
+    visitor = open_page(locale, visitor=True)  # through a proxy from elsewhere: not the operator
+    expect(visitor.locator("#knowledge")).to_be_visible()
+    expect(visitor.locator("#knowledge-admin")).to_be_hidden()
+
+    # An imported conversation is listed and open at once; two make a list of one Tab stop.
+    for n in (1, 2):
+        path = tmp_path / f"chat{n}.json"
+        path.write_text(
+            json.dumps(
+                [{"role": "user", "content": f"{FIRST[lang]} {n}"}, {"role": "assistant", "content": "w0"}]
+            )
+        )
+        import_button = visitor.get_by_role("button", name=I18N.translations[lang]["import_json"])
+        if not import_button.is_visible():  # its accordion opens first
+            visitor.get_by_text(I18N.translations[lang]["conversation"], exact=True).click()
+        with visitor.expect_file_chooser() as chooser:
+            import_button.click()
+        chooser.value.set_files(str(path))
+        expect(visitor.locator(USER)).to_have_text([f"{FIRST[lang]} {n}"])
+        expect(visitor.locator("#conversation-list label")).to_have_count(n)
+    checked = visitor.locator("#conversation-list input:checked")
+    checked.focus()
+    visitor.keyboard.press("Tab")
+    assert visitor.evaluate("!document.activeElement.closest('#conversation-list')")  # one Tab stop
+    checked.focus()
+    visitor.keyboard.press("ArrowDown")  # arrow keys move through it, opening the next
+    expect(visitor.locator(USER)).to_have_text([f"{FIRST[lang]} 1"])
+
+    # The skip link (first in the Tab order: test_the_keyboard_alone_sends_messages) shows above
+    # the open sidebar when it has the focus.
+    visitor.evaluate("document.querySelector('.skip-link').focus()")
+    visitor.wait_for_timeout(100)
+    assert visitor.evaluate("""() => { const a = document.activeElement, r = a.getBoundingClientRect();
+        return a.matches('.skip-link') && document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2) === a; }""")
+
+    # A phone: the sidebar's toggle and Send are 44 px targets off the edge; Escape closes the sidebar.
+    phone = open_page(locale, width=390)
+    toggle = phone.locator("#sidebar .toggle-button")
+    box = toggle.bounding_box()
+    assert box["width"] >= 44 and box["height"] >= 44 and box["x"] >= 2, box
+    assert phone.locator(SUBMIT).bounding_box()["height"] >= 44
+    toggle.click()
+    phone.wait_for_function("document.querySelector('#sidebar').classList.contains('open')")
+    phone.keyboard.press("Escape")
+    phone.wait_for_function("!document.querySelector('#sidebar').classList.contains('open')")

@@ -28,6 +28,7 @@ from chat.i18n import AREAS, MESSAGES, Lang, request_language
 from chat.reply.transcript import from_json
 from chat.service.errors import ApiError, from_chat_error, from_invalid, invalid_request
 from chat.ui import ChatHandlers, build_request
+from chat.ui.sidebar import ConversationList
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 # Three English words in a row: a sentence (or part of one) left untranslated. Field names
@@ -200,11 +201,12 @@ def test_route_helpers_translate_when_the_route_renders() -> None:
 def test_a_bad_import_is_explained_in_the_browsers_language(tmp_path: Path, accept: str, lang: Lang) -> None:
     bad = tmp_path / "chat.json"
     bad.write_text('{"messages": [{"role": "system", "content": "x"}]}', encoding="utf-8")
+    page = ConversationList(None)  # the page's import (chat.ui.sidebar)
     with pytest.raises(gr.Error) as info:
-        ChatHandlers.import_conversation(str(bad), SimpleNamespace(headers={"accept-language": accept}))
+        page.imported(str(bad), SimpleNamespace(headers={"accept-language": accept}))
     assert in_language(info.value.message, lang), info.value.message
     # Gradio passes the request in: the parameter is typed so that it knows to
-    assert utils.is_special_typed_parameter("request", utils.get_type_hints(ChatHandlers.import_conversation))
+    assert utils.is_special_typed_parameter("request", utils.get_type_hints(ConversationList.imported))
 
 
 # -- the page: notice bubbles and errors ----------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The page's conversation files and ratings: export as Markdown or JSON, import a JSON file,
-and the feedback log of likes and dislikes.
+"""The page's conversation files and ratings: export as Markdown or JSON, and the feedback log of
+likes and dislikes (an imported file becomes a conversation: ``chat.ui.sidebar``).
 
 ``PageFiles`` is a part of ``chat.ui.handlers.ChatHandlers`` (``self.engine``, ``self.feedback``
 and ``self.exports`` are set there).
@@ -7,14 +7,9 @@ and ``self.exports`` are set there).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
-
-from chat.errors import ChatError
-from chat.i18n import request_language
-from chat.reply import transcript
 
 if TYPE_CHECKING:
     from chat.engine import ChatEngine
@@ -35,18 +30,3 @@ class PageFiles:
 
     def export(self, history: list[dict[str, Any]], kind: str) -> str | None:
         return str(self.exports.write(history, kind)) if history else None
-
-    @staticmethod
-    def import_conversation(
-        path: str | None, request: gr.Request | None = None
-    ) -> tuple[list[dict[str, str]], None]:
-        """The imported chat, under a new conversation id (it must not overwrite the open saved
-        chat). A bad file is explained in the browser's language: no message tells it here."""
-        if not path:
-            return [], None
-        try:
-            return transcript.from_json(Path(path).read_bytes()), None
-        except ChatError as exc:
-            headers = getattr(request, "headers", None) or {}
-            lang = request_language(accept_language=headers.get("accept-language", ""))
-            raise gr.Error(exc.user_message(lang), print_exception=False) from None

@@ -108,7 +108,9 @@ class KnowledgeControls:
         one is used only once chosen here)."""
         used = {p.knowledge for p in self.personas.values()}
         unused = [name for name in (self.names() if names is None else names) if name not in used]
-        text = t("page.knowledge_unused", lang, names="、".join(unused) if lang == "zh" else ", ".join(unused))
+        text = t(
+            "page.knowledge_unused", lang, names="、".join(unused) if lang == "zh" else ", ".join(unused)
+        )
         return gr.Markdown("ℹ️ " + text if unused else "", visible=bool(unused))
 
     def listed(self, knowledge: str | None, request: gr.Request | None) -> tuple[Any, ...]:

@@ -205,7 +205,9 @@ class FilesPanel:
         self.export_md.click(lambda h: handlers.export(h, "md"), chatbot, self.download, **private)
         self.export_json.click(lambda h: handlers.export(h, "json"), chatbot, self.download, **private)
         opened = [page.conversation_id, page.synced, page.chat.chatbot_value, conversations.new_title]
-        self.upload.upload(conversations.imported, self.upload, [*opened, conversations.listing], **private)
+        # ChatInterface's own id too: without a store, the browser keeps the import as a new chat
+        outputs = [*opened, conversations.listing, page.chat.conversation_id]
+        self.upload.upload(conversations.imported, self.upload, outputs, **private)
 
 
 def keep_placeholder(demo: gr.Blocks, chat: gr.ChatInterface) -> None:

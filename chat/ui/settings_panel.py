@@ -150,10 +150,17 @@ def settings_panel(
     return SettingsPanel(
         personas=personas,
         persona=gr.Dropdown(
-            [p.title for p in personas], value=first.title if first else None, label=I18N("persona")
+            [p.title for p in personas],
+            value=first.title if first else None,
+            label=I18N("persona"),
+            elem_id="persona",
         ),
         system_prompt=gr.Textbox(
-            first.prompt if first else "", label=I18N("system_prompt"), lines=4, max_lines=12
+            first.prompt if first else "",
+            label=I18N("system_prompt"),
+            lines=4,
+            max_lines=12,
+            elem_id="system-prompt",
         ),
         temperature=gr.Slider(0, 2, value=defaults.temperature, step=0.05, label=I18N("temperature")),
         context_length=gr.Slider(

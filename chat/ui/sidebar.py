@@ -246,21 +246,22 @@ class ConversationList:
 
     def imported(self, path: str | None, request: gr.Request) -> tuple[Any, ...]:
         """An imported JSON file as a new conversation, listed and open at once (without a store,
-        only on the page). A bad file is explained in the browser's language."""
+        on the page and in the browser's history, under a new id there: the last item). A bad file
+        is explained in the browser's language."""
         if not path:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return (gr.skip(),) * 6
         owner = page_owner(request)
         try:
             messages = transcript.from_json(Path(path).read_bytes())
             if self.store is None or owner is None:
-                return None, 0, messages, "", gr.skip()
+                return None, 0, messages, "", gr.skip(), None
             created = self.store.create_conversation(owner)
             for m in messages:
                 self.store.add_message(owner, created.id, m["role"], m["content"])
             opened = self.open(created.id, request)
         except ChatError as exc:
             raise _error(exc, request) from None
-        return *opened, self.listed(request, "", created.id)
+        return *opened, self.listed(request, "", created.id), None
 
     def like(
         self,

@@ -50,7 +50,7 @@
   // Escape closes the topmost open thing: the delete confirmation, else the sidebar over the chat.
   const visible = (el) => el !== null && el.offsetParent !== null;
   function closeOne(event) {
-    if (visible(document.querySelector("#delete-confirm"))) {
+    if (visible(document.querySelector("#delete-yes"))) {
       document.querySelector("#delete-no")?.click();
       document.querySelector("#delete")?.focus();
     } else if (window.innerWidth < WIDE && document.querySelector("#sidebar.open")) {
@@ -120,8 +120,9 @@
   // The delete confirmation takes the focus when it opens (Escape or Cancel give it back).
   let confirming = false;
   const confirmFocus = () => {
-    const open = visible(document.querySelector("#delete-confirm"));
-    if (open && !confirming) document.querySelector("#delete-yes")?.focus();
+    const yes = document.querySelector("#delete-yes");
+    const open = visible(yes);
+    if (open && !confirming) yes.focus();
     confirming = open;
   };
 
