@@ -294,8 +294,8 @@ def test_a_bad_threshold_and_a_missing_directory_are_start_up_errors(examples_co
     filters = examples_copy.parent / "filters"
     shutil.copytree(DEFAULT_DIR.parent, filters, ignore=shutil.ignore_patterns("examples"))
     with pytest.raises(ConfigError, match="guard examples directory .* does not exist"):
-        build_guard(Settings(filters_dir=str(filters)))
-    assert build_guard(Settings(filters_dir=str(filters), guard_semantic=False)).semantic is None
+        build_guard(Settings(filters_dir=str(filters), guard_semantic=True))
+    assert build_guard(Settings(filters_dir=str(filters))).semantic is None  # off by default
 
 
 # -- every way in ----------------------------------------------------------------------------------
