@@ -23,10 +23,6 @@ class Finish:
     cached_prompt_tokens: int | None = None  # prompt tokens reused from a prompt cache, not evaluated
 
 
-# ThinkingDelta: a reasoning field apart from the text; ToolCall: a whole call the model asked for
-Chunk = str | ThinkingDelta | Waiting | ToolCall | Finish
-
-
 @dataclass(frozen=True)
 class BatchStats:
     """A batching backend's state, for /metrics: its slots and the decode steps so far."""
@@ -36,6 +32,10 @@ class BatchStats:
     waiting: int  # requests waiting for a slot
     steps: int  # decode steps since start
     step_tokens: int  # tokens decoded in those steps (their ratio is the mean batch size)
+
+
+# ThinkingDelta: a reasoning field apart from the text; ToolCall: a whole call the model asked for
+Chunk = str | ThinkingDelta | Waiting | ToolCall | Finish
 
 
 class Backend(ABC):

@@ -105,7 +105,8 @@ def entry_of(path: str) -> str | None:
 
 
 class Admission:
-    """Room in the primary model's queue: ``--max-queue`` requests may wait behind the running one."""
+    """Room in the primary model's queue: ``--max-queue`` requests may wait behind the running
+    ones (one, or one per slot of a batching model)."""
 
     def __init__(self, engine: ChatEngine, max_queue: int) -> None:
         self.engine = engine
