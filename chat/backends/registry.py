@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from chat.errors import ConfigError
 from chat.i18n import Phrase
-from chat.settings import add_check
+from chat.options import add_check
 
 if TYPE_CHECKING:
     from chat.backends.base import Backend
