@@ -543,7 +543,7 @@ def test_a_first_visit_blank_send_names_persona_ratings_delete_undo_and_reload(
     choose(page, "#persona", "General assistant (English)" if lang == "en" else "通用助手（中文）")
     page.locator("#conversation-list label", has_text=FIRST[lang]).click()
     expect(page.locator("#persona input")).to_have_value(TUTOR[lang])
-    assert user_texts(page) == [FIRST[lang]]
+    expect(page.locator(USER)).to_have_text([FIRST[lang]])
 
     # Like stands before Dislike; a like is kept and shown again when the conversation reopens.
     like, dislike = (
@@ -613,6 +613,15 @@ def test_model_hint_admin_panel_import_keyboard_and_touch_targets(
         page.wait_for_function("window.__chatPage === true")
         expect(page.locator("#knowledge-admin")).to_be_visible()
         assert not hint.is_visible()  # dismissed once, it stays away
+        # the admin panel names a chosen file in full, not as ".md"
+        page.get_by_text(I18N.translations[lang]["knowledge_admin"], exact=True).click()
+        chosen = tmp_path / "return_policy_for_customers.md"
+        chosen.write_text("# Returns\n\nWithin 30 days.\n")
+        page.locator("#knowledge-files input[type='file']").set_input_files(str(chosen))
+        stem = page.locator("#knowledge-files .stem")
+        expect(stem).to_have_text("return_policy_for_customers")
+        assert stem.bounding_box()["width"] > 100
+        assert page.locator("#knowledge-files [aria-label='common.upload']").count() == 0  # named
     finally:
         app.backend.model = "words"
     visitor = open_page(locale, visitor=True)  # through a proxy from elsewhere: not the operator
@@ -653,8 +662,11 @@ def test_model_hint_admin_panel_import_keyboard_and_touch_targets(
     # A phone: the sidebar's toggle and Send are 44 px targets off the edge; Escape closes the sidebar.
     phone = open_page(locale, width=390)
     toggle = phone.locator("#sidebar .toggle-button")
-    box = toggle.bounding_box()
-    assert box["width"] >= 44 and box["height"] >= 44 and box["x"] >= 2, box
+    box: dict[str, float] | None = None
+    while box != (box := toggle.bounding_box()):  # the sidebar slides into place first
+        phone.wait_for_timeout(100)
+    assert box is not None
+    assert box["width"] >= 44 and box["height"] >= 44 and box["x"] >= 4, box
     assert phone.locator(SUBMIT).bounding_box()["height"] >= 44
     toggle.click()
     phone.wait_for_function("document.querySelector('#sidebar').classList.contains('open')")

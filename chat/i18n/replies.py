@@ -147,6 +147,9 @@ page.undo
 page.edit
   en: Edit
   zh: 编辑
+page.upload
+  en: Upload a file
+  zh: 上传文件
 page.chat_log
   en: Conversation
   zh: 对话内容

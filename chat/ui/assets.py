@@ -20,7 +20,7 @@ LABELS = {
     name: f"page.{name}"
     for name in (
         "send", "stop", "details", "skip", "sidebar", "reset", "number", "range", "copy", "copy_all", "clear",
-        "like", "liked", "dislike", "disliked", "retry", "undo", "edit", "chat_log", "footer_nav",
+        "like", "liked", "dislike", "disliked", "retry", "undo", "edit", "upload", "chat_log", "footer_nav",
         "no_conversations", "no_match",
     )
 }  # fmt: skip

@@ -65,7 +65,7 @@
   for (const [name, en] of [["sidebar", "Toggle Sidebar"], ["reset", "Reset to default value"],
     ["copy", "Copy message"], ["copy_all", "Copy conversation"], ["clear", "Clear"], ["like", "Like"],
     ["liked", "Liked"], ["dislike", "Dislike"], ["disliked", "Disliked"], ["retry", "Retry"],
-    ["undo", "Undo"], ["edit", "Edit"], ["chat_log", "chatbot conversation"],
+    ["undo", "Undo"], ["edit", "Edit"], ["upload", "common.upload"], ["chat_log", "chatbot conversation"],
     ["footer_nav", "Gradio footer navigation"]]) {
     for (const label of [en, labels.en[name], labels.zh[name]]) byLabel[label] = name;
   }
@@ -86,6 +86,7 @@
     for (const el of document.querySelectorAll("[aria-label]")) {
       const label = el.getAttribute("aria-label");
       const key = byLabel[label];
+      if (key === "clear" && !el.closest("#chatbot")) continue; // a file box's Clear clears the file
       if (key) {
         setName(el, text[key]);
         if (FEEDBACK[key]) el.dataset.feedback = FEEDBACK[key]; // Like before Dislike (page.css)
