@@ -59,6 +59,7 @@ class Words(Backend):
 
     def __init__(self) -> None:
         self.words = 3
+        self.finish = "stop"  # how a reply that reaches its last word ends ("length": cut at the limit)
         self.requests: list[list[Message]] = []
         self.cut = threading.Event()  # set when a reply is cancelled or closed before its end
 
@@ -78,7 +79,7 @@ class Words(Backend):
                     return
                 time.sleep(0.05)
                 yield f"w{i} "
-            yield Finish("stop")
+            yield Finish(self.finish)
             finished = True
         finally:  # cancelled, or closed by the engine mid-reply
             if not finished:
@@ -587,6 +588,23 @@ def test_a_first_visit_blank_send_names_persona_ratings_delete_undo_and_reload(
     expect(page.locator("#conversation-list input:checked")).to_have_count(0)
     expect(page.locator(USER)).to_have_count(0)
     assert listed(page) == [FIRST[lang]]
+
+    # A reply cut at the length limit offers Continue, which asks the model to go on.
+    app.backend.finish = "length"
+    try:
+        page.locator(INPUT).fill(FIRST[lang])
+        page.locator(INPUT).press("Enter")
+        carry_on = page.locator("#continue-reply")
+        expect(carry_on).to_be_visible()
+        wait_idle(page)
+        app.backend.finish = "stop"
+        sent = len(app.backend.requests)
+        carry_on.click()
+        wait_requests(app, sent + 1)
+        assert app.backend.requests[-1][-1].content == t("page.continue_words", lang)
+        expect(carry_on).to_be_hidden()  # the next reply ended by itself
+    finally:
+        app.backend.finish = "stop"
 
 
 @pytest.mark.browser

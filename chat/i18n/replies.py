@@ -150,6 +150,9 @@ page.edit
 page.upload
   en: Upload a file
   zh: 上传文件
+page.continue_words
+  en: Please continue.
+  zh: 请继续。
 page.chat_log
   en: Conversation
   zh: 对话内容

@@ -28,6 +28,7 @@ from chat.reply.transcript import FEEDBACK_LOG_MAX_BYTES, FeedbackLog
 from chat.store import Store
 from chat.ui.assets import attach_assets
 from chat.ui.branding import Branding
+from chat.ui.continue_reply import ContinueButton
 from chat.ui.handlers import CHAT_CONCURRENCY, ChatHandlers
 from chat.ui.labels import I18N
 from chat.ui.model_hint import ModelHint
@@ -326,6 +327,7 @@ def chat_page(
         fill_height=True,
     )
     stats.render()
+    ContinueButton().wire(stats)  # under a reply cut at the length limit
     footer = gr.Markdown(branding.footer_text("en"), elem_id="footer")
     return Page(
         branding,
