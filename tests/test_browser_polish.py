@@ -115,7 +115,10 @@ def open_page(browser: Browser, app: App, request: pytest.FixtureRequest) -> Ite
         # a visitor: a page that came through a proxy (its header says so) is not the operator's
         headers = {"X-Forwarded-For": "203.0.113.7"} if visitor else {}
         context = browser.new_context(
-            locale=locale, viewport={"width": width, "height": 800}, extra_http_headers=headers
+            locale=locale,
+            viewport={"width": width, "height": 800},
+            extra_http_headers=headers,
+            permissions=["clipboard-read", "clipboard-write"],
         )
         context.set_default_timeout(30_000)
         contexts.append(context)
@@ -490,6 +493,7 @@ def choose(page: Page, dropdown: str, option: str) -> None:
     page.locator(f"{dropdown} input").click()
     page.locator("ul[role='listbox'] li", has_text=option).first.click()
     page.wait_for_function(f"document.querySelector('{dropdown} input').value === {json.dumps(option)}")
+    page.locator(f"{dropdown} input").blur()  # as a user moves on (the dropdown settles on blur)
 
 
 def open_manage(page: Page, lang: Lang) -> None:
@@ -541,6 +545,7 @@ def test_a_first_visit_blank_send_names_persona_ratings_delete_undo_and_reload(
     assert t("stats.tokens", lang, n=3) in stats and "finish" not in stats and "evaluated" not in stats
     page.locator("#new-chat").click()
     page.wait_for_function("() => document.querySelector('#stats').innerText.trim() === ''")  # no stale line
+    expect(page.locator("#conversation-list input:checked")).to_have_count(0)  # a new chat is open
     choose(page, "#persona", "General assistant (English)" if lang == "en" else "通用助手（中文）")
     page.locator("#conversation-list label", has_text=FIRST[lang]).click()
     expect(page.locator("#persona input")).to_have_value(TUTOR[lang])
@@ -597,6 +602,14 @@ def test_a_first_visit_blank_send_names_persona_ratings_delete_undo_and_reload(
         carry_on = page.locator("#continue-reply")
         expect(carry_on).to_be_visible()
         wait_idle(page)
+        # Copy message and Copy conversation leave the length notice out, and no empty entry
+        page.locator(".message-buttons-left").last.get_by_role("button", name=t("page.copy", lang)).click()
+        page.wait_for_function("async () => (await navigator.clipboard.readText()).startsWith('w0')")
+        assert page.evaluate("navigator.clipboard.readText()").rstrip() == "w0 w1 w2"
+        page.get_by_role("button", name=t("page.copy_all", lang), exact=True).click()
+        page.wait_for_function("async () => (await navigator.clipboard.readText()).startsWith('user:')")
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert copied.rstrip() == f"user: {FIRST[lang]}\n\nassistant: w0 w1 w2", copied
         app.backend.finish = "stop"
         sent = len(app.backend.requests)
         carry_on.click()

@@ -133,6 +133,31 @@
   document.addEventListener("input", conversations, true);
   name();
 
+  // Copy message and Copy conversation copy what the reader sees as the reply: Gradio also copies
+  // the titles of the notices beside it and an empty "assistant:" entry for each notice.
+  let copying = false;
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest?.("#chatbot button");
+    copying = Boolean(button) && [text.copy, text.copy_all].includes(button.getAttribute("aria-label"));
+  }, true);
+  const notices = () => new Set(
+    [...document.querySelectorAll("#chatbot .thought-group")].map((el) => el.innerText.trim()).filter(Boolean)
+  );
+  const cleaned = (value) => {
+    const titles = notices();
+    const parts = value.split(/\n\s*\n/);
+    const kept = parts.filter((part) => !titles.has(part.trim()) && !/^assistant:\s*$/.test(part.trim()));
+    return kept.length === parts.length ? value : kept.filter((part) => part.trim()).join("\n\n");
+  };
+  if (navigator.clipboard?.writeText) {
+    const write = navigator.clipboard.writeText.bind(navigator.clipboard);
+    navigator.clipboard.writeText = (value) => {
+      const wanted = copying && typeof value === "string" ? cleaned(value) : value;
+      copying = false;
+      return write(wanted);
+    };
+  }
+
   // A skip link, first in the tab order and above the sidebar: keyboard users reach the message
   // box in one step.
   const skip = document.createElement("a");
