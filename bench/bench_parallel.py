@@ -158,23 +158,20 @@ def main() -> None:
     parser.add_argument("--users", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8])
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="model threads, the same for every server")
     parser.add_argument("--llama-server", default="", help="path of a llama-server binary (skipped if empty)")
     args = parser.parse_args()
     print("| server | users at once | median TTFT ms | worst TTFT ms | total tok/s |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as data_dir:
         model = q8_copy(embedded_model_path(), Path(data_dir) / "embedded-model")
-        for label, parallel in (
-            ("app --parallel 1", 1),
-            ("app (default --parallel)", 0),
-            ("app --parallel 8", 8),
-        ):
-            with app(8790, parallel, args.threads, data_dir):
-                rows(label, app_turn, "http://127.0.0.1:8790", args)
+        configs = (("app --parallel 1", 1), ("app (default --parallel)", 0), ("app --parallel 8", 8))
+        for port, (label, parallel) in enumerate(configs, start=8790):  # a port each: no wait for the last
+            with app(port, parallel, args.threads, data_dir):
+                rows(label, app_turn, f"http://127.0.0.1:{port}", args)
         if args.llama_server:
-            with llama_server(args.llama_server, 8791, model, args.threads):
-                rows("llama-server -np 8", server_turn, "http://127.0.0.1:8791", args)
+            with llama_server(args.llama_server, 8793, model, args.threads):
+                rows("llama-server -np 8", server_turn, "http://127.0.0.1:8793", args)
         else:
             print("| llama-server -np 8 | skipped: no --llama-server given | | | |")
 

@@ -213,10 +213,10 @@ def test_bad_requests_fail_alone(backend: LlamaCppBackend) -> None:
 
 
 def test_http_users_are_served_together(app_url: str, local_backend: LlamaCppBackend) -> None:
-    app_url = app_url.rstrip("/")
     """Four users through /api/chat at once: every first token comes before any reply ends (one
     at a time, the fourth would see its first token after three whole replies), and a client that
     hangs up frees its slot."""
+    app_url = app_url.rstrip("/")
     marks: dict[int, list[float]] = {}
 
     def user(i: int) -> None:
@@ -235,7 +235,7 @@ def test_http_users_are_served_together(app_url: str, local_backend: LlamaCppBac
         t.start()
     for t in threads:
         t.join(120)
-    assert len(marks) == 4
+    assert len(marks) == 4 and all(first is not None for first, _ in marks.values())
     assert max(first for first, _ in marks.values()) < min(end for _, end in marks.values())
 
     body = {
@@ -260,3 +260,32 @@ def test_metrics_show_the_batch(app_url: str) -> None:
         "chat_batch_steps_total",
     ):
         assert f'{name}{{backend="local"}}' in text
+
+
+def test_closing_the_model_ends_every_stream(local_backend: LlamaCppBackend) -> None:
+    """Running streams get a clear error and waiting ones a cancelled finish: none hangs."""
+    model = LlamaCppBackend(local_backend.model_path, n_ctx=2048, n_threads=1, parallel=2)
+    streams = [Stream(model, ask(LONG_TASK.format(e)), GenerationParams(temperature=0.0)) for e in ESSAYS[:3]]
+    for stream in streams[:2]:
+        assert stream.first_text.wait(60)
+    model.close()
+    for stream in streams:
+        stream.join(30)
+    assert [type(s.error).__name__ for s in streams[:2]] == ["Unavailable", "Unavailable"]
+    assert streams[2].finish is not None and streams[2].finish.reason == "cancelled"
+
+
+def test_pieces_longer_than_the_buffer_are_kept(local_backend: LlamaCppBackend) -> None:
+    """SmolLM2 has tokens of 64+ bytes (a rule of 76 '#'): each reaches the text whole."""
+    import llama_cpp
+
+    from chat.backends.local.sampling import TextOut
+
+    vocab = local_backend._llm._model.vocab
+    out = TextOut(vocab, stop=[])
+    longest = max(
+        range(llama_cpp.llama_vocab_n_tokens(vocab)),
+        key=lambda t: len(llama_cpp.llama_vocab_get_text(vocab, t)),
+    )
+    text, _ = out.push(longest)
+    assert len(text.encode()) > 64

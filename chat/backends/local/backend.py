@@ -10,6 +10,7 @@ only its new tokens.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -35,6 +36,7 @@ DEFAULT_PARALLEL = 4
 # context that decodes, so the handle's own context is kept small.
 HANDLE_N_CTX = 64
 WAIT_POLL = 0.2  # seconds between a queued request's looks at its position
+ADMIT_WAIT = 0.05  # seconds an async caller waits for a free slot before it is shown a position
 STOP_WAIT = 10.0  # seconds a closed stream waits for the scheduler to free its slot (one step)
 RENDER_MEMO = 8  # rendered prompts kept: fitting counts the prompt the stream then generates
 MESSAGE_MEMO = 4096  # per-message token counts kept for fitting long conversations
@@ -45,6 +47,16 @@ def gpu_offload_supported() -> bool:
     import llama_cpp
 
     return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def batch_threads() -> int:
+    """Model threads when batching and none are set: every core but one.
+
+    The scheduler decodes while the readers' Python (HTTP, guards, the page) runs beside it, and
+    llama.cpp's threads spin at every barrier: a thread per core would make each step wait for
+    one the readers pushed off its core (2 cores: 10-20x slower replies, bench_parallel).
+    """
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 class LlamaCppBackend(Backend):
@@ -67,6 +79,8 @@ class LlamaCppBackend(Backend):
 
         if n_gpu_layers is None:
             n_gpu_layers = -1 if gpu_offload_supported() else 0
+        if n_threads is None and parallel > 1:
+            n_threads = batch_threads()
         try:
             self._llm = Llama(
                 model_path=str(model_path),
@@ -230,7 +244,9 @@ class LlamaCppBackend(Backend):
                     raise BackendTimeout(
                         "no turn on the local model before the total timeout", backend=self.name
                     )
-                if not POLL_OUTSIDE.get() and job.admitted.wait(WAIT_POLL):
+                # a free slot takes it within a step: worth a short wait even for an async caller
+                wait = WAIT_POLL if not POLL_OUTSIDE.get() else ADMIT_WAIT if scheduler.has_room() else 0
+                if job.admitted.wait(wait):
                     break
                 position = scheduler.position(job)
                 if position:
@@ -238,10 +254,13 @@ class LlamaCppBackend(Backend):
             while True:
                 if cancel is not None and cancel.is_set():
                     job.cancel.set()  # the scheduler ends it within a step, with a Finish
+                job.reading.set()
                 try:
                     item = job.out.get(timeout=WAIT_POLL)
                 except queue.Empty:
                     continue
+                finally:
+                    job.reading.clear()
                 ended = isinstance(item, (BaseException, Finish))
                 if isinstance(item, BaseException):
                     raise item

@@ -152,6 +152,9 @@ class PromptCache:
         """The saved entry sharing the longest prefix with ``tokens``, and that prefix's length."""
         return self._best(tokens)
 
+    def get(self, entry_id: int) -> _Entry:
+        return self._entries[entry_id]
+
     def pop(self, entry_id: int) -> _Entry:
         """Take an entry out (to restore it: the sequence then holds it, saving it is the caller's)."""
         return self._drop(entry_id)

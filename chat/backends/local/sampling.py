@@ -16,6 +16,8 @@ from typing import Any
 
 import llama_cpp
 
+from chat.errors import InvalidRequest
+
 # A mild repeat penalty (Ollama's default): small models loop without it.
 REPEAT_PENALTY = 1.1
 PENALTY_LAST_N = 64  # llama-cpp-python's ``last_n_tokens_size``
@@ -40,6 +42,13 @@ class SamplerChain:
     def __init__(self, vocab: Any, sampling: Sampling) -> None:
         params = llama_cpp.llama_sampler_chain_default_params()
         self._chain = llama_cpp.llama_sampler_chain_init(params)
+        try:
+            self._build(vocab, sampling)
+        except BaseException:
+            self.free()
+            raise
+
+    def _build(self, vocab: Any, sampling: Sampling) -> None:
         add = self._add
         n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         add(
@@ -47,13 +56,14 @@ class SamplerChain:
         )
         grammar = sampling.grammar
         if grammar is not None:
-            add(
-                llama_cpp.llama_sampler_init_grammar(
-                    vocab,
-                    grammar._grammar.encode("utf-8"),  # noqa: SLF001 - LlamaGrammar's GBNF text
-                    grammar._root.encode("utf-8"),  # noqa: SLF001
-                )
+            constrained = llama_cpp.llama_sampler_init_grammar(
+                vocab,
+                grammar._grammar.encode("utf-8"),  # noqa: SLF001 - LlamaGrammar's GBNF text
+                grammar._root.encode("utf-8"),  # noqa: SLF001
             )
+            if not constrained:  # llama.cpp refused it: unconstrained text would be a silent lie
+                raise InvalidRequest("llama.cpp could not use the grammar of this response_format")
+            add(constrained)
         if sampling.temperature == 0:
             add(llama_cpp.llama_sampler_init_greedy())
             return
@@ -87,13 +97,17 @@ class TextOut:
     def __init__(self, vocab: Any, stop: list[str]) -> None:
         self._vocab = vocab
         self._stop = [s for s in stop if s]
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # bytes a reply cut mid-character leaves are dropped, as llama-cpp-python does
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
         self._held = ""
         self._buffer = (ctypes.c_char * 64)()
 
     def push(self, token: int) -> tuple[str, bool]:
         """The text now safe to show, and whether a stop string ended the reply."""
         n = llama_cpp.llama_token_to_piece(self._vocab, token, self._buffer, len(self._buffer), 0, False)
+        if n < 0:  # a piece longer than the buffer (a rule of 76 '#', deep indentation): -n bytes
+            self._buffer = (ctypes.c_char * -n)()
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, self._buffer, len(self._buffer), 0, False)
         piece = bytes(self._buffer[: max(n, 0)])
         text = self._held + self._decoder.decode(piece)
         for stop in self._stop:

@@ -22,6 +22,7 @@ first-come, first-served.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -36,6 +37,7 @@ import numpy as np
 from chat.backends.base import Finish
 from chat.backends.local.prompt_cache import PromptCache, common_prefix
 from chat.backends.local.sampling import SamplerChain, Sampling, TextOut
+from chat.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,11 @@ PREFILL_CHUNK = 128  # prompt tokens evaluated per step, shared by the sequences
 N_BATCH = 512  # llama.cpp's batch: every decoding sequence's token plus the prefill chunk
 SAVE_MIN_TOKENS = 8  # a slot's state is saved before it is overwritten when it holds more than this
 COPY_MIN_TOKENS = 16  # a prefix is copied from another slot when it saves at least this much
+# When the model's threads take every core, the scheduler waits (at most this long) before a step
+# until each replying sequence's reader has taken its last token: decoding while the readers'
+# Python runs would put more busy threads than cores, and llama.cpp's threads, which spin at every
+# barrier, then stall. With a core to spare, readers run beside the decode.
+READER_WAIT = 0.02
 
 
 @dataclass(eq=False)
@@ -58,6 +65,7 @@ class Job:
     exclusive: bool = False  # runs alone from an empty sequence (reproducible greedy replies)
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # str pieces, then a Finish
     admitted: threading.Event = field(default_factory=threading.Event)
+    reading: threading.Event = field(default_factory=threading.Event)  # set: the reader waits on ``out``
 
 
 class _Slot:
@@ -102,6 +110,7 @@ class Scheduler:
         params.n_seq_max = parallel
         params.kv_unified = True
         params.no_perf = False
+        self._await_readers_first = params.n_threads_batch >= (os.cpu_count() or 1)
         self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)  # noqa: SLF001
         if not self.ctx:
             raise ValueError("failed to create the batched llama.cpp context")
@@ -111,6 +120,7 @@ class Scheduler:
         self._waiting: deque[Job] = deque()
         self._cond = threading.Condition()
         self._closing = False
+        self._resets: list[threading.Event] = []
         self.steps = 0
         self.batch_tokens = 0  # tokens decoded in all steps (batch size per step = this / steps)
         self._thread = threading.Thread(target=self._run, name="llama-scheduler", daemon=True)
@@ -138,6 +148,10 @@ class Scheduler:
         with self._cond:
             self._cond.notify_all()
 
+    def has_room(self) -> bool:
+        """Every request waiting gets a slot at the next look (a new one is served at once)."""
+        return self.active + len(self._waiting) <= self.parallel
+
     @property
     def depth(self) -> int:
         """Requests waiting plus those holding a slot."""
@@ -153,49 +167,77 @@ class Scheduler:
         return len(self._waiting)
 
     def reset(self) -> None:
-        """Empty every idle slot's KV cells (a slot in use keeps its own)."""
+        """Empty every idle slot's KV cells, between two steps (a slot in use keeps its own)."""
+        done = threading.Event()
         with self._cond:
-            for slot in self._slots:
-                if slot.job is None:
-                    llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
-                    slot.tokens = slot.tokens[:0]
+            if self._closing:
+                return
+            self._resets.append(done)
+            self._cond.notify_all()
+        done.wait(30)
 
     def close(self) -> None:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join(timeout=30)
-        if self._batch is not None:
-            llama_cpp.llama_batch_free(self._batch)
-            self._batch = None
-        if self.ctx:
-            llama_cpp.llama_free(self.ctx)
-            self.ctx = None
+        self._thread.join(timeout=60)
+        if self._thread.is_alive():  # a step outlived the wait: its memory stays with it
+            log.warning("the scheduler did not stop within 60 s; its llama.cpp context is left allocated")
+            return
+        llama_cpp.llama_batch_free(self._batch)
+        llama_cpp.llama_free(self.ctx)
+        self.ctx = None
 
     # -- the scheduler thread -----------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._closing and not self._waiting and self.active == 0:
+                while not (self._closing or self._waiting or self._resets or self.active):
                     self._cond.wait()
                 if self._closing:
                     break
+                resets, self._resets = self._resets, []
                 admit = self._admissible()
+            if resets:
+                self._empty_idle()
+                for done in resets:
+                    done.set()
             for job, slot in admit:
                 self._start(job, slot)
             if self.active:
+                if self._await_readers_first:
+                    self._await_readers()
                 try:
                     self._step()
                 except Exception as exc:  # noqa: BLE001 - a failed step ends its requests, not the thread
                     log.exception("a decoding step failed")
-                    self._fail_all(exc)
+                    self._fail_all(Unavailable(f"the local model failed a step: {exc}", backend="local"))
             elif not admit:
                 with self._cond:
                     self._cond.wait(0.05)  # only cancelled requests wait: look again shortly
-        self._fail_all(RuntimeError("the model is closed"))
-        for job in self._waiting:
+        self._fail_all(Unavailable("the local model is closed", backend="local"))
+        with self._cond:
+            waiting, self._waiting = list(self._waiting), deque()
+            resets, self._resets = self._resets, []
+        for job in waiting:
             job.out.put(Finish("cancelled"))
+            job.admitted.set()
+        for done in resets:
+            done.set()
+
+    def _await_readers(self) -> None:
+        """Wait (briefly) until each replying sequence's reader is back for its next token."""
+        end = time.monotonic() + READER_WAIT
+        for slot in self._slots:
+            job = slot.job
+            if job is None or slot.pending or job.cancel.is_set() or job.out.qsize() > 1:
+                continue  # prefilling, ending, or a reader already behind: nothing to wait for
+            while not (job.reading.is_set() and job.out.empty()):
+                left = end - time.monotonic()
+                if left <= 0:
+                    return
+                job.reading.wait(min(left, 0.002))
 
     def _admissible(self) -> list[tuple[Job, _Slot]]:
         """Pop the requests that get a slot now (under the lock), each with the slot it takes."""
@@ -266,9 +308,12 @@ class Scheduler:
         if max(saved, shared) < own + COPY_MIN_TOKENS:
             self._save(slot, prompt, own)
             return own
-        if saved >= shared and entry_id is not None:
-            # out of the cache before the slot is saved, so saving cannot evict it first
-            entry = self.prompt_cache.pop(entry_id)
+        if saved > shared and entry_id is not None:
+            entry = self.prompt_cache.get(entry_id)
+            if saved >= len(entry.tokens) - SAVE_MIN_TOKENS:
+                # the prompt takes (nearly) all of it: out of the cache before the slot is saved,
+                # so saving cannot evict it first; otherwise the entry stays for its own conversation
+                self.prompt_cache.pop(entry_id)
             self._save(slot, prompt, 0)
             restored = self.prompt_cache.restore(self.ctx, slot.seq, entry)
             if restored is not None:
@@ -290,6 +335,12 @@ class Scheduler:
         alone.tokens = alone.tokens[:0]
         self._free_idle()
         llama_cpp.llama_memory_clear(self._memory, True)
+
+    def _empty_idle(self) -> None:
+        for slot in self._slots:
+            if slot.job is None:
+                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+                slot.tokens = slot.tokens[:0]
 
     def _free_idle(self) -> bool:
         """Save and empty the idle slots' KV cells; False when none held any."""
@@ -315,8 +366,8 @@ class Scheduler:
             job = slot.job
             if job is None or slot.pending:
                 continue
-            if job.cancel.is_set() or (job.deadline is not None and time.monotonic() >= job.deadline):
-                self._finish(slot, "cancelled" if job.cancel.is_set() else "timeout")
+            if (ended := _ended(job)) is not None:
+                self._finish(slot, ended)
                 continue
             n = self._add(batch, n, slot, [slot.last], logits=True)
         # a chunk bounds how long prefill stalls the decoding sequences; with none, take a whole batch
@@ -324,8 +375,8 @@ class Scheduler:
         for slot in sorted(
             (s for s in self._slots if s.job is not None and s.pending), key=lambda s: s.used_at
         ):
-            if slot.job.cancel.is_set():
-                self._finish(slot, "cancelled")
+            if (ended := _ended(slot.job)) is not None:
+                self._finish(slot, ended)
                 continue
             if budget <= 0:
                 break
@@ -370,6 +421,7 @@ class Scheduler:
         slot.generated += 1
         text, stopped = slot.text.push(token)
         if text:
+            job.reading.clear()
             job.out.put(text)
         if stopped:
             slot.text = None  # what it held back is the stop string's start: never shown
@@ -414,3 +466,12 @@ class Scheduler:
                 llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
                 slot.tokens = slot.tokens[:0]
                 self._finish(slot, None, error=exc)
+
+
+def _ended(job: Job) -> str | None:
+    """Why a running job must end now (Stop, a closed stream, its deadline), else None."""
+    if job.cancel.is_set():
+        return "cancelled"
+    if job.deadline is not None and time.monotonic() >= job.deadline:
+        return "timeout"
+    return None
