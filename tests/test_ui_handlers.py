@@ -139,10 +139,17 @@ def test_errors_become_a_bubble_in_the_users_language(engine: ChatEngine) -> Non
 
 
 def test_waiting_users_see_their_queue_position(engine: ChatEngine, local_backend) -> None:
-    holder = engine.stream(
-        [{"role": "user", "content": "Count to 300."}], GenerationParams(max_new_tokens=400)
-    )
-    next(e for e in holder if isinstance(e, TextDelta))  # the model is now busy
+    holders = [  # one long reply per slot of the model
+        engine.stream(
+            [{"role": "user", "content": f"Write a long, detailed essay about the history of {place}."}],
+            GenerationParams(temperature=0.5, seed=1, max_new_tokens=1000),  # not greedy: batched
+        )
+        for place in ("Rome", "Egypt", "China", "Greece", "Persia", "Japan", "Mali", "Peru")[
+            : local_backend.parallel
+        ]
+    ]
+    for holder in holders:
+        next(e for e in holder if isinstance(e, TextDelta))  # every slot is now busy
     seen: list[str] = []
 
     def second() -> None:
@@ -156,7 +163,8 @@ def test_waiting_users_see_their_queue_position(engine: ChatEngine, local_backen
             worker.join(0.5)
         assert any("position 1" in text for text in seen)
     finally:
-        holder.close()
+        for holder in holders:
+            holder.close()
         worker.join(60)
     assert not worker.is_alive()
     assert "position 1" not in seen[-1]  # the real reply replaced the waiting line
