@@ -33,6 +33,7 @@ from typing import Any
 
 import llama_cpp
 import numpy as np
+from llama_cpp._utils import suppress_stdout_stderr
 
 from chat.backends.base import Finish
 from chat.backends.local.prompt_cache import PromptCache, common_prefix
@@ -111,7 +112,10 @@ class Scheduler:
         params.kv_unified = True
         params.no_perf = False
         self._await_readers_first = params.n_threads_batch >= (os.cpu_count() or 1)
-        self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)  # noqa: SLF001
+        # quiet, as the handle was loaded: llama.cpp warns that a sequence could outgrow the model's
+        # training window, since it sees the whole pool; each is held to n_ctx here
+        with suppress_stdout_stderr(disable=False):
+            self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)  # noqa: SLF001
         if not self.ctx:
             raise ValueError("failed to create the batched llama.cpp context")
         self._memory = llama_cpp.llama_get_memory(self.ctx)
