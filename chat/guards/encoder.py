@@ -24,6 +24,7 @@ import numpy as np
 from cachetools import LRUCache
 
 from chat.errors import ConfigError
+from chat.once import Once
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +94,12 @@ class SharedE5Embedder:
         return [vector.tolist() for vector in self._encoder.embed([intent_view(t) for t in texts])]
 
 
-_shared: Encoder | None = None
-_shared_lock = threading.Lock()
+_shared = Once(Encoder)
 
 
 def shared_encoder() -> Encoder:
     """The process's one encoder, loaded on first use (about 0.1 s)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = Encoder()
-        return _shared
+    return _shared()
 
 
 def _key(text: str) -> str:

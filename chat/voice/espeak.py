@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from chat.once import Once
 from chat.voice.audio import FORMATS, SILENCE_RMS, encode, loudness
 from chat.voice.base import Speech
 from chat.voice.errors import BadVoiceRequest, ModelMissing
@@ -114,16 +115,7 @@ class _Library:
         return pcm
 
 
-_library: _Library | None = None
-_library_lock = threading.Lock()
-
-
-def _shared_library() -> _Library:
-    global _library
-    with _library_lock:
-        if _library is None:
-            _library = _Library()
-        return _library
+_shared_library = Once(_Library)  # one per process: libespeak-ng's audio callback is process-wide
 
 
 class Espeak:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import httpx
+
+from chat.once import Once
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,9 @@ def build_http_client(*, max_connections: int = 256) -> httpx.Client:
     )
 
 
-_shared_lock = threading.Lock()
-_shared: httpx.Client | None = None
+_shared = Once(build_http_client, stale=lambda client: client.is_closed)
 
 
 def shared_http_client() -> httpx.Client:
     """The process-wide client: one connection pool for all sessions and backends."""
-    global _shared
-    with _shared_lock:
-        if _shared is None or _shared.is_closed:
-            _shared = build_http_client()
-        return _shared
+    return _shared()
