@@ -2,43 +2,33 @@
 // chart library: the page works offline and loads nothing else), and lists what is worth reading.
 "use strict";
 
+// Each key with its words in English and in Chinese, side by side: one cannot lack the other.
 const TEXT = {
-  en: {
-    title: "How the assistant does", back: "Back to the chat", since: "From", until: "To",
-    persona: "Persona", all: "All personas", export_sft: "Export liked replies (SFT)",
-    export_dpo: "Export preference pairs (DPO)", chart_messages: "Messages and users per day",
-    chart_ttft: "Time to first token (ms), p50 and p95", chart_cache: "Cache hit rate (%)",
-    chart_refusals: "Refusals by guard category", chart_ratings: "Likes and dislikes by persona and model",
-    disliked: "Disliked replies", unanswered: "Questions the knowledge base had no source for",
-    frequent: "Most frequent questions", close: "Close", messages: "Messages", users: "Users",
-    p50: "p50", p95: "p95", cache: "Cache hits", likes: "Likes", dislikes: "Dislikes",
-    refusals: "Refusals", ttft: "TTFT p50 / p95 (ms)", cache_rate: "Cache hit rate",
-    nothing: "Nothing in this range", asked: "Times asked", none: "(none)",
-    loading: "Loading…", failed: "Could not load the figures: ", open: "Open the conversation",
-    question: "Question", custom: "custom prompt", no_persona: "no persona", gone: "This conversation was deleted.",
-    page_title: "Operator", user: "User", assistant: "Assistant", system: "System",
-    liked: "liked", disliked_mark: "disliked",
-  },
-  zh: {
-    title: "助手运行情况", back: "返回聊天", since: "开始日期", until: "结束日期",
-    persona: "角色", all: "全部角色", export_sft: "导出点赞回复（SFT）",
-    export_dpo: "导出偏好对（DPO）", chart_messages: "每日消息数与用户数",
-    chart_ttft: "首个词元耗时（毫秒），p50 与 p95", chart_cache: "缓存命中率（%）",
-    chart_refusals: "按安全类别统计的拒答", chart_ratings: "按角色与模型统计的赞与踩",
-    disliked: "被点踩的回复", unanswered: "知识库找不到出处的问题",
-    frequent: "最常见的问题", close: "关闭", messages: "消息", users: "用户",
-    p50: "p50", p95: "p95", cache: "缓存命中", likes: "赞", dislikes: "踩",
-    refusals: "拒答", ttft: "首词元耗时 p50 / p95（毫秒）", cache_rate: "缓存命中率",
-    nothing: "此范围内没有数据", asked: "提问次数", none: "（无）",
-    loading: "加载中…", failed: "无法加载数据：", open: "打开对话",
-    question: "问题", custom: "自定义提示词", no_persona: "无角色", gone: "该对话已被删除。",
-    page_title: "运营后台", user: "用户", assistant: "助手", system: "系统",
-    liked: "赞", disliked_mark: "踩",
-  },
+  title: ["How the assistant does", "助手运行情况"], back: ["Back to the chat", "返回聊天"],
+  since: ["From", "开始日期"], until: ["To", "结束日期"], persona: ["Persona", "角色"], all: ["All personas", "全部角色"],
+  export_sft: ["Export liked replies (SFT)", "导出点赞回复（SFT）"],
+  export_dpo: ["Export preference pairs (DPO)", "导出偏好对（DPO）"],
+  chart_messages: ["Messages and users per day", "每日消息数与用户数"],
+  chart_ttft: ["Time to first token (ms), p50 and p95", "首个词元耗时（毫秒），p50 与 p95"],
+  chart_cache: ["Cache hit rate (%)", "缓存命中率（%）"],
+  chart_refusals: ["Refusals by guard category", "按安全类别统计的拒答"],
+  chart_ratings: ["Likes and dislikes by persona and model", "按角色与模型统计的赞与踩"],
+  disliked: ["Disliked replies", "被点踩的回复"],
+  unanswered: ["Questions the knowledge base had no source for", "知识库找不到出处的问题"],
+  frequent: ["Most frequent questions", "最常见的问题"], close: ["Close", "关闭"],
+  messages: ["Messages", "消息"], users: ["Users", "用户"], p50: ["p50", "p50"], p95: ["p95", "p95"],
+  cache: ["Cache hits", "缓存命中"], likes: ["Likes", "赞"], dislikes: ["Dislikes", "踩"], refusals: ["Refusals", "拒答"],
+  ttft: ["TTFT p50 / p95 (ms)", "首词元耗时 p50 / p95（毫秒）"], cache_rate: ["Cache hit rate", "缓存命中率"],
+  nothing: ["Nothing in this range", "此范围内没有数据"], asked: ["Times asked", "提问次数"], none: ["(none)", "（无）"],
+  loading: ["Loading…", "加载中…"], failed: ["Could not load the figures: ", "无法加载数据："],
+  open: ["Open the conversation", "打开对话"], question: ["Question", "问题"], custom: ["custom prompt", "自定义提示词"],
+  no_persona: ["no persona", "无角色"], gone: ["This conversation was deleted.", "该对话已被删除。"],
+  page_title: ["Operator", "运营后台"], user: ["User", "用户"], assistant: ["Assistant", "助手"], system: ["System", "系统"],
+  liked: ["liked", "赞"], disliked_mark: ["disliked", "踩"],
 };
 const query = new URLSearchParams(location.search);
 const LANG = (query.get("lang") || navigator.language || "en").toLowerCase().startsWith("zh") ? "zh" : "en";
-const T = (key) => TEXT[LANG][key] ?? TEXT.en[key] ?? key;
+const T = (key) => (TEXT[key] ? TEXT[key][LANG === "zh" ? 1 : 0] : key);
 const COLORS = { a: "#2563eb", b: "#f59e0b", like: "#16a34a", dislike: "#dc2626", bar: "#7c3aed" };
 const NS = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
