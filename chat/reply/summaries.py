@@ -163,6 +163,20 @@ class SummaryStats:
     last_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What one background summary works from: the turn's engine, conversation, plan and
+    parameters, and how many of the plan's oldest messages to fold in."""
+
+    engine: ChatEngine
+    conversation: StoredConversation
+    summary: SummaryPlan
+    dropped: int
+    params: GenerationParams
+    backend: str | None
+    api_key: str | None
+
+
 class Summarizer:
     """Runs summary jobs in background threads, one per conversation at a time."""
 
@@ -194,7 +208,7 @@ class Summarizer:
                 return None
             thread = threading.Thread(
                 target=self._run,
-                args=(key, engine, conversation, summary, dropped, params, backend, api_key),
+                args=(key, _Job(engine, conversation, summary, dropped, params, backend, api_key)),
                 name=f"summary-{conversation.id[:8]}",
                 daemon=True,
             )
@@ -225,45 +239,27 @@ class Summarizer:
                 return False
             threads[0].join(left)
 
-    def _run(
-        self,
-        key: tuple[int, str],
-        engine: ChatEngine,
-        conversation: StoredConversation,
-        summary: SummaryPlan,
-        dropped: int,
-        params: GenerationParams,
-        backend: str | None,
-        api_key: str | None,
-    ) -> None:
+    def _run(self, key: tuple[int, str], job: _Job) -> None:
         started = time.perf_counter()
         try:
-            self._summarise(engine, conversation, summary, dropped, params, backend, api_key)
+            self._summarise(job)
         except ChatError as exc:  # a failing store or backend: the next turn tries again
             self.stats.failed += 1
-            log.warning("summary of conversation %s failed: %s", conversation.id[:8], type(exc).__name__)
+            log.warning("summary of conversation %s failed: %s", job.conversation.id[:8], type(exc).__name__)
         except Exception:  # noqa: BLE001 - a background thread's seam: logged, never raised
             self.stats.failed += 1
-            log.exception("summary of conversation %s failed", conversation.id[:8])
+            log.exception("summary of conversation %s failed", job.conversation.id[:8])
         finally:
             self.stats.last_seconds = time.perf_counter() - started
             with self._lock:
                 self._running.pop(key, None)
 
-    def _summarise(
-        self,
-        engine: ChatEngine,
-        conversation: StoredConversation,
-        summary: SummaryPlan,
-        dropped: int,
-        params: GenerationParams,
-        backend_name: str | None,
-        api_key: str | None,
-    ) -> None:
-        backend = engine.chain(backend_name)[0]
+    def _summarise(self, job: _Job) -> None:
+        engine, conversation, params = job.engine, job.conversation, job.params
+        backend = engine.chain(job.backend)[0]
         window = min(params.context_length, backend.context_window() or params.context_length)
-        record, covered = summary.record, summary.covered
-        pending = list(summary.history[:dropped])
+        record, covered = job.summary.record, job.summary.covered
+        pending = list(job.summary.history[: job.dropped])
         while pending:
             if self._closing.is_set():
                 return
@@ -273,7 +269,7 @@ class Summarizer:
             previous = record.text
             lang = detect_language(" ".join(m.content for m in pending[:4]) + previous)
             count, prompt = _chunk(backend, previous, pending, window, lang)
-            text = _generate(engine, backend, prompt, window, api_key, self._closing)
+            text = _generate(engine, backend, prompt, window, job.api_key, self._closing)
             if text is None:
                 self.stats.gave_way += 1
                 return
