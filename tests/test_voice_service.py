@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from guard_fakes import ScriptedBackend
 from playwright.sync_api import Browser, sync_playwright
+from prometheus_client.parser import text_string_to_metric_families
 from service_support import serve, service_engine
 from support import CHROMIUM, CHROMIUM_ARGS, INPUT
 
@@ -119,6 +120,40 @@ def test_audio_routes_need_the_token_and_spend_the_rate_limit() -> None:
             httpx.post(speech, json={"input": "hi"}, headers=auth, timeout=30).status_code for _ in range(3)
         ]
     assert codes == [200, 200, 429]
+
+
+def voice_metrics(url: str) -> dict[str, float]:
+    """The ``chat_voice_*`` samples on ``/metrics``, keyed ``name{label=value,...}``."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}metrics", timeout=10).text):
+        for sample in family.samples:
+            if sample.name.startswith("chat_voice_"):
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k != "le")
+                if "le" not in sample.labels:
+                    found[f"{sample.name}{{{labels}}}"] = sample.value
+    return found
+
+
+def test_voice_requests_are_counted_in_metrics(app_url: str, spoken: bytes) -> None:
+    """One transcription, one refused transcription and one speech request move the voice series
+    by exactly what they did (the shared app's other requests run before or after, not during)."""
+    before = voice_metrics(app_url)
+    assert transcribe(app_url, spoken, language="en").status_code == 200
+    assert transcribe(app_url, spoken, response_format="srt").status_code == 400
+    said = httpx.post(f"{app_url}v1/audio/speech", json={"input": "Good morning."}, timeout=30)
+    assert said.status_code == 200
+    after = voice_metrics(app_url)
+    moved = {key: after[key] - before.get(key, 0.0) for key in after}
+
+    assert moved["chat_voice_requests_total{outcome=ok,route=transcriptions}"] == 1
+    assert moved["chat_voice_requests_total{outcome=client_error,route=transcriptions}"] == 1
+    assert moved["chat_voice_requests_total{outcome=ok,route=speech}"] == 1
+    assert moved["chat_voice_requests_total{outcome=server_error,route=speech}"] == 0
+    assert 2 < moved["chat_voice_audio_seconds_total{}"] < 3  # the sentence, not the refused upload
+    assert moved["chat_voice_characters_total{}"] == len("Good morning.")
+    assert moved["chat_voice_duration_seconds_count{route=transcriptions}"] == 2
+    assert moved["chat_voice_duration_seconds_count{route=speech}"] == 1
+    assert moved["chat_voice_duration_seconds_sum{route=transcriptions}"] > 0
 
 
 # -- the page -------------------------------------------------------------------------------------

@@ -10,11 +10,14 @@ They stand behind the door like every ``/v1`` route (token or login, and one uni
 ``CHAT_RATE_LIMIT`` per request). The upload is read into memory (never spooled to disk) up to
 25 MB; bad audio, silence or a recording over ``--max-audio-seconds`` is a 4xx in the one JSON
 error shape, in the user's language (``language`` when given, else Accept-Language).
-Transcription and synthesis run in a worker thread, off the event loop.
+Transcription and synthesis run in a worker thread, off the event loop. Each request is counted
+in ``/metrics`` (``Metrics.count_voice``): by route and outcome, its time, and the seconds of audio
+heard or characters read aloud.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -90,8 +93,11 @@ def register(app: FastAPI, service: Service, voice: Voice) -> None:
             data = await upload.read()
             transcript = await _in_thread(voice.hear, data, upload.filename or "", language or None)
         except ApiError as exc:
-            return _refused(service, record, exc, lang)
-        _done(service, record)
+            return _refused(service, record, exc, lang, "transcriptions")
+        except Exception:
+            _count(service, record, "transcriptions", 500)
+            raise
+        _done(service, record, "transcriptions", audio_seconds=transcript.seconds)
         return _transcript_response(transcript, answer, record.id)
 
     @app.post("/v1/audio/speech", tags=["openai"], summary="OpenAI-compatible text to speech")
@@ -110,8 +116,11 @@ def register(app: FastAPI, service: Service, voice: Voice) -> None:
                 voice.say, text if isinstance(text, str) else "", voice=voice_name, response_format=answer
             )
         except ApiError as exc:
-            return _refused(service, record, exc, lang)
-        _done(service, record)
+            return _refused(service, record, exc, lang, "speech")
+        except Exception:
+            _count(service, record, "speech", 500)
+            raise
+        _done(service, record, "speech", characters=len(text))
         return Response(said.audio, media_type=said.media_type, headers={"X-Request-ID": record.id})
 
 
@@ -162,15 +171,32 @@ def _as_api(exc: ChatError) -> ApiError:
     return from_chat_error(exc)
 
 
-def _refused(service: Service, record: RequestRecord, exc: ApiError, lang: Lang) -> Response:
+def _refused(service: Service, record: RequestRecord, exc: ApiError, lang: Lang, route: str) -> Response:
     service.tracker.reject(record, exc.kind, exc.status)
+    _count(service, record, route, exc.status)
     return exc.response(record.id, lang)
 
 
-def _done(service: Service, record: RequestRecord) -> None:
-    """A log line for the request; the chat metrics count replies, not speech."""
+def _done(
+    service: Service, record: RequestRecord, route: str, *, audio_seconds: float = 0.0, characters: int = 0
+) -> None:
+    """A log line and the voice metrics for the request; the chat metrics count replies, not speech."""
     record.finished, record.status, record.outcome = True, 200, "ok"
     service.log.write(record.log_fields())
+    _count(service, record, route, 200, audio_seconds=audio_seconds, characters=characters)
+
+
+def _count(
+    service: Service,
+    record: RequestRecord,
+    route: str,
+    status: int,
+    *,
+    audio_seconds: float = 0.0,
+    characters: int = 0,
+) -> None:
+    seconds = time.perf_counter() - record.started
+    service.metrics.count_voice(route, status, seconds, audio_seconds=audio_seconds, characters=characters)
 
 
 def _transcript_response(transcript: Transcript, answer: str, request_id: str) -> Response:

@@ -4,7 +4,9 @@ Per-request figures (requests, tokens, time to first token, latency, errors) are
 ``chat.service.tracking`` for each entry point; their label values come from closed sets
 (entry points, configured backend names or ``unknown``, outcomes, error classes). Engine-wide figures (cache hits and misses, filter
 blocks, retries, fallbacks) are read from ``engine.counters`` at scrape time, so they include
-every caller of the engine, and queue depth is read from the backends.
+every caller of the engine, and queue depth is read from the backends. The voice routes
+(``chat.service.audio_routes``) are counted by ``Metrics.count_voice``: they make no reply, so
+they have figures of their own (audio heard, characters read aloud).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from chat.engine import ChatEngine
 
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+VOICE_ROUTES = ("transcriptions", "speech")  # the ``route`` label of the voice metrics
 
 # engine counter -> (metric name, help, labels)
 ENGINE_COUNTERS: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -88,7 +91,45 @@ class Metrics:
             ["entry"],
             registry=r,
         )
+        self._voice_metrics(r)
         r.register(EngineCollector(engine))
+
+    def _voice_metrics(self, r: CollectorRegistry) -> None:
+        self.voice_requests = Counter(
+            "chat_voice_requests",
+            "Voice requests by route and outcome (ok, client_error, server_error)",
+            ["route", "outcome"],
+            registry=r,
+        )
+        self.voice_audio_seconds = Counter(
+            "chat_voice_audio_seconds", "Seconds of audio transcribed", registry=r
+        )
+        self.voice_characters = Counter(
+            "chat_voice_characters", "Characters of text synthesised to speech", registry=r
+        )
+        self.voice_duration = Histogram(
+            "chat_voice_duration_seconds",
+            "Time from a voice request to its answer, by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        for route in VOICE_ROUTES:  # every series from the start, so a rate over them reads 0, not gaps
+            self.voice_duration.labels(route)
+            for outcome in ("ok", "client_error", "server_error"):
+                self.voice_requests.labels(route, outcome)
+
+    def count_voice(
+        self, route: str, status: int, seconds: float, *, audio_seconds: float = 0.0, characters: int = 0
+    ) -> None:
+        """One voice request: ``status`` its HTTP status, ``seconds`` its time; the audio heard or
+        the characters read count only for an answered request."""
+        outcome = "ok" if status < 400 else "client_error" if status < 500 else "server_error"
+        self.voice_requests.labels(route, outcome).inc()
+        self.voice_duration.labels(route).observe(seconds)
+        if status < 400:
+            self.voice_audio_seconds.inc(audio_seconds)
+            self.voice_characters.inc(characters)
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text format and its content type."""
