@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from chat.plain import plain_dict
+
 
 @dataclass(frozen=True)
 class DocumentInfo:
@@ -18,13 +20,7 @@ class DocumentInfo:
     created_at: datetime
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "chunks": self.chunks,
-            "knowledge": self.knowledge,
-            "created_at": self.created_at.isoformat(),
-        }
+        return plain_dict(self)
 
 
 @dataclass(frozen=True)
@@ -34,7 +30,7 @@ class KnowledgeInfo:
     chunks: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "documents": self.documents, "chunks": self.chunks}
+        return plain_dict(self)
 
 
 @dataclass(frozen=True)
@@ -48,10 +44,4 @@ class Source:
     document_id: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "document": self.document,
-            "heading": self.heading,
-            "text": self.text,
-            "score": self.score,
-            "document_id": self.document_id,
-        }
+        return plain_dict(self)

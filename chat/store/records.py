@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from chat.messages import Message, Role
+from chat.plain import plain_dict
 
 Status = Literal["complete", "streaming", "stopped", "interrupted"]
 STATUSES: tuple[Status, ...] = ("complete", "streaming", "stopped", "interrupted")
@@ -95,10 +96,4 @@ class Profile:
     opt_in: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "display_name": self.display_name,
-            "language": self.language,
-            "persona": self.persona,
-            "notes": self.notes,
-            "opt_in": self.opt_in,
-        }
+        return plain_dict(self)
