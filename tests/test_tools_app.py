@@ -16,7 +16,9 @@ from pathlib import Path
 import gradio as gr
 import httpx
 import pytest
+from guard_fakes import ScriptedBackend
 from scripted_model import ScriptedModel
+from service_support import serve, service_engine
 from starlette.requests import Request
 from support import frames, free_port
 from tool_servers import LEAKED_KEY
@@ -358,6 +360,25 @@ def test_the_mcp_server_offers_curated_tools_behind_the_door(world: World) -> No
         world.url + "gradio_api/mcp/", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     )
     assert no_token.status_code == 401
+
+
+def test_mcp_ask_spends_the_rate_limit_and_is_refused_past_it() -> None:
+    # An app of its own: the module's app has no rate limit, and one spent here would stop its tests.
+    engine = service_engine(ScriptedBackend(["Hello", " there."]))
+
+    async def work(mcp) -> list:  # noqa: ANN001
+        await mcp.list_tools()  # listing is no message: it spends nothing
+        questions = ["First question", "Second question", "Third question", "第四个问题是什么"]
+        return [await mcp.call_tool("ask", {"question": q}) for q in questions]
+
+    with serve(engine, api_token=TOKEN, mcp_server=True, rate_limit=2) as url:
+        first, second, third, fourth = _mcp(url, AUTH, work)
+    assert [r.isError for r in (first, second)] == [False, False]
+    assert first.content[0].text == second.content[0].text == "Hello there."
+    assert third.isError and fourth.isError
+    assert "too many requests: the limit is 2 per minute per client" in third.content[0].text
+    assert "每个客户端每分钟最多 2 次" in fourth.content[0].text
+    assert "Traceback" not in third.content[0].text + fourth.content[0].text
 
 
 def test_an_acting_tool_runs_only_after_the_user_says_yes(world: World) -> None:
