@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from cachetools import LRUCache
 
+from chat.common.once import Once
 from chat.errors import ConfigError
-from chat.once import Once
 
 log = logging.getLogger(__name__)
 

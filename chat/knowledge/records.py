@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from chat.plain import plain_dict
+from chat.common.plain import plain_dict
 
 
 @dataclass(frozen=True)

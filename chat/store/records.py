@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from chat.common.plain import plain_dict
 from chat.messages import Message, Role
-from chat.plain import plain_dict
 
 Status = Literal["complete", "streaming", "stopped", "interrupted"]
 STATUSES: tuple[Status, ...] = ("complete", "streaming", "stopped", "interrupted")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chat.once import Once
+from chat.common.once import Once
 from chat.voice.audio import FORMATS, SILENCE_RMS, encode, loudness
 from chat.voice.base import Speech
 from chat.voice.errors import BadVoiceRequest, ModelMissing

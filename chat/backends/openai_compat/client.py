@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from chat.once import Once
+from chat.common.once import Once
 
 
 @dataclass(frozen=True)
