@@ -14,11 +14,11 @@ import pytest
 
 from chat.backends.local.grammars import llama_grammar
 from chat.backends.tool_offer import parse_offer
+from chat.backends.tool_text import CallReader, forced_format, parse_calls, render
 from chat.errors import ConfigError, InvalidRequest
 from chat.messages import Message, ToolCall
 from chat.tools.config import load_config, parse_server
 from chat.tools.mcp_client import McpHub, ToolFailure
-from chat.tools.text_form import CallReader, forced_format, parse_calls, render
 
 SERVERS = Path(__file__).with_name("tool_servers.py")
 WEATHER = {

@@ -50,7 +50,7 @@ class Backend(ABC):
     response_formats: frozenset[str] = frozenset({"text"})
     base_url: str | None = None  # a remote API's base URL, probed by /readyz; None: in-process
     # True: ``stream`` sends ``params.tools`` to the model and yields ``ToolCall``s; False: the
-    # engine renders tools as prompt text and reads calls back (``chat.tools.text_form``)
+    # engine renders tools as prompt text and reads calls back (``chat.backends.tool_text``)
     native_tools: bool = False
 
     @property

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from chat.backends.base import Backend, Finish
+from chat.backends.tool_text import for_tools
 from chat.engine.cache import session_salt
 from chat.engine.counters import Counters
 from chat.engine.protocols import InputGuard, OutputGuard, ResponseCache
@@ -37,7 +38,6 @@ from chat.messages import (
     system_end,
 )
 from chat.messages import last_user as _last_user
-from chat.tools.text_form import for_tools
 
 CACHE_REPLAY_CHUNK = 16  # characters per replayed delta: a cache hit still streams
 MAX_REFITS = 3  # re-fits after a context-length error from a backend that only estimates tokens
