@@ -12,13 +12,16 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from chat.i18n import detect_language
-from chat.messages import TextDelta
+from chat.messages import GenerationParams, TextDelta
 from chat.reply.turn import Cancelled, Failure, Refusal, Reply, ReplyRequest, Step
 from chat.ui.bubbles import user_message
 from chat.ui.convert import build_params, build_request, knowledge_name
 
 if TYPE_CHECKING:
     from chat.service.async_bridge import EventPump
+
+
+_DEFAULTS = GenerationParams()  # the API's defaults are the engine's
 
 
 class ApiChat:
@@ -30,10 +33,10 @@ class ApiChat:
         message: str,
         history: list[dict[str, Any]] | None = None,
         system_prompt: str = "",
-        temperature: float = 0.7,
-        context_length: int = 2048,
-        max_new_tokens: int = 512,
-        top_p: float = 0.95,
+        temperature: float = _DEFAULTS.temperature,
+        context_length: int = _DEFAULTS.context_length,
+        max_new_tokens: int = _DEFAULTS.max_new_tokens,
+        top_p: float = _DEFAULTS.top_p,
         knowledge: str = "",
     ) -> AsyncIterator[str]:
         """Stream a reply for ``message`` after the optional OpenAI-style ``history``; with

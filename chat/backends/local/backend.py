@@ -22,10 +22,11 @@ from cachetools import LRUCache, cachedmethod
 
 from chat.backends.base import Backend, BatchStats, Chunk, Finish
 from chat.backends.local.grammars import STRUCTURED_FORMATS, llama_grammar
+from chat.backends.local.jobs import Job
 from chat.backends.local.prompt_cache import DEFAULT_MAX_BYTES, PromptCache
 from chat.backends.local.queue import POLL_OUTSIDE, Cancelled, TurnQueue
 from chat.backends.local.sampling import REPEAT_PENALTY, Sampling
-from chat.backends.local.scheduler import Job, Scheduler
+from chat.backends.local.scheduler import Scheduler
 from chat.backends.local.tokens import PromptTokenizer
 from chat.errors import BackendTimeout, ConfigError, ContextOverflow
 from chat.messages import GenerationParams, Message, Waiting

@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp
@@ -36,8 +33,9 @@ import numpy as np
 from llama_cpp._utils import suppress_stdout_stderr
 
 from chat.backends.base import Finish
+from chat.backends.local.jobs import Job, Slot, ended
 from chat.backends.local.prompt_cache import PromptCache, common_prefix
-from chat.backends.local.sampling import SamplerChain, Sampling, TextOut
+from chat.backends.local.sampling import SamplerChain, TextOut
 from chat.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -51,42 +49,6 @@ COPY_MIN_TOKENS = 16  # a prefix is copied from another slot when it saves at le
 # Python runs would put more busy threads than cores, and llama.cpp's threads, which spin at every
 # barrier, then stall. With a core to spare, readers run beside the decode.
 READER_WAIT = 0.02
-
-
-@dataclass(eq=False)
-class Job:
-    """One request: its prompt and how to sample it; the scheduler fills ``out`` as it runs."""
-
-    tokens: list[int]
-    sampling: Sampling
-    max_tokens: int | None
-    stop: list[str]
-    cancel: threading.Event = field(default_factory=threading.Event)
-    deadline: float | None = None
-    exclusive: bool = False  # runs alone from an empty sequence (reproducible greedy replies)
-    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # str pieces, then a Finish
-    admitted: threading.Event = field(default_factory=threading.Event)
-    reading: threading.Event = field(default_factory=threading.Event)  # set: the reader waits on ``out``
-
-
-class _Slot:
-    """One sequence id of the context and what its KV cells hold."""
-
-    def __init__(self, seq: int) -> None:
-        self.seq = seq
-        self.tokens = np.zeros(0, dtype=np.intc)  # the tokens in its KV cells, positions 0..n-1
-        self.job: Job | None = None
-        self.pending: list[int] = []  # prompt tokens still to evaluate
-        self.chain: SamplerChain | None = None
-        self.text: TextOut | None = None
-        self.last = -1  # the sampled token the next step evaluates
-        self.generated = 0
-        self.cached = 0
-        self.index = -1  # where this slot's logits are in the current batch
-        self.used_at = 0.0
-
-    def evaluated(self, tokens: Sequence[int]) -> None:
-        self.tokens = np.concatenate([self.tokens, np.asarray(tokens, dtype=np.intc)])
 
 
 class Scheduler:
@@ -120,7 +82,7 @@ class Scheduler:
             raise ValueError("failed to create the batched llama.cpp context")
         self._memory = llama_cpp.llama_get_memory(self.ctx)
         self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
-        self._slots = [_Slot(seq) for seq in range(parallel)]
+        self._slots = [Slot(seq) for seq in range(parallel)]
         self._waiting: deque[Job] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -243,13 +205,13 @@ class Scheduler:
                     return
                 job.reading.wait(min(left, 0.002))
 
-    def _admissible(self) -> list[tuple[Job, _Slot]]:
+    def _admissible(self) -> list[tuple[Job, Slot]]:
         """Pop the requests that get a slot now (under the lock), each with the slot it takes."""
         for job in [j for j in self._waiting if j.cancel.is_set()]:
             self._waiting.remove(job)
             job.admitted.set()
             job.out.put(Finish("cancelled"))
-        admit: list[tuple[Job, _Slot]] = []
+        admit: list[tuple[Job, Slot]] = []
         free = [s for s in self._slots if s.job is None]
         busy = len(self._slots) - len(free)
         if any(s.job is not None and s.job.exclusive for s in self._slots):
@@ -268,7 +230,7 @@ class Scheduler:
                 break
         return admit
 
-    def _choose(self, job: Job, free: list[_Slot]) -> _Slot:
+    def _choose(self, job: Job, free: list[Slot]) -> Slot:
         """The free slot that already holds most of the prompt, else the least recently used."""
         prompt = np.asarray(job.tokens, dtype=np.intc)
         best = max(free, key=lambda s: (common_prefix(s.tokens, prompt), -s.used_at))
@@ -276,7 +238,7 @@ class Scheduler:
             return best
         return min(free, key=lambda s: s.used_at)
 
-    def _start(self, job: Job, slot: _Slot) -> None:
+    def _start(self, job: Job, slot: Slot) -> None:
         """Make the slot's KV cells the best available prefix of the prompt; evaluate the rest."""
         prompt = np.asarray(job.tokens, dtype=np.intc)
         try:
@@ -299,7 +261,7 @@ class Scheduler:
         finally:
             job.admitted.set()
 
-    def _reuse(self, slot: _Slot, prompt: np.ndarray) -> int:
+    def _reuse(self, slot: Slot, prompt: np.ndarray) -> int:
         """Tokens of ``prompt`` the slot holds after restoring or copying the best prefix."""
         own = common_prefix(slot.tokens, prompt)
         entry_id, saved = self.prompt_cache.best(prompt)
@@ -332,7 +294,7 @@ class Scheduler:
         slot.tokens = prompt[:shared].copy()
         return shared
 
-    def _clear_for(self, alone: _Slot) -> None:
+    def _clear_for(self, alone: Slot) -> None:
         """Empty the whole KV cache (the idle slots' states saved first), so ``alone`` runs as on
         a fresh context: other sequences' cells change how attention's sums are grouped."""
         self._save(alone, alone.tokens[:0], 0)
@@ -357,7 +319,7 @@ class Scheduler:
                 freed = True
         return freed
 
-    def _save(self, slot: _Slot, prompt: np.ndarray, keep: int) -> None:
+    def _save(self, slot: Slot, prompt: np.ndarray, keep: int) -> None:
         """Save the slot's state to the prompt cache when the prompt overwrites much of it."""
         if len(slot.tokens) - keep > SAVE_MIN_TOKENS:
             self.prompt_cache.save(self.ctx, slot.seq, slot.tokens)
@@ -370,8 +332,8 @@ class Scheduler:
             job = slot.job
             if job is None or slot.pending:
                 continue
-            if (ended := _ended(job)) is not None:
-                self._finish(slot, ended)
+            if (reason := ended(job)) is not None:
+                self._finish(slot, reason)
                 continue
             n = self._add(batch, n, slot, [slot.last], logits=True)
         # a chunk bounds how long prefill stalls the decoding sequences; with none, take a whole batch
@@ -379,8 +341,8 @@ class Scheduler:
         for slot in sorted(
             (s for s in self._slots if s.job is not None and s.pending), key=lambda s: s.used_at
         ):
-            if (ended := _ended(slot.job)) is not None:
-                self._finish(slot, ended)
+            if (reason := ended(slot.job)) is not None:
+                self._finish(slot, reason)
                 continue
             if budget <= 0:
                 break
@@ -402,7 +364,7 @@ class Scheduler:
             if slot.index >= 0 and slot.job is not None:
                 self._sampled(slot, slot.chain.sample(self.ctx, slot.index))
 
-    def _add(self, batch: Any, n: int, slot: _Slot, tokens: list[int], *, logits: bool) -> int:
+    def _add(self, batch: Any, n: int, slot: Slot, tokens: list[int], *, logits: bool) -> int:
         position = len(slot.tokens)
         for offset, token in enumerate(tokens):
             batch.token[n] = token
@@ -417,7 +379,7 @@ class Scheduler:
         slot.evaluated(tokens)
         return n
 
-    def _sampled(self, slot: _Slot, token: int) -> None:
+    def _sampled(self, slot: Slot, token: int) -> None:
         job = slot.job
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             self._finish(slot, "stop")
@@ -437,7 +399,7 @@ class Scheduler:
         else:
             slot.last = token
 
-    def _finish(self, slot: _Slot, reason: str | None, *, error: BaseException | None = None) -> None:
+    def _finish(self, slot: Slot, reason: str | None, *, error: BaseException | None = None) -> None:
         job = slot.job
         if slot.chain is not None:
             slot.chain.free()
@@ -470,12 +432,3 @@ class Scheduler:
                 llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
                 slot.tokens = slot.tokens[:0]
                 self._finish(slot, None, error=exc)
-
-
-def _ended(job: Job) -> str | None:
-    """Why a running job must end now (Stop, a closed stream, its deadline), else None."""
-    if job.cancel.is_set():
-        return "cancelled"
-    if job.deadline is not None and time.monotonic() >= job.deadline:
-        return "timeout"
-    return None
