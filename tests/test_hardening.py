@@ -469,39 +469,17 @@ SHOP = "http://shop.example"
 def proxied(local_backend: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """An open app (no login) behind deploy/nginx.conf, trusting it as the compose file does,
     with one allowed origin; yields (the proxy's URL, the app's own URL)."""
-    import subprocess
-    import time
-
     from guard_fakes import ScriptedBackend
     from service_support import serve, service_engine
-    from support import free_port
-    from test_service_deploy import nginx_config, tool
+    from test_service_deploy import running_nginx
 
-    nginx = tool("nginx")
     prefix = tmp_path_factory.mktemp("hardening-nginx")
     engine = service_engine(ScriptedBackend(["ok"]))
-    with serve(engine, trusted_proxies=("127.0.0.1",), allowed_origins=(SHOP,)) as app:
-        port = free_port()
-        conf = prefix / "nginx.conf"
-        conf.write_text(
-            nginx_config([app.removeprefix("http://").rstrip("/")], port, prefix), encoding="utf-8"
-        )
-        process = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"])
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    if httpx.get(url + "healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, (prefix / "error.log").read_text()
-                time.sleep(0.1)
-            yield url, app
-        finally:
-            process.terminate()
-            process.wait(10)
+    with (
+        serve(engine, trusted_proxies=("127.0.0.1",), allowed_origins=(SHOP,)) as app,
+        running_nginx([app.removeprefix("http://").rstrip("/")], prefix) as url,
+    ):
+        yield url, app
 
 
 def test_behind_the_proxy_a_forwarded_request_is_never_the_operator(proxied: tuple[str, str]) -> None:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -103,7 +104,6 @@ def nginx_config(replicas: list[str], port: int, prefix: Path) -> str:
 
 @pytest.fixture(scope="module")
 def proxy(local_backend, tmp_path_factory) -> Iterator[str]:
-    nginx = tool("nginx")
     prefix = tmp_path_factory.mktemp("nginx")
     trusted = {"trusted_proxies": ("127.0.0.1",)}  # nginx, as CHAT_TRUSTED_PROXIES in the compose file
     with (
@@ -111,29 +111,36 @@ def proxy(local_backend, tmp_path_factory) -> Iterator[str]:
         serve(service_engine(local_backend), **trusted) as two,
     ):
         replicas = [u.removeprefix("http://").rstrip("/") for u in (one, two)]
-        port = free_port()
-        conf = prefix / "nginx.conf"
-        conf.write_text(nginx_config(replicas, port, prefix), encoding="utf-8")
-        check = subprocess.run(
-            [nginx, "-t", "-p", str(prefix), "-c", str(conf)], capture_output=True, text=True
-        )
-        assert check.returncode == 0, check.stderr
-        process = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"])
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    if httpx.get(url + "healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, (prefix / "error.log").read_text()
-                time.sleep(0.1)
+        with running_nginx(replicas, prefix) as url:
             yield url
-        finally:
-            process.terminate()
-            process.wait(10)
+
+
+@contextmanager
+def running_nginx(replicas: list[str], prefix: Path) -> Iterator[str]:
+    """deploy/nginx.conf in front of ``replicas`` (host:port), checked, started and answering
+    /healthz; yields its URL."""
+    nginx = tool("nginx")
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(nginx_config(replicas, port, prefix), encoding="utf-8")
+    check = subprocess.run([nginx, "-t", "-p", str(prefix), "-c", str(conf)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    process = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"])
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(url + "healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, (prefix / "error.log").read_text()
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def test_a_visitor_stays_on_one_replica(proxy: str) -> None:
