@@ -91,7 +91,7 @@ class PromptCache:
         tokens = np.asarray(prompt, dtype=np.intc)
         live = self._live_tokens()
         live_prefix = common_prefix(live, tokens)
-        best_id, best_prefix = self._best(tokens)
+        best_id, best_prefix = self.best(tokens)
         restore = best_id is not None and best_prefix >= live_prefix + RESTORE_MIN_GAIN
         # A restored entry moves into the model (the live sequence then holds all of it), so it
         # leaves the cache before the live sequence is saved: saving cannot evict it first.
@@ -114,7 +114,8 @@ class PromptCache:
     def _live_tokens(self) -> np.ndarray:
         return np.array(self._llm.input_ids[: self._llm.n_tokens], dtype=np.intc)
 
-    def _best(self, tokens: np.ndarray) -> tuple[int | None, int]:
+    def best(self, tokens: np.ndarray) -> tuple[int | None, int]:
+        """The saved entry sharing the longest prefix with ``tokens``, and that prefix's length."""
         best_id, best_prefix = None, 0
         for entry_id, entry in self._entries.items():
             prefix = common_prefix(entry.tokens, tokens)
@@ -148,10 +149,6 @@ class PromptCache:
         self._next_id += 1
         self.bytes += entry.nbytes
 
-    def best(self, tokens: np.ndarray) -> tuple[int | None, int]:
-        """The saved entry sharing the longest prefix with ``tokens``, and that prefix's length."""
-        return self._best(tokens)
-
     def get(self, entry_id: int) -> _Entry:
         return self._entries[entry_id]
 
@@ -167,8 +164,7 @@ class PromptCache:
     def _restore(self, entry: _Entry) -> bool:
         """Load ``entry`` as the live sequence; False (and an empty model) if llama.cpp refused it."""
         llm = self._llm
-        read = _llama().llama_state_seq_set_data(llm.ctx, _pointer(entry.state), entry.state.nbytes, SEQ)
-        if read == 0:  # llama.cpp cleared the sequence: start from an empty cache
+        if self.restore(llm.ctx, SEQ, entry) is None:  # llama.cpp cleared the sequence
             llm.reset()
             return False
         n = len(entry.tokens)

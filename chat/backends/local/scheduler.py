@@ -166,7 +166,7 @@ class Scheduler:
                 resets, self._resets = self._resets, []
                 admit = self._admissible()
             if resets:
-                self._empty_idle()
+                self._empty_idle(save=False)
                 for done in resets:
                     done.set()
             for job, slot in admit:
@@ -272,7 +272,7 @@ class Scheduler:
                 if n > shared:
                     donor, shared = other, n
         if max(saved, shared) < own + COPY_MIN_TOKENS:
-            self._save(slot, prompt, own)
+            self._save(slot, keep=own)
             return own
         if saved > shared and entry_id is not None:
             entry = self.prompt_cache.get(entry_id)
@@ -280,16 +280,15 @@ class Scheduler:
                 # the prompt takes (nearly) all of it: out of the cache before the slot is saved,
                 # so saving cannot evict it first; otherwise the entry stays for its own conversation
                 self.prompt_cache.pop(entry_id)
-            self._save(slot, prompt, 0)
+            self._save(slot)
             restored = self.prompt_cache.restore(self.ctx, slot.seq, entry)
             if restored is not None:
                 slot.tokens = restored
                 return saved
-            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
-            slot.tokens = prompt[:0]
+            self._empty(slot)
             return 0
-        self._save(slot, prompt, 0)
-        llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+        self._save(slot)
+        self._empty(slot)
         llama_cpp.llama_memory_seq_cp(self._memory, donor.seq, slot.seq, 0, shared)
         slot.tokens = prompt[:shared].copy()
         return shared
@@ -297,30 +296,28 @@ class Scheduler:
     def _clear_for(self, alone: Slot) -> None:
         """Empty the whole KV cache (the idle slots' states saved first), so ``alone`` runs as on
         a fresh context: other sequences' cells change how attention's sums are grouped."""
-        self._save(alone, alone.tokens[:0], 0)
+        self._save(alone)
         alone.tokens = alone.tokens[:0]
-        self._free_idle()
+        self._empty_idle(save=True)
         llama_cpp.llama_memory_clear(self._memory, True)
 
-    def _empty_idle(self) -> None:
-        for slot in self._slots:
-            if slot.job is None:
-                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
-                slot.tokens = slot.tokens[:0]
+    def _empty_idle(self, *, save: bool) -> bool:
+        """Empty the idle slots' KV cells (saved to the prompt cache first when ``save``);
+        False when none held any."""
+        held = [slot for slot in self._slots if slot.job is None and len(slot.tokens)]
+        for slot in held:
+            if save:
+                self._save(slot)
+            self._empty(slot)
+        return bool(held)
 
-    def _free_idle(self) -> bool:
-        """Save and empty the idle slots' KV cells; False when none held any."""
-        freed = False
-        for slot in self._slots:
-            if slot.job is None and len(slot.tokens):
-                self._save(slot, slot.tokens[:0], 0)
-                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
-                slot.tokens = slot.tokens[:0]
-                freed = True
-        return freed
+    def _empty(self, slot: Slot) -> None:
+        llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+        slot.tokens = slot.tokens[:0]
 
-    def _save(self, slot: Slot, prompt: np.ndarray, keep: int) -> None:
-        """Save the slot's state to the prompt cache when the prompt overwrites much of it."""
+    def _save(self, slot: Slot, *, keep: int = 0) -> None:
+        """Save the slot's state to the prompt cache when the new content overwrites more than
+        ``SAVE_MIN_TOKENS`` of it (all but its first ``keep`` tokens are overwritten)."""
         if len(slot.tokens) - keep > SAVE_MIN_TOKENS:
             self.prompt_cache.save(self.ctx, slot.seq, slot.tokens)
 
@@ -354,7 +351,7 @@ class Scheduler:
             return
         batch.n_tokens = n
         status = llama_cpp.llama_decode(self.ctx, batch)
-        if status == 1 and self._free_idle():  # no room for the batch: idle slots' cells go first
+        if status == 1 and self._empty_idle(save=True):  # no room for the batch: idle slots' cells go first
             status = llama_cpp.llama_decode(self.ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status}")
@@ -429,6 +426,5 @@ class Scheduler:
     def _fail_all(self, exc: BaseException) -> None:
         for slot in self._slots:
             if slot.job is not None:
-                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
-                slot.tokens = slot.tokens[:0]
+                self._empty(slot)
                 self._finish(slot, None, error=exc)
