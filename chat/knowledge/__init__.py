@@ -17,7 +17,6 @@ import threading
 from typing import TYPE_CHECKING
 
 from chat.knowledge import terms
-from chat.knowledge.base import KnowledgeBase, check_name
 from chat.knowledge.errors import (
     BadDocumentName,
     BadKnowledgeName,
@@ -30,6 +29,7 @@ from chat.knowledge.errors import (
     KnowledgeNotFound,
     UnsupportedType,
 )
+from chat.knowledge.knowledge_base import KnowledgeBase, check_name
 from chat.knowledge.limits import Limits
 from chat.knowledge.records import DocumentInfo, KnowledgeInfo, Source
 from chat.settings import Settings

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from chat.errors import ChatError, ConfigError
-from chat.knowledge.base import KnowledgeBase
+from chat.knowledge.knowledge_base import KnowledgeBase
 from chat.knowledge.records import DocumentInfo
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 When the ``vector`` extension can be enabled, ``install`` (migration 0004, or the first start
 after an operator installed pgvector later) turns ``knowledge_vectors.vector`` from float32 bytes
 into a pgvector ``vector`` and adds ``chinese``, the chunk's language, which ``fusion.fuse``
-needs. Without pgvector, and on SQLite, nothing changes: ``chat.knowledge.base`` ranks the
+needs. Without pgvector, and on SQLite, nothing changes: ``chat.knowledge.knowledge_base`` ranks the
 vectors in memory.
 
 A search asks for the ``depth`` nearest chunks of each language (cosine distance, ``<=>``) in one
