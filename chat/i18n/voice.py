@@ -74,6 +74,9 @@ voice.page.mic_denied
 voice.page.no_mic
   en: This browser cannot record here (a microphone needs HTTPS or localhost).
   zh: 此浏览器无法在这里录音（麦克风需要 HTTPS 或 localhost）。
+voice.page.no_voice
+  en: This browser has no voice to read aloud with: add one in the system's speech settings (on Linux, speech-dispatcher), or use another browser.
+  zh: 此浏览器没有可用于朗读的语音：请在系统的语音设置中添加语音（Linux 上为 speech-dispatcher），或换一个浏览器。
 voice.page.failed
   en: Voice failed: try again.
   zh: 语音出错，请重试。

@@ -18,7 +18,7 @@ from chat.ui.assets import FOLDER
 from chat.voice import Voice
 
 LABELS = ("mic", "mic_stop", "listening", "transcribing", "read", "settings", "send_now", "read_all")
-LABELS += ("mic_denied", "no_mic", "failed")
+LABELS += ("mic_denied", "no_mic", "no_voice", "failed")
 
 
 def page_config(voice: Voice) -> dict[str, object]:

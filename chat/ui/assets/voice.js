@@ -171,6 +171,32 @@
     playing.button?.setAttribute("aria-pressed", "false");
     playing = null;
   };
+  // The browser's own voices (--tts browser): Chromium lists them after a while ("voiceschanged"),
+  // and a browser with none (Chromium on Linux without speech-dispatcher) fails every utterance:
+  // the page says so rather than stay silent.
+  const synthesis = config.tts === "browser" ? window.speechSynthesis : undefined;
+  synthesis?.getVoices(); // starts the list loading before the first reply
+  const speakInBrowser = (words, button, done) => {
+    if (!synthesis) {
+      say(text.no_voice, true);
+      done();
+      return;
+    }
+    const utterance = new SpeechSynthesisUtterance(words);
+    // the reply's script picks the language; the browser's own variant when it is that language
+    const zh = /[\u3400-\u9fff]/.test(words);
+    const own = language.toLowerCase().startsWith(zh ? "zh" : "en");
+    utterance.lang = own ? language : zh ? "zh-CN" : "en-US";
+    utterance.addEventListener("end", done);
+    utterance.addEventListener("error", (event) => {
+      // interrupted/canceled: Stop, or the next reading took over
+      if (event.error === "interrupted" || event.error === "canceled") return;
+      say(synthesis.getVoices().length ? text.failed : text.no_voice, true);
+      done();
+    });
+    playing = { stop: () => synthesis.cancel(), button };
+    synthesis.speak(utterance);
+  };
   const read = async (words, button = null) => {
     stopReading();
     words = words.trim().slice(0, 4096);
@@ -178,11 +204,7 @@
     button?.setAttribute("aria-pressed", "true");
     const done = () => { if (playing?.button === button) stopReading(); };
     if (config.tts === "browser") {
-      const utterance = new SpeechSynthesisUtterance(words);
-      utterance.lang = /[\u3400-\u9fff]/.test(words) ? "zh-CN" : "en-US";
-      utterance.addEventListener("end", done);
-      playing = { stop: () => speechSynthesis.cancel(), button };
-      speechSynthesis.speak(utterance);
+      speakInBrowser(words, button, done);
       return;
     }
     const controller = new AbortController();
@@ -210,11 +232,27 @@
       if (error?.name !== "AbortError") say(text.failed, true);
     }
   };
+  // What is read of a reply: its words as shown, without notices and thinking (titled bubbles),
+  // code blocks, buttons or web addresses (as chat/voice/speakable.py does for Markdown).
+  const SKIP = "pre, .code_wrap, button, svg, .thought-group, .katex-mathml, style, script";
+  const BLOCK = /^(P|LI|H[1-6]|BR|DIV|TR|TD|TH|BLOCKQUOTE|UL|OL|TABLE)$/;
+  const spokenText = (root) => {
+    const parts = [];
+    const walk = (node) => {
+      if (node.nodeType === Node.TEXT_NODE) parts.push(node.nodeValue);
+      if (node.nodeType !== Node.ELEMENT_NODE || node.matches(SKIP)) return;
+      if (node.tagName === "A" && /^\s*https?:\/\//.test(node.textContent)) return;
+      node.childNodes.forEach(walk);
+      if (BLOCK.test(node.tagName)) parts.push("\n");
+    };
+    walk(root);
+    return parts.join("").replace(/https?:\/\/\S+/g, " ").split("\n")
+      .map((line) => line.replace(/\s+/g, " ").trim()).filter(Boolean).join("\n");
+  };
   const replyText = (buttons) => {
     let row = buttons.previousElementSibling;
     while (row && !row.classList.contains("message-row")) row = row.previousElementSibling;
-    return [...(row?.querySelectorAll("[data-testid='bot'] .message-content") || [])]
-      .map((node) => node.innerText).join("\n");
+    return [...(row?.querySelectorAll("[data-testid='bot']") || [])].map(spokenText).filter(Boolean).join("\n");
   };
   const placeSpeakers = () => {
     if (config.tts === "off") return;
@@ -235,11 +273,17 @@
     }
   };
 
-  // Read every reply: when the stop button goes away, the newest reply is complete.
+  // Read every reply: when the stop button goes away, the newest reply is complete. Gradio adds
+  // the button to the page while a reply runs; the observer below notes it however briefly it
+  // stays (a cached or short reply can come and go between two looks), the timer reads the reply
+  // a moment after it has gone, when its last words are on the page.
   let generating = false;
-  const watchReplies = () => {
+  const stopShown = () => {
     const stop = document.querySelector("#chat-input button.stop-button");
-    const now = !!stop && stop.offsetParent !== null;
+    return !!stop && stop.offsetParent !== null;
+  };
+  const watchReplies = () => {
+    const now = stopShown();
     if (generating && !now && prefs.readAll) {
       const rows = document.querySelectorAll("#chatbot .message-buttons-left");
       if (rows.length) read(replyText(rows[rows.length - 1]));
@@ -248,7 +292,7 @@
   };
 
   document.body.append(status);
-  const place = () => { settings(); placeMic(); placeSpeakers(); };
+  const place = () => { settings(); placeMic(); placeSpeakers(); generating ||= stopShown(); };
   new MutationObserver(place).observe(document.body, { childList: true, subtree: true });
   place();
   setInterval(watchReplies, 300);
