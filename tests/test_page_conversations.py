@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from chat.knowledge import KnowledgeBase
 from chat.reply.personas import load_persona_list
 from chat.service.door.identity import OWNER_KEY
 from chat.store import Store
+from chat.store.tables import utcnow
 from chat.ui import build_ui
 from chat.ui.branding import Branding, logo_src, primary_hue
 from chat.ui.handlers import ChatHandlers, stopped_mark
@@ -198,7 +200,7 @@ def test_a_reply_the_server_never_finished_opens_marked_interrupted(
     conversation = store.create_conversation("anon:ivan")
     store.add_message("anon:ivan", conversation.id, "user", "Tell me a long story")
     store.reply_writer("anon:ivan", conversation.id, interval=0).append("Once upon")  # then it dies
-    assert store.mark_interrupted() >= 1  # what the next start-up does
+    assert store.mark_interrupted(now=utcnow() + timedelta(minutes=1)) >= 1  # its lease ran out
     _, _, shown, _ = sidebar.open(conversation.id, page_request("anon:ivan", "en-US"))
     assert shown[1] == {"role": "assistant", "content": "Once upon"}
     assert t("notice.interrupted", "en") in shown[2].metadata["title"]

@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from pg import DATABASES, empty_database
 from chat.messages import Message
 from chat.store import Store
 from chat.store import database as store_engine
+from chat.store.tables import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE = "user:alice"
@@ -116,7 +119,9 @@ def test_a_replica_restarting_does_not_end_a_live_reply_elsewhere(url: str) -> N
         conv = a.create_conversation(ALICE)
         writer = a.reply_writer(ALICE, conv.id, interval=0)
         writer.append("still ")
-        Store.open(url).close()  # replica B restarts: marks every streaming reply interrupted
+        Store.open(url).close()  # replica B restarts: A's reply is under a lease A still renews
+        assert a.get_conversation(ALICE, conv.id).messages[0].status == "streaming"
+        a.mark_interrupted(now=utcnow() + timedelta(minutes=1))  # A stalled past its lease
         assert a.get_conversation(ALICE, conv.id).messages[0].status == "interrupted"
         writer.append("going")  # A's next write (within a second) claims the reply back
         assert a.get_conversation(ALICE, conv.id).messages[0].status == "streaming"
@@ -145,8 +150,9 @@ CHILD = """
 import sys, time
 from chat.store import Store
 from chat.store import database as store_engine
+from chat.store.tables import utcnow
 
-store = Store.open(sys.argv[1])
+store = Store.open(sys.argv[1], lease_seconds=1.0)
 conv = store.create_conversation("user:alice")
 store.add_message("user:alice", conv.id, "user", "Tell me a long story, please.")
 writer = store.reply_writer("user:alice", conv.id, interval=0.1)
@@ -183,8 +189,11 @@ def test_a_process_killed_mid_reply_keeps_both_messages(url: str) -> None:
         assert before.get_conversation(ALICE, conv_id).messages[1].status == "streaming"
     finally:
         before.close()
-    restarted = Store.open(url)  # the restarted server
+    restarted = Store.open(url)  # the restarted server, or any live replica: once the lease ran out
     try:
+        deadline = time.monotonic() + 30
+        while restarted.mark_interrupted() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
         user, reply = restarted.get_conversation(ALICE, conv_id).messages
         assert (user.role, user.content, user.status) == ("user", "Tell me a long story, please.", "complete")
         assert (reply.role, reply.status) == ("assistant", "interrupted")

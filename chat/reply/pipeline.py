@@ -241,7 +241,7 @@ def _start_turn(request: ReplyRequest) -> StartedTurn | None:
         for message in without_thinking(request.messages[:-1]):
             if message.role in ("user", "assistant"):  # a client's own tool results are not kept
                 store.add_message(owner, conversation.id, message.role, message.content)
-    return store.start_turn(owner, conversation.id, request.user_input)
+    return store.start_turn(owner, conversation.id, request.user_input, key=conversation.key)
 
 
 def _status(outcome: Outcome) -> Literal["complete", "stopped", "interrupted"]:

@@ -37,6 +37,7 @@ class StoredConversation:
     owner: str
     id: str
     new: bool = False
+    key: str | None = None  # the client's key for its message: a resend is stored once (chat.store.resend)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -40,6 +40,7 @@ from chat.service.errors import ApiError, from_chat_error
 from chat.service.replies import json_refusals
 from chat.service.shared import Service
 from chat.store import ConversationNotFound, Store
+from chat.store.tables import KEY_MAX
 
 T = TypeVar("T")
 LIST_LIMIT = 100  # conversations listed when the caller does not say how many
@@ -74,23 +75,47 @@ async def in_thread(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise from_chat_error(exc) from None
 
 
+def _message_key(value: str, field: str) -> str | None:
+    if len(value) > KEY_MAX:
+        raise invalid_field("api.too_long", field=field, limit=KEY_MAX)
+    return value or None
+
+
+def header_key(request: Request) -> str | None:
+    """``/api/chat``'s ``Idempotency-Key`` header: the client's name for the message it sends,
+    the same when it sends it again, so the message is stored once (``chat.store.resend``)."""
+    return _message_key(request.headers.get("idempotency-key", ""), "Idempotency-Key")
+
+
+def frame_key(frame: dict[str, Any]) -> str | None:
+    """A ``/ws`` message's ``idempotency_key``: as ``header_key``, per message."""
+    return _message_key(text_field(frame, "idempotency_key", ""), "idempotency_key")
+
+
 async def open_turn(
-    service: Service, conn: HTTPConnection, conversation_id: str
+    service: Service, conn: HTTPConnection, conversation_id: str, *, key: str | None = None
 ) -> tuple[StoredConversation, list[Message]] | None:
     """The conversation a chat turn is kept in, with its stored history: the caller's
-    ``conversation_id``, or a new one (``new``: no history yet) when it is empty. None with the
-    store off and no id; ``ApiError`` 404 for an id that is not the caller's (or store off)."""
+    ``conversation_id``, or a new one (``new``: no history yet) when it is empty; with the
+    message's ``key``, the new one is the one that key opened before, if it did (the message
+    sent again). None with the store off and no id; ``ApiError`` 404 for an id that is not the
+    caller's (or store off)."""
     store = service.store
     if store is None:
         if conversation_id:
             raise store_off()
         return None
     owner = owner_of(conn)
-    if not conversation_id:
+    if not conversation_id and key is None:
         info = await in_thread(store.create_conversation, owner)
         return StoredConversation(store, owner, info.id, new=True), []
+    if not conversation_id:
+        info, created = await in_thread(store.conversation_for, owner, key)
+        if created:
+            return StoredConversation(store, owner, info.id, new=True, key=key), []
+        conversation_id = info.id
     history = await in_thread(store.history, owner, conversation_id)
-    return StoredConversation(store, owner, conversation_id), history
+    return StoredConversation(store, owner, conversation_id, key=key), history
 
 
 def register(app: FastAPI, service: Service) -> None:

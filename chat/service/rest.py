@@ -39,7 +39,7 @@ from chat.service.bodies import (
     reject_unknown,
     text_field,
 )
-from chat.service.conversations import in_thread, open_turn
+from chat.service.conversations import header_key, in_thread, open_turn
 from chat.service.errors import ApiError, from_chat_error
 from chat.service.replies import SSE_HEADERS, ReplyRun, asked_language, frame, reply_body, sse
 from chat.service.shared import Service
@@ -121,7 +121,8 @@ def register(app: FastAPI, service: Service) -> None:
             stream = bool_field(body, "stream")
             asked, sent = parse_chat(body, service.defaults)  # refused before anything is stored
             await check_knowledge(service, asked.knowledge)
-            turn = await open_turn(service, request, text_field(body, "conversation_id", ""))
+            conversation_id = text_field(body, "conversation_id", "")
+            turn = await open_turn(service, request, conversation_id, key=header_key(request))
             chat = in_conversation(asked, sent, turn)
         except ApiError as exc:
             service.tracker.reject(record, exc.kind, exc.status)

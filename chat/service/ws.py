@@ -49,13 +49,13 @@ from chat.service.bodies import (
     text_field,
     too_large,
 )
-from chat.service.conversations import open_turn
+from chat.service.conversations import frame_key, open_turn
 from chat.service.errors import ApiError
 from chat.service.replies import ReplyRun, asked_language, dumps, frame
 from chat.service.rest import check_knowledge, parse_context
 from chat.service.shared import Service
 
-FRAME_KEYS = ("type", "user_input", "context")
+FRAME_KEYS = ("type", "user_input", "context", "idempotency_key")
 CONTEXT_KEYS = ("system_prompt", "backend", "knowledge", *PARAM_KEYS)
 KEPT_FINISHES = ("stop", "length")  # replies that join the history
 IDLE_CLOSE = 1000  # normal closure: the client was idle, nothing went wrong
@@ -235,7 +235,7 @@ class Conversation:
             )
             await check_knowledge(service, chat.knowledge)  # a bad name never sticks
             service.door.admit_message(record.client, chat.lang)  # each message starts a reply
-            turn = await open_turn(service, self.ws, self.conversation_id)
+            turn = await open_turn(service, self.ws, self.conversation_id, key=frame_key(frame_))
             if turn is not None:
                 self.conversation_id = turn[0].id
                 chat = replace(chat, messages=[*chat.messages[:-1], *turn[1], chat.messages[-1]])

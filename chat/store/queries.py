@@ -13,6 +13,7 @@ from chat.store.errors import ConversationNotFound
 from chat.store.records import Conversation, Profile, StoredMessage
 from chat.store.tables import (
     ID_MAX,
+    KEY_MAX,
     OWNER_MAX,
     TITLE_MAX,
     UTCDateTime,
@@ -48,10 +49,25 @@ TOUCH_AND_READ = TOUCH.returning(
     ),
 )
 NOW = sa.bindparam("now", type_=UTCDateTime())
+# A streaming reply's writer and its lease (``chat.store.leases``); NULL for a finished message.
+REPLICA = sa.bindparam("replica", type_=sa.String())
+UNTIL = sa.bindparam("until", type_=UTCDateTime())
+NO_TIME = sa.cast(sa.null(), UTCDateTime())
+MESSAGE_COLUMNS = [
+    "conversation_id",
+    "role",
+    "content",
+    "status",
+    "created_at",
+    "updated_at",
+    "client_key",
+    "replica",
+    "lease_until",
+]
 INSERT_OWNED = (
     sa.insert(messages)
     .from_select(
-        ["conversation_id", "role", "content", "status", "created_at", "updated_at"],
+        MESSAGE_COLUMNS,
         sa.select(
             conversations.c.id,
             sa.bindparam("role", type_=sa.String()),
@@ -59,16 +75,28 @@ INSERT_OWNED = (
             sa.bindparam("status", type_=sa.String()),
             NOW,
             NOW,
+            sa.null(),
+            REPLICA,
+            UNTIL,
         ).where(OWNED),
     )
     .returning(messages.c.id)
 )
+# No message of the conversation carries the client's key yet (none does without a key: NULL
+# equals nothing). Exact on SQLite, where the turn's transaction holds the write lock; on
+# PostgreSQL two replicas may both pass it, and the unique index refuses the second insert.
+NOT_SENT = ~(
+    sa.select(messages.c.id)
+    .where(messages.c.conversation_id == sa.bindparam("conversation_id"))
+    .where(messages.c.client_key == sa.bindparam("key", type_=sa.String()))
+    .exists()
+)
 # The user's message and the reply's ``streaming`` row in one statement; ids follow row order, so
-# the reply's is the larger.
+# the reply's is the larger. Neither row is written for a message already stored under its key.
 START_TURN = (
     sa.insert(messages)
     .from_select(
-        ["conversation_id", "role", "content", "status", "created_at", "updated_at"],
+        MESSAGE_COLUMNS,
         sa.union_all(
             sa.select(
                 conversations.c.id,
@@ -77,7 +105,10 @@ START_TURN = (
                 sa.literal("complete"),
                 NOW,
                 NOW,
-            ).where(OWNED),
+                sa.bindparam("key", type_=sa.String()),
+                sa.null(),
+                NO_TIME,
+            ).where(OWNED & NOT_SENT),
             sa.select(
                 conversations.c.id,
                 sa.literal("assistant"),
@@ -85,7 +116,10 @@ START_TURN = (
                 sa.literal("streaming"),
                 NOW,
                 NOW,
-            ).where(OWNED),
+                sa.null(),
+                REPLICA,
+                UNTIL,
+            ).where(OWNED & NOT_SENT),
         ),
     )
     .returning(messages.c.id)
@@ -105,6 +139,17 @@ def owned_message(owner: str, conversation_id: str, content: object) -> dict[str
     if not valid_id(conversation_id):
         raise ConversationNotFound(conversation_id=conversation_id)
     return {"owner": owner, "conversation_id": conversation_id, "now": utcnow()}
+
+
+def check_key(key: str | None) -> str | None:
+    """A client's key for its message: text of at most ``KEY_MAX`` characters; "" means none."""
+    if key is None or key == "":
+        return None
+    if not isinstance(key, str):
+        raise InvalidRequest(f"the message key must be text, got {type(key).__name__}")
+    if len(key) > KEY_MAX:
+        raise InvalidRequest(f"the message key must be at most {KEY_MAX} characters, got {len(key)}")
+    return key
 
 
 def check_title(title: str) -> str:

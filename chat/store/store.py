@@ -21,12 +21,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import IntegrityError
 
 from chat.errors import InvalidRequest
 from chat.messages import ROLES, Message
-from chat.store import queries
+from chat.store import queries, resend
 from chat.store.database import create_engine, migrate, parse_url, safe_url, translate_errors
 from chat.store.errors import ConversationNotFound, StoreError
+from chat.store.leases import LEASE_SECONDS, Leases
 from chat.store.records import STATUSES, Conversation, ConversationInfo, Profile
 from chat.store.tables import (
     conversations,
@@ -52,6 +54,7 @@ class StartedTurn:
     writer: ReplyWriter
     summary: str  # the stored summary of earlier turns, "" when none
     profile: Profile | None  # the owner's profile, None when they have none
+    resent: bool = False  # the message was stored before, under the same key (chat.store.resend)
 
 
 class Store:
@@ -62,7 +65,9 @@ class Store:
     >>> store.add_message("user:alice", conv.id, "user", "Hello")
     """
 
-    def __init__(self, engine: Engine, *, retention_days: int = 0) -> None:
+    def __init__(
+        self, engine: Engine, *, retention_days: int = 0, lease_seconds: float = LEASE_SECONDS
+    ) -> None:
         if retention_days < 0:
             raise InvalidRequest(f"retention_days must be 0 (keep) or more, got {retention_days}")
         self.engine = engine
@@ -71,17 +76,27 @@ class Store:
         # SQLite keeps its own transactions (BEGIN IMMEDIATE, see engine.py) for every statement.
         postgres = engine.dialect.name == "postgresql"
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else engine
+        self.leases = Leases(self._tx, lease_seconds)
 
     @classmethod
-    def open(cls, url: URL | str, *, retention_days: int = 0, recover: bool = True) -> Store:
+    def open(
+        cls,
+        url: URL | str,
+        *,
+        retention_days: int = 0,
+        recover: bool = True,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> Store:
         """Connect (``postgresql://`` means psycopg 3), migrate from whatever version (or nothing)
-        is there and, unless ``recover`` is false, mark replies that a dead process left
-        ``streaming`` as interrupted."""
+        is there, and keep the leases of the replies this store writes until ``close()``. Unless
+        ``recover`` is false, also mark replies whose writer is gone (its lease ran out) as
+        interrupted, now and every ``lease_seconds / 3`` (``chat.store.leases``)."""
         engine = create_engine(parse_url(url) if isinstance(url, str) else url)
         migrate(engine)
-        store = cls(engine, retention_days=retention_days)
+        store = cls(engine, retention_days=retention_days, lease_seconds=lease_seconds)
         if recover:
             store.mark_interrupted()
+        store.leases.keep(store._closing, sweep=recover)
         return store
 
     def close(self) -> None:
@@ -127,17 +142,42 @@ class Store:
         info = ConversationInfo(secrets.token_urlsafe(24), queries.check_title(title), now, now)
         with self._tx() as c:
             queries.ensure_owner(c, owner)
-            c.execute(
-                sa.insert(conversations).values(
-                    id=info.id,
-                    owner_id=owner,
-                    title=info.title,
-                    summary="",
-                    created_at=info.created_at,
-                    updated_at=info.updated_at,
-                )
-            )
+            c.execute(sa.insert(conversations).values(**self._new_row(owner, info)))
         return info
+
+    def conversation_for(self, owner: str, key: str) -> tuple[ConversationInfo, bool]:
+        """The conversation a first message sent with ``key`` opens, and whether it was created
+        now: False when the same message was sent before (a resend, or the same message sent to
+        two replicas at once), whose conversation it then continues (``chat.store.resend``)."""
+        queries.check_owner(owner)
+        checked = queries.check_key(key)
+        if checked is None:
+            raise InvalidRequest("the message key must not be empty")
+        now = utcnow()
+        info = ConversationInfo(resend.conversation_id(owner, checked), "", now, now)
+        with self._tx() as c:
+            queries.ensure_owner(c, owner)
+            try:
+                with c.begin_nested():
+                    c.execute(sa.insert(conversations).values(**self._new_row(owner, info)))
+                return info, True
+            except IntegrityError:
+                pass  # opened before by the same message: continue it
+            row = c.execute(queries.owned_select(owner, info.id)).first()
+        if row is None:  # pragma: no cover - the id is the owner's by construction
+            raise ConversationNotFound(conversation_id=info.id)
+        return ConversationInfo(row.id, row.title, row.created_at, row.updated_at), False
+
+    @staticmethod
+    def _new_row(owner: str, info: ConversationInfo) -> dict[str, Any]:
+        return {
+            "id": info.id,
+            "owner_id": owner,
+            "title": info.title,
+            "summary": "",
+            "created_at": info.created_at,
+            "updated_at": info.updated_at,
+        }
 
     def list_conversations(
         self, owner: str, *, search: str | None = None, limit: int = 100
@@ -246,6 +286,11 @@ class Store:
         if status not in STATUSES:
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         owned = queries.owned_message(owner, conversation_id, content)
+        streaming = status == "streaming"  # a reply begun: its writer holds the lease
+        lease = {
+            "replica": self.leases.name if streaming else None,
+            "until": self.leases.until(owned["now"]) if streaming else None,
+        }
         with self._quick() as c:
             # A user's message marks the conversation active (and may title it); the statement
             # also checks ownership. A crash before the insert leaves it touched, nothing more.
@@ -258,7 +303,7 @@ class Store:
                 raise ConversationNotFound(conversation_id=conversation_id)
             # The insert checks ownership itself, so a reply starts in one statement.
             message_id = c.execute(
-                queries.INSERT_OWNED, {**owned, "role": role, "content": content, "status": status}
+                queries.INSERT_OWNED, {**owned, **lease, "role": role, "content": content, "status": status}
             )
             found = message_id.scalar()
         if found is None:
@@ -271,29 +316,45 @@ class Store:
         conversation_id: str,
         content: str,
         *,
+        key: str | None = None,
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> StartedTurn:
         """Store the user's message and start the reply (a ``streaming`` row) in two statements,
         reading on the way what the turn's prompt may carry: the conversation's summary and the
         owner's profile. What the app does before a stored turn's first token, kept to two
-        round trips (one transaction on SQLite) because it runs on every turn."""
+        round trips (one transaction on SQLite) because it runs on every turn. A message sent
+        again with the same client ``key`` is not stored twice: its stored turn continues
+        (``resent``; see ``chat.store.resend``)."""
         owned = queries.owned_message(owner, conversation_id, content)
+        params = {
+            **owned,
+            "content": content,
+            "key": queries.check_key(key),
+            "replica": self.leases.name,
+            "until": self.leases.until(owned["now"]),
+        }
         with self._quick() as c:
             notes = c.execute(
                 queries.TOUCH_AND_READ, {**owned, "auto_title": queries.auto_title(content)}
             ).first()
             if notes is None:
                 raise ConversationNotFound(conversation_id=conversation_id)
-            ids = c.execute(queries.START_TURN, {**owned, "content": content}).scalars().all()
-        if len(ids) != 2:  # deleted between the two statements (each commits alone on PostgreSQL)
+            try:
+                ids = c.execute(queries.START_TURN, params).scalars().all()
+            except IntegrityError:  # PostgreSQL: another replica stored the same key just now
+                ids = []
+            reply = max(ids) if len(ids) == 2 else None
+            if reply is None and params["key"] is not None:
+                reply = resend.continue_turn(c, params, owned["now"])
+        if reply is None:  # deleted between the two statements (each commits alone on PostgreSQL)
             raise ConversationNotFound(conversation_id=conversation_id)
         summary, *fields = notes
         profile = (
             None if fields[-1] is None else Profile(**dict(zip(queries.PROFILE_FIELDS, fields, strict=True)))
         )
-        writer = ReplyWriter(self._quick, max(ids), interval=interval, clock=clock)
-        return StartedTurn(writer, summary or "", profile)
+        writer = ReplyWriter(self._quick, reply, interval=interval, clock=clock, leases=self.leases)
+        return StartedTurn(writer, summary or "", profile, resent=len(ids) != 2)
 
     def reply_writer(
         self,
@@ -306,7 +367,7 @@ class Store:
         """Start an assistant reply (stored at once as ``streaming``) and return the writer that
         keeps it up to date as it streams; see ``ReplyWriter``."""
         message_id = self.add_message(owner, conversation_id, "assistant", "", status="streaming")
-        return ReplyWriter(self._quick, message_id, interval=interval, clock=clock)
+        return ReplyWriter(self._quick, message_id, interval=interval, clock=clock, leases=self.leases)
 
     def history(self, owner: str, conversation_id: str) -> list[Message]:
         """The conversation as engine input, oldest first. Replies that never produced text are
@@ -316,14 +377,11 @@ class Store:
             raise ConversationNotFound(conversation_id=conversation_id)
         return [m.to_message() for m in conversation.messages if m.content or m.role == "user"]
 
-    def mark_interrupted(self) -> int:
-        """Mark replies left ``streaming`` as interrupted (run at start-up). With several replicas
-        a reply that is still alive elsewhere is set back to ``streaming`` by its writer's next
-        write, within a second."""
-        with self._tx() as c:
-            return c.execute(
-                sa.update(messages).where(messages.c.status == "streaming").values(status="interrupted")
-            ).rowcount
+    def mark_interrupted(self, now: datetime | None = None) -> int:
+        """Mark replies whose writer is gone (its lease ran out by ``now``) as interrupted, on
+        whichever replica wrote them; ``Store.open`` does it at start-up and every few seconds.
+        Returns how many."""
+        return self.leases.sweep(now)
 
     def set_feedback(self, owner: str, message_id: int, rating: int | None) -> bool:
         """Like (+1), dislike (-1) or clear (None) an assistant message of the owner's."""

@@ -36,6 +36,8 @@ TITLE_MAX = 200
 ID_MAX = 64
 KNOWLEDGE_NAME_MAX = 64
 DOCUMENT_NAME_MAX = 255
+KEY_MAX = 64  # a client's idempotency key
+REPLICA_MAX = 64  # a replica's name: host, process and a random part
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -85,7 +87,18 @@ class ConversationRow(Base):
 
 class MessageRow(Base):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_conversation", "conversation_id", "id"),)
+    __table_args__ = (
+        Index("ix_messages_conversation", "conversation_id", "id"),
+        # A message its client sent again (the same key) is stored once (chat.store.resend).
+        Index("uq_messages_client_key", "conversation_id", "client_key", unique=True),
+        # The replies being written now, few at any moment: what the lease sweep reads.
+        Index(
+            "ix_messages_streaming",
+            "lease_until",
+            sqlite_where=sa.text("status = 'streaming'"),
+            postgresql_where=sa.text("status = 'streaming'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     conversation_id: Mapped[str] = mapped_column(
@@ -101,6 +114,14 @@ class MessageRow(Base):
     sources: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON(), nullable=True, default=None)
     # The operator's tools the app ran for a reply (issue 31): [{"id", "name", "arguments", "result", ...}]
     tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON(), nullable=True, default=None)
+    # The client's own name for a user message (an idempotency key), so that sending it again
+    # stores it once; NULL for a message sent without one.
+    client_key: Mapped[str | None] = mapped_column(String(KEY_MAX), nullable=True, default=None)
+    # A streaming reply's writer (a replica of the app) and how long its lease runs: the writer
+    # renews it while it lives, and any replica marks a reply whose lease ran out interrupted
+    # (chat.store.leases). NULL once nobody writes it.
+    replica: Mapped[str | None] = mapped_column(String(REPLICA_MAX), nullable=True, default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, default=None)
 
 
 class FeedbackRow(Base):

@@ -2,8 +2,8 @@
 
 The reply row exists (``streaming``) before the first token. Text is written at most once per
 ``interval`` (a second by default) as deltas arrive, and once more at the end with the final
-status, so a server killed mid-reply leaves everything but the last second's text, which the next
-start-up marks ``interrupted``. A failed intermediate write is logged and retried at the next one;
+status, so a server killed mid-reply leaves everything but the last second's text, which a live
+replica marks ``interrupted`` once the dead writer's lease runs out (``chat.store.leases``). A failed intermediate write is logged and retried at the next one;
 it never breaks the reply the user is watching.
 """
 
@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -21,12 +21,20 @@ from chat.store.errors import StoreError
 from chat.store.records import STATUSES, Status
 from chat.store.tables import messages, utcnow
 
+if TYPE_CHECKING:
+    from chat.store.leases import Leases
+
 log = logging.getLogger(__name__)
 
 _UPDATE = (  # built once: the statement a streaming reply runs every second
     sa.update(messages)
     .where(messages.c.id == sa.bindparam("message_id"))
-    .values(content=sa.bindparam("text"), status=sa.bindparam("status"), updated_at=sa.bindparam("now"))
+    .values(
+        content=sa.bindparam("text"),
+        status=sa.bindparam("status"),
+        updated_at=sa.bindparam("now"),
+        lease_until=sa.bindparam("until"),
+    )
 )
 _FINISH_WITH_EXTRAS = _UPDATE.values(  # the final write of a reply that used sources or tools
     sources=sa.bindparam("sources", type_=messages.c.sources.type),
@@ -55,6 +63,7 @@ class ReplyWriter:
         *,
         interval: float,
         clock: Callable[[], float],
+        leases: Leases,
     ) -> None:
         self.message_id = message_id
         self.failed_writes = 0
@@ -67,6 +76,8 @@ class ReplyWriter:
         self._sources: list[dict[str, Any]] | None = None  # written by the final write only
         self._tool_calls: list[dict[str, Any]] | None = None  # likewise
         self._gone = False  # the conversation was deleted meanwhile: nothing left to write into
+        self._leases = leases
+        leases.hold(self)  # renewed while it streams, even before its first token
 
     @property
     def text(self) -> str:
@@ -117,12 +128,15 @@ class ReplyWriter:
     def _write(self) -> None:
         if self._gone:
             return
+        now = utcnow()
+        streaming = self._status == "streaming"  # a write also extends the lease, or ends it
         with self._transaction() as c:
             values = {
                 "message_id": self.message_id,
                 "text": self.text,
                 "status": self._status,
-                "now": utcnow(),
+                "now": now,
+                "until": self._leases.until(now) if streaming else None,
             }
             if self._sources is None and self._tool_calls is None:
                 updated = c.execute(_UPDATE, values).rowcount
