@@ -35,6 +35,8 @@ from chat.backends.base import Chunk
 from chat.i18n import t
 from chat.messages import GenerationParams, Message
 
+pytestmark = pytest.mark.browser
+
 SPEAKER = "#chatbot .voice-read"
 STATUS = "#voice-status"
 WAIT = 60_000  # ms: generous, the suite runs beside other workers on 2 cores
@@ -225,6 +227,8 @@ def page(speaking_browser: Browser, tts_url: str) -> Iterator[Page]:
 
 
 def test_the_speaker_reads_the_reply_in_its_language_and_stops(page: Page, dispatcher: Dispatcher) -> None:
+    page.evaluate("window.__spoken.length = 0")
+    page.uncheck("#voice-read-all")  # only the speaker reads here
     voices = page.evaluate("""() => new Promise((resolve) => {
       const list = () => speechSynthesis.getVoices().map((v) => v.lang);
       if (list().length) resolve(list());
@@ -240,7 +244,7 @@ def test_the_speaker_reads_the_reply_in_its_language_and_stops(page: Page, dispa
     assert reading["speaking"]
     wait_for_event(page, 0, "end")
     page.wait_for_selector(f"{SPEAKER}[aria-pressed='false']")  # the end of the speech frees it
-    ((_, audio, words),) = heard(dispatcher, "en-us", "read the guide")
+    _, audio, words = heard(dispatcher, "en-us", "read the guide")[-1]
     assert "That is all" in words and "print" not in words and "http" not in words
     assert audio > 44100  # over a second of sound
 
@@ -260,7 +264,7 @@ def test_every_completed_reply_is_read_once(page: Page, dispatcher: Dispatcher) 
     page.evaluate("window.__spoken.length = 0")
     page.check("#voice-read-all")
     ask(page, "chinese")
-    reading = wait_for_event(page, 0, "start")
+    reading = wait_for_event(page, 0, "start")  # nothing left queued in the engine holds it back
     assert (reading["text"], reading["lang"]) == (READ["chinese"], "zh-CN")
     ask(page, "english")  # a new reply takes over from one still being read
     reading = wait_for_event(page, 1, "end")
