@@ -240,12 +240,19 @@ def refuse(app: App, page: Page, text: str) -> str:
     return refusal.inner_text().strip()
 
 
+def shown(text: str) -> str:
+    """A reply as the page holds it: the chatbot drops the whitespace around a message (a reply
+    the model ended with a newline is shown, and labelled, without it)."""
+    return text.strip()
+
+
 def wait_for_reply(page: Page, text: str) -> None:
-    """Until a bot bubble holds exactly ``text`` (its aria-label carries the raw Markdown)."""
+    """Until a bot bubble holds ``text`` (its aria-label carries the raw Markdown)."""
     page.wait_for_function(
-        """([sel, label]) => [...document.querySelectorAll(sel)]
-            .some(el => el.getAttribute("aria-label") === label)""",
-        arg=[BOT, "bot's message: " + text],
+        """([sel, prefix, text]) => [...document.querySelectorAll(sel)]
+            .some(el => (el.getAttribute("aria-label") || "").startsWith(prefix)
+                && el.getAttribute("aria-label").slice(prefix.length).trim() === text)""",
+        arg=[BOT, "bot's message: ", shown(text)],
         timeout=60_000,
     )
 
@@ -257,7 +264,7 @@ def user_texts(page: Page) -> list[str]:
 def reply_labels(page: Page) -> list[str]:
     """Raw text of each bot reply bubble (notice bubbles have no content and are left out)."""
     labels = [el.get_attribute("aria-label") or "" for el in page.locator(BOT).all()]
-    return [label.removeprefix("bot's message: ") for label in labels if label != "bot's message: "]
+    return [shown(label.removeprefix("bot's message: ")) for label in labels if label != "bot's message: "]
 
 
 def notices(page: Page) -> list[str]:
@@ -373,8 +380,8 @@ def test_page_labels_follow_the_browser_locale(app: App, open_page, locale: str,
     # a refusal, and the label it shows in, are in the browser's language too
     message, foreign = REFUSED_IN[lang]
     assert refuse(app, page, message) == t("error.input_blocked", lang)
-    shown = page.locator(INPUT_LABEL).inner_text().strip()
-    assert shown and not re.search(foreign, shown), shown
+    label_text = page.locator(INPUT_LABEL).inner_text().strip()
+    assert label_text and not re.search(foreign, label_text), label_text
 
 
 # -- chatting ------------------------------------------------------------------------------------
@@ -389,10 +396,10 @@ def test_replies_stream_in_for_chinese_and_english(app: App, page: Page) -> None
         record_stream(page)
         call = send(app, page, message)
         assert call.streamed and call.done is not None, call.events[-1:]
-        shown = snapshots(page)
-        assert len(shown) >= 3, shown  # the reply grew on screen in several steps
-        assert len(shown[0]) < len(shown[-1])
-        assert reply_labels(page)[-1] == call.done.text
+        frames = snapshots(page)
+        assert len(frames) >= 3, frames  # the reply grew on screen in several steps
+        assert len(frames[0]) < len(frames[-1])
+        assert reply_labels(page)[-1] == shown(call.done.text)
         assert user_texts(page)[-1] == message
         stats = page.locator("#stats").inner_text()  # in the language the user wrote in
         assert t("stats.tokens", lang, n=call.done.stats.completion_tokens) in stats
@@ -410,17 +417,17 @@ def test_stop_mid_reply_then_send_again(app: App, page: Page) -> None:
     assert stopped.streamed and stopped.done is None  # cancelled on the server before its end
     assert app.engine.backends["local"].queue_depth == 0  # the model is free again
     wait_idle(page)
-    shown = reply_labels(page)[-1]
+    cut = reply_labels(page)[-1]
     generated = "".join(e.text for e in stopped.events if isinstance(e, TextDelta))
-    assert shown.strip() and shown.strip() in generated
+    assert cut and cut in generated
     time.sleep(1.0)
-    assert reply_labels(page)[-1] == shown  # nothing more arrives after Stop
+    assert reply_labels(page)[-1] == cut  # nothing more arrives after Stop
 
     set_max_new_tokens(page, 16)
     again = send(app, page, "Now just say hello.")
     assert again.done is not None
     assert user_texts(page) == [LONG_STORY, "Now just say hello."]
-    assert reply_labels(page) == [shown, again.done.text]
+    assert reply_labels(page) == [cut, shown(again.done.text)]
     assert "tokens" in page.locator("#stats").inner_text()
 
 
@@ -504,7 +511,7 @@ def test_blocked_messages_show_the_refusal_and_the_conversation_goes_on(app: App
     assert page.locator(REFUSAL).count() == 0  # the refusal went away with the text
     assert user_texts(page) == ["What is the capital of France?"]
     assert [m.content for m in call.messages if m.role != "system"] == ["What is the capital of France?"]
-    assert reply_labels(page) == [call.done.text]
+    assert reply_labels(page) == [shown(call.done.text)]
 
 
 def test_the_browser_history_keeps_the_conversation_over_a_reload_but_not_a_refused_secret(
@@ -529,7 +536,7 @@ def test_the_browser_history_keeps_the_conversation_over_a_reload_but_not_a_refu
     page.locator(HISTORY_ITEM).click()
     wait_for_reply(page, call.done.text)
     assert user_texts(page) == ["Remember the word pineapple."]
-    assert reply_labels(page) == [call.done.text]
+    assert reply_labels(page) == [shown(call.done.text)]
     assert "hunter2" not in page.locator(CHAT).inner_text()
 
 
@@ -559,14 +566,14 @@ def test_the_buttons_under_a_reply_like_dislike_retry_edit_and_undo(app: App, pa
     assert [(m.role, m.content) for m in retry.messages] == [(m.role, m.content) for m in first.messages]
     assert retry.options["use_cache"] is False  # a retry asks the model again
     assert user_texts(page) == ["Name a colour."]
-    assert reply_labels(page) == [retry.done.text]
+    assert reply_labels(page) == [shown(retry.done.text)]
 
     page.get_by_role("button", name="Edit").click()
     page.locator("textarea.edit-textarea").fill("Name an animal.")
     edit = turn(app, page, lambda: page.get_by_role("button", name="Submit").click())
     assert [m.content for m in edit.messages if m.role == "user"] == ["Name an animal."]
     assert user_texts(page) == ["Name an animal."]
-    assert reply_labels(page) == [edit.done.text]
+    assert reply_labels(page) == [shown(edit.done.text)]
 
     fruit = send(app, page, "Name a fruit.")
     assert [m.content for m in fruit.messages if m.role != "system"] == [
@@ -578,7 +585,7 @@ def test_the_buttons_under_a_reply_like_dislike_retry_edit_and_undo(app: App, pa
     page.get_by_role("button", name="Undo").last.click()
     page.wait_for_function(f"document.querySelectorAll(`{USER}`).length === 1")
     assert user_texts(page) == ["Name an animal."]
-    assert reply_labels(page) == [edit.done.text]
+    assert reply_labels(page) == [shown(edit.done.text)]
     assert page.locator(INPUT).input_value() == "Name a fruit."  # back in the box to rework
 
 
@@ -632,7 +639,7 @@ def test_an_imported_conversation_renders_markdown_and_code_with_copy_buttons(
     call = send(app, page, "Thanks. Now say goodbye.")  # a model reply gets a copy button too
     buttons = page.locator(".message-buttons-left").last
     assert buttons.get_by_role("button", name="Copy message").is_visible()
-    assert reply_labels(page) == [MARKDOWN_REPLY, call.done.text]
+    assert reply_labels(page) == [MARKDOWN_REPLY, shown(call.done.text)]
     page.locator(HISTORY_CELLS, has_text="Show me some Markdown").wait_for()  # saved
     titles = page.locator(HISTORY_CELLS).all_inner_texts()
     assert len(titles) == 2 and any("mango" in title for title in titles), titles
@@ -675,7 +682,7 @@ def test_export_json_round_trips_and_import_loads_it(
     import_conversation(fresh, exported)
     wait_for_reply(fresh, calls[-1].done.text)
     assert user_texts(fresh) == questions
-    assert reply_labels(fresh) == [c.done.text for c in calls]
+    assert reply_labels(fresh) == [shown(c.done.text) for c in calls]
     set_max_new_tokens(fresh, 16)
     follow_up = send(app, fresh, "Thank you!")  # the imported conversation is the history
     assert [{"role": m.role, "content": m.content} for m in follow_up.messages[1:]] == [
