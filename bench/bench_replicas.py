@@ -6,13 +6,16 @@ together on an empty database with no CHAT_COOKIE_SECRET. Users each come from t
 address, half over ``/api/chat`` (SSE) and half over ``/ws``, continuing one conversation each.
 Before the load, a client sends ``limit + 5`` messages alternating replicas, and a question at
 temperature 0 is asked on one replica and again on another. When 40% of the turns are done and
-the first replica has a reply in flight (else at 60%), it is killed with SIGKILL and started
-again (as a container's restart policy would); its users carry on at once on the others. Users
-ask a shop's questions in plain words: the guard refuses what looks like a one-time code.
+the first replica has a reply in flight (else at 60%), it is killed with SIGKILL; its users carry
+on at once on the others, and a message that got no answer at all is sent again with the same
+idempotency key. The live replicas mark the dead one's replies interrupted once its leases run
+out; then it is started again (as a restart policy with a back-off would). Users ask a shop's
+questions in plain words: the guard refuses what looks like a one-time code.
 
 Printed: the latency the app tier adds (a reply through nginx and a replica, less the same reply
 straight from the backend), messages sent and stored (PostgreSQL) and lost, replies cut by the
-kill and replies marked interrupted, 429s against the limit, the cross-replica cache hit.
+kill and replies marked interrupted (by the live replicas, and how soon), 429s against the limit,
+the cross-replica cache hit.
 
     python bench/bench_replicas.py                              # 3 replicas, 30 users x 5 turns
     python bench/bench_replicas.py --replicas 2 --users 6 --turns 3
@@ -25,7 +28,6 @@ import asyncio
 import json
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -33,8 +35,10 @@ import httpx
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from replica_fleet import Fleet, fleet  # noqa: E402
+from replica_fleet import Fleet, Kill, fleet  # noqa: E402
 from replica_load import Load, baseline_seconds, run_users, spelled  # noqa: E402
+
+from chat.settings import REPLY_LEASE_SECONDS  # noqa: E402
 
 
 def pins(proxy: str, count: int) -> list[str]:
@@ -130,13 +134,25 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(
-    *, replicas: int, users: int, turns: int, rate_limit: int, database_url: str = ""
+    *,
+    replicas: int,
+    users: int,
+    turns: int,
+    rate_limit: int,
+    reply_lease: float = REPLY_LEASE_SECONDS,
+    database_url: str = "",
 ) -> dict[str, object]:
     """The whole run; returns the figures the table prints (the test asserts on them)."""
     with tempfile.TemporaryDirectory(prefix="bench-replicas-") as folder:
         workdir = Path(folder)
         started = time.monotonic()
-        with fleet(workdir, replicas=replicas, rate_limit=rate_limit, database_url=database_url) as fleet_:
+        with fleet(
+            workdir,
+            replicas=replicas,
+            rate_limit=rate_limit,
+            reply_lease=reply_lease,
+            database_url=database_url,
+        ) as fleet_:
             start_seconds = time.monotonic() - started
             load = Load(turns=turns)
             greedy_sent, greedy_refused = over_the_limit(fleet_, load)
@@ -144,16 +160,9 @@ def run(
             direct = baseline_seconds(fleet_.backend_url)
             alone = [(seconds - direct) * 1000 for seconds in one_user_seconds(fleet_, load)]
             victim = fleet_.replicas[0]
-            restart = threading.Thread(target=victim.wait_ready)
-
-            def kill() -> None:
-                victim.kill()
-                victim.start()
-                restart.start()
-
+            kill = Kill(victim, fleet_.database_url)
             asyncio.run(run_users(fleet_.proxy, users, load, kill_when=victim.address, kill=kill))
-            if restart.is_alive() or restart.ident is not None:
-                restart.join()
+            kill.join()
             texts, statuses = stored_figures(fleet_.database_url)
     added = [(seconds - direct) * 1000 for seconds in load.latencies]
     stored = len(texts)
@@ -175,6 +184,11 @@ def run(
         "messages the guard refused (never stored)": load.blocked,
         "replies cut by the kill": load.cut,
         "replies marked interrupted": statuses.get("interrupted", 0),
+        "replies the killed replica left streaming": kill.in_flight,
+        "reply lease (s)": reply_lease,
+        "seconds until the live replicas marked them (no restart)": (
+            round(kill.marked_after, 1) if kill.marked_after is not None else "never"
+        ),
         "replies left streaming": statuses.get("streaming", 0),
         "replica killed mid-run": load.killed,
         "turns after the kill": load.after_kill,
@@ -193,8 +207,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=30)
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--rate-limit", type=int, default=20)
+    parser.add_argument(
+        "--reply-lease", type=float, default=REPLY_LEASE_SECONDS, help="CHAT_REPLY_LEASE of the replicas (s)"
+    )
     args = parser.parse_args()
-    figures = run(replicas=args.replicas, users=args.users, turns=args.turns, rate_limit=args.rate_limit)
+    figures = run(
+        replicas=args.replicas,
+        users=args.users,
+        turns=args.turns,
+        rate_limit=args.rate_limit,
+        reply_lease=args.reply_lease,
+    )
     print("| figure | value |\n|---|---|")
     for name, value in figures.items():
         shown = ("yes" if value else "no") if isinstance(value, bool) else (value or 0)

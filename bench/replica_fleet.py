@@ -2,8 +2,10 @@
 ``python app.py`` replicas on the cloud backend (a scripted OpenAI-compatible server,
 tests/fault_server.py), one PostgreSQL, one Redis, and the shipped deploy/nginx.conf in front.
 
-A replica can be killed with SIGKILL and started again on its port, as a container's restart
-policy would; its start marks the replies the dead process left ``streaming`` as interrupted.
+A replica can be killed with SIGKILL (``Kill``): the live replicas mark the replies it left
+``streaming`` as interrupted once their leases run out (chat.store.leases), and only then is it
+started again on its port, as a container's restart policy with a back-off would: the marking
+needs no restart.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -78,6 +82,47 @@ class Replica:
                 self.process.wait(10)
 
 
+# A dead process's replies still streaming: each row names its writer as host:pid:random.
+_LEFT_STREAMING = "SELECT count(*) FROM messages WHERE status = 'streaming' AND replica LIKE %s"
+
+
+class Kill:
+    """Kill ``victim`` with SIGKILL (``__call__``, once, from the load's event loop: it returns at
+    once); a thread then waits until the live replicas have marked every reply it left
+    ``streaming``, timing it, and starts it again."""
+
+    def __init__(self, victim: Replica, database_url: str, timeout: float = 120) -> None:
+        self.victim, self.timeout = victim, timeout
+        self.url = database_url.replace("postgresql+psycopg://", "postgresql://")
+        self.in_flight = 0  # its replies streaming just after the kill
+        self.marked_after: float | None = None  # seconds from the kill until none was left
+        self._thread = threading.Thread(target=self._aftermath, name="kill-aftermath")
+
+    def __call__(self) -> None:
+        assert self.victim.process is not None
+        self._pid = self.victim.process.pid
+        self.victim.kill()
+        self._killed = time.monotonic()
+        self._thread.start()
+
+    def _aftermath(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            mine = (f"%:{self._pid}:%",)
+            self.in_flight = conn.execute(_LEFT_STREAMING, mine).fetchone()[0]
+            while time.monotonic() - self._killed < self.timeout:
+                if conn.execute(_LEFT_STREAMING, mine).fetchone()[0] == 0:
+                    self.marked_after = time.monotonic() - self._killed
+                    break
+                time.sleep(0.1)
+        self.victim.start()
+        self.victim.wait_ready()
+
+    def join(self) -> None:
+        """Wait for the aftermath, if the kill happened."""
+        if self._thread.ident is not None:
+            self._thread.join()
+
+
 @dataclass
 class Fleet:
     proxy: str  # http://127.0.0.1:port/
@@ -91,7 +136,7 @@ class Fleet:
 
 
 def replica_env(
-    workdir: Path, database_url: str, redis_url: str, backend_url: str, rate_limit: int
+    workdir: Path, database_url: str, redis_url: str, backend_url: str, rate_limit: int, reply_lease: float
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "OPENAI_"))}
     return {
@@ -102,6 +147,7 @@ def replica_env(
         "CHAT_DATABASE_URL": database_url,  # no CHAT_COOKIE_SECRET: the key comes from the database
         "CHAT_REDIS_URL": redis_url,
         "CHAT_RATE_LIMIT": str(rate_limit),
+        "CHAT_REPLY_LEASE": str(reply_lease),
         "CHAT_TRUSTED_PROXIES": "127.0.0.1",
         "CHAT_FEEDBACK_LOG": str(workdir / "feedback.jsonl"),
         "CHAT_DATA_DIR": str(workdir / "data"),
@@ -110,9 +156,12 @@ def replica_env(
 
 
 @contextmanager
-def fleet(workdir: Path, *, replicas: int, rate_limit: int, database_url: str = ""):  # noqa: ANN201 - Iterator[Fleet]
+def fleet(  # noqa: ANN201 - Iterator[Fleet]
+    workdir: Path, *, replicas: int, rate_limit: int, reply_lease: float, database_url: str = ""
+):
     """Everything running and ready; ``database_url``: an empty database to use (else a cluster
-    of its own, started here)."""
+    of its own, started here); ``reply_lease``: CHAT_REPLY_LEASE, how soon a dead replica's
+    replies are marked interrupted."""
     from pg import postgres_server
 
     with ExitStack() as stack:
@@ -123,7 +172,7 @@ def fleet(workdir: Path, *, replicas: int, rate_limit: int, database_url: str = 
         backend = FaultServer().start()
         stack.callback(backend.stop)
         backend_url = backend.url(REPLY_STEP)
-        env = replica_env(workdir, database_url, redis.url, backend_url, rate_limit)
+        env = replica_env(workdir, database_url, redis.url, backend_url, rate_limit, reply_lease)
         members = [Replica(free_port(), env, workdir / f"replica-{i}.log") for i in range(replicas)]
         for member in members:  # all at once, on an empty database: they must agree on one key
             member.start()

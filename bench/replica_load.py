@@ -4,7 +4,7 @@ each continuing one conversation. A message counts as acknowledged when the app 
 all (SSE headers, or a first ``/ws`` frame): from then on it must be in the database. A reply
 whose stream breaks after that is "cut"; the user goes on with the next turn, on whichever
 replica nginx picks, resuming the conversation by id. A message that got no answer at all is
-sent once more."""
+sent once more, under the same idempotency key (the dying replica may have stored it)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import asyncio
 import json
 import random
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,11 +94,12 @@ class RestUser:
         self.client = httpx.AsyncClient(base_url=proxy, transport=transport, timeout=60)
         self.load, self.turns, self.conversation = load, turns, ""
 
-    async def send(self, text: str) -> Attempt:
+    async def send(self, text: str, key: str) -> Attempt:
         attempt = Attempt()
         body = {"user_input": text, "stream": True, "context": CONTEXT, "conversation_id": self.conversation}
+        headers = {"Idempotency-Key": key}
         try:
-            async with self.client.stream("POST", "api/chat", json=body) as response:
+            async with self.client.stream("POST", "api/chat", json=body, headers=headers) as response:
                 if response.status_code != 200:
                     attempt.refused = response.status_code == 429
                     # 502: nginx had sent the POST to the replica that died; nginx never resends
@@ -150,12 +152,13 @@ class WsUser:
         self.socket = await connect(url, additional_headers=self.headers, local_addr=(self.address, 0))
         self.served = self.socket.response.headers.get("x-served-by", "").split(",")[-1].strip()
 
-    async def send(self, text: str) -> Attempt:
+    async def send(self, text: str, key: str) -> Attempt:
         attempt = Attempt()
         try:
             if self.socket is None:
                 await self.connect()
-            await self.socket.send(json.dumps({"user_input": text, "context": CONTEXT}))
+            frame_ = {"user_input": text, "context": CONTEXT, "idempotency_key": key}
+            await self.socket.send(json.dumps(frame_))
             self.load.in_flight[self.served] += 1
             try:
                 while attempt.done is None and not attempt.refused:
@@ -230,10 +233,10 @@ async def user(person: RestUser | WsUser, n: int, load: Load) -> None:
     as a client does when its connection drops before any answer."""
     try:
         for turn in range(load.turns):
-            text = message(n, turn)
+            text, key = message(n, turn), str(uuid.uuid4())  # the key goes with every copy
             start = time.perf_counter()
             for tries in range(2):
-                attempt = await person.send(text)
+                attempt = await person.send(text, key)
                 if attempt.acked or attempt.refused:
                     break
                 load.resent += tries == 0

@@ -21,6 +21,7 @@ from chat.options import (
 
 FEEDBACK_LOG_MAX_BYTES = 10 * 1024 * 1024  # the default of --feedback-log-max-bytes
 FEEDBACK_LOG_BACKUPS = 3  # rotated files kept beside the feedback log
+REPLY_LEASE_SECONDS = 15.0  # the default of --reply-lease (chat.store.leases)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -378,6 +379,13 @@ class Settings:
     )
     retention_days: int = option(
         "CHAT_RETENTION_DAYS", "delete conversations idle for this many days (0: keep)", parse=int, default=0
+    )
+    reply_lease: float = option(
+        "CHAT_REPLY_LEASE",
+        "seconds a streaming reply's lease lasts (renewed every third of it); once it runs out, "
+        "any replica marks the reply interrupted",
+        parse=float,
+        default=REPLY_LEASE_SECONDS,
     )
     cookie_secret: str = option(
         "CHAT_COOKIE_SECRET",

@@ -2,7 +2,8 @@
 
 SQLite in the data directory by default, PostgreSQL when ``CHAT_DATABASE_URL`` is set (several
 replicas share it), nothing at all with ``CHAT_STORE=off``. The app calls ``open_store(settings)``
-once at start-up; it migrates the schema and marks replies a dead process left half-written::
+once at start-up; it migrates the schema and, from then on, marks replies a dead process left
+half-written as interrupted (``chat.store.leases``)::
 
     store = open_store(settings)          # None when the store is off
     conv = store.create_conversation(owner)
@@ -35,7 +36,7 @@ def open_store(settings: Settings) -> Store | None:
         log.info("conversation store: off (nothing is kept on the server)")
         return None
     url = database_url(settings.database_url, data_dir(settings.data_dir))
-    store = Store.open(url, retention_days=settings.retention_days)
+    store = Store.open(url, retention_days=settings.retention_days, lease_seconds=settings.reply_lease)
     purged = store.purge_expired()
     if settings.retention_days:
         store.purge_every(3600.0)

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from chat.errors import ChatError
+from chat.errors import ChatError, InvalidRequest
+from chat.settings import REPLY_LEASE_SECONDS
 from chat.store.tables import REPLICA_MAX, messages, utcnow
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 15.0  # a writer's lease: three renewal periods, so one missed renewal is harmless
+# A writer's lease (CHAT_REPLY_LEASE): three renewal periods, so one missed renewal is harmless.
+LEASE_SECONDS = REPLY_LEASE_SECONDS
 _RENEW = (
     sa.update(messages)
     .where(messages.c.id.in_(sa.bindparam("ids", expanding=True)), messages.c.status == "streaming")
@@ -68,8 +70,8 @@ class Leases:
         transaction: Callable[[], AbstractContextManager[sa.Connection]],
         seconds: float = LEASE_SECONDS,
     ) -> None:
-        if seconds <= 0:
-            raise ValueError(f"a lease must last more than 0 s, got {seconds}")
+        if not seconds > 0:
+            raise InvalidRequest(f"CHAT_REPLY_LEASE must be more than 0 seconds, got {seconds:g}")
         self.name = replica_name()
         self.seconds = seconds
         self._transaction = transaction

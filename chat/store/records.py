@@ -13,7 +13,8 @@ from chat.messages import Message, Role
 Status = Literal["complete", "streaming", "stopped", "interrupted"]
 STATUSES: tuple[Status, ...] = ("complete", "streaming", "stopped", "interrupted")
 """complete: the reply ended normally; streaming: being written now; stopped: the user stopped it;
-interrupted: it failed, or the server died while writing it (marked at the next start-up)."""
+interrupted: it failed, or the server died while writing it (marked by any live replica once the
+dead writer's lease ran out, ``chat.store.leases``)."""
 
 
 def _iso(value: datetime) -> str:
