@@ -704,3 +704,48 @@ def test_model_hint_admin_panel_import_keyboard_and_touch_targets(
     phone.wait_for_function("document.querySelector('#sidebar').classList.contains('open')")
     phone.keyboard.press("Escape")
     phone.wait_for_function("!document.querySelector('#sidebar').classList.contains('open')")
+
+
+# -- a long chat, and a reply cut at the length limit -----------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
+def test_a_long_chat_says_once_what_the_model_sees_and_a_cut_reply_says_so_under_itself(
+    app: App, open_page, locale: str
+) -> None:
+    """Messages of 500 words (the stand-in model counts a word a token) make the third turn leave
+    the first out of a 2,048-token window: the summary written after the second reply stands in
+    for it, and one line under the chat (not a bubble per reply) says what the model sees. The
+    third reply stops at the length limit: the notice sits below it, beside Continue."""
+    from chat.reply.summaries import SUMMARIZER
+
+    lang = lang_of(locale)
+    page = open_page(locale)
+    word = "词" if lang == "zh" else "word"
+    try:
+        for n in range(3):
+            if n == 2:
+                app.backend.finish = "length"
+            page.locator(INPUT).fill(f"{n} " + " ".join([word] * 500))
+            page.locator(INPUT).press("Enter")
+            expect(page.locator(BOT)).to_have_count(n + 1)
+            wait_idle(page)
+            assert SUMMARIZER.wait(30)  # the summary the reply started in the background
+    finally:
+        app.backend.finish = "stop"
+
+    said = t("notice.history_summary", lang, seen=3, summarised=2)
+    expect(page.locator("#stats")).to_contain_text(said)
+    expect(page.get_by_text(said)).to_have_count(1)  # once on the page
+    expect(page.locator(NOTICE)).to_have_count(0)  # no notice bubble in the chat, above no reply
+    cut = t("notice.length", lang)
+    notice, carry_on = page.locator("#length-notice"), page.locator("#continue-reply")
+    expect(notice).to_have_text(cut)
+    expect(carry_on).to_be_visible()
+    expect(page.get_by_text(cut)).to_have_count(1)
+    reply, below, button = (x.bounding_box() for x in (page.locator(BOT).last, notice, carry_on))
+    assert reply and below and button
+    assert below["y"] >= reply["y"] + reply["height"], (reply, below)  # under the reply
+    # beside the button: on the same line
+    assert below["y"] < button["y"] + button["height"] and button["y"] < below["y"] + below["height"]

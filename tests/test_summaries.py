@@ -23,13 +23,16 @@ from websockets.sync.client import connect
 from chat import ChatEngine
 from chat.backends.base import Backend, Chunk
 from chat.engine.window import fit_messages
+from chat.i18n import t
 from chat.messages import GenerationParams, Message, Notice
+from chat.reply.notes import TurnNotes
 from chat.reply.pipeline import run
 from chat.reply.summaries import (
     INSTRUCTIONS,
     NOTE_HEADER,
     SUMMARIZER,
     SUMMARY_TOKENS,
+    SummaryJob,
     SummaryRecord,
     fingerprint,
     plan,
@@ -37,6 +40,7 @@ from chat.reply.summaries import (
 )
 from chat.reply.turn import Reply, ReplyRequest, StoredConversation
 from chat.store import Store
+from chat.store.store import StartedTurn
 
 SYSTEM = Message("system", "You are a helpful shop assistant. Answer briefly.")
 # Small enough that the third turn already leaves the first out, with short replies: every token
@@ -174,60 +178,71 @@ def test_the_plan_finds_the_cut_again_or_ignores_a_summary_of_another_history() 
     assert not other.active and other.covered == 0
     note = exact.note("zh")
     assert note is not None and note.role == "system" and note.content.startswith(NOTE_HEADER["zh"])
-    assert exact.notice("en") == Notice(
-        "summarised", "2 earlier message(s) are summarised to fit the context length."
-    )
+
+
+@pytest.mark.parametrize(
+    ("covers", "left", "en", "zh"),
+    [
+        (0, 0, None, None),
+        (4, 0, "The model sees the last 3 messages and a summary of the 4 before them.",
+         "模型能看到最近的 3 条消息，以及之前 4 条消息的摘要。"),
+        (0, 2, "The model sees only the last 5 messages: the 2 before them do not fit the context length.",
+         "模型只能看到最近的 5 条消息：之前的 2 条放不进上下文长度。"),
+        (2, 2, "The model sees the last 3 messages and a summary of the first 2; the 2 in between are "
+         "left out until the summary catches up.",
+         "模型能看到最近的 3 条消息和最早 2 条消息的摘要；中间的 2 条暂未写入摘要，本次未使用。"),
+    ],
+    ids=["all-seen", "summarised", "left-out", "both"],
+)  # fmt: skip
+def test_one_notice_says_what_the_model_still_sees(covers: int, left: int, en: str, zh: str) -> None:
+    history = [Message("user" if i % 2 == 0 else "assistant", f"message {i}") for i in range(6)]
+    raw = SummaryRecord("summary", covers, fingerprint(history[covers - 1])).encode() if covers else ""
+    for lang, text in (("en", en), ("zh", zh)):
+        request = ReplyRequest(messages=[SYSTEM, *history, Message("user", "next")], params=PARAMS)
+        notes = TurnNotes.load(request, StartedTurn(None, raw, None))  # type: ignore[arg-type]
+        assert notes.history_notice(lang, left) == (Notice("trimmed", text) if text else None)
 
 
 # --- the real model ------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_dropped_turns_are_summarised_after_the_reply_and_sent_next_time(
+def test_the_summary_keeps_up_with_every_message_the_window_leaves_out(
     recording: Recording, store: Store
 ) -> None:
+    """Turn after turn at a small window: the summary made after each reply (in the background,
+    once the reply is complete) covers every message the next prompt leaves out, so the count
+    summarised equals the count left out and the one notice says so."""
     engine = ChatEngine({"local": recording})
     owner = "user:ana"
     cid = store.create_conversation(owner).id
-    trigger = None
+    left_out: list[int] = []
+    held = False  # a summary job was running, held back, when its turn's reply was complete
     for index, text in enumerate(TURNS):
         recording.gate.clear()  # hold any summary back until the reply is in
         outcome = turn(engine, store, owner, cid, text)
-        raw = store.get_conversation(owner, cid).summary
-        if outcome.stats.dropped_messages and not raw:
-            # The reply is complete while its summary has not even started: it cost the reply nothing.
-            assert SUMMARIZER.wait(0) is False  # its job is running (held at the gate)
-            trigger = (index, outcome)
-            recording.gate.set()
-            started = time.perf_counter()
-            assert SUMMARIZER.wait(120)
-            summary_seconds = time.perf_counter() - started
-            break
+        held = held or not SUMMARIZER.wait(0)
         recording.gate.set()
-    assert trigger is not None, f"no turn was left out at a {WINDOW}-token window"
-    index, triggering = trigger
-    record = SummaryRecord.decode(store.get_conversation(owner, cid).summary)
-    assert record.text and record.covers == triggering.stats.dropped_messages
-    history = store.history(owner, cid)
-    assert record.last == fingerprint(history[record.covers - 1])
-    assert len(recording.summary_prompts) == 1
-    summary_prompt = recording.summary_prompts[-1]
-    assert TURNS[0][:40] in summary_prompt[1].content  # the oldest turn is what was summarised
-    assert recording.count_tokens(summary_prompt) + SUMMARY_TOKENS <= WINDOW
-
-    after = turn(
-        engine, store, owner, cid, TURNS[index + 1] if index + 1 < len(TURNS) else "Thanks, that is all."
-    )
-    prompt = recording.prompts[-1]
-    assert prompt[0] == SYSTEM
-    assert prompt[1].role == "system" and prompt[1].content == f"{NOTE_HEADER['en']}\n{record.text}"
-    assert all(TURNS[0] not in m.content for m in prompt)  # the summarised turn itself is gone
-    assert recording.count_tokens(prompt) + after.stats.completion_tokens <= WINDOW
-    assert any(n.kind == "summarised" for n in after.notices)
+        assert SUMMARIZER.wait(120)
+        prompt = recording.prompts[-1]
+        seen = sum(m.role != "system" for m in prompt)  # the newest message included
+        left = 2 * index + 1 - seen
+        left_out.append(left)
+        assert outcome.stats.dropped_messages == 0  # nothing left out that the summary misses
+        if left:
+            record = SummaryRecord.decode(store.get_conversation(owner, cid).summary)
+            assert record.text and prompt[1].content.startswith(NOTE_HEADER["en"])
+            assert prompt[0] == SYSTEM and all(TURNS[0] not in m.content for m in prompt)
+            said = t("notice.history_summary", "en", seen=seen, summarised=left)
+            assert [n for n in outcome.notices if n.kind == "trimmed"] == [Notice("trimmed", said)]
+        assert recording.count_tokens(prompt) + outcome.stats.completion_tokens <= WINDOW
+    assert left_out[-1] >= 4, left_out  # the window did leave turns out, and more as they came
+    assert held  # the summary ran after its reply: it cost the reply nothing
+    assert TURNS[0][:40] in recording.summary_prompts[0][1].content  # the oldest turn went first
+    assert all(recording.count_tokens(p) + SUMMARY_TOKENS <= WINDOW for p in recording.summary_prompts)
     print(
-        f"\nturn {index + 1} left {triggering.stats.dropped_messages} messages out; reply "
-        f"{triggering.stats.total_time * 1000:.0f} ms, summary afterwards {summary_seconds * 1000:.0f} ms "
-        f"({len(record.text)} chars)"
+        f"\nmessages left out per turn {left_out}, all summarised; {len(recording.summary_prompts)} "
+        f"summaries, the last {SUMMARIZER.stats.last_seconds * 1000:.0f} ms"
     )
 
 
@@ -241,7 +256,7 @@ def test_a_summary_gives_way_to_a_user_who_asks_for_the_model(recording: Recordi
         history += [Message("user", text), Message("assistant", "Noted, I will check that for you.")]
     conversation = StoredConversation(store, owner, cid)
     gave_way = SUMMARIZER.stats.gave_way
-    thread = SUMMARIZER.after_reply(engine, conversation, plan("", history), 4, params=PARAMS)
+    thread = SUMMARIZER.after_reply(SummaryJob(engine, conversation, tuple(history), PARAMS, left_out=4))
     assert thread is not None
     assert recording.summary_started.wait(60)  # the summary is generating
     started = time.perf_counter()
@@ -281,7 +296,7 @@ def test_closing_stops_a_running_summary_and_the_next_app_summarises_again(store
     cid = store.create_conversation("user:cy").id
     conversation = StoredConversation(store, "user:cy", cid)
     history = [Message("user", "I am Cy."), Message("assistant", "Hi Cy."), Message("user", "Bye.")]
-    thread = SUMMARIZER.after_reply(engine, conversation, plan("", history), 2, params=PARAMS)
+    thread = SUMMARIZER.after_reply(SummaryJob(engine, conversation, tuple(history), PARAMS, left_out=2))
     assert thread is not None
     deadline = time.monotonic() + 10
     while backend.sent < 3 and time.monotonic() < deadline:
@@ -289,7 +304,7 @@ def test_closing_stops_a_running_summary_and_the_next_app_summarises_again(store
     SUMMARIZER.close()  # as an app shutting down does, before its store closes
     assert not thread.is_alive() and store.get_conversation("user:cy", cid).summary == ""
     backend.delay = 0.0
-    again = SUMMARIZER.after_reply(engine, conversation, plan("", history), 2, params=PARAMS)
+    again = SUMMARIZER.after_reply(SummaryJob(engine, conversation, tuple(history), PARAMS, left_out=2))
     assert again is not None
     again.join(30)
     record = SummaryRecord.decode(store.get_conversation("user:cy", cid).summary)
@@ -316,6 +331,11 @@ class Recorder(ScriptedBackend):
         return super().stream(messages, params, cancel=cancel, api_key=api_key)
 
 
+def summarised(notices: list[dict[str, str]]) -> bool:
+    """The one history notice, saying a summary stands in for earlier messages."""
+    return any(n["kind"] == "trimmed" and "and a summary of the" in n["text"] for n in notices)
+
+
 def test_rest_and_ws_turns_get_the_summary_and_the_api_shows_it_as_text(tmp_path: Path) -> None:
     backend = Recorder()
     engine = ChatEngine({"local": backend})
@@ -327,9 +347,9 @@ def test_rest_and_ws_turns_get_the_summary_and_the_api_shows_it_as_text(tmp_path
             body = http.post("/api/chat", json={**said, **({"conversation_id": cid} if cid else {})}).json()
             cid = body["conversation_id"]
             assert SUMMARIZER.wait(30)
-            if any(n["kind"] == "summarised" for n in body["notices"]):
+            if summarised(body["notices"]):
                 break
-        assert any(n["kind"] == "summarised" for n in body["notices"]), body["notices"]
+        assert summarised(body["notices"]), body["notices"]
         prompt = backend.seen[-1]
         assert prompt[0].content == "Be brief." and prompt[1].content.startswith(NOTE_HEADER["en"])
         assert backend.count_tokens(prompt) + 16 <= 160
@@ -345,4 +365,4 @@ def test_rest_and_ws_turns_get_the_summary_and_the_api_shows_it_as_text(tmp_path
                 pass
         assert frame["type"] == "done"
         assert backend.seen[-1][1].content.startswith(NOTE_HEADER["en"])
-        assert any(n["kind"] == "summarised" for n in frame["notices"])
+        assert summarised(frame["notices"])

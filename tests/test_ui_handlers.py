@@ -114,7 +114,7 @@ def test_history_with_unknown_roles_is_rejected() -> None:
         history_to_messages([{"role": "system", "content": "sneaky"}])
 
 
-def test_trim_notice_is_a_titled_bubble_not_part_of_the_reply(local_backend) -> None:
+def test_trimmed_history_is_said_once_under_the_chat_not_in_a_bubble(local_backend) -> None:
     # the trimming is the point, not the reply: scripted over the real tokenizer (no prompt is evaluated)
     engine = ChatEngine({"local": SpyBackend(local_backend, reply=["Coffee ", "came later."])})
     history = []
@@ -124,10 +124,12 @@ def test_trim_notice_is_a_titled_bubble_not_part_of_the_reply(local_backend) -> 
             {"role": "assistant", "content": "Tea has a long and fascinating history. " * 4},
         ]
     bubbles, stats = run_ui(engine, "And coffee?", history, "", 0.7, 512, 32, 0.95)[-1]
-    notice = bubbles[0]
-    assert notice.metadata["title"].endswith("left out to fit the context length.")
-    assert bubbles[-1].content == "Coffee came later." and bubbles[-1].metadata in (None, {})
-    assert "old messages left out" in stats
+    assert [b.content for b in bubbles] == ["Coffee came later."]  # no notice bubble beside it
+    line, said = stats.split("\n\n")
+    assert "**local**" in line and "old messages left out" not in line  # said once, below
+    assert said.startswith("The model sees only the last ") and said.endswith(
+        "do not fit the context length."
+    )
 
 
 def test_errors_become_a_bubble_in_the_users_language(engine: ChatEngine) -> None:

@@ -71,9 +71,16 @@ error.too_many_turns
 notice.trimmed
   en: {count} earlier message(s) were left out to fit the context length.
   zh: 为适应上下文长度，省略了较早的 {count} 条消息。
-notice.summarised
-  en: {count} earlier message(s) are summarised to fit the context length.
-  zh: 为适应上下文长度，较早的 {count} 条消息已整理为摘要。
+# what the model still sees of a conversation longer than the context (chat.reply.notes)
+notice.history_summary
+  en: The model sees the last {seen} messages and a summary of the {summarised} before them.
+  zh: 模型能看到最近的 {seen} 条消息，以及之前 {summarised} 条消息的摘要。
+notice.history_trimmed
+  en: The model sees only the last {seen} messages: the {left} before them do not fit the context length.
+  zh: 模型只能看到最近的 {seen} 条消息：之前的 {left} 条放不进上下文长度。
+notice.history_both
+  en: The model sees the last {seen} messages and a summary of the first {summarised}; the {left} in between are left out until the summary catches up.
+  zh: 模型能看到最近的 {seen} 条消息和最早 {summarised} 条消息的摘要；中间的 {left} 条暂未写入摘要，本次未使用。
 profile.saved
   en: Profile saved.
   zh: 资料已保存。

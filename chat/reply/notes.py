@@ -4,8 +4,9 @@ opted in) and the summary of turns that no longer fit, in place of those turns.
 The pipeline calls ``TurnNotes.load`` with what the stored turn read as it started (the statement
 that marks the conversation active reads both notes), sends ``messages`` with ``notes`` to the
 engine (which fits the notes like the system prompt, but drops them before failing), and calls
-``after`` with the outcome: a reply whose fitting left turns out starts a background summary of
-them (``chat.reply.summaries``).
+``after`` with the outcome: a kept reply starts a background job that brings the summary up to
+what the next turn will leave out (``chat.reply.summaries``). ``history_notice`` is the one
+sentence that tells the user what the model still sees of a long conversation.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from chat.i18n import Lang, t
 from chat.messages import Message, Notice, system_end
 from chat.reply.profiles import profile_note
-from chat.reply.summaries import SUMMARIZER, SummaryPlan, plan
+from chat.reply.summaries import SUMMARIZER, SummaryJob, SummaryPlan, plan
 from chat.reply.turn import Outcome, Reply, ReplyRequest
 
 if TYPE_CHECKING:
@@ -32,8 +34,9 @@ KEPT_FINISHES = ("stop", "length")  # replies that continue the conversation
 class TurnNotes:
     messages: list[Message]  # the request's messages, without the turns the summary replaces
     notes: list[Message] = field(default_factory=list)  # system notes, in order
-    notices: list[Notice] = field(default_factory=list)  # what the user is told
     summary: SummaryPlan | None = None
+    prefix: tuple[Message, ...] = ()  # what comes before the summary: system prompt, profile note
+    history: tuple[Message, ...] = ()  # the whole conversation before the newest message
 
     @classmethod
     def load(cls, request: ReplyRequest, started: StartedTurn | None) -> TurnNotes:
@@ -47,24 +50,47 @@ class TurnNotes:
         history = [m for m in messages[at:-1] if m.role != "system"]
         summary = plan(raw, history)
         lang = request.lang
-        notes = [note for note in (profile_note(profile, lang), summary.note(lang)) if note]
-        notice = summary.notice(lang)
+        profile_ = profile_note(profile, lang, request.user_input)
+        notes = [note for note in (profile_, summary.note(lang)) if note]
         kept = [*messages[:at], *summary.history, messages[-1]]
-        return cls(kept, notes, [notice] if notice else [], summary)
+        prefix = (*messages[:at], *([profile_] if profile_ else []))
+        return cls(kept, notes, summary, prefix, tuple(history))
+
+    @property
+    def summarised(self) -> int:
+        """The oldest messages the summary note stands in for."""
+        return self.summary.covered if self.summary is not None and self.summary.active else 0
+
+    def history_notice(self, lang: Lang, left: int) -> Notice | None:
+        """One sentence on what the model sees of a conversation the window cut: the last messages
+        and a summary of the ones before, and any left out without a summary yet (``left``: the
+        messages fitting dropped). None when it sees everything."""
+        summarised = self.summarised
+        if not (summarised or left):
+            return None
+        seen = max(sum(m.role != "system" for m in self.messages) - left, 1)
+        key = "notice.history_both" if summarised and left else "notice.history_summary"
+        if not summarised:
+            key = "notice.history_trimmed"
+        return Notice("trimmed", t(key, lang, seen=seen, summarised=summarised, left=left))
 
     def after(self, engine: ChatEngine, request: ReplyRequest, outcome: Outcome) -> threading.Thread | None:
-        """Start summarising the turns this reply's fitting left out (in the background)."""
+        """Bring the summary up to what the next turn will leave out (in the background)."""
         conversation = request.conversation
         if conversation is None or self.summary is None or not isinstance(outcome, Reply):
             return None
-        if outcome.stats.finish_reason not in KEPT_FINISHES or not outcome.stats.dropped_messages:
+        if outcome.stats.finish_reason not in KEPT_FINISHES:
             return None
-        return SUMMARIZER.after_reply(
+        job = SummaryJob(
             engine,
             conversation,
-            self.summary,
-            outcome.stats.dropped_messages,
-            params=request.params,
+            (*self.history, self.messages[-1], Message("assistant", outcome.text)),
+            request.params,
+            left_out=self.summary.covered + outcome.stats.dropped_messages,
+            summary=self.summary,
+            prefix=self.prefix,
+            lang=request.lang,
             backend=outcome.stats.backend if outcome.stats.backend in engine.backends else request.backend,
             api_key=request.api_key,
         )
+        return SUMMARIZER.after_reply(job)

@@ -148,8 +148,6 @@ def _assemble(
     started = _start_turn(request)
     turn.writer = started.writer if started is not None else None
     turn.memory = TurnNotes.load(request, started)  # profile and summary notes; summarised turns go
-    turn.notices.extend(turn.memory.notices)
-    yield from turn.memory.notices
     if request.knowledge:  # the note on every such turn (a stable prefix), chunks when found
         turn.reference = yield from _reference(engine, request, found, cancel, turn.memory.notes)
 
@@ -166,9 +164,15 @@ def _asked(messages: Sequence[Message]) -> list[Message]:
 def _relay(events: Iterator[Event], turn: _Turn) -> Generator[Step, None, Outcome | None]:
     """Pass the engine's events on, keeping what the outcome needs; the outcome at ``Done``."""
     for event in events:
-        if isinstance(event, Done):
+        if isinstance(event, Done):  # what the model saw of a cut history: one notice, at the end
+            notice = turn.memory.history_notice(turn.request.lang, event.stats.dropped_messages)
+            if notice is not None:
+                turn.notices.append(notice)
+                yield notice
             return _ended(event, tuple(turn.notices), turn.reference.sources, tuple(turn.uses))
         if isinstance(event, Notice):
+            if event.kind == "trimmed":  # said once, with the summary's share, at Done
+                continue
             turn.notices.append(event)
         elif isinstance(event, ToolUse):
             turn.uses.append(event)

@@ -1,10 +1,12 @@
 """Summaries of turns that no longer fit the context (issue 12, point 6).
 
-When fitting leaves out turns of a stored conversation, the model summarises them after the
-reply, in a background thread (one per conversation at a time), so the reply is never delayed:
+After every stored reply a background thread (one per conversation at a time) works out which of
+the oldest messages the next turn will have to leave out, and has the model fold them into the
+running summary, so the reply is never delayed and the summary keeps up with the window:
 
-    turn n:    [system] [history ...............] [newest]   fitting drops the oldest turns
-    after it:  summary := model(previous summary + the newly dropped turns)   (background)
+    turn n:    [system] [summary note] [history after the summary .....] [newest] -> reply
+    after it:  cut  := the messages the next turn leaves out (fitted as that turn will be)
+               summary := model(previous summary + the messages up to the cut)   (background)
     turn n+1:  [system] [summary note] [history after the summary] [newest]
 
 The summary is kept with the conversation (``Store.set_summary``) as a small JSON record: its
@@ -16,7 +18,8 @@ prompt but lets it go before failing (``chat.engine.window``), so it always stay
 
 The job never competes with a user for the one local model: it starts only when nobody is
 queued, gives way (Stop, within a token) as soon as someone else asks for the model, and is
-simply tried again after the next turn that drops messages.
+simply tried again after the next reply. A reply that ends while its conversation's job still
+runs leaves its own job to run right after it (the newest one only), so no turn is skipped.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from chat.errors import ChatError, OutputBlocked
-from chat.i18n import Lang, detect_language, t
-from chat.messages import GenerationParams, Message, Notice, Waiting
+from chat.engine.window import fit_messages
+from chat.errors import ChatError, ContextOverflow, OutputBlocked
+from chat.i18n import Lang, detect_language
+from chat.messages import GenerationParams, Message, Waiting
 
 if TYPE_CHECKING:
     from chat.backends.base import Backend
@@ -45,6 +49,9 @@ SUMMARY_TOKENS = 96  # max new tokens of one summary
 SUMMARY_MAX_CHARS = 600  # the stored summary is cut (at a sentence end) to this
 MESSAGE_CHARS = 500  # each dropped message, as the summariser reads it
 MIN_MESSAGE_CHARS = 60  # a message is cut down to this before a turn is given up as too long
+# A request the batching model admits at its next step is not kept waiting by a summary: only one
+# still waiting a token later makes the summary give way (each new request waits for one step).
+GIVE_WAY_TOKENS = 2
 
 NOTE_HEADER: dict[Lang, str] = {
     "en": "Summary of the earlier conversation (those messages are no longer shown):",
@@ -119,11 +126,6 @@ class SummaryPlan:
             return None
         return Message("system", f"{NOTE_HEADER[lang]}\n{self.record.text}")
 
-    def notice(self, lang: Lang) -> Notice | None:
-        if not self.active or not self.covered:
-            return None
-        return Notice("summarised", t("notice.summarised", lang, count=self.covered))
-
 
 def plan(raw: str | None, history: Sequence[Message]) -> SummaryPlan:
     """Line the stored summary up with ``history`` (the conversation before the newest message,
@@ -164,17 +166,20 @@ class SummaryStats:
 
 
 @dataclass(frozen=True)
-class _Job:
-    """What one background summary works from: the turn's engine, conversation, plan and
-    parameters, and how many of the plan's oldest messages to fold in."""
+class SummaryJob:
+    """What one background summary works from: the conversation as it stands after a reply, the
+    part of it the reply's prompt went without, and what the next turn sends before it."""
 
     engine: ChatEngine
     conversation: StoredConversation
-    summary: SummaryPlan
-    dropped: int
+    history: tuple[Message, ...]  # every message after the system prompt, the new reply last
     params: GenerationParams
-    backend: str | None
-    api_key: str | None
+    left_out: int = 0  # the oldest of them the reply's prompt went without (summarised or not)
+    summary: SummaryPlan | None = None  # the summary the reply's prompt carried
+    prefix: tuple[Message, ...] = ()  # the system prompt and the profile note
+    lang: Lang = "en"  # the note's language
+    backend: str | None = None
+    api_key: str | None = None
 
 
 class Summarizer:
@@ -183,34 +188,23 @@ class Summarizer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: dict[tuple[int, str], threading.Thread] = {}
+        self._next: dict[tuple[int, str], SummaryJob] = {}  # the newest job behind a running one
         self._closing = threading.Event()
         self.stats = SummaryStats()
 
-    def after_reply(
-        self,
-        engine: ChatEngine,
-        conversation: StoredConversation,
-        summary: SummaryPlan,
-        dropped: int,
-        *,
-        params: GenerationParams,
-        backend: str | None = None,
-        api_key: str | None = None,
-    ) -> threading.Thread | None:
-        """Summarise the ``dropped`` oldest messages of ``summary.history`` (left out of the
-        reply just made) into the conversation's summary, in the background. None when there
-        is nothing to do or this conversation already has a job running."""
-        if dropped <= 0 or not summary.history:
-            return None
-        key = (id(conversation.store), conversation.id)
+    def after_reply(self, job: SummaryJob) -> threading.Thread | None:
+        """Bring the conversation's summary up to what the next turn will leave out, in the
+        background. The thread doing it (None while closing); a conversation whose job is still
+        running gets this one right after it, in the same thread."""
+        key = (id(job.conversation.store), job.conversation.id)
         with self._lock:
-            if key in self._running or self._closing.is_set():  # one at a time; none while closing
+            if self._closing.is_set():
                 return None
+            if key in self._running:  # one at a time: the newest reply's job runs next
+                self._next[key] = job
+                return self._running[key]
             thread = threading.Thread(
-                target=self._run,
-                args=(key, _Job(engine, conversation, summary, dropped, params, backend, api_key)),
-                name=f"summary-{conversation.id[:8]}",
-                daemon=True,
+                target=self._run, args=(key, job), name=f"summary-{job.conversation.id[:8]}", daemon=True
             )
             self._running[key] = thread
         thread.start()
@@ -239,27 +233,39 @@ class Summarizer:
                 return False
             threads[0].join(left)
 
-    def _run(self, key: tuple[int, str], job: _Job) -> None:
-        started = time.perf_counter()
-        try:
-            self._summarise(job)
-        except ChatError as exc:  # a failing store or backend: the next turn tries again
-            self.stats.failed += 1
-            log.warning("summary of conversation %s failed: %s", job.conversation.id[:8], type(exc).__name__)
-        except Exception:  # noqa: BLE001 - a background thread's seam: logged, never raised
-            self.stats.failed += 1
-            log.exception("summary of conversation %s failed", job.conversation.id[:8])
-        finally:
-            self.stats.last_seconds = time.perf_counter() - started
-            with self._lock:
-                self._running.pop(key, None)
+    def _run(self, key: tuple[int, str], job: SummaryJob | None) -> None:
+        while job is not None:
+            started = time.perf_counter()
+            try:
+                self._summarise(job)
+            except ChatError as exc:  # a failing store or backend: the next turn tries again
+                self.stats.failed += 1
+                log.warning(
+                    "summary of conversation %s failed: %s", job.conversation.id[:8], type(exc).__name__
+                )
+            except Exception:  # noqa: BLE001 - a background thread's seam: logged, never raised
+                self.stats.failed += 1
+                log.exception("summary of conversation %s failed", job.conversation.id[:8])
+            finally:
+                self.stats.last_seconds = time.perf_counter() - started
+                with self._lock:
+                    job = None if self._closing.is_set() else self._next.pop(key, None)
+                    if job is None:
+                        self._next.pop(key, None)
+                        self._running.pop(key, None)
 
-    def _summarise(self, job: _Job) -> None:
-        engine, conversation, params = job.engine, job.conversation, job.params
+    def _summarise(self, job: SummaryJob) -> None:
+        engine, conversation = job.engine, job.conversation
         backend = engine.chain(job.backend)[0]
-        window = min(params.context_length, backend.context_window() or params.context_length)
-        record, covered = job.summary.record, job.summary.covered
-        pending = list(job.summary.history[: job.dropped])
+        window = min(job.params.context_length, backend.context_window() or job.params.context_length)
+        summary = job.summary or plan("", job.history)
+        cut = next_cut(job, backend, window, summary.covered)
+        if cut > summary.covered:  # the stored summary may have gone further since the turn began
+            stored = conversation.store.get_conversation(conversation.owner, conversation.id)
+            summary = plan(stored.summary, job.history)
+            cut = max(cut, next_cut(job, backend, window, summary.covered))
+        record, covered = summary.record, summary.covered
+        pending = list(job.history[covered:cut])
         while pending:
             if self._closing.is_set():
                 return
@@ -279,6 +285,30 @@ class Summarizer:
                 return  # deleted meanwhile
             self.stats.made += 1
             pending = pending[count:]
+
+
+def next_cut(job: SummaryJob, backend: Backend, window: int, covered: int) -> int:
+    """How many of the oldest history messages the summary must replace: those the reply's
+    prompt went without, and those the next turn will leave out, fitted as that turn will be
+    (the summary note at its longest, a next message as long as the newest one)."""
+    asked = [m for m in job.history if m.role == "user"]
+    if not asked:
+        return job.left_out
+    note = Message("system", f"{NOTE_HEADER[job.lang]}\n{_LONGEST_SUMMARY}")
+    try:
+        fitted = fit_messages(
+            [*job.prefix, note, *job.history[covered:], asked[-1]],
+            window=window,
+            max_new_tokens=job.params.max_new_tokens,
+            count=backend.count_tokens,
+            cost=backend.message_tokens,
+        )
+    except ContextOverflow:  # the next message alone would not fit: nothing to plan for
+        return job.left_out
+    return max(job.left_out, covered + fitted.dropped)
+
+
+_LONGEST_SUMMARY = " ".join(["summary"] * SUMMARY_TOKENS)  # as many tokens as a summary may have
 
 
 def _chunk(
@@ -326,12 +356,14 @@ def _generate(
     cancel = threading.Event()
     out = engine.output_guard.new_filter() if engine.output_guard is not None else None
     text: list[str] = []
+    waited = 0  # tokens in a row during which a user waited for the model
     chunks: Iterator[object] = backend.stream(prompt, params, cancel=cancel, api_key=api_key)
     try:
         for chunk in chunks:
             if isinstance(chunk, str):
                 text.append(out.feed(chunk) if out else chunk)
-                if backend.user_waiting() or closing.is_set():  # a user waits: give way
+                waited = waited + 1 if backend.user_waiting() else 0
+                if waited >= GIVE_WAY_TOKENS or closing.is_set():  # a user waits: give way
                     cancel.set()
                     return None
             elif isinstance(chunk, Waiting):  # queued behind someone: not our turn

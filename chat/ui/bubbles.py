@@ -73,9 +73,10 @@ def user_message(exc: Exception, lang: Lang) -> str:
     return t("error.internal", lang)
 
 
-def format_stats(stats: Stats, lang: Lang = "en") -> str:
+def format_stats(stats: Stats, lang: Lang = "en", history: str = "") -> str:
     """One line under the chat in plain words: which model answered, how much and how fast, and
-    anything unusual about the reply."""
+    anything unusual about the reply; ``history`` (what the model sees of a long conversation,
+    chat.reply.notes) goes on a line of its own, once for the whole chat."""
     parts = [f"**{stats.backend}** · `{stats.model}`" if stats.model else f"**{stats.backend}**"]
     if stats.from_cache:
         parts.append(t("stats.from_cache", lang))
@@ -89,11 +90,11 @@ def format_stats(stats: Stats, lang: Lang = "en") -> str:
         parts.append(t("stats.fallback", lang))
     if stats.retries:
         parts.append(t("stats.retries", lang, n=stats.retries))
-    if stats.dropped_messages:
+    if stats.dropped_messages and not history:
         parts.append(t("stats.dropped", lang, n=stats.dropped_messages))
     if stats.finish_reason in FINISHES:
         parts.append(t(f"stats.finish_{stats.finish_reason}", lang))
-    return " · ".join(parts)
+    return " · ".join(parts) + (f"\n\n{history}" if history else "")
 
 
 def _seconds(seconds: float, lang: Lang) -> str:

@@ -1,6 +1,9 @@
 """A Continue button under a reply that stopped at the length limit: one click asks the model to
 go on, as a new turn in the page's language ("Please continue." / "请继续。"), the way chat apps
-offer it. It shows while the stats line says the reply stopped there."""
+offer it. It shows while the stats line says the reply stopped there.
+
+The notice that says so ("The reply reached the max new tokens limit.") sits beside the button,
+below the reply, instead of as a bubble above the reply's text."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import json
 
 import gradio as gr
 
-from chat.i18n import t
+from chat.i18n import Lang, t
 from chat.ui.labels import I18N
 
 # the words in the browser's language, into the message box, then Send (the box's own events run)
@@ -22,18 +25,27 @@ CONTINUE_JS = f"""() => {{
 }}"""
 
 
-def cut_at_length(stats: str | None) -> bool:
-    """Whether the stats line (chat.ui.bubbles.format_stats) says the reply hit the length limit."""
-    return any(t("stats.finish_length", lang) in (stats or "") for lang in ("en", "zh"))
+def cut_at_length(stats: str | None) -> Lang | None:
+    """The language of a stats line (chat.ui.bubbles.format_stats) that says the reply hit the
+    length limit; None when it does not say so."""
+    langs: tuple[Lang, ...] = ("en", "zh")
+    return next((lang for lang in langs if t("stats.finish_length", lang) in (stats or "")), None)
 
 
 class ContinueButton:
     """Rendered where it is created (under the stats line)."""
 
     def __init__(self) -> None:
-        self.button = gr.Button(I18N("continue"), size="sm", visible=False, elem_id="continue-reply")
+        with gr.Row(visible=False, elem_id="continue-row") as self.row:
+            self.notice = gr.Markdown(elem_id="length-notice", scale=0, min_width=0)
+            self.button = gr.Button(I18N("continue"), size="sm", elem_id="continue-reply", scale=0)
 
     def wire(self, stats: gr.Markdown) -> None:
         quiet = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
-        stats.change(lambda line: gr.Button(visible=cut_at_length(line)), stats, self.button, **quiet)
+        stats.change(self.show, stats, [self.row, self.notice], **quiet)
         self.button.click(None, None, None, js=CONTINUE_JS, queue=False)
+
+    @staticmethod
+    def show(line: str | None) -> tuple[gr.Row, str]:
+        lang = cut_at_length(line)
+        return gr.Row(visible=lang is not None), t("notice.length", lang) if lang else ""

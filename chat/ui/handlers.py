@@ -84,6 +84,7 @@ class _Shown:
     notices: list[gr.ChatMessage] = field(default_factory=list)
     text: str = ""
     thinking: str = ""
+    history: str = ""  # what the model sees of a long conversation: said once, under the chat
 
     def frame(self, *reply: gr.ChatMessage) -> list[gr.ChatMessage]:
         body = list(reply) or so_far(self.thinking, without_markers(self.text), self.lang)
@@ -189,6 +190,10 @@ class ChatHandlers(StopMarks, ApiChat, PageFiles):
                         yield [*shown.notices, notice(waiting)], ""
                 case Notice(kind="blocked"):
                     pass  # the refusal replaces the whole reply
+                case Notice(kind="trimmed", text=text):
+                    shown.history = text  # in the stats line, not a bubble on every reply
+                case Notice(kind="length"):
+                    pass  # said under the reply, beside Continue (chat.ui.continue_reply)
                 case Notice(text=text):
                     shown.notices.append(notice(text))
                 case ToolUse():  # a collapsed block per call, before the reply
@@ -203,11 +208,14 @@ class ChatHandlers(StopMarks, ApiChat, PageFiles):
                     yield [*shown.frame(), notice("⚠️ " + user_message(error, lang))], ""
                 case Cancelled():
                     cut = so_far(step.thinking, without_markers(step.text), lang)
-                    yield [*shown.frame(*cut), stopped_mark(lang)], format_stats(step.stats, lang)
+                    yield (
+                        [*shown.frame(*cut), stopped_mark(lang)],
+                        format_stats(step.stats, lang, shown.history),
+                    )
                 case Reply():
                     text = gr.ChatMessage(without_markers(step.text))
                     reply = [*thinking_bubble(step.thinking, lang), text, *sources_bubble(step.sources, lang)]
-                    yield shown.frame(*reply), format_stats(step.stats, lang)
+                    yield shown.frame(*reply), format_stats(step.stats, lang, shown.history)
                 case Refusal():  # an output refusal withholds the thinking with the reply
                     yield shown.frame(gr.ChatMessage(step.text)), format_stats(step.stats, lang)
             if isinstance(step, ThinkingDelta | TextDelta) and (now := time.monotonic()) - frame_sent >= pace:
