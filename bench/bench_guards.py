@@ -8,13 +8,13 @@ the guards and the cache cost.
    only shows the plumbing and its cost, not what a real guard model achieves.
 2. Cost: the rule layer per message and per 1,000 characters, the guard model per call, a cache
    hit through ``engine.stream``, and the output filter on the real model's chunks.
-3. The semantic layer (``chat.guards.semantic``) on the independent split
-   ``tests/data/guard_semantic/test.jsonl`` and its evasion copy: the rule layer alone against
+3. The semantic layer (``chat.guards.semantic``) on an independent split (``--test-split``,
+   default ``tests/data/guard_semantic/test.jsonl``) and its evasion copy: the rule layer alone against
    rules + semantic, request recall and false positives by language and category, and the time
    the encoder and classifier add per message (``bench_guards_semantic.py``).
 
-    python bench/bench_guards.py [--rounds 200] [--eval-only] [--semantic-only]
-                                 [--guard-model PATH | --guard-url URL]
+    python bench/bench_guards.py [--rounds 200] [--eval-only] [--semantic-only] [--test-split PATH]
+                                 [--cross-validation-only] [--guard-model PATH | --guard-url URL]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_guards_semantic import cross_validation, semantic_section  # noqa: E402
+from bench_guards_semantic import SPLIT, cross_validation, semantic_section  # noqa: E402
 
 from chat import GenerationParams, Message, Settings  # noqa: E402
 from chat.backends.local.model_files import embedded_model_path  # noqa: E402
@@ -196,12 +196,25 @@ def main() -> None:
     )
     parser.add_argument("--no-guard-model", action="store_true")
     parser.add_argument("--semantic-only", action="store_true", help="the semantic layer's section only")
+    parser.add_argument(
+        "--test-split",
+        type=Path,
+        default=SPLIT,
+        help="the semantic layer's independent split (JSON lines; default tests/data/guard_semantic/test.jsonl)",
+    )
+    parser.add_argument(
+        "--cross-validation-only",
+        action="store_true",
+        help="the cross-validation on the training examples only (no test split is read)",
+    )
     args = parser.parse_args()
 
-    if args.semantic_only or not args.engine_only:
+    if args.semantic_only or args.cross_validation_only or not args.engine_only:
         print("\n".join(cross_validation()))
         print()
-        print("\n".join(semantic_section()))
+        if args.cross_validation_only:
+            return
+        print("\n".join(semantic_section(args.test_split)))
         print()
     if args.semantic_only:
         return

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from chat.guards import RuleSet, evalset
 from chat.guards.encoder import Encoder
 from chat.guards.semantic import SemanticGuard, pieces
@@ -78,16 +80,16 @@ def percentile(times: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def semantic_section() -> list[str]:
+def semantic_section(split: Path = SPLIT) -> list[str]:
     rules = RuleSet.load()
     semantic = SemanticGuard.load()
-    items = load_split()
+    items = load_split(split)
 
     def combined(text: str) -> bool:
         return rules.check_input(text) is not None or semantic.verdict(text).label == "request"
 
     lines = [
-        f"Independent split: {len(items)} messages; threshold {semantic.threshold}",
+        f"Independent split {split.name}: {len(items)} messages; threshold {semantic.threshold}",
         "",
         "| layer | slice | request recall (test) | recall (evasion copy) | false positives (mentions; all others for all/lang) |",
         "|---|---|---|---|---|",
@@ -135,11 +137,32 @@ def _examples(semantic: SemanticGuard):  # noqa: ANN202
     return Examples([], semantic.replies, semantic.threshold)
 
 
-def cross_validation(folds: int = 5) -> list[str]:
-    """Five-fold cross-validation on the training examples (prompts/filters/examples/): what the
-    threshold and the classifier were chosen on; the test split plays no part in it."""
-    import numpy as np
+def example_groups(
+    examples: list, vectors: np.ndarray, *, block: int = 5, similar: float = 0.95
+) -> np.ndarray:
+    """Each example's group for cross-validation: the few lines around it in its file (one intent's
+    phrasings are written together) joined with every example whose vector is nearly the same, so
+    a message and its near-duplicate never sit on both sides of a fold."""
+    parent = list(range(len(examples)))
 
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[tuple[str, int], int] = {}
+    for i, example in enumerate(examples):
+        name, line = example.where.rsplit(":", 1)
+        parent[root(i)] = root(first.setdefault((name, int(line) // block), i))
+    for i, j in zip(*np.where(np.triu(vectors @ vectors.T, 1) >= similar), strict=True):
+        parent[root(int(i))] = root(int(j))
+    return np.array([root(i) for i in range(len(examples))])
+
+
+def cross_validation(folds: int = 5) -> list[str]:
+    """Grouped cross-validation on the training examples (prompts/filters/examples/): what the
+    classifier and its threshold were chosen on; no test split plays a part in it."""
     from chat.guards.encoder import cached_vectors
     from chat.guards.examples import DEFAULT_DIR, load_examples
     from chat.guards.normalise import intent_view
@@ -148,27 +171,42 @@ def cross_validation(folds: int = 5) -> list[str]:
     loaded = load_examples()
     examples = loaded.examples
     semantic = SemanticGuard.load()
+    rules = RuleSet.load()
     vectors = cached_vectors(
         semantic.encoder, [intent_view(e.text) for e in examples], DEFAULT_DIR / VECTORS_FILE
     )
     targets = [target(e.label, e.category) for e in examples]
-    fold = np.random.default_rng(0).permutation(len(examples)) % folds
+    groups = example_groups(examples, vectors)
+    unique = np.unique(groups)
+    order = np.random.default_rng(0).permutation(len(unique)) % folds
+    fold = order[np.searchsorted(unique, groups)]
     score = np.zeros(len(examples))
     for f in range(folds):
         train, held = np.where(fold != f)[0], np.where(fold == f)[0]
         classifier = Classifier.train(vectors[train], [targets[i] for i in train])
-        score[held] = [v.score for v in classifier.verdicts(vectors[held], loaded.threshold)]
+        for i in held:
+            excluded = semantic.excluded(examples[i].text)
+            score[i] = classifier.verdicts(vectors[i : i + 1], 1.0, excluded)[0].score
     label = np.array([e.label for e in examples])
+    ruled = np.array([rules.check_input(e.text) is not None for e in examples])
     lines = [
-        f"Cross-validation on the {len(examples)} training examples ({folds} folds), semantic layer alone:",
+        f"Cross-validation on the {len(examples)} training examples ({folds} folds of {len(unique)} groups: "
+        "nearby lines of a file and near-duplicates stay together); semantic alone, and rules + semantic:",
         "",
-        "| threshold | request recall | false positives, mentions | false positives, benign |",
+        "| threshold | request recall (alone / with rules) | false positives, mentions | false positives, benign |",
         "|---|---|---|---|",
+        f"| rules alone, no semantic layer | {ruled[label == 'request'].mean():.3f} | {ruled[label == 'mention'].mean():.3f} "
+        f"| {ruled[label == 'benign'].mean():.3f} |",
     ]
-    for threshold in (0.4, 0.5, 0.6, 0.7, 0.8):
-        hit = score >= threshold
+    for threshold in sorted({0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, semantic.threshold}):
+        alone = score >= threshold
+        both = alone | ruled
         lines.append(
-            f"| {threshold} | {hit[label == 'request'].mean():.3f} | {hit[label == 'mention'].mean():.3f} "
-            f"| {hit[label == 'benign'].mean():.3f} |"
+            f"| {threshold}{' (shipped)' if threshold == semantic.threshold else ''} | "
+            + " | ".join(
+                f"{alone[label == kind].mean():.3f} / {both[label == kind].mean():.3f}"
+                for kind in ("request", "mention", "benign")
+            )
+            + " |"
         )
     return lines

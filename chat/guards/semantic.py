@@ -36,10 +36,12 @@ log = logging.getLogger(__name__)
 
 VECTORS_FILE = "vectors.npz"  # generated: the examples' vectors
 CLASSIFIER_FILE = "classifier.npz"  # generated: the weights trained from exactly those vectors
-L2 = 1e-3  # weight decay: chosen by cross-validation on the examples
+L2 = 1e-2  # weight decay: chosen by grouped cross-validation on the examples
 STEPS = 300  # full-batch Adam steps: the loss has flattened by then on ~1,500 examples
 LEARNING_RATE = 0.05
-WINDOW = 200  # characters embedded at once: a longer message is judged piece by piece
+WINDOW = (
+    120  # characters embedded at once (the examples are shorter): a longer message is judged piece by piece
+)
 MAX_PIECES = 8  # pieces of one message embedded at most (its start and its end)
 _SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？\n]*")
 _NOT_REQUESTS = ("mention", "benign")
@@ -215,12 +217,16 @@ class SemanticGuard:
     def verdict(self, text: str) -> Verdict:
         """The most harmful verdict over the message's pieces. A category with a ``needs``
         pattern (credentials: a secret's name) counts only when the message matches it."""
-        view = text_view(text)
-        excluded = frozenset(
-            c for c, r in self.replies.items() if r.needs is not None and not r.needs.search(view)
-        )
+        excluded = self.excluded(text)
         verdicts = self.classifier.verdicts(self.encoder.embed(pieces(text)), self.threshold, excluded)
         return max(verdicts, key=lambda v: v.score)
+
+    def excluded(self, text: str) -> frozenset[str]:
+        """The categories that cannot apply to ``text``: those whose ``needs`` it does not match."""
+        view = text_view(text)
+        return frozenset(
+            c for c, r in self.replies.items() if r.needs is not None and not r.needs.search(view)
+        )
 
     def check(self, text: str) -> None:
         """Raise ``SemanticRefusal`` when ``text`` reads as a request at the threshold or above."""
