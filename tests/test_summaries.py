@@ -29,6 +29,7 @@ from chat.reply.notes import TurnNotes
 from chat.reply.pipeline import run
 from chat.reply.summaries import (
     INSTRUCTIONS,
+    LABELS,
     NOTE_HEADER,
     SUMMARIZER,
     SUMMARY_TOKENS,
@@ -275,6 +276,7 @@ class SlowScripted(ScriptedBackend):
     def __init__(self) -> None:
         super().__init__(["word "] * 100)
         self.delay = 0.05
+        self.prompts: list[list[Message]] = []
 
     def stream(
         self,
@@ -284,6 +286,7 @@ class SlowScripted(ScriptedBackend):
         cancel: threading.Event | None = None,
         api_key: str | None = None,
     ) -> Iterator[Chunk]:
+        self.prompts.append(list(messages))
         for chunk in super().stream(messages, params, cancel=cancel, api_key=api_key):
             if self.delay and cancel is not None and cancel.wait(self.delay):
                 return
@@ -309,6 +312,25 @@ def test_closing_stops_a_running_summary_and_the_next_app_summarises_again(store
     again.join(30)
     record = SummaryRecord.decode(store.get_conversation("user:cy", cid).summary)
     assert record.text.startswith("word word") and record.covers == 2
+
+
+def test_a_reply_during_a_running_summary_has_its_job_run_next_on_top_of_it(store: Store) -> None:
+    backend = SlowScripted()
+    backend.delay = 0.005
+    engine = ChatEngine({"local": backend})
+    cid = store.create_conversation("user:di").id
+    conversation = StoredConversation(store, "user:di", cid)
+    turns = [Message("user" if i % 2 == 0 else "assistant", f"message {i}") for i in range(6)]
+    made = SUMMARIZER.stats.made
+    first = SUMMARIZER.after_reply(SummaryJob(engine, conversation, tuple(turns[:4]), PARAMS, left_out=2))
+    second = SUMMARIZER.after_reply(SummaryJob(engine, conversation, tuple(turns), PARAMS, left_out=4))
+    assert first is not None and second is first  # not skipped: the same thread runs it next
+    assert SUMMARIZER.wait(30)
+    record = SummaryRecord.decode(store.get_conversation("user:di", cid).summary)
+    assert record.covers == 4 and record.last == fingerprint(turns[3])
+    assert SUMMARIZER.stats.made == made + 2
+    asked = backend.prompts[-1][1].content  # the second summary folds turns 2-3 into the first
+    assert asked.startswith(LABELS["en"]["so_far"]) and "message 2" in asked and "message 0" not in asked
 
 
 class Recorder(ScriptedBackend):

@@ -257,6 +257,8 @@ class Summarizer:
     def _summarise(self, job: SummaryJob) -> None:
         engine, conversation = job.engine, job.conversation
         backend = engine.chain(job.backend)[0]
+        if backend.readiness() is not None:  # closed (or not loaded): nothing to count with
+            return
         window = min(job.params.context_length, backend.context_window() or job.params.context_length)
         summary = job.summary or plan("", job.history)
         cut = next_cut(job, backend, window, summary.covered)
