@@ -729,19 +729,19 @@ def test_a_long_chat_says_once_what_the_model_sees_and_a_cut_reply_says_so_under
                 app.backend.finish = "length"
             page.locator(INPUT).fill(f"{n} " + " ".join([word] * 500))
             page.locator(INPUT).press("Enter")
-            expect(page.locator(BOT)).to_have_count(n + 1)
+            page.locator(BOT).nth(n).wait_for()
             wait_idle(page)
             assert SUMMARIZER.wait(30)  # the summary the reply started in the background
     finally:
         app.backend.finish = "stop"
 
     said = t("notice.history_summary", lang, seen=3, summarised=2)
-    expect(page.locator("#stats")).to_contain_text(said)
+    expect(page.locator("#stats")).to_contain_text(said, timeout=30_000)
     expect(page.get_by_text(said)).to_have_count(1)  # once on the page
     expect(page.locator(NOTICE)).to_have_count(0)  # no notice bubble in the chat, above no reply
     cut = t("notice.length", lang)
     notice, carry_on = page.locator("#length-notice"), page.locator("#continue-reply")
-    expect(notice).to_have_text(cut)
+    expect(notice).to_have_text(cut, timeout=30_000)  # the stats line's change shows it
     expect(carry_on).to_be_visible()
     expect(page.get_by_text(cut)).to_have_count(1)
     reply, below, button = (x.bounding_box() for x in (page.locator(BOT).last, notice, carry_on))
