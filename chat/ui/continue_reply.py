@@ -33,19 +33,23 @@ def cut_at_length(stats: str | None) -> Lang | None:
 
 
 class ContinueButton:
-    """Rendered where it is created (under the stats line)."""
+    """Rendered where it is created (under the stats line). The row is never an event's output
+    (chat.ui.layout: each streamed frame would copy it): its two parts show and hide."""
 
     def __init__(self) -> None:
-        with gr.Row(visible=False, elem_id="continue-row") as self.row:
-            self.notice = gr.Markdown(elem_id="length-notice", scale=0, min_width=0)
-            self.button = gr.Button(I18N("continue"), size="sm", elem_id="continue-reply", scale=0)
+        with gr.Row(elem_id="continue-row"):
+            self.notice = gr.Markdown(elem_id="length-notice", visible=False, scale=0, min_width=0)
+            self.button = gr.Button(
+                I18N("continue"), size="sm", visible=False, elem_id="continue-reply", scale=0
+            )
 
     def wire(self, stats: gr.Markdown) -> None:
         quiet = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
-        stats.change(self.show, stats, [self.row, self.notice], **quiet)
+        stats.change(self.show, stats, [self.notice, self.button], **quiet)
         self.button.click(None, None, None, js=CONTINUE_JS, queue=False)
 
     @staticmethod
-    def show(line: str | None) -> tuple[gr.Row, str]:
+    def show(line: str | None) -> tuple[gr.Markdown, gr.Button]:
         lang = cut_at_length(line)
-        return gr.Row(visible=lang is not None), t("notice.length", lang) if lang else ""
+        shown = lang is not None
+        return gr.Markdown(t("notice.length", lang) if lang else "", visible=shown), gr.Button(visible=shown)
