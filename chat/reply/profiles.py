@@ -4,7 +4,13 @@ it becomes for that owner's turns when they opt in (``use_in_prompt``).
     PUT /api/me/profile {"display_name": "Ana", "language": "zh", "persona": "tutor",
                          "notes": "Vegetarian\\nLives in Lyon", "use_in_prompt": true}
     -> for each of Ana's turns, after the system prompt:
-       "About the user, from their profile: name: Ana. Preferred language: Chinese. ..."
+       "You are the assistant. ... facts about the user, not about you ...: The user's name: Ana. ..."
+
+A small model reads a name in its prompt as its own: with the note "About the user: Name: Ada",
+the embedded model answered "What is your name?" with "My name is Ada" (issue 35). So the note
+says whose facts they are, and a message that asks about the assistant itself ("Who are you?",
+"你叫什么名字？") gets no note at all: it needs nothing from the profile, and a name that is not
+in the prompt cannot be claimed. ``bench/bench_profile_identity.py`` measures both.
 
 The profile is what the user writes, so its text passes the input guard like a message does
 (``check_profile``): a refused note is never stored and never reaches the model. The store keeps
@@ -13,6 +19,7 @@ it as ``records.Profile`` (``opt_in`` is ``use_in_prompt`` there).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from chat.errors import InvalidRequest
@@ -32,22 +39,41 @@ LANGUAGES = ("", "en", "zh")
 
 NOTE: dict[Lang, dict[str, str]] = {
     "en": {
-        "head": "About the user, from their profile (use it when it helps):",
-        "name": "Name: {value}.",
+        "head": "You are the assistant. The person writing to you is the user; these facts from their "
+        "profile are about the user, not about you (never give the user's name as your own):",
+        "name": "The user's name: {value}.",
         "language": "Preferred language: {value}.",
         "notes": "Notes:\n{value}",
         "lang_en": "English",
         "lang_zh": "Chinese",
     },
     "zh": {
-        "head": "关于用户（来自其个人资料，需要时参考）：",
-        "name": "称呼：{value}。",
+        "head": "你是助手。给你发消息的人是用户；以下来自其个人资料的信息是关于用户的，不是关于你的"
+        "（不要把用户的名字当成你自己的名字）：",
+        "name": "用户的称呼：{value}。",
         "language": "偏好语言：{value}。",
         "notes": "备注：\n{value}",
         "lang_en": "英文",
         "lang_zh": "中文",
     },
 }
+
+
+# A message about the assistant itself (its name, who or what it is), in English or Chinese...
+_ABOUT_ASSISTANT = re.compile(
+    r"\b(?:your (?:own |real |full )?name|who are you|who're you|what are you|yourself"
+    r"|call you|are you called|are you named)\b"
+    r"|你叫什么|你是谁|你的名字|你自己|介绍一下你|怎么称呼你|您叫什么|您是谁|您的名字|您贵姓|您自己",
+    re.IGNORECASE,
+)
+# ...and one that also asks about the user, who then needs their profile ("Do you know my name?").
+_ABOUT_USER = re.compile(r"\b(?:my|mine|myself|who am i|about me)\b|我的|我叫|我是谁|关于我", re.IGNORECASE)
+
+
+def asks_about_assistant(text: str) -> bool:
+    """``text`` asks who or what the assistant is and nothing about the user: the turn the
+    profile's name gets taken for the assistant's own, and one that needs nothing from it."""
+    return bool(_ABOUT_ASSISTANT.search(text)) and not _ABOUT_USER.search(text)
 
 
 def personas() -> tuple[str, ...]:
@@ -99,9 +125,10 @@ def profile_dict(profile: Profile | None) -> dict[str, Any]:
     }
 
 
-def profile_note(profile: Profile | None, lang: Lang) -> Message | None:
-    """The system note for the owner's turns: None unless they opted in and wrote something."""
-    if profile is None or not profile.opt_in:
+def profile_note(profile: Profile | None, lang: Lang, asked: str = "") -> Message | None:
+    """The system note for the owner's turn that asks ``asked``: None unless they opted in and
+    wrote something, and None when the message asks about the assistant itself."""
+    if profile is None or not profile.opt_in or asks_about_assistant(asked):
         return None
     words = NOTE[lang]
     lines = []
