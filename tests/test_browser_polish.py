@@ -717,17 +717,17 @@ def test_a_long_chat_says_once_what_the_model_sees_and_a_cut_reply_says_so_under
     """Messages of 500 words (the stand-in model counts a word a token) make the third turn leave
     the first out of a 2,048-token window: the summary written after the second reply stands in
     for it, and one line under the chat (not a bubble per reply) says what the model sees. The
-    third reply stops at the length limit: the notice sits below it, beside Continue."""
+    third reply stops at the length limit: the notice sits below it, beside Continue. Both are in
+    the page's language, whatever the language of the messages."""
     from chat.reply.summaries import SUMMARIZER
 
     lang = lang_of(locale)
     page = open_page(locale)
-    word = "词" if lang == "zh" else "word"
     try:
         for n in range(3):
             if n == 2:
                 app.backend.finish = "length"
-            page.locator(INPUT).fill(f"{n} " + " ".join([word] * 500))
+            page.locator(INPUT).fill(f"{n} " + " ".join(["word"] * 500))  # English on both pages
             page.locator(INPUT).press("Enter")
             page.locator(BOT).nth(n).wait_for()
             wait_idle(page)

@@ -201,7 +201,11 @@ def test_one_notice_says_what_the_model_still_sees(covers: int, left: int, en: s
     for lang, text in (("en", en), ("zh", zh)):
         request = ReplyRequest(messages=[SYSTEM, *history, Message("user", "next")], params=PARAMS)
         notes = TurnNotes.load(request, StartedTurn(None, raw, None))  # type: ignore[arg-type]
-        assert notes.history_notice(lang, left) == (Notice("trimmed", text) if text else None)
+        notice = notes.history_notice(lang, left)
+        assert (notice.kind, notice.text) == ("trimmed", text) if text else notice is None
+        if notice is not None:  # a page in the other language says it in its own
+            other = "zh" if lang == "en" else "en"
+            assert notice.say(other) == (zh if other == "zh" else en)
 
 
 # --- the real model ------------------------------------------------------------------------------
@@ -235,7 +239,7 @@ def test_the_summary_keeps_up_with_every_message_the_window_leaves_out(
             assert record.text and prompt[1].content.startswith(NOTE_HEADER["en"])
             assert prompt[0] == SYSTEM and all(TURNS[0] not in m.content for m in prompt)
             said = t("notice.history_summary", "en", seen=seen, summarised=left)
-            assert [n for n in outcome.notices if n.kind == "trimmed"] == [Notice("trimmed", said)]
+            assert [n.text for n in outcome.notices if n.kind == "trimmed"] == [said]
         assert recording.count_tokens(prompt) + outcome.stats.completion_tokens <= WINDOW
     assert left_out[-1] >= 4, left_out  # the window did leave turns out, and more as they came
     assert held  # the summary ran after its reply: it cost the reply nothing

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from chat.i18n import Lang, t
@@ -28,6 +28,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 KEPT_FINISHES = ("stop", "length")  # replies that continue the conversation
+
+
+@dataclass(frozen=True)
+class HistoryNotice(Notice):
+    """The one notice of a conversation the window cut (kind ``trimmed``), with its counts, so a
+    page says it in its own language (``say``) whatever language the message was in."""
+
+    seen: int = 0  # the newest messages the prompt holds, the newest one included
+    summarised: int = 0  # the oldest messages the summary note stands in for
+    left: int = 0  # the messages between them, left out without a summary yet
+
+    @classmethod
+    def of(cls, lang: Lang, seen: int, summarised: int, left: int) -> HistoryNotice:
+        notice = cls("trimmed", "", seen, summarised, left)
+        return replace(notice, text=notice.say(lang))
+
+    def say(self, lang: Lang) -> str:
+        key = "notice.history_both" if self.summarised and self.left else "notice.history_summary"
+        if not self.summarised:
+            key = "notice.history_trimmed"
+        return t(key, lang, seen=self.seen, summarised=self.summarised, left=self.left)
 
 
 @dataclass(frozen=True)
@@ -61,7 +82,7 @@ class TurnNotes:
         """The oldest messages the summary note stands in for."""
         return self.summary.covered if self.summary is not None and self.summary.active else 0
 
-    def history_notice(self, lang: Lang, left: int) -> Notice | None:
+    def history_notice(self, lang: Lang, left: int) -> HistoryNotice | None:
         """One sentence on what the model sees of a conversation the window cut: the last messages
         and a summary of the ones before, and any left out without a summary yet (``left``: the
         messages fitting dropped). None when it sees everything."""
@@ -69,10 +90,7 @@ class TurnNotes:
         if not (summarised or left):
             return None
         seen = max(sum(m.role != "system" for m in self.messages) - left, 1)
-        key = "notice.history_both" if summarised and left else "notice.history_summary"
-        if not summarised:
-            key = "notice.history_trimmed"
-        return Notice("trimmed", t(key, lang, seen=seen, summarised=summarised, left=left))
+        return HistoryNotice.of(lang, seen, summarised, left)
 
     def after(self, engine: ChatEngine, request: ReplyRequest, outcome: Outcome) -> threading.Thread | None:
         """Bring the summary up to what the next turn will leave out (in the background)."""

@@ -28,6 +28,7 @@ from chat.errors import ChatError
 from chat.i18n import Lang, detect_language, request_language, t, translated
 from chat.knowledge.context import without_markers
 from chat.messages import Message, Notice, TextDelta, ThinkingDelta, ToolUse, Waiting
+from chat.reply.notes import HistoryNotice
 from chat.reply.pipeline import Pipeline
 from chat.reply.transcript import ExportFolder, FeedbackLog
 from chat.reply.turn import (
@@ -190,8 +191,8 @@ class ChatHandlers(StopMarks, ApiChat, PageFiles):
                         yield [*shown.notices, notice(waiting)], ""
                 case Notice(kind="blocked"):
                     pass  # the refusal replaces the whole reply
-                case Notice(kind="trimmed", text=text):
-                    shown.history = text  # in the stats line, not a bubble on every reply
+                case HistoryNotice():  # in the stats line, not a bubble on every reply
+                    shown.history = step.say(lang)
                 case Notice(kind="length"):
                     pass  # said under the reply, beside Continue (chat.ui.continue_reply)
                 case Notice(text=text):
