@@ -8,7 +8,8 @@ Before the load, a client sends ``limit + 5`` messages alternating replicas, and
 temperature 0 is asked on one replica and again on another. When 40% of the turns are done and
 the first replica has a reply in flight (else at 60%), it is killed with SIGKILL; its users carry
 on at once on the others, and a message that got no answer at all is sent again with the same
-idempotency key. The live replicas mark the dead one's replies interrupted once its leases run
+idempotency key. One such message is made certain: sent straight to the victim, which is killed
+as soon as it has stored it, then sent again through nginx. The live replicas mark the dead one's replies interrupted once its leases run
 out; then it is started again (as a restart policy with a back-off would). Users ask a shop's
 questions in plain words: the guard refuses what looks like a one-time code.
 
@@ -28,6 +29,7 @@ import asyncio
 import json
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -35,7 +37,7 @@ import httpx
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from replica_fleet import Fleet, Kill, fleet  # noqa: E402
+from replica_fleet import Fleet, Kill, Replica, fleet  # noqa: E402
 from replica_load import Load, baseline_seconds, run_users, spelled  # noqa: E402
 
 from chat.settings import REPLY_LEASE_SECONDS  # noqa: E402
@@ -115,17 +117,82 @@ def one_user_seconds(fleet_: Fleet, load: Load, turns: int = 5) -> list[float]:
     return times
 
 
-def stored_figures(database_url: str) -> tuple[list[str], dict[str, int]]:
-    """Every user message's text, and assistant replies by status."""
+# Resent messages whose first copy the dying replica had stored: the reply right after the message
+# was begun by the killed process (its writer host:pid:random).
+_KEPT_BY_VICTIM = """
+SELECT count(*) FROM messages q WHERE q.client_key = ANY(%s) AND (
+    SELECT r.replica FROM messages r
+    WHERE r.conversation_id = q.conversation_id AND r.role = 'assistant' AND r.id > q.id
+    ORDER BY r.id LIMIT 1
+) LIKE %s"""
+
+
+def stored_figures(database_url: str, load: Load, kill: Kill) -> tuple[list[str], dict[str, int], int, int]:
+    """Every user message's text, assistant replies by status, how many of the resent messages
+    the killed replica had stored before it died, and the copies of ``Resend``'s message."""
     url = database_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(url) as conn:
         texts = [row[0] for row in conn.execute("SELECT content FROM messages WHERE role = 'user'")]
+        kept = conn.execute(_KEPT_BY_VICTIM, (load.resent_keys, f"%:{kill.pid}:%")).fetchone()[0]
+        copies_query = "SELECT count(*) FROM messages WHERE client_key = %s"
+        copies = conn.execute(copies_query, (Resend.KEY,)).fetchone()[0]
         statuses = dict(
             conn.execute(
                 "SELECT status, count(*) FROM messages WHERE role = 'assistant' GROUP BY status"
             ).fetchall()
         )
-    return texts, statuses
+    return texts, statuses, kept, copies
+
+
+class Resend:
+    """A message the victim stores and never answers, for certain: sent straight to the victim
+    (a JSON reply, which comes only when the reply is whole), the victim is killed as soon as
+    the message is in the database (``stored_then_kill``), and the client sends it again through
+    nginx under the same idempotency key, as one whose connection dropped."""
+
+    TEXT = "Hi, I am Quinn. Do you gift-wrap orders?"
+    KEY = "bench-resend-1"
+
+    def __init__(self, fleet_: Fleet, victim: Replica, load: Load) -> None:
+        self.fleet, self.victim, self.load = fleet_, victim, load
+        self.status = 0  # the resend's HTTP status
+        self._thread = threading.Thread(target=self._send, name="resend")
+
+    def _client(self, base_url: str, **kwargs: object) -> httpx.Client:
+        transport = httpx.HTTPTransport(local_address="127.0.5.1")
+        return httpx.Client(base_url=base_url, transport=transport, timeout=60, **kwargs)
+
+    def _send(self) -> None:
+        body = {"user_input": self.TEXT, "context": {"max_new_tokens": 64}}
+        headers = {"Idempotency-Key": self.KEY}
+        with self._client(f"http://{self.victim.address}/") as direct:
+            direct.get("api/conversations")  # the visitor cookie first: the owner of both copies
+            cookies = {"chat_visitor": direct.cookies["chat_visitor"]}
+            try:
+                direct.post("api/chat", json=body, headers=headers)
+                return  # answered before the kill: nothing to resend
+            except httpx.TransportError:
+                pass
+        self.load.resent += 1
+        self.load.resent_keys.append(self.KEY)
+        with self._client(self.fleet.proxy, cookies=cookies) as again:
+            self.status = again.post("api/chat", json=body, headers=headers).status_code
+        if self.status == 200:
+            self.load.acked.add(self.TEXT)
+
+    def stored_then_kill(self) -> None:
+        """Send, and return once the victim has stored the message (the kill follows)."""
+        self._thread.start()
+        url = self.fleet.database_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url, autocommit=True) as conn:
+            deadline = time.monotonic() + 30
+            query = "SELECT count(*) FROM messages WHERE client_key = %s"
+            while not conn.execute(query, (self.KEY,)).fetchone()[0] and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+    def join(self) -> None:
+        if self._thread.ident is not None:
+            self._thread.join()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -160,10 +227,12 @@ def run(
             direct = baseline_seconds(fleet_.backend_url)
             alone = [(seconds - direct) * 1000 for seconds in one_user_seconds(fleet_, load)]
             victim = fleet_.replicas[0]
-            kill = Kill(victim, fleet_.database_url)
+            resend = Resend(fleet_, victim, load)
+            kill = Kill(victim, fleet_.database_url, before=resend.stored_then_kill)
             asyncio.run(run_users(fleet_.proxy, users, load, kill_when=victim.address, kill=kill))
             kill.join()
-            texts, statuses = stored_figures(fleet_.database_url)
+            resend.join()
+            texts, statuses, kept, copies = stored_figures(fleet_.database_url, load, kill)
     added = [(seconds - direct) * 1000 for seconds in load.latencies]
     stored = len(texts)
     twice = stored - len(set(texts)) - load.repeated
@@ -180,7 +249,10 @@ def run(
         "messages lost": len(load.acked - set(texts)),
         "messages resent (no answer at all from the dying replica)": load.resent,
         "502s from nginx (a POST in flight to the killed replica)": load.bad_gateway,
+        "of them, already stored by the dying replica (stored once: same idempotency key)": kept,
         "messages stored twice (resent, though the dying replica had kept it)": twice,
+        "the message stored just before the kill, then resent: copies stored": copies,
+        "its resend's status": resend.status,
         "messages the guard refused (never stored)": load.blocked,
         "replies cut by the kill": load.cut,
         "replies marked interrupted": statuses.get("interrupted", 0),

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,26 +89,37 @@ _LEFT_STREAMING = "SELECT count(*) FROM messages WHERE status = 'streaming' AND 
 
 class Kill:
     """Kill ``victim`` with SIGKILL (``__call__``, once, from the load's event loop: it returns at
-    once); a thread then waits until the live replicas have marked every reply it left
-    ``streaming``, timing it, and starts it again."""
+    once, the kill happens in a thread, after ``before`` returns when given); the thread then
+    waits until the live replicas have marked every reply it left ``streaming``, timing it, and
+    starts it again."""
 
-    def __init__(self, victim: Replica, database_url: str, timeout: float = 120) -> None:
-        self.victim, self.timeout = victim, timeout
+    def __init__(
+        self,
+        victim: Replica,
+        database_url: str,
+        *,
+        before: Callable[[], None] | None = None,
+        timeout: float = 120,
+    ) -> None:
+        self.victim, self.before, self.timeout = victim, before, timeout
         self.url = database_url.replace("postgresql+psycopg://", "postgresql://")
+        self.pid = 0  # the killed process: its reply rows name it as host:pid:random
         self.in_flight = 0  # its replies streaming just after the kill
         self.marked_after: float | None = None  # seconds from the kill until none was left
         self._thread = threading.Thread(target=self._aftermath, name="kill-aftermath")
 
     def __call__(self) -> None:
         assert self.victim.process is not None
-        self._pid = self.victim.process.pid
-        self.victim.kill()
-        self._killed = time.monotonic()
+        self.pid = self.victim.process.pid
         self._thread.start()
 
     def _aftermath(self) -> None:
+        if self.before is not None:
+            self.before()
+        self.victim.kill()
+        self._killed = time.monotonic()
         with psycopg.connect(self.url, autocommit=True) as conn:
-            mine = (f"%:{self._pid}:%",)
+            mine = (f"%:{self.pid}:%",)
             self.in_flight = conn.execute(_LEFT_STREAMING, mine).fetchone()[0]
             while time.monotonic() - self._killed < self.timeout:
                 if conn.execute(_LEFT_STREAMING, mine).fetchone()[0] == 0:

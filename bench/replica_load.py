@@ -34,6 +34,7 @@ class Load:
     acked: set[str] = field(default_factory=set)
     repeated: int = 0  # acknowledged messages whose text another also sent
     resent: int = 0  # messages sent again after no answer at all (their replica was dying)
+    resent_keys: list[str] = field(default_factory=list)  # their idempotency keys
     blocked: int = 0  # refused by the guard (never stored, by design)
     bad_gateway: int = 0  # 502s: a POST in flight to the replica when it was killed
     refused: int = 0
@@ -239,7 +240,9 @@ async def user(person: RestUser | WsUser, n: int, load: Load) -> None:
                 attempt = await person.send(text, key)
                 if attempt.acked or attempt.refused:
                     break
-                load.resent += tries == 0
+                if tries == 0:
+                    load.resent += 1
+                    load.resent_keys.append(key)
             load.refused += attempt.refused
             blocked = attempt.done is not None and attempt.done.get("blocked")
             load.blocked += bool(blocked)  # the guard refused it: not stored, by design

@@ -37,6 +37,9 @@ def test_replicas_share_limits_cache_and_visitors_and_survive_a_kill(postgres) -
     # A message the dying replica kept before it could answer, sent again by its user under the
     # same idempotency key: stored once.
     assert figures["messages stored twice (resent, though the dying replica had kept it)"] == 0, shown
+    assert figures["the message stored just before the kill, then resent: copies stored"] == 1, shown
+    assert figures["its resend's status"] == 200, shown
+    assert figures["of them, already stored by the dying replica (stored once: same idempotency key)"] >= 1
     assert figures["messages stored"] == figures["messages sent (acknowledged)"], shown
     # Replies in flight on the killed replica are marked interrupted by the live replica once
     # their leases ran out, before the killed one started again: the cut ones, and those whose
