@@ -198,7 +198,7 @@ def cross_validation(folds: int = 5) -> list[str]:
         f"| rules alone, no semantic layer | {ruled[label == 'request'].mean():.3f} | {ruled[label == 'mention'].mean():.3f} "
         f"| {ruled[label == 'benign'].mean():.3f} |",
     ]
-    for threshold in sorted({0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, semantic.threshold}):
+    for threshold in sorted({0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.93, 0.94, 0.95, semantic.threshold}):
         alone = score >= threshold
         both = alone | ruled
         lines.append(
