@@ -1,21 +1,24 @@
 """Does the profile note make the embedded model take the user's name as its own? (issue 35)
 
-A user who saved a profile (name Ada, or 小明 on the Chinese page) asks the assistant about
-itself ("What is your name?", "你是谁？") and about themselves ("What is my name?",
-"我叫什么名字？"). The real embedded SmolLM2-135M answers, at the app's default sampling
-(temperature and top_p from ``GenerationParams``) over several seeds, and greedily.
+A user who saved a profile (name Ada, or 小明 on the Chinese page) talks to the assistant: asks
+about it ("What is your name?", "Tell me about yourself.", "你是谁？"), greets it ("Hello!",
+"你好！") and asks about themselves ("What is my name?", "我叫什么名字？"). The real embedded
+SmolLM2-135M answers, with the page's first persona as the system prompt, at the app's default
+sampling (temperature 0.7 and top_p from ``GenerationParams``, one seed per reply) and greedily.
 
 Rows are placements of the profile in the prompt. ``app`` is the app as it stands: the turn goes
 through the reply pipeline (``chat.reply.pipeline.run``) with the profile kept in a real store,
-so the prompt is assembled by the same code as on the page. The other rows build candidate
-prompts and hand them to the same engine call the pipeline makes (``ChatEngine.stream`` with its
-``notes`` and ``reference``).
+so the prompt is assembled by the same code as on the page. ``before`` is the note as it was worded
+and placed before issue 35; the other rows build candidate prompts and hand them to the same
+engine call the pipeline makes (``ChatEngine.stream`` with its ``notes`` and ``reference``).
 
-- identity confusion: the share of replies to a question about the assistant that claim the
-  user's name as its own ("My name is Ada", "I'm Ada", "我是小明", "我叫小明"...);
-- name used: the share of replies to a question about the user that contain the user's name.
+- claims the user's name: the reply gives the user's name as the assistant's own ("My name is
+  Ada", "I'm Ada", "我是小明", "我叫小明"...), by kind of message, sampled; then greedy;
+- profile in its self-description: a reply about itself mentions the profile (name, city, diet);
+- answers the user's name: a reply to a question about the user holds their name without
+  claiming it ("Your name is Ada").
 
-    python bench/bench_profile_identity.py [--seeds 4] [--max-tokens 40] [--only app,none]
+    python bench/bench_profile_identity.py [--seeds 6] [--max-tokens 40] [--only before,app] [-v]
 """
 
 from __future__ import annotations
@@ -128,9 +131,31 @@ def before(case: Case, system: str) -> Prompt:
 
 
 def roles_note(case: Case, system: str) -> Prompt:
-    """The app's note (saying whose facts they are) on every turn, without the app's gate."""
+    """The app's note on every turn, without the app's gate."""
     note = profile_note(case.profile, case.lang)
     return _plain(case, system, [note] if note else [])
+
+
+# The app's wording without its line on how to answer "What is my name?"
+ROLES_ONLY = {
+    "en": (
+        "You are the assistant. The person writing to you is the user; these facts from their profile "
+        "are about the user, not about you (never give the user's name as your own):",
+        "The user's name: {name}.",
+    ),
+    "zh": (
+        "你是助手。给你发消息的人是用户；以下来自其个人资料的信息是关于用户的，不是关于你的"
+        "（不要把用户的名字当成你自己的名字）：",
+        "用户的称呼：{name}。",
+    ),
+}
+
+
+def roles_only(case: Case, system: str) -> Prompt:
+    """A note saying whose facts they are, on every turn (no answer line, no gate)."""
+    head, name = ROLES_ONLY[case.lang]
+    lines = [head, name.format(name=case.profile.display_name), *_details(case.profile, case.lang)]
+    return _plain(case, system, [Message("system", "\n".join(lines))])
 
 
 def merged_roles(case: Case, system: str) -> Prompt:
@@ -188,7 +213,8 @@ def skip_self(placement: Placement) -> Placement:
 CANDIDATES: dict[str, Placement] = {
     "before": before,
     "none": lambda case, system: _plain(case, system),
-    "roles-note": roles_note,
+    "roles-note": roles_only,
+    "app-note-always": roles_note,
     "merged-roles": merged_roles,
     "exchange": exchange,
     "with-message": with_message,
@@ -295,6 +321,10 @@ def measure(bench: Bench, name: str, seeds: int, verbose: bool) -> list[str]:
             tallies[f"{prefix}claims"].add(claims)
             if case.kind == "user":
                 tallies[f"{prefix}answers"].add(answers)
+            if verbose:
+                print(
+                    f"  [{name}] T={temperature} s={seed} {case.question} -> {reply[:90]!r}", file=sys.stderr
+                )
             if temperature == 0:
                 continue
             tallies[f"claims_{case.kind}"].add(claims)
@@ -302,8 +332,6 @@ def measure(bench: Bench, name: str, seeds: int, verbose: bool) -> list[str]:
                 tallies[f"answers_{case.lang}"].add(answers)
             if case.kind == "assistant":
                 tallies["leak"].add(leaks(reply, case.lang))
-            if verbose:
-                print(f"  [{name}] s={seed} {case.question} -> {reply[:90]!r}", file=sys.stderr)
     return [name, *(str(tallies[key]) for key, _ in COLUMNS)]
 
 

@@ -3,14 +3,16 @@ it becomes for that owner's turns when they opt in (``use_in_prompt``).
 
     PUT /api/me/profile {"display_name": "Ana", "language": "zh", "persona": "tutor",
                          "notes": "Vegetarian\\nLives in Lyon", "use_in_prompt": true}
-    -> for each of Ana's turns, after the system prompt:
+    -> for each of Ana's turns (but one about the assistant itself), after the system prompt:
        "You are the assistant. ... facts about the user, not about you ...: The user's name: Ana. ..."
 
 A small model reads a name in its prompt as its own: with the note "About the user: Name: Ada",
 the embedded model answered "What is your name?" with "My name is Ada" (issue 35). So the note
-says whose facts they are, and a message that asks about the assistant itself ("Who are you?",
+says whose facts they are (and how to answer "What is my name?"), and a message that asks about the assistant itself ("Who are you?",
 "你叫什么名字？") gets no note at all: it needs nothing from the profile, and a name that is not
-in the prompt cannot be claimed. ``bench/bench_profile_identity.py`` measures both.
+in the prompt cannot be claimed. ``bench/bench_profile_identity.py`` measures both. Such a turn's
+prompt leaves the prompt cache's prefix after the system prompt (its history is evaluated again);
+questions about the assistant are rare enough for that.
 
 The profile is what the user writes, so its text passes the input guard like a message does
 (``check_profile``): a refused note is never stored and never reaches the model. The store keeps
@@ -41,7 +43,8 @@ NOTE: dict[Lang, dict[str, str]] = {
     "en": {
         "head": "You are the assistant. The person writing to you is the user; these facts from their "
         "profile are about the user, not about you (never give the user's name as your own):",
-        "name": "The user's name: {value}.",
+        "name": "The user's name: {value}.\n"
+        'If the user asks their own name, answer: "Your name is {value}."',
         "language": "Preferred language: {value}.",
         "notes": "Notes:\n{value}",
         "lang_en": "English",
@@ -50,7 +53,7 @@ NOTE: dict[Lang, dict[str, str]] = {
     "zh": {
         "head": "你是助手。给你发消息的人是用户；以下来自其个人资料的信息是关于用户的，不是关于你的"
         "（不要把用户的名字当成你自己的名字）：",
-        "name": "用户的称呼：{value}。",
+        "name": "用户的称呼：{value}。\n如果用户问自己叫什么名字，就回答：“你叫{value}。”",
         "language": "偏好语言：{value}。",
         "notes": "备注：\n{value}",
         "lang_en": "英文",
