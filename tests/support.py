@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator, Iterator
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from anyio.from_thread import start_blocking_portal
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 T = TypeVar("T")
 
@@ -30,6 +33,38 @@ CHROMIUM_ARGS = [*HEADLESS_ARGS, f"--disable-features={PLAYWRIGHT_DISABLED_FEATU
 # The chat page's message box and the model's messages in it, for the tests and benches that drive it
 INPUT = "#chat-input textarea[data-testid='textbox']"
 BOT = "#chatbot [data-testid='bot']"
+
+
+# Counts the page's direct Gradio calls (events without the queue, one request each): an init
+# script, so it wraps fetch before Gradio's client takes it.
+CALL_COUNTER = """(() => {
+  const fetch = window.fetch;
+  let pending = 0, done = 0;
+  window.fetch = (...args) => {
+    const url = String(args[0] instanceof Request ? args[0].url : args[0]);
+    if (!url.includes("/gradio_api/run/")) return fetch(...args);
+    pending += 1;
+    return fetch(...args).finally(() => { pending -= 1; done += 1; });
+  };
+  window.__gradioCalls = () => ({ pending, done });
+})()"""
+# Every load event without the queue has answered (their count is in the page's Gradio config).
+LOADED_JS = """() => {
+  const loads = (window.gradio_config?.dependencies || []).filter(
+    (d) => d.backend_fn && d.queue === false && (d.targets || []).some((t) => t[1] === "load")).length;
+  const calls = window.__gradioCalls?.();
+  return calls !== undefined && calls.pending === 0 && calls.done >= loads;
+}"""
+
+
+def open_chat(page: Page, url: str) -> None:
+    """Open the chat page and wait until it is ready for a user: the message box is there and the
+    page's load events have answered. Acting earlier races them: Gradio applies a load event's
+    answer over what an earlier send showed (a refusal under the box vanished when it landed)."""
+    page.add_init_script(CALL_COUNTER)
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector(INPUT)
+    page.wait_for_function(LOADED_JS)
 
 
 def free_port() -> int:

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page
-from support import BOT, INPUT, free_port
+from support import BOT, INPUT, free_port, open_chat
 
 from chat import Settings, factory
 from chat.backends import registry
@@ -164,9 +164,7 @@ def open_page(browser: Browser, app: App, request: pytest.FixtureRequest) -> Ite
         context.set_default_timeout(30_000)
         contexts.append(context)
         page = context.new_page()
-        page.goto(app.url, wait_until="domcontentloaded")
-        page.wait_for_selector(INPUT)
-        page.wait_for_selector(HISTORY_ITEM + ", " + CHAT + " .placeholder")  # app loaded
+        open_chat(page, app.url)
         pages.append(page)
         return page
 

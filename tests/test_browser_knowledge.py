@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from guard_fakes import SpyBackend
 from playwright.sync_api import Browser, Page
-from support import BOT, INPUT, free_port
+from support import BOT, INPUT, free_port, open_chat
 
 from chat import ChatEngine, Settings
 from chat.backends.local.backend import LlamaCppBackend
@@ -67,8 +67,7 @@ def open_page(browser: Browser, url: str, locale: str) -> Page:
     context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(60_000)
     page = context.new_page()
-    page.goto(url, wait_until="domcontentloaded")
-    page.wait_for_selector(INPUT)
+    open_chat(page, url)
     return page
 
 

@@ -30,7 +30,7 @@ import pytest
 from guard_fakes import ScriptedBackend
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, Route
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-from support import BOT, free_port
+from support import BOT, free_port, open_chat
 
 from chat import ChatEngine, Settings
 from chat.backends.base import Chunk
@@ -136,8 +136,7 @@ class Shots:
 def open_page(context: BrowserContext, url: str, first_example: str) -> Page:
     """Open the page and wait for its load event (the persona's examples, the list) to land."""
     page = context.new_page()
-    page.goto(url, wait_until="domcontentloaded")
-    page.wait_for_selector(INPUT)
+    open_chat(page, url)
     wait_for_examples(page, first_example)
     return page
 

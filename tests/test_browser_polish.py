@@ -25,7 +25,7 @@ import pytest
 from guard_fakes import ScriptedBackend
 from playwright.sync_api import Browser, Page, Request, expect
 from service_support import serve
-from support import BOT, INPUT, frames
+from support import BOT, INPUT, frames, open_chat
 
 from chat import ChatEngine
 from chat.backends.base import Backend, Chunk, Finish
@@ -123,8 +123,7 @@ def open_page(browser: Browser, app: App, request: pytest.FixtureRequest) -> Ite
         context.set_default_timeout(30_000)
         contexts.append(context)
         page = context.new_page()
-        page.goto(app.url, wait_until="domcontentloaded")
-        page.wait_for_selector(INPUT)
+        open_chat(page, app.url)
         page.wait_for_function("window.__chatPage === true")  # chat/ui/assets/page.js ran
         pages.append(page)
         return page

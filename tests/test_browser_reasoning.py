@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser
-from support import BOT, INPUT, free_port
+from support import BOT, INPUT, free_port, open_chat
 from test_reasoning import ANSWER, CHUNKS, THOUGHT, Thinker
 
 from chat import ChatEngine, Message, Settings
@@ -55,7 +55,7 @@ def test_thinking_shows_collapsed_before_the_reply_and_is_not_sent_back(
     context.set_default_timeout(30_000)
     try:
         page = context.new_page()
-        page.goto(url, wait_until="domcontentloaded")
+        open_chat(page, url)
         box = page.locator(INPUT)
         box.fill(question)
         box.press("Enter")

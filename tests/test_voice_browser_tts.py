@@ -29,7 +29,7 @@ import pytest
 from guard_fakes import ScriptedBackend
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from service_support import serve, service_engine
-from support import CHROMIUM, CHROMIUM_ARGS, INPUT
+from support import CHROMIUM, CHROMIUM_ARGS, INPUT, open_chat
 
 from chat.backends.base import Chunk
 from chat.i18n import t
@@ -189,8 +189,7 @@ RECORD = """(() => {
 def open_page(browser: Browser, url: str, locale: str) -> Page:
     page = browser.new_context(locale=locale).new_page()
     page.add_init_script(RECORD)
-    page.goto(url)
-    page.wait_for_selector(INPUT)
+    open_chat(page, url)
     return page
 
 
