@@ -68,6 +68,14 @@ REQUEST_SCHEMA = {
 }
 
 
+KEY_PARAMETER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "schema": {"type": "string", "maxLength": 64},
+    "description": "the client's name for the message: sent again with the same key, it is stored once",
+}
+
+
 def parse_context(
     context: dict[str, Any], user_input: str, defaults: GenerationParams, *, history: list[Message]
 ) -> ReplyRequest:
@@ -110,7 +118,10 @@ def register(app: FastAPI, service: Service) -> None:
         "/api/chat",
         tags=["chat"],
         summary="One chat reply (JSON), or its events (SSE) with stream=true",
-        openapi_extra={"requestBody": {"content": {"application/json": {"schema": REQUEST_SCHEMA}}}},
+        openapi_extra={
+            "requestBody": {"content": {"application/json": {"schema": REQUEST_SCHEMA}}},
+            "parameters": [KEY_PARAMETER],
+        },
     )
     async def api_chat(request: Request) -> Response:
         record = service.record("rest", request)
