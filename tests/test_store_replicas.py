@@ -178,8 +178,8 @@ def test_a_first_message_sent_again_continues_its_conversation(replicas: tuple[S
 
 
 def test_a_dead_replicas_reply_is_marked_interrupted_by_a_live_one(url: str) -> None:
-    live = Store.open(url, lease_seconds=0.6)  # sweeps every 0.2 s
-    dead = Store.open(url, lease_seconds=0.6)
+    live = Store.open(url, lease_seconds=1.0)  # renews and sweeps every third of a second
+    dead = Store.open(url, lease_seconds=1.0)
     try:
         conv = live.create_conversation(ALICE)
         waiting = live.start_turn(ALICE, conv.id, "still there?")  # no token yet: kept by renewal
