@@ -89,6 +89,12 @@ def test_a_message_sent_again_to_the_other_replica_is_stored_once(replicas: list
             headers={"Idempotency-Key": "k" * 65},
         )
         assert refused.status_code == 400 and "最多 64 个字符" in refused.json()["error"]["message"]
+        reused = http.post(  # a key that names another message: the client's mistake, said
+            b + "api/chat",
+            json={"user_input": "And on Monday?", "conversation_id": cid},
+            headers={"Idempotency-Key": "m-2"},
+        )
+        assert reused.status_code == 400 and "idempotency key" in reused.json()["error"]["message"]
         assert len(messages(http, a, cid)) == 6
 
 

@@ -102,6 +102,10 @@ def test_a_key_is_the_owners_own_and_checked(replicas: tuple[Store, Store]) -> N
     assert len(rows(b, BOB, theirs.id)) == 2
     with pytest.raises(InvalidRequest, match="at most 64"):
         a.start_turn(ALICE, mine.id, "hello", key="k" * 65)
+    with pytest.raises(InvalidRequest) as reused:  # the key names another message: refused
+        b.start_turn(ALICE, mine.id, "goodbye", key=KEY)
+    assert "幂等键" in reused.value.user_message("zh")
+    assert [r[1] for r in rows(a, ALICE, mine.id)] == ["hello", "hi"]
 
 
 def test_the_same_message_to_two_replicas_at_once_is_stored_once(replicas: tuple[Store, Store]) -> None:

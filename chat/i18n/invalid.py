@@ -42,6 +42,9 @@ invalid.whole
 invalid.seed
   en: seed must be an integer, got {value}
   zh: seed 必须是整数，收到的是 {value}
+invalid.key_reused
+  en: this idempotency key already names another message in this conversation: send a new message with a new key
+  zh: 这个幂等键已用于本对话中的另一条消息：发送新消息时请使用新的键
 format.not_object
   en: response_format must be an object such as {{"type": "json_object"}}, got {kind}
   zh: response_format 必须是对象，例如 {{"type": "json_object"}}，收到的是 {kind}

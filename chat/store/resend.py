@@ -22,10 +22,11 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from chat.errors import InvalidRequest
 from chat.store import queries
 from chat.store.tables import messages
 
-_STORED = sa.select(messages.c.id).where(
+_STORED = sa.select(messages.c.id, messages.c.content).where(
     messages.c.conversation_id == sa.bindparam("conversation_id"),
     messages.c.client_key == sa.bindparam("key"),
 )
@@ -67,10 +68,14 @@ def conversation_id(owner: str, key: str) -> str:
 def continue_turn(c: sa.Connection, params: dict[str, object], now: datetime) -> int | None:
     """The reply row the resent message's turn streams into, or None when no message of the
     conversation carries the key (the conversation was deleted meanwhile). ``params`` are the
-    turn's: conversation, key, replica and lease."""
-    question = c.execute(_STORED, params).scalar()
-    if question is None:
+    turn's: conversation, content, key, replica and lease. ``InvalidRequest`` when the key names
+    a message of other words: a client's mistake, which storing would hide."""
+    stored = c.execute(_STORED, params).first()
+    if stored is None:
         return None
+    question, content = stored
+    if content != params["content"]:
+        raise InvalidRequest(reason="invalid.key_reused")
     reply = c.execute(_REPLY, {**params, "question": question}).scalar()
     if reply is not None and c.execute(_CLAIM, {**params, "reply": reply, "now": now}).rowcount:
         return int(reply)
