@@ -166,15 +166,15 @@ def cross_validation(folds: int = 5) -> list[str]:
     from chat.guards.encoder import cached_vectors
     from chat.guards.examples import DEFAULT_DIR, load_examples
     from chat.guards.normalise import intent_view
-    from chat.guards.semantic import VECTORS_FILE, Classifier, target
+    from chat.guards.semantic import VECTORS_FILE, Classifier, features, target
 
     loaded = load_examples()
     examples = loaded.examples
     semantic = SemanticGuard.load()
     rules = RuleSet.load()
-    vectors = cached_vectors(
-        semantic.encoder, [intent_view(e.text) for e in examples], DEFAULT_DIR / VECTORS_FILE
-    )
+    views = [intent_view(e.text) for e in examples]
+    vectors = cached_vectors(semantic.encoder, views, DEFAULT_DIR / VECTORS_FILE)
+    rows = features(vectors, views)
     targets = [target(e.label, e.category) for e in examples]
     groups = example_groups(examples, vectors)
     unique = np.unique(groups)
@@ -183,10 +183,10 @@ def cross_validation(folds: int = 5) -> list[str]:
     score = np.zeros(len(examples))
     for f in range(folds):
         train, held = np.where(fold != f)[0], np.where(fold == f)[0]
-        classifier = Classifier.train(vectors[train], [targets[i] for i in train])
+        classifier = Classifier.train(rows[train], [targets[i] for i in train])
         for i in held:
             excluded = semantic.excluded(examples[i].text)
-            score[i] = classifier.verdicts(vectors[i : i + 1], 1.0, excluded)[0].score
+            score[i] = classifier.verdicts(rows[i : i + 1], 1.0, excluded)[0].score
     label = np.array([e.label for e in examples])
     ruled = np.array([rules.check_input(e.text) is not None for e in examples])
     lines = [
@@ -198,7 +198,7 @@ def cross_validation(folds: int = 5) -> list[str]:
         f"| rules alone, no semantic layer | {ruled[label == 'request'].mean():.3f} | {ruled[label == 'mention'].mean():.3f} "
         f"| {ruled[label == 'benign'].mean():.3f} |",
     ]
-    for threshold in sorted({0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.93, 0.94, 0.95, semantic.threshold}):
+    for threshold in sorted({0.5, 0.6, 0.7, 0.8, 0.85, 0.86, 0.87, 0.88, 0.9, 0.95, semantic.threshold}):
         alone = score >= threshold
         both = alone | ruled
         lines.append(

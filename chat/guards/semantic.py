@@ -4,8 +4,8 @@ The rules (``chat.guards.rules``) are the fast, exact first layer; this layer ca
 requests they miss: a rephrasing, a role-play or hypothetical frame, slang, the other language.
 Each user message is embedded once (``chat.guards.encoder``) from its intent view, where the
 usual evasions (look-alike letters, zero-width characters, full-width or traditional forms,
-spelled-out words) are already undone, and a softmax regression on the vector says which of
-these it is: a request of one category (refused with that category's reply), a mention of the
+spelled-out words) are already undone, and a softmax regression on the vector, beside the
+view's hashed words and word pairs, says which of these it is: a request of one category (refused with that category's reply), a mention of the
 topic (news, prevention, teaching, fiction; allowed) or something benign (allowed).
 
 The regression is trained at start-up from ``prompts/filters/examples/`` (``chat.guards.examples``)
@@ -13,7 +13,14 @@ in well under a second; the examples' vectors come from the vectors file beside 
 regression and not a nearest-neighbour vote: the encoder's similarity follows the topic ("how do I
 report elder fraud" sits nearer "how do I defraud the elderly" than a paraphrase does), and on the
 examples' cross-validation the regression, which learns the directions that separate asking from
-talking about, refused as many requests with half the false positives of a k-NN vote.
+talking about, refused as many requests with half the false positives of a k-NN vote. Grouped
+cross-validation (nearby lines and near-duplicates in one fold) found nothing better at 1% of
+benign messages refused: a k-NN vote as a second opinion, a nearest-neighbour margin, a hidden
+layer, hashed word features, or one request class instead of one per category all did as well
+or worse. What did help was giving the regression the message's words beside its vector: the
+encoder blurs "report a scam" into "run a scam", the words keep them apart (at 1% of benign
+messages refused, 0.71-0.73 of requests stopped against 0.58-0.59 with the vector alone, on
+three different groupings; ``bench/bench_guards.py --cross-validation-only``, ``docs/guard.md``).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +51,9 @@ WINDOW = (
     120  # characters embedded at once (the examples are shorter): a longer message is judged piece by piece
 )
 MAX_PIECES = 8  # pieces of one message embedded at most (its start and its end)
+HASHED_WORDS = 4096  # buckets for a message's words and word pairs, beside its 384-number vector
+WORD_WEIGHT = 0.5  # the words' length against the unit vector's: chosen by cross-validation
+_WORDS = re.compile(r"[a-z0-9']+|[\u3400-\u9fff]")  # a Chinese character counts as a word
 _SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？\n]*")
 _NOT_REQUESTS = ("mention", "benign")
 
@@ -123,8 +134,9 @@ class Classifier:
 
 
 def trained(vectors: np.ndarray, targets: list[str], path: Path) -> Classifier:
-    """The classifier for these vectors and classes: read from ``path`` when it was trained on
-    exactly them, else trained (about 1 s on an idle core, far more on a busy machine) and kept."""
+    """The classifier for these feature rows and classes: read from ``path`` when it was trained
+    on exactly them, else trained (a few seconds on an idle core, far more on a busy machine) and
+    kept."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
     digest.update("\0".join(targets).encode())
@@ -155,6 +167,18 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     logits = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(logits)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+def features(vectors: np.ndarray, views: list[str]) -> np.ndarray:
+    """What the classifier reads for each intent view: its vector, then its words and word pairs
+    hashed into ``HASHED_WORDS`` buckets (set or not), scaled to length ``WORD_WEIGHT``."""
+    words = np.zeros((len(views), HASHED_WORDS), dtype=np.float32)
+    for row, view in enumerate(views):
+        found = _WORDS.findall(view.lower())
+        for token in [*found, *(f"{a} {b}" for a, b in zip(found, found[1:], strict=False))]:
+            words[row, zlib.crc32(token.encode()) % HASHED_WORDS] = 1.0
+    norms = np.linalg.norm(words, axis=1, keepdims=True)
+    return np.hstack([vectors, words * (WORD_WEIGHT / np.maximum(norms, 1.0))]).astype(np.float32)
 
 
 def target(label: str, category: str) -> str:
@@ -209,7 +233,7 @@ class SemanticGuard:
         encoder = encoder or shared_encoder()
         where = DEFAULT_DIR if directory is None else Path(directory)
         texts = [intent_view(e.text) for e in examples.examples]
-        vectors = cached_vectors(encoder, texts, where / VECTORS_FILE)
+        vectors = features(cached_vectors(encoder, texts, where / VECTORS_FILE), texts)
         targets = [target(e.label, e.category) for e in examples.examples]
         classifier = trained(vectors, targets, where / CLASSIFIER_FILE)
         return cls(classifier, examples, encoder)
@@ -218,7 +242,9 @@ class SemanticGuard:
         """The most harmful verdict over the message's pieces. A category with a ``needs``
         pattern (credentials: a secret's name) counts only when the message matches it."""
         excluded = self.excluded(text)
-        verdicts = self.classifier.verdicts(self.encoder.embed(pieces(text)), self.threshold, excluded)
+        views = pieces(text)
+        rows = features(self.encoder.embed(views), views)
+        verdicts = self.classifier.verdicts(rows, self.threshold, excluded)
         return max(verdicts, key=lambda v: v.score)
 
     def excluded(self, text: str) -> frozenset[str]:
@@ -236,4 +262,4 @@ class SemanticGuard:
             raise SemanticRefusal(self.replies[verdict.category], verdict.score)
 
 
-__all__ = ["Classifier", "SemanticGuard", "SemanticRefusal", "Verdict", "pieces", "target"]
+__all__ = ["Classifier", "SemanticGuard", "SemanticRefusal", "Verdict", "features", "pieces", "target"]
