@@ -22,16 +22,13 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import sqlalchemy as sa
 
 from chat.errors import ChatError, InvalidRequest
 from chat.settings import REPLY_LEASE_SECONDS
 from chat.store.tables import REPLICA_MAX, messages, utcnow
-
-if TYPE_CHECKING:
-    from chat.store.writer import ReplyWriter
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +59,16 @@ def replica_name() -> str:
     return socket.gethostname()[: REPLICA_MAX - len(suffix)] + suffix
 
 
+class Held(Protocol):
+    """What a lease is held for: a reply being written (``chat.store.writer.ReplyWriter``)."""
+
+    @property
+    def message_id(self) -> int: ...
+
+    @property
+    def status(self) -> str: ...
+
+
 class Leases:
     """The leases of one store's writers (one per replica process, or more in tests)."""
 
@@ -75,13 +82,13 @@ class Leases:
         self.name = replica_name()
         self.seconds = seconds
         self._transaction = transaction
-        self._writers: weakref.WeakSet[ReplyWriter] = weakref.WeakSet()  # a dropped one lapses
+        self._writers: weakref.WeakSet[Held] = weakref.WeakSet()  # a dropped one lapses
         self._lock = threading.Lock()
 
     def until(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.seconds)
 
-    def hold(self, writer: ReplyWriter) -> None:
+    def hold(self, writer: Held) -> None:
         """Renew ``writer``'s lease while it streams and this process lives."""
         with self._lock:
             self._writers.add(writer)
