@@ -7,7 +7,7 @@ base, when it runs on this encoder) gets the vector already made for the guard.
 
 The guard's examples are embedded once and kept in a vectors file beside them (``vectors.npz``,
 keyed by a hash of the text the encoder saw): a restart embeds only examples added since
-(embedding all ~1,500 takes 20 s or more on 2 cores).
+(embedding all ~2,600 takes 40 s or more on 2 cores).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ MODEL_NAME = "multilingual-e5-small"
 DIM = 384
 # One thread. Two cut a short message's wall time by a third on a quiet machine (p50 10 ms, p95
 # 16 ms against 16 and 24), but the engine's OpenMP threads wait for each other at every layer:
-# beside a generating chat model, or on a busy machine, two took 5-10 times longer than one.
+# beside a generating chat model, or on a busy machine, two took 5 (p50) to 15 (p95) times longer.
 THREADS = 1
 MEMO_SIZE = 512  # recent vectors kept by text (1.5 KB each)
 BATCH = 64  # examples per call when embedding many
