@@ -10,14 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from chat.options import (
-    comma_list,
-    flag_bool,
-    option,
-    options_table,
-    read_sources,
-    validate,
-)
+from chat.options import comma_list, flag_bool, option, options_table, read_sources, validate
 
 FEEDBACK_LOG_MAX_BYTES = 10 * 1024 * 1024  # the default of --feedback-log-max-bytes
 FEEDBACK_LOG_BACKUPS = 3  # rotated files kept beside the feedback log
