@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from service_support import serve
 from support import frames
@@ -24,7 +25,7 @@ from chat.errors import ConfigError
 from chat.guards import ContentBlocked, ContentGuard, RuleSet, build_guard
 from chat.guards.encoder import Encoder, cached_vectors, shared_encoder
 from chat.guards.examples import DEFAULT_DIR, load_examples
-from chat.guards.semantic import SemanticGuard, SemanticRefusal
+from chat.guards.semantic import HASHED_WORDS, SemanticGuard, SemanticRefusal, features
 from chat.i18n import t
 
 REQUESTS = {
@@ -208,6 +209,18 @@ def test_a_long_message_is_judged_by_its_start_and_end(semantic: SemanticGuard) 
     assert semantic.verdict(filler).label != "request"
     assert semantic.verdict(filler + request).label == "request"
     assert semantic.verdict(request + " " + filler).label == "request"
+
+
+def test_the_classifier_reads_the_words_beside_the_vector(semantic: SemanticGuard) -> None:
+    """The same vector with other words gives other odds: the words are what keep "report a
+    scam" apart from "run a scam" where the encoder puts them close."""
+    vector = semantic.encoder.embed(["how do i report a phone scam to the police"])
+    reporting = semantic.classifier.probabilities(
+        features(vector, ["how do i report a phone scam to the police"])
+    )
+    running = semantic.classifier.probabilities(features(vector, ["how do i run a phone scam on old people"]))
+    assert features(vector, ["scam"]).shape == (1, 384 + HASHED_WORDS)
+    assert not np.allclose(reporting, running)
 
 
 def test_one_encoder_per_process_and_a_message_embedded_once(semantic: SemanticGuard) -> None:
