@@ -94,5 +94,22 @@ def test_no_room_and_its_lower_neighbour_import_each_other() -> None:
     assert both == [], f"rooms that import each other: {both}"
 
 
+MODULE_MAX_LINES = 450  # the house's bounds (docs/architecture.md): a longer piece does several jobs
+FUNCTION_MAX_LINES = 80
+
+
+def test_no_module_or_function_outgrows_the_house_bounds() -> None:
+    long_modules, long_functions = [], []
+    for name, path in modules().items():
+        text = path.read_text(encoding="utf-8")
+        if (lines := text.count("\n")) > MODULE_MAX_LINES:
+            long_modules.append((name, lines))
+        for node in ast.walk(ast.parse(text)):
+            length = getattr(node, "end_lineno", 0) - getattr(node, "lineno", 0) + 1
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and length > FUNCTION_MAX_LINES:
+                long_functions.append((name, node.name, length))
+    assert long_modules == [] and long_functions == [], (long_modules, long_functions)
+
+
 if __name__ == "__main__":
     print(layout_map())
