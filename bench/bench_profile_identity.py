@@ -136,28 +136,6 @@ def roles_note(case: Case, system: str) -> Prompt:
     return _plain(case, system, [note] if note else [])
 
 
-# The app's wording without its line on how to answer "What is my name?"
-ROLES_ONLY = {
-    "en": (
-        "You are the assistant. The person writing to you is the user; these facts from their profile "
-        "are about the user, not about you (never give the user's name as your own):",
-        "The user's name: {name}.",
-    ),
-    "zh": (
-        "你是助手。给你发消息的人是用户；以下来自其个人资料的信息是关于用户的，不是关于你的"
-        "（不要把用户的名字当成你自己的名字）：",
-        "用户的称呼：{name}。",
-    ),
-}
-
-
-def roles_only(case: Case, system: str) -> Prompt:
-    """A note saying whose facts they are, on every turn (no answer line, no gate)."""
-    head, name = ROLES_ONLY[case.lang]
-    lines = [head, name.format(name=case.profile.display_name), *_details(case.profile, case.lang)]
-    return _plain(case, system, [Message("system", "\n".join(lines))])
-
-
 def merged_roles(case: Case, system: str) -> Prompt:
     """The app's note appended to the system prompt: one system message."""
     note = profile_note(case.profile, case.lang)
@@ -213,7 +191,6 @@ def skip_self(placement: Placement) -> Placement:
 CANDIDATES: dict[str, Placement] = {
     "before": before,
     "none": lambda case, system: _plain(case, system),
-    "roles-note": roles_only,
     "app-note-always": roles_note,
     "merged-roles": merged_roles,
     "exchange": exchange,

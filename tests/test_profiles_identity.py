@@ -79,7 +79,6 @@ def test_the_note_says_the_facts_are_the_users_not_the_assistants() -> None:
     assert en.content.startswith("You are the assistant.")
     assert "not about you" in en.content and "The user's name: Ada." in en.content
     assert "\nName: Ada" not in en.content  # a bare "Name:" line reads as the assistant's own
-    assert 'answer: "Your name is Ada."' in en.content and "就回答：“你叫小明。”" in zh.content
     assert zh.content.startswith("你是助手。")
     assert "不是关于你的" in zh.content and "用户的称呼：小明。" in zh.content
 

@@ -8,7 +8,7 @@ it becomes for that owner's turns when they opt in (``use_in_prompt``).
 
 A small model reads a name in its prompt as its own: with the note "About the user: Name: Ada",
 the embedded model answered "What is your name?" with "My name is Ada" (issue 35). So the note
-says whose facts they are (and how to answer "What is my name?"), and a message that asks about the assistant itself ("Who are you?",
+says whose facts they are, and a message that asks about the assistant itself ("Who are you?",
 "你叫什么名字？") gets no note at all: it needs nothing from the profile, and a name that is not
 in the prompt cannot be claimed. ``bench/bench_profile_identity.py`` measures both. Such a turn's
 prompt leaves the prompt cache's prefix after the system prompt (its history is evaluated again);
@@ -43,8 +43,7 @@ NOTE: dict[Lang, dict[str, str]] = {
     "en": {
         "head": "You are the assistant. The person writing to you is the user; these facts from their "
         "profile are about the user, not about you (never give the user's name as your own):",
-        "name": "The user's name: {value}.\n"
-        'If the user asks their own name, answer: "Your name is {value}."',
+        "name": "The user's name: {value}.",
         "language": "Preferred language: {value}.",
         "notes": "Notes:\n{value}",
         "lang_en": "English",
@@ -53,7 +52,7 @@ NOTE: dict[Lang, dict[str, str]] = {
     "zh": {
         "head": "你是助手。给你发消息的人是用户；以下来自其个人资料的信息是关于用户的，不是关于你的"
         "（不要把用户的名字当成你自己的名字）：",
-        "name": "用户的称呼：{value}。\n如果用户问自己叫什么名字，就回答：“你叫{value}。”",
+        "name": "用户的称呼：{value}。",
         "language": "偏好语言：{value}。",
         "notes": "备注：\n{value}",
         "lang_en": "英文",
