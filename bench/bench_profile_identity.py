@@ -64,11 +64,16 @@ ABOUT_USER: dict[Lang, tuple[str, ...]] = {
 _SELF = r"(?:\bI am|\bI'm|\bIm|\bmy name is|\bmy name's|\bcall me|\bthis is|我是|我叫|我的名字是|我的名字叫|本人是)"
 
 
+def _name(name: str) -> str:
+    """``name`` as a whole word: "Ada", not the start of "Adalina"."""
+    return rf"(?<![A-Za-z]){re.escape(name)}(?![A-Za-z])"
+
+
 def confused(reply: str, name: str) -> bool:
     """The reply claims ``name`` for the assistant: a self-introduction naming it within a few
     words, or the reply opening with it as a signature ("Ada here")."""
-    near = re.compile(_SELF + r"[^.!?。！？\n]{0,24}?" + re.escape(name), re.IGNORECASE)
-    return bool(near.search(reply)) or bool(re.match(rf"\W*{re.escape(name)}\s+here\b", reply, re.I))
+    near = re.compile(_SELF + r"[^.!?。！？\n]{0,24}?" + _name(name), re.IGNORECASE)
+    return bool(near.search(reply)) or bool(re.match(rf"\W*{_name(name)}\s+here\b", reply, re.I))
 
 
 FACTS: dict[Lang, tuple[str, ...]] = {"en": ("Ada", "Lyon", "vegetarian"), "zh": ("小明", "上海", "素食")}
@@ -80,7 +85,7 @@ def leaks(reply: str, lang: Lang) -> bool:
 
 
 def uses_name(reply: str, name: str) -> bool:
-    return name.lower() in reply.lower()
+    return bool(re.search(_name(name), reply, re.IGNORECASE))
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ ADA = Profile(display_name="Ada", language="en", notes="Vegetarian", opt_in=True
 XIAOMING = Profile(display_name="小明", language="zh", notes="素食", opt_in=True)
 GREEDY = GenerationParams(temperature=0.0, max_new_tokens=24, context_length=2048)
 # The assistant claiming a name: "My name is Ada", "I'm Ada", "我是小明", "我叫小明"
-CLAIM = r"(?:\bI am|\bI'm|\bmy name is|\bcall me|我是|我叫|我的名字是)[^.!?。！？\n]{{0,24}}?{name}"
+CLAIM = (
+    r"(?:\bI am|\bI'm|\bmy name is|\bcall me|我是|我叫|我的名字是)[^.!?。！？\n]{{0,24}}?{name}(?![A-Za-z])"
+)
 
 
 @pytest.mark.parametrize(
