@@ -19,6 +19,7 @@ from chat import ChatEngine, GenerationParams, Message
 from chat.backends.base import Finish
 from chat.backends.local.backend import LlamaCppBackend
 from chat.backends.local.grammars import parse_response_format
+from chat.backends.local.scheduler import N_BATCH, PREFILL_CHUNK, prefill_budget
 from chat.errors import ChatError, ContextOverflow
 from chat.messages import Waiting
 from chat.service.door.access import Admission
@@ -293,3 +294,10 @@ def test_pieces_longer_than_the_buffer_are_kept(local_backend: LlamaCppBackend) 
     )
     text, _ = out.push(longest)
     assert len(text.encode()) > 64
+
+
+def test_each_prompt_being_evaluated_gets_its_own_chunk_within_one_batch() -> None:
+    assert prefill_budget(0, 1) == N_BATCH  # alone: a whole batch
+    assert prefill_budget(3, 1) == PREFILL_CHUNK  # a long prompt stalls the others by one chunk
+    assert prefill_budget(1, 3) == 3 * PREFILL_CHUNK  # users who arrived together start together
+    assert prefill_budget(7, 8) == N_BATCH - 7  # never more than the batch holds

@@ -2,9 +2,10 @@
 
 On a CPU, decoding is bound by reading the weights; one ``llama_decode`` over the next token of
 every active sequence reads them once for all. One thread owns the context. Each step it builds
-one batch: the pending token of every decoding sequence, plus at most ``PREFILL_CHUNK`` prompt
-tokens of sequences still being evaluated (so a long prompt never stalls the others for more than
-one chunk); decodes it; and lets each sequence sample from its own logits with its own chain.
+one batch: the pending token of every decoding sequence, plus up to ``PREFILL_CHUNK`` prompt
+tokens for each sequence still being evaluated (so a long prompt never stalls the others for more
+than a chunk, and prompts that arrive together are evaluated together); decodes it; and lets each
+sequence sample from its own logits with its own chain.
 
 The KV cache is one unified pool of ``n_ctx x parallel`` cells: every sequence may grow to the
 per-conversation window ``n_ctx`` (fitting, notices and summaries work as with one sequence), and
@@ -40,7 +41,7 @@ from chat.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
-PREFILL_CHUNK = 128  # prompt tokens evaluated per step, shared by the sequences still prefilling
+PREFILL_CHUNK = 128  # prompt tokens evaluated per step for each sequence still prefilling
 N_BATCH = 512  # llama.cpp's batch: every decoding sequence's token plus the prefill chunk
 SAVE_MIN_TOKENS = 8  # a slot's state is saved before it is overwritten when it holds more than this
 COPY_MIN_TOKENS = 16  # a prefix is copied from another slot when it saves at least this much
@@ -49,6 +50,15 @@ COPY_MIN_TOKENS = 16  # a prefix is copied from another slot when it saves at le
 # Python runs would put more busy threads than cores, and llama.cpp's threads, which spin at every
 # barrier, then stall. With a core to spare, readers run beside the decode.
 READER_WAIT = 0.02
+
+
+def prefill_budget(decoding: int, prefilling: int) -> int:
+    """Prompt tokens one step evaluates beside ``decoding`` sequences' next tokens: a chunk per
+    prompt, so a long prompt stalls the decoding sequences by one chunk at most and users who
+    arrive together get their first tokens together; with nobody decoding, a whole batch."""
+    if decoding == 0:
+        return N_BATCH
+    return min(N_BATCH - decoding, PREFILL_CHUNK * prefilling)
 
 
 class Scheduler:
@@ -333,11 +343,11 @@ class Scheduler:
                 self._finish(slot, reason)
                 continue
             n = self._add(batch, n, slot, [slot.last], logits=True)
-        # a chunk bounds how long prefill stalls the decoding sequences; with none, take a whole batch
-        budget = PREFILL_CHUNK if n else N_BATCH
-        for slot in sorted(
+        prefilling = sorted(
             (s for s in self._slots if s.job is not None and s.pending), key=lambda s: s.used_at
-        ):
+        )
+        budget = prefill_budget(n, len(prefilling))
+        for slot in prefilling:
             if (reason := ended(slot.job)) is not None:
                 self._finish(slot, reason)
                 continue
