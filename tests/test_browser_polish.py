@@ -748,3 +748,35 @@ def test_a_long_chat_says_once_what_the_model_sees_and_a_cut_reply_says_so_under
     assert below["y"] >= reply["y"] + reply["height"], (reply, below)  # under the reply
     # beside the button: on the same line
     assert below["y"] < button["y"] + button["height"] and button["y"] < below["y"] + below["height"]
+
+
+PROFILE_NAME = {"en": "Ada", "zh": "小明"}
+ASKED = {  # (about the assistant, about the user)
+    "en": ("What is your name?", "What is my name?"),
+    "zh": ("你叫什么名字？", "我叫什么名字？"),
+}
+
+
+@pytest.mark.parametrize(("locale", "lang"), [("en-US", "en"), ("zh-CN", "zh")])
+def test_the_profile_saved_on_the_page_is_the_users_not_the_assistants(
+    app: App, open_page, locale: str, lang: Lang
+) -> None:
+    """Saved in the page's form, the profile reaches the user's turns, and never a question about
+    the assistant itself: a small model given the user's name there answered with it as its own."""
+    page = open_page(locale)
+    page.locator("#profile").get_by_text(I18N.translations[lang]["profile"]).click()
+    page.locator("#profile-name input, #profile-name textarea").first.fill(PROFILE_NAME[lang])
+    page.locator("#profile-use input").check()
+    page.locator("#profile-save").click()
+    expect(page.locator("#profile-status")).to_have_text(t("profile.saved", lang), timeout=30_000)
+
+    about_assistant, about_user = ASKED[lang]
+    for question, named in ((about_assistant, False), (about_user, True)):
+        before = len(app.backend.requests)
+        page.locator(INPUT).fill(question)
+        page.locator(INPUT).press("Enter")
+        wait_requests(app, before + 1)
+        wait_idle(page)
+        prompt = "\n".join(m.content for m in app.backend.requests[before])
+        assert question in prompt
+        assert (PROFILE_NAME[lang] in prompt) is named, (question, prompt)
