@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 from anyio.from_thread import start_blocking_portal
@@ -65,6 +65,17 @@ def open_chat(page: Page, url: str) -> None:
     page.goto(url, wait_until="domcontentloaded")
     page.wait_for_selector(INPUT)
     page.wait_for_function(LOADED_JS)
+
+
+def answered(page: Page, action: Callable[[], None]) -> None:
+    """Do ``action`` on a page opened by ``open_chat`` and wait until the direct Gradio calls it
+    made have answered (an accordion that loads its fields: typing before the answer lands is
+    overwritten by it)."""
+    before = page.evaluate("window.__gradioCalls().done")
+    action()
+    page.wait_for_function(
+        "(n) => { const c = window.__gradioCalls(); return c.done > n && c.pending === 0; }", arg=before
+    )
 
 
 def free_port() -> int:

@@ -25,7 +25,7 @@ import pytest
 from guard_fakes import ScriptedBackend
 from playwright.sync_api import Browser, Page, Request, expect
 from service_support import serve
-from support import BOT, INPUT, frames, open_chat
+from support import BOT, INPUT, answered, frames, open_chat
 
 from chat import ChatEngine
 from chat.backends.base import Backend, Chunk, Finish
@@ -764,7 +764,8 @@ def test_the_profile_saved_on_the_page_is_the_users_not_the_assistants(
     """Saved in the page's form, the profile reaches the user's turns, and never a question about
     the assistant itself: a small model given the user's name there answered with it as its own."""
     page = open_page(locale)
-    page.locator("#profile").get_by_text(I18N.translations[lang]["profile"]).click()
+    # opening the form loads the stored profile into it: type once that answer has landed
+    answered(page, page.locator("#profile").get_by_text(I18N.translations[lang]["profile"]).click)
     page.locator("#profile-name input, #profile-name textarea").first.fill(PROFILE_NAME[lang])
     page.locator("#profile-use input").check()
     page.locator("#profile-save").click()
@@ -780,3 +781,26 @@ def test_the_profile_saved_on_the_page_is_the_users_not_the_assistants(
         prompt = "\n".join(m.content for m in app.backend.requests[before])
         assert question in prompt
         assert (PROFILE_NAME[lang] in prompt) is named, (question, prompt)
+
+
+@pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
+def test_a_conversation_keeps_the_persona_it_was_sent_with(app: App, open_page, locale: str) -> None:
+    """A persona picked and not used belongs to no conversation: picking one just as another
+    conversation opens (a dropdown commits on blur, after the click) cannot rename that one's."""
+    lang = lang_of(locale)
+    general = "General assistant (English)" if lang == "en" else "通用助手（中文）"
+    page = open_page(locale)
+    choose(page, "#persona", TUTOR[lang])
+    before = len(app.backend.requests)
+    question = f"{FIRST[lang]} ({locale})"
+    page.locator(INPUT).fill(question)
+    page.locator(INPUT).press("Enter")
+    wait_requests(app, before + 1)
+    wait_idle(page)
+    expect(page.locator("#conversation-list input:checked")).to_have_count(1)  # it is in the list
+    choose(page, "#persona", general)  # picked in the open conversation, never sent with
+    page.locator("#new-chat").click()
+    expect(page.locator("#conversation-list input:checked")).to_have_count(0)
+    page.locator("#conversation-list label", has_text=question).click()
+    expect(page.locator(USER)).to_have_text([question], timeout=30_000)
+    expect(page.locator("#persona input")).to_have_value(TUTOR[lang], timeout=30_000)

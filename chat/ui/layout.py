@@ -174,7 +174,7 @@ class Page:
                 show_progress="hidden",
                 api_visibility="private",
             )
-        self.state.wire(self.conversations.listing)
+        self.state.wire(self.conversations.listing, self.chat.textbox)
         self.hint.wire()
         chat.chatbot.like(self.handlers.like, [chat.chatbot], None, queue=False, api_visibility="private")
         self.handlers.attach_stop_mark(demo, chat)

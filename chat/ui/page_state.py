@@ -31,17 +31,20 @@ SYSTEM_PROMPT_MAX = 20_000
 READ_JS = f"(...values) => [localStorage.getItem({json.dumps(STORAGE_KEY)}) || '{{}}', ...values.slice(1)]"
 
 
-def _write_js(always: bool) -> str:
-    """The page's saved state after a change: the settings, the open conversation (the list's
-    value), and that conversation's persona: ``always``, or only when it has none yet (a new one)."""
+def _write_js(conversation: str) -> str:
+    """The page's saved state after a change: the settings and the open conversation (the list's
+    value), and that conversation's own settings: ``"sent"`` records them (a message goes out
+    with them), ``"new"`` only when it has none yet (a conversation just started or never seen
+    here), ``"none"`` leaves them (a setting changed: it belongs to the conversation once it is
+    used; a dropdown commits on blur, which may land after a click in the list opened another)."""
     return f"""(open, ...values) => {{
-    const key = {json.dumps(STORAGE_KEY)}, names = {json.dumps(list(SETTINGS))};
+    const key = {json.dumps(STORAGE_KEY)}, names = {json.dumps(list(SETTINGS))}, mode = {json.dumps(conversation)};
     let saved;
     try {{ saved = JSON.parse(localStorage.getItem(key) || "{{}}") || {{}}; }} catch {{ saved = {{}}; }}
     saved.settings = Object.fromEntries(names.map((name, i) => [name, values[i]]));
     saved.open = open || null;
     const kept = saved.conversations || {{}};
-    if (open && ({"true" if always else "false"} || !(open in kept))) {{
+    if (open && (mode === "sent" || (mode === "new" && !(open in kept)))) {{
         delete kept[open];
         kept[open] = Object.fromEntries(names.slice(0, 3).map((name, i) => [name, values[i]]));
     }}
@@ -100,12 +103,14 @@ class PageState:
     def render(cls, fields: Sequence[Any]) -> PageState:
         return cls(gr.Textbox(visible=False, elem_id="saved-state"), fields)
 
-    def wire(self, listing: gr.Radio) -> None:
-        """Write the saved state when the user changes a setting (for the open conversation too),
-        and when another conversation opens or starts (for it only when it is new)."""
+    def wire(self, listing: gr.Radio, message: gr.Textbox) -> None:
+        """Write the saved state when the user changes a setting, when a message is sent (the
+        open conversation's settings too), and when another conversation opens or starts (its
+        settings only when it is new)."""
         inputs = [listing, *self.fields]
-        gr.on([f.input for f in self.fields], None, inputs, None, js=_write_js(always=True), queue=False)
-        listing.change(None, inputs, None, js=_write_js(always=False), queue=False)
+        gr.on([f.input for f in self.fields], None, inputs, None, js=_write_js("none"), queue=False)
+        message.submit(None, inputs, None, js=_write_js("sent"), queue=False)
+        listing.change(None, inputs, None, js=_write_js("new"), queue=False)
 
 
 def checked_settings(values: dict[str, Any], sliders: dict[str, gr.Slider]) -> dict[str, Any]:
