@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # pg.py, redis_server.py, fault_server.
 from fault_server import FaultServer  # noqa: E402
 from redis_server import redis_server  # noqa: E402
 from support import free_port  # noqa: E402
-from test_service_deploy import nginx_config, tool  # noqa: E402
+from test_service_deploy import running_nginx  # noqa: E402
 
 REPLY_STEP = "ok:24:20"  # each reply: 24 tokens, 20 ms apart (about 0.5 s, like a fast cluster)
 
@@ -191,37 +191,7 @@ def fleet(  # noqa: ANN201 - Iterator[Fleet]
             stack.callback(member.stop)
         for member in members:
             member.wait_ready()
-        proxy = stack.enter_context(nginx(workdir, [m.address for m in members]))
+        proxy = stack.enter_context(running_nginx([m.address for m in members], workdir))
         yield Fleet(
             proxy, members, database_url, redis.url, backend_url, rate_limit, workdir, {"backend": backend}
         )
-
-
-@contextmanager
-def nginx(workdir: Path, upstreams: list[str]):  # noqa: ANN201 - Iterator[str]
-    binary = tool("nginx")
-    port = free_port()
-    conf = workdir / "nginx.conf"
-    conf.write_text(nginx_config(upstreams, port, workdir), encoding="utf-8")
-    check = subprocess.run(
-        [binary, "-t", "-p", str(workdir), "-c", str(conf)], capture_output=True, text=True
-    )
-    if check.returncode != 0:
-        raise RuntimeError(check.stderr)
-    process = subprocess.Popen([binary, "-p", str(workdir), "-c", str(conf), "-g", "daemon off;"])
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError((workdir / "error.log").read_text())
-            time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
