@@ -45,9 +45,12 @@ class HistoryNotice(Notice):
         return replace(notice, text=notice.say(lang))
 
     def say(self, lang: Lang) -> str:
-        key = "notice.history_both" if self.summarised and self.left else "notice.history_summary"
         if not self.summarised:
             key = "notice.history_trimmed"
+        elif self.left:
+            key = "notice.history_both"
+        else:
+            key = "notice.history_summary"
         return t(key, lang, seen=self.seen, summarised=self.summarised, left=self.left)
 
 
