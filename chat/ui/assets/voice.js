@@ -275,20 +275,31 @@
 
   // Read every reply: when the stop button goes away, the newest reply is complete. Gradio adds
   // the button to the page while a reply runs; the observer below notes it however briefly it
-  // stays (a cached or short reply can come and go between two looks), the timer reads the reply
-  // a moment after it has gone, when its last words are on the page.
+  // stays (a cached or short reply can come and go between two looks). The reply is read once
+  // its buttons follow the last user message: the button can go before the chatbot has drawn
+  // the reply, and the buttons last on the page are then the previous reply's.
   let generating = false;
+  let waitingTicks = 0; // looks left for a finished reply's buttons to appear
   const stopShown = () => {
     const stop = document.querySelector("#chat-input button.stop-button");
     return !!stop && stop.offsetParent !== null;
   };
+  const newestReply = () => {
+    const replies = document.querySelectorAll("#chatbot .message-buttons-left");
+    const users = document.querySelectorAll("#chatbot .message-row.user-row");
+    const reply = replies[replies.length - 1];
+    const user = users[users.length - 1];
+    if (!reply || (user && !(user.compareDocumentPosition(reply) & Node.DOCUMENT_POSITION_FOLLOWING))) return null;
+    return reply;
+  };
   const watchReplies = () => {
     const now = stopShown();
-    if (generating && !now && prefs.readAll) {
-      const rows = document.querySelectorAll("#chatbot .message-buttons-left");
-      if (rows.length) read(replyText(rows[rows.length - 1]));
-    }
+    if (generating && !now && prefs.readAll) waitingTicks = 20; // 6 s: an error draws no reply
     generating = now;
+    if (now || !waitingTicks) return;
+    const reply = newestReply();
+    waitingTicks = reply ? 0 : waitingTicks - 1;
+    if (reply) read(replyText(reply));
   };
 
   document.body.append(status);
