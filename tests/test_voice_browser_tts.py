@@ -273,6 +273,54 @@ def test_every_completed_reply_is_read_once(page: Page, dispatcher: Dispatcher) 
     assert page.inner_text(STATUS) == ""
 
 
+# The end of a reply as Gradio can draw it: the stop button goes, and the reply's row comes a
+# moment later. Staged in the page's own chat list, since Gradio's timing cannot be forced.
+STAGE_STOP = """() => {
+  const stop = document.createElement("button");
+  stop.className = "stop-button staged";
+  stop.textContent = "stop";
+  document.querySelector("#chat-input").append(stop);
+}"""
+STAGE_QUESTION = """() => {
+  document.querySelector("#chat-input .stop-button.staged").remove();
+  const replies = document.querySelectorAll("#chatbot .message-buttons-left");
+  const question = document.createElement("div");
+  question.className = "message-row user-row staged";
+  question.textContent = "A question whose reply is not drawn yet";
+  replies[replies.length - 1].parentElement.append(question);
+}"""
+STAGE_REPLY = """() => {
+  const list = document.querySelector("#chatbot .message-row.user-row.staged").parentElement;
+  const row = document.createElement("div");
+  row.className = "message-row bot-row staged";
+  row.innerHTML = '<div data-testid="bot">The staged reply.</div>';
+  const buttons = document.createElement("div");
+  buttons.className = "message-buttons-left staged";
+  buttons.innerHTML = '<div class="icon-button-wrapper"></div>';
+  list.append(row, buttons);
+}"""
+
+
+def test_a_reply_drawn_after_the_stop_button_goes_is_the_one_read(page: Page) -> None:
+    page.evaluate("speechSynthesis.cancel(); window.__spoken.length = 0")
+    page.check("#voice-read-all")
+    ask(page, "chinese")  # the previous reply: on the page, read, and done with
+    wait_for_event(page, 0, "start")
+    page.evaluate("speechSynthesis.cancel(); window.__spoken.length = 0")
+    try:
+        page.evaluate(STAGE_STOP)
+        page.wait_for_timeout(700)  # two looks of the page's 300 ms timer see a reply running
+        page.evaluate(STAGE_QUESTION)
+        page.wait_for_timeout(1200)  # four looks: the previous reply is not read in its place
+        assert utterances(page) == []
+        page.evaluate(STAGE_REPLY)
+        assert wait_for_event(page, 0, "start")["text"] == "The staged reply."
+    finally:
+        page.evaluate(
+            "speechSynthesis.cancel(); document.querySelectorAll('.staged').forEach((n) => n.remove())"
+        )
+
+
 def test_a_browser_without_voices_says_so_in_the_pages_language(driver: Playwright, tts_url: str) -> None:
     """Chromium without speech-dispatcher lists no voices and fails each utterance
     ("synthesis-failed"); the page says so in its language instead of staying silent."""
