@@ -14,7 +14,8 @@ the guards and the cache cost.
    the encoder and classifier add per message (``bench_guards_semantic.py``).
 
     python bench/bench_guards.py [--rounds 200] [--eval-only] [--semantic-only] [--test-split PATH]
-                                 [--cross-validation-only] [--guard-model PATH | --guard-url URL]
+                                 [--cross-validation-only] [--latency-only]
+                                 [--guard-model PATH | --guard-url URL]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_guards_semantic import SPLIT, cross_validation, semantic_section  # noqa: E402
+from bench_guards_semantic import SPLIT, cross_validation, latency_by_length, semantic_section  # noqa: E402
 
 from chat import GenerationParams, Message, Settings  # noqa: E402
 from chat.backends.local.model_files import embedded_model_path  # noqa: E402
@@ -207,8 +208,16 @@ def main() -> None:
         action="store_true",
         help="the cross-validation on the training examples only (no test split is read)",
     )
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="the semantic layer's cost by message length, on the training examples (no test split is read)",
+    )
     args = parser.parse_args()
 
+    if args.latency_only:
+        print("\n".join(latency_by_length()))
+        return
     if args.semantic_only or args.cross_validation_only or not args.engine_only:
         print("\n".join(cross_validation()))
         print()

@@ -209,4 +209,87 @@ def cross_validation(folds: int = 5) -> list[str]:
             )
             + " |"
         )
+    shipped = (score >= semantic.threshold) | ruled
+    category = np.array([e.category for e in examples])
+    lines += [
+        "",
+        f"Requests stopped by category at the shipped threshold ({semantic.threshold}), rules + semantic:",
+        "",
+        "| category | requests | stopped |",
+        "|---|---|---|",
+    ]
+    for name in CATEGORIES:
+        asked = (label == "request") & (category == name)
+        lines.append(f"| {name} | {asked.sum()} | {shipped[asked].mean():.3f} |")
     return lines
+
+
+LENGTHS = ((0, 40), (41, 80), (81, 120), (121, 240), (241, 500), (501, 2000))
+Measured = tuple[float, float, int, int]  # wall and thread CPU seconds, pieces, tokens
+
+
+def latency_by_length(sample: int = 400, long_each: int = 12) -> list[str]:
+    """What one new message costs the semantic layer, by the length of its normalised text: the
+    training examples (a spread sample; no test split) and longer messages made by joining them,
+    on an encoder whose memory holds none of them, after one warm-up call; and the cost per
+    token the encoder's time follows."""
+    from chat.guards.examples import load_examples
+    from chat.guards.normalise import intent_view
+
+    semantic = SemanticGuard.load()
+    examples = [e.text for e in load_examples().examples]
+    natural = examples[:: max(1, len(examples) // sample)]
+    rng = np.random.default_rng(0)
+    joined = []
+    for target in (200, 400, 800, 1500):
+        for _ in range(long_each):
+            parts: list[str] = []
+            while sum(map(len, parts)) < target:
+                parts.append(examples[int(rng.integers(len(examples)))])
+            joined.append(" ".join(parts)[:target])
+    start = time.perf_counter()
+    encoder = Encoder(memo_size=1)
+    fresh = SemanticGuard(semantic.classifier, _examples(semantic), encoder)
+    fresh.verdict("warm up")
+    first = (time.perf_counter() - start) * 1000
+    by_bucket: dict[tuple[int, int], list[Measured]] = {b: [] for b in LENGTHS}
+    examples_only: list[Measured] = []
+    for text in natural + joined:
+        views = pieces(text)
+        tokens = sum(encoder._model.token_count(v, True) for v in views)
+        start, start_cpu = time.perf_counter(), time.thread_time()
+        fresh.verdict(text)
+        measured = (time.perf_counter() - start, time.thread_time() - start_cpu, len(views), tokens)
+        length = len(intent_view(text))
+        by_bucket[next(b for b in LENGTHS if length <= b[1] or b == LENGTHS[-1])].append(measured)
+        if text in natural:
+            examples_only.append(measured)
+    rows = [
+        "| characters (normalised) | messages | pieces | tokens p50 / p95 | p50 / p95 wall | p50 / p95 CPU of the thread |",
+        "|---|---|---|---|---|---|",
+        *(_latency_row(f"{low}-{high}", measured) for (low, high), measured in by_bucket.items()),
+        _latency_row(f"training examples alone (every {len(examples) // len(natural)}th)", examples_only),
+    ]
+    every = [m for measured in by_bucket.values() for m in measured]
+    per_token, fixed = np.polyfit([m[3] for m in every], [m[1] * 1000 for m in every], 1)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return [
+        *rows,
+        "",
+        f"CPU time per message ~ {fixed:.1f} ms + {per_token:.2f} ms per token (least squares over all "
+        f"{len(every)}; tokens include the 'query:' prefix and the start and end marks of each piece): "
+        f"15 ms pays for {max(0.0, (15 - fixed) / per_token):.0f} tokens. First call of a new encoder "
+        f"(load and warm-up): {first:.0f} ms. Load average: {load}",
+    ]
+
+
+def _latency_row(name: str, measured: list[Measured]) -> str:
+    if not measured:
+        return f"| {name} | 0 | | | | |"
+    wall, cpu, count, tokens = (list(column) for column in zip(*measured, strict=True))
+    return (
+        f"| {name} | {len(measured)} | {statistics.median(count):.0f} (max {max(count)}) | "
+        f"{statistics.median(tokens):.0f} / {sorted(tokens)[min(len(tokens) - 1, int(0.95 * len(tokens)))]} | "
+        f"{percentile(wall, 0.5):.1f} / {percentile(wall, 0.95):.1f} ms | "
+        f"{percentile(cpu, 0.5):.1f} / {percentile(cpu, 0.95):.1f} ms |"
+    )
