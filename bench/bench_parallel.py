@@ -79,11 +79,11 @@ def llama_server(
     return process(command, dict(os.environ), f"http://127.0.0.1:{port}/health")
 
 
-def app_turn(url: str, text: str, tokens: int) -> tuple[float, float, int]:
+def app_turn(client: httpx.Client, url: str, text: str, tokens: int) -> tuple[float, float, int]:
     body = {"user_input": text, "stream": True, "context": {"temperature": 0.0, "max_new_tokens": tokens}}
     start = time.perf_counter()
     first, count, event = None, 0, ""
-    with httpx.stream("POST", f"{url}/api/chat", json=body, timeout=600) as response:
+    with client.stream("POST", f"{url}/api/chat", json=body, timeout=600) as response:
         for line in response.iter_lines():
             if line.startswith("event: "):
                 event = line[7:]
@@ -94,7 +94,7 @@ def app_turn(url: str, text: str, tokens: int) -> tuple[float, float, int]:
     return (first or float("nan")) - start, time.perf_counter(), count
 
 
-def server_turn(url: str, text: str, tokens: int) -> tuple[float, float, int]:
+def server_turn(client: httpx.Client, url: str, text: str, tokens: int) -> tuple[float, float, int]:
     body = {
         "messages": [{"role": "user", "content": text}],
         "stream": True,
@@ -104,7 +104,7 @@ def server_turn(url: str, text: str, tokens: int) -> tuple[float, float, int]:
     }
     start = time.perf_counter()
     first, count = None, 0
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as response:
+    with client.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as response:
         for line in response.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
@@ -122,8 +122,11 @@ def round_of(turn, url: str, users: int, tokens: int, tag: int) -> tuple[list[fl
     gate = threading.Barrier(users + 1)
 
     def user(i: int) -> None:
-        gate.wait()
-        results[i] = turn(url, PROMPT.format(TOPICS[i % len(TOPICS)], f"{tag}-{i}"), tokens)
+        # each user's client is made before the gate: building one loads the CA bundle (tens of
+        # ms of CPU), which would otherwise be timed as the server's, for every server alike
+        with httpx.Client() as client:
+            gate.wait()
+            results[i] = turn(client, url, PROMPT.format(TOPICS[i % len(TOPICS)], f"{tag}-{i}"), tokens)
 
     threads = [threading.Thread(target=user, args=(i,)) for i in range(users)]
     for t in threads:
@@ -137,7 +140,8 @@ def round_of(turn, url: str, users: int, tokens: int, tag: int) -> tuple[list[fl
 
 
 def rows(label: str, turn, url: str, args: argparse.Namespace) -> list[str]:  # noqa: ANN001
-    turn(url, "Hello.", 8)  # warm: the first request pays for loading and graph setup
+    with httpx.Client() as client:
+        turn(client, url, "Hello.", 8)  # warm: the first request pays for loading and graph setup
     out = []
     for users in args.users:
         ttfts, rates = [], []

@@ -144,7 +144,10 @@ def test_many_sessions_at_once_share_the_cache(setup: tuple[ChatEngine, SpyBacke
         for thread in threads:
             thread.join()
     assert not errors and len(results) == 12
-    assert len({r.text for r in results}) == 1
+    # The second wave replays the one reply the cache kept. The first wave's replies are generated
+    # side by side: batched arithmetic can change a greedy argmax, so they may differ in words.
+    assert len({r.text for r in results[6:]}) == 1
+    assert results[-1].text in {r.text for r in results[:6]}
     assert all(r.stats.from_cache for r in results[6:])
     counts = engine.counters.snapshot()
     assert counts["cache_hits"] + counts["cache_misses"] == 12 and counts["cache_hits"] >= 6

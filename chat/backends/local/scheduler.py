@@ -50,6 +50,11 @@ COPY_MIN_TOKENS = 16  # a prefix is copied from another slot when it saves at le
 # Python runs would put more busy threads than cores, and llama.cpp's threads, which spin at every
 # barrier, then stall. With a core to spare, readers run beside the decode.
 READER_WAIT = 0.02
+# Flash attention skips the cells of other sequences (masked out) where plain attention multiplies
+# the whole pool, idle slots' kept conversations included; and with V not transposed a slot's
+# state is saved to the prompt cache in one copy per layer, not one per row (2 ms against 24 ms
+# for 180 tokens). Its grouping of the sums depends on the batch: see docs/configuration.md.
+FLASH_ATTENTION = True  # bench/bench_attention.py compares it with plain attention
 
 
 def prefill_budget(decoding: int, prefilling: int) -> int:
@@ -82,6 +87,8 @@ class Scheduler:
         params.n_batch = params.n_ubatch = N_BATCH
         params.n_seq_max = parallel
         params.kv_unified = True
+        if FLASH_ATTENTION:
+            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.no_perf = False
         self._await_readers_first = params.n_threads_batch >= (os.cpu_count() or 1)
         # quiet, as the handle was loaded: llama.cpp warns that a sequence could outgrow the model's
