@@ -14,7 +14,7 @@ the guards and the cache cost.
    the encoder and classifier add per message (``bench_guards_semantic.py``).
 
     python bench/bench_guards.py [--rounds 200] [--eval-only] [--semantic-only] [--test-split PATH]
-                                 [--cross-validation-only] [--latency-only]
+                                 [--cross-validation-only] [--cv-grouping SEED,LINES] [--latency-only]
                                  [--guard-model PATH | --guard-url URL]
 """
 
@@ -209,6 +209,11 @@ def main() -> None:
         help="the cross-validation on the training examples only (no test split is read)",
     )
     parser.add_argument(
+        "--cv-grouping",
+        default="0,5",
+        help="SEED,LINES: the cross-validation's assignment of groups to folds and lines per group",
+    )
+    parser.add_argument(
         "--latency-only",
         action="store_true",
         help="the semantic layer's cost by message length, on the training examples (no test split is read)",
@@ -219,7 +224,8 @@ def main() -> None:
         print("\n".join(latency_by_length()))
         return
     if args.semantic_only or args.cross_validation_only or not args.engine_only:
-        print("\n".join(cross_validation()))
+        seed, block = (int(x) for x in args.cv_grouping.split(","))
+        print("\n".join(cross_validation(seed=seed, block=block)))
         print()
         if args.cross_validation_only:
             return

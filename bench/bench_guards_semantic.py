@@ -160,9 +160,11 @@ def example_groups(
     return np.array([root(i) for i in range(len(examples))])
 
 
-def cross_validation(folds: int = 5) -> list[str]:
+def cross_validation(folds: int = 5, *, seed: int = 0, block: int = 5) -> list[str]:
     """Grouped cross-validation on the training examples (prompts/filters/examples/): what the
-    classifier and its threshold were chosen on; no test split plays a part in it."""
+    classifier and its threshold were chosen on; no test split plays a part in it. ``seed``
+    assigns the groups to folds and ``block`` is how many neighbouring lines form a group: other
+    values show how much a figure owes to one grouping."""
     from chat.guards.encoder import cached_vectors
     from chat.guards.examples import DEFAULT_DIR, load_examples
     from chat.guards.normalise import intent_view
@@ -176,9 +178,9 @@ def cross_validation(folds: int = 5) -> list[str]:
     vectors = cached_vectors(semantic.encoder, views, DEFAULT_DIR / VECTORS_FILE)
     rows = features(vectors, views)
     targets = [target(e.label, e.category) for e in examples]
-    groups = example_groups(examples, vectors)
+    groups = example_groups(examples, vectors, block=block)
     unique = np.unique(groups)
-    order = np.random.default_rng(0).permutation(len(unique)) % folds
+    order = np.random.default_rng(seed).permutation(len(unique)) % folds
     fold = order[np.searchsorted(unique, groups)]
     score = np.zeros(len(examples))
     for f in range(folds):
@@ -191,14 +193,17 @@ def cross_validation(folds: int = 5) -> list[str]:
     ruled = np.array([rules.check_input(e.text) is not None for e in examples])
     lines = [
         f"Cross-validation on the {len(examples)} training examples ({folds} folds of {len(unique)} groups: "
-        "nearby lines of a file and near-duplicates stay together); semantic alone, and rules + semantic:",
+        f"{block} nearby lines of a file and near-duplicates stay together; folds drawn with seed {seed}); "
+        "semantic alone, and rules + semantic:",
         "",
         "| threshold | request recall (alone / with rules) | false positives, mentions | false positives, benign |",
         "|---|---|---|---|",
         f"| rules alone, no semantic layer | {ruled[label == 'request'].mean():.3f} | {ruled[label == 'mention'].mean():.3f} "
         f"| {ruled[label == 'benign'].mean():.3f} |",
     ]
-    for threshold in sorted({0.5, 0.6, 0.7, 0.8, 0.85, 0.86, 0.87, 0.88, 0.9, 0.95, semantic.threshold}):
+    for threshold in sorted(
+        {0.5, 0.6, 0.7, 0.78, 0.8, 0.82, 0.84, 0.86, 0.88, 0.9, 0.95, semantic.threshold}
+    ):
         alone = score >= threshold
         both = alone | ruled
         lines.append(
