@@ -124,11 +124,11 @@ def main() -> None:
         print(json.dumps(measure(args.one == "flash", Path(args.model))))
         return
     from chat.backends.local.model_files import embedded_model_path
-    from chat.backends.local.requantize import q8_copy
+    from chat.backends.local.requantize import cpu_copy
 
     figures: dict[str, dict[str, list[float]]] = {"flash": {}, "plain": {}}
     with tempfile.TemporaryDirectory() as folder:
-        model = q8_copy(embedded_model_path(), Path(folder))
+        model = cpu_copy(embedded_model_path(), Path(folder))
         for _ in range(args.rounds):
             for name in ("plain", "flash"):
                 command = [sys.executable, __file__, "--one", name, "--model", str(model)]

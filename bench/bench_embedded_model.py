@@ -1,9 +1,12 @@
-"""The embedded model as shipped (Q4_1) against its Q8_0 copy (chat.backends.local.requantize), and the copy with
-flash attention: prompt and reply speed on this CPU, and how often greedy replies stay the same.
+"""The embedded model as shipped (Q4_1) against its copies as Q8_0, F16 and BF16
+(chat.backends.local.requantize): prompt and reply speed on this CPU, for one reply and for four
+at once, and how often greedy replies stay the same.
 
-Each configuration is llama-cpp-python's own ``Llama`` on the same file the app would load; the
-rounds alternate between them, and every figure is the median over rounds. Prompts evaluate from
-an empty cache. Prints a Markdown table.
+Each configuration is llama-cpp-python's own ``Llama`` on the file; the rounds alternate between
+them, and every figure is the median over rounds. Prompts evaluate from an empty cache. "4 at
+once" is four sequences decoded together, one ``llama_decode`` per step over their next tokens
+in a context of four sequences (as the app's scheduler does), sampling left out. Prints a
+Markdown table.
 
     python bench/bench_embedded_model.py [--rounds 3] [--threads 1 2]
 """
@@ -24,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from llama_cpp import Llama  # noqa: E402
 
 from chat.backends.local.model_files import embedded_model_path  # noqa: E402
-from chat.backends.local.requantize import q8_copy  # noqa: E402
+from chat.backends.local.requantize import copy_type, cpu_copy  # noqa: E402
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -49,17 +52,11 @@ def long_conversation() -> list[dict[str, str]]:
     return messages
 
 
-def measure(path: Path, threads: int, flash_attn: bool) -> tuple[float, float, float, list[str], int]:
+def measure(path: Path, threads: int) -> tuple[float, float, float, float, list[str], int]:
     """(prompt tokens/s of the long conversation, reply tokens/s after it, reply tokens/s of a
-    new chat's turn, greedy replies to QUESTIONS, the prompt's tokens)."""
-    llm = Llama(
-        str(path),
-        n_ctx=2048,
-        n_threads=threads,
-        n_threads_batch=threads,
-        flash_attn=flash_attn,
-        verbose=False,
-    )
+    new chat's turn, tokens/s of four sequences at once, greedy replies to QUESTIONS, the
+    prompt's tokens)."""
+    llm = Llama(str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
     try:
         prompt = llm.tokenize(_render(llm, long_conversation()), special=True)
         llm.reset()
@@ -79,9 +76,38 @@ def measure(path: Path, threads: int, flash_attn: bool) -> tuple[float, float, f
             seconds += time.perf_counter() - start
             tokens += out["usage"]["completion_tokens"]
             replies.append(out["choices"][0]["message"]["content"])
-        return prompt_speed, long_reply, tokens / seconds, replies, len(prompt)
+        together = four_at_once(llm, prompt[:48])
+        return prompt_speed, long_reply, tokens / seconds, together, replies, len(prompt)
     finally:
         llm.close()
+
+
+def four_at_once(llm: Llama, prompt: list[int], steps: int = 48) -> float:
+    """Tokens/s of four sequences decoded together after a 48-token prompt each."""
+    import llama_cpp
+
+    params = type(llm.context_params).from_buffer_copy(llm.context_params)
+    params.n_ctx, params.n_seq_max, params.kv_unified = 2048 * 4, 4, True
+    ctx = llama_cpp.llama_init_from_model(llm._model.model, params)  # noqa: SLF001
+    batch = llama_cpp.llama_batch_init(512, 0, 1)
+    try:
+
+        def decode(tokens: list[tuple[int, int, int]]) -> None:  # (sequence, position, token)
+            for n, (seq, pos, token) in enumerate(tokens):
+                batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, pos, 1
+                batch.seq_id[n][0], batch.logits[n] = seq, True
+            batch.n_tokens = len(tokens)
+            if llama_cpp.llama_decode(ctx, batch) != 0:
+                raise RuntimeError("llama_decode failed")
+
+        decode([(seq, pos, token) for seq in range(4) for pos, token in enumerate(prompt)])
+        start = time.perf_counter()
+        for step in range(steps):
+            decode([(seq, len(prompt) + step, prompt[step % len(prompt)]) for seq in range(4)])
+        return 4 * steps / (time.perf_counter() - start)
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        llama_cpp.llama_free(ctx)
 
 
 def _render(llm: Llama, messages: list[dict[str, str]]) -> bytes:
@@ -98,25 +124,24 @@ def main() -> None:
     args = parser.parse_args()
 
     shipped = embedded_model_path()
-    copy = q8_copy(shipped, Path(tempfile.mkdtemp(prefix="bench-q8-")))
-    configs = [
-        ("Q4_1 as shipped (before)", shipped, False),
-        ("Q8_0 copy (the app now)", copy, False),
-        ("Q8_0 copy, flash attention (not taken)", copy, True),
-    ]
+    folder = Path(tempfile.mkdtemp(prefix="bench-copies-"))
+    configs = [("Q4_1 as shipped", shipped)]
+    for kind in ("Q8_0", "F16", "BF16"):
+        mark = " (the app on this CPU)" if kind == copy_type() else ""
+        configs.append((f"{kind} copy{mark}", cpu_copy(shipped, folder / kind, kind)))
     rows = []
     for threads in args.threads:
-        results: dict[str, list[tuple[float, float, float, list[str], int]]] = {
-            name: [] for name, *_ in configs
+        results: dict[str, list[tuple[float, float, float, float, list[str], int]]] = {
+            name: [] for name, _ in configs
         }
         for _ in range(args.rounds):
-            for name, path, flash in configs:
-                results[name].append(measure(path, threads, flash))
-        baseline = results[configs[0][0]][0][3]
-        prompt_tokens = results[configs[0][0]][0][4]
-        for name, *_ in configs:
+            for name, path in configs:
+                results[name].append(measure(path, threads))
+        baseline = results[configs[0][0]][0][4]
+        prompt_tokens = results[configs[0][0]][0][5]
+        for name, _ in configs:
             runs = results[name]
-            same = sum(a == b for a, b in zip(runs[0][3], baseline, strict=True))
+            same = sum(a == b for a, b in zip(runs[0][4], baseline, strict=True))
             rows.append(
                 (
                     name,
@@ -124,6 +149,7 @@ def main() -> None:
                     statistics.median(r[0] for r in runs),
                     statistics.median(r[1] for r in runs),
                     statistics.median(r[2] for r in runs),
+                    statistics.median(r[3] for r in runs),
                     same,
                 )
             )
@@ -132,11 +158,15 @@ def main() -> None:
         f"{LONG_TURNS}-turn conversation ({prompt_tokens} tokens) from an empty cache; replies {REPLY_TOKENS} tokens, greedy\n"
     )
     print(
-        "| model file | threads | prompt tok/s | reply tok/s after it | new chat reply tok/s | greedy replies as before |"
+        "| model file | threads | prompt tok/s | reply tok/s after it | new chat reply tok/s "
+        "| 4 at once, tok/s in all | greedy replies as Q4_1's |"
     )
-    print("|---|---|---|---|---|---|")
-    for name, threads, prompt, after, fresh, same in rows:
-        print(f"| {name} | {threads} | {prompt:.0f} | {after:.0f} | {fresh:.0f} | {same}/{len(QUESTIONS)} |")
+    print("|---|---|---|---|---|---|---|")
+    for name, threads, prompt, after, fresh, together, same in rows:
+        print(
+            f"| {name} | {threads} | {prompt:.0f} | {after:.0f} | {fresh:.0f} | {together:.0f} "
+            f"| {same}/{len(QUESTIONS)} |"
+        )
 
 
 if __name__ == "__main__":

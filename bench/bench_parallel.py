@@ -3,7 +3,7 @@
 Runs 1, 2, 4 and 8 users sending distinct prompts at the same moment (128 new tokens each,
 greedy) over HTTP, against ``python app.py --parallel 1`` (one at a time), the app with the
 default ``--parallel``, the app with ``--parallel 8``, and llama.cpp's own ``llama-server -np 8``
-(continuous batching) on the same Q8_0 model file and the same threads, in the same run.
+(continuous batching) on the same model file (the app's 16-bit copy) and the same threads, in the same run.
 llama-server is not shipped: build it from the llama.cpp sources vendored in the
 llama-cpp-python sdist (``cmake -B build && cmake --build build --target llama-server``) and
 pass ``--llama-server PATH``; without it those rows are skipped.
@@ -31,7 +31,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.app_process import ROOT  # noqa: E402
 from chat.backends.local.model_files import embedded_model_path  # noqa: E402
-from chat.backends.local.requantize import q8_copy  # noqa: E402
+from chat.backends.local.requantize import cpu_copy  # noqa: E402
 
 TOPICS = ["Rome", "Egypt", "China", "Greece", "the Inca", "Mali", "Persia", "Japan", "Carthage", "Byzantium"]
 PROMPT = "Write a long, detailed essay about the history of {}. (Reader {}.)"
@@ -168,7 +168,7 @@ def main() -> None:
     print("| server | users at once | median TTFT ms | worst TTFT ms | total tok/s |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as data_dir:
-        model = q8_copy(embedded_model_path(), Path(data_dir) / "embedded-model")
+        model = cpu_copy(embedded_model_path(), Path(data_dir) / "embedded-model")
         configs = (("app --parallel 1", 1), ("app (default --parallel)", 0), ("app --parallel 8", 8))
         for port, (label, parallel) in enumerate(configs, start=8790):  # a port each: no wait for the last
             with app(port, parallel, args.threads, data_dir):

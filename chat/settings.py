@@ -359,7 +359,7 @@ class Settings:
     )
     data_dir: str = option(
         "CHAT_DATA_DIR",
-        "directory for the SQLite store and the embedded model's Q8_0 copy "
+        "directory for the SQLite store and the embedded model's 16-bit copy "
         "(default: /data when writable, as on a Space, else ./data)",
         default="",
     )

@@ -55,7 +55,7 @@ TEST_N_CTX = 2048
 
 @pytest.fixture(scope="session")
 def local_backend(data_dir: str) -> Iterator[LlamaCppBackend]:
-    """The embedded SmolLM2-135M (as the app loads it: its Q8_0 copy), loaded once: a real
+    """The embedded SmolLM2-135M (as the app loads it: its 16-bit copy), loaded once: a real
     llama.cpp model, no mock."""
     # reproducible: tests compare greedy replies across runs and entry points; the prompt-cache
     # tests (tests/test_prompt_cache.py) turn it off to measure the cache. One thread: there is a
@@ -99,7 +99,7 @@ def real_engine() -> Iterator[ChatEngine]:
 @pytest.fixture(scope="session", autouse=True)
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Apps the tests build or start (``python app.py``) keep their data in a temporary folder,
-    never in ./data: their conversations, and the embedded model's Q8_0 copy (chat.backends.local.requantize),
+    never in ./data: their conversations, and the embedded model's 16-bit copy (chat.backends.local.requantize),
     made once in it for the worker's session."""
     import chat.store.database
 

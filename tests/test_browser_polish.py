@@ -629,7 +629,7 @@ def test_model_hint_admin_panel_import_keyboard_and_touch_targets(
     operator's; an imported file is listed and open at once; the list is one Tab stop; the skip
     link is above the sidebar; on a phone Escape closes the sidebar and every control is 44 px."""
     lang = lang_of(locale)
-    app.backend.model = "SmolLM2-135M-Instruct.Q8_0"  # as the embedded model is named when loaded
+    app.backend.model = "SmolLM2-135M-Instruct.BF16"  # as the embedded model is named when loaded
     try:
         page = open_page(locale)
         hint = page.locator("#model-hint")

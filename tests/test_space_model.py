@@ -59,7 +59,7 @@ def test_a_preloaded_model_is_chosen_and_named(hub_cache: Path, data_dir: str) -
     said: list[str] = []
     backend = build_local(Settings(n_ctx=256, data_dir=data_dir), progress=said.append)
     try:
-        assert backend.model == FILENAME.removesuffix(".gguf")  # loaded as it is, no Q8_0 copy
+        assert backend.model == FILENAME.removesuffix(".gguf")  # loaded as it is, no 16-bit copy
         assert said[0] == f"No model set: using {FILENAME}, preloaded from the Hugging Face Hub"
         events = list(
             ChatEngine({"local": backend}).stream(

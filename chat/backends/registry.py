@@ -115,11 +115,11 @@ def build_local(settings: Settings, *, progress: Progress | None = None, backgro
         )
     model = settings.model or default_model(progress)
     path = resolve_model(model, progress=progress)
-    if not model:  # the embedded default: its Q8_0 copy, for the CPU's fast kernels
+    if not model:  # the embedded default: its 16-bit copy, for the CPU's fast kernels
         from chat.backends.local import requantize
         from chat.store.database import data_dir
 
-        path = requantize.q8_copy(path, data_dir(settings.data_dir) / requantize.FOLDER)
+        path = requantize.cpu_copy(path, data_dir(settings.data_dir) / requantize.FOLDER)
     if progress:
         progress(Phrase("loading.file", name=path.name))
     return LlamaCppBackend(

@@ -3,7 +3,7 @@
 - ``backend``: ``LlamaCppBackend``, one generation turned into events;
 - ``model_files``: where a GGUF file comes from (embedded, local path, Hugging Face Hub);
 - ``loading``: opening the model in the background, with progress;
-- ``requantize``: the Q8_0 copy of the embedded model;
+- ``requantize``: the 16-bit copy of the embedded model;
 - ``queue``: admission when every slot is busy, with positions;
 - ``prompt_cache``: saved conversation states, so only new tokens are evaluated;
 - ``tokens``: real token counts from the model's tokenizer;
