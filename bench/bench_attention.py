@@ -1,9 +1,11 @@
-"""Flash attention in the batched context against plain attention, in-process (issue 29).
+"""Flash or plain attention, one pool of KV cells or a stream per slot, in-process (issue 29).
 
 The scheduler's context (``--parallel`` above 1) keeps every slot's conversation in one pool of
-KV cells. Each configuration runs in a fresh process, the two alternating, ``--rounds`` times;
-within a process the scenarios run twice, so the second pass meets slots that already hold
-conversations (as a server does after its first minutes):
+KV cells with flash attention (``chat.backends.local.scheduler``: ``FLASH_ATTENTION``,
+``KV_UNIFIED``); this compares that with plain attention and with a stream of cells per slot.
+Each configuration runs in a fresh process, in turn, ``--rounds`` times; within a process the
+scenarios run twice, so the second pass meets slots that already hold conversations (as a server
+does after its first minutes):
 
 - a lone short request: time to first token and its tokens/s;
 - a lone request with about 1,000 tokens of conversation, then its next short turn (the
@@ -56,7 +58,7 @@ def history(seed: int, turns: int) -> list:
     return messages
 
 
-def measure(flash: bool, model: Path) -> dict[str, list[float]]:
+def measure(flash: bool, model: Path, unified: bool = True) -> dict[str, list[float]]:
     """One process's figures: each scenario twice (fresh slots, then used ones)."""
     from chat.backends.base import Finish
     from chat.backends.local import scheduler
@@ -64,6 +66,7 @@ def measure(flash: bool, model: Path) -> dict[str, list[float]]:
     from chat.messages import GenerationParams, Message
 
     scheduler.FLASH_ATTENTION = flash
+    scheduler.KV_UNIFIED = unified
     backend = LlamaCppBackend(model, n_ctx=2048, n_threads=1, parallel=4)
 
     def turn(messages: list, tokens: int) -> tuple[float, int, float]:
@@ -117,20 +120,27 @@ def measure(flash: bool, model: Path) -> dict[str, list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=2, help="processes per configuration, alternating")
-    parser.add_argument("--one", choices=("flash", "plain"), help=argparse.SUPPRESS)  # a child process
+    parser.add_argument(
+        "--one", choices=("flash", "plain", "split-plain", "split-flash"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one == "flash", Path(args.model))))
+        print(
+            json.dumps(
+                measure(args.one.endswith("flash"), Path(args.model), not args.one.startswith("split"))
+            )
+        )
         return
     from chat.backends.local.model_files import embedded_model_path
     from chat.backends.local.requantize import cpu_copy
 
-    figures: dict[str, dict[str, list[float]]] = {"flash": {}, "plain": {}}
+    names = ("plain", "flash", "split-plain", "split-flash")
+    figures: dict[str, dict[str, list[float]]] = {name: {} for name in names}
     with tempfile.TemporaryDirectory() as folder:
         model = cpu_copy(embedded_model_path(), Path(folder))
         for _ in range(args.rounds):
-            for name in ("plain", "flash"):
+            for name in names:
                 command = [sys.executable, __file__, "--one", name, "--model", str(model)]
                 result = json.loads(
                     subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -138,15 +148,15 @@ def main() -> None:
                 for key, values in result.items():
                     figures[name].setdefault(key, []).extend(values)
     print(f"{args.rounds} processes each, two passes per process; medians (first pass / second pass)\n")
-    print("| scenario (4 slots, 1 thread) | plain attention | flash attention |")
-    print("|---|---|---|")
+    print("| scenario (4 slots, 1 thread) | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
     for label, key in SCENARIOS:
         cells = []
-        for name in ("plain", "flash"):
+        for name in names:
             values = figures[name][key]
             first, second = statistics.median(values[0::2]), statistics.median(values[1::2])
             cells.append(f"{first:.0f} / {second:.0f}")
-        print(f"| {label} | {cells[0]} | {cells[1]} |")
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""The embedded model as shipped (Q4_1) against its copies as Q8_0, F16 and BF16
+"""The embedded model as shipped (Q4_1) against its copies as Q8_0, F16, BF16 and Q4_0
 (chat.backends.local.requantize): prompt and reply speed on this CPU, for one reply and for four
-at once, and how often greedy replies stay the same.
+at once, how often greedy replies stay the same, and perplexity.
 
 Each configuration is llama-cpp-python's own ``Llama`` on the file; the rounds alternate between
 them, and every figure is the median over rounds. Prompts evaluate from an empty cache. "4 at
@@ -82,6 +82,32 @@ def measure(path: Path, threads: int) -> tuple[float, float, float, float, list[
         llm.close()
 
 
+def perplexity(path: Path) -> tuple[float, float]:
+    """Perplexity of the model on the README's first 1,024 tokens (English) and on the shop
+    messages of the guard's examples (Chinese): how much a copy's numbers moved the model."""
+    import math
+
+    import numpy as np
+
+    english = (ROOT / "README.md").read_text(encoding="utf-8")[:6000]
+    chinese = (ROOT / "prompts/filters/examples/shop_support.benign.txt").read_text(encoding="utf-8")
+    llm = Llama(str(path), n_ctx=2048, n_threads=os.cpu_count() or 1, logits_all=True, verbose=False)
+    try:
+        out = []
+        for text in (english, "".join(ch for ch in chinese if ord(ch) > 0x2E80 or ch in "，。？！\n")[:3000]):
+            tokens = llm.tokenize(text.encode())[:1024]
+            llm.reset()
+            llm.eval(tokens)
+            logits = np.asarray(llm.scores[: len(tokens)], dtype=np.float64)
+            logits -= logits.max(axis=1, keepdims=True)
+            log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+            nll = -log_probs[np.arange(len(tokens) - 1), tokens[1:]].mean()
+            out.append(math.exp(nll))
+        return out[0], out[1]
+    finally:
+        llm.close()
+
+
 def four_at_once(llm: Llama, prompt: list[int], steps: int = 48) -> float:
     """Tokens/s of four sequences decoded together after a 48-token prompt each."""
     import llama_cpp
@@ -126,7 +152,7 @@ def main() -> None:
     shipped = embedded_model_path()
     folder = Path(tempfile.mkdtemp(prefix="bench-copies-"))
     configs = [("Q4_1 as shipped", shipped)]
-    for kind in ("Q8_0", "F16", "BF16"):
+    for kind in ("Q8_0", "F16", "BF16", "Q4_0"):  # Q4_0: a 4-bit type with repacked kernels on x86
         mark = " (the app on this CPU)" if kind == copy_type() else ""
         configs.append((f"{kind} copy{mark}", cpu_copy(shipped, folder / kind, kind)))
     rows = []
@@ -139,7 +165,7 @@ def main() -> None:
                 results[name].append(measure(path, threads))
         baseline = results[configs[0][0]][0][4]
         prompt_tokens = results[configs[0][0]][0][5]
-        for name, _ in configs:
+        for name, path in configs:
             runs = results[name]
             same = sum(a == b for a, b in zip(runs[0][4], baseline, strict=True))
             rows.append(
@@ -151,6 +177,7 @@ def main() -> None:
                     statistics.median(r[2] for r in runs),
                     statistics.median(r[3] for r in runs),
                     same,
+                    perplexity(path),
                 )
             )
     print(
@@ -159,13 +186,13 @@ def main() -> None:
     )
     print(
         "| model file | threads | prompt tok/s | reply tok/s after it | new chat reply tok/s "
-        "| 4 at once, tok/s in all | greedy replies as Q4_1's |"
+        "| 4 at once, tok/s in all | greedy replies as Q4_1's | perplexity en / zh |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for name, threads, prompt, after, fresh, together, same in rows:
+    print("|---|---|---|---|---|---|---|---|")
+    for name, threads, prompt, after, fresh, together, same, (en, zh) in rows:
         print(
             f"| {name} | {threads} | {prompt:.0f} | {after:.0f} | {fresh:.0f} | {together:.0f} "
-            f"| {same}/{len(QUESTIONS)} |"
+            f"| {same}/{len(QUESTIONS)} | {en:.1f} / {zh:.1f} |"
         )
 
 

@@ -50,11 +50,11 @@ COPY_MIN_TOKENS = 16  # a prefix is copied from another slot when it saves at le
 # Python runs would put more busy threads than cores, and llama.cpp's threads, which spin at every
 # barrier, then stall. With a core to spare, readers run beside the decode.
 READER_WAIT = 0.02
-# Flash attention skips the cells of other sequences (masked out) where plain attention multiplies
-# the whole pool, idle slots' kept conversations included; and with V not transposed a slot's
-# state is saved to the prompt cache in one copy per layer, not one per row (2 ms against 24 ms
-# for 180 tokens). Its grouping of the sums depends on the batch: see docs/configuration.md.
-FLASH_ATTENTION = True  # bench/bench_attention.py compares it with plain attention
+# Flash attention skips other sequences' cells, where plain attention multiplies the whole pool
+# (idle slots' kept conversations too), and saves a slot's state in one copy per layer (V is not
+# transposed): 2 ms against 24 ms for 180 tokens. bench/bench_attention.py compares the layouts.
+FLASH_ATTENTION = True
+KV_UNIFIED = True  # one pool (prefixes shared for free), not a stream of n_ctx cells per slot
 
 
 def prefill_budget(decoding: int, prefilling: int) -> int:
@@ -86,7 +86,7 @@ class Scheduler:
         params.n_ctx = n_ctx * parallel
         params.n_batch = params.n_ubatch = N_BATCH
         params.n_seq_max = parallel
-        params.kv_unified = True
+        params.kv_unified = KV_UNIFIED
         if FLASH_ATTENTION:
             params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.no_perf = False
@@ -306,7 +306,10 @@ class Scheduler:
             return 0
         self._save(slot)
         self._empty(slot)
-        llama_cpp.llama_memory_seq_cp(self._memory, donor.seq, slot.seq, 0, shared)
+        # the donor's whole sequence, then what follows the shared prefix dropped: across streams
+        # llama.cpp copies whole streams only (in one pool the cells are shared, nothing is copied)
+        llama_cpp.llama_memory_seq_cp(self._memory, donor.seq, slot.seq, -1, -1)
+        llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, shared, -1)
         slot.tokens = prompt[:shared].copy()
         return shared
 
