@@ -276,8 +276,9 @@
   // Read every reply: when the stop button goes away, the newest reply is complete. Gradio adds
   // the button to the page while a reply runs; the observer below notes it however briefly it
   // stays (a cached or short reply can come and go between two looks). The reply is read once
-  // its buttons follow the last user message: the button can go before the chatbot has drawn
-  // the reply, and the buttons last on the page are then the previous reply's.
+  // its buttons follow the last user message (the button can go before the chatbot has drawn
+  // the reply, and the buttons last on the page are then the previous reply's) and its words
+  // are the same at two looks in a row (its Markdown may still be drawing).
   let generating = false;
   let waitingTicks = 0; // looks left for a finished reply's buttons to appear
   const stopShown = () => {
@@ -292,14 +293,23 @@
     if (!reply || (user && !(user.compareDocumentPosition(reply) & Node.DOCUMENT_POSITION_FOLLOWING))) return null;
     return reply;
   };
+  let drawn = null; // the finished reply's words at the previous look: read once they hold still
   const watchReplies = () => {
     const now = stopShown();
-    if (generating && !now && prefs.readAll) waitingTicks = 20; // 6 s: an error draws no reply
+    if (generating && !now && prefs.readAll) {
+      waitingTicks = 20; // 6 s: an error draws no reply
+      drawn = null;
+    }
     generating = now;
     if (now || !waitingTicks) return;
+    waitingTicks -= 1;
     const reply = newestReply();
-    waitingTicks = reply ? 0 : waitingTicks - 1;
-    if (reply) read(replyText(reply));
+    const words = reply ? replyText(reply) : "";
+    if (words && words === drawn) {
+      waitingTicks = 0;
+      read(words);
+    }
+    drawn = words;
   };
 
   document.body.append(status);
