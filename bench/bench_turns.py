@@ -178,7 +178,10 @@ def engine_turn(engine, history: list[dict[str, str]], temperature: float, max_t
     def texts() -> Iterator[str]:
         return (e.text for e in engine.stream(history, params) if isinstance(e, TextDelta))
 
-    return _timed(engine.backends["local"]._llm.ctx, texts)  # noqa: SLF001
+    backend = engine.backends["local"]
+    # the scheduler's context when replies are batched (--parallel above 1), else the handle's
+    ctx = backend.scheduler.ctx if backend.scheduler is not None else backend._llm.ctx  # noqa: SLF001
+    return _timed(ctx, texts)
 
 
 def http_reply(client: httpx.Client, max_tokens: int) -> Reply:
@@ -370,11 +373,9 @@ def main() -> None:
 
     from llama_cpp import Llama
 
-    from chat.backends.local.model_files import embedded_model_path
-
     engine = build_engine(Settings(n_ctx=N_CTX, cache=True))
     backend = engine.backends["local"]
-    llm = Llama(model_path=str(embedded_model_path()), n_ctx=N_CTX, verbose=False)
+    llm = Llama(model_path=str(backend.model_path), n_ctx=N_CTX, verbose=False)  # the same file
     shown = [t for t in REPORTED_TURNS if t <= args.turns]
     head = " | ".join(f"turn {t}" for t in shown)
     print(f"### Time to first token (ms), {args.max_tokens} new tokens per reply, n_ctx {N_CTX}\n")
