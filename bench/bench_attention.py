@@ -25,11 +25,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.together import released_together  # noqa: E402
 
 SENTENCE = "the city was built on seven hills and its people traded grain and oil across the sea"
 WORDS = SENTENCE.split(" ")
@@ -79,20 +80,11 @@ def measure(flash: bool, model: Path, unified: bool = True) -> dict[str, list[fl
         return first or float("nan"), count, time.perf_counter() - start
 
     def together(conversations: list, tokens: int) -> tuple[float, float]:
-        results: list = [None] * len(conversations)
-        gate = threading.Barrier(len(conversations) + 1)
+        def user(i: int, ready: Callable[[], None]) -> tuple[float, int, float]:
+            ready()
+            return turn(conversations[i], tokens)
 
-        def user(i: int) -> None:
-            gate.wait()
-            results[i] = turn(conversations[i], tokens)
-
-        threads = [threading.Thread(target=user, args=(i,)) for i in range(len(conversations))]
-        for t in threads:
-            t.start()
-        gate.wait()
-        start = time.perf_counter()
-        for t in threads:
-            t.join()
+        results, start = released_together(len(conversations), user)
         return max(r[0] for r in results) * 1000, sum(r[1] for r in results) / (time.perf_counter() - start)
 
     out: dict[str, list[float]] = {key: [] for _, key in SCENARIOS}

@@ -27,6 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.together import released_together  # noqa: E402
 from chat import ChatEngine, GenerationParams, Notice, TextDelta  # noqa: E402
 from chat.backends.openai_compat import OpenAICompatBackend, Timeouts, _payload, build_http_client  # noqa: E402
 from chat.messages import Message  # noqa: E402
@@ -108,15 +109,14 @@ def raw_chat(client: httpx.Client, url: str, model: str) -> Callable[[], tuple[i
 
 
 def run(chat: Callable[[], tuple[int, float]], concurrency: int, rounds: int) -> Result:
-    barrier = threading.Barrier(concurrency + 1)
     lock = threading.Lock()
     tokens = 0
     ttft: list[float] = []
     errors: list[BaseException] = []
 
-    def worker() -> None:
+    def worker(_: int, ready: Callable[[], None]) -> None:
         nonlocal tokens
-        barrier.wait()
+        ready()
         for _ in range(rounds):
             try:
                 n, first = chat()
@@ -127,13 +127,7 @@ def run(chat: Callable[[], tuple[int, float]], concurrency: int, rounds: int) ->
                 tokens += n
                 ttft.append(first)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for t in threads:
-        t.join()
+    _, start = released_together(concurrency, worker)
     wall = time.perf_counter() - start
     if errors:
         raise SystemExit(f"{len(errors)} chats failed, first: {errors[0]!r}")

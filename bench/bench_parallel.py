@@ -21,15 +21,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.app_process import ROOT  # noqa: E402
+from bench.together import released_together  # noqa: E402
 from chat.backends.local.model_files import embedded_model_path  # noqa: E402
 from chat.backends.local.requantize import cpu_copy  # noqa: E402
 
@@ -118,23 +118,15 @@ def server_turn(client: httpx.Client, url: str, text: str, tokens: int) -> tuple
 
 def round_of(turn, url: str, users: int, tokens: int, tag: int) -> tuple[list[float], float]:  # noqa: ANN001
     """``users`` requests released together: their TTFTs and the total tokens/s."""
-    results: list[tuple[float, float, int]] = [(0.0, 0.0, 0)] * users
-    gate = threading.Barrier(users + 1)
 
-    def user(i: int) -> None:
-        # each user's client is made before the gate: building one loads the CA bundle (tens of
-        # ms of CPU), which would otherwise be timed as the server's, for every server alike
+    def user(i: int, ready: Callable[[], None]) -> tuple[float, float, int]:
+        # each user's client is made before the release: building one loads the CA bundle (tens
+        # of ms of CPU), which would otherwise be timed as the server's, for every server alike
         with httpx.Client() as client:
-            gate.wait()
-            results[i] = turn(client, url, PROMPT.format(TOPICS[i % len(TOPICS)], f"{tag}-{i}"), tokens)
+            ready()
+            return turn(client, url, PROMPT.format(TOPICS[i % len(TOPICS)], f"{tag}-{i}"), tokens)
 
-    threads = [threading.Thread(target=user, args=(i,)) for i in range(users)]
-    for t in threads:
-        t.start()
-    gate.wait()
-    start = time.perf_counter()
-    for t in threads:
-        t.join()
+    results, start = released_together(users, user)
     end = max(r[1] for r in results)
     return [r[0] for r in results], sum(r[2] for r in results) / (end - start)
 
