@@ -50,9 +50,8 @@ CLASSIFIER_FILE = "classifier.npz"  # generated: the weights trained from exactl
 L2 = 1e-2  # weight decay: chosen by grouped cross-validation on the examples
 STEPS = 300  # full-batch Adam steps: the loss has flattened by then on ~1,500 examples
 LEARNING_RATE = 0.05
-WINDOW = (
-    120  # characters embedded at once (the examples are shorter): a longer message is judged piece by piece
-)
+# characters embedded at once (the examples are shorter): a longer message is judged piece by piece
+WINDOW = 120
 MAX_PIECES = 8  # pieces of one message embedded at most (its start and its end)
 HASHED_WORDS = 4096  # buckets for a message's words and word pairs, beside its 384-number vector
 WORD_WEIGHT = 0.5  # the words' length against the unit vector's: chosen by cross-validation
