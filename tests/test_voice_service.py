@@ -191,6 +191,20 @@ def record(page, seconds: float) -> httpx.Response:  # noqa: ANN001 - Playwright
     return answer.value
 
 
+# The next play() presses the playing speaker in the same task: a user's Stop that lands between
+# the sound's arrival and its start. The browser's own play() and pause() run unchanged.
+STOP_AT_PLAY = """(() => {
+  const play = HTMLMediaElement.prototype.play;
+  HTMLMediaElement.prototype.play = function () {
+    const started = play.call(this);
+    HTMLMediaElement.prototype.play = play;
+    started.catch((error) => { window.__playInterrupted = error.name; });
+    document.querySelector("#chatbot .voice-read[aria-pressed='true']").click();
+    return started;
+  };
+})()"""
+
+
 def test_microphone_fills_the_box_and_replies_are_read(app_url: str, voice_browser: Browser) -> None:
     context = voice_browser.new_context(locale="en-US")
     page = context.new_page()
@@ -224,5 +238,17 @@ def test_microphone_fills_the_box_and_replies_are_read(app_url: str, voice_brows
         speaker.click()  # a second press stops it
         page.wait_for_selector("#chatbot .voice-read[aria-pressed='false']")
         assert page.inner_text(STATUS) == ""  # no error on the way
+
+        # Stop pressed at the moment the sound is handed to the player, before it starts: the
+        # browser rejects play() as interrupted, which is the user's wish, not a failure.
+        page.evaluate(STOP_AT_PLAY)
+        with page.expect_response(lambda r: "/v1/audio/speech" in r.url) as clicked:
+            speaker.click()
+        assert clicked.value.status == 200
+        page.wait_for_function("window.__playInterrupted !== undefined")
+        assert page.evaluate("window.__playInterrupted") == "AbortError"
+        page.wait_for_selector("#chatbot .voice-read[aria-pressed='false']")
+        page.wait_for_timeout(300)  # the rejection's handler runs after the promise settles
+        assert page.inner_text(STATUS) == ""
     finally:
         context.close()

@@ -227,7 +227,12 @@
       audio.addEventListener("ended", () => { URL.revokeObjectURL(url); done(); });
       if (playing?.button !== button) return; // another reading started meanwhile
       playing = { stop: () => { audio.pause(); URL.revokeObjectURL(url); }, button };
-      await audio.play().catch(() => { say(text.failed, true); done(); });
+      // Stop pressed before the sound starts rejects play() with an AbortError: not a failure
+      await audio.play().catch((error) => {
+        if (error?.name === "AbortError") return;
+        say(text.failed, true);
+        done();
+      });
     } catch (error) {
       if (error?.name !== "AbortError") say(text.failed, true);
     }
