@@ -2,7 +2,7 @@
 
 Runs 1, 2, 4 and 8 users sending distinct prompts at the same moment (128 new tokens each,
 greedy) over HTTP, against ``python app.py --parallel 1`` (one at a time), the app with the
-default ``--parallel``, the app with ``--parallel 8``, and llama.cpp's own ``llama-server -np 8``
+default ``--parallel`` (8 for this model and window), the app with ``--parallel 4``, and llama.cpp's own ``llama-server -np 8``
 (continuous batching) on the same model file (the app's 16-bit copy) and the same threads, in the same run.
 llama-server is not shipped: build it from the llama.cpp sources vendored in the
 llama-cpp-python sdist (``cmake -B build && cmake --build build --target llama-server``) and
@@ -161,7 +161,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as data_dir:
         model = cpu_copy(embedded_model_path(), Path(data_dir) / "embedded-model")
-        configs = (("app --parallel 1", 1), ("app (default --parallel)", 0), ("app --parallel 8", 8))
+        configs = (("app --parallel 1", 1), ("app (default --parallel: 8)", 0), ("app --parallel 4", 4))
         for port, (label, parallel) in enumerate(configs, start=8790):  # a port each: no wait for the last
             with app(port, parallel, args.threads, data_dir):
                 rows(label, app_turn, f"http://127.0.0.1:{port}", args)

@@ -76,7 +76,7 @@ def validate(settings: Any) -> None:
     """Raise ``ConfigError`` for a value no setting may take, then run the rooms' own checks."""
     if settings.prompt_cache_bytes < 0:
         raise ConfigError(f"--prompt-cache-bytes must be 0 or more, got {settings.prompt_cache_bytes}")
-    if not 1 <= settings.parallel <= 64:
+    if settings.parallel is not None and not 1 <= settings.parallel <= 64:
         raise ConfigError(f"--parallel must be from 1 to 64, got {settings.parallel}")
     if settings.n_ctx < 64:
         raise ConfigError(f"--n-ctx must be at least 64, got {settings.n_ctx}")

@@ -31,11 +31,12 @@ class Settings:
         parse=int,
         default=4096,
     )
-    parallel: int = option(
+    parallel: int | None = option(
         "CHAT_PARALLEL",
-        "conversations the local model decodes at once, batched (1: one at a time; KV memory grows with it)",
+        "conversations the local model decodes at once, batched (1: one at a time; KV memory grows "
+        "with it; default: 8 when eight full windows' KV cells take at most 1 GiB, else 4)",
         parse=int,
-        default=4,
+        default=None,
     )
     n_gpu_layers: int | None = option(
         "CHAT_N_GPU_LAYERS",

@@ -13,19 +13,21 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import llama_cpp
 import pytest
 
 from chat import ChatEngine, GenerationParams, Message
 from chat.backends.base import Finish
 from chat.backends.local.backend import LlamaCppBackend
 from chat.backends.local.grammars import parse_response_format
+from chat.backends.local.kv_budget import default_parallel, kv_bytes_per_token
 from chat.backends.local.scheduler import N_BATCH, PREFILL_CHUNK, prefill_budget
 from chat.errors import ChatError, ContextOverflow
 from chat.messages import Waiting
 from chat.service.door.access import Admission
 
 CODE_WORDS = ["amber", "cobalt", "juniper", "saffron", "violet", "walnut"]
-ESSAYS = ["Rome", "Egypt", "China", "Greece", "the Inca"]
+ESSAYS = ["Rome", "Egypt", "China", "Greece", "the Inca", "Japan", "Persia", "the Maya", "Mali"]
 LONG_TASK = "Write a long, detailed essay about the history of {}."  # greedy: hundreds of tokens
 
 
@@ -301,3 +303,24 @@ def test_each_prompt_being_evaluated_gets_its_own_chunk_within_one_batch() -> No
     assert prefill_budget(3, 1) == PREFILL_CHUNK  # a long prompt stalls the others by one chunk
     assert prefill_budget(1, 3) == 3 * PREFILL_CHUNK  # users who arrived together start together
     assert prefill_budget(7, 8) == N_BATCH - 7  # never more than the batch holds
+
+
+def test_the_default_slots_follow_what_eight_windows_of_kv_cells_take(backend: LlamaCppBackend) -> None:
+    """Unset --parallel gives eight slots when eight full windows' cells fit in 1 GiB, else four;
+    the bytes per token are checked against the size llama.cpp gives a sequence's saved state."""
+    assert Stream(backend, ask("Name a colour."), GenerationParams(max_new_tokens=8)).join(60).finish
+    wait_idle(backend)
+    memory = llama_cpp.llama_get_memory(backend.context)
+    held = max(range(backend.parallel), key=lambda s: llama_cpp.llama_memory_seq_pos_max(memory, s))
+    tokens = llama_cpp.llama_memory_seq_pos_max(memory, held) + 1
+    assert tokens > 16
+    per_token = kv_bytes_per_token(backend._llm)  # noqa: SLF001 - the handle the backend loaded
+    state = llama_cpp.llama_state_seq_get_size(backend.context, held)
+    assert abs(state - tokens * per_token) < 0.02 * tokens * per_token
+
+    assert backend.parallel == default_parallel(per_token, backend.n_ctx) == 8  # built without --parallel
+    assert default_parallel(per_token, 4096) == 8  # SmolLM2 at the default window: 720 MiB
+    assert default_parallel(per_token, 8192) == 4
+    assert (
+        default_parallel(32 * 32 * 256 * 2, 4096) == 4
+    )  # a 7B model without grouped KV heads (eight windows: 16 GiB)

@@ -1,6 +1,6 @@
 """The local backend: one in-process llama.cpp model shared by every session.
 
-With ``--parallel`` above 1 (the default), a ``Scheduler`` decodes several conversations in one
+With ``--parallel`` above 1 (the default: 8 or 4, ``kv_budget``), a ``Scheduler`` decodes several conversations in one
 batch per step; with 1, generation is serialised by a ``TurnQueue``. Either way, closing the
 stream (Stop, a closed tab) ends generation within a token and frees the model for the next
 request. Each prompt is rendered with the GGUF's own chat template and tokenized once; a
@@ -10,6 +10,7 @@ only its new tokens.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -23,6 +24,7 @@ from cachetools import LRUCache, cachedmethod
 from chat.backends.base import Backend, BatchStats, Chunk, Finish
 from chat.backends.local.grammars import STRUCTURED_FORMATS, llama_grammar
 from chat.backends.local.jobs import Job
+from chat.backends.local.kv_budget import default_parallel, kv_bytes_per_token
 from chat.backends.local.prompt_cache import DEFAULT_MAX_BYTES, PromptCache
 from chat.backends.local.queue import POLL_OUTSIDE, Cancelled, TurnQueue
 from chat.backends.local.sampling import REPEAT_PENALTY, Sampling
@@ -31,8 +33,9 @@ from chat.backends.local.tokens import PromptTokenizer
 from chat.errors import BackendTimeout, ConfigError, ContextOverflow
 from chat.messages import GenerationParams, Message, Waiting
 
+log = logging.getLogger(__name__)
+
 DEFAULT_N_CTX = 4096
-DEFAULT_PARALLEL = 4
 # With several sequences the model handle only tokenizes and renders: the scheduler owns the
 # context that decodes, so the handle's own context is kept small.
 HANDLE_N_CTX = 64
@@ -74,13 +77,13 @@ class LlamaCppBackend(Backend):
         n_threads: int | None = None,
         prompt_cache_bytes: int = DEFAULT_MAX_BYTES,
         reproducible: bool = False,
-        parallel: int = DEFAULT_PARALLEL,
+        parallel: int | None = None,
     ) -> None:
         from llama_cpp import Llama
 
         if n_gpu_layers is None:
             n_gpu_layers = -1 if gpu_offload_supported() else 0
-        if n_threads is None and parallel > 1:
+        if n_threads is None and parallel != 1:
             n_threads = batch_threads()
         try:
             self._llm = Llama(
@@ -97,6 +100,16 @@ class LlamaCppBackend(Backend):
                 f"cannot load {model_path.name}: {exc}. The file may be corrupt or truncated; "
                 "if memory is short, lower --n-ctx or --n-gpu-layers"
             ) from None
+        if parallel is None:
+            parallel = default_parallel(kv_bytes_per_token(self._llm), n_ctx)
+        if parallel > 1:
+            cells = n_ctx * parallel
+            log.info(
+                "the local model batches %d conversations: %d KV cells, %d MiB",
+                parallel,
+                cells,
+                cells * kv_bytes_per_token(self._llm) >> 20,
+            )
         self.model = model_path.name.removesuffix(".gguf")
         self.model_path = model_path
         self.n_gpu_layers = n_gpu_layers
