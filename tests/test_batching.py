@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import httpx
 import llama_cpp
+import numpy as np
 import pytest
 
 from chat import ChatEngine, GenerationParams, Message
@@ -21,6 +22,14 @@ from chat.backends.base import Finish
 from chat.backends.local.backend import LlamaCppBackend
 from chat.backends.local.grammars import parse_response_format
 from chat.backends.local.kv_budget import default_parallel, kv_bytes_per_token
+from chat.backends.local.sampling import (
+    PENALTY_LAST_N,
+    REPEAT_PENALTY,
+    Outputs,
+    SamplerChain,
+    Sampling,
+    Vocabulary,
+)
 from chat.backends.local.scheduler import N_BATCH, PREFILL_CHUNK, prefill_budget
 from chat.errors import ChatError, ContextOverflow
 from chat.messages import Waiting
@@ -284,12 +293,10 @@ def test_closing_the_model_ends_every_stream(local_backend: LlamaCppBackend) -> 
 
 def test_pieces_longer_than_the_buffer_are_kept(local_backend: LlamaCppBackend) -> None:
     """SmolLM2 has tokens of 64+ bytes (a rule of 76 '#'): each reaches the text whole."""
-    import llama_cpp
-
     from chat.backends.local.sampling import TextOut
 
     vocab = local_backend._llm._model.vocab
-    out = TextOut(vocab, stop=[])
+    out = TextOut(Vocabulary(vocab), stop=[])
     longest = max(
         range(llama_cpp.llama_vocab_n_tokens(vocab)),
         key=lambda t: len(llama_cpp.llama_vocab_get_text(vocab, t)),
@@ -324,3 +331,40 @@ def test_the_default_slots_follow_what_eight_windows_of_kv_cells_take(backend: L
     assert (
         default_parallel(32 * 32 * 256 * 2, 4096) == 4
     )  # a 7B model without grouped KV heads (eight windows: 16 GiB)
+
+
+def test_greedy_picks_what_llama_cpps_penalty_and_greedy_chain_picks(local_backend: LlamaCppBackend) -> None:
+    """The in-place greedy path against llama.cpp's own sampler chain on the same logits, token by
+    token, through a reply long and repetitive enough for the repeat penalty to decide picks."""
+    llm = local_backend._llm  # noqa: SLF001 - the handle the backend loaded
+    vocab = Vocabulary(llm._model.vocab)  # noqa: SLF001
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx, params.n_threads, params.n_threads_batch = 512, 1, 1
+    ctx = llama_cpp.llama_init_from_model(llm._model.model, params)  # noqa: SLF001
+    batch = llama_cpp.llama_batch_init(512, 0, 1)
+    greedy = SamplerChain(vocab, Sampling(temperature=0.0, top_p=1.0))
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    penalties = llama_cpp.llama_sampler_init_penalties(vocab.size, PENALTY_LAST_N, REPEAT_PENALTY, 0.0, 0.0)
+    llama_cpp.llama_sampler_chain_add(chain, penalties)
+    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+    try:
+        tokens = llm.tokenize(b"List the word cat forty times: cat cat cat cat cat cat cat cat", add_bos=True)
+        differed_from_argmax = 0
+        for step in range(160):
+            new = tokens if step == 0 else tokens[-1:]
+            batch.n_tokens = len(new)
+            for i, token in enumerate(new):
+                batch.token[i], batch.pos[i] = token, len(tokens) - len(new) + i
+                batch.n_seq_id[i], batch.seq_id[i][0], batch.logits[i] = 1, 0, i == len(new) - 1
+            assert llama_cpp.llama_decode(ctx, batch) == 0
+            outputs = Outputs(ctx, [len(new) - 1], vocab.size)
+            picked = greedy.sample(outputs, len(new) - 1)
+            assert picked == llama_cpp.llama_sampler_sample(chain, ctx, len(new) - 1), step
+            differed_from_argmax += picked != int(np.argmax(outputs.row(len(new) - 1)))
+            tokens.append(picked)
+        assert differed_from_argmax > 0  # the penalty changed some picks: it was exercised
+    finally:
+        greedy.free()
+        llama_cpp.llama_sampler_free(chain)
+        llama_cpp.llama_batch_free(batch)
+        llama_cpp.llama_free(ctx)

@@ -36,7 +36,7 @@ from llama_cpp._utils import suppress_stdout_stderr
 from chat.backends.base import Finish
 from chat.backends.local.jobs import Job, Slot, ended
 from chat.backends.local.prompt_cache import PromptCache, common_prefix
-from chat.backends.local.sampling import SamplerChain, TextOut
+from chat.backends.local.sampling import Outputs, SamplerChain, TextOut, Vocabulary
 from chat.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class Scheduler:
         self.n_ctx = n_ctx
         self.parallel = parallel
         self.prompt_cache = prompt_cache
-        self._vocab = llm._model.vocab  # noqa: SLF001 - the vocabulary handle llama.cpp's API needs
+        self._vocab = Vocabulary(llm._model.vocab)  # noqa: SLF001 - the handle llama.cpp's API needs
         # the handle's own settings (attention kind, RoPE, threads), with room for every sequence
         params = type(llm.context_params).from_buffer_copy(llm.context_params)
         params.n_ctx = n_ctx * parallel
@@ -377,9 +377,10 @@ class Scheduler:
             raise RuntimeError(f"llama_decode returned {status}")
         self.steps += 1
         self.batch_tokens += n
+        outputs = Outputs(self.ctx, [s.index for s in self._slots if s.index >= 0], self._vocab.size)
         for slot in self._slots:
             if slot.index >= 0 and slot.job is not None:
-                self._sampled(slot, slot.chain.sample(self.ctx, slot.index))
+                self._sampled(slot, slot.chain.sample(outputs, slot.index))
 
     def _add(self, batch: Any, n: int, slot: Slot, tokens: list[int], *, logits: bool) -> int:
         position = len(slot.tokens)
@@ -398,7 +399,7 @@ class Scheduler:
 
     def _sampled(self, slot: Slot, token: int) -> None:
         job = slot.job
-        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+        if token in self._vocab.ends:
             self._finish(slot, "stop")
             return
         slot.generated += 1
@@ -409,9 +410,7 @@ class Scheduler:
         if stopped:
             slot.text = None  # what it held back is the stop string's start: never shown
             self._finish(slot, "stop")
-        elif (job.max_tokens is not None and slot.generated >= job.max_tokens) or len(
-            slot.tokens
-        ) + 1 >= self.n_ctx:
+        elif slot.generated >= (job.max_tokens or self.n_ctx) or len(slot.tokens) + 1 >= self.n_ctx:
             self._finish(slot, "length")
         else:
             slot.last = token
