@@ -138,12 +138,17 @@ def _examples(semantic: SemanticGuard):  # noqa: ANN202
 
 
 def example_groups(
-    examples: list, vectors: np.ndarray, *, block: int = 5, similar: float = 0.95
+    examples: list, vectors: np.ndarray, *, block: int = 5, similar: float = 0.95, largest: int = 40
 ) -> np.ndarray:
     """Each example's group for cross-validation: the few lines around it in its file (one intent's
-    phrasings are written together) joined with every example whose vector is nearly the same, so
-    a message and its near-duplicate never sit on both sides of a fold."""
+    phrasings are written together) joined with the examples whose vectors are nearly the same,
+    most similar pairs first, so a message and its near-duplicate do not sit on both sides of a
+    fold. A join that would make a group of more than ``largest`` is left out: joined pair by
+    pair, near-duplicates chain into one group of a sixth of the examples, and the fold that
+    holds it trains without a whole region (one assignment of groups to folds then refused four
+    times the benign examples another did)."""
     parent = list(range(len(examples)))
+    size = [1] * len(examples)
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -151,12 +156,20 @@ def example_groups(
             i = parent[i]
         return i
 
+    def join(i: int, j: int, cap: float) -> None:
+        a, b = root(i), root(j)
+        if a != b and size[a] + size[b] <= cap:
+            parent[a] = b
+            size[b] += size[a]
+
     first: dict[tuple[str, int], int] = {}
     for i, example in enumerate(examples):
         name, line = example.where.rsplit(":", 1)
-        parent[root(i)] = root(first.setdefault((name, int(line) // block), i))
-    for i, j in zip(*np.where(np.triu(vectors @ vectors.T, 1) >= similar), strict=True):
-        parent[root(int(i))] = root(int(j))
+        join(i, first.setdefault((name, int(line) // block), i), float("inf"))
+    similarity = np.triu(vectors @ vectors.T, 1)
+    pairs = np.argwhere(similarity >= similar)
+    for i, j in pairs[np.argsort(-similarity[pairs[:, 0], pairs[:, 1]], kind="stable")]:
+        join(int(i), int(j), largest)
     return np.array([root(i) for i in range(len(examples))])
 
 

@@ -9,6 +9,7 @@ the layer generalises, not that it remembers.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -355,7 +356,8 @@ def test_the_same_message_with_two_labels_names_both_places(examples_copy: Path)
 
 def test_a_bad_threshold_and_a_missing_directory_are_start_up_errors(examples_copy: Path) -> None:
     settings = examples_copy / "guard.toml"
-    settings.write_text(settings.read_text(encoding="utf-8").replace("threshold = 0.84", "threshold = 2"))
+    text = re.sub(r"(?m)^threshold = .*$", "threshold = 2", settings.read_text(encoding="utf-8"))
+    settings.write_text(text)
     with pytest.raises(ConfigError, match="threshold must be a number between 0 and 1"):
         load_examples(examples_copy)
     filters = examples_copy.parent / "filters"
