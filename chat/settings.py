@@ -165,7 +165,7 @@ class Settings:
         "CHAT_GUARD_SEMANTIC",
         "the semantic guard layer: a sentence encoder and a classifier trained from the examples in "
         "the filters directory's examples/ folder stop the requests the rules miss (off by default: "
-        "on an independent test it refused 2.7% of ordinary messages, docs/guard.md)",
+        "it adds 20-36 ms to each message, docs/guard.md)",
         parse=flag_bool,
         default=False,
     )
