@@ -100,15 +100,16 @@ class LlamaCppBackend(Backend):
                 f"cannot load {model_path.name}: {exc}. The file may be corrupt or truncated; "
                 "if memory is short, lower --n-ctx or --n-gpu-layers"
             ) from None
+        per_token = kv_bytes_per_token(self._llm)
         if parallel is None:
-            parallel = default_parallel(kv_bytes_per_token(self._llm), n_ctx)
+            parallel = default_parallel(per_token, n_ctx)
         if parallel > 1:
             cells = n_ctx * parallel
             log.info(
                 "the local model batches %d conversations: %d KV cells, %d MiB",
                 parallel,
                 cells,
-                cells * kv_bytes_per_token(self._llm) >> 20,
+                cells * per_token >> 20,
             )
         self.model = model_path.name.removesuffix(".gguf")
         self.model_path = model_path

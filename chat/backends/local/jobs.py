@@ -24,7 +24,7 @@ class Job:
 
     tokens: list[int]
     sampling: Sampling
-    max_tokens: int | None
+    max_tokens: int  # GenerationParams.max_new_tokens: at least 1
     stop: list[str]
     cancel: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None

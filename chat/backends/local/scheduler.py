@@ -410,7 +410,7 @@ class Scheduler:
         if stopped:
             slot.text = None  # what it held back is the stop string's start: never shown
             self._finish(slot, "stop")
-        elif slot.generated >= (job.max_tokens or self.n_ctx) or len(slot.tokens) + 1 >= self.n_ctx:
+        elif slot.generated >= job.max_tokens or len(slot.tokens) + 1 >= self.n_ctx:
             self._finish(slot, "length")
         else:
             slot.last = token
