@@ -266,10 +266,10 @@ def test_the_knowledge_base_reuses_the_guards_encoder_and_vector(
     embedder.embed(["warm up: the language means are embedded once"])
     question = "Which documents describe our refund process for damaged parcels?"
     guard.check([Message("user", question)])  # the guard embeds the question...
-    model = semantic.encoder._model
+    encoder = semantic.encoder
     calls: list[object] = []
-    real_query = model.query
-    monkeypatch.setattr(model, "query", lambda texts: calls.append(texts) or real_query(texts))
+    real_compute = encoder._compute
+    monkeypatch.setattr(encoder, "_compute", lambda texts: calls.append(texts) or real_compute(texts))
     vector = embedder.embed([question])[0]  # ...and the search reads that vector
     assert calls == [] and len(vector) == 384
     embedder.embed(["a text nobody embedded before"])

