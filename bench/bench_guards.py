@@ -15,6 +15,7 @@ the guards and the cache cost.
 
     python bench/bench_guards.py [--rounds 200] [--eval-only] [--semantic-only] [--test-split PATH]
                                  [--cross-validation-only] [--cv-grouping SEED,LINES] [--latency-only]
+                                 [--encoder-threads]
                                  [--guard-model PATH | --guard-url URL]
 """
 
@@ -31,7 +32,13 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_guards_semantic import SPLIT, cross_validation, latency_by_length, semantic_section  # noqa: E402
+from bench_guards_semantic import (  # noqa: E402
+    SPLIT,
+    cross_validation,
+    encoder_threads,
+    latency_by_length,
+    semantic_section,
+)
 
 from chat import GenerationParams, Message, Settings  # noqa: E402
 from chat.backends.local.model_files import embedded_model_path  # noqa: E402
@@ -218,8 +225,16 @@ def main() -> None:
         action="store_true",
         help="the semantic layer's cost by message length, on the training examples (no test split is read)",
     )
+    parser.add_argument(
+        "--encoder-threads",
+        action="store_true",
+        help="the encoder on one thread and on two, idle and beside a generating chat model (the test split's messages)",
+    )
     args = parser.parse_args()
 
+    if args.encoder_threads:
+        print("\n".join(encoder_threads(args.test_split)))
+        return
     if args.latency_only:
         print("\n".join(latency_by_length()))
         return

@@ -300,6 +300,58 @@ def latency_by_length(sample: int = 400, long_each: int = 12) -> list[str]:
     ]
 
 
+def encoder_threads(split: Path = SPLIT, messages: int = 300) -> list[str]:
+    """What one message costs the encoder on one thread and on two, on an idle machine and beside
+    the embedded chat model generating on every core (as when other users are being answered)."""
+    import threading
+
+    import llama_cpp
+
+    from chat.backends.local.model_files import embedded_model_path
+
+    texts = [item.text for item in load_split(split)][:messages]
+    cores = os.cpu_count() or 1
+    chat = llama_cpp.Llama(
+        str(embedded_model_path()), n_ctx=2048, n_threads=cores, n_threads_batch=cores, verbose=False
+    )
+    stop = threading.Event()
+
+    def generate() -> None:
+        while not stop.is_set():
+            for _ in chat.create_completion(
+                "Tell me a long story about a dragon.", max_tokens=400, stream=True
+            ):
+                if stop.is_set():
+                    break
+
+    lines = [
+        f"| encoder threads | machine | p50 | p95 |  ({len(texts)} messages of {split.name}, {cores} cores)",
+        "|---|---|---|---|",
+    ]
+    for busy in (False, True):
+        worker = threading.Thread(target=generate, daemon=True) if busy else None
+        if worker is not None:
+            stop.clear()
+            worker.start()
+            time.sleep(2)
+        for threads in (1, 2):
+            encoder = Encoder(threads=threads, memo_size=1)
+            encoder.embed(["warm up"])
+            spent = []
+            for text in texts:
+                start = time.perf_counter()
+                encoder.embed([text])
+                spent.append(time.perf_counter() - start)
+            where = "beside the chat model generating" if busy else "idle"
+            lines.append(
+                f"| {threads} | {where} | {percentile(spent, 0.5) * 1000:.1f} ms | {percentile(spent, 0.95) * 1000:.1f} ms |"
+            )
+        if worker is not None:
+            stop.set()
+            worker.join()
+    return lines
+
+
 def _latency_row(name: str, measured: list[Measured]) -> str:
     if not measured:
         return f"| {name} | 0 | | | | |"
