@@ -15,6 +15,7 @@ keyed by a hash of the text the encoder saw): a restart embeds only examples add
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import logging
 import os
@@ -27,6 +28,7 @@ import llama_cpp
 import numpy as np
 from cachetools import LRUCache
 
+from chat.common.llama_log import quiet_llama
 from chat.common.once import Once
 from chat.errors import ConfigError
 from chat.guards import e5_gguf
@@ -58,8 +60,9 @@ class Encoder:
     def __init__(self, threads: int = THREADS, memo_size: int = MEMO_SIZE) -> None:
         e5 = e5_gguf.read(e5_gguf.default_weights())
         self._normalise = e5_gguf.Normaliser(e5.normalisation)
-        self._llm = _load(e5, threads)
         self._bos, self._eos = e5.bos, e5.eos
+        self._model, self._ctx = _load(e5, threads)
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self._batch = llama_cpp.llama_batch_init(WINDOW_TOKENS, 0, 1)
         self._lock = threading.Lock()
         self._memo: LRUCache[str, np.ndarray] = LRUCache(maxsize=max(1, memo_size))
@@ -92,7 +95,13 @@ class Encoder:
         return content + 2 * max(1, -(-content // (WINDOW_TOKENS - 2)))
 
     def _tokens(self, text: str) -> list[int]:
-        return self._llm.tokenize(self._normalise(PREFIX + text).encode(), add_bos=False, special=False)
+        data = self._normalise(PREFIX + text).encode()
+        room = len(data) + 2  # a token is at least one byte; the tokenizer adds one leading space
+        tokens = (llama_cpp.llama_token * room)()
+        count = llama_cpp.llama_tokenize(self._vocab, data, len(data), tokens, room, False, False)
+        if count < 0:
+            raise RuntimeError(f"the guard's encoder could not tokenize a text of {len(data)} bytes")
+        return tokens[:count]
 
     def _compute(self, texts: Sequence[str]) -> np.ndarray:
         """The texts' vectors from llama.cpp, one window per decode: packing several sequences
@@ -117,41 +126,53 @@ class Encoder:
             batch.token[pos], batch.pos[pos], batch.n_seq_id[pos], batch.logits[pos] = token, pos, 1, True
             batch.seq_id[pos][0] = 0
         batch.n_tokens = len(tokens)
-        status = llama_cpp.llama_decode(self._llm.ctx, batch)
+        status = llama_cpp.llama_encode(self._ctx, batch)  # an encoder: no decode, no memory
         if status != 0:
-            raise RuntimeError(f"llama_decode returned {status} for the guard's encoder")
-        pooled = llama_cpp.llama_get_embeddings_seq(self._llm.ctx, 0)
+            raise RuntimeError(f"llama_encode returned {status} for the guard's encoder")
+        pooled = llama_cpp.llama_get_embeddings_seq(self._ctx, 0)
         return np.ctypeslib.as_array(pooled, shape=(DIM,)).astype(np.float64)
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), quiet_llama():
             llama_cpp.llama_batch_free(self._batch)
+            llama_cpp.llama_free(self._ctx)
+            llama_cpp.llama_model_free(self._model)
 
 
-def _load(e5: e5_gguf.E5File, threads: int):  # noqa: ANN202 - a llama_cpp.Llama
-    """llama.cpp's handle on ``e5``, through a GGUF file that is unlinked once mapped: nothing is
-    left behind, a read-only install works, and replicas starting together share no file."""
+def _load(e5: e5_gguf.E5File, threads: int) -> tuple[ctypes.c_void_p, ctypes.c_void_p]:
+    """llama.cpp's model and context for ``e5``, through a GGUF file that is unlinked once mapped:
+    nothing is left behind, a read-only install works, and replicas starting together share no
+    file. The context holds one sequence: llama-cpp-python's ``Llama`` makes room for 256 when
+    embedding, 250 MB more."""
     fd, name = tempfile.mkstemp(prefix="e5-", suffix=".gguf")
     os.close(fd)
     try:
         e5_gguf.write_gguf(e5, Path(name))
-        return llama_cpp.Llama(
-            model_path=name,
-            embedding=True,
-            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
-            n_ctx=WINDOW_TOKENS,
-            n_batch=WINDOW_TOKENS,
-            n_ubatch=WINDOW_TOKENS,
-            n_threads=threads,
-            n_threads_batch=threads,
-            n_gpu_layers=0,
-            verbose=False,
-        )
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ConfigError(f"cannot load the guard's encoder: {exc}") from None
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = 0
+        with quiet_llama():
+            model = llama_cpp.llama_model_load_from_file(name.encode(), model_params)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the guard's encoder weights: {exc}") from None
     finally:
         with contextlib.suppress(OSError):
             os.unlink(name)
+    if not model:
+        raise ConfigError("llama.cpp could not load the guard's encoder (multilingual-e5-small)")
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = params.n_batch = params.n_ubatch = WINDOW_TOKENS
+    params.n_seq_max = 1
+    params.embeddings = True
+    params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+    params.n_threads = params.n_threads_batch = threads
+    # llama.cpp's CPU flash attention made a message a third slower here (measured)
+    params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    with quiet_llama():
+        ctx = llama_cpp.llama_init_from_model(model, params)
+    if not ctx:
+        llama_cpp.llama_model_free(model)
+        raise ConfigError("llama.cpp could not make a context for the guard's encoder")
+    return model, ctx
 
 
 class SharedE5Embedder:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from chat.backends.local.model_files import check_gguf
+from chat.common.llama_log import quiet_llama
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +87,9 @@ def _quantize(source: Path, target: Path, kind: str) -> None:
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind}")
     params.allow_requantize = True  # Q4_1 to 16-bit floats: dequantized, nothing is lost
     params.nthread = os.cpu_count() or 1
-    llama_log = logging.getLogger("llama-cpp-python")  # llama.cpp's own lines pass through it
-    level = llama_log.level
-    llama_log.setLevel(logging.ERROR)  # quantizing logs each of the model's 272 tensors
-    try:
+    with quiet_llama():  # quantizing logs each of the model's 272 tensors
         status = llama_cpp.llama_model_quantize(
             str(source).encode(), str(target).encode(), ctypes.byref(params)
         )
-    finally:
-        llama_log.setLevel(level)
     if status != 0:
         raise OSError(f"llama_model_quantize returned {status}")
