@@ -325,7 +325,9 @@ def encoder_threads(split: Path = SPLIT, messages: int = 300) -> list[str]:
                     break
 
     lines = [
-        f"| encoder threads | machine | p50 | p95 |  ({len(texts)} messages of {split.name}, {cores} cores)",
+        f"One message embedded, {len(texts)} messages of {split.name}, {cores} cores:",
+        "",
+        "| encoder threads | machine | p50 | p95 |",
         "|---|---|---|---|",
     ]
     for busy in (False, True):
@@ -344,7 +346,7 @@ def encoder_threads(split: Path = SPLIT, messages: int = 300) -> list[str]:
                 spent.append(time.perf_counter() - start)
             where = "beside the chat model generating" if busy else "idle"
             lines.append(
-                f"| {threads} | {where} | {percentile(spent, 0.5) * 1000:.1f} ms | {percentile(spent, 0.95) * 1000:.1f} ms |"
+                f"| {threads} | {where} | {percentile(spent, 0.5):.1f} ms | {percentile(spent, 0.95):.1f} ms |"
             )
         if worker is not None:
             stop.set()

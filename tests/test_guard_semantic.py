@@ -33,6 +33,7 @@ from chat.guards.semantic import (
     SemanticGuard,
     SemanticRefusal,
     features,
+    shared_guard,
 )
 from chat.i18n import t
 
@@ -364,7 +365,8 @@ def test_a_bad_threshold_and_a_missing_directory_are_start_up_errors(examples_co
     shutil.copytree(DEFAULT_DIR.parent, filters, ignore=shutil.ignore_patterns("examples"))
     with pytest.raises(ConfigError, match="guard examples directory .* does not exist"):
         build_guard(Settings(filters_dir=str(filters), guard_semantic=True))
-    assert build_guard(Settings(filters_dir=str(filters))).semantic is None  # off by default
+    assert build_guard(Settings(filters_dir=str(filters), guard_semantic=False)).semantic is None
+    assert build_guard(Settings()).semantic is shared_guard(DEFAULT_DIR)  # on by default, loaded once
 
 
 # -- every way in ----------------------------------------------------------------------------------

@@ -220,9 +220,9 @@ def build_semantic(settings: Settings, directory: Path) -> SemanticGuard | None:
     """The semantic layer from ``<filters dir>/examples/`` unless ``--guard-semantic false``."""
     if not settings.guard_semantic:
         return None
-    from chat.guards.semantic import SemanticGuard
+    from chat.guards.semantic import shared_guard
 
-    return SemanticGuard.load(directory / "examples")
+    return shared_guard(directory / "examples")
 
 
 def build_guard_model(settings: Settings) -> Moderation | None:

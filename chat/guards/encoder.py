@@ -39,9 +39,10 @@ MODEL_NAME = "multilingual-e5-small"
 ENGINE = "llama.cpp Q4_0"  # part of a stored vector's key: another engine rounds differently
 DIM = 384
 PREFIX = "query: "  # e5 wants it before a short question or statement
-# Two threads where there are two cores. On this 2-core machine, over 300 messages of a test
-# split, p50 / p95 per message: one thread 9.4 / 15.2 ms idle and 13.2 / 26.2 ms beside a chat
-# model generating on both cores; two threads 5.1 / 8.4 ms and 12.9 / 18.5 ms.
+# Two threads where there are two cores (`python bench/bench_guards.py --encoder-threads`, 300
+# messages of a test split, p50 / p95): idle, one thread takes 9.8 / 16.7-17.4 ms and two 5.7-7.9 /
+# 9.1-12.6 ms; beside the chat model generating on both cores, one 10.9-11.1 / 18.8-22.6 ms and
+# two 13.8-14.3 / 21.1 ms.
 THREADS = max(1, min(2, os.cpu_count() or 1))
 MEMO_SIZE = 512  # recent vectors kept by text (1.5 KB each)
 WINDOW_TOKENS = 512  # the model's positions: a longer text is embedded window by window

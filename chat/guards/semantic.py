@@ -31,11 +31,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from cachetools import LRUCache
 
 from chat.guards import ContentBlocked
 from chat.guards.encoder import Encoder, cached_vectors, shared_encoder, write_arrays
@@ -276,4 +278,40 @@ class SemanticGuard:
             raise SemanticRefusal(self.replies[verdict.category], verdict.score)
 
 
-__all__ = ["Classifier", "SemanticGuard", "SemanticRefusal", "Verdict", "features", "pieces", "target"]
+_LOADED: LRUCache[tuple, SemanticGuard] = LRUCache(maxsize=4)
+_LOADED_LOCK = threading.Lock()
+
+
+def shared_guard(directory: Path) -> SemanticGuard:
+    """The guard for an examples folder, loaded once per process while its files stay as they are:
+    a load reads and checks some 12,000 examples (about a second), and a process builds several
+    apps (replicas of the settings, the tests). A changed example or setting file is read again;
+    the vectors and classifier files the load itself writes are not part of the key."""
+    try:
+        state = tuple(
+            sorted(
+                (p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                for p in directory.iterdir()
+                if p.suffix in (".txt", ".toml")
+            )
+        )
+    except OSError:
+        return SemanticGuard.load(directory)  # its own clear error for a missing folder
+    key = (str(directory.resolve()), state)
+    with _LOADED_LOCK:
+        guard = _LOADED.get(key)
+        if guard is None:
+            guard = _LOADED[key] = SemanticGuard.load(directory)
+    return guard
+
+
+__all__ = [
+    "Classifier",
+    "SemanticGuard",
+    "SemanticRefusal",
+    "Verdict",
+    "features",
+    "pieces",
+    "shared_guard",
+    "target",
+]
