@@ -149,14 +149,18 @@ class Classifier:
         return out
 
 
-def trained(vectors: np.ndarray, targets: list[str], path: Path) -> Classifier:
-    """The classifier for these feature rows and classes: read from ``path`` when it was trained
-    on exactly them, else trained (a few seconds on an idle core, far more on a busy machine) and
-    kept."""
+def trained(vectors: np.ndarray, views: list[str], targets: list[str], path: Path) -> Classifier:
+    """The classifier for these examples (their vectors, intent views and classes): read from
+    ``path`` when it was trained on exactly them, else trained (a few seconds on an idle core, far
+    more on a busy machine) and kept. The stamp is taken over the vectors and views, not over the
+    features made from them: hashing those 200 MB took most of a start-up's second."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+    digest.update("\0".join(views).encode())
     digest.update("\0".join(targets).encode())
-    digest.update(f"{L2} {STEPS} {LEARNING_RATE} linear decay {BENIGN_WEIGHT}".encode())
+    digest.update(
+        f"{L2} {STEPS} {LEARNING_RATE} linear decay {BENIGN_WEIGHT} {HASHED_WORDS} {WORD_WEIGHT}".encode()
+    )
     stamp = digest.hexdigest()
     if path.is_file():
         try:
@@ -167,7 +171,7 @@ def trained(vectors: np.ndarray, targets: list[str], path: Path) -> Classifier:
                     )
         except (OSError, ValueError, KeyError) as exc:
             log.warning("guard classifier file %s unreadable (%s): training again", path.name, exc)
-    classifier = Classifier.train(vectors, targets)
+    classifier = Classifier.train(features(vectors, views), targets)
     write_arrays(
         path,
         stamp=np.array(stamp),
@@ -249,9 +253,9 @@ class SemanticGuard:
         encoder = encoder or shared_encoder()
         where = DEFAULT_DIR if directory is None else Path(directory)
         texts = [intent_view(e.text) for e in examples.examples]
-        vectors = features(cached_vectors(encoder, texts, where / VECTORS_FILE), texts)
+        vectors = cached_vectors(encoder, texts, where / VECTORS_FILE)
         targets = [target(e.label, e.category) for e in examples.examples]
-        classifier = trained(vectors, targets, where / CLASSIFIER_FILE)
+        classifier = trained(vectors, texts, targets, where / CLASSIFIER_FILE)
         return cls(classifier, examples, encoder)
 
     def verdict(self, text: str) -> Verdict:
