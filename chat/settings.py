@@ -165,7 +165,7 @@ class Settings:
         "CHAT_GUARD_SEMANTIC",
         "the semantic guard layer: a sentence encoder and a classifier trained from the examples in "
         "the filters directory's examples/ folder stop the requests the rules miss; it adds 4-10 ms "
-        "to each message on two idle cores, about 3.5 s to start-up and 220 MB of memory (docs/guard.md)",
+        "to each message on two idle cores, about 2 s to start-up and 220 MB of memory (docs/guard.md)",
         parse=flag_bool,
         default=True,
     )
