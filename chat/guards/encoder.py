@@ -141,12 +141,21 @@ class Encoder:
             llama_cpp.llama_model_free(self._model)
 
 
+_NO_ROOM = (
+    "cannot write the semantic guard's encoder weights (about 75 MB) to {folder}: {why}; "
+    "set TMPDIR to a writable folder, or turn the layer off with --guard-semantic false"
+)
+
+
 def _load(e5: e5_gguf.E5File, threads: int) -> tuple[ctypes.c_void_p, ctypes.c_void_p]:
     """llama.cpp's model and context for ``e5``, through a GGUF file that is unlinked once mapped:
     nothing is left behind, a read-only install works, and replicas starting together share no
     file. The context holds one sequence: llama-cpp-python's ``Llama`` makes room for 256 when
     embedding, 250 MB more."""
-    fd, name = tempfile.mkstemp(prefix="e5-", suffix=".gguf")
+    try:
+        fd, name = tempfile.mkstemp(prefix="e5-", suffix=".gguf")
+    except OSError as exc:
+        raise ConfigError(_NO_ROOM.format(folder=tempfile.gettempdir(), why=exc.strerror)) from None
     os.close(fd)
     try:
         e5_gguf.write_gguf(e5, Path(name))
@@ -155,7 +164,7 @@ def _load(e5: e5_gguf.E5File, threads: int) -> tuple[ctypes.c_void_p, ctypes.c_v
         with quiet_llama():
             model = llama_cpp.llama_model_load_from_file(name.encode(), model_params)
     except OSError as exc:
-        raise ConfigError(f"cannot write the guard's encoder weights: {exc}") from None
+        raise ConfigError(_NO_ROOM.format(folder=tempfile.gettempdir(), why=exc.strerror)) from None
     finally:
         with contextlib.suppress(OSError):
             os.unlink(name)
