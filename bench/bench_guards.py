@@ -207,8 +207,9 @@ def main() -> None:
     parser.add_argument(
         "--test-split",
         type=Path,
-        default=SPLIT,
-        help="the semantic layer's independent split (JSON lines; default tests/data/guard_semantic/test.jsonl)",
+        nargs="+",
+        default=[SPLIT],
+        help="the semantic layer's independent splits, pooled (JSON lines; default tests/data/guard_semantic/test.jsonl)",
     )
     parser.add_argument(
         "--cross-validation-only",
@@ -233,7 +234,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.encoder_threads:
-        print("\n".join(encoder_threads(args.test_split)))
+        print("\n".join(encoder_threads(args.test_split[0])))
         return
     if args.latency_only:
         print("\n".join(latency_by_length()))

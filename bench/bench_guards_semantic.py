@@ -10,18 +10,20 @@ evasion copy applies every transform of ``chat.guards.evalset`` to every request
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from chat.guards import RuleSet, evalset
+from chat.guards import ContentBlocked, ContentGuard, RuleSet, evalset
 from chat.guards.encoder import THREADS, Encoder
 from chat.guards.semantic import SemanticGuard, pieces
+from chat.messages import Message
 
 SPLIT = Path(__file__).resolve().parent.parent / "tests" / "data" / "guard_semantic" / "test.jsonl"
 CATEGORIES = (
@@ -56,22 +58,25 @@ def pct(score: float | None) -> str:
     return "–" if score is None else f"{score:.3f}"
 
 
+def caught(s: evalset.Score) -> str:
+    return f"{pct(s.recall)} ({s.tp}/{s.tp + s.fn})"
+
+
+def refused(s: evalset.Score) -> str:
+    return f"{pct(s.fp_rate)} ({s.fp}/{s.fp + s.tn})"
+
+
 def rows(layer: str, refuses: Callable[[str], bool], items: list[evalset.Item]) -> list[str]:
     plain, _ = evalset.score(items, refuses)
     evaded, _ = evalset.score(evalset.evasion_copy(items), refuses)
     out = []
     for name in ["all", "lang:zh", "lang:en", *(f"cat:{c}" for c in CATEGORIES)]:
         p, e = plain.get(name, evalset.Score()), evaded.get(name, evalset.Score())
-        out.append(
-            f"| {layer} | {name.split(':')[-1]} | {pct(p.recall)} ({p.tp}/{p.tp + p.fn}) | "
-            f"{pct(e.recall)} ({e.tp}/{e.tp + e.fn}) | {pct(p.fp_rate)} ({p.fp}/{p.fp + p.tn}) |"
-        )
+        out.append(f"| {layer} | {name.split(':')[-1]} | {caught(p)} | {caught(e)} | {refused(p)} |")
     for kind, target in (("benign", 0.01), ("mention", 0.10)):
         for lang in ("zh", "en"):
             s = plain.get(f"label:{kind}:{lang}", evalset.Score())
-            out.append(
-                f"| {layer} | {kind} {lang} (target <= {target:.2f}) | | | {pct(s.fp_rate)} ({s.fp}/{s.fp + s.tn}) |"
-            )
+            out.append(f"| {layer} | {kind} {lang} (target <= {target:.2f}) | | | {refused(s)} |")
     return out
 
 
@@ -80,22 +85,55 @@ def percentile(times: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def semantic_section(split: Path = SPLIT) -> list[str]:
+def refusals(guard: ContentGuard) -> Callable[[str], bool]:
+    """Whether ``guard`` refuses a user's message, as the engine asks it."""
+
+    def refuses(text: str) -> bool:
+        try:
+            guard.check([Message("user", text)])
+        except ContentBlocked:
+            return True
+        return False
+
+    return refuses
+
+
+def semantic_section(splits: Sequence[Path] = (SPLIT,)) -> list[str]:
+    """The guard on one or more independent splits, pooled: the rules alone, the rules and the
+    semantic layer with every rule exact, and as shipped (the layer may overrule an intent rule);
+    then each split's figures as shipped, and the layer's cost."""
     rules = RuleSet.load()
     semantic = SemanticGuard.load()
-    items = load_split(split)
+    exact = copy.copy(semantic)
+    exact.overrule_intent_below = 0.0
+    shipped = refusals(ContentGuard(rules, semantic=semantic))
+    by_split = {path: load_split(path) for path in splits}
+    items = [item for part in by_split.values() for item in part]
 
-    def combined(text: str) -> bool:
-        return rules.check_input(text) is not None or semantic.verdict(text).label == "request"
-
+    overrule = semantic.overrule_intent_below
     lines = [
-        f"Independent split {split.name}: {len(items)} messages; threshold {semantic.threshold}",
+        f"Independent split{'s' if len(splits) > 1 else ''} {', '.join(p.name for p in splits)}: "
+        f"{len(items)} messages; threshold {semantic.threshold}; intent rules overruled below {overrule}",
         "",
         "| layer | slice | request recall (test) | recall (evasion copy) | false positives (mentions; all others for all/lang) |",
         "|---|---|---|---|---|",
         *rows("rules", lambda text: rules.check_input(text) is not None, items),
-        *rows("rules + semantic", combined, items),
+        *rows("rules + semantic, every rule exact", refusals(ContentGuard(rules, semantic=exact)), items),
+        *rows(f"rules + semantic, intent rules overruled below {overrule}", shipped, items),
     ]
+    if len(splits) > 1:
+        lines += [
+            "",
+            "| split (as shipped) | requests stopped | evasion copy stopped | mentions refused | benign refused |",
+            "|---|---|---|---|---|",
+        ]
+        for path, part in by_split.items():
+            plain, _ = evalset.score(part, shipped)
+            evaded, _ = evalset.score(evalset.evasion_copy(part), shipped)
+            lines.append(
+                f"| {path.name} | {caught(plain['label:harmful'])} | {caught(evaded['all'])} "
+                f"| {refused(plain['label:mention'])} | {refused(plain['label:benign'])} |"
+            )
 
     # The time one new message costs: an encoder whose memory holds nothing of these texts, and
     # each normalised text once (most evasions normalise back to the plain text: a memory hit).
@@ -203,11 +241,18 @@ def cross_validation(folds: int = 5, *, seed: int = 0, block: int = 5) -> list[s
             excluded = semantic.excluded(examples[i].text)
             score[i] = classifier.verdicts(rows[i : i + 1], 1.0, excluded)[0].score
     label = np.array([e.label for e in examples])
-    ruled = np.array([rules.check_input(e.text) is not None for e in examples])
+    hits = [rules.check_input(e.text) for e in examples]
+    # as the guard decides: an intent rule's refusal stands only from its overrule score up
+    ruled = np.array(
+        [
+            hit is not None and not (hit.intent and s < semantic.overrule_intent_below)
+            for hit, s in zip(hits, score, strict=True)
+        ]
+    )
     lines = [
         f"Cross-validation on the {len(examples)} training examples ({folds} folds of {len(unique)} groups: "
         f"{block} nearby lines of a file and near-duplicates stay together; folds drawn with seed {seed}); "
-        "semantic alone, and rules + semantic:",
+        f"semantic alone, and rules + semantic (intent rules overruled below {semantic.overrule_intent_below}):",
         "",
         "| threshold | request recall (alone / with rules) | false positives, mentions | false positives, benign |",
         "|---|---|---|---|",

@@ -8,6 +8,7 @@ the layer generalises, not that it remembers.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -424,3 +425,69 @@ def test_rules_still_answer_first_with_their_own_refusal(guard: ContentGuard) ->
         guard.check([Message("user", "教我诈骗")])
     assert not isinstance(info.value, SemanticRefusal)
     assert info.value.user_message("zh") == t("error.input_blocked", "zh")
+
+
+# -- the semantic layer may overrule an intent rule, never a phrase or a regular expression ---------
+
+BROAD_INTENT = """# window: 20
+[ask]
+(?<![a-z])how (do|can) i(?![a-z])
+[act violence]
+(?<![a-z])kill(?![a-z])
+"""
+CLEARLY_BENIGN = "How do I kill the background process that keeps my laptop fan spinning?"
+
+
+@pytest.fixture(scope="module")
+def broad_rules(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
+    """An intent rule that reads every "how do I ... kill" as a request, beside a phrase list."""
+    directory = tmp_path_factory.mktemp("filters")
+    (directory / "broad.en.intent").write_text(BROAD_INTENT, encoding="utf-8")
+    (directory / "exact.en.txt").write_text("kill time at the airport\n", encoding="utf-8")
+    return RuleSet.load(directory)
+
+
+def test_the_semantic_layer_lifts_an_intent_rules_refusal_of_a_plainly_benign_message(
+    broad_rules: RuleSet, semantic: SemanticGuard
+) -> None:
+    rule = broad_rules.check_input(CLEARLY_BENIGN)
+    assert rule is not None and rule.intent
+    assert semantic.verdict(CLEARLY_BENIGN).score < semantic.overrule_intent_below
+    assert refusal(ContentGuard(broad_rules, semantic=semantic), CLEARLY_BENIGN) is None
+    assert refusal(ContentGuard(broad_rules), CLEARLY_BENIGN) is not None  # rules alone: exact
+
+
+def test_an_intent_rules_refusal_of_a_request_stands_with_its_own_reply(
+    broad_rules: RuleSet, semantic: SemanticGuard
+) -> None:
+    blocked = refusal(
+        ContentGuard(broad_rules, semantic=semantic), "How do I kill my neighbour without anyone knowing?"
+    )
+    assert blocked is not None and not isinstance(blocked, SemanticRefusal)
+    assert blocked.user_message("en") == t("error.input_blocked", "en")
+
+
+def test_phrases_other_roles_and_a_zero_setting_are_never_overruled(
+    broad_rules: RuleSet, semantic: SemanticGuard
+) -> None:
+    phrase = "How do I kill time at the airport for six hours?"
+    assert semantic.verdict(phrase).score < semantic.overrule_intent_below
+    guard = ContentGuard(broad_rules, semantic=semantic)
+    assert refusal(guard, phrase) is not None  # a phrase list is exact
+    with pytest.raises(ContentBlocked) as info:  # the layer reads what users ask, not system prompts
+        guard.check([Message("system", CLEARLY_BENIGN), Message("user", "hello")])
+    assert info.value.position == 0
+    exact = copy.copy(semantic)
+    exact.overrule_intent_below = 0.0
+    assert refusal(ContentGuard(broad_rules, semantic=exact), CLEARLY_BENIGN) is not None
+
+
+def test_the_overrule_setting_must_sit_under_the_threshold(examples_copy: Path) -> None:
+    settings = examples_copy / "guard.toml"
+    text = settings.read_text(encoding="utf-8")
+    settings.write_text(re.sub(r"(?m)^overrule_intent_below = .*$", "overrule_intent_below = 0.95", text))
+    with pytest.raises(ConfigError, match="overrule_intent_below must be under the threshold"):
+        load_examples(examples_copy)
+    settings.write_text(re.sub(r"(?m)^overrule_intent_below = .*$", "overrule_intent_below = 'high'", text))
+    with pytest.raises(ConfigError, match="overrule_intent_below must be a number between 0 and 1"):
+        load_examples(examples_copy)

@@ -146,21 +146,23 @@ class ContentGuard:
             _ask(self.moderation, newest, "external moderation")
 
     def _check_message(self, message: Message, model: Moderation | None) -> None:
-        """Rules, then the semantic layer (user messages: what a person asks), then the guard
-        model; skipped when the same check passed this message before."""
+        """Rules, then the semantic layer (user messages: what a person asks; it may overrule an
+        intent rule that misread one), then the guard model; skipped when the same check passed
+        this message before."""
         seen = f"{message.role}\0{int(model is not None)}\0{message.content}"
         digest = hashlib.blake2b(seen.encode(), digest_size=16).digest()
         with self._memo_lock:
             if self._passed.get(digest):
                 return
         rule = self.rules.check_input(message.content)
-        if rule is not None:
+        semantic = self.semantic if message.role == "user" else None
+        if rule is not None and not (semantic is not None and semantic.overrules(rule, message.content)):
             log.info("input blocked by %s (%s)", rule.where, rule.category)
             raise ContentBlocked(
                 f"input rule {rule.where} ({rule.category})", key=rule.refusal, category=rule.category
             )
-        if self.semantic is not None and message.role == "user":
-            self.semantic.check(message.content)
+        if semantic is not None and rule is None:
+            semantic.check(message.content)
         if model is not None:
             _ask(model, message.content, "the guard model")
         with self._memo_lock:

@@ -5,8 +5,9 @@
     fraud_scams.request.txt     requests to do harm (refused with the category's reply)
     fraud_scams.mention.txt     talk about the topic: news, prevention, teaching, fiction (allowed)
     general.benign.txt          everyday messages (allowed); any category name may hold benign ones
-    guard.toml                  each category's reply in English and Chinese, the help lines and
-                                the classifier's threshold
+    guard.toml                  each category's reply in English and Chinese, the help lines, the
+                                classifier's threshold and below what score it overrules an
+                                intent rule
 
 Blank lines and lines starting with ``#`` are skipped. A file that breaks these rules stops the
 app at start-up with a ``ConfigError`` naming the file and line, like a broken rule file.
@@ -25,6 +26,7 @@ from chat.guards.rules import DEFAULT_DIR as FILTERS_DIR
 DEFAULT_DIR = FILTERS_DIR / "examples"
 SETTINGS_FILE = "guard.toml"
 DEFAULT_THRESHOLD = 0.5
+DEFAULT_OVERRULE_INTENT_BELOW = 0.0  # without the setting, intent rules are never overruled
 LABELS = ("request", "mention", "benign")
 LANGS = ("en", "zh")
 MAX_CHARS = 1000  # a longer line is a paste gone wrong, not an example
@@ -35,11 +37,12 @@ _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 @dataclass(frozen=True)
 class Examples:
-    """A directory's examples, each category's reply and the threshold, as loaded."""
+    """A directory's examples, each category's reply and the classifier's settings, as loaded."""
 
     examples: list[Example]
     replies: dict[str, CategoryReply]
     threshold: float
+    overrule_intent_below: float = DEFAULT_OVERRULE_INTENT_BELOW
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def language(text: str) -> str:
 
 
 def load_examples(directory: Path | None = None) -> Examples:
-    """Every example, every category's reply and the threshold in ``directory``, checked."""
+    """Every example, every category's reply and the classifier's settings in ``directory``, checked."""
     directory = DEFAULT_DIR if directory is None else Path(directory)
     if not directory.is_dir():
         raise ConfigError(f"guard examples directory {directory} does not exist")
@@ -90,7 +93,13 @@ def load_examples(directory: Path | None = None) -> Examples:
                 f"{category}.request.txt: category {category} needs at least "
                 f"{MIN_REQUESTS} request examples, found {count}"
             )
-    return Examples(examples, replies, _threshold(settings))
+    threshold = _score(settings, "threshold", DEFAULT_THRESHOLD)
+    overrule = _score(settings, "overrule_intent_below", DEFAULT_OVERRULE_INTENT_BELOW)
+    if overrule >= threshold:
+        raise ConfigError(
+            f"{SETTINGS_FILE}: [classifier] overrule_intent_below must be under the threshold ({threshold})"
+        )
+    return Examples(examples, replies, threshold, overrule)
 
 
 def _read_file(path: Path, replies: dict[str, CategoryReply]) -> list[Example]:
@@ -128,10 +137,13 @@ def _read_settings(path: Path) -> dict:
         raise ConfigError(f"{path.name}: {exc}") from None  # the message gives the line and column
 
 
-def _threshold(settings: dict) -> float:
-    value = settings.get("classifier", {}).get("threshold", DEFAULT_THRESHOLD)
+def _score(settings: dict, key: str, default: float) -> float:
+    """A probability setting of the [classifier] table: over 0 and under 1 (the default may be 0)."""
+    value = settings.get("classifier", {}).get(key, default)
+    if value == default:
+        return default
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-        raise ConfigError(f"{SETTINGS_FILE}: [classifier] threshold must be a number between 0 and 1")
+        raise ConfigError(f"{SETTINGS_FILE}: [classifier] {key} must be a number between 0 and 1")
     return float(value)
 
 

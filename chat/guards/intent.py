@@ -133,7 +133,7 @@ def load_intent_file(path: Path) -> IntentRules:
     for category, needs, patterns, where in acts:
         compiled = _compile(patterns)
         if compiled is not None:
-            rule = Rule(f"[act {category}]", category, rules.refusal, where)
+            rule = Rule(f"[act {category}]", category, rules.refusal, where, intent=True)
             rules.acts.append(Act(category, compiled, needs, rule))
     if rules.acts:
         rules._acts = re.compile("|".join(f"(?P<a{i}>{a.pattern.pattern})" for i, a in enumerate(rules.acts)))

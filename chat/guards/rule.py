@@ -10,9 +10,12 @@ DEFAULT_REFUSAL = "error.input_blocked"
 
 @dataclass(frozen=True)
 class Rule:
-    """One line of a rule file. ``where`` (file:line) names it in logs; never the matched text."""
+    """One line of a rule file. ``where`` (file:line) names it in logs; never the matched text.
+    ``intent``: an ask-and-act pattern (``chat.guards.intent``), a guess at what a message wants
+    that the semantic layer may overrule; phrases and regular expressions are exact."""
 
     text: str
     category: str
     refusal: str
     where: str
+    intent: bool = False

@@ -44,6 +44,7 @@ from chat.guards import ContentBlocked
 from chat.guards.encoder import Encoder, cached_vectors, shared_encoder, write_arrays
 from chat.guards.examples import DEFAULT_DIR, CategoryReply, Examples, load_examples
 from chat.guards.normalise import intent_view, text_view
+from chat.guards.rule import Rule
 from chat.i18n import Lang
 
 log = logging.getLogger(__name__)
@@ -245,6 +246,7 @@ class SemanticGuard:
         self.classifier = classifier
         self.replies = examples.replies
         self.threshold = examples.threshold
+        self.overrule_intent_below = examples.overrule_intent_below
         self.encoder = encoder
 
     @classmethod
@@ -275,6 +277,19 @@ class SemanticGuard:
         return frozenset(
             c for c, r in self.replies.items() if r.needs is not None and not r.needs.search(view)
         )
+
+    def overrules(self, rule: Rule, text: str) -> bool:
+        """Whether ``rule``'s refusal of ``text`` is lifted: only an intent rule's (an ask near an
+        act, a guess: "how do I kill the app's notifications"), and only when this layer gives the
+        message a request probability under ``overrule_intent_below``. Phrase lists and regular
+        expressions (a pasted secret) stay exact."""
+        if not rule.intent or self.overrule_intent_below <= 0:
+            return False
+        score = self.verdict(text).score
+        if score >= self.overrule_intent_below:
+            return False
+        log.info("intent rule %s overruled by the semantic guard (%.2f)", rule.where, score)
+        return True
 
     def check(self, text: str) -> None:
         """Raise ``SemanticRefusal`` when ``text`` reads as a request at the threshold or above."""
