@@ -164,7 +164,7 @@ class Settings:
     guard_semantic: bool = option(
         "CHAT_GUARD_SEMANTIC",
         "the semantic guard layer: a sentence encoder and a classifier trained from the examples in "
-        "the filters directory's examples/ folder stop the requests the rules miss; it adds 5-14 ms "
+        "the filters directory's examples/ folder stop the requests the rules miss; it adds 4-14 ms "
         "to each message on two idle cores, about 2 s to start-up and 220 MB of memory (docs/guard.md)",
         parse=flag_bool,
         default=True,
