@@ -12,12 +12,9 @@ per-conversation window ``n_ctx`` (fitting, notices and summaries work as with o
 all of them at full length still fit. Unified cells let a sequence copy a prefix from another
 (``llama_memory_seq_cp`` shares the cells, nothing is evaluated or copied).
 
-A request takes a free slot (sequence id). The slot is chosen for what it already holds: the slot
-whose tokens share the longest prefix with the prompt (a conversation coming back finds its own
-state), else a saved state from the prompt cache restored into the least recently used free slot,
-else a prefix copied from any slot (the system prompt every chat of a persona starts with). A
-slot's state is saved to the prompt cache before it is overwritten. More requests than slots wait
-first-come, first-served.
+A request takes a free slot (sequence id), chosen for what it already holds, and reuses the best
+prefix of its prompt the pool or the prompt cache has (``chat.backends.local.slot_states``). More
+requests than slots wait first-come, first-served.
 """
 
 from __future__ import annotations
@@ -35,16 +32,15 @@ from llama_cpp._utils import suppress_stdout_stderr
 
 from chat.backends.base import Finish
 from chat.backends.local.jobs import Job, Slot, ended
-from chat.backends.local.prompt_cache import PromptCache, common_prefix
+from chat.backends.local.prompt_cache import PromptCache
 from chat.backends.local.sampling import Outputs, SamplerChain, TextOut, Vocabulary
+from chat.backends.local.slot_states import SlotStates
 from chat.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 PREFILL_CHUNK = 128  # prompt tokens evaluated per step for each sequence still prefilling
 N_BATCH = 512  # llama.cpp's batch: every decoding sequence's token plus the prefill chunk
-SAVE_MIN_TOKENS = 8  # a slot's state is saved before it is overwritten when it holds more than this
-COPY_MIN_TOKENS = 16  # a prefix is copied from another slot when it saves at least this much
 # When the model's threads take every core, the scheduler waits (at most this long) before a step
 # until each replying sequence's reader has taken its last token: decoding while the readers'
 # Python runs would put more busy threads than cores, and llama.cpp's threads, which spin at every
@@ -79,7 +75,6 @@ class Scheduler:
     ) -> None:
         self.n_ctx = n_ctx
         self.parallel = parallel
-        self.prompt_cache = prompt_cache
         self._vocab = Vocabulary(llm._model.vocab)  # noqa: SLF001 - the handle llama.cpp's API needs
         # the handle's own settings (attention kind, RoPE, threads), with room for every sequence
         params = type(llm.context_params).from_buffer_copy(llm.context_params)
@@ -97,9 +92,9 @@ class Scheduler:
             self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)  # noqa: SLF001
         if not self.ctx:
             raise ValueError("failed to create the batched llama.cpp context")
-        self._memory = llama_cpp.llama_get_memory(self.ctx)
         self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
         self._slots = [Slot(seq) for seq in range(parallel)]
+        self._states = SlotStates(self.ctx, self._slots, prompt_cache)
         self._waiting: deque[Job] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -183,7 +178,7 @@ class Scheduler:
                 resets, self._resets = self._resets, []
                 admit = self._admissible()
             if resets:
-                self._empty_idle(save=False)
+                self._states.empty_idle(save=False)
                 for done in resets:
                     done.set()
             for job, slot in admit:
@@ -238,7 +233,7 @@ class Scheduler:
                 break
             if job.exclusive and (busy or admit):
                 break  # runs alone: wait for the running ones to end
-            slot = self._choose(job, free)
+            slot = self._states.choose(np.asarray(job.tokens, dtype=np.intc), free)
             free.remove(slot)
             self._waiting.remove(job)
             slot.job = job  # claimed under the lock, so ``active`` counts it
@@ -247,25 +242,11 @@ class Scheduler:
                 break
         return admit
 
-    def _choose(self, job: Job, free: list[Slot]) -> Slot:
-        """The free slot that already holds most of the prompt, else the least recently used."""
-        prompt = np.asarray(job.tokens, dtype=np.intc)
-        best = max(free, key=lambda s: (common_prefix(s.tokens, prompt), -s.used_at))
-        if common_prefix(best.tokens, prompt) >= COPY_MIN_TOKENS:
-            return best
-        return min(free, key=lambda s: s.used_at)
-
     def _start(self, job: Job, slot: Slot) -> None:
         """Make the slot's KV cells the best available prefix of the prompt; evaluate the rest."""
         prompt = np.asarray(job.tokens, dtype=np.intc)
         try:
-            if job.exclusive:
-                self._clear_for(slot)
-            kept = 0 if job.exclusive else self._reuse(slot, prompt)
-            # at least the prompt's last token is evaluated: its logits pick the first reply token
-            kept = min(kept, len(prompt) - 1)
-            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, kept, -1)
-            slot.tokens = prompt[:kept].copy()
+            kept = self._states.prepare(slot, prompt, alone=job.exclusive)
             slot.pending = list(job.tokens[kept:])
             slot.cached = kept
             slot.generated = 0
@@ -277,69 +258,6 @@ class Scheduler:
             return
         finally:
             job.admitted.set()
-
-    def _reuse(self, slot: Slot, prompt: np.ndarray) -> int:
-        """Tokens of ``prompt`` the slot holds after restoring or copying the best prefix."""
-        own = common_prefix(slot.tokens, prompt)
-        entry_id, saved = self.prompt_cache.best(prompt)
-        donor, shared = None, 0
-        for other in self._slots:
-            if other is not slot:
-                n = common_prefix(other.tokens, prompt)
-                if n > shared:
-                    donor, shared = other, n
-        if max(saved, shared) < own + COPY_MIN_TOKENS:
-            self._save(slot, keep=own)
-            return own
-        if saved > shared and entry_id is not None:
-            entry = self.prompt_cache.get(entry_id)
-            if saved >= len(entry.tokens) - SAVE_MIN_TOKENS:
-                # the prompt takes (nearly) all of it: out of the cache before the slot is saved,
-                # so saving cannot evict it first; otherwise the entry stays for its own conversation
-                self.prompt_cache.pop(entry_id)
-            self._save(slot)
-            restored = self.prompt_cache.restore(self.ctx, slot.seq, entry)
-            if restored is not None:
-                slot.tokens = restored
-                return saved
-            self._empty(slot)
-            return 0
-        self._save(slot)
-        self._empty(slot)
-        # the donor's whole sequence, then what follows the shared prefix dropped: across streams
-        # llama.cpp copies whole streams only (in one pool the cells are shared, nothing is copied)
-        llama_cpp.llama_memory_seq_cp(self._memory, donor.seq, slot.seq, -1, -1)
-        llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, shared, -1)
-        slot.tokens = prompt[:shared].copy()
-        return shared
-
-    def _clear_for(self, alone: Slot) -> None:
-        """Empty the whole KV cache (the idle slots' states saved first), so ``alone`` runs as on
-        a fresh context: other sequences' cells change how attention's sums are grouped."""
-        self._save(alone)
-        alone.tokens = alone.tokens[:0]
-        self._empty_idle(save=True)
-        llama_cpp.llama_memory_clear(self._memory, True)
-
-    def _empty_idle(self, *, save: bool) -> bool:
-        """Empty the idle slots' KV cells (saved to the prompt cache first when ``save``);
-        False when none held any."""
-        held = [slot for slot in self._slots if slot.job is None and len(slot.tokens)]
-        for slot in held:
-            if save:
-                self._save(slot)
-            self._empty(slot)
-        return bool(held)
-
-    def _empty(self, slot: Slot) -> None:
-        llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
-        slot.tokens = slot.tokens[:0]
-
-    def _save(self, slot: Slot, *, keep: int = 0) -> None:
-        """Save the slot's state to the prompt cache when the new content overwrites more than
-        ``SAVE_MIN_TOKENS`` of it (all but its first ``keep`` tokens are overwritten)."""
-        if len(slot.tokens) - keep > SAVE_MIN_TOKENS:
-            self.prompt_cache.save(self.ctx, slot.seq, slot.tokens)
 
     def _step(self) -> None:
         batch = self._batch
@@ -371,7 +289,9 @@ class Scheduler:
             return
         batch.n_tokens = n
         status = llama_cpp.llama_decode(self.ctx, batch)
-        if status == 1 and self._empty_idle(save=True):  # no room for the batch: idle slots' cells go first
+        if status == 1 and self._states.empty_idle(
+            save=True
+        ):  # no room for the batch: idle slots' cells go first
             status = llama_cpp.llama_decode(self.ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status}")
@@ -445,5 +365,5 @@ class Scheduler:
     def _fail_all(self, exc: BaseException) -> None:
         for slot in self._slots:
             if slot.job is not None:
-                self._empty(slot)
+                self._states.empty(slot)
                 self._finish(slot, None, error=exc)
