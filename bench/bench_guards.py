@@ -229,7 +229,7 @@ def main() -> None:
     parser.add_argument(
         "--encoder-threads",
         action="store_true",
-        help="the encoder on one thread and on two, idle and beside a generating chat model (the test split's messages)",
+        help="the encoder on one thread and on two, idle and beside a generating chat model (the first test split's messages)",
     )
     args = parser.parse_args()
 

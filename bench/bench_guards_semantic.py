@@ -66,9 +66,11 @@ def refused(s: evalset.Score) -> str:
     return f"{pct(s.fp_rate)} ({s.fp}/{s.fp + s.tn})"
 
 
-def rows(layer: str, refuses: Callable[[str], bool], items: list[evalset.Item]) -> list[str]:
+def rows(
+    layer: str, refuses: Callable[[str], bool], items: list[evalset.Item], evasions: list[evalset.Item]
+) -> list[str]:
     plain, _ = evalset.score(items, refuses)
-    evaded, _ = evalset.score(evalset.evasion_copy(items), refuses)
+    evaded, _ = evalset.score(evasions, refuses)
     out = []
     for name in ["all", "lang:zh", "lang:en", *(f"cat:{c}" for c in CATEGORIES)]:
         p, e = plain.get(name, evalset.Score()), evaded.get(name, evalset.Score())
@@ -108,7 +110,9 @@ def semantic_section(splits: Sequence[Path] = (SPLIT,)) -> list[str]:
     exact.overrule_intent_below = 0.0
     shipped = refusals(ContentGuard(rules, semantic=semantic))
     by_split = {path: load_split(path) for path in splits}
+    evaded = {path: evalset.evasion_copy(part) for path, part in by_split.items()}
     items = [item for part in by_split.values() for item in part]
+    evasions = [item for part in evaded.values() for item in part]  # each split's own copy
 
     overrule = semantic.overrule_intent_below
     lines = [
@@ -117,9 +121,14 @@ def semantic_section(splits: Sequence[Path] = (SPLIT,)) -> list[str]:
         "",
         "| layer | slice | request recall (test) | recall (evasion copy) | false positives (mentions; all others for all/lang) |",
         "|---|---|---|---|---|",
-        *rows("rules", lambda text: rules.check_input(text) is not None, items),
-        *rows("rules + semantic, every rule exact", refusals(ContentGuard(rules, semantic=exact)), items),
-        *rows(f"rules + semantic, intent rules overruled below {overrule}", shipped, items),
+        *rows("rules", lambda text: rules.check_input(text) is not None, items, evasions),
+        *rows(
+            "rules + semantic, every rule exact",
+            refusals(ContentGuard(rules, semantic=exact)),
+            items,
+            evasions,
+        ),
+        *rows(f"rules + semantic, intent rules overruled below {overrule}", shipped, items, evasions),
     ]
     if len(splits) > 1:
         lines += [
@@ -129,9 +138,9 @@ def semantic_section(splits: Sequence[Path] = (SPLIT,)) -> list[str]:
         ]
         for path, part in by_split.items():
             plain, _ = evalset.score(part, shipped)
-            evaded, _ = evalset.score(evalset.evasion_copy(part), shipped)
+            copy_scores, _ = evalset.score(evaded[path], shipped)
             lines.append(
-                f"| {path.name} | {caught(plain['label:harmful'])} | {caught(evaded['all'])} "
+                f"| {path.name} | {caught(plain['label:harmful'])} | {caught(copy_scores['all'])} "
                 f"| {refused(plain['label:mention'])} | {refused(plain['label:benign'])} |"
             )
 
@@ -139,7 +148,7 @@ def semantic_section(splits: Sequence[Path] = (SPLIT,)) -> list[str]:
     # each normalised text once (most evasions normalise back to the plain text: a memory hit).
     fresh = SemanticGuard(semantic.classifier, _examples(semantic), Encoder(memo_size=1))
     views: dict[tuple[str, ...], str] = {}
-    for item in [*items, *evalset.evasion_copy(items)]:
+    for item in [*items, *evasions]:
         views.setdefault(tuple(pieces(item.text)), item.text)
     texts = list(views.values())
     fresh.verdict("warm up")
@@ -244,10 +253,7 @@ def cross_validation(folds: int = 5, *, seed: int = 0, block: int = 5) -> list[s
     hits = [rules.check_input(e.text) for e in examples]
     # as the guard decides: an intent rule's refusal stands only from its overrule score up
     ruled = np.array(
-        [
-            hit is not None and not (hit.intent and s < semantic.overrule_intent_below)
-            for hit, s in zip(hits, score, strict=True)
-        ]
+        [hit is not None and not semantic.lifts(hit, s) for hit, s in zip(hits, score, strict=True)]
     )
     lines = [
         f"Cross-validation on the {len(examples)} training examples ({folds} folds of {len(unique)} groups: "

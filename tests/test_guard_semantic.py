@@ -482,12 +482,38 @@ def test_phrases_other_roles_and_a_zero_setting_are_never_overruled(
     assert refusal(ContentGuard(broad_rules, semantic=exact), CLEARLY_BENIGN) is not None
 
 
+class BrokenEncoder:
+    def embed(self, texts: list[str]) -> np.ndarray:
+        raise RuntimeError("llama_encode returned -1")
+
+
+def test_a_long_message_or_a_failing_encoder_leaves_the_intent_rules_refusal(
+    broad_rules: RuleSet, semantic: SemanticGuard
+) -> None:
+    """The verdict of a long message reads its first and last runs only: the rule's match may lie
+    between them, so it is not overruled. An encoder that fails overrules nothing either."""
+    padding = "The room was clean and quiet. " * 20
+    long = f"{padding}{CLEARLY_BENIGN} {padding}"
+    assert len(long) < 2000 and semantic.verdict(long).score < semantic.overrule_intent_below
+    blocked = refusal(ContentGuard(broad_rules, semantic=semantic), long)
+    assert blocked is not None and not isinstance(blocked, SemanticRefusal)
+    broken = copy.copy(semantic)
+    broken.encoder = BrokenEncoder()  # type: ignore[assignment]
+    blocked = refusal(ContentGuard(broad_rules, semantic=broken), CLEARLY_BENIGN)
+    assert blocked is not None and blocked.user_message("en") == t("error.input_blocked", "en")
+
+
 def test_the_overrule_setting_must_sit_under_the_threshold(examples_copy: Path) -> None:
     settings = examples_copy / "guard.toml"
     text = settings.read_text(encoding="utf-8")
     settings.write_text(re.sub(r"(?m)^overrule_intent_below = .*$", "overrule_intent_below = 0.95", text))
     with pytest.raises(ConfigError, match="overrule_intent_below must be under the threshold"):
         load_examples(examples_copy)
-    settings.write_text(re.sub(r"(?m)^overrule_intent_below = .*$", "overrule_intent_below = 'high'", text))
-    with pytest.raises(ConfigError, match="overrule_intent_below must be a number between 0 and 1"):
-        load_examples(examples_copy)
+    for bad in ("'high'", "false", "-0.1", "1"):
+        settings.write_text(
+            re.sub(r"(?m)^overrule_intent_below = .*$", f"overrule_intent_below = {bad}", text)
+        )
+        with pytest.raises(ConfigError, match="overrule_intent_below must be a number from 0 up to 1"):
+            load_examples(examples_copy)
+    settings.write_text(re.sub(r"(?m)^overrule_intent_below = .*\n", "", text))
+    assert load_examples(examples_copy).overrule_intent_below == 0  # without the key: rules exact

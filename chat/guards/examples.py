@@ -94,7 +94,7 @@ def load_examples(directory: Path | None = None) -> Examples:
                 f"{MIN_REQUESTS} request examples, found {count}"
             )
     threshold = _score(settings, "threshold", DEFAULT_THRESHOLD)
-    overrule = _score(settings, "overrule_intent_below", DEFAULT_OVERRULE_INTENT_BELOW)
+    overrule = _score(settings, "overrule_intent_below", DEFAULT_OVERRULE_INTENT_BELOW, zero=True)
     if overrule >= threshold:
         raise ConfigError(
             f"{SETTINGS_FILE}: [classifier] overrule_intent_below must be under the threshold ({threshold})"
@@ -137,13 +137,13 @@ def _read_settings(path: Path) -> dict:
         raise ConfigError(f"{path.name}: {exc}") from None  # the message gives the line and column
 
 
-def _score(settings: dict, key: str, default: float) -> float:
-    """A probability setting of the [classifier] table: over 0 and under 1 (the default may be 0)."""
+def _score(settings: dict, key: str, default: float, *, zero: bool = False) -> float:
+    """A probability setting of the [classifier] table: under 1, and over 0 unless ``zero``."""
     value = settings.get("classifier", {}).get(key, default)
-    if value == default:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-        raise ConfigError(f"{SETTINGS_FILE}: [classifier] {key} must be a number between 0 and 1")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not 0 <= value < 1 or (value == 0 and not zero):
+        bounds = "from 0 up to 1 (not 1)" if zero else "between 0 and 1"
+        raise ConfigError(f"{SETTINGS_FILE}: [classifier] {key} must be a number {bounds}")
     return float(value)
 
 

@@ -9,7 +9,7 @@ view's hashed words and word pairs, says which of these it is: a request of one 
 topic (news, prevention, teaching, fiction; allowed) or something benign (allowed).
 
 The regression is trained from ``prompts/filters/examples/`` (``chat.guards.examples``) when they
-change (about 30 s on 2 cores) and read from the classifier file beside them otherwise; the
+change (about 40 s on 2 cores) and read from the classifier file beside them otherwise; the
 examples' vectors come from the vectors file there too. Why a
 regression and not a nearest-neighbour vote: the encoder's similarity follows the topic ("how do I
 report elder fraud" sits nearer "how do I defraud the elderly" than a paraphrase does), and on the
@@ -153,7 +153,7 @@ class Classifier:
 
 def trained(vectors: np.ndarray, views: list[str], targets: list[str], path: Path) -> Classifier:
     """The classifier for these examples (their vectors, intent views and classes): read from
-    ``path`` when it was trained on exactly them, else trained (about 30 s for 16,000 examples on
+    ``path`` when it was trained on exactly them, else trained (about 40 s for 20,000 examples on
     2 idle cores, far more on a busy machine) and kept. The stamp is taken over the vectors and
     views, not over the features made from them: hashing those 200 MB took most of a start-up's
     second."""
@@ -209,23 +209,29 @@ def target(label: str, category: str) -> str:
     return category if label == "request" else label
 
 
-def pieces(text: str) -> list[str]:
-    """What is embedded for ``text``: its intent view whole, or for a long message runs of whole
-    sentences of at most ``WINDOW`` characters each (a request at the end of a long paste would
-    be drowned in one vector of all of it); past ``MAX_PIECES`` runs, the first and last ones."""
+def runs(text: str) -> list[str]:
+    """``text``'s intent view whole, or for a long message runs of whole sentences of at most
+    ``WINDOW`` characters each: a request at the end of a long paste would be drowned in one
+    vector of all of it."""
     view = intent_view(text)
     if len(view) <= WINDOW:
         return [view]
-    runs: list[str] = []
+    found: list[str] = []
     for sentence in _SENTENCE.findall(view):
         for start in range(0, len(sentence), WINDOW):
             part = sentence[start : start + WINDOW].strip()
-            if runs and len(runs[-1]) + len(part) + 1 <= WINDOW:
-                runs[-1] = f"{runs[-1]} {part}"
+            if found and len(found[-1]) + len(part) + 1 <= WINDOW:
+                found[-1] = f"{found[-1]} {part}"
             elif part:
-                runs.append(part)
+                found.append(part)
+    return found
+
+
+def pieces(text: str) -> list[str]:
+    """What is embedded for ``text``: its runs, or past ``MAX_PIECES`` of them the first and last ones."""
+    found = runs(text)
     half = MAX_PIECES // 2
-    return runs if len(runs) <= MAX_PIECES else runs[:half] + runs[-half:]
+    return found if len(found) <= MAX_PIECES else found[:half] + found[-half:]
 
 
 class SemanticRefusal(ContentBlocked):
@@ -278,15 +284,25 @@ class SemanticGuard:
             c for c, r in self.replies.items() if r.needs is not None and not r.needs.search(view)
         )
 
+    def lifts(self, rule: Rule, score: float) -> bool:
+        """Whether a request probability of ``score`` lifts ``rule``'s refusal: only an intent
+        rule's (an ask near an act, a guess), and only under ``overrule_intent_below``. Phrase
+        lists and regular expressions (a pasted secret) are exact."""
+        return rule.intent and score < self.overrule_intent_below
+
     def overrules(self, rule: Rule, text: str) -> bool:
-        """Whether ``rule``'s refusal of ``text`` is lifted: only an intent rule's (an ask near an
-        act, a guess: "how do I kill the app's notifications"), and only when this layer gives the
-        message a request probability under ``overrule_intent_below``. Phrase lists and regular
-        expressions (a pasted secret) stay exact."""
-        if not rule.intent or self.overrule_intent_below <= 0:
+        """Whether this layer lifts ``rule``'s refusal of ``text`` ("how do I dodge the boss's fire
+        attack" is no request to attack anyone). Not when the verdict would read only the start
+        and end of a long message (the rule's match may lie between), nor when the encoder fails:
+        the refusal then stands."""
+        if not self.lifts(rule, 0.0) or len(runs(text)) > MAX_PIECES:
             return False
-        score = self.verdict(text).score
-        if score >= self.overrule_intent_below:
+        try:
+            score = self.verdict(text).score
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the rule's refusal in place
+            log.warning("the semantic guard could not judge a message %s refused: %r", rule.where, exc)
+            return False
+        if not self.lifts(rule, score):
             return False
         log.info("intent rule %s overruled by the semantic guard (%.2f)", rule.where, score)
         return True
@@ -305,7 +321,7 @@ _LOADED_LOCK = threading.Lock()
 
 def shared_guard(directory: Path) -> SemanticGuard:
     """The guard for an examples folder, loaded once per process while its files stay as they are:
-    a load reads and checks some 16,000 examples (a quarter of a second), and a process builds
+    a load reads and checks some 20,000 examples (a third of a second), and a process builds
     several apps (replicas of the settings, the tests). A changed example or setting file is read again;
     the vectors and classifier files the load itself writes are not part of the key."""
     try:

@@ -289,9 +289,8 @@ class Scheduler:
             return
         batch.n_tokens = n
         status = llama_cpp.llama_decode(self.ctx, batch)
-        if status == 1 and self._states.empty_idle(
-            save=True
-        ):  # no room for the batch: idle slots' cells go first
+        # no room for the batch: the idle slots' cells go first
+        if status == 1 and self._states.empty_idle(save=True):
             status = llama_cpp.llama_decode(self.ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status}")
