@@ -30,6 +30,7 @@ from chat.messages import Message
 from chat.settings import Settings
 
 if TYPE_CHECKING:
+    from chat.guards.examples import CategoryReply
     from chat.guards.semantic import SemanticGuard
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,18 @@ class ContentBlocked(InputBlocked):
         return f"{t('error.refused_earlier', lang, n=self.position, total=self.total)} {reason}"
 
 
+class CategoryRefusal(ContentBlocked):
+    """A refusal in its category's own words (``examples/guard.toml``): the semantic layer's, or a
+    rule file's named after a category (``self_harm``: a caring reply with help lines)."""
+
+    def __init__(self, detail: str, reply: CategoryReply) -> None:
+        super().__init__(detail, category=reply.category)
+        self.reply = reply
+
+    def refusal(self, lang: Lang = "en") -> str:
+        return self.reply.text.get(lang, self.reply.text["en"])
+
+
 class ContentGuard:
     """The engine's input and output guard. Thread-safe: share one per app.
 
@@ -101,10 +114,13 @@ class ContentGuard:
         moderation: Moderation | None = None,
         guard_model: Moderation | None = None,
         semantic: SemanticGuard | None = None,
+        replies: dict[str, CategoryReply] | None = None,
         memo_size: int = DEFAULT_MEMO_SIZE,
     ) -> None:
         self.rules = rules if rules is not None else RuleSet.load()
         self.semantic = semantic
+        # a rule of a category with a reply here answers with it (the layer's own, when it is on)
+        self.replies = replies if replies is not None else (semantic.replies if semantic else {})
         self.max_message_chars = max_message_chars
         self.max_turns = max_turns
         self.moderation = moderation
@@ -158,9 +174,10 @@ class ContentGuard:
         semantic = self.semantic if message.role == "user" else None
         if rule is not None and not (semantic is not None and semantic.overrules(rule, message.content)):
             log.info("input blocked by %s (%s)", rule.where, rule.category)
-            raise ContentBlocked(
-                f"input rule {rule.where} ({rule.category})", key=rule.refusal, category=rule.category
-            )
+            detail = f"input rule {rule.where} ({rule.category})"
+            if (reply := self.replies.get(rule.category)) is not None:
+                raise CategoryRefusal(detail, reply)
+            raise ContentBlocked(detail, key=rule.refusal, category=rule.category)
         if semantic is not None and rule is None:
             semantic.check(message.content)
         if model is not None:
@@ -208,13 +225,17 @@ def build_guard(settings: Settings) -> ContentGuard:
             model=settings.moderation_model,
             timeout=settings.connect_timeout + settings.read_timeout,
         )
+    from chat.guards.examples import load_replies
+
+    semantic = build_semantic(settings, directory)
     return ContentGuard(
         RuleSet.load(directory),
         max_message_chars=settings.max_message_chars,
         max_turns=settings.max_turns,
         moderation=moderation,
         guard_model=build_guard_model(settings),
-        semantic=build_semantic(settings, directory),
+        semantic=semantic,
+        replies=semantic.replies if semantic else load_replies(directory / "examples"),
     )
 
 
@@ -245,6 +266,7 @@ def build_guard_model(settings: Settings) -> Moderation | None:
 
 
 __all__ = [
+    "CategoryRefusal",
     "ContentBlocked",
     "ContentGuard",
     "MessageTooLong",

@@ -102,6 +102,13 @@ def load_examples(directory: Path | None = None) -> Examples:
     return Examples(examples, replies, threshold, overrule)
 
 
+def load_replies(directory: Path) -> dict[str, CategoryReply]:
+    """Each category's reply from ``directory``'s guard.toml alone (none when there is no such
+    file): what a rule file named after a category answers with, the semantic layer on or off."""
+    path = Path(directory) / SETTINGS_FILE
+    return _replies(_read_settings(path)) if path.is_file() else {}
+
+
 def _read_file(path: Path, replies: dict[str, CategoryReply]) -> list[Example]:
     name = _NAME.match(path.name)
     if name is None or name["label"] not in LABELS:
@@ -179,4 +186,13 @@ def _needs(category: str, value: object) -> re.Pattern[str] | None:
         raise ConfigError(f"{SETTINGS_FILE}: [{category}] needs is a bad regular expression: {exc}") from None
 
 
-__all__ = ["DEFAULT_DIR", "LABELS", "CategoryReply", "Example", "Examples", "language", "load_examples"]
+__all__ = [
+    "DEFAULT_DIR",
+    "LABELS",
+    "CategoryReply",
+    "Example",
+    "Examples",
+    "language",
+    "load_examples",
+    "load_replies",
+]

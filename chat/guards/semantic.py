@@ -40,12 +40,11 @@ from pathlib import Path
 import numpy as np
 from cachetools import LRUCache
 
-from chat.guards import ContentBlocked
+from chat.guards import CategoryRefusal
 from chat.guards.encoder import Encoder, cached_vectors, shared_encoder, write_arrays
 from chat.guards.examples import DEFAULT_DIR, CategoryReply, Examples, load_examples
 from chat.guards.normalise import intent_view, text_view
 from chat.guards.rule import Rule
-from chat.i18n import Lang
 
 log = logging.getLogger(__name__)
 
@@ -234,15 +233,11 @@ def pieces(text: str) -> list[str]:
     return found if len(found) <= MAX_PIECES else found[:half] + found[-half:]
 
 
-class SemanticRefusal(ContentBlocked):
+class SemanticRefusal(CategoryRefusal):
     """The semantic layer stopped a message: the user reads its category's reply."""
 
     def __init__(self, reply: CategoryReply, score: float) -> None:
-        super().__init__(f"semantic guard ({reply.category}, {score:.2f})", category=reply.category)
-        self.reply = reply
-
-    def refusal(self, lang: Lang = "en") -> str:
-        return self.reply.text.get(lang, self.reply.text["en"])
+        super().__init__(f"semantic guard ({reply.category}, {score:.2f})", reply)
 
 
 class SemanticGuard:
