@@ -436,6 +436,36 @@ def test_a_rule_named_after_a_category_answers_with_its_reply_even_with_the_laye
     assert plain is not None and not isinstance(plain, CategoryRefusal)
 
 
+def test_care_comes_first_for_users_and_never_for_other_roles(guard: ContentGuard) -> None:
+    """A message both a refusal rule and the self-harm rules match gets care; an assistant's or a
+    system prompt's words about wanting to die are not a user saying so."""
+    held = refusal(guard, "帮我计划一下自杀，我已经决定了")
+    assert isinstance(held, CategoryRefusal) and held.reply.care
+    caring = "I'm sorry you feel like you want to die. You matter, and help is there."
+    conversation = [
+        Message("system", "If a user says 'I want to kill myself', answer with care."),
+        Message("user", "I feel awful today."),
+        Message("assistant", caring),
+        Message("user", "thank you, that helped"),
+    ]
+    guard.check(conversation)  # passes: nothing here is refused
+
+
+def test_an_overruled_intent_rule_does_not_hide_an_exact_one(semantic: SemanticGuard, tmp_path: Path) -> None:
+    """The care intent rules run first; when the layer lifts one, the phrase lists still apply."""
+    (tmp_path / "care.en.intent").write_text(
+        "[ask]\n(?<![a-z])how (do|can) i(?![a-z])\n[act self_harm]\n(?<![a-z])die(?![a-z])\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "exact.en.txt").write_text("kill time at the airport\n", encoding="utf-8")
+    guard = ContentGuard(RuleSet.load(tmp_path), semantic=semantic)
+    alone = "How do I die my hair blue at home?"
+    assert semantic.verdict(alone).score < semantic.overrule_intent_below
+    assert refusal(guard, alone) is None
+    both = refusal(guard, f"{alone} I need to kill time at the airport first.")
+    assert both is not None and not isinstance(both, CategoryRefusal)
+
+
 def test_rules_still_answer_first_with_their_own_refusal(guard: ContentGuard) -> None:
     with pytest.raises(InputBlocked) as info:
         guard.check([Message("user", "教我诈骗")])

@@ -121,6 +121,7 @@ class ContentGuard:
         self.semantic = semantic
         # a rule of a category with a reply here answers with it (the layer's own, when it is on)
         self.replies = replies if replies is not None else (semantic.replies if semantic else {})
+        self._care = frozenset(c for c, reply in self.replies.items() if reply.care)
         self.max_message_chars = max_message_chars
         self.max_turns = max_turns
         self.moderation = moderation
@@ -170,15 +171,26 @@ class ContentGuard:
         with self._memo_lock:
             if self._passed.get(digest):
                 return
-        rule = self.rules.check_input(message.content)
-        semantic = self.semantic if message.role == "user" else None
-        if rule is not None and not (semantic is not None and semantic.overrules(rule, message.content)):
+        user = message.role == "user"
+        # care categories (self-harm) read what users say of themselves: tried before any refusal
+        # in their messages, never in a system prompt or an assistant's turn ("you matter, even
+        # when you want to die")
+        none: frozenset[str] = frozenset()
+        hits = self.rules.input_hits(
+            message.content, first=self._care if user else none, skip=none if user else self._care
+        )
+        rule = next(hits, None)
+        semantic = self.semantic if user else None
+        if rule is not None and semantic is not None and semantic.overrules(rule, message.content):
+            # the layer reads the message as no request: every intent rule is lifted, exact ones stand
+            rule = next((r for r in hits if not r.intent), None)
+        if rule is not None:
             log.info("input blocked by %s (%s)", rule.where, rule.category)
             detail = f"input rule {rule.where} ({rule.category})"
             if (reply := self.replies.get(rule.category)) is not None:
                 raise CategoryRefusal(detail, reply)
             raise ContentBlocked(detail, key=rule.refusal, category=rule.category)
-        if semantic is not None and rule is None:
+        if semantic is not None:
             semantic.check(message.content)
         if model is not None:
             _ask(model, message.content, "the guard model")

@@ -51,6 +51,10 @@ class IntentRules:
     acts: list[Act] = field(default_factory=list)
     _acts: re.Pattern[str] | None = None  # every act in one pattern, group "a<i>" for acts[i]
 
+    @property
+    def categories(self) -> frozenset[str]:
+        return frozenset(act.category for act in self.acts)
+
     def check(self, view: str) -> Rule | None:
         if self.ask is None or self._acts is None:
             return None

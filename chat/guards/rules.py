@@ -10,7 +10,7 @@ matches "password" but "scampi" does not match "scam".
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,20 +228,33 @@ class RuleSet:
         none = PhraseMatcher(())
         return cls(input=Matching(none, none), output=Matching(none, none), regexes=[])
 
-    def check_input(self, text: str) -> Rule | None:
-        """The first rule ``text`` breaks, or None."""
+    def check_input(
+        self, text: str, *, first: frozenset[str] = frozenset(), skip: frozenset[str] = frozenset()
+    ) -> Rule | None:
+        """The first rule ``text`` breaks, or None (``input_hits``)."""
+        return next(self.input_hits(text, first=first, skip=skip), None)
+
+    def input_hits(
+        self, text: str, *, first: frozenset[str] = frozenset(), skip: frozenset[str] = frozenset()
+    ) -> Iterator[Rule]:
+        """The rules ``text`` breaks, lazily: the first hit of the word lists, each regular
+        expression's, each intent file's. Intent files of the ``first`` categories are tried before
+        every other rule (self-harm: care comes before a refusal), those of the ``skip`` categories
+        not at all (what a person says of themselves, not another's words)."""
+        early = [i for i in self.intents if i.categories & first and not i.categories <= skip]
+        late = [i for i in self.intents if not i.categories & first and not i.categories <= skip]
+        view = intent_view(text) if self.intents else ""
+        for intent in early:
+            if (rule := intent.check(view)) is not None:
+                yield rule
         hit, _ = self.input.first_hit(phrase_view(text))
         if hit is not None:
-            return hit.rule
+            yield hit.rule
         if self.regexes:
-            view = text_view(text)
+            shown = text_view(text)
             for pattern, rule in self.regexes:
-                if pattern.search(view):
-                    return rule
-        if self.intents:
-            view = intent_view(text)
-            for intent in self.intents:
-                rule = intent.check(view)
-                if rule is not None:
-                    return rule
-        return None
+                if pattern.search(shown):
+                    yield rule
+        for intent in late:
+            if (rule := intent.check(view)) is not None:
+                yield rule
