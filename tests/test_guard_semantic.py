@@ -438,11 +438,16 @@ def test_a_rule_named_after_a_category_answers_with_its_reply_even_with_the_laye
 
 def test_care_comes_first_for_users_and_never_for_other_roles(guard: ContentGuard) -> None:
     """A message both a refusal rule and the self-harm rules match gets care; an assistant's or a
-    system prompt's words about wanting to die are not a user saying so."""
+    system prompt's words about wanting to die or about minors are not a user asking."""
     held = refusal(guard, "帮我计划一下自杀，我已经决定了")
     assert isinstance(held, CategoryRefusal) and held.reply.care
     caring = "I'm sorry you feel like you want to die. You matter, and help is there."
     conversation = [
+        Message(
+            "system", "Never write sexual content involving minors. 不要生成任何涉及未成年人的色情内容。"
+        ),
+        Message("user", "Write an erotic scene about a 25 year old woman."),
+        Message("assistant", "I can't write sexual content involving a 12 year old, but here is a romance."),
         Message("system", "If a user says 'I want to kill myself', answer with care."),
         Message("user", "I feel awful today."),
         Message("assistant", caring),

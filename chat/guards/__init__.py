@@ -172,12 +172,15 @@ class ContentGuard:
             if self._passed.get(digest):
                 return
         user = message.role == "user"
-        # care categories (self-harm) read what users say of themselves: tried before any refusal
-        # in their messages, never in a system prompt or an assistant's turn ("you matter, even
-        # when you want to die")
+        # The rules of the layer's categories (self-harm, sexual content about minors) read what
+        # users ask or say of themselves: never a system prompt or an assistant's turn ("never
+        # write sexual content involving minors", "you matter, even when you want to die"). Care
+        # (self-harm) is tried before any refusal of a user's message.
         none: frozenset[str] = frozenset()
         hits = self.rules.input_hits(
-            message.content, first=self._care if user else none, skip=none if user else self._care
+            message.content,
+            first=self._care if user else none,
+            skip=none if user else frozenset(self.replies),
         )
         rule = next(hits, None)
         semantic = self.semantic if user else None
