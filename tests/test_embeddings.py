@@ -95,6 +95,8 @@ def test_the_local_embedder_pools_normalises_and_ranks(local_embedder: GGUFEmbed
     assert _dot(question, vectors[0]) > _dot(question, vectors[2])
     assert local_embedder.embed([]) == []
     assert local_embedder.name == "SmolLM2-135M-Instruct.Q4_1"
+    # its context holds one batch of sequences, not llama-cpp-python's 256 (100 MB for e5)
+    assert local_embedder._llm.context_params.n_seq_max == local_embedder.batch_size  # noqa: SLF001
 
 
 def test_the_local_embedder_truncates_a_long_text() -> None:
