@@ -121,6 +121,7 @@ class ContentGuard:
         self.semantic = semantic
         # a rule of a category with a reply here answers with it (the layer's own, when it is on)
         self.replies = replies if replies is not None else (semantic.replies if semantic else {})
+        self._own_categories = frozenset(self.replies)
         self._care = frozenset(c for c, reply in self.replies.items() if reply.care)
         self.max_message_chars = max_message_chars
         self.max_turns = max_turns
@@ -176,12 +177,8 @@ class ContentGuard:
         # users ask or say of themselves: never a system prompt or an assistant's turn ("never
         # write sexual content involving minors", "you matter, even when you want to die"). Care
         # (self-harm) is tried before any refusal of a user's message.
-        none: frozenset[str] = frozenset()
-        hits = self.rules.input_hits(
-            message.content,
-            first=self._care if user else none,
-            skip=none if user else frozenset(self.replies),
-        )
+        first, skip = (self._care, frozenset()) if user else (frozenset(), self._own_categories)
+        hits = self.rules.input_hits(message.content, first=first, skip=skip)
         rule = next(hits, None)
         semantic = self.semantic if user else None
         if rule is not None and semantic is not None and semantic.overrules(rule, message.content):

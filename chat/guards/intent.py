@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from chat.errors import ConfigError
@@ -51,8 +52,9 @@ class IntentRules:
     acts: list[Act] = field(default_factory=list)
     _acts: re.Pattern[str] | None = None  # every act in one pattern, group "a<i>" for acts[i]
 
-    @property
+    @cached_property
     def categories(self) -> frozenset[str]:
+        """Every act's category: asked of each file for each message checked."""
         return frozenset(act.category for act in self.acts)
 
     def check(self, view: str) -> Rule | None:
